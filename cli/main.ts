@@ -1,0 +1,141 @@
+import { Command, CommanderError, Option } from 'commander';
+import { readMeshSecret } from './secret.ts';
+import { ApiClient, CliError } from './client.ts';
+import { DEFAULT_METRICS, launch } from './launch.ts';
+import { ago, table } from './format.ts';
+import { MESH_PORT } from '../mesh/address.ts';
+import { errorText } from '../mesh/log.ts';
+
+const DEFAULT_DATA_DIR = '/var/lib/weft';
+
+interface Globals {
+  dataDir: string;
+  peer?: string;
+  passwordFile?: string;
+  json?: boolean;
+}
+
+/** Exit codes: 0 success, 1 failure, 2 usage. */
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+function fail(message: string, code = EXIT_FAILURE): never {
+  process.stderr.write(`weft: ${message}\n`);
+  process.exit(code);
+}
+
+async function client(g: Globals): Promise<ApiClient> {
+  if (!g.peer) return ApiClient.local(g.dataDir);
+  const secret = readMeshSecret({ passwordFile: g.passwordFile });
+  if (!secret) throw new CliError('--peer needs the mesh secret: give --password-file FILE or WEFT_PASSWORD');
+  return ApiClient.remote(g.peer, secret.key);
+}
+
+/** Runs one API call and prints its result as JSON or through `human`. */
+async function run(cmd: Command, method: string, params: Record<string, unknown>, human: (r: any) => string): Promise<void> {
+  const g = cmd.optsWithGlobals<Globals>();
+  const c = await client(g);
+  try {
+    const result = await c.call(method, params);
+    process.stdout.write((g.json ? JSON.stringify(result, null, 2) : human(result)) + '\n');
+  } finally {
+    await c.close();
+  }
+}
+
+const program = new Command('weft')
+  .description('weft: an overlay mesh and service-discovery runtime for Docker hosts')
+  .option('--data-dir <dir>', 'data dir of the local peer (its API socket lives there)', process.env.WEFT_DATA_DIR ?? DEFAULT_DATA_DIR)
+  .option('--peer <ip[:port]>', `talk to this peer over the mesh instead of the local one (port ${MESH_PORT})`)
+  .option('--password-file <file>', 'mesh password for --peer (or WEFT_PASSWORD)')
+  .option('--json', 'print machine-readable JSON')
+  .showHelpAfterError('(run weft --help for usage)')
+  .exitOverride();
+
+program.command('launch')
+  .description('run a weft peer in the foreground until SIGINT or SIGTERM')
+  .option('--listen <ip:port>', 'mesh address to listen on', `0.0.0.0:${MESH_PORT}`)
+  .option('--advertise <ip:port>', 'address other peers dial (default: the listen address, or the first non-loopback one)')
+  .option('--peers <ip[:port],...>', 'peers to join')
+  .option('--name <name>', 'peer name (default: the hostname)')
+  .option('--tags <a,b>', 'tags for placement')
+  .addOption(new Option('--role <role>', 'manager or worker').default('manager'))
+  .option('--password-file <file>', 'file holding the mesh password (or WEFT_PASSWORD)')
+  .option('--token <token>', 'join token from `weft token create` (or --token-file, WEFT_TOKEN)')
+  .option('--token-file <file>', 'file holding a join token')
+  .option('--no-dataplane', 'mesh only: no container networking, no root needed')
+  .option('--metrics-listen <ip:port|off>', 'Prometheus metrics address', DEFAULT_METRICS)
+  .option('--log-level <level>', 'debug, info, warn or error', 'info')
+  .action(async (opts, cmd: Command) => {
+    const g = cmd.optsWithGlobals<Globals & { passwordFile?: string }>();
+    await launch({ ...opts, dataDir: g.dataDir, passwordFile: opts.passwordFile ?? g.passwordFile });
+  });
+
+program.command('status')
+  .description("this peer's identity and a count of the mesh's peers by state")
+  .action((_o, cmd: Command) => run(cmd, 'status', {}, (s) => [
+    `id:          ${s.id}`,
+    `name:        ${s.name}`,
+    `address:     ${s.address} (listening on ${s.listen})`,
+    `role:        ${s.role}${s.tags.length ? `  tags: ${s.tags.join(',')}` : ''}`,
+    `uptime:      ${s.uptimeSeconds}s`,
+    `peers:       ${s.peers.alive} alive, ${s.peers.suspect} suspect, ${s.peers.dead} dead, ${s.peers.left} left`,
+    `connections: ${s.connections}`,
+    `replicated:  ${s.replica.entries} entries`,
+    `data plane:  ${s.dataplane}`,
+  ].join('\n')));
+
+program.command('peers')
+  .description('every peer this one knows, with its state')
+  .action((_o, cmd: Command) => run(cmd, 'peers', {}, (ps: any[]) => ps.length === 0 ? 'no other peers known' : table(
+    ['NAME', 'ADDRESS', 'STATE', 'ROLE', 'LAST SEEN', 'ID'],
+    ps.map((p) => [p.name, p.address, p.state, p.role, ago(p.lastSeen), p.id]),
+  )));
+
+program.command('connect <address>')
+  .description('connect to a peer at ip[:port] and keep it across restarts')
+  .action((address: string, _o, cmd: Command) => run(cmd, 'connect', { address }, (r) => `connected to ${r.address} (${r.id})`));
+
+program.command('forget <target>')
+  .description('stop connecting to an address, or forget a peer by name, id or address')
+  .action((target: string, _o, cmd: Command) => run(cmd, 'forget', { target }, (r) =>
+    `forgot ${[r.member, ...r.addrs].filter(Boolean).join(', ')}`));
+
+program.command('events')
+  .description('membership events: joined, suspect, dead, left, rejoined')
+  .option('--follow', 'keep printing new events')
+  .action(async (o: { follow?: boolean }, cmd: Command) => {
+    const g = cmd.optsWithGlobals<Globals>();
+    const line = (e: any) => g.json ? JSON.stringify(e) : `${e.at}  ${e.type.padEnd(8)}  ${e.peer ? `${e.peer.name} ${e.peer.address ?? ''} ${e.peer.id}` : ''}${e.detail ? ' ' + e.detail : ''}`;
+    if (!o.follow) return run(cmd, 'events', {}, (es: any[]) => es.map(line).join('\n') || 'no events yet');
+    const c = await client(g);
+    process.on('SIGINT', () => void c.close().then(() => process.exit(0)));
+    await c.call('events', { follow: true }, (e) => process.stdout.write(line(e) + '\n'));
+  });
+
+const token = program.command('token').description('join tokens');
+token.command('create')
+  .description('print a join token (mesh secret and bootstrap addresses) for `weft launch --token`')
+  .action((_o, cmd: Command) => run(cmd, 'token.create', {}, (r) => r.token));
+
+const kv = program.command('kv').description('the replicated key-value space (debugging and tests)');
+kv.command('put <key> <value>').description('write a value owned by this peer')
+  .action((key: string, value: string, _o, cmd: Command) => run(cmd, 'kv.put', { key, value }, (r) => `${key} = version ${r.version}`));
+kv.command('rm <key>').description('delete a value owned by this peer')
+  .action((key: string, _o, cmd: Command) => run(cmd, 'kv.put', { key, value: null }, () => `${key} deleted`));
+kv.command('get <key>').description('every peer\'s value for a key')
+  .action((key: string, _o, cmd: Command) => run(cmd, 'kv.get', { key }, (es: any[]) =>
+    es.length === 0 ? `${key}: not found` : table(['OWNER', 'VERSION', 'VALUE'], es.map((e) => [e.owner, e.version, e.value ?? '(deleted)']))));
+kv.command('ls [prefix]').description('keys held here')
+  .action((prefix: string | undefined, _o, cmd: Command) => run(cmd, 'kv.list', { prefix: prefix ?? '' }, (es: any[]) =>
+    table(['KEY', 'OWNER', 'VERSION', 'BYTES'], es.map((e) => [e.key, e.owner, e.version, e.bytes]))));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
+    process.exit(EXIT_USAGE);
+  }
+  fail(errorText(err));
+}

@@ -1,0 +1,162 @@
+import type { Libp2p, Stream, Connection } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { encodeFrame, FrameDecoder } from './framing.ts';
+import { errorText, type Logger } from './log.ts';
+
+/**
+ * A message channel between mesh members over one libp2p protocol: one long-lived
+ * outbound stream per peer for what we send, the peer's inbound stream for what it sends.
+ * Separate channels (control vs bulk replication) keep heartbeats from queueing behind a
+ * large state transfer: yamux gives each stream its own flow-control window.
+ */
+export interface ChannelOptions {
+  protocol: string;
+  /** Largest frame we accept from a peer. */
+  maxFrameBytes: number;
+  /** Largest backlog we keep for one slow peer before dropping messages. Dropping is safe:
+   *  control messages are periodic and replication is repaired by anti-entropy. */
+  maxQueueBytes: number;
+  onMessage(from: string, msg: unknown, conn: Connection): void;
+  /** A peer opened its side of the channel to us. */
+  onInbound?(from: string, conn: Connection): void;
+}
+
+interface Outbound {
+  stream?: Stream;
+  opening?: Promise<Stream | undefined>;
+  queue: Uint8Array[];
+  queuedBytes: number;
+  flushing: boolean;
+}
+
+export interface ChannelStats {
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
+  rejected: number;
+}
+
+export class Channel {
+  private readonly out = new Map<string, Outbound>();
+  readonly stats: ChannelStats = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, dropped: 0, rejected: 0 };
+  private readonly node: Libp2p;
+  private readonly opts: ChannelOptions;
+  private readonly log: Logger;
+  private readonly inbound = new Set<Stream>();
+
+  constructor(node: Libp2p, opts: ChannelOptions, log: Logger) {
+    this.node = node;
+    this.opts = opts;
+    this.log = log;
+  }
+
+  async start(): Promise<void> {
+    await this.node.handle(this.opts.protocol, (stream, conn) => this.readLoop(stream, conn), {
+      // One stream per direction per peer is all we use; a few spare for reconnect races.
+      maxInboundStreams: 4,
+      maxOutboundStreams: 4,
+    });
+  }
+
+  /** Queues `msg` for `to`; never blocks. Returns false when it had to drop it. */
+  send(to: string, msg: unknown): boolean {
+    const frame = encodeFrame(msg);
+    let o = this.out.get(to);
+    if (!o) {
+      o = { queue: [], queuedBytes: 0, flushing: false };
+      this.out.set(to, o);
+    }
+    if (o.queuedBytes + frame.length > this.opts.maxQueueBytes && o.queue.length > 0) {
+      this.stats.dropped++;
+      return false;
+    }
+    o.queue.push(frame);
+    o.queuedBytes += frame.length;
+    void this.flush(to, o);
+    return true;
+  }
+
+  /** Forgets the outbound stream to a peer (its connection closed). */
+  reset(peer: string): void {
+    const o = this.out.get(peer);
+    if (!o) return;
+    this.out.delete(peer);
+    o.stream?.abort(new Error('peer disconnected'));
+  }
+
+  async stop(): Promise<void> {
+    for (const peer of [...this.out.keys()]) this.reset(peer);
+    for (const s of this.inbound) s.abort(new Error('peer stopping'));
+    await this.node.unhandle(this.opts.protocol).catch(() => undefined);
+  }
+
+  private async flush(to: string, o: Outbound): Promise<void> {
+    if (o.flushing) return;
+    o.flushing = true;
+    try {
+      while (o.queue.length > 0) {
+        const stream = o.stream && o.stream.writeStatus === 'writable' ? o.stream : await this.open(to, o);
+        if (!stream) {
+          // Not connected: drop the backlog; the caller resends what matters on reconnect.
+          this.stats.dropped += o.queue.length;
+          o.queue = [];
+          o.queuedBytes = 0;
+          return;
+        }
+        const frame = o.queue.shift() as Uint8Array;
+        o.queuedBytes -= frame.length;
+        this.stats.messagesOut++;
+        this.stats.bytesOut += frame.length;
+        if (!stream.send(frame)) await stream.onDrain();
+      }
+    } catch (err) {
+      this.log.debug('send failed', { peer: to, protocol: this.opts.protocol, err: errorText(err) });
+      this.reset(to);
+    } finally {
+      o.flushing = false;
+    }
+  }
+
+  private async open(to: string, o: Outbound): Promise<Stream | undefined> {
+    o.stream = undefined;
+    try {
+      const stream = await this.node.dialProtocol(peerIdFromString(to), this.opts.protocol, { signal: AbortSignal.timeout(5000) });
+      o.stream = stream;
+      // We never read from our outbound stream; drain anything the remote writes.
+      void (async () => {
+        try {
+          for await (const _ of stream) { /* outbound streams carry no replies */ }
+        } catch { /* closed */ }
+      })();
+      return stream;
+    } catch (err) {
+      this.log.debug('cannot open stream', { peer: to, protocol: this.opts.protocol, err: errorText(err) });
+      return undefined;
+    }
+  }
+
+  private async readLoop(stream: Stream, conn: Connection): Promise<void> {
+    const from = conn.remotePeer.toString();
+    const decoder = new FrameDecoder(this.opts.maxFrameBytes);
+    this.inbound.add(stream);
+    this.opts.onInbound?.(from, conn);
+    try {
+      for await (const chunk of stream) {
+        const bytes = chunk instanceof Uint8Array ? chunk : chunk.subarray();
+        this.stats.bytesIn += bytes.byteLength;
+        for (const msg of decoder.push(bytes)) {
+          this.stats.messagesIn++;
+          this.opts.onMessage(from, msg, conn);
+        }
+      }
+    } catch (err) {
+      this.stats.rejected++;
+      this.log.warn('closing stream from peer', { peer: from, protocol: this.opts.protocol, reason: errorText(err) });
+      stream.abort(err instanceof Error ? err : new Error(String(err)));
+    } finally {
+      this.inbound.delete(stream);
+    }
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * The peer's event log for `weft events`: a bounded ring of typed events with sequence
+ * numbers, and live subscribers for `--follow`.
+ */
+
+/** Enough history for an operator looking back over an incident, small in memory. */
+const EVENT_HISTORY = 1000;
+
+export interface MeshEvent {
+  seq: number;
+  at: string;
+  type: string;
+  peer?: { id: string; name: string; address?: string };
+  detail?: string;
+}
+
+export class EventLog {
+  private readonly ring: MeshEvent[] = [];
+  private seq = 0;
+  private readonly subscribers = new Set<(e: MeshEvent) => void>();
+
+  add(e: Omit<MeshEvent, 'seq' | 'at'>, at = new Date()): MeshEvent {
+    const event: MeshEvent = { seq: ++this.seq, at: at.toISOString(), ...e };
+    this.ring.push(event);
+    if (this.ring.length > EVENT_HISTORY) this.ring.shift();
+    for (const s of this.subscribers) s(event);
+    return event;
+  }
+
+  list(): MeshEvent[] {
+    return [...this.ring];
+  }
+
+  subscribe(fn: (e: MeshEvent) => void): () => void {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+}

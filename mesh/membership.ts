@@ -1,0 +1,740 @@
+// Membership and failure detection: the pure core. The shell (libp2p transport) feeds it
+// messages, connection changes and a tick with the current time, and carries out what it
+// returns. No clock, timer, socket or randomness of its own, so a simulation can replay it.
+//
+// Protocol, in one paragraph. Every peer heartbeats every member it believes alive or suspect
+// (dead ones more slowly, so a healed partition is noticed). A member silent for
+// SUSPECT_AFTER_MS is not suspected at once: we ask a few other members whether *they* heard it
+// (the link may be ours); only if none did is it suspected, and the suspicion is broadcast.
+// A suspected member that hears of it refutes by raising its incarnation. One still suspected
+// after SUSPICION_TIMEOUT_MS, and still silent to us, is declared dead. Records merge by the
+// precedence in membership-precedence.ts, so tables converge however messages are ordered;
+// heartbeats carry a table digest and disagreeing peers swap full tables (anti-entropy).
+// Local health (Lifeguard): time during which our own event loop was stalled is not counted
+// as anyone's silence, and after signs that we are the unhealthy one, our timeouts stretch.
+
+import {
+  MAX_HEARD_AGO_MS,
+  MAX_INCARNATION,
+  type HeldState,
+  type MemberInfo,
+  type MemberRecord,
+  type MemberState,
+  type MembershipMessage,
+  type Tombstone,
+} from './membership-wire.ts';
+import { HEALTH_DECAY_MS, HEALTH_MAX, LocalHealth, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './membership-health.ts';
+import { Outbox, type OutboxView } from './membership-outbox.ts';
+import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precedence.ts';
+
+export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './membership-wire.ts';
+export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './membership-wire.ts';
+export { HEALTH_DECAY_MS, HEALTH_MAX, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './membership-health.ts';
+
+/** The shell's tick period. Short enough that a deadline is acted on within 100 ms of passing,
+ *  which is 5% of the 2 s detection budget; long enough to cost nothing on an idle peer. */
+export const TICK_MS = 100;
+/** Heartbeat period to live members. Five heartbeats fit in SUSPECT_AFTER_MS, so a member is
+ *  only probed after five in a row went missing (at 5% loss: about 3 in 10 million windows). */
+export const HEARTBEAT_INTERVAL_MS = 200;
+/** Heartbeat period to members we believe dead: rare enough to cost little over a day of a
+ *  dead host, frequent enough that a healed partition is noticed within a second. */
+export const DEAD_HEARTBEAT_INTERVAL_MS = 1000;
+/** Silence after which we ask others about a member. Their sum with SUSPICION_TIMEOUT_MS is
+ *  the one trade-off here: it sets detection (~1.6 s median in simulation, under the 2 s
+ *  requirement with room for real scheduling) and how long a peer may be frozen (GC, CPU
+ *  starvation on 2 shared cores) without being declared dead (sum - heartbeat - delay,
+ *  ~1.35 s). The split favours silence: with helpers vouching, probes are cheap to avoid. */
+export const SUSPECT_AFTER_MS = 1000;
+/** A helper vouches for a member it heard within this window: 2.5 heartbeats, so one lost
+ *  heartbeat at the helper does not turn a vouch into an accusation. */
+export const VOUCH_WINDOW_MS = 500;
+/** Helpers asked before suspecting (SWIM's k). Three independent paths make a false
+ *  suspicion from lost probe traffic need three losses at once. */
+export const PROBE_HELPERS = 3;
+/** How long to wait for helpers. Answers take one round trip (a few ms on a LAN, 100 ms on a
+ *  loaded sim); when every helper answered "not heard" we decide at once, so this only
+ *  matters when helpers are unreachable too. */
+export const PROBE_TIMEOUT_MS = 300;
+/** Time a suspected member has to refute before it is declared dead. A refutation needs the
+ *  suspicion to reach it and its answer to come back: a round trip plus a tick or two. */
+export const SUSPICION_TIMEOUT_MS = 600;
+// Local health (stall detection, Lifeguard penalty) has its constants in membership-health.ts.
+
+/** Peers each adopter forwards a changed record to. The originator already sent it to all;
+ *  relays only cover links that are down, and 3 random ones reach a given peer with
+ *  probability ~95% over the adopters of a 50-peer mesh without an N^2 storm. */
+export const RELAY_FANOUT = 3;
+/** Consecutive disagreeing digests from one peer before we push it our table: one may just
+ *  race a broadcast still in flight; two (>= 200 ms apart) is a real divergence. */
+export const SYNC_AFTER_MISMATCHES = 2;
+/** At most one full-table push per peer per second: a table is up to ~256 KiB. */
+export const SYNC_MIN_INTERVAL_MS = 1000;
+/** Dead and left members are forgotten after a day, as Serf's reconnect/tombstone timeouts:
+ *  long enough for an operator to see what happened, short enough for the table to stay small. */
+export const REAP_AFTER_MS = 86_400_000;
+
+export interface Member extends MemberInfo {
+  inc: number;
+  state: MemberState;
+  /** When we adopted the current state (ms, the shell's clock). */
+  stateSince: number;
+  /** Last direct message from it or a helper vouching for it; 0 if never. */
+  lastHeard: number;
+}
+
+/** 'forgotten' is an addition to the issue's list: the member was removed from the table (by
+ *  `forget`, by a forget gossiped from another peer, or reaped after REAP_AFTER_MS). */
+export type MembershipEventType = 'joined' | 'suspect' | 'dead' | 'left' | 'rejoined' | 'alive' | 'updated' | 'forgotten';
+export type MembershipEvent = { type: MembershipEventType; member: Member; at: number };
+
+export interface Output {
+  send: { to: string; msg: MembershipMessage }[];
+  events: MembershipEvent[];
+}
+
+export interface MembershipOptions {
+  tickMs: number;
+  heartbeatIntervalMs: number;
+  deadHeartbeatIntervalMs: number;
+  suspectAfterMs: number;
+  vouchWindowMs: number;
+  probeHelpers: number;
+  probeTimeoutMs: number;
+  suspicionTimeoutMs: number;
+  stallThresholdMs: number;
+  stallGraceMs: number;
+  healthMax: number;
+  healthDecayMs: number;
+  relayFanout: number;
+  syncAfterMismatches: number;
+  syncMinIntervalMs: number;
+  reapAfterMs: number;
+  /** Uniform in [0, 1); used only to choose probe helpers and relay targets. */
+  random: () => number;
+}
+
+interface Probe {
+  /** Live-clock deadline (see `live`). */
+  deadlineL: number;
+  waiting: Set<string>;
+  negatives: number;
+  /** Started on a transport disconnect rather than on silence: needs a helper to confirm. */
+  early: boolean;
+}
+
+interface Entry {
+  rec: MemberRecord;
+  stateSince: number;
+  stateSinceL: number;
+  lastHeard: number;
+  /** Live-clock time of the last direct message (-Infinity: never). */
+  heardL: number;
+  /** Live-clock time of the latest evidence of life: direct, vouched, or a fresh alive record
+   *  (a member we just learned of, or that just refuted, gets a full silence window). */
+  evidenceL: number;
+  linked: boolean;
+  earlyProbed: boolean;
+  probe: Probe | null;
+  lastHbSent: number;
+  mismatches: number;
+  lastSyncSent: number;
+}
+
+interface Grave {
+  inc: number;
+  expires: number;
+}
+
+function defaults(selfId: string): MembershipOptions {
+  return {
+    tickMs: TICK_MS,
+    heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+    deadHeartbeatIntervalMs: DEAD_HEARTBEAT_INTERVAL_MS,
+    suspectAfterMs: SUSPECT_AFTER_MS,
+    vouchWindowMs: VOUCH_WINDOW_MS,
+    probeHelpers: PROBE_HELPERS,
+    probeTimeoutMs: PROBE_TIMEOUT_MS,
+    suspicionTimeoutMs: SUSPICION_TIMEOUT_MS,
+    stallThresholdMs: STALL_THRESHOLD_MS,
+    stallGraceMs: STALL_GRACE_MS,
+    healthMax: HEALTH_MAX,
+    healthDecayMs: HEALTH_DECAY_MS,
+    relayFanout: RELAY_FANOUT,
+    syncAfterMismatches: SYNC_AFTER_MISMATCHES,
+    syncMinIntervalMs: SYNC_MIN_INTERVAL_MS,
+    reapAfterMs: REAP_AFTER_MS,
+    random: mulberry32(fnv1a(selfId)),
+  };
+}
+
+/** Seeded generator for the default `random`: deterministic per peer id, so even a shell that
+ *  passes none gets reproducible choices; the choices need spread, not secrecy. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function copyInfo(i: MemberInfo): MemberInfo {
+  return { id: i.id, name: i.name, addrs: [...i.addrs], tags: [...i.tags], role: i.role };
+}
+
+function sameInfo(a: MemberInfo, b: MemberInfo): boolean {
+  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return a.name === b.name && a.role === b.role && same(a.addrs, b.addrs) && same(a.tags, b.tags);
+}
+
+function isLive(state: MemberState): boolean {
+  return state === 'alive' || state === 'suspect';
+}
+
+export class Membership {
+  readonly selfId: string;
+  private info: MemberInfo;
+  private inc: number;
+  private readonly startedAt: number;
+  private leftAt: number | null = null;
+  /** Started without a persisted incarnation: the first thing we hear about ourselves may be
+   *  a previous life at our own incarnation, so we step over it once (see applySelf). */
+  private unsure: boolean;
+  private readonly o: MembershipOptions;
+  private readonly table = new Map<string, Entry>();
+  private readonly graves = new Map<string, Grave>();
+  private readonly health: LocalHealth;
+  private readonly view: OutboxView;
+  private sumCache: number | null = null;
+
+  constructor(self: MemberInfo, now: number, opts?: Partial<MembershipOptions>, restored?: { inc: number; members: Member[] }) {
+    this.selfId = self.id;
+    this.info = copyInfo(self);
+    this.o = { ...defaults(self.id), ...opts };
+    this.startedAt = now;
+    this.health = new LocalHealth(this.o, now);
+    this.view = {
+      selfId: this.selfId,
+      peers: () => [...this.table.values()].map((e) => ({ id: e.rec.id, state: e.rec.state })),
+      lookup: (id) => {
+        if (id === this.selfId) return { record: this.selfRecord() };
+        const e = this.table.get(id);
+        if (e) return { record: e.rec };
+        const g = this.graves.get(id);
+        return g ? { tombstone: { id, inc: g.inc } } : undefined;
+      },
+    };
+    // A restart is a new life: starting above the persisted incarnation makes our first
+    // heartbeat outrank any suspicion or death verdict others hold about the previous one.
+    // Without persisted state we start at 0 and learn (and refute) what others hold.
+    this.inc = restored ? Math.min(MAX_INCARNATION, Math.max(0, restored.inc) + 1) : 0;
+    this.unsure = !restored;
+    for (const m of restored?.members ?? []) {
+      if (m.id === this.selfId || this.table.has(m.id)) continue;
+      const e = this.insert({ ...copyInfo(m), inc: m.inc, state: m.state }, now);
+      e.lastHeard = m.lastHeard;
+      // Keep the age of old verdicts so reaping still happens a day after death.
+      if (!isLive(m.state) && m.stateSince <= now) e.stateSince = m.stateSince;
+    }
+  }
+
+  self(): Member {
+    const left = this.leftAt !== null;
+    return {
+      ...copyInfo(this.info),
+      inc: this.inc,
+      state: left ? 'left' : 'alive',
+      stateSince: this.leftAt ?? this.startedAt,
+      lastHeard: this.health.lastSeen,
+    };
+  }
+
+  members(): Member[] {
+    return [...this.table.values()].map(snapshot).sort(byId);
+  }
+
+  get(id: string): Member | undefined {
+    const e = this.table.get(id);
+    return e ? snapshot(e) : undefined;
+  }
+
+  wanted(): Member[] {
+    return [...this.table.values()].filter((e) => e.rec.state !== 'left').map(snapshot).sort(byId);
+  }
+
+  receive(from: string, msg: MembershipMessage, now: number): Output {
+    const p = this.begin(now);
+    if (from === this.selfId) return this.finish(p);
+    const L = this.live(now);
+    const sender = this.table.get(from);
+    if (sender) {
+      // Any message is proof of life, and answers whatever question a probe was asking.
+      sender.heardL = L;
+      sender.evidenceL = Math.max(sender.evidenceL, L);
+      sender.lastHeard = now;
+      sender.probe = null;
+    }
+    if (this.leftAt !== null) {
+      // We said goodbye; tell whoever still heartbeats us, in case they missed it.
+      if (msg.t === 'hb') p.to(from, this.selfId);
+      return this.finish(p);
+    }
+    switch (msg.t) {
+      case 'hb':
+        this.onHeartbeat(from, msg.inc, msg.sum, sender, now, p);
+        break;
+      case 'you':
+        this.onYou(from, msg.inc, msg.state, now, p);
+        break;
+      case 'members':
+      case 'update':
+        this.merge(from, msg.records, msg.forgotten, now, p);
+        break;
+      case 'probe-req':
+        this.onProbeRequest(from, msg.target, L, p);
+        break;
+      case 'probe-ack':
+        this.onProbeAck(from, msg.target, msg.heardAgoMs, msg.linked, now, L, p);
+        break;
+    }
+    return this.finish(p);
+  }
+
+  tick(now: number): Output {
+    const p = this.begin(now);
+    if (this.leftAt !== null) return this.finish(p);
+    this.health.decay(now);
+    this.reap(now, p);
+    const hb: MembershipMessage = { t: 'hb', inc: this.inc, sum: this.digest() };
+    // Half a tick of slack: a tick that fires a few ms early must not push a heartbeat to the
+    // tick after, stretching the period by 50%.
+    const slack = this.o.tickMs / 2;
+    for (const e of this.table.values()) {
+      if (e.rec.state === 'left') continue;
+      const every = e.rec.state === 'dead' ? this.o.deadHeartbeatIntervalMs : this.o.heartbeatIntervalMs;
+      if (now - e.lastHbSent >= every - slack) {
+        p.send(e.rec.id, hb);
+        e.lastHbSent = now;
+      }
+    }
+    if (this.health.judging(now)) {
+      const L = this.live(now);
+      for (const e of [...this.table.values()]) this.judge(e, now, L, p);
+    }
+    return this.finish(p);
+  }
+
+  connected(id: string, now: number): Output {
+    const p = this.begin(now);
+    if (id === this.selfId) return this.finish(p);
+    const e = this.table.get(id);
+    if (e) {
+      e.linked = true;
+      e.earlyProbed = false;
+    }
+    // A new connection may be to a peer that knows nobody yet, or that was cut off from us:
+    // give it everything we know, so it learns the peers of its peers.
+    if (this.leftAt !== null) p.to(id, this.selfId);
+    else this.sendMembers(id, p);
+    return this.finish(p);
+  }
+
+  disconnected(id: string, now: number): Output {
+    const p = this.begin(now);
+    const e = this.table.get(id);
+    // Only a hint: connections drop for many reasons. The next tick asks helpers at once, and
+    // only a helper that also lost the member turns the hint into a suspicion; death still
+    // needs SUSPECT_AFTER_MS of silence, so a healthy peer that merely reconnects is safe.
+    if (e) e.linked = false;
+    return this.finish(p);
+  }
+
+  addSeed(info: MemberInfo, now: number): Output {
+    const p = this.begin(now);
+    if (info.id === this.selfId || this.table.has(info.id) || this.graves.has(info.id)) return this.finish(p);
+    // Incarnation 0 is a guess that any record the member or its peers send will outrank; it is
+    // not relayed, so a guess never spreads.
+    const e = this.insert({ ...copyInfo(info), inc: 0, state: 'alive' }, now);
+    this.emit(p, 'joined', e, now);
+    return this.finish(p);
+  }
+
+  updateSelf(patch: Partial<Pick<MemberInfo, 'name' | 'addrs' | 'tags' | 'role'>>, now: number): Output {
+    const p = this.begin(now);
+    if (this.leftAt !== null) return this.finish(p);
+    this.info = copyInfo({ ...this.info, ...patch, id: this.selfId });
+    // Info is only ever changed together with the incarnation, so that "newer" is decidable.
+    this.raiseIncarnation(this.inc);
+    p.toAll(this.selfId);
+    return this.finish(p);
+  }
+
+  leave(now: number): Output {
+    const p = this.begin(now);
+    if (this.leftAt !== null) return this.finish(p);
+    // Left at the current incarnation outranks alive, suspect and dead at it, so the goodbye
+    // wins over any failure verdict racing it. No new incarnation: nothing to refute.
+    this.leftAt = now;
+    this.sumCache = null;
+    p.toAll(this.selfId);
+    return this.finish(p);
+  }
+
+  forget(id: string, now: number): Output {
+    const p = this.begin(now);
+    const e = this.table.get(id);
+    if (id === this.selfId || (!e && !this.graves.has(id))) return this.finish(p);
+    if (e) this.remove(e, e.rec.inc, now, p);
+    // Gossip the tombstone: every peer drops the member and ignores records of that life.
+    // A member forgotten while actually alive hears of it on its next heartbeat and refutes.
+    p.toLive(id);
+    return this.finish(p);
+  }
+
+  // ---- time ----------------------------------------------------------------------------
+
+  private begin(now: number): Outbox {
+    const p = new Outbox();
+    const stalled = this.health.observe(now);
+    // Others heard nothing from us during the stall and may already be suspecting us.
+    // Refuting at once saves the round trip of waiting to hear of it.
+    if (stalled >= this.o.suspectAfterMs - this.o.heartbeatIntervalMs && this.leftAt === null) {
+      this.raiseIncarnation(this.inc);
+      p.toAll(this.selfId);
+    }
+    return p;
+  }
+
+  private live(now: number): number {
+    return this.health.live(now);
+  }
+
+  private finish(p: Outbox): Output {
+    return p.finish(this.view);
+  }
+
+  // ---- failure detection -----------------------------------------------------------------
+
+  private judge(e: Entry, now: number, L: number, p: Outbox): void {
+    const silence = L - e.evidenceL;
+    const suspectAfter = this.o.suspectAfterMs * this.health.stretch();
+    if (e.rec.state === 'alive') {
+      if (e.probe) {
+        if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
+      } else if (silence >= suspectAfter) {
+        this.startProbe(e, false, now, L, p);
+      } else if (!e.linked && !e.earlyProbed) {
+        this.startProbe(e, true, now, L, p);
+      }
+    } else if (e.rec.state === 'suspect') {
+      // Death needs both: the suspicion went unrefuted, and we ourselves hear nothing. A peer
+      // that adopted someone else's suspicion but still hears the member never kills it.
+      const suspectedFor = L - e.stateSinceL;
+      if (suspectedFor >= this.o.suspicionTimeoutMs * this.health.stretch() && silence >= suspectAfter) {
+        this.setState(e, 'dead', now, p);
+        p.toLive(e.rec.id);
+        p.to(e.rec.id, e.rec.id);
+      }
+    }
+  }
+
+  private startProbe(e: Entry, early: boolean, now: number, L: number, p: Outbox): void {
+    if (early) e.earlyProbed = true;
+    const fresh = this.o.suspectAfterMs * this.health.stretch();
+    const candidates = [...this.table.values()].filter(
+      (h) => h !== e && h.rec.state === 'alive' && h.linked && L - h.heardL < fresh,
+    );
+    const helpers = this.pick(candidates, this.o.probeHelpers);
+    if (helpers.length === 0) {
+      if (early) return;
+      // Nobody to ask (a 2-peer mesh, or we hear no one at all: perhaps we are cut off).
+      this.health.bump(now);
+      this.suspect(e, now, p);
+      return;
+    }
+    e.probe = {
+      deadlineL: L + this.o.probeTimeoutMs * this.health.stretch(),
+      waiting: new Set(helpers.map((h) => h.rec.id)),
+      negatives: 0,
+      early,
+    };
+    for (const h of helpers) p.send(h.rec.id, { t: 'probe-req', target: e.rec.id });
+  }
+
+  private concludeProbe(e: Entry, now: number, p: Outbox): void {
+    const probe = e.probe;
+    e.probe = null;
+    if (!probe) return;
+    if (probe.negatives === 0) {
+      // An early probe is only a hint confirmed by others; without them, wait for silence.
+      if (probe.early) return;
+      // Not even one helper answered: the trouble may well be ours.
+      this.health.bump(now);
+    }
+    this.suspect(e, now, p);
+  }
+
+  private suspect(e: Entry, now: number, p: Outbox): void {
+    if (e.rec.state !== 'alive') return;
+    this.setState(e, 'suspect', now, p);
+    p.toLive(e.rec.id);
+  }
+
+  private onProbeRequest(from: string, target: string, L: number, p: Outbox): void {
+    const t = this.table.get(target);
+    let heardAgoMs: number | null = null;
+    let linked = false;
+    if (target === this.selfId) {
+      heardAgoMs = 0;
+      linked = true;
+    } else if (t) {
+      // Only direct evidence: answering from a vouch would let helpers vouch for each other
+      // in a circle and keep a dead member alive.
+      if (t.heardL > -Infinity) heardAgoMs = Math.min(MAX_HEARD_AGO_MS, Math.max(0, Math.round(L - t.heardL)));
+      linked = t.linked;
+    }
+    p.send(from, { t: 'probe-ack', target, heardAgoMs, linked });
+  }
+
+  private onProbeAck(from: string, target: string, heardAgoMs: number | null, linked: boolean, now: number, L: number, p: Outbox): void {
+    const e = this.table.get(target);
+    const probe = e?.probe;
+    if (!e || !probe || !probe.waiting.delete(from)) return;
+    if (heardAgoMs !== null && heardAgoMs < this.o.vouchWindowMs && linked) {
+      // Someone hears it: the trouble is between us and it, not with it.
+      e.evidenceL = Math.max(e.evidenceL, L - heardAgoMs);
+      e.lastHeard = Math.max(e.lastHeard, now - heardAgoMs);
+      e.probe = null;
+      return;
+    }
+    probe.negatives++;
+    if (probe.waiting.size === 0 && this.health.judging(now)) this.concludeProbe(e, now, p);
+  }
+
+  // ---- dissemination ---------------------------------------------------------------------
+
+  private onHeartbeat(from: string, inc: number, sum: number, e: Entry | undefined, now: number, p: Outbox): void {
+    if (!e) {
+      // A peer we do not know, or forgot. Saying so makes it send its record, or refute the
+      // forgetting with a new incarnation if it is alive after all.
+      const g = this.graves.get(from);
+      this.say(p, from, g ? g.inc : 0, g ? 'forgotten' : 'unknown');
+      return;
+    }
+    if (inc !== e.rec.inc || e.rec.state !== 'alive') this.say(p, from, e.rec.inc, e.rec.state);
+    if (sum === this.digest()) {
+      e.mismatches = 0;
+    } else if (++e.mismatches >= this.o.syncAfterMismatches && now - e.lastSyncSent >= this.o.syncMinIntervalMs) {
+      e.mismatches = 0;
+      e.lastSyncSent = now;
+      this.sendMembers(from, p);
+    }
+  }
+
+  private say(p: Outbox, to: string, inc: number, state: HeldState): void {
+    p.send(to, { t: 'you', inc, state });
+  }
+
+  private onYou(from: string, inc: number, state: HeldState, now: number, p: Outbox): void {
+    if (state === 'unknown') p.to(from, this.selfId);
+    else this.applySelf(from, inc, rankOf(state), null, now, p);
+  }
+
+  /** Someone holds (inc, rank, info) about us. We refute whatever could be about a life of
+   *  ours it should not be: anything above alive at our incarnation; our incarnation with other
+   *  info (a previous life, restarted from stale persisted state, with other addresses); or,
+   *  right after a start without persisted state, anything at all at or above our incarnation
+   *  (a previous life that got as far as we did). A holder of an older life is updated. */
+  private applySelf(from: string, inc: number, rank: number, info: MemberInfo | null, now: number, p: Outbox): void {
+    const previousLife =
+      outranks(inc, rank, this.inc, RANK.alive) ||
+      (inc === this.inc && info !== null && !sameInfo(info, this.info)) ||
+      (this.unsure && inc >= this.inc);
+    this.unsure = false;
+    if (previousLife) {
+      // Only being suspected or declared dead in this life hints that we were slow to answer.
+      if (inc === this.inc && (rank === RANK.suspect || rank === RANK.dead)) this.health.bump(now);
+      this.refute(inc, p);
+      p.to(from, this.selfId);
+    } else if (inc < this.inc) {
+      p.to(from, this.selfId);
+    }
+  }
+
+  private refute(heldInc: number, p: Outbox): void {
+    if (this.leftAt !== null) return;
+    this.raiseIncarnation(heldInc);
+    p.toAll(this.selfId);
+  }
+
+  private raiseIncarnation(atLeast: number): void {
+    // Saturates at the bound; a member can only get there by a hostile peer's message.
+    this.inc = Math.min(MAX_INCARNATION, Math.max(this.inc, atLeast) + 1);
+    this.sumCache = null;
+  }
+
+  private merge(from: string, records: MemberRecord[], forgotten: Tombstone[], now: number, p: Outbox): void {
+    const adopted: string[] = [];
+    for (const r of records) if (this.applyRecord(from, r, now, p)) adopted.push(r.id);
+    for (const t of forgotten) if (this.applyTombstone(from, t, now, p)) adopted.push(t.id);
+    if (adopted.length === 0) return;
+    // Relay what was news to us to a few others, in case the originator cannot reach them.
+    const targets = [...this.table.values()].filter((e) => isLive(e.rec.state) && e.rec.id !== from);
+    for (const t of this.pick(targets, this.o.relayFanout)) for (const id of adopted) p.to(t.rec.id, id);
+    // And make sure an accused member hears the accusation, so it can refute.
+    for (const id of adopted) {
+      const e = this.table.get(id);
+      if (e && id !== from && (e.rec.state === 'suspect' || e.rec.state === 'dead')) p.to(id, id);
+    }
+  }
+
+  private applyRecord(from: string, r: MemberRecord, now: number, p: Outbox): boolean {
+    const rank = RANK[r.state];
+    if (r.id === this.selfId) {
+      this.applySelf(from, r.inc, rank, r, now, p);
+      return false;
+    }
+    const g = this.graves.get(r.id);
+    if (g && !outranks(r.inc, rank, g.inc, RANK.forgotten)) return false;
+    const e = this.table.get(r.id);
+    if (!e) {
+      this.graves.delete(r.id);
+      const added = this.insert(r, now);
+      this.emit(p, isLive(r.state) ? 'joined' : r.state, added, now);
+      return true;
+    }
+    if (!outranks(r.inc, rank, e.rec.inc, RANK[e.rec.state])) return false;
+    const before = e.rec;
+    e.rec = { ...copyInfo(r), inc: r.inc, state: r.state };
+    e.probe = null;
+    this.sumCache = null;
+    if (r.state === 'alive' && r.inc > before.inc) e.evidenceL = Math.max(e.evidenceL, this.live(now));
+    if (before.state !== r.state) {
+      e.stateSince = now;
+      e.stateSinceL = this.live(now);
+      const type = transition(before.state, r.state);
+      if (type) this.emit(p, type, e, now);
+    }
+    if (!sameInfo(before, r)) this.emit(p, 'updated', e, now);
+    return true;
+  }
+
+  private applyTombstone(from: string, t: Tombstone, now: number, p: Outbox): boolean {
+    if (t.id === this.selfId) {
+      // Forgotten while alive: come back with a new life.
+      this.applySelf(from, t.inc, RANK.forgotten, null, now, p);
+      return false;
+    }
+    // A tombstone only removes a record we hold. Keeping graves for ids we never knew would let
+    // two peers hand an expiring grave back and forth for ever; a stale record that reaches us
+    // later is removed by the next exchange with a peer that has the grave.
+    const e = this.table.get(t.id);
+    if (!e || !outranks(t.inc, RANK.forgotten, e.rec.inc, RANK[e.rec.state])) return false;
+    this.remove(e, t.inc, now, p);
+    return true;
+  }
+
+  private sendMembers(to: string, p: Outbox): void {
+    const records = [this.selfRecord(), ...[...this.table.values()].map((e) => e.rec)];
+    const forgotten = [...this.graves].map(([id, g]) => ({ id, inc: g.inc }));
+    p.sendChunked(to, 'members', records, forgotten);
+  }
+
+  // ---- table -----------------------------------------------------------------------------
+
+  private selfRecord(): MemberRecord {
+    return { ...copyInfo(this.info), inc: this.inc, state: this.leftAt !== null ? 'left' : 'alive' };
+  }
+
+  private insert(r: MemberRecord, now: number): Entry {
+    const L = this.live(now);
+    const e: Entry = {
+      rec: { ...copyInfo(r), inc: r.inc, state: r.state },
+      stateSince: now,
+      stateSinceL: L,
+      lastHeard: 0,
+      heardL: -Infinity,
+      evidenceL: L,
+      linked: true,
+      earlyProbed: false,
+      probe: null,
+      lastHbSent: -Infinity,
+      mismatches: 0,
+      lastSyncSent: -Infinity,
+    };
+    this.table.set(r.id, e);
+    this.sumCache = null;
+    return e;
+  }
+
+  private remove(e: Entry, inc: number, now: number, p: Outbox): void {
+    this.table.delete(e.rec.id);
+    const g = this.graves.get(e.rec.id);
+    this.graves.set(e.rec.id, { inc: Math.max(inc, g?.inc ?? 0), expires: now + this.o.reapAfterMs });
+    this.sumCache = null;
+    this.emit(p, 'forgotten', e, now);
+  }
+
+  private setState(e: Entry, state: MemberState, now: number, p: Outbox): void {
+    const before = e.rec.state;
+    e.rec = { ...e.rec, state };
+    e.stateSince = now;
+    e.stateSinceL = this.live(now);
+    e.probe = null;
+    this.sumCache = null;
+    const type = transition(before, state);
+    if (type) this.emit(p, type, e, now);
+  }
+
+  private reap(now: number, p: Outbox): void {
+    for (const [id, g] of this.graves) if (now >= g.expires) this.graves.delete(id);
+    for (const e of [...this.table.values()]) {
+      if (!isLive(e.rec.state) && now - e.stateSince >= this.o.reapAfterMs) this.remove(e, e.rec.inc, now, p);
+    }
+  }
+
+  private digest(): number {
+    if (this.sumCache === null) {
+      const self = this.selfRecord();
+      let sum = digestShare(self.id, self.inc, self.state);
+      for (const e of this.table.values()) sum = (sum + digestShare(e.rec.id, e.rec.inc, e.rec.state)) >>> 0;
+      this.sumCache = sum;
+    }
+    return this.sumCache;
+  }
+
+  private emit(p: Outbox, type: MembershipEventType, e: Entry, now: number): void {
+    p.event({ type, member: snapshot(e), at: now });
+  }
+
+  /** Up to k distinct items, uniformly, from our deterministic source. */
+  private pick<T>(items: T[], k: number): T[] {
+    const a = [...items];
+    const n = Math.min(k, a.length);
+    for (let i = 0; i < n; i++) {
+      const j = i + Math.floor(this.o.random() * (a.length - i));
+      [a[i], a[j]] = [a[j] as T, a[i] as T];
+    }
+    return a.slice(0, n);
+  }
+}
+
+/** The event a state change is reported as; none for a change that is no news (suspect to
+ *  suspect at a higher incarnation). */
+function transition(from: MemberState, to: MemberState): MembershipEventType | null {
+  if (from === to) return null;
+  if (to === 'left' || to === 'dead') return to;
+  if (from === 'dead' || from === 'left') return 'rejoined';
+  return to === 'suspect' ? 'suspect' : 'alive';
+}
+
+function snapshot(e: Entry): Member {
+  return { ...copyInfo(e.rec), inc: e.rec.inc, state: e.rec.state, stateSince: e.stateSince, lastHeard: e.lastHeard };
+}
+
+function byId(a: Member, b: Member): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}

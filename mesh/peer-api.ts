@@ -1,0 +1,113 @@
+import { formatHostPort, parseHostPort } from './address.ts';
+import { UserError, type ApiHandler } from './api-server.ts';
+import { encodeJoinToken } from './join-token.ts';
+import type { Member } from './membership.ts';
+import type { Peer } from './peer.ts';
+
+/** Keys written by `weft kv` live under their own prefix, apart from the system's records. */
+const KV_PREFIX = 'kv/';
+
+/** The view of a member that `weft peers` shows; `address` is where it is dialed. */
+export function peerView(m: Member, connected: Set<string>) {
+  return {
+    id: m.id,
+    name: m.name,
+    address: m.addrs[0] ?? '',
+    state: m.state,
+    role: m.role,
+    tags: m.tags,
+    incarnation: m.inc,
+    lastSeen: m.lastHeard ? new Date(m.lastHeard).toISOString() : null,
+    connected: connected.has(m.id),
+  };
+}
+
+function str(params: Record<string, unknown>, name: string): string {
+  const v = params[name];
+  if (typeof v !== 'string' || v === '') throw new UserError(`missing parameter "${name}"`);
+  return v;
+}
+
+/** The API's methods, the same for the local unix socket and remote mesh clients. */
+export function peerApi(peer: Peer): ApiHandler {
+  return async (req, ctx) => {
+    const p = req.params;
+    switch (req.method) {
+      case 'status': {
+        const members = peer.membership.members();
+        const count = (s: string) => members.filter((m) => m.state === s).length;
+        const self = peer.membership.self();
+        return {
+          id: peer.identity.id,
+          name: self.name,
+          address: formatHostPort(peer.advertise),
+          listen: formatHostPort(peer.config.listen),
+          role: self.role,
+          tags: self.tags,
+          incarnation: self.inc,
+          uptimeSeconds: Math.round((Date.now() - peer.startedAt) / 1000),
+          dataplane: peer.config.dataplane ? 'on' : 'off',
+          peers: { alive: count('alive'), suspect: count('suspect'), dead: count('dead'), left: count('left') },
+          connections: peer.connectedPeers().size,
+          replica: { entries: peer.replica.size() },
+        };
+      }
+      case 'peers': {
+        const connected = peer.connectedPeers();
+        return peer.membership.members().map((m) => peerView(m, connected));
+      }
+      case 'connect': {
+        const addr = formatHostPort(parseUser(() => parseHostPort(str(p, 'address'))));
+        try {
+          return { address: addr, id: await peer.connect(addr) };
+        } catch (err) {
+          throw new UserError(`cannot connect to ${addr}: ${(err as Error).message}`);
+        }
+      }
+      case 'forget':
+        try {
+          return await peer.forget(str(p, 'target'));
+        } catch (err) {
+          throw new UserError((err as Error).message);
+        }
+      case 'events': {
+        if (p.follow !== true) return peer.events.list();
+        for (const e of peer.events.list()) ctx.emit(e);
+        const unsubscribe = peer.events.subscribe((e) => ctx.emit(e));
+        await ctx.closed;
+        unsubscribe();
+        return null;
+      }
+      case 'token.create':
+        return {
+          token: encodeJoinToken({
+            key: peer.config.meshKey,
+            peers: [formatHostPort(peer.advertise), ...peer.membership.members().filter((m) => m.state === 'alive').flatMap((m) => m.addrs)],
+          }),
+        };
+      case 'kv.put': {
+        const key = str(p, 'key');
+        const value = p.value === null ? null : str(p, 'value');
+        return peer.replica.put(KV_PREFIX + key, value).catch((err: Error) => { throw new UserError(err.message); });
+      }
+      case 'kv.get': {
+        const key = KV_PREFIX + str(p, 'key');
+        return peer.replica.lookup(key).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, value: e.value }));
+      }
+      case 'kv.list': {
+        const prefix = KV_PREFIX + (typeof p.prefix === 'string' ? p.prefix : '');
+        return peer.replica.lookup(prefix, true).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, bytes: e.value?.length ?? 0 }));
+      }
+      default:
+        throw new UserError(`unknown API method "${req.method}" (is the CLI newer than the peer?)`);
+    }
+  };
+}
+
+function parseUser<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new UserError((err as Error).message);
+  }
+}

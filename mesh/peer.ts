@@ -1,0 +1,328 @@
+import { createLibp2p } from 'libp2p';
+import { tcp } from '@libp2p/tcp';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import type { Libp2p } from '@libp2p/interface';
+import { networkInterfaces } from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Server } from 'node:http';
+import { meshAdmission } from './admission.ts';
+import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
+import { Channel } from './channel.ts';
+import type { PeerConfig } from './config.ts';
+import { Dialer } from './dialer.ts';
+import { EventLog } from './events.ts';
+import { loadIdentity, verifySignature, type Identity } from './identity.ts';
+import { errorText, logger, type Logger } from './log.ts';
+import { Membership, parseMembershipMessage, type Member, type MembershipEvent, type Output } from './membership.ts';
+import { Metrics } from './metrics.ts';
+import { ReplicaShell } from './replica-shell.ts';
+import { Store } from './store.ts';
+import { LogOnce } from './log-once.ts';
+import { multiaddr } from '@multiformats/multiaddr';
+
+/** libp2p protocol ids. Versioned so that a future incompatible change can run beside this one. */
+export const CONTROL_PROTOCOL = '/weft/control/1.0.0';
+export const SYNC_PROTOCOL = '/weft/sync/1.0.0';
+
+/** The membership core's clock: a tick every 100 ms is fine-grained against its 200 ms
+ *  heartbeat and sub-second timeouts, and costs nothing measurable. */
+const TICK_MS = 100;
+/** Control messages are heartbeats and member lists; 1 MiB bounds a list of thousands. */
+const CONTROL_MAX_FRAME = 1024 * 1024;
+const CONTROL_MAX_QUEUE = 1024 * 1024;
+/** Replication frames are bounded by the replica's chunking (4 MiB) with headroom. */
+const SYNC_MAX_FRAME = 8 * 1024 * 1024;
+/** A full state transfer to a new peer is queued at once; 96 MiB covers the 64 MiB test
+ *  state with room to spare, and anti-entropy resends anything dropped beyond it. */
+const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
+
+const SELF_INC_KEY = 'membership/self-inc';
+const MEMBER_PREFIX = 'membership/member/';
+const TARGET_PREFIX = 'dial/';
+
+/** One weft peer: identity, libp2p host, membership, replication, API. */
+export class Peer {
+  readonly config: PeerConfig;
+  readonly identity: Identity;
+  readonly node: Libp2p;
+  readonly store: Store;
+  readonly membership: Membership;
+  readonly replica: ReplicaShell;
+  readonly events = new EventLog();
+  readonly metrics = new Metrics();
+  readonly startedAt = Date.now();
+  readonly advertise: HostPort;
+  private readonly control: Channel;
+  private readonly dialer: Dialer;
+  private readonly log: Logger;
+  private timer?: NodeJS.Timeout;
+  private metricsServer?: Server;
+  private stopping = false;
+  private lastSelfInc: number;
+  readonly rejectedAdmissions: { count: number };
+
+  private constructor(init: {
+    config: PeerConfig; identity: Identity; node: Libp2p; store: Store; membership: Membership;
+    advertise: HostPort; log: Logger; replica: ReplicaShell; rejectedAdmissions: { count: number };
+  }) {
+    this.rejectedAdmissions = init.rejectedAdmissions;
+    this.config = init.config;
+    this.identity = init.identity;
+    this.node = init.node;
+    this.store = init.store;
+    this.membership = init.membership;
+    this.advertise = init.advertise;
+    this.log = init.log;
+    this.replica = init.replica;
+    this.lastSelfInc = this.membership.self().inc;
+    this.control = new Channel(this.node, {
+      protocol: CONTROL_PROTOCOL,
+      maxFrameBytes: CONTROL_MAX_FRAME,
+      maxQueueBytes: CONTROL_MAX_QUEUE,
+      onMessage: (from, msg) => this.onControl(from, msg),
+      onInbound: (from) => this.apply(this.membership.connected(from, Date.now())),
+    }, this.log.child('control'));
+    this.dialer = new Dialer(this.node, {
+      log: this.log.child('dial'),
+      selfAddrs: [formatHostPort(this.advertise), formatHostPort(this.config.listen)],
+      onConnected: (_addr, id) => this.apply(this.membership.connected(id, Date.now())),
+    });
+  }
+
+  static async start(config: PeerConfig): Promise<Peer> {
+    const log = logger('peer');
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    const store = await Store.open(join(config.dataDir, 'db'));
+    try {
+      const identity = await loadIdentity(store);
+      const advertise = config.advertise ?? defaultAdvertise(config.listen);
+      const now = Date.now();
+      const restoredInc = (await store.get<number>(SELF_INC_KEY)) ?? 0;
+      const restoredMembers = (await store.scan<Member>(MEMBER_PREFIX)).map((r) => r.value);
+      const membership = new Membership(
+        { id: identity.id, name: config.name, addrs: [formatHostPort(advertise)], tags: config.tags, role: config.role },
+        now,
+        {},
+        { inc: restoredInc, members: restoredMembers },
+      );
+      const admissionLog = logger('admission');
+      const once = new LogOnce();
+      const rejectedAdmissions = { count: 0 };
+      const node = await createLibp2p({
+        privateKey: identity.libp2pKey,
+        addresses: { listen: [`/ip4/${config.listen.host}/tcp/${config.listen.port}`] },
+        transports: [tcp()],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        connectionProtector: meshAdmission({
+          key: config.meshKey,
+          onRejected: ({ remoteAddr, direction, reason }) => {
+            rejectedAdmissions.count++;
+            const host = hostPortOf(multiaddr(remoteAddr))?.split(':')[0] ?? remoteAddr;
+            const repeats = once.shouldLog(`${direction}/${host}/${reason}`, Date.now());
+            if (repeats === undefined) return;
+            const what = direction === 'inbound' ? `refused a connection from ${host}` : `cannot join ${hostPortOf(multiaddr(remoteAddr)) ?? remoteAddr}`;
+            const hint = reason === 'wrong mesh password' ? (direction === 'inbound' ? ' (that host has another mesh password)' : ' (check --password-file)') : '';
+            admissionLog.warn(`${what}: ${reason}${hint}`, { addr: remoteAddr, reason, repeats: repeats || undefined });
+          },
+        }),
+        connectionManager: { maxConnections: 1024 },
+        start: false,
+      });
+      const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
+      const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, rejectedAdmissions });
+      await peer.run();
+      return peer;
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await this.node.start();
+    } catch (err) {
+      const text = errorText(err);
+      if (/EADDRINUSE/.test(text)) {
+        throw new Error(`the mesh address ${formatHostPort(this.config.listen)} is in use (is another weft peer running? stop it or choose another --listen)`);
+      }
+      if (/EADDRNOTAVAIL/.test(text)) {
+        throw new Error(`cannot listen on ${formatHostPort(this.config.listen)}: no interface has that address (check --listen)`);
+      }
+      throw err;
+    }
+    await this.control.start();
+    this.replica.attach(this.node, {
+      protocol: SYNC_PROTOCOL,
+      maxFrameBytes: SYNC_MAX_FRAME,
+      maxQueueBytes: SYNC_MAX_QUEUE,
+      alive: () => this.membership.members().filter((m) => m.state === 'alive').map((m) => m.id),
+    });
+    await this.replica.start();
+    this.node.addEventListener('peer:disconnect', (evt) => {
+      const id = evt.detail.toString();
+      this.control.reset(id);
+      this.replica.reset(id);
+      this.apply(this.membership.disconnected(id, Date.now()));
+    });
+    const now = Date.now();
+    for (const { value } of await this.store.scan<string>(TARGET_PREFIX)) this.dialer.add(value, now);
+    for (const addr of this.config.peers) {
+      this.dialer.add(addr, now);
+      await this.store.put(TARGET_PREFIX + addr, addr, false);
+    }
+    this.registerMetrics();
+    if (this.config.metricsListen) {
+      this.metricsServer = await this.metrics.serve(this.config.metricsListen.host, this.config.metricsListen.port);
+    }
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.log.info('peer started', {
+      id: this.identity.id, name: this.config.name, listen: formatHostPort(this.config.listen),
+      advertise: formatHostPort(this.advertise), peers: this.config.peers.join(',') || undefined,
+    });
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    this.apply(this.membership.tick(now));
+    for (const m of this.membership.wanted()) {
+      for (const addr of m.addrs) this.dialer.add(addr, now, m.id);
+    }
+    this.dialer.tick(now);
+    this.replica.tick(now);
+  }
+
+  private onControl(from: string, raw: unknown): void {
+    const msg = parseMembershipMessage(raw);
+    if (typeof msg === 'string') {
+      this.log.warn('rejected control message', { peer: from, reason: msg });
+      return;
+    }
+    this.apply(this.membership.receive(from, msg, Date.now()));
+  }
+
+  /** Carries out what the membership core decided: send, log, record, persist. */
+  private apply(out: Output): void {
+    for (const { to, msg } of out.send) this.control.send(to, msg);
+    for (const e of out.events) this.onMemberEvent(e);
+    const inc = this.membership.self().inc;
+    if (inc !== this.lastSelfInc) {
+      this.lastSelfInc = inc;
+      void this.store.put(SELF_INC_KEY, inc).catch((err) => this.log.error('cannot persist incarnation', { err: errorText(err) }));
+    }
+  }
+
+  private onMemberEvent(e: MembershipEvent): void {
+    const m = e.member;
+    const address = m.addrs[0];
+    this.events.add({ type: e.type, peer: { id: m.id, name: m.name, address } }, new Date(e.at));
+    const level = e.type === 'dead' || e.type === 'suspect' ? 'warn' : 'info';
+    this.log[level](`peer ${e.type}`, { peer: m.id, name: m.name, addr: address, inc: m.inc });
+    if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'updated') {
+      for (const addr of m.addrs) void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
+    }
+    // A forgotten member must not come back from our own disk at the next restart.
+    const persist = e.type === 'forgotten' ? this.store.del(MEMBER_PREFIX + m.id, false) : this.store.put(MEMBER_PREFIX + m.id, m, false);
+    void persist.catch((err) => this.log.error('cannot persist member', { err: errorText(err) }));
+    this.replica.onMember(e);
+  }
+
+  /** `weft connect`: dial now and keep the address across restarts. */
+  async connect(addr: string): Promise<string> {
+    const id = await this.dialer.dialNow(addr);
+    await this.store.put(TARGET_PREFIX + addr, addr);
+    return id;
+  }
+
+  /** `weft forget`: stop dialing an address (and forget the member behind it). */
+  async forget(what: string): Promise<{ addrs: string[]; member?: string }> {
+    const member = this.membership.members().find((m) => m.id === what || m.name === what || m.addrs.includes(what));
+    const addrs = new Set<string>(member ? member.addrs : []);
+    if (this.dialer.has(what)) addrs.add(what);
+    if (!member && addrs.size === 0) throw new Error(`no peer or address "${what}" is known here (see weft peers)`);
+    for (const a of addrs) {
+      this.dialer.remove(a);
+      await this.store.del(TARGET_PREFIX + a);
+    }
+    if (member) {
+      this.apply(this.membership.forget(member.id, Date.now()));
+      await this.store.del(MEMBER_PREFIX + member.id);
+      await this.node.hangUp(this.node.getConnections().find((c) => c.remotePeer.toString() === member.id)?.remotePeer ?? this.node.peerId).catch(() => undefined);
+    }
+    return { addrs: [...addrs], member: member?.id };
+  }
+
+  connectedPeers(): Set<string> {
+    return new Set(this.node.getConnections().filter((c) => c.status === 'open').map((c) => c.remotePeer.toString()));
+  }
+
+  dialTargets(): ReturnType<Dialer['list']> {
+    return this.dialer.list();
+  }
+
+  listenAddrs(): string[] {
+    return this.node.getMultiaddrs().map((ma) => hostPortOf(ma) ?? ma.toString());
+  }
+
+  private registerMetrics(): void {
+    const m = this.metrics;
+    m.gauge('weft_connections', 'Open libp2p connections.', () => this.node.getConnections().length);
+    m.gauge('weft_peers', 'Known peers by state (this peer excluded).', () => {
+      const counts: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
+      for (const p of this.membership.members()) counts[p.state] = (counts[p.state] ?? 0) + 1;
+      return Object.entries(counts).map(([state, value]) => ({ labels: { state }, value }));
+    });
+    const chan = (name: string, pick: (s: Channel['stats']) => number) =>
+      () => [
+        { labels: { channel: 'control' }, value: pick(this.control.stats) },
+        { labels: { channel: 'sync' }, value: pick(this.replica.stats()) },
+      ];
+    m.counter('weft_gossip_messages_received_total', 'Mesh messages received.', chan('in', (s) => s.messagesIn));
+    m.counter('weft_gossip_messages_sent_total', 'Mesh messages sent.', chan('out', (s) => s.messagesOut));
+    m.counter('weft_gossip_bytes_received_total', 'Mesh bytes received.', chan('bin', (s) => s.bytesIn));
+    m.counter('weft_gossip_bytes_sent_total', 'Mesh bytes sent.', chan('bout', (s) => s.bytesOut));
+    m.counter('weft_gossip_messages_dropped_total', 'Mesh messages dropped on a full queue.', chan('drop', (s) => s.dropped));
+    m.counter('weft_gossip_messages_rejected_total', 'Malformed, oversized or forged messages rejected.', () => [
+      { labels: { channel: 'control' }, value: this.control.stats.rejected },
+      { labels: { channel: 'sync' }, value: this.replica.stats().rejected },
+    ]);
+    m.counter('weft_admission_rejected_total', 'Connections refused by mesh admission (wrong password, not a weft peer).', () => this.rejectedAdmissions.count);
+    m.gauge('weft_replica_entries', 'Replicated entries held (tombstones included).', () => this.replica.size());
+  }
+
+  /** Graceful stop: tell the mesh we are leaving, then close everything. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.timer);
+    try {
+      this.apply(this.membership.leave(Date.now()));
+      // Give the leave notice a moment to be flushed before the connections close.
+      await new Promise((r) => setTimeout(r, 200));
+    } catch (err) {
+      this.log.warn('leave notice failed', { err: errorText(err) });
+    }
+    await this.control.stop();
+    await this.replica.stop();
+    await Promise.resolve(this.node.stop()).catch(() => undefined);
+    await new Promise<void>((r) => (this.metricsServer ? this.metricsServer.close(() => r()) : r()));
+    await this.replica.flush();
+    await this.store.close();
+    this.log.info('peer stopped');
+  }
+}
+
+/** Listening on 0.0.0.0 says nothing about where others can reach us: pick the first
+ *  non-internal IPv4 address, as Weave Net does for its default route's interface. */
+function defaultAdvertise(listen: HostPort): HostPort {
+  if (listen.host !== '0.0.0.0') return listen;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4' && !a.internal) return { host: a.address, port: listen.port };
+    }
+  }
+  return { host: '127.0.0.1', port: listen.port };
+}

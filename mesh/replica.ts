@@ -1,0 +1,516 @@
+// Gossip replication, pure core: a state-based CRDT of entries, each written only by its owning
+// peer and signed by it. Messages and ticks in, state changes and messages out; the shell owns
+// streams, disks, clocks and randomness.
+//
+// Per (owner, key) the highest version wins. Each owner numbers its writes 1, 2, 3, ..., so a
+// digest can say how far it knows each owner's history, and a delta is "every entry of O above
+// version n". Deletions are tombstones, garbage-collected after TOMBSTONE_GC_MS; a peer that fell
+// behind a collected deletion gets a snapshot that replaces its view of that owner.
+
+import { OwnerLog, type Rec, makeRec, tieBreak } from './replica-owner.ts';
+import {
+  type Change,
+  type DeltaMessage,
+  type Digest,
+  type DigestMessage,
+  type Entry,
+  type KeyRange,
+  MAX_ENTRIES_PER_MESSAGE,
+  MAX_KEY_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_OWNERS_PER_DIGEST,
+  MAX_VERSION,
+  type OwnerDigest,
+  type PushMessage,
+  type ReplicaMessage,
+  type SnapshotMessage,
+  checkKey,
+  checkOwner,
+  checkValue,
+  entrySigningBytes,
+  inRange,
+  parseEntry,
+  utf8Length,
+} from './replica-wire.ts';
+
+export * from './replica-wire.ts';
+export { MAX_COVER_CHUNKS, MAX_PENDING_RANGES } from './replica-owner.ts';
+
+/** How long a deletion is remembered. Correctness does not depend on it (a peer that is behind a
+ *  collected deletion receives a replacing snapshot of that owner), only cost does: a peer away
+ *  for less than a day (a partition, a host rebooted for maintenance) catches up with a delta;
+ *  one away longer is sent the owner's full state. A day of deletions is small next to that. */
+export const TOMBSTONE_GC_MS = 24 * 60 * 60 * 1000;
+
+
+export interface ReplicaOptions {
+  /** Signs bytes as this peer (Ed25519 in the shell). */
+  sign(bytes: Uint8Array): string;
+  /** True if `sig` is `owner`'s signature over `bytes`; false for unknown owners. */
+  verify(owner: string, bytes: Uint8Array, sig: string): boolean;
+  tombstoneGcMs?: number;
+  /** Bound on each encoded message deltaFor produces (default MAX_MESSAGE_BYTES). */
+  maxMessageBytes?: number;
+}
+
+export interface EntryRef {
+  owner: string;
+  key: string;
+}
+
+export interface ReceiveResult {
+  /** Effective changes to the visible state, for consumers (DNS, IPAM). */
+  changes: Change[];
+  /** Entries to write to disk, one LevelDB key per (owner, key): see entryStorageKey. */
+  persist: Entry[];
+  /** Entries to delete from disk. */
+  remove: EntryRef[];
+  /** Messages for the peer that sent this one. */
+  reply: ReplicaMessage[];
+  /** Messages for every connected member, like the push of a local write (we re-issued own
+   *  entries a peer could not accept, see Replica.reissue). */
+  broadcast: ReplicaMessage[];
+  /** Why some or all of the message was refused; accepted parts took effect. */
+  rejected?: string;
+}
+
+export interface WriteResult {
+  entry: Entry;
+  change: Change | null;
+  /** The push to send to every connected member. */
+  push: PushMessage;
+}
+
+/** The one meta record beside the entries on disk. Stale meta is safe (lower levels only cost
+ *  a refetch), so the shell may write it lazily, except after dropOwner, whose record must
+ *  reach disk before the entries are deleted. */
+export interface ReplicaMeta {
+  v: 1;
+  self: string;
+  counter: number;
+  owners: Record<string, { complete: number; floor: number }>;
+  dropped: Record<string, number>;
+}
+
+export interface ReplicaSnapshot {
+  v: 1;
+  meta: ReplicaMeta;
+  entries: Entry[];
+}
+
+/** LevelDB key of an entry. Owner ids are printable ASCII, so the NUL makes the owner part of
+ *  the key an unambiguous prefix (dropOwner deletes the range starting at ownerStoragePrefix). */
+export function entryStorageKey(owner: string, key: string): string {
+  return `${owner}\u0000${key}`;
+}
+
+export function ownerStoragePrefix(owner: string): string {
+  return `${owner}\u0000`;
+}
+
+function row(d: Digest, owner: string): OwnerDigest | undefined {
+  return Object.hasOwn(d, owner) ? d[owner] : undefined;
+}
+
+function byKey(a: Rec, b: Rec): number {
+  return a.e.key < b.e.key ? -1 : a.e.key > b.e.key ? 1 : 0;
+}
+
+function emptyResult(): ReceiveResult {
+  return { changes: [], persist: [], remove: [], reply: [], broadcast: [] };
+}
+
+export class Replica {
+  readonly self: string;
+  private readonly opts: ReplicaOptions;
+  private readonly gcMs: number;
+  private readonly maxBytes: number;
+  private readonly logs = new Map<string, OwnerLog>();
+  /** Owners removed for good, with the level we knew them to; their gossip is ignored. */
+  private readonly dropped = new Map<string, number>();
+  /** Highest version of our own we know to be used; the next write takes the one after. */
+  private counter = 0;
+  /** Own entries above this version were written by this incarnation of the process, so if a
+   *  peer could not take one (it reused a version the previous incarnation had used before
+   *  losing it), we write it again under a fresh version instead of dropping it. */
+  private restoredLevel = 0;
+
+  constructor(selfId: string, opts: ReplicaOptions) {
+    const bad = checkOwner(selfId);
+    if (bad !== undefined) throw new RangeError(`replica: peer id ${JSON.stringify(selfId)}: ${bad}`);
+    this.self = selfId;
+    this.opts = opts;
+    this.gcMs = opts.tombstoneGcMs ?? TOMBSTONE_GC_MS;
+    this.maxBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  }
+
+  /** The version of our latest write (or the highest of ours seen from peers). */
+  lastVersion(): number {
+    return this.counter;
+  }
+
+  write(key: string, value: string | null, now: number): WriteResult {
+    const bad = checkKey(key) ?? checkValue(value);
+    if (bad !== undefined) throw new RangeError(`replica: cannot write ${JSON.stringify(String(key).slice(0, 64))}: ${bad}`);
+    const { entry, change } = this.issue(key, value, now);
+    return { entry, change, push: { t: 'push', v: 1, entries: [entry] } };
+  }
+
+  private issue(key: string, value: string | null, now: number): { entry: Entry; change: Change | null } {
+    const log = this.logFor(this.self);
+    this.counter = Math.max(this.counter, log.complete, log.maxHeld);
+    if (this.counter >= MAX_VERSION) throw new RangeError('replica: version counter exhausted');
+    const version = ++this.counter;
+    const unsigned = { owner: this.self, key, version, value };
+    const entry: Entry = { ...unsigned, sig: this.opts.sign(entrySigningBytes(unsigned)) };
+    const prev = log.put(makeRec(entry, now));
+    log.seen(version - 1, version);
+    const previous = prev?.e.value ?? null;
+    return { entry, change: previous === value ? null : { owner: this.self, key, value, previous } };
+  }
+
+  get(owner: string, key: string): Entry | undefined {
+    return this.logs.get(owner)?.byKey.get(key)?.e;
+  }
+
+  /** Entries sorted by owner then key; tombstones only if asked. */
+  entries(filter: { owner?: string; prefix?: string; includeTombstones?: boolean } = {}): Entry[] {
+    const out: Entry[] = [];
+    const logs = filter.owner === undefined ? [...this.logs.values()] : [this.logs.get(filter.owner)].filter((l) => l !== undefined);
+    for (const log of logs) {
+      for (const rec of log.byKey.values()) {
+        if (rec.e.value === null && filter.includeTombstones !== true) continue;
+        if (filter.prefix !== undefined && !rec.e.key.startsWith(filter.prefix)) continue;
+        out.push(rec.e);
+      }
+    }
+    return out.sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  digest(owners?: KeyRange): Digest {
+    const d: Digest = Object.create(null) as Digest;
+    for (const log of this.logs.values()) {
+      if (!inRange(log.owner, owners)) continue;
+      d[log.owner] = log.clean() ? { complete: log.complete, floor: log.floor, hash: log.hash } : { complete: log.complete, floor: log.floor };
+    }
+    // Listing dropped owners at their level stops peers that still hold them from resending.
+    for (const [owner, level] of this.dropped) if (inRange(owner, owners)) d[owner] = { complete: level, floor: level };
+    return d;
+  }
+
+  /** Our digest as messages, split by owner-id range when the mesh is large. */
+  digestMessages(reply = false, owners?: KeyRange): DigestMessage[] {
+    const ids = [...this.logs.keys(), ...this.dropped.keys()].filter((o) => inRange(o, owners)).sort();
+    const base = reply ? { t: 'digest' as const, v: 1 as const, reply: true } : { t: 'digest' as const, v: 1 as const };
+    if (ids.length <= MAX_OWNERS_PER_DIGEST && owners === undefined) return [{ ...base, digest: this.digest() }];
+    const out: DigestMessage[] = [];
+    let from = owners?.from ?? '';
+    for (let i = 0; i < ids.length || out.length === 0; i += MAX_OWNERS_PER_DIGEST) {
+      const next = ids[i + MAX_OWNERS_PER_DIGEST];
+      const range: KeyRange = { from, to: next ?? owners?.to ?? null };
+      out.push({ ...base, digest: this.digest(range), owners: range });
+      if (next === undefined) break;
+      from = next;
+    }
+    return out;
+  }
+
+  /** Messages to send to a peer whose digest is `theirs` (each bounded by maxMessageBytes).
+   *  With `owners`, only owners in that id range (the range of a split digest). */
+  deltaFor(theirs: Digest, owners?: KeyRange): ReplicaMessage[] {
+    const out: ReplicaMessage[] = [];
+    const extra: Rec[] = [];
+    for (const log of this.logs.values()) {
+      if (!inRange(log.owner, owners)) continue;
+      const d = row(theirs, log.owner);
+      const t = d?.complete ?? 0;
+      const base = { v: 1 as const, owner: log.owner };
+      if (t < log.floor) {
+        // A deletion they have not seen is gone from our log: only a replacing snapshot is correct.
+        const recs = [...log.byKey.values()];
+        this.keyChunks(recs, { ...base, t: 'snapshot', level: log.complete, floor: log.floor, replace: true }, out);
+      } else if (t < log.complete) {
+        this.keyChunks([...log.after(t)], { ...base, t: 'delta', from: t, to: log.complete }, out);
+      } else {
+        // Entries beyond their level that we hold out of order: they may lack them too.
+        for (const rec of log.after(t)) extra.push(rec);
+        if (t === log.complete && d?.hash !== undefined && log.clean() && d.hash !== log.hash) {
+          // Same level, different live entries: an owner reused versions after losing state.
+          const recs = [...log.byKey.values()];
+          this.keyChunks(recs, { ...base, t: 'snapshot', level: log.complete, floor: log.floor, replace: false }, out);
+        }
+      }
+    }
+    this.pushChunks(extra, out);
+    return out;
+  }
+
+  /** Splits recs into chunks by key range, each under maxBytes; every chunk holds all of the
+   *  given recs in its range, so each is a self-contained claim. */
+  private keyChunks(
+    recs: Rec[],
+    base: Omit<DeltaMessage, 'keys' | 'entries'> | Omit<SnapshotMessage, 'keys' | 'entries'>,
+    out: ReplicaMessage[],
+  ): void {
+    recs.sort(byKey);
+    // A chunk ends where the next begins, at a key not yet known: reserve room for the longest.
+    const head = (from: string) => utf8Length(JSON.stringify({ ...base, keys: { from, to: null }, entries: [] })) + MAX_KEY_BYTES;
+    const emit = (keys: KeyRange, entries: Entry[]) => out.push({ ...base, keys, entries } as DeltaMessage | SnapshotMessage);
+    let from = '';
+    let bytes = head(from);
+    let batch: Entry[] = [];
+    for (const rec of recs) {
+      if (batch.length >= MAX_ENTRIES_PER_MESSAGE || (batch.length > 0 && bytes + rec.size + 1 > this.maxBytes)) {
+        emit({ from, to: rec.e.key }, batch);
+        from = rec.e.key;
+        batch = [];
+        bytes = head(from);
+      }
+      batch.push(rec.e);
+      bytes += rec.size + 1;
+    }
+    emit({ from, to: null }, batch);
+  }
+
+  private pushChunks(recs: Rec[], out: ReplicaMessage[]): void {
+    const head = utf8Length(JSON.stringify({ t: 'push', v: 1, entries: [] }));
+    let batch: Entry[] = [];
+    let bytes = head;
+    for (const rec of recs) {
+      if (batch.length >= MAX_ENTRIES_PER_MESSAGE || (batch.length > 0 && bytes + rec.size + 1 > this.maxBytes)) {
+        out.push({ t: 'push', v: 1, entries: batch });
+        batch = [];
+        bytes = head;
+      }
+      batch.push(rec.e);
+      bytes += rec.size + 1;
+    }
+    if (batch.length > 0) out.push({ t: 'push', v: 1, entries: batch });
+  }
+
+  /** Handles a message from a peer (already validated by parseReplicaMessage). */
+  receive(msg: ReplicaMessage, now: number): ReceiveResult {
+    const out = emptyResult();
+    switch (msg.t) {
+      case 'digest':
+        this.onDigest(msg, out);
+        break;
+      case 'push':
+        for (const e of msg.entries) this.accept(e, now, out);
+        break;
+      case 'delta': {
+        let ok = true;
+        for (const e of msg.entries) ok = this.accept(e, now, out) && ok;
+        // A chunk with a forged entry does not prove it holds the sender's whole key range.
+        if (!ok || this.dropped.has(msg.owner)) break;
+        const log = this.logFor(msg.owner);
+        const proved = log.covered({ keys: msg.keys, from: msg.from, to: msg.to, floor: undefined });
+        if (proved !== undefined) log.seen(proved.from, proved.to);
+        break;
+      }
+      case 'snapshot':
+        this.onSnapshot(msg, now, out);
+        break;
+    }
+    const self = this.logs.get(this.self);
+    if (self !== undefined) this.counter = Math.max(this.counter, self.complete, self.maxHeld);
+    return out;
+  }
+
+  private onDigest(msg: DigestMessage, out: ReceiveResult): void {
+    const theirs = msg.digest;
+    out.reply.push(...this.deltaFor(theirs, msg.owners));
+    let theyKnowMore = false;
+    for (const owner of Object.keys(theirs)) {
+      const d = theirs[owner] as OwnerDigest;
+      if (this.dropped.has(owner)) continue;
+      // We lost writes they hold: never reuse those versions, even before the entries arrive.
+      if (owner === this.self && d.complete > this.counter) this.counter = d.complete;
+      const log = this.logs.get(owner);
+      const mine = log?.complete ?? 0;
+      if (d.complete > mine) theyKnowMore = true;
+      else if (log !== undefined && d.complete === mine && d.hash !== undefined && log.clean() && d.hash !== log.hash) theyKnowMore = true;
+    }
+    if (theyKnowMore && msg.reply !== true) out.reply.push(...this.digestMessages(true, msg.owners));
+  }
+
+  private onSnapshot(msg: SnapshotMessage, now: number, out: ReceiveResult): void {
+    if (this.dropped.has(msg.owner)) return;
+    let ok = true;
+    for (const e of msg.entries) ok = this.accept(e, now, out) && ok;
+    // With a forged entry we cannot trust what the chunk says is absent.
+    if (!ok) return;
+    const own = msg.owner === this.self;
+    if (!msg.replace && !own) return;
+    const log = this.logFor(msg.owner);
+    const present = new Set(msg.entries.map((e) => e.key));
+    const reissue: Rec[] = [];
+    for (const rec of [...log.byKey.values()]) {
+      if (rec.e.version > msg.level || present.has(rec.e.key) || !inRange(rec.e.key, msg.keys)) continue;
+      if (own && rec.e.version > this.restoredLevel) {
+        reissue.push(rec);
+      } else if (msg.replace) {
+        log.remove(rec.e.key);
+        out.remove.push({ owner: msg.owner, key: rec.e.key });
+        if (rec.e.value !== null) out.changes.push({ owner: msg.owner, key: rec.e.key, value: null, previous: rec.e.value });
+      }
+    }
+    if (msg.replace) {
+      const proved = log.covered({ keys: msg.keys, from: 0, to: msg.level, floor: msg.floor });
+      if (proved !== undefined) {
+        log.seen(proved.from, proved.to);
+        if (proved.floor !== undefined) log.floor = Math.max(log.floor, Math.min(proved.floor, log.complete));
+      }
+    }
+    if (reissue.length > 0) this.reissue(reissue, msg.level, now, out);
+  }
+
+  /** A peer at `level` lacks own entries we wrote since restarting: it took their versions to be
+   *  ones our previous incarnation used (and it may have collected their deletion). Writing the
+   *  same values again above its level is the only way they reach everyone. */
+  private reissue(recs: Rec[], level: number, now: number, out: ReceiveResult): void {
+    this.counter = Math.max(this.counter, level);
+    const fresh: Rec[] = [];
+    for (const rec of recs) {
+      const { entry } = this.issue(rec.e.key, rec.e.value, now);
+      out.persist.push(entry);
+      fresh.push(this.logFor(this.self).byKey.get(entry.key) as Rec);
+    }
+    this.pushChunks(fresh, out.broadcast);
+  }
+
+  /** Merges one entry; false if its signature is bad (nothing changed). */
+  private accept(e: Entry, now: number, out: ReceiveResult): boolean {
+    if (this.dropped.has(e.owner)) return true;
+    let log = this.logs.get(e.owner);
+    const cur = log?.byKey.get(e.key);
+    // Already held, so already verified: skipping the check makes repeated deltas cheap.
+    if (cur !== undefined && cur.e.version === e.version && cur.e.sig === e.sig && cur.e.value === e.value) return true;
+    if (!this.verifies(e)) {
+      out.rejected = `entry ${e.owner}/${JSON.stringify(e.key.slice(0, 64))} v${e.version}: signature is not the owner's`;
+      return false;
+    }
+    log ??= this.logFor(e.owner);
+    log.seen(e.version - 1, e.version);
+    if (cur !== undefined) {
+      if (e.version < cur.e.version || (e.version === cur.e.version && tieBreak(e, cur.e) <= 0)) return true;
+    } else if (e.version <= log.floor) {
+      // Absent at or below our floor: deleted here and collected; this is a stale copy.
+      return true;
+    }
+    log.put(makeRec(e, now));
+    out.persist.push(e);
+    const previous = cur?.e.value ?? null;
+    if (previous !== e.value) out.changes.push({ owner: e.owner, key: e.key, value: e.value, previous });
+    return true;
+  }
+
+  private verifies(e: Entry): boolean {
+    try {
+      return this.opts.verify(e.owner, entrySigningBytes(e), e.sig) === true;
+    } catch {
+      return false;
+    }
+  }
+
+  private logFor(owner: string): OwnerLog {
+    let log = this.logs.get(owner);
+    if (log === undefined) {
+      log = new OwnerLog(owner);
+      this.logs.set(owner, log);
+    }
+    return log;
+  }
+
+  /** Drops tombstones older than the GC period; the shell deletes `dropped` from disk. Only
+   *  tombstones at or below the owner's complete level go: the floor must never pass it. */
+  gc(now: number): { dropped: Entry[] } {
+    const dropped: Entry[] = [];
+    for (const log of this.logs.values()) {
+      for (const rec of [...log.tombs]) {
+        if (rec.seen === undefined) {
+          rec.seen = now;
+        } else if (now - rec.seen >= this.gcMs && rec.e.version <= log.complete) {
+          log.remove(rec.e.key);
+          log.floor = Math.max(log.floor, rec.e.version);
+          dropped.push(rec.e);
+        }
+      }
+    }
+    return { dropped };
+  }
+
+  /** Forgets an owner removed from the mesh for good; later gossip about it is ignored. The shell
+   *  writes meta() and then deletes the ownerStoragePrefix(owner) range. */
+  dropOwner(owner: string): Change[] {
+    if (owner === this.self) throw new RangeError('replica: a peer cannot drop its own entries');
+    const changes: Change[] = [];
+    const log = this.logs.get(owner);
+    let level = this.dropped.get(owner) ?? 0;
+    if (log !== undefined) {
+      for (const rec of log.byKey.values()) {
+        if (rec.e.value !== null) changes.push({ owner, key: rec.e.key, value: null, previous: rec.e.value });
+      }
+      level = Math.max(level, log.complete, log.maxHeld);
+      this.logs.delete(owner);
+    }
+    this.dropped.set(owner, level);
+    return changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  meta(): ReplicaMeta {
+    const owners: ReplicaMeta['owners'] = Object.create(null) as ReplicaMeta['owners'];
+    for (const log of this.logs.values()) owners[log.owner] = { complete: log.complete, floor: log.floor };
+    const dropped: ReplicaMeta['dropped'] = Object.create(null) as ReplicaMeta['dropped'];
+    for (const [owner, level] of this.dropped) dropped[owner] = level;
+    return { v: 1, self: this.self, counter: this.counter, owners, dropped };
+  }
+
+  export(): ReplicaSnapshot {
+    return { v: 1, meta: this.meta(), entries: this.entries({ includeTombstones: true }) };
+  }
+
+  static restore(selfId: string, snap: ReplicaSnapshot, opts: ReplicaOptions): Replica {
+    return Replica.load(selfId, snap.meta, snap.entries, opts);
+  }
+
+  /** Rebuilds a replica from disk: the meta record (if any) and every stored entry. Entries come
+   *  from our own disk, so their shape is checked but not their signatures. Tombstones restart
+   *  their GC period. */
+  static load(selfId: string, meta: ReplicaMeta | undefined, entries: Iterable<Entry>, opts: ReplicaOptions): Replica {
+    const r = new Replica(selfId, opts);
+    if (meta !== undefined && meta.self !== selfId) {
+      throw new Error(`replica: stored state belongs to peer ${meta.self}, not ${selfId} (wrong data directory?)`);
+    }
+    if (meta !== undefined) {
+      for (const [owner, level] of Object.entries(meta.dropped)) r.dropped.set(owner, level);
+      for (const [owner, lv] of Object.entries(meta.owners)) {
+        if (r.dropped.has(owner)) continue;
+        const log = r.logFor(owner);
+        log.complete = lv.complete;
+        log.floor = Math.min(lv.floor, lv.complete);
+      }
+      r.counter = meta.counter;
+    }
+    for (const raw of entries) {
+      const e = parseEntry(raw);
+      if (typeof e === 'string') throw new Error(`replica: stored entry is corrupt: ${e}`);
+      if (r.dropped.has(e.owner)) continue;
+      const log = r.logFor(e.owner);
+      const cur = log.byKey.get(e.key);
+      if (cur !== undefined && (e.version < cur.e.version || (e.version === cur.e.version && tieBreak(e, cur.e) <= 0))) continue;
+      log.put(makeRec(e, undefined));
+      log.seen(e.version - 1, e.version);
+    }
+    const self = r.logs.get(selfId);
+    if (self !== undefined) {
+      // Our own writes reach disk before they are sent, so the disk has our whole history up to
+      // our newest stored write; meta may be older, and if we do not claim the versions our later
+      // writes superseded, nobody else can either.
+      self.seen(0, self.maxHeld);
+      r.counter = Math.max(r.counter, self.complete, self.maxHeld);
+    }
+    r.restoredLevel = r.counter;
+    return r;
+  }
+}

@@ -1,0 +1,408 @@
+// Mesh admission: only holders of the mesh password get a connection, and admitted
+// connections carry bulk traffic. Real libp2p nodes over TCP on 127.0.0.1 (Noise + yamux);
+// wire-format checks drive one end by hand over libp2p's in-memory connection pair.
+
+import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { inspect } from 'node:util';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import type { Connection, Libp2p, Stream } from '@libp2p/interface';
+import { disable as disableLibp2pLogs, enable as enableLibp2pLogs } from '@libp2p/logger';
+import { tcp } from '@libp2p/tcp';
+import { byteStream, multiaddrConnectionPair } from '@libp2p/utils';
+import { createLibp2p } from 'libp2p';
+import { afterEach, describe, expect, test } from 'vitest';
+import {
+  ADMISSION_MAGIC,
+  ADMISSION_REJECTED,
+  ADMISSION_VERSION,
+  HEADER_LENGTH,
+  MeshAdmissionError,
+  meshAdmission,
+  type AdmissionAdmittedInfo,
+  type AdmissionRejectedInfo,
+} from '../mesh/admission.ts';
+import { deriveMeshKey } from '../mesh/mesh-key.ts';
+
+// Distinctive, so a leak into any captured text is unmistakable.
+const PASSWORD = `weft-test-password-${randomBytes(6).toString('hex')}`;
+const OTHER_PASSWORD = `weft-other-password-${randomBytes(6).toString('hex')}`;
+const KEY = deriveMeshKey(PASSWORD);
+const OTHER_KEY = deriveMeshKey(OTHER_PASSWORD);
+
+const ECHO = '/weft/test/echo/1.0.0';
+const BULK = '/weft/test/bulk/1.0.0';
+const MiB = 1024 * 1024;
+/** Many small test connections from one address inside a second: lift libp2p's per-host
+ *  inbound rate limit (default 5/s) so it never decides a test. */
+const INBOUND_THRESHOLD = 1_000;
+
+interface Events {
+  rejected: AdmissionRejectedInfo[];
+  admitted: AdmissionAdmittedInfo[];
+}
+
+const nodes: Libp2p[] = [];
+const sockets: net.Socket[] = [];
+
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await Promise.allSettled(nodes.splice(0).map((node) => node.stop()));
+});
+
+async function startNode(key: Uint8Array, opts: { timeoutMs?: number } = {}): Promise<{ node: Libp2p; events: Events }> {
+  const events: Events = { rejected: [], admitted: [] };
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { inboundConnectionThreshold: INBOUND_THRESHOLD },
+    connectionProtector: meshAdmission({
+      key,
+      timeoutMs: opts.timeoutMs,
+      onRejected: (info) => events.rejected.push(info),
+      onAdmitted: (info) => events.admitted.push(info),
+    }),
+  });
+  nodes.push(node);
+  return { node, events };
+}
+
+function addrOf(node: Libp2p) {
+  const addr = node.getMultiaddrs()[0];
+  if (addr == null) throw new Error('node has no listen address');
+  return addr;
+}
+
+function tcpPortOf(node: Libp2p): number {
+  const port = addrOf(node).toString().match(/\/tcp\/(\d+)/)?.[1];
+  if (port == null) throw new Error('node has no tcp port');
+  return Number(port);
+}
+
+async function readAll(stream: Stream): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of stream) chunks.push(chunk.subarray());
+  return Buffer.concat(chunks);
+}
+
+async function sendAll(stream: Stream, data: Uint8Array): Promise<void> {
+  if (!stream.send(data)) await stream.onDrain();
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function serveEcho(node: Libp2p, ran?: { count: number }): Promise<void> {
+  return node.handle(ECHO, async (stream: Stream, _connection: Connection) => {
+    if (ran != null) ran.count++;
+    const request = await readAll(stream);
+    await sendAll(stream, Buffer.concat([Buffer.from('echo: '), request]));
+    await stream.close();
+  });
+}
+
+async function echoThrough(from: Libp2p, to: Libp2p, message: string): Promise<string> {
+  const stream = await from.dialProtocol(addrOf(to), ECHO);
+  await sendAll(stream, Buffer.from(message));
+  await stream.close();
+  return (await readAll(stream)).toString();
+}
+
+/** Every string an error can print: message, stack, causes and aggregated errors. */
+function errorText(err: unknown): string {
+  return `${String(err)}\n${(err as Error)?.stack ?? ''}\n${inspect(err, { depth: 10 })}`;
+}
+
+describe('mesh key', () => {
+  test('the same password gives every peer the same 32-byte key; another password does not', () => {
+    expect(KEY.byteLength).toBe(32);
+    expect(Buffer.from(deriveMeshKey(PASSWORD))).toEqual(Buffer.from(KEY));
+    expect(Buffer.from(OTHER_KEY)).not.toEqual(Buffer.from(KEY));
+  });
+
+  test('an empty password is refused with a sentence saying so', () => {
+    expect(() => deriveMeshKey('')).toThrow(/mesh password is empty/);
+  });
+
+  test('printing the key shows neither its bytes nor the password', () => {
+    const hex = Buffer.from(KEY).toString('hex');
+    for (const text of [String(KEY), `${KEY}`, JSON.stringify({ KEY }), inspect(KEY), inspect({ KEY })]) {
+      expect(text).not.toContain(hex);
+      expect(text).not.toContain(PASSWORD);
+      expect(text).not.toMatch(/\d+, \d+, \d+/); // no byte list either
+    }
+    expect(inspect(meshAdmission({ key: KEY })())).not.toMatch(/\d+, \d+, \d+/);
+  });
+
+  test('a key of the wrong size is refused before any connection', () => {
+    expect(() => meshAdmission({ key: new Uint8Array(16) })).toThrow(/32 bytes/);
+  });
+});
+
+describe('mesh admission over TCP', () => {
+  test('two peers with the same password connect and exchange a message on a protocol', async () => {
+    const a = await startNode(KEY);
+    const b = await startNode(KEY);
+    await serveEcho(b.node);
+
+    expect(await echoThrough(a.node, b.node, 'hello mesh')).toBe('echo: hello mesh');
+
+    expect(a.events.admitted).toEqual([{ remoteAddr: expect.stringContaining(`/tcp/${tcpPortOf(b.node)}`), direction: 'outbound' }]);
+    await until('the listener to admit', () => b.events.admitted.length === 1);
+    expect(b.events.admitted[0]?.direction).toBe('inbound');
+    expect(a.events.rejected).toEqual([]);
+    expect(b.events.rejected).toEqual([]);
+    expect(b.node.getConnections(a.node.peerId)).toHaveLength(1);
+  });
+
+  test('bulk: 64 MiB then 256 MiB stream through one connection intact, with back-pressure', async () => {
+    const a = await startNode(KEY);
+    const b = await startNode(KEY);
+    await b.node.handle(BULK, async (stream: Stream) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      for await (const chunk of stream) {
+        const buf = chunk.subarray();
+        hash.update(buf);
+        bytes += buf.byteLength;
+      }
+      await sendAll(stream, Buffer.from(JSON.stringify({ bytes, sha256: hash.digest('hex') })));
+      await stream.close();
+    });
+
+    const connection = await a.node.dial(addrOf(b.node));
+    const base = randomBytes(MiB);
+    for (const size of [64 * MiB, 256 * MiB]) {
+      const stream = await connection.newStream(BULK);
+      const sent = createHash('sha256');
+      let drainWaits = 0;
+      const start = performance.now();
+      for (let i = 0; i < size / MiB; i++) {
+        // A fresh buffer per chunk (the muxer may hold it until written), numbered so a
+        // reordered or repeated chunk changes the checksum.
+        const chunk = Buffer.from(base);
+        chunk.writeUInt32BE(i, 0);
+        sent.update(chunk);
+        if (!stream.send(chunk)) {
+          drainWaits++;
+          await stream.onDrain();
+        }
+      }
+      await stream.close();
+      const reply = JSON.parse((await readAll(stream)).toString()) as { bytes: number; sha256: string };
+      const seconds = (performance.now() - start) / 1000;
+      console.log(
+        `admission bulk ${size / MiB} MiB: ${(size / MiB / seconds).toFixed(1)} MiB/s (${seconds.toFixed(2)} s, ` +
+          `${drainWaits} drain waits, rss ${(process.memoryUsage().rss / MiB).toFixed(0)} MiB)`,
+      );
+      expect(reply).toEqual({ bytes: size, sha256: sent.digest('hex') });
+      expect(drainWaits).toBeGreaterThan(0);
+    }
+    expect(a.node.getConnections()).toHaveLength(1);
+  }, 45_000);
+
+  test('wrong password: the dial fails, both sides say "wrong mesh password", nothing else runs', async () => {
+    const a = await startNode(KEY);
+    const b = await startNode(OTHER_KEY);
+    const ran = { count: 0 };
+    await serveEcho(b.node, ran);
+    const opened: string[] = [];
+    b.node.addEventListener('connection:open', (evt) => opened.push(evt.detail.remoteAddr.toString()));
+
+    const dial = a.node.dialProtocol(addrOf(b.node), ECHO);
+    const err = await dial.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).not.toBeNull();
+    expect(errorText(err)).toContain('wrong mesh password');
+
+    expect(a.events.rejected).toEqual([
+      { remoteAddr: expect.stringContaining(`/ip4/127.0.0.1/tcp/${tcpPortOf(b.node)}`), direction: 'outbound', reason: ADMISSION_REJECTED.wrongPassword },
+    ]);
+    await until('the listener to reject', () => b.events.rejected.length === 1);
+    expect(b.events.rejected).toEqual([
+      { remoteAddr: expect.stringMatching(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/), direction: 'inbound', reason: ADMISSION_REJECTED.wrongPassword },
+    ]);
+
+    expect(a.events.admitted).toEqual([]);
+    expect(b.events.admitted).toEqual([]);
+    expect(b.node.getConnections()).toEqual([]);
+    expect(a.node.getConnections()).toEqual([]);
+    expect(await b.node.peerStore.has(a.node.peerId)).toBe(false);
+    expect(opened).toEqual([]);
+    expect(ran.count).toBe(0);
+  });
+
+  test('plain TCP clients sending garbage, another version or nothing are refused; good peers still get in', async () => {
+    const b = await startNode(KEY, { timeoutMs: 400 });
+    await serveEcho(b.node);
+    const port = tcpPortOf(b.node);
+
+    /** Connects, sends `payload` (if any), and returns what the node sent before closing. */
+    const rawClient = (payload?: Uint8Array) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const received: Buffer[] = [];
+        const socket = net.connect(port, '127.0.0.1', () => {
+          if (payload != null) socket.write(payload);
+        });
+        sockets.push(socket);
+        socket.on('data', (buf) => received.push(buf));
+        socket.on('error', () => {}); // a reset is one of the accepted endings
+        socket.on('close', () => resolve(Buffer.concat(received)));
+        setTimeout(() => reject(new Error('node never closed the raw connection')), 5_000).unref();
+      });
+
+    const http = await rawClient(Buffer.from('GET / HTTP/1.1\r\nHost: weft\r\n\r\n'));
+    const future = await rawClient(Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION + 1]), randomBytes(32)]));
+    const silent = await rawClient();
+
+    // Whatever reached the client is the node's own header: magic, version, nonce.
+    for (const reply of [http, future, silent]) {
+      expect(reply.byteLength).toBeLessThanOrEqual(HEADER_LENGTH);
+    }
+    expect(silent.subarray(0, 5)).toEqual(Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION])]));
+    expect(silent.byteLength).toBe(HEADER_LENGTH);
+
+    await until('three rejections', () => b.events.rejected.length === 3);
+    expect(b.events.rejected.map((r) => r.reason).sort()).toEqual(
+      [ADMISSION_REJECTED.notWeft, ADMISSION_REJECTED.notWeft, ADMISSION_REJECTED.timedOut].sort(),
+    );
+    for (const r of b.events.rejected) {
+      expect(r.direction).toBe('inbound');
+      expect(r.remoteAddr).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/);
+    }
+    expect(b.node.status).toBe('started');
+    expect(b.node.getConnections()).toEqual([]);
+
+    const a = await startNode(KEY);
+    expect(await echoThrough(a.node, b.node, 'still here?')).toBe('echo: still here?');
+  });
+
+  test('the password and key appear in no log line, callback or error, on success or refusal', async () => {
+    const captured: string[] = [];
+    const realWrite = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      captured.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString());
+      return true;
+    }) as typeof process.stderr.write;
+    enableLibp2pLogs('libp2p:*');
+    try {
+      const a = await startNode(KEY);
+      const b = await startNode(KEY);
+      const c = await startNode(OTHER_KEY);
+      await serveEcho(b.node);
+      expect(await echoThrough(a.node, b.node, 'ok')).toBe('echo: ok');
+      const err = await a.node.dial(addrOf(c.node)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).not.toBeNull();
+      await until('the other side to reject', () => c.events.rejected.length === 1);
+
+      const texts = [
+        ...captured,
+        errorText(err),
+        ...[a, b, c].map(({ events }) => JSON.stringify(events) + inspect(events, { depth: 10 })),
+      ];
+      const all = texts.join('\n');
+      // The capture works: libp2p's own lines about admission are in it.
+      expect(all).toContain('admission');
+      expect(all).toContain('wrong mesh password');
+      for (const secret of [PASSWORD, OTHER_PASSWORD]) {
+        expect(all).not.toContain(secret);
+      }
+      for (const key of [KEY, OTHER_KEY]) {
+        expect(all).not.toContain(Buffer.from(key).toString('hex'));
+        expect(all).not.toContain(Buffer.from(key).toString('base64'));
+      }
+    } finally {
+      disableLibp2pLogs();
+      process.stderr.write = realWrite;
+    }
+  });
+});
+
+// The handshake as the spec words it, computed here independently of admission.ts.
+describe('admission wire format', () => {
+  const hmac = (role: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array) =>
+    createHmac('sha256', KEY).update('weft/admission/v1/proof').update(role).update(dialerNonce).update(listenerNonce).digest();
+  const streamCipher = (info: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array) =>
+    createCipheriv('chacha20', Buffer.from(hkdfSync('sha256', KEY, Buffer.concat([dialerNonce, listenerNonce]), info, 32)), Buffer.alloc(16));
+
+  test('bytes the dialer sends right behind its proof reach the admitted stream, and the reply is encrypted per direction', async () => {
+    const [dialerEnd, listenerEnd] = multiaddrConnectionPair();
+    const admitted = meshAdmission({ key: KEY })().protect(listenerEnd);
+
+    // Hand-driven dialer.
+    const wire = byteStream(dialerEnd);
+    const dialerNonce = randomBytes(32);
+    await wire.write(Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION]), dialerNonce]));
+    const header = (await wire.read({ bytes: HEADER_LENGTH })).subarray();
+    expect(Buffer.from(header.subarray(0, 5))).toEqual(Buffer.concat([ADMISSION_MAGIC, Buffer.from([1])]));
+    const listenerNonce = header.subarray(5);
+    const toListener = streamCipher('weft/admission/v1/stream/dialer-to-listener', dialerNonce, listenerNonce);
+    // Proof and first payload in ONE write, so they arrive together in the handshake's buffer.
+    await wire.write(Buffer.concat([hmac('D', dialerNonce, listenerNonce), toListener.update('first bytes after the proof')]));
+    const listenerProof = (await wire.read({ bytes: 32 })).subarray();
+    expect(Buffer.from(listenerProof)).toEqual(hmac('L', dialerNonce, listenerNonce));
+
+    const stream = await admitted;
+    const received: Buffer[] = [];
+    const gotIt = new Promise<void>((resolve) => {
+      stream.addEventListener('message', (evt) => {
+        received.push(Buffer.from(evt.data.subarray()));
+        if (Buffer.concat(received).toString() === 'first bytes after the proof') resolve();
+      });
+    });
+    await gotIt;
+
+    stream.send(Buffer.from('reply from the listener'));
+    const ciphertext = (await wire.read({ bytes: 'reply from the listener'.length })).subarray();
+    expect(Buffer.from(ciphertext).toString()).not.toBe('reply from the listener');
+    const fromListener = streamCipher('weft/admission/v1/stream/listener-to-dialer', dialerNonce, listenerNonce);
+    expect(fromListener.update(ciphertext).toString()).toBe('reply from the listener');
+  });
+
+  test('a peer that replays the listener proof back as its own is refused', async () => {
+    const [dialerEnd, listenerEnd] = multiaddrConnectionPair();
+    const rejected: AdmissionRejectedInfo[] = [];
+    const admitted = meshAdmission({ key: KEY, onRejected: (info) => rejected.push(info) })().protect(listenerEnd);
+    admitted.catch(() => {});
+
+    const wire = byteStream(dialerEnd);
+    const dialerNonce = randomBytes(32);
+    await wire.write(Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION]), dialerNonce]));
+    const listenerNonce = (await wire.read({ bytes: HEADER_LENGTH })).subarray().subarray(5);
+    await wire.write(hmac('L', dialerNonce, listenerNonce)); // right key, wrong role
+
+    await expect(admitted).rejects.toBeInstanceOf(MeshAdmissionError);
+    expect(rejected.map((r) => r.reason)).toEqual([ADMISSION_REJECTED.wrongPassword]);
+  });
+
+  test('when the transport is full, send on the admitted stream reports it and drain follows', async () => {
+    const [dialerEnd, listenerEnd] = multiaddrConnectionPair({ capacity: 2 });
+    const [dialer, listener] = await Promise.all([
+      meshAdmission({ key: KEY })().protect(dialerEnd),
+      meshAdmission({ key: KEY })().protect(listenerEnd),
+    ]);
+    let received = 0;
+    listener.addEventListener('message', (evt) => {
+      received += evt.data.byteLength;
+    });
+
+    const chunk = randomBytes(256 * 1024); // four 64 KiB transport messages: over capacity
+    expect(dialer.send(chunk)).toBe(false);
+    expect(dialer.writableNeedsDrain).toBe(true);
+    await dialer.onDrain();
+    await until('the listener to receive everything', () => received === chunk.byteLength);
+  });
+});

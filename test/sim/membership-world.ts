@@ -1,0 +1,285 @@
+// A simulated mesh of Membership cores: SimNetwork carries their messages (as JSON text, decoded
+// with the real parser on delivery), a simulated clock ticks each peer every 100 ms at its own
+// phase, and a toy dialer plays the shell's part of connecting to whatever `wanted()` lists.
+
+import {
+  Membership,
+  parseMembershipMessage,
+  TICK_MS,
+  type Member,
+  type MemberInfo,
+  type MembershipEvent,
+  type MembershipOptions,
+  type Output,
+} from '../../mesh/membership.ts';
+import { SimNetwork, type Envelope } from './network.ts';
+import { Rng } from './rng.ts';
+
+/** Messages are delivered at this granularity: fine against 1–50 ms delays and 100 ms ticks. */
+const SUB_STEP_MS = 10;
+
+export interface WorldOptions {
+  seed: number;
+  n: number;
+  loss?: number;
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  opts?: Partial<MembershipOptions>;
+}
+
+export interface SeenEvent extends MembershipEvent {
+  observer: string;
+}
+
+interface SimNode {
+  info: MemberInfo;
+  m: Membership;
+  nextTick: number;
+  down: boolean;
+  stalledUntil: number;
+  /** Messages that reached a stalled peer's socket and wait to be read. */
+  backlog: Envelope<string>[];
+  /** When a stall ends: deliver the backlog before the late tick (true) or after it. */
+  backlogFirst: boolean;
+  random: () => number;
+}
+
+export class World {
+  readonly rng: Rng;
+  readonly net: SimNetwork<string>;
+  readonly nodes = new Map<string, SimNode>();
+  readonly ids: string[];
+  readonly events: SeenEvent[] = [];
+  /** Called for every event as it happens, for invariants that must hold at every instant. */
+  onEvent: (e: SeenEvent) => void = () => {};
+  private readonly links = new Set<string>();
+  private readonly opts: Partial<MembershipOptions>;
+  messages = 0;
+  bytes = 0;
+
+  constructor(o: WorldOptions) {
+    this.rng = new Rng(o.seed);
+    this.net = new SimNetwork<string>(new Rng(o.seed * 7919 + 1), {
+      loss: o.loss ?? 0,
+      minDelayMs: o.minDelayMs ?? 1,
+      maxDelayMs: o.maxDelayMs ?? 50,
+    });
+    this.opts = o.opts ?? {};
+    this.ids = Array.from({ length: o.n }, (_, i) => `n${i}`);
+    for (const id of this.ids) {
+      const info: MemberInfo = { id, name: `host-${id}`, addrs: [`/ip4/10.0.0.${this.ids.indexOf(id) + 1}/tcp/6783`], tags: [], role: 'worker' };
+      const nodeRng = new Rng(o.seed * 31 + this.ids.indexOf(id) + 1);
+      const random = () => nodeRng.next();
+      this.nodes.set(id, {
+        info,
+        m: new Membership(info, 0, { ...this.opts, random }),
+        nextTick: this.rng.int(TICK_MS / SUB_STEP_MS) * SUB_STEP_MS,
+        down: false,
+        stalledUntil: -1,
+        backlog: [],
+        backlogFirst: true,
+        random,
+      });
+    }
+    // Everyone is told of the first peer, as `weft launch --peers` would.
+    const first = this.node(this.ids[0]!);
+    for (const id of this.ids.slice(1)) this.apply(id, this.node(id).m.addSeed(first.info, 0));
+  }
+
+  get now(): number {
+    return this.net.now;
+  }
+
+  node(id: string): SimNode {
+    const n = this.nodes.get(id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  m(id: string): Membership {
+    return this.node(id).m;
+  }
+
+  /** The peers that are running (not crashed); stalled ones count as running. */
+  up(): string[] {
+    return this.ids.filter((id) => !this.node(id).down);
+  }
+
+  view(observer: string, subject: string): Member | undefined {
+    return this.m(observer).get(subject);
+  }
+
+  /** Every running peer sees every other running peer alive. */
+  allAlive(among = this.up()): boolean {
+    return among.every((a) => among.every((b) => a === b || this.view(a, b)?.state === 'alive'));
+  }
+
+  /** Advances simulated time by `ms`, calling `check` after every 100 ms step. */
+  run(ms: number, check: () => void = () => {}): void {
+    const end = this.now + ms;
+    while (this.now < end) {
+      this.step();
+      check();
+    }
+  }
+
+  /** Runs until `done()` holds (checked every step); returns the time it took, or throws. */
+  runUntil(done: () => boolean, maxMs: number, check: () => void = () => {}): number {
+    const start = this.now;
+    while (!done()) {
+      if (this.now - start >= maxMs) throw new Error(`condition not reached within ${maxMs} ms (t=${this.now})`);
+      this.step();
+      check();
+    }
+    return this.now - start;
+  }
+
+  /** 100 ms of simulated time, in sub-steps that deliver messages when they are due. */
+  step(): void {
+    for (let k = 0; k < TICK_MS / SUB_STEP_MS; k++) this.subStep();
+  }
+
+  /** Advances by `ms` (rounded up to 10 ms) without invariant checks: to put an event at a
+   *  random point between ticks. */
+  nudge(ms: number): void {
+    for (let t = 0; t < ms; t += SUB_STEP_MS) this.subStep();
+  }
+
+  private subStep(): void {
+    const now = this.now + SUB_STEP_MS;
+    if (now % TICK_MS === 0) this.dial();
+    for (const env of this.net.advance(now)) {
+      const n = this.node(env.to);
+      if (n.down) continue;
+      if (now < n.stalledUntil) n.backlog.push(env);
+      else this.deliver(env, now);
+    }
+    for (const id of this.ids) {
+      const n = this.node(id);
+      if (n.down || now < n.stalledUntil) continue;
+      const late = n.backlog.length > 0 || n.nextTick <= now;
+      if (n.backlog.length > 0 && n.backlogFirst) this.flushBacklog(n, now);
+      if (n.nextTick <= now) {
+        this.apply(id, n.m.tick(now));
+        // A late tick is one tick: a stalled timer does not fire for every period it missed.
+        while (n.nextTick <= now) n.nextTick += TICK_MS;
+      }
+      if (late && n.backlog.length > 0) this.flushBacklog(n, now);
+    }
+  }
+
+  private flushBacklog(n: SimNode, now: number): void {
+    const burst = n.backlog;
+    n.backlog = [];
+    for (const env of burst) this.deliver(env, now);
+  }
+
+  private deliver(env: Envelope<string>, now: number): void {
+    const msg = parseMembershipMessage(JSON.parse(env.msg));
+    // Everything a core sends must pass its own decoder, or real peers would drop it.
+    if (typeof msg === 'string') throw new Error(`${env.from} sent ${env.to} a message the decoder rejects: ${msg}: ${env.msg.slice(0, 200)}`);
+    this.apply(env.to, this.m(env.to).receive(env.from, msg, now));
+  }
+
+  apply(id: string, out: Output): void {
+    for (const { to, msg } of out.send) {
+      const text = JSON.stringify(msg);
+      this.messages++;
+      this.bytes += text.length;
+      if (!this.nodes.has(to)) continue;
+      this.net.send(id, to, text);
+    }
+    for (const e of out.events) {
+      const seen = { ...e, observer: id };
+      this.events.push(seen);
+      this.onEvent(seen);
+    }
+  }
+
+  /** The shell's dialer: connect to every wanted member not yet connected, if reachable. */
+  private dial(): void {
+    for (const a of this.ids) {
+      const na = this.node(a);
+      if (na.down || this.now < na.stalledUntil) continue;
+      for (const w of na.m.wanted()) {
+        const b = w.id;
+        if (!this.nodes.has(b) || this.links.has(pair(a, b)) || !this.net.connected(a, b)) continue;
+        if (this.now < this.node(b).stalledUntil) continue;
+        this.links.add(pair(a, b));
+        this.apply(a, na.m.connected(b, this.now));
+        this.apply(b, this.m(b).connected(a, this.now));
+      }
+    }
+  }
+
+  private dropLinks(pred: (a: string, b: string) => boolean, notify: boolean): void {
+    for (const key of [...this.links]) {
+      const [a, b] = key.split('|') as [string, string];
+      if (!pred(a, b)) continue;
+      this.links.delete(key);
+      if (!notify) continue;
+      for (const [x, y] of [[a, b], [b, a]] as const) {
+        if (!this.node(x).down) this.apply(x, this.m(x).disconnected(y, this.now));
+      }
+    }
+  }
+
+  /** Kills a peer. `rst`: its host's kernel resets its connections (kill -9), so the others'
+   *  transports report a disconnect; otherwise the host is cut off and simply goes silent. */
+  crash(id: string, rst = false): void {
+    this.net.crash(id);
+    this.node(id).down = true;
+    this.node(id).backlog = [];
+    this.dropLinks((a, b) => a === id || b === id, rst);
+  }
+
+  /** Resets the connections of `id` (to `peer` only, if given) without anything crashing:
+   *  both ends hear `disconnected`, and the dialer reconnects on its next round. */
+  resetLinks(id: string, peer?: string): void {
+    this.dropLinks((a, b) => (a === id && (!peer || b === peer)) || (b === id && (!peer || a === peer)), true);
+  }
+
+  /** Starts a crashed peer again with a fresh core, as a restarted process would. */
+  restart(id: string, restored?: { inc: number; members: Member[] }): void {
+    const n = this.node(id);
+    const first = this.node(this.ids[0] === id ? this.ids[1]! : this.ids[0]!);
+    n.m = new Membership(n.info, this.now, { ...this.opts, random: n.random }, restored);
+    n.down = false;
+    n.nextTick = this.now + TICK_MS;
+    this.net.restart(id);
+    if (!restored) this.apply(id, n.m.addSeed(first.info, this.now));
+  }
+
+  /** Cuts the network into groups; connections across the cut die silently and are
+   *  re-dialled (and re-announced with `connected`) once the cut heals. */
+  partition(groups: string[][]): void {
+    this.net.partition(groups);
+    this.dropLinks((a, b) => !this.net.connected(a, b), false);
+  }
+
+  heal(): void {
+    this.net.heal();
+  }
+
+  /** Freezes a peer's event loop for `ms`: it neither ticks nor reads; messages queue up. */
+  stall(id: string, ms: number, backlogFirst = true): void {
+    const n = this.node(id);
+    n.stalledUntil = this.now + ms;
+    n.backlogFirst = backlogFirst;
+  }
+}
+
+function pair(a: string, b: string): string {
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}

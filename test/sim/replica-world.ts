@@ -1,0 +1,450 @@
+// A simulated mesh of replicas for the gossip replication tests: a seeded lossy network, a
+// simulated clock in rounds of anti-entropy, a simulated disk per peer, crash and restart, and an
+// oracle of every write ever made against which invariants are checked.
+
+import {
+  type Change,
+  type Entry,
+  MAX_MESSAGE_BYTES,
+  Replica,
+  type ReceiveResult,
+  type ReplicaMessage,
+  type ReplicaMeta,
+  type ReplicaOptions,
+  type ReplicaSnapshot,
+  entryStorageKey,
+  ownerStoragePrefix,
+  parseReplicaMessage,
+  utf8Length,
+} from '../../mesh/replica.ts';
+import { tieBreak } from '../../mesh/replica-owner.ts';
+import { type Envelope, SimNetwork } from './network.ts';
+import { Rng } from './rng.ts';
+
+/** The shell's anti-entropy period; one simulated round. */
+export const ROUND_MS = 1000;
+/** Network processing granularity inside a round (messages take 1-20 ms). */
+const STEP_MS = 10;
+
+// A cheap deterministic stand-in for Ed25519: FNV-1a (two 32-bit lanes) keyed by a per-owner
+// secret. Forging needs the owner's secret, which tests only use deliberately.
+export function fakeSig(owner: string, bytes: Uint8Array): string {
+  let a = 0x811c9dc5;
+  let b = 0x2545f491;
+  const secret = `secret:${owner}:`;
+  for (let i = 0; i < secret.length; i++) {
+    const c = secret.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193);
+  }
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i] as number;
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ (c + 0x9e), 0x01000193);
+  }
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
+}
+
+export function fakeCrypto(self: string, extra: Partial<ReplicaOptions> = {}): ReplicaOptions {
+  return {
+    sign: (bytes) => fakeSig(self, bytes),
+    verify: (owner, bytes, sig) => fakeSig(owner, bytes) === sig,
+    ...extra,
+  };
+}
+
+export function peerId(i: number): string {
+  return `p${String(i).padStart(4, '0')}`;
+}
+
+/** Every write ever made, by anyone: the ground truth invariants are checked against. */
+export class Oracle {
+  private readonly byId = new Map<string, Entry>();
+  /** owner → key → writes ascending by version. */
+  readonly history = new Map<string, Map<string, Entry[]>>();
+  readonly maxVersion = new Map<string, number>();
+  /** Owners that reused a version (lost writes after a crash): the per-version checks skip them. */
+  readonly collided = new Set<string>();
+  private readonly used = new Map<string, Set<number>>();
+
+  record(e: Entry): void {
+    const id = `${e.owner}\u0000${e.version}\u0000${e.key}`;
+    if (this.byId.has(id)) return;
+    this.byId.set(id, e);
+    const used = this.used.get(e.owner) ?? new Set<number>();
+    if (used.has(e.version)) this.collided.add(e.owner);
+    used.add(e.version);
+    this.used.set(e.owner, used);
+    let keys = this.history.get(e.owner);
+    if (keys === undefined) this.history.set(e.owner, (keys = new Map()));
+    const list = keys.get(e.key) ?? [];
+    list.push(e);
+    list.sort((a, b) => a.version - b.version || tieBreak(a, b));
+    keys.set(e.key, list);
+    this.maxVersion.set(e.owner, Math.max(this.maxVersion.get(e.owner) ?? 0, e.version));
+  }
+
+  written(e: Entry): Entry | undefined {
+    return this.byId.get(`${e.owner}\u0000${e.version}\u0000${e.key}`);
+  }
+
+  /** The state every peer must converge to: per (owner, key) the winning write, live only. */
+  expected(dropped: ReadonlySet<string>): Map<string, Entry> {
+    const out = new Map<string, Entry>();
+    for (const [owner, keys] of this.history) {
+      if (dropped.has(owner)) continue;
+      for (const [key, list] of keys) {
+        const last = list[list.length - 1] as Entry;
+        if (last.value !== null) out.set(`${owner}\u0000${key}`, last);
+      }
+    }
+    return out;
+  }
+}
+
+export interface WorldOptions {
+  seed: number;
+  peers: number;
+  loss?: number;
+  /** Digests each peer sends per round, each to one random connected peer. */
+  aeFanout?: number;
+  /** Peers a local write is pushed to at once; 'all' is what the shell does. */
+  pushFanout?: number | 'all';
+  /** Peers forward entries they first learnt from a push, at their next round, to pushFanout
+   *  random peers (rumor mongering); off means only the writer pushes. */
+  rumor?: boolean;
+  /** Round-trip every message through JSON and parseReplicaMessage, checking its size. */
+  wire?: boolean;
+  maxMessageBytes?: number;
+  tombstoneGcMs?: number;
+  /** Invariants after every delivered message (for the receiver) and every round (for all),
+   *  or only every round (large worlds). */
+  check?: 'message' | 'round';
+}
+
+interface Disk {
+  entries: Map<string, Entry>;
+  meta: ReplicaMeta | undefined;
+}
+
+export class World {
+  readonly rng: Rng;
+  readonly net: SimNetwork<ReplicaMessage>;
+  readonly ids: string[];
+  readonly replicas = new Map<string, Replica>();
+  readonly oracle = new Oracle();
+  readonly dropped = new Set<string>();
+  /** Owners each peer has been told to drop. */
+  private readonly droppedAt = new Map<string, Set<string>>();
+  /** Each peer's view rebuilt only from the changes it reported: must equal its live entries. */
+  private readonly shadow = new Map<string, Map<string, string>>();
+  private readonly disks = new Map<string, Disk>();
+  private readonly fresh = new Map<string, Entry[]>();
+  /** Highest complete level each peer has reported per owner, within one incarnation. */
+  private readonly levels = new Map<string, Map<string, number>>();
+  private readonly opts: Required<Omit<WorldOptions, 'maxMessageBytes' | 'tombstoneGcMs'>> & WorldOptions;
+  round = 0;
+  delivered = 0;
+  /** Delivered messages by kind ('digest', 'push', 'delta', 'replace', 'union') and re-issued
+   *  entries ('reissued'), so tests can show the path they target was taken. */
+  readonly stats = new Map<string, number>();
+
+  constructor(opts: WorldOptions) {
+    this.opts = { loss: 0, aeFanout: 1, pushFanout: 'all', rumor: false, wire: false, check: 'message', ...opts };
+    this.rng = new Rng(opts.seed);
+    this.net = new SimNetwork<ReplicaMessage>(new Rng(opts.seed ^ 0x5eed), { loss: this.opts.loss });
+    this.ids = Array.from({ length: opts.peers }, (_, i) => peerId(i));
+    for (const id of this.ids) {
+      this.replicas.set(id, new Replica(id, this.replicaOptions(id)));
+      this.shadow.set(id, new Map());
+      this.disks.set(id, { entries: new Map(), meta: undefined });
+      this.levels.set(id, new Map());
+    }
+  }
+
+  private replicaOptions(id: string): ReplicaOptions {
+    return fakeCrypto(id, { tombstoneGcMs: this.opts.tombstoneGcMs, maxMessageBytes: this.opts.maxMessageBytes });
+  }
+
+  get now(): number {
+    return this.net.now;
+  }
+
+  replica(id: string): Replica {
+    const r = this.replicas.get(id);
+    if (r === undefined) throw new Error(`no peer ${id}`);
+    return r;
+  }
+
+  live(): string[] {
+    return this.ids.filter((id) => !this.net.isDown(id) && !this.dropped.has(id));
+  }
+
+  write(id: string, key: string, value: string | null): Entry {
+    const r = this.replica(id);
+    const { entry, change, push } = r.write(key, value, this.now);
+    this.oracle.record(entry);
+    if (change !== null) this.applyChanges(id, [change]);
+    this.disk(id).entries.set(entryStorageKey(entry.owner, entry.key), entry);
+    for (const to of this.pushTargets(id)) this.send(id, to, push);
+    return entry;
+  }
+
+  /** A random write from a random live peer: set or delete one of a few keys. */
+  randomWrite(keys = 8): Entry {
+    const id = this.rng.pick(this.live());
+    const key = `k${this.rng.int(keys)}`;
+    const value = this.rng.chance(0.25) ? null : `v${this.round}.${this.rng.int(1e6)}`;
+    return this.write(id, key, value);
+  }
+
+  private pushTargets(id: string): string[] {
+    const f = this.opts.pushFanout;
+    if (f === 'all') return this.ids.filter((o) => o !== id && this.net.connected(id, o));
+    return Array.from({ length: f }, () => this.randomPeer(id)).filter((o) => o !== undefined);
+  }
+
+  /** A random peer `id` has a connection to, as the shell picks among connected members. */
+  randomPeer(id: string): string | undefined {
+    for (let i = 0; i < 16; i++) {
+      const o = this.rng.pick(this.ids);
+      if (o !== id && this.net.connected(id, o) && !this.dropped.has(o)) return o;
+    }
+    const ok = this.ids.filter((o) => o !== id && this.net.connected(id, o) && !this.dropped.has(o));
+    return ok.length === 0 ? undefined : this.rng.pick(ok);
+  }
+
+  send(from: string, to: string, msg: ReplicaMessage): void {
+    this.net.send(from, to, msg);
+  }
+
+  /** One anti-entropy period: rumors forwarded, digests sent, all traffic delivered, gc ticked. */
+  runRound(): void {
+    const start = this.now;
+    for (const id of this.live()) {
+      const r = this.replica(id);
+      const fresh = this.fresh.get(id);
+      if (fresh !== undefined && fresh.length > 0 && this.opts.rumor) {
+        this.fresh.set(id, []);
+        for (const to of this.pushTargets(id)) this.send(id, to, { t: 'push', v: 1, entries: fresh });
+      }
+      for (let i = 0; i < this.opts.aeFanout; i++) {
+        const to = this.randomPeer(id);
+        if (to === undefined) continue;
+        for (const m of r.digestMessages()) this.send(id, to, m);
+      }
+    }
+    this.runUntil(start + ROUND_MS);
+    for (const id of this.live()) {
+      const { dropped } = this.replica(id).gc(this.now);
+      for (const e of dropped) this.disk(id).entries.delete(entryStorageKey(e.owner, e.key));
+      // Meta is written lazily, once a round: stale meta must be safe.
+      this.disk(id).meta = structuredClone(this.replica(id).meta());
+    }
+    this.round++;
+    this.checkAll();
+  }
+
+  runUntil(t: number): void {
+    while (this.now < t) {
+      for (const env of this.net.advance(Math.min(t, this.now + STEP_MS))) this.deliver(env);
+    }
+  }
+
+  private deliver(env: Envelope<ReplicaMessage>): void {
+    const r = this.replicas.get(env.to);
+    if (r === undefined || this.dropped.has(env.to)) return;
+    let msg = env.msg;
+    if (this.opts.wire) {
+      const json = JSON.stringify(msg);
+      const bytes = utf8Length(json);
+      const entries = 'entries' in msg ? msg.entries.length : 0;
+      if (bytes > (this.opts.maxMessageBytes ?? MAX_MESSAGE_BYTES) && entries > 1) {
+        throw new Error(`message of ${bytes} bytes exceeds the bound (${msg.t}, ${entries} entries)`);
+      }
+      const back = parseReplicaMessage(JSON.parse(json));
+      if (typeof back === 'string') throw new Error(`honest peer sent an invalid message: ${back}`);
+      msg = back;
+    }
+    const res = r.receive(msg, this.now);
+    this.delivered++;
+    this.count(msg.t === 'snapshot' ? (msg.replace ? 'replace' : 'union') : msg.t);
+    if (res.rejected !== undefined) throw new Error(`honest message rejected at ${env.to}: ${res.rejected}`);
+    this.applyResult(env.to, res);
+    for (const m of res.reply) this.send(env.to, env.from, m);
+    for (const m of res.broadcast) {
+      if (m.t === 'push') for (const e of m.entries) this.oracle.record(e);
+      if (m.t === 'push') this.count('reissued', m.entries.length);
+      for (const to of this.pushTargets(env.to)) this.send(env.to, to, m);
+    }
+    if (msg.t === 'push' && this.opts.rumor && res.persist.length > 0) {
+      const list = this.fresh.get(env.to) ?? [];
+      list.push(...res.persist);
+      this.fresh.set(env.to, list);
+    }
+    if (this.opts.check === 'message') this.checkPeer(env.to);
+  }
+
+  private count(kind: string, n = 1): void {
+    this.stats.set(kind, (this.stats.get(kind) ?? 0) + n);
+  }
+
+  private applyResult(id: string, res: ReceiveResult): void {
+    this.applyChanges(id, res.changes);
+    const disk = this.disk(id);
+    for (const e of res.persist) disk.entries.set(entryStorageKey(e.owner, e.key), e);
+    for (const k of res.remove) disk.entries.delete(entryStorageKey(k.owner, k.key));
+  }
+
+  private applyChanges(id: string, changes: Change[]): void {
+    const view = this.shadow.get(id) as Map<string, string>;
+    for (const c of changes) {
+      const k = `${c.owner}\u0000${c.key}`;
+      const before = view.get(k) ?? null;
+      if (before !== c.previous) throw new Error(`${id}: change of ${k} reports previous ${c.previous}, consumers saw ${before}`);
+      if (c.value === null) view.delete(k);
+      else view.set(k, c.value);
+    }
+  }
+
+  private disk(id: string): Disk {
+    return this.disks.get(id) as Disk;
+  }
+
+  crash(id: string): void {
+    this.net.crash(id);
+  }
+
+  /** Restarts a crashed peer from its simulated disk (entries + lazily written meta), or from an
+   *  exported snapshot taken earlier (losing everything since). */
+  restart(id: string, from: 'disk' | ReplicaSnapshot): Replica {
+    let r: Replica;
+    if (from === 'disk') {
+      const disk = this.disk(id);
+      r = Replica.load(id, disk.meta, disk.entries.values(), this.replicaOptions(id));
+    } else {
+      r = Replica.restore(id, structuredClone(from), this.replicaOptions(id));
+      const disk = this.disk(id);
+      disk.entries = new Map(from.entries.map((e) => [entryStorageKey(e.owner, e.key), e]));
+      disk.meta = structuredClone(from.meta);
+    }
+    this.replicas.set(id, r);
+    this.shadow.set(id, new Map(r.entries().map((e) => [`${e.owner}\u0000${e.key}`, e.value as string])));
+    this.levels.set(id, new Map());
+    this.fresh.set(id, []);
+    this.net.restart(id);
+    return r;
+  }
+
+  partition(groups: string[][]): void {
+    this.net.partition(groups);
+  }
+
+  heal(): void {
+    this.net.heal();
+  }
+
+  /** Removes a peer for good: it stops, and every live peer but `except` drops its entries
+   *  (the others learn of the removal later, through dropAt). */
+  removePeer(id: string, except: string[] = []): void {
+    this.net.crash(id);
+    this.dropped.add(id);
+    for (const other of this.live()) if (!except.includes(other)) this.dropAt(other, id);
+  }
+
+  /** One peer applies the removal of `owner`, persisting as the shell must: meta first. */
+  dropAt(id: string, owner: string): void {
+    const r = this.replica(id);
+    this.applyChanges(id, r.dropOwner(owner));
+    const disk = this.disk(id);
+    disk.meta = structuredClone(r.meta());
+    for (const k of [...disk.entries.keys()]) if (k.startsWith(ownerStoragePrefix(owner))) disk.entries.delete(k);
+    const set = this.droppedAt.get(id) ?? new Set<string>();
+    set.add(owner);
+    this.droppedAt.set(id, set);
+  }
+
+  // ---- invariants ----
+
+  checkAll(): void {
+    for (const id of this.live()) this.checkPeer(id);
+  }
+
+  /** Invariants of one live peer, true after every step. */
+  checkPeer(id: string): void {
+    const r = this.replica(id);
+    const fail = (what: string) => {
+      throw new Error(`seed ${this.opts.seed} round ${this.round} t=${this.now} ${id}: ${what}`);
+    };
+    // Soundness: everything held was written by its owner, exactly so.
+    const live = r.entries({ includeTombstones: true });
+    let liveCount = 0;
+    for (const e of live) {
+      const w = this.oracle.written(e);
+      if (w === undefined || w.value !== e.value || w.sig !== e.sig) fail(`holds ${e.owner}/${e.key} v${e.version} that its owner never wrote`);
+      if (this.droppedAt.get(id)?.has(e.owner) === true) fail(`holds an entry of dropped owner ${e.owner}`);
+      if (e.value !== null) liveCount++;
+    }
+    // Consumers that applied the reported changes see exactly the live state.
+    const view = this.shadow.get(id) as Map<string, string>;
+    if (view.size !== liveCount) fail(`reported changes give ${view.size} live entries, replica has ${liveCount}`);
+    for (const e of live) if (e.value !== null && view.get(`${e.owner}\u0000${e.key}`) !== e.value) fail(`change stream missed ${e.owner}/${e.key}`);
+    const digest = r.digest();
+    const seen = this.levels.get(id) as Map<string, number>;
+    for (const owner of Object.keys(digest)) {
+      const { complete, floor } = digest[owner] as { complete: number; floor: number };
+      if (floor > complete) fail(`floor ${floor} above complete ${complete} for ${owner}`);
+      if (complete < (seen.get(owner) ?? 0)) fail(`complete for ${owner} went back from ${seen.get(owner)} to ${complete}`);
+      seen.set(owner, complete);
+      if (owner === id && r.lastVersion() < complete) fail(`own counter ${r.lastVersion()} below own complete ${complete}`);
+      if (this.dropped.has(owner) || this.oracle.collided.has(owner)) continue;
+      if (complete > (this.oracle.maxVersion.get(owner) ?? 0)) fail(`complete ${complete} for ${owner} beyond its last write`);
+      // Completeness: for every key, we hold its latest write at or below our level (or newer),
+      // or it was deleted at some point since.
+      for (const [key, list] of this.oracle.history.get(owner) ?? []) {
+        let w: Entry | undefined;
+        for (const x of list) if (x.version <= complete) w = x;
+        if (w === undefined) continue;
+        const held = r.get(owner, key);
+        if (held !== undefined) {
+          if (held.version < w.version) fail(`claims ${owner} complete to ${complete} but holds ${key} v${held.version} < v${w.version}`);
+        } else if (!list.some((x) => x.value === null && x.version >= (w as Entry).version)) {
+          fail(`claims ${owner} complete to ${complete} but lacks live ${key} v${w.version}`);
+        }
+      }
+    }
+    for (const e of live) {
+      if (e.owner === id && e.version > r.lastVersion()) fail(`holds own v${e.version} above its counter ${r.lastVersion()}`);
+    }
+  }
+
+  /** Every live peer holds exactly the oracle's final state and is complete to every owner's
+   *  last write. */
+  converged(): boolean {
+    const want = this.oracle.expected(this.dropped);
+    for (const id of this.live()) {
+      const r = this.replica(id);
+      const have = r.entries();
+      if (have.length !== want.size) return false;
+      for (const e of have) {
+        const w = want.get(`${e.owner}\u0000${e.key}`);
+        if (w === undefined || w.version !== e.version || w.sig !== e.sig) return false;
+      }
+      const d = r.digest();
+      for (const [owner, max] of this.oracle.maxVersion) {
+        if (this.dropped.has(owner)) continue;
+        if ((d[owner]?.complete ?? 0) !== max) return false;
+      }
+    }
+    return true;
+  }
+
+  /** Runs rounds until converged; returns how many it took, or throws after `max`. */
+  roundsToConverge(max = 100): number {
+    for (let n = 0; n <= max; n++) {
+      if (this.converged()) return n;
+      this.runRound();
+    }
+    throw new Error(`seed ${this.opts.seed}: ${this.live().length} peers not converged after ${max} rounds`);
+  }
+}
