@@ -56,6 +56,11 @@ export const REJECT_CLOSE_GRACE_MS = 1_000;
  *  Noise message (at most 2 + 65535 bytes); anything beyond this is not a weft peer. */
 export const HANDSHAKE_READ_LIMIT = 128 * 1024;
 
+/** Largest write handed to the transport at once: one Noise frame (at most 2 + 65535 + 16
+ *  bytes), as the TCP transport writes without admission. Bigger writes let megabytes queue
+ *  inside the socket beyond back-pressure; smaller ones split frames into more syscalls. */
+export const SEND_BATCH_BYTES = 64 * 1024;
+
 /** Every reason a connection is refused, worded for the log line the shell prints. */
 export const ADMISSION_REJECTED = {
   notWeft: 'not a weft peer or incompatible version',
@@ -314,8 +319,7 @@ function concat(...parts: Uint8Array[]): Buffer {
  *  from uint8arraylist, whose top-level copy is an older major version). */
 type ByteList = Parameters<AbstractMessageStream['sendData']>[0];
 
-/** Runs a list through the cipher as one buffer: Noise hands us many small chunks per write
- *  (length prefixes and frames) and one socket write beats many; the join is one memcpy. */
+/** Runs a list through the cipher into one buffer. */
 function update(cipher: Cipheriv | Decipheriv, data: ByteList): Buffer {
   const out = Buffer.allocUnsafe(data.byteLength);
   let offset = 0;
@@ -371,11 +375,35 @@ class AdmittedStream extends AbstractMessageStream {
     return data instanceof Uint8Array ? this.decipher.update(data) : update(this.decipher, data);
   }
 
+  /**
+   * Encrypts and sends in batches of about SEND_BATCH_BYTES, stopping as soon as the transport
+   * says it is full: the rest stays queued here as plaintext (the keystream only advances over
+   * bytes actually sent) and goes out on 'drain'. Sending everything at once would let
+   * megabytes pile up in the socket, past back-pressure.
+   */
   sendData(data: ByteList): SendResult {
-    return {
-      sentBytes: data.byteLength,
-      canSendMore: this.inner.send(update(this.encipher, data)),
-    };
+    let sentBytes = 0;
+    let canSendMore = true;
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    for (const chunk of data) {
+      batch.push(this.encipher.update(chunk));
+      batchBytes += chunk.byteLength;
+      if (batchBytes >= SEND_BATCH_BYTES) {
+        canSendMore = this.inner.send(batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes));
+        sentBytes += batchBytes;
+        batch = [];
+        batchBytes = 0;
+        if (!canSendMore) {
+          break;
+        }
+      }
+    }
+    if (batchBytes > 0) {
+      canSendMore = this.inner.send(batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes));
+      sentBytes += batchBytes;
+    }
+    return { sentBytes, canSendMore };
   }
 
   async close(options?: AbortOptions): Promise<void> {

@@ -45,6 +45,7 @@ export class Channel {
   private readonly opts: ChannelOptions;
   private readonly log: Logger;
   private readonly inbound = new Set<Stream>();
+  private stopping = false;
 
   constructor(node: Libp2p, opts: ChannelOptions, log: Logger) {
     this.node = node;
@@ -87,6 +88,7 @@ export class Channel {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const peer of [...this.out.keys()]) this.reset(peer);
     for (const s of this.inbound) s.abort(new Error('peer stopping'));
     await this.node.unhandle(this.opts.protocol).catch(() => undefined);
@@ -152,6 +154,7 @@ export class Channel {
         }
       }
     } catch (err) {
+      if (this.stopping || stream.status === 'reset' || stream.status === 'aborted') return;
       this.stats.rejected++;
       this.log.warn('closing stream from peer', { peer: from, protocol: this.opts.protocol, reason: errorText(err) });
       stream.abort(err instanceof Error ? err : new Error(String(err)));

@@ -7,16 +7,15 @@
 // version n". Deletions are tombstones, garbage-collected after TOMBSTONE_GC_MS; a peer that fell
 // behind a collected deletion gets a snapshot that replaces its view of that owner.
 
+import { keyChunks, pushChunks } from './replica-chunks.ts';
 import { OwnerLog, type Rec, makeRec, tieBreak } from './replica-owner.ts';
+import type { ReplicaMeta, ReplicaSnapshot } from './replica-store.ts';
 import {
   type Change,
-  type DeltaMessage,
   type Digest,
   type DigestMessage,
   type Entry,
   type KeyRange,
-  MAX_ENTRIES_PER_MESSAGE,
-  MAX_KEY_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_OWNERS_PER_DIGEST,
   MAX_VERSION,
@@ -30,9 +29,9 @@ import {
   entrySigningBytes,
   inRange,
   parseEntry,
-  utf8Length,
 } from './replica-wire.ts';
 
+export * from './replica-store.ts';
 export * from './replica-wire.ts';
 export { MAX_COVER_CHUNKS, MAX_PENDING_RANGES } from './replica-owner.ts';
 
@@ -41,7 +40,6 @@ export { MAX_COVER_CHUNKS, MAX_PENDING_RANGES } from './replica-owner.ts';
  *  for less than a day (a partition, a host rebooted for maintenance) catches up with a delta;
  *  one away longer is sent the owner's full state. A day of deletions is small next to that. */
 export const TOMBSTONE_GC_MS = 24 * 60 * 60 * 1000;
-
 
 export interface ReplicaOptions {
   /** Signs bytes as this peer (Ed25519 in the shell). */
@@ -81,39 +79,8 @@ export interface WriteResult {
   push: PushMessage;
 }
 
-/** The one meta record beside the entries on disk. Stale meta is safe (lower levels only cost
- *  a refetch), so the shell may write it lazily, except after dropOwner, whose record must
- *  reach disk before the entries are deleted. */
-export interface ReplicaMeta {
-  v: 1;
-  self: string;
-  counter: number;
-  owners: Record<string, { complete: number; floor: number }>;
-  dropped: Record<string, number>;
-}
-
-export interface ReplicaSnapshot {
-  v: 1;
-  meta: ReplicaMeta;
-  entries: Entry[];
-}
-
-/** LevelDB key of an entry. Owner ids are printable ASCII, so the NUL makes the owner part of
- *  the key an unambiguous prefix (dropOwner deletes the range starting at ownerStoragePrefix). */
-export function entryStorageKey(owner: string, key: string): string {
-  return `${owner}\u0000${key}`;
-}
-
-export function ownerStoragePrefix(owner: string): string {
-  return `${owner}\u0000`;
-}
-
 function row(d: Digest, owner: string): OwnerDigest | undefined {
   return Object.hasOwn(d, owner) ? d[owner] : undefined;
-}
-
-function byKey(a: Rec, b: Rec): number {
-  return a.e.key < b.e.key ? -1 : a.e.key > b.e.key ? 1 : 0;
 }
 
 function emptyResult(): ReceiveResult {
@@ -169,6 +136,14 @@ export class Replica {
     return { entry, change: previous === value ? null : { owner: this.self, key, value, previous } };
   }
 
+  /** Entries held, tombstones included; O(owners), for metrics. */
+  size(): number {
+    let n = 0;
+    for (const log of this.logs.values()) n += log.size;
+    return n;
+  }
+
+  /** The entry for (owner, key), a tombstone (value null) included. */
   get(owner: string, key: string): Entry | undefined {
     return this.logs.get(owner)?.byKey.get(key)?.e;
   }
@@ -228,64 +203,21 @@ export class Replica {
       if (t < log.floor) {
         // A deletion they have not seen is gone from our log: only a replacing snapshot is correct.
         const recs = [...log.byKey.values()];
-        this.keyChunks(recs, { ...base, t: 'snapshot', level: log.complete, floor: log.floor, replace: true }, out);
+        out.push(...keyChunks(recs, { ...base, t: 'snapshot', level: log.complete, floor: log.floor, replace: true }, this.maxBytes));
       } else if (t < log.complete) {
-        this.keyChunks([...log.after(t)], { ...base, t: 'delta', from: t, to: log.complete }, out);
+        out.push(...keyChunks([...log.after(t)], { ...base, t: 'delta', from: t, to: log.complete }, this.maxBytes));
       } else {
         // Entries beyond their level that we hold out of order: they may lack them too.
         for (const rec of log.after(t)) extra.push(rec);
         if (t === log.complete && d?.hash !== undefined && log.clean() && d.hash !== log.hash) {
           // Same level, different live entries: an owner reused versions after losing state.
           const recs = [...log.byKey.values()];
-          this.keyChunks(recs, { ...base, t: 'snapshot', level: log.complete, floor: log.floor, replace: false }, out);
+          out.push(...keyChunks(recs, { ...base, t: 'snapshot', level: log.complete, floor: log.floor, replace: false }, this.maxBytes));
         }
       }
     }
-    this.pushChunks(extra, out);
+    out.push(...pushChunks(extra, this.maxBytes));
     return out;
-  }
-
-  /** Splits recs into chunks by key range, each under maxBytes; every chunk holds all of the
-   *  given recs in its range, so each is a self-contained claim. */
-  private keyChunks(
-    recs: Rec[],
-    base: Omit<DeltaMessage, 'keys' | 'entries'> | Omit<SnapshotMessage, 'keys' | 'entries'>,
-    out: ReplicaMessage[],
-  ): void {
-    recs.sort(byKey);
-    // A chunk ends where the next begins, at a key not yet known: reserve room for the longest.
-    const head = (from: string) => utf8Length(JSON.stringify({ ...base, keys: { from, to: null }, entries: [] })) + MAX_KEY_BYTES;
-    const emit = (keys: KeyRange, entries: Entry[]) => out.push({ ...base, keys, entries } as DeltaMessage | SnapshotMessage);
-    let from = '';
-    let bytes = head(from);
-    let batch: Entry[] = [];
-    for (const rec of recs) {
-      if (batch.length >= MAX_ENTRIES_PER_MESSAGE || (batch.length > 0 && bytes + rec.size + 1 > this.maxBytes)) {
-        emit({ from, to: rec.e.key }, batch);
-        from = rec.e.key;
-        batch = [];
-        bytes = head(from);
-      }
-      batch.push(rec.e);
-      bytes += rec.size + 1;
-    }
-    emit({ from, to: null }, batch);
-  }
-
-  private pushChunks(recs: Rec[], out: ReplicaMessage[]): void {
-    const head = utf8Length(JSON.stringify({ t: 'push', v: 1, entries: [] }));
-    let batch: Entry[] = [];
-    let bytes = head;
-    for (const rec of recs) {
-      if (batch.length >= MAX_ENTRIES_PER_MESSAGE || (batch.length > 0 && bytes + rec.size + 1 > this.maxBytes)) {
-        out.push({ t: 'push', v: 1, entries: batch });
-        batch = [];
-        bytes = head;
-      }
-      batch.push(rec.e);
-      bytes += rec.size + 1;
-    }
-    if (batch.length > 0) out.push({ t: 'push', v: 1, entries: batch });
   }
 
   /** Handles a message from a peer (already validated by parseReplicaMessage). */
@@ -376,7 +308,7 @@ export class Replica {
       out.persist.push(entry);
       fresh.push(this.logFor(this.self).byKey.get(entry.key) as Rec);
     }
-    this.pushChunks(fresh, out.broadcast);
+    out.broadcast.push(...pushChunks(fresh, this.maxBytes));
   }
 
   /** Merges one entry; false if its signature is bad (nothing changed). */

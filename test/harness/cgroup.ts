@@ -48,6 +48,23 @@ export function ensureCgroup(...parts: string[]): string | null {
   return path.join(dir, 'cgroup.procs');
 }
 
+/** The same path in each cgroup v1 hierarchy (a hybrid host, like this one: dockerd's
+ *  cgroupfs driver puts containers there too, under the --cgroup-parent path), if present. */
+export function cgroupV1Dirs(...parts: string[]): string[] {
+  const base = '/sys/fs/cgroup';
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(base);
+  } catch {
+    return [];
+  }
+  return entries
+    .map((e) => path.join(base, e))
+    .filter((d) => fs.existsSync(path.join(d, 'tasks'))) // only v1 hierarchies have "tasks"
+    .map((d) => path.join(d, CGROUP_PARENT, ...parts))
+    .filter((d) => fs.existsSync(d));
+}
+
 /** Pids in the cgroup and all of its descendants. */
 export function cgroupPids(dir: string): number[] {
   const pids: number[] = [];

@@ -14,9 +14,9 @@ import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { ownerAlive, processStart } from './lease.ts';
+import { ownerAlive, processStart, readRecord } from './lease.ts';
 import { STATE_DIR } from './names.ts';
-import { sweepId } from './sweep.ts';
+import { sweepId, type SweepOutcome } from './sweep.ts';
 
 /** Upper bound on a guardian's life; a test process living longer is not a test. */
 export const GUARDIAN_LIFETIME_MS = 6 * 60 * 60 * 1000;
@@ -24,6 +24,11 @@ export const GUARDIAN_LIFETIME_MS = 6 * 60 * 60 * 1000;
 /** How long the owner may take to finish exiting after its pipe closed: it has closed its
  *  files, only its memory is left to free, but that can take a second for a big heap. */
 const OWNER_EXIT_WAIT_MS = 10_000;
+
+/** How long to retry an id whose lease someone else holds: sweeps and checks hold it for
+ *  milliseconds, a creating harness for good (then it is no longer our owner's). */
+const LEASE_RETRY_MS = 10_000;
+const LEASE_RETRY_POLL_MS = 50;
 
 const LOG = `${STATE_DIR}/guardian.log`;
 const SELF = fileURLToPath(import.meta.url);
@@ -76,12 +81,27 @@ async function main(): Promise<void> {
   }
   const outcomes: string[] = [];
   for (const id of ids) {
-    const outcome = await sweepId(id);
+    const outcome = await sweepRetrying(id, pid);
     if (outcome !== 'nothing left') outcomes.push(`wt${id} ${outcome}`);
   }
   // Silent when the owner had cleaned up after itself, the normal case.
   if (outcomes.length > 0) console.error(`${new Date().toISOString()} guardian ${process.pid} of ${pid}: owner gone: ${outcomes.join(', ')}`);
   process.exit(0);
+}
+
+/** sweepId, retried while someone else holds the lease briefly (a sweep or a check by
+ *  another test file), until the id turns out to be taken by a new live owner (who then
+ *  swept it on taking it), bounded by LEASE_RETRY_MS. */
+async function sweepRetrying(id: number, owner: number): Promise<SweepOutcome> {
+  const deadline = Date.now() + LEASE_RETRY_MS;
+  let outcome = await sweepId(id);
+  for (let i = 0; i < LEASE_RETRY_MS / LEASE_RETRY_POLL_MS && outcome === 'lease held' && Date.now() < deadline; i++) {
+    const rec = readRecord(id);
+    if (rec !== undefined && rec.ownerPid !== owner && ownerAlive(rec)) return 'lease held';
+    await new Promise((r) => setTimeout(r, LEASE_RETRY_POLL_MS));
+    outcome = await sweepId(id);
+  }
+  return outcome;
 }
 
 if (process.argv[1] === SELF) await main();

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { cgroupDir, cgroupPids } from './cgroup.ts';
+import { cgroupDir, cgroupPids, cgroupV1Dirs } from './cgroup.ts';
 import { defaultPeerCommand, Harness, sweepStale, waitFor, WEFT_BIN, type CliCommand, type Host, type PeerCommand } from './harness.ts';
 import { processStart, tryLease } from './lease.ts';
 import { instanceTag, OWNER_ENV, recordPath } from './names.ts';
@@ -65,12 +65,13 @@ interface Instance {
  * checked only while we hold the id's lease: another test file running now may already have
  * taken the freed id, and its namespaces are not our leftovers.
  */
-async function remains(inst: Instance): Promise<string[]> {
+async function remains(inst: Instance, opts: { waitLease?: boolean } = {}): Promise<string[]> {
+  // With waitLease, a snapshot no concurrent sweeper can change while we look.
+  const lease = opts.waitLease ? await waitFor(() => tryLease(inst.id), { timeoutMs: 10_000, what: `the lease of ${instanceTag(inst.id)}` }) : await tryLease(inst.id);
   const left: string[] = [];
   const alive = [...new Set([...(inst.pids ?? []), ...markedPids(inst.id, inst.ownerPid)])].filter((p) => processStart(p) !== undefined);
   if (alive.length > 0) left.push(`processes ${alive.join(' ')}`);
   if (inst.tmpDir !== undefined && fs.existsSync(inst.tmpDir)) left.push(`temp dir ${inst.tmpDir}`);
-  const lease = await tryLease(inst.id);
   if (lease === null) return left; // reused by a live harness
   try {
     const tag = instanceTag(inst.id);
@@ -78,6 +79,7 @@ async function remains(inst: Instance): Promise<string[]> {
     if (nss.length > 0) left.push(`namespaces ${nss.join(' ')}`);
     const cg = cgroupDir(tag);
     if (cg !== null && fs.existsSync(cg) && !(inst.emptyCgroupOk && cgroupPids(cg).length === 0)) left.push(`cgroup ${cg}`);
+    for (const d of cgroupV1Dirs(tag)) left.push(`v1 cgroup ${d}`);
     if (fs.existsSync(recordPath(inst.id))) left.push(`record ${recordPath(inst.id)}`);
   } finally {
     lease.release();
@@ -139,12 +141,10 @@ describe('three hosts on one switch (stand-in peers)', () => {
 
       await h3.cut();
       expect(h3.isCut).toBe(true);
-      expect(await h1.ping(h3.ip)).toBe(false);
-      expect(await h3.ping(h2.ip)).toBe(false);
-      expect(await h1.ping(h2.ip)).toBe(true);
-      // Both pings above took ~1 s; anything in flight has landed. Now nothing may arrive.
+      expect(await Promise.all([h1.ping(h3.ip), h3.ping(h2.ip), h1.ping(h2.ip)])).toEqual([false, false, true]);
+      // The pings took ~1 s: anything in flight has landed. From now on nothing may arrive.
       const echoesAtCut = count(logOf(h1, 'probe'), /echo \d+$/);
-      await new Promise((r) => setTimeout(r, 1_500));
+      await new Promise((r) => setTimeout(r, 1_000));
       expect(count(logOf(h1, 'probe'), /echo \d+$/)).toBe(echoesAtCut);
       const silent = /\b(end|close|error)\b|closed|end from|error from/;
       expect(logOf(h1, 'probe')).not.toMatch(silent);
@@ -306,9 +306,9 @@ describe('cleanup', () => {
       // Killed -9 with no guardian: everything stays behind, for the next start to sweep.
       owners[0]!.kill('SIGKILL');
       await exited(0);
-      const before = await remains(inst(bare, 0));
+      const before = await remains(inst(bare, 0), { waitLease: true });
       // (A test file running concurrently may have swept it already: its create() sweeps too.)
-      if (before.length > 0) expect(before.join()).toMatch(/processes .*namespaces/);
+      if (before.length > 0) expect(before.join()).toMatch(/processes .*temp dir .*namespaces .*record/);
       const swept = await sweepStale();
       expect(swept).not.toContain(termed.id);
       expect(swept).not.toContain(guarded.id);
@@ -334,6 +334,41 @@ describe('cleanup', () => {
       for (const o of owners) o.kill('SIGKILL');
       await sweepStale();
     }
+  });
+});
+
+describe('a dockerd per host', () => {
+  test('runs containers from an imported busybox image; cleanup removes them, dockerd and its mounts, even after dockerd crashed', async () => {
+    const m = await Harness.create({ hosts: 2, name: 'dockerd' });
+    usedIds.add(m.id);
+    const pids: number[] = [];
+    try {
+      const [h1, h2] = m.hosts as [Host, Host];
+      const [d1, d2] = await Promise.all([h1.startDockerd(), h2.startDockerd()]);
+      pids.push(d1.process.pid, d2.process.pid);
+      // dockerd lives in the host's network namespace.
+      const nsOf = (pid: number) => fs.readlinkSync(`/proc/${pid}/ns/net`);
+      expect(nsOf(d1.process.pid)).toBe(`net:[${fs.statSync(`/var/run/netns/${h1.ns}`).ino}]`);
+      const [image] = await Promise.all([d1.importBusybox(), d2.importBusybox()]);
+
+      const c1 = await d1.mustDocker(['run', '-d', '--network', 'none', image, 'sleep', '300']);
+      expect(await d1.mustDocker(['exec', c1, 'echo', 'hello from a container'])).toBe('hello from a container');
+      pids.push(Number(await d1.mustDocker(['inspect', '-f', '{{.State.Pid}}', c1])));
+      expect(await d2.mustDocker(['ps', '-q'])).toBe(''); // each host has its own dockerd
+
+      // Crash h2's dockerd with a container running: containerd, the shim and the container stay.
+      const c2 = await d2.mustDocker(['run', '-d', '--network', 'none', image, 'sleep', '300']);
+      const c2pid = Number(await d2.mustDocker(['inspect', '-f', '{{.State.Pid}}', c2]));
+      pids.push(c2pid);
+      await d2.process.kill();
+      expect(processStart(c2pid)).toBeDefined();
+      pids.push(...cgroupPids(cgroupDir(instanceTag(m.id)) ?? '/nonexistent'));
+    } finally {
+      await m.cleanup();
+    }
+    expect(await remains({ id: m.id, pids, tmpDir: m.tmpDir })).toEqual([]);
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${m.tmpDir}/`));
+    expect(mounts).toEqual([]);
   });
 });
 

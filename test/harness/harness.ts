@@ -20,13 +20,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureCgroup } from './cgroup.ts';
+import { CGROUP_PARENT, ensureCgroup } from './cgroup.ts';
 import { guard } from './guardian.ts';
 import { defaultCliCommand, defaultPeerCommand, Host, type CliCommand, type PeerCommand } from './host.ts';
-import { firstFreeId, ownerAlive, ownRecord, readRecord, writeRecord, type Lease } from './lease.ts';
+import { firstFreeId, ownRecord, writeRecord, type Lease } from './lease.ts';
 import { hostIp, hostName, hostNs, instanceTag, MAX_HOSTS, OWNER_ENV, SUBNET_PREFIX } from './names.ts';
 import { KILL_WAIT_MS, within } from './process.ts';
-import { killInstanceSync, sweepStale, teardownSync } from './sweep.ts';
+import { killInstanceSync, sweepLeased, sweepStale, teardownSync } from './sweep.ts';
 import { Switch } from './switch.ts';
 
 export { waitFor, type WaitOptions } from './wait.ts';
@@ -35,6 +35,7 @@ export { Host, MESH_PORT, WEFT_BIN, defaultPeerCommand, defaultCliCommand } from
 export type { PeerSpec, PeerCommand, CliCommand, PeerOptions } from './host.ts';
 export { HostProcess, type ExitInfo } from './process.ts';
 export type { ExecResult, RunOptions } from './run.ts';
+export { Dockerd, BUSYBOX_IMAGE, type DockerdOptions } from './dockerd.ts';
 
 /** Bytes of each log shown by dumpLogs(): enough for the last few hundred lines. */
 export const LOG_TAIL_BYTES = 64 * 1024;
@@ -87,12 +88,10 @@ export class Harness {
     installExitHooks();
     await sweepStale();
     const lease = await firstFreeId((l) => {
-      const old = readRecord(l.id);
-      if (old !== undefined && ownerAlive(old)) return false;
-      // Leftovers that appeared after the sweep (a run that crashed just now).
-      const problems = teardownSync(l.id, { tmpDir: old?.tmpDir });
+      // Leftovers that appeared after the sweep (a run that crashed just now) go first.
+      const { outcome, problems } = sweepLeased(l.id);
       if (problems.length > 0) console.warn(`weft harness: skipping ${instanceTag(l.id)}: ${problems.join('; ')}`);
-      return problems.length === 0;
+      return outcome !== 'owner alive' && problems.length === 0;
     });
     const label = opts.name ?? `pid ${process.pid}`;
     let h: Harness;
@@ -131,6 +130,7 @@ export class Harness {
           ip: hostIp(this.id, n),
           dir,
           place: { ns: hostNs(this.id, n), cgroupProcs: ensureCgroup(tag, name), env: { ...process.env, [OWNER_ENV]: `${tag}:${process.pid}` } },
+          containerCgroup: `/${CGROUP_PARENT}/${tag}/${name}-containers`,
           net: this.net,
           peerCommand,
           cliCommand,
@@ -166,13 +166,17 @@ export class Harness {
     return `=== logs of harness ${instanceTag(this.id)} (${this.label})\n${parts.join('\n')}`;
   }
 
-  /** Kills every process of every host (SIGKILL: stop peers first if a test needs a clean
-   *  shutdown), removes namespaces, bridges, cgroups and the temp dir. Idempotent; rejects
-   *  if something could not be removed. */
+  /** Removes containers and stops dockerds, kills every other process of every host
+   *  (SIGKILL: stop peers first if a test needs a clean shutdown), removes namespaces,
+   *  bridges, cgroups, mounts and the temp dir. Idempotent; rejects if something could not
+   *  be removed. */
   cleanup(): Promise<void> {
     this.cleaning ??= (async () => {
       const problems: string[] = [];
       if (!this.tornDown) {
+        // dockerd first and gently: removing containers through it releases their mounts
+        // and network namespaces in order. Whatever it fails at, the kill below covers.
+        await Promise.all(this.hosts.map((h) => h.dockerd?.stop().catch((e: unknown) => problems.push(`${h.name} dockerd: ${(e as Error).message}`))));
         const procs = this.hosts.flatMap((h) => h.processes).filter((p) => p.running);
         problems.push(...killInstanceSync(this.id));
         // Reap our children before removing their cgroups (the kernel keeps a cgroup busy

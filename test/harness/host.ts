@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Dockerd, type DockerdOptions } from './dockerd.ts';
 import { HostProcess, placedArgv, type ExitInfo, type Placement } from './process.ts';
 import { describeFailure, run, type ExecResult, type RunOptions } from './run.ts';
 import type { Switch } from './switch.ts';
@@ -70,6 +71,8 @@ export interface HostConfig {
   ip: string;
   dir: string;
   place: Placement;
+  /** cgroup path (from the cgroup root) for this host's containers. */
+  containerCgroup: string;
   net: Switch;
   peerCommand: PeerCommand;
   cliCommand: CliCommand;
@@ -89,12 +92,14 @@ export class Host {
   readonly passwordFile: string;
   /** Every process started here, oldest first (peer incarnations included). */
   readonly processes: HostProcess[] = [];
+  readonly containerCgroup: string;
   private readonly place: Placement;
   private readonly net: Switch;
   private readonly peerCommand: PeerCommand;
   private readonly cliCommand: CliCommand;
   private peerProc: HostProcess | undefined;
   private peerSpec: PeerSpec | undefined;
+  private dockerdInst: Dockerd | undefined;
 
   constructor(c: HostConfig) {
     this.n = c.n;
@@ -105,6 +110,7 @@ export class Host {
     this.dataDir = path.join(c.dir, 'data');
     this.passwordFile = path.join(c.dir, 'password');
     this.place = c.place;
+    this.containerCgroup = c.containerCgroup;
     this.net = c.net;
     this.peerCommand = c.peerCommand;
     this.cliCommand = c.cliCommand;
@@ -172,6 +178,18 @@ export class Host {
     const p = this.requirePeer('restart');
     if (p.running) await p.stop();
     return this.launch();
+  }
+
+  /** Starts this host's dockerd (see dockerd.ts) and waits until it answers. */
+  async startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> {
+    if (this.dockerdInst?.process.running) throw new Error(`${this.name}: dockerd is already running (pid ${this.dockerdInst.process.pid})`);
+    this.dockerdInst = await Dockerd.start(this, opts);
+    return this.dockerdInst;
+  }
+
+  /** This host's dockerd, if one was started. */
+  get dockerd(): Dockerd | undefined {
+    return this.dockerdInst;
   }
 
   /** Silently cut this host off the network (no FIN, RST or ICMP; see switch.ts). */

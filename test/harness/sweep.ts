@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cgroupDir, CGROUP_PARENT, cgroupRoot, killCgroupSync, removeCgroupSync, sleepSync } from './cgroup.ts';
+import { cgroupDir, CGROUP_PARENT, cgroupRoot, cgroupV1Dirs, killCgroupSync, removeCgroupSync, sleepSync } from './cgroup.ts';
 import { ownerAlive, processStart, readRecord, recordedIds, removeRecord, tryLease } from './lease.ts';
 import { idOfNamespace, instanceTag } from './names.ts';
 import { runSync } from './run.ts';
@@ -40,6 +40,8 @@ export function teardownSync(id: number, opts: TeardownOptions = {}): string[] {
   }
   const cg = cgroupDir(instanceTag(id));
   if (cg !== null) removeCgroupSync(cg, problems, opts.tolerateUnreaped ? [] : problems);
+  // Containers' v1 cgroups (empty now: their processes died with the v2 kill).
+  for (const d of cgroupV1Dirs(instanceTag(id))) removeCgroupSync(d, problems, opts.tolerateUnreaped ? [] : problems);
   if (opts.tmpDir !== undefined && isHarnessTmp(opts.tmpDir, id)) {
     const left = unmountBelow(opts.tmpDir, problems);
     if (!opts.keepTmp) {
@@ -109,17 +111,23 @@ export async function sweepId(id: number): Promise<SweepOutcome> {
   const lease = await tryLease(id);
   if (lease === null) return 'lease held';
   try {
-    const rec = readRecord(id);
-    if (rec !== undefined && ownerAlive(rec)) return 'owner alive';
-    const cg = cgroupDir(instanceTag(id));
-    const anything = rec !== undefined || instanceNamespaces(id).length > 0 || (cg !== null && fs.existsSync(cg));
-    if (!anything) return 'nothing left';
-    const problems = teardownSync(id, { tmpDir: rec?.tmpDir });
+    const { outcome, problems } = sweepLeased(id);
     if (problems.length > 0) console.warn(`weft harness: sweeping stale ${instanceTag(id)}: ${problems.join('; ')}`);
-    return 'swept';
+    return outcome;
   } finally {
     lease.release();
   }
+}
+
+/** sweepId for a caller that already holds the id's lease. */
+export function sweepLeased(id: number): { outcome: SweepOutcome; problems: string[] } {
+  const rec = readRecord(id);
+  if (rec !== undefined && ownerAlive(rec)) return { outcome: 'owner alive', problems: [] };
+  const tag = instanceTag(id);
+  const cg = cgroupDir(tag);
+  const anything = rec !== undefined || instanceNamespaces(id).length > 0 || (cg !== null && fs.existsSync(cg)) || cgroupV1Dirs(tag).length > 0;
+  if (!anything) return { outcome: 'nothing left', problems: [] };
+  return { outcome: 'swept', problems: teardownSync(id, { tmpDir: rec?.tmpDir }) };
 }
 
 /** Network namespaces registered with `ip netns` (the names under /var/run/netns). */
@@ -153,18 +161,22 @@ export function namespacePids(ns: string): number[] {
   return pids;
 }
 
+/** Ids with a harness cgroup, in the v2 hierarchy or (containers') v1 ones. */
 function cgroupIds(): number[] {
   const root = cgroupRoot();
-  if (root === null) return [];
-  try {
-    return fs
-      .readdirSync(path.join(root, CGROUP_PARENT))
-      .map((n) => /^wt(\d+)$/.exec(n)?.[1])
-      .filter((v): v is string => v !== undefined)
-      .map(Number);
-  } catch {
-    return [];
+  const parents = [...(root === null ? [] : [path.join(root, CGROUP_PARENT)]), ...cgroupV1Dirs()];
+  const ids: number[] = [];
+  for (const parent of parents) {
+    try {
+      for (const n of fs.readdirSync(parent)) {
+        const m = /^wt(\d+)$/.exec(n);
+        if (m) ids.push(Number(m[1]));
+      }
+    } catch {
+      // no such hierarchy
+    }
   }
+  return ids;
 }
 
 function waitGone(pids: number[], problems: string[]): void {

@@ -1,0 +1,130 @@
+// The peer's shell with real libp2p over TCP on loopback (no namespaces, no root needed):
+// bulk state transfer through admission, hostile replication traffic, persistence.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLibp2p } from 'libp2p';
+import { tcp } from '@libp2p/tcp';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { afterEach, describe, expect, test } from 'vitest';
+import { meshAdmission } from '../mesh/admission.ts';
+import { encodeFrame } from '../mesh/framing.ts';
+import { deriveMeshKey } from '../mesh/mesh-key.ts';
+import { Peer, SYNC_PROTOCOL } from '../mesh/peer.ts';
+import type { PeerConfig } from '../mesh/config.ts';
+import { entrySigningBytes } from '../mesh/replica.ts';
+import { setLogSink } from '../mesh/log.ts';
+import { waitFor } from './harness/wait.ts';
+
+const KEY = deriveMeshKey('peer-test-password');
+const MiB = 1024 * 1024;
+const running: Peer[] = [];
+const dirs: string[] = [];
+/** Each test takes its own loopback addresses so that a port left in TIME_WAIT never matters. */
+let nextHost = 10 + (process.pid % 200);
+
+function config(name: string, peers: string[] = []): PeerConfig {
+  const dir = mkdtempSync(join(tmpdir(), `weft-peer-${name}-`));
+  dirs.push(dir);
+  return {
+    dataDir: dir, listen: { host: `127.0.${nextHost++ % 250}.1`, port: 7100 }, peers, name, tags: [], role: 'manager',
+    meshKey: KEY, dataplane: false, metricsListen: null,
+  };
+}
+
+async function start(c: PeerConfig): Promise<Peer> {
+  const p = await Peer.start(c);
+  running.push(p);
+  return p;
+}
+
+const addr = (p: Peer) => `${p.advertise.host}:${p.advertise.port}`;
+
+afterEach(async () => {
+  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  setLogSink({ write: (l) => process.stderr.write(l) });
+});
+
+describe('replication through the admitted mesh', () => {
+  test('a 64 MiB state transfer reaches a new member whole', async () => {
+    const a = await start(config('a'));
+    const VALUES = 512;
+    const VALUE_BYTES = 128 * 1024; // 512 x 128 KiB = 64 MiB
+    const sent = createHash('sha256');
+    for (let i = 0; i < VALUES; i++) {
+      // base64 of random bytes: incompressible and valid in JSON as it is.
+      const value = randomBytes((VALUE_BYTES * 3) / 4).toString('base64');
+      sent.update(`${i}:${value}\n`);
+      await a.replica.put(`bulk/${String(i).padStart(4, '0')}`, value);
+    }
+    const b = await start(config('b', [addr(a)]));
+    await waitFor(() => b.replica.lookup('bulk/', true).length === VALUES, { timeoutMs: 120_000, intervalMs: 500, what: 'b to hold all 512 values' });
+    const got = createHash('sha256');
+    b.replica.lookup('bulk/', true)
+      .sort((x, y) => x.key.localeCompare(y.key))
+      .forEach((e, i) => got.update(`${i}:${e.value}\n`));
+    expect(got.digest('hex')).toBe(sent.digest('hex'));
+  });
+
+  test('forged, malformed and oversized replication messages are rejected and change nothing', async () => {
+    const lines: string[] = [];
+    setLogSink({ write: (l) => lines.push(l) });
+    const a = await start(config('a'));
+    const b = await start(config('b', [addr(a)]));
+    await waitFor(() => a.membership.members().some((m) => m.state === 'alive'), { what: 'a and b to meet' });
+    await b.replica.put('owned-by-b', 'genuine');
+    await waitFor(() => a.replica.lookup('owned-by-b').length === 1, { what: 'a to receive b\'s entry' });
+
+    // An intruder that holds the mesh password (so admission lets it in) but not b's key.
+    const intruder = await createLibp2p({
+      transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()],
+      connectionProtector: meshAdmission({ key: KEY }),
+    });
+    try {
+      const { multiaddr } = await import('@multiformats/multiaddr');
+      const stream = await intruder.dialProtocol(multiaddr(`/ip4/${a.advertise.host}/tcp/${a.advertise.port}`), SYNC_PROTOCOL);
+      const forged = { owner: b.identity.id, key: 'owned-by-b', version: 99, value: 'forged' };
+      const sig = Buffer.from(entrySigningBytes(forged)).toString('base64'); // not a signature by b
+      stream.send(encodeFrame({ t: 'push', entries: [{ ...forged, sig }] }));
+      stream.send(encodeFrame({ t: 'push', entries: 'not a list' }));
+      stream.send(encodeFrame({ t: 'nonsense' }));
+      await waitFor(() => a.replica.stats().rejected >= 3, { what: 'a to reject the three messages' });
+      // A frame announcing more than the limit: the stream is closed before it is buffered.
+      const huge = Buffer.alloc(4);
+      huge.writeUInt32BE(512 * MiB);
+      stream.send(huge);
+      await waitFor(() => lines.some((l) => /closing stream from peer.*exceeds the limit/.test(l)), { what: 'a to close the oversized stream' });
+    } finally {
+      await intruder.stop();
+    }
+    expect(a.replica.lookup('owned-by-b').map((e) => e.value)).toEqual(['genuine']);
+    expect(lines.some((l) => /rejected replicat/.test(l))).toBe(true);
+    // a is still healthy: b's next write still arrives.
+    await b.replica.put('owned-by-b', 'second');
+    await waitFor(() => a.replica.lookup('owned-by-b')[0]?.value === 'second', { what: 'a to take b\'s next write' });
+    expect(peerIdFromString(b.identity.id).toString()).toBe(b.identity.id);
+  });
+
+  test('identity, acknowledged writes and known peers survive a restart', async () => {
+    const ca = config('a');
+    const a = await start(ca);
+    const b = await start(config('b'));
+    // Neither was launched knowing the other: a learns b by `weft connect`, which it must keep.
+    await a.connect(addr(b));
+    await a.replica.put('persisted', 'yes');
+    await waitFor(() => b.membership.members().some((m) => m.state === 'alive'), { what: 'b to see a' });
+    const id = a.identity.id;
+    await a.stop();
+    running.splice(running.indexOf(a), 1);
+    await waitFor(() => b.membership.members().every((m) => m.state !== 'alive'), { what: 'b to see a leave' });
+    const again = await start(ca);
+    expect(again.identity.id).toBe(id);
+    expect(again.replica.lookup('persisted').map((e) => e.value)).toEqual(['yes']);
+    // a was started with no --peers: it finds b again from what it remembered.
+    await waitFor(() => again.membership.members().some((m) => m.id === b.identity.id && m.state === 'alive'), { what: 'a to reconnect to b by itself' });
+  });
+});
