@@ -32,7 +32,7 @@ const TICK_MS = 100;
 /** Control messages are heartbeats and member lists; 1 MiB bounds a list of thousands. */
 const CONTROL_MAX_FRAME = 1024 * 1024;
 const CONTROL_MAX_QUEUE = 1024 * 1024;
-/** Replication frames are bounded by the replica's chunking (4 MiB) with headroom. */
+/** Replication messages are chunked at 1 MiB by the replica core (MAX_MESSAGE_BYTES); headroom for JSON escaping. */
 const SYNC_MAX_FRAME = 8 * 1024 * 1024;
 /** A full state transfer to a new peer is queued at once; 96 MiB covers the 64 MiB test
  *  state with room to spare, and anti-entropy resends anything dropped beyond it. */

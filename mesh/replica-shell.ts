@@ -3,7 +3,10 @@ import { Channel, type ChannelStats } from './channel.ts';
 import type { Identity } from './identity.ts';
 import { errorText, type Logger } from './log.ts';
 import type { MembershipEvent } from './membership.ts';
-import { Replica, parseReplicaMessage, type Change, type Entry, type ReplicaMessage, type ReplicaSnapshot } from './replica.ts';
+import {
+  Replica, entryStorageKey, parseReplicaMessage,
+  type Change, type Entry, type ReplicaMessage, type ReplicaMeta,
+} from './replica.ts';
 import type { Store } from './store.ts';
 
 /** Anti-entropy period: one digest exchange with one random member per second repairs
@@ -11,12 +14,13 @@ import type { Store } from './store.ts';
 export const ANTI_ENTROPY_MS = 1000;
 /** How often tombstones are checked for garbage collection; GC itself is age-based. */
 const GC_EVERY_MS = 60_000;
-/** Received state is persisted in the background, coalesced over this window: it can be
- *  fetched again from peers, so it need not be synced; our own writes are synced at once. */
-const PERSIST_DEBOUNCE_MS = 2000;
+/** Received entries are written in coalesced background batches: they can be fetched again
+ *  from peers, so they need no sync; our own writes are synced before they are acknowledged. */
+const PERSIST_DEBOUNCE_MS = 250;
 
-const SNAPSHOT_KEY = 'replica/snapshot';
-const OWN_PREFIX = 'replica/own/';
+/** On disk: one row per entry under ENTRY_PREFIX, and the replica's meta record. */
+const ENTRY_PREFIX = 'replica/e/';
+const META_KEY = 'replica/meta';
 
 export interface ReplicaAttach {
   protocol: string;
@@ -26,41 +30,37 @@ export interface ReplicaAttach {
   alive(): string[];
 }
 
+type Verify = (owner: string, bytes: Uint8Array, sig: string) => boolean;
+
 /**
  * The I/O shell around the replica core: pushes our writes to every live member at once,
  * runs anti-entropy with one random member per period, persists to LevelDB, and tells
  * local consumers (DNS, IPAM) what changed.
  */
 export class ReplicaShell {
-  private replica: Replica;
+  private readonly replica: Replica;
   private readonly store: Store;
-  private readonly identity: Identity;
   private readonly log: Logger;
   private channel?: Channel;
   private attachOpts?: ReplicaAttach;
   private lastAntiEntropy = 0;
   private lastGc = 0;
-  private dirty = false;
+  /** Entry rows changed since the last batch: an Entry to write, null to delete. */
+  private readonly pending = new Map<string, Entry | null>();
   private persistTimer?: NodeJS.Timeout;
   private readonly listeners = new Set<(changes: Change[]) => void>();
-  private readonly verify: (owner: string, bytes: Uint8Array, sig: string) => boolean;
 
-  private constructor(init: { replica: Replica; store: Store; identity: Identity; log: Logger; verify: (owner: string, bytes: Uint8Array, sig: string) => boolean }) {
-    this.replica = init.replica;
-    this.store = init.store;
-    this.identity = init.identity;
-    this.log = init.log;
-    this.verify = init.verify;
+  private constructor(replica: Replica, store: Store, log: Logger) {
+    this.replica = replica;
+    this.store = store;
+    this.log = log;
   }
 
-  static async open(init: { store: Store; identity: Identity; log: Logger; verify: (owner: string, bytes: Uint8Array, sig: string) => boolean }): Promise<ReplicaShell> {
-    const opts = { sign: init.identity.sign, verify: init.verify };
-    const snap = await init.store.get<ReplicaSnapshot>(SNAPSHOT_KEY);
-    const replica = snap ? Replica.restore(init.identity.id, snap, opts) : new Replica(init.identity.id, opts);
-    // Our own acknowledged writes are synced one by one; replay any newer than the snapshot.
-    const own = (await init.store.scan<Entry>(OWN_PREFIX)).map((r) => r.value);
-    if (own.length) replica.receive({ t: 'push', entries: own } as ReplicaMessage, Date.now());
-    return new ReplicaShell({ replica, ...init });
+  static async open(init: { store: Store; identity: Identity; log: Logger; verify: Verify }): Promise<ReplicaShell> {
+    const meta = await init.store.get<ReplicaMeta>(META_KEY);
+    const rows = await init.store.scan<Entry>(ENTRY_PREFIX);
+    const replica = Replica.load(init.identity.id, meta, rows.map((r) => r.value), { sign: init.identity.sign, verify: init.verify });
+    return new ReplicaShell(replica, init.store, init.log);
   }
 
   attach(node: Libp2p, opts: ReplicaAttach): void {
@@ -87,23 +87,22 @@ export class ReplicaShell {
 
   /** Writes a value owned by this peer (null deletes); resolves once it is on disk. */
   async put(key: string, value: string | null): Promise<{ version: number }> {
-    const { entry, change } = this.replica.write(key, value, Date.now());
-    await this.store.put(OWN_PREFIX + key, entry);
-    this.markDirty();
+    const { entry, change, push } = this.replica.write(key, value, Date.now());
+    this.pending.set(entryStorageKey(entry.owner, entry.key), entry);
+    await this.persist(true);
     if (change) this.emit([change]);
-    for (const id of this.attachOpts?.alive() ?? []) this.channel?.send(id, { t: 'push', entries: [entry] });
+    this.broadcast([push]);
     return { version: entry.version };
   }
 
-  /** Entries under a key (every owner's), or under a prefix. Tombstones excluded. */
+  /** Live entries under exactly `key` (every owner's), or under a prefix. */
   lookup(keyOrPrefix: string, prefix = false): Entry[] {
-    return prefix
-      ? this.replica.entries({ prefix: keyOrPrefix })
-      : this.replica.entries({ prefix: keyOrPrefix }).filter((e) => e.key === keyOrPrefix);
+    const found = this.replica.entries({ prefix: keyOrPrefix });
+    return prefix ? found : found.filter((e) => e.key === keyOrPrefix);
   }
 
   size(): number {
-    return this.replica.entries({ includeTombstones: true }).length;
+    return this.replica.size();
   }
 
   stats(): ChannelStats {
@@ -119,6 +118,16 @@ export class ReplicaShell {
     if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'alive') this.sendDigest(e.member.id);
   }
 
+  /** A peer removed from the mesh for good: its entries go, and gossip cannot bring them back. */
+  async dropOwner(owner: string): Promise<void> {
+    const changes = this.replica.dropOwner(owner);
+    for (const { key } of (await this.store.scan<Entry>(ENTRY_PREFIX + entryStorageKey(owner, '')))) {
+      this.pending.set(key.slice(ENTRY_PREFIX.length), null);
+    }
+    await this.persist(true);
+    if (changes.length) this.emit(changes);
+  }
+
   tick(now: number): void {
     if (now - this.lastAntiEntropy >= ANTI_ENTROPY_MS) {
       this.lastAntiEntropy = now;
@@ -127,12 +136,18 @@ export class ReplicaShell {
     }
     if (now - this.lastGc >= GC_EVERY_MS) {
       this.lastGc = now;
-      if (this.replica.gc(now).dropped.length) this.markDirty();
+      const { dropped } = this.replica.gc(now);
+      for (const e of dropped) this.pending.set(entryStorageKey(e.owner, e.key), null);
+      if (dropped.length) this.schedulePersist();
     }
   }
 
   private sendDigest(to: string): void {
-    this.channel?.send(to, { t: 'digest', digest: this.replica.digest() });
+    for (const m of this.replica.digestMessages()) this.channel?.send(to, m);
+  }
+
+  private broadcast(msgs: ReplicaMessage[]): void {
+    for (const id of this.attachOpts?.alive() ?? []) for (const m of msgs) this.channel?.send(id, m);
   }
 
   private onMessage(from: string, raw: unknown): void {
@@ -148,7 +163,10 @@ export class ReplicaShell {
       this.log.warn('rejected replicated entries', { peer: from, reason: res.rejected });
     }
     for (const reply of res.reply) this.channel?.send(from, reply);
-    if (res.persist.length || res.changes.length) this.markDirty();
+    this.broadcast(res.broadcast);
+    for (const e of res.persist) this.pending.set(entryStorageKey(e.owner, e.key), e);
+    for (const r of res.remove) this.pending.set(entryStorageKey(r.owner, r.key), null);
+    if (res.persist.length || res.remove.length || res.broadcast.length) this.schedulePersist();
     if (res.changes.length) this.emit(res.changes);
   }
 
@@ -162,23 +180,33 @@ export class ReplicaShell {
     }
   }
 
-  private markDirty(): void {
-    this.dirty = true;
+  private schedulePersist(): void {
     this.persistTimer ??= setTimeout(() => {
       this.persistTimer = undefined;
-      void this.flush();
+      void this.persist(false);
     }, PERSIST_DEBOUNCE_MS);
   }
 
-  /** Writes the replica snapshot if anything changed since the last one. */
-  async flush(): Promise<void> {
-    if (!this.dirty) return;
-    this.dirty = false;
+  /** Writes the changed rows and the meta record in one atomic batch, so that the meta on
+   *  disk never claims more than the rows beside it. */
+  private async persist(durable: boolean): Promise<void> {
+    const ops: { key: string; value?: unknown }[] = [];
+    for (const [k, e] of this.pending) ops.push({ key: ENTRY_PREFIX + k, value: e ?? undefined });
+    this.pending.clear();
+    ops.push({ key: META_KEY, value: this.replica.meta() });
     try {
-      await this.store.put(SNAPSHOT_KEY, this.replica.export(), false);
+      await this.store.batch(ops, durable);
     } catch (err) {
       this.log.error('cannot persist replicated state', { err: errorText(err) });
+      if (durable) throw new Error(`cannot write to the data dir: ${errorText(err)}`);
     }
+  }
+
+  /** Writes whatever is pending (at shutdown). */
+  async flush(): Promise<void> {
+    clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
+    await this.persist(true);
   }
 
   async stop(): Promise<void> {

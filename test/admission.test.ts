@@ -38,9 +38,10 @@ const BULK = '/weft/test/bulk/1.0.0';
 const MiB = 1024 * 1024;
 /** Sender-side queue the bulk test allows before it waits: a few chunks keep the pipe full. */
 const SEND_QUEUE_BOUND = 2 * MiB;
-/** Live buffer bytes allowed in the whole process during a bulk run, about 4x what was
- *  measured (yamux's 16 MiB window on both ends is the bulk of it); far below the transfer. */
-const LIVE_BUFFER_BOUND = 96 * MiB;
+/** Live buffer bytes allowed in the whole process during the 256 MiB run. Measured 6-110 MiB
+ *  with or without admission on a loaded 2-core host (yamux windows of up to 16 MiB, Noise and
+ *  socket queues on both peers); a sender whose queue grows with the transfer reaches 256+. */
+const LIVE_BUFFER_BOUND = 160 * MiB;
 /** Many small test connections from one address inside a second: lift libp2p's per-host
  *  inbound rate limit (default 5/s) so it never decides a test. */
 const INBOUND_THRESHOLD = 1_000;
@@ -251,10 +252,12 @@ describe('mesh admission over TCP', () => {
       );
       expect(reply).toEqual({ bytes: size, sha256: sent.digest('hex') });
       expect(flow.waits).toBeGreaterThan(0);
-      // Both peers live in this process: everything in flight (stream, muxer, Noise,
-      // admission, socket queues, receiver) is counted. Without working back-pressure at
-      // some layer this grows with the transfer, to hundreds of MiB.
-      expect(peakLive).toBeLessThan(LIVE_BUFFER_BOUND);
+      expect(flow.peakQueued).toBeLessThanOrEqual(SEND_QUEUE_BOUND + 2 * MiB);
+      if (size === 256 * MiB) {
+        // Both peers live in this process, so everything in flight (stream, muxer, Noise,
+        // admission, socket queues, receiver) is counted.
+        expect(peakLive).toBeLessThan(LIVE_BUFFER_BOUND);
+      }
     }
     expect(a.node.getConnections()).toHaveLength(1);
   }, 50_000);
@@ -420,7 +423,7 @@ describe('admission wire format', () => {
     expect(Buffer.from(ciphertext).toString()).not.toBe('reply from the listener');
     const fromListener = streamCipher('weft/admission/v1/stream/listener-to-dialer', dialerNonce, listenerNonce);
     expect(fromListener.update(ciphertext).toString()).toBe('reply from the listener');
-  });
+  }, 10_000);
 
   test('a peer that replays the listener proof back as its own is refused', async () => {
     const [dialerEnd, listenerEnd] = multiaddrConnectionPair();
@@ -436,7 +439,7 @@ describe('admission wire format', () => {
 
     await expect(admitted).rejects.toBeInstanceOf(MeshAdmissionError);
     expect(rejected.map((r) => r.reason)).toEqual([ADMISSION_REJECTED.wrongPassword]);
-  });
+  }, 10_000);
 
   test('when the transport is full, send on the admitted stream reports it and drain follows', async () => {
     const [dialerEnd, listenerEnd] = multiaddrConnectionPair({ capacity: 2 });
@@ -454,5 +457,5 @@ describe('admission wire format', () => {
     expect(dialer.writableNeedsDrain).toBe(true);
     await dialer.onDrain();
     await until('the listener to receive everything', () => received === chunk.byteLength);
-  });
+  }, 10_000);
 });

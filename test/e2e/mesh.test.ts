@@ -44,6 +44,12 @@ describe('a mesh of four hosts', () => {
     expect(s3.name).toBe('h3');
     expect(fromH2.find((p) => p.name === 'h3')).toMatchObject({ id: s3.id, address: `${h3.ip}:6783`, state: 'alive' });
     expect(s3.peers).toMatchObject({ alive: 2, suspect: 0, dead: 0 });
+    // Each host's Prometheus endpoint, on its own loopback.
+    const scrape = await h3.exec(['busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:6782/metrics']);
+    expect(scrape.code, scrape.stderr).toBe(0);
+    expect(scrape.stdout).toMatch(/^weft_peers\{state="alive"\} 2$/m);
+    expect(scrape.stdout).toMatch(/^weft_connections [1-9]/m);
+    expect(scrape.stdout).toMatch(/^weft_gossip_messages_received_total\{channel="control"\} [1-9]/m);
   });
 
   test('a peer with the wrong password is refused, and both sides say so in one line', async () => {

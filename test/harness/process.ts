@@ -87,14 +87,15 @@ export class HostProcess {
     });
   }
 
-  /** Starts `argv` in the placement; resolves once the process exists (not once it is ready). */
+  /** Starts `argv` in the placement; resolves once it is inside its cgroup and namespace
+   *  (not once it is ready for anything). */
   static start(name: string, argv: readonly string[], place: Placement, logFile: string): Promise<HostProcess> {
     const full = placedArgv(place, argv);
     fs.appendFileSync(logFile, `\n=== ${new Date().toISOString()} start ${name}: ${argv.join(' ')}\n`);
     const fd = fs.openSync(logFile, 'a');
     try {
-      // Own process group: a Ctrl-C on the test's terminal reaches the runner, whose exit
-      // hooks then stop these in order, instead of killing peers behind the test's back.
+      // Own process group: a Ctrl-C on the test's terminal reaches the runner, whose hooks
+      // (or guardian) then clean up in order, instead of killing peers behind the test's back.
       const child = spawn(full[0] as string, full.slice(1), { stdio: ['ignore', fd, fd], env: place.env, detached: true });
       return new Promise((resolve, reject) => {
         child.once('error', (e) => reject(new Error(`cannot start ${name} (${argv.join(' ')}): ${e.message}`)));

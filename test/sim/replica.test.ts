@@ -162,7 +162,7 @@ describe('partitions heal', () => {
 });
 
 describe('everything at once', () => {
-  test.each(seeds(40))('seed %i: shifting partitions, crashes and restarts from disk, deletions collected, 2% loss: all converge', (seed) => {
+  test.each(seeds(100))('seed %i: shifting partitions, crashes and restarts from disk, deletions collected, 2% loss: all converge', (seed) => {
     const w = new World({ seed, peers: 9, loss: 0.02, wire: true, tombstoneGcMs: 4 * ROUND_MS, maxMessageBytes: 4096, pushFanout: 3, rumor: true });
     const down = new Map<string, number>();
     for (let round = 0; round < 30; round++) {
