@@ -163,9 +163,9 @@ class MeshAdmission implements ConnectionProtector {
     const deadline = AbortSignal.timeout(this.#settings.timeoutMs);
     const signal = options?.signal == null ? deadline : AbortSignal.any([deadline, options.signal]);
 
-    let session: Session;
+    let admitted: MessageStream;
     try {
-      session = await handshake(connection, this.#settings.key, direction, signal);
+      admitted = await handshake(connection, this.#settings.key, direction, signal);
     } catch (err) {
       const rejection = classify(err, deadline);
       const info: AdmissionRejectedInfo = { remoteAddr, direction, reason: rejection.reason };
@@ -177,15 +177,11 @@ class MeshAdmission implements ConnectionProtector {
 
     log('admitted %s connection %s %s', direction, direction === 'outbound' ? 'to' : 'from', remoteAddr);
     notify(this.#settings.onAdmitted, { remoteAddr, direction }, log);
-    return session.stream;
+    return admitted;
   }
 }
 
-interface Session {
-  stream: MessageStream;
-}
-
-async function handshake(connection: MessageStream, key: Buffer, direction: AdmissionDirection, signal: AbortSignal): Promise<Session> {
+async function handshake(connection: MessageStream, key: Buffer, direction: AdmissionDirection, signal: AbortSignal): Promise<MessageStream> {
   const isDialer = direction === 'outbound';
   const bytes = byteStream(connection, { maxBufferSize: HANDSHAKE_READ_LIMIT });
   // Once we give up, a pending drain wait must not surface as an unhandled rejection.
@@ -234,9 +230,9 @@ async function handshake(connection: MessageStream, key: Buffer, direction: Admi
 
   // Attach our reader before handing back unread bytes (the remote's first Noise message
   // may already sit behind its proof); unwrap() re-emits them asynchronously, in order.
-  const stream = new AdmittedStream(connection, encipher, decipher);
+  const admitted = new AdmittedStream(connection, encipher, decipher);
   bytes.unwrap();
-  return { stream };
+  return admitted;
 }
 
 function proof(key: Buffer, role: number, dialerNonce: Uint8Array, listenerNonce: Uint8Array): Buffer {

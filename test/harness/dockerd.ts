@@ -5,6 +5,7 @@
 // Containers go into the cgroup <harness cgroup>/<host>-containers, inside the instance's
 // cgroup subtree, so the harness's cgroup kill reaches them even when dockerd is gone.
 // No registry: images come from `docker import` of a tarball (importBusybox).
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { HostProcess } from './process.ts';
@@ -34,7 +35,7 @@ export interface DockerdHost {
   readonly dir: string;
   /** cgroup path (from the cgroup root) for this host's containers. */
   readonly containerCgroup: string;
-  spawn(name: string, argv: readonly string[]): Promise<HostProcess>;
+  spawn(name: string, argv: readonly string[], opts?: { env?: NodeJS.ProcessEnv }): Promise<HostProcess>;
 }
 
 export class Dockerd {
@@ -78,7 +79,11 @@ export class Dockerd {
       `--cgroup-parent=${host.containerCgroup}`,
       ...(opts.args ?? []),
     ];
-    const proc = await host.spawn('dockerd', argv);
+    // containerd writes goroutine dumps (containerd.<pid>.stacks.log, when dockerd dies
+    // under it) to $TMPDIR: keep them in the host's directory, not the machine's /tmp.
+    const tmp = path.join(dir, 'tmp');
+    fs.mkdirSync(tmp, { recursive: true });
+    const proc = await host.spawn('dockerd', argv, { env: { TMPDIR: tmp } });
     const d = new Dockerd(host.name, dir, socket, proc);
     await waitFor(
       async () => {
@@ -126,6 +131,31 @@ export class Dockerd {
     if (!this.process.running) return;
     await this.removeAllContainers().catch(() => {}); // the cgroup kill gets them anyway
     await this.process.stop(DOCKERD_STOP_MS);
+  }
+}
+
+/** Where containerd 1.6+ puts shim sockets: /run/containerd/s/<sha256>, one machine-wide
+ *  directory whatever the daemon's own paths. */
+const SHIM_SOCKET_DIR = '/run/containerd/s';
+
+/**
+ * Removes the shim sockets a killed dockerd's containers leave in SHIM_SOCKET_DIR (a shim
+ * removes its own on a clean exit, not on SIGKILL). Each name is sha256 of
+ * "<containerd address>/moby/<container id>" (containerd's shim.SocketAddress), so exactly
+ * ours are found from the containers dockerd recorded under `dockerDir`. Call once the
+ * shims are dead.
+ */
+export function removeShimSocketsSync(dockerDir: string): void {
+  const address = path.join(dockerDir, 'exec', 'containerd', 'containerd.sock');
+  let ids: string[];
+  try {
+    ids = fs.readdirSync(path.join(dockerDir, 'data', 'containers'));
+  } catch {
+    return; // no dockerd ran here
+  }
+  for (const id of ids) {
+    const name = createHash('sha256').update(path.join(address, 'moby', id)).digest('hex');
+    fs.rmSync(path.join(SHIM_SOCKET_DIR, name), { force: true });
   }
 }
 

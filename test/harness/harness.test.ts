@@ -3,6 +3,7 @@
 // peer on h2 is killed -9 and restarted; crashed and live owner processes (fixtures/owner.ts)
 // are swept or spared; two hosts run a dockerd each, one of which crashes.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -347,6 +348,7 @@ describe('a dockerd per host', () => {
     const m = await Harness.create({ hosts: 2, name: 'dockerd' });
     usedIds.add(m.id);
     const pids: number[] = [];
+    let shimSocket = '';
     try {
       const [h1, h2] = m.hosts as [Host, Host];
       const [d1, d2] = await Promise.all([h1.startDockerd(), h2.startDockerd()]);
@@ -367,6 +369,8 @@ describe('a dockerd per host', () => {
       pids.push(c2pid);
       await d2.process.kill();
       expect(processStart(c2pid)).toBeDefined();
+      shimSocket = `/run/containerd/s/${createHash('sha256').update(`${d2.dir}/exec/containerd/containerd.sock/moby/${c2}`).digest('hex')}`;
+      expect(fs.existsSync(shimSocket)).toBe(true);
       pids.push(...cgroupPids(cgroupDir(instanceTag(m.id)) ?? '/nonexistent'));
     } finally {
       await m.cleanup();
@@ -374,6 +378,7 @@ describe('a dockerd per host', () => {
     expect(await remains({ id: m.id, pids, tmpDir: m.tmpDir })).toEqual([]);
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${m.tmpDir}/`));
     expect(mounts).toEqual([]);
+    expect(fs.existsSync(shimSocket)).toBe(false); // the killed shim's socket in /run/containerd/s
   });
 });
 

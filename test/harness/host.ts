@@ -133,9 +133,10 @@ export class Host {
   }
 
   /** Starts a long-running process here; its output goes to <dir>/<name>.log. */
-  async spawn(name: string, argv: readonly string[]): Promise<HostProcess> {
+  async spawn(name: string, argv: readonly string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<HostProcess> {
     if (!/^[\w.-]+$/.test(name)) throw new Error(`process name ${JSON.stringify(name)}: use letters, digits, . _ -`);
-    const p = await HostProcess.start(name, argv, this.place, path.join(this.dir, `${name}.log`));
+    const place = { ...this.place, env: { ...this.place.env, ...opts.env } };
+    const p = await HostProcess.start(name, argv, place, path.join(this.dir, `${name}.log`));
     this.processes.push(p);
     return p;
   }

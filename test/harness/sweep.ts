@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { cgroupDir, CGROUP_PARENT, cgroupRoot, cgroupV1Dirs, killCgroupSync, removeCgroupSync, sleepSync } from './cgroup.ts';
 import { ownerAlive, processStart, readRecord, recordedIds, removeRecord, tryLease } from './lease.ts';
+import { removeShimSocketsSync } from './dockerd.ts';
 import { idOfNamespace, instanceTag } from './names.ts';
 import { runSync } from './run.ts';
 
@@ -43,6 +44,7 @@ export function teardownSync(id: number, opts: TeardownOptions = {}): string[] {
   // Containers' v1 cgroups (empty now: their processes died with the v2 kill).
   for (const d of cgroupV1Dirs(instanceTag(id))) removeCgroupSync(d, problems, opts.tolerateUnreaped ? [] : problems);
   if (opts.tmpDir !== undefined && isHarnessTmp(opts.tmpDir, id)) {
+    for (const host of subdirs(opts.tmpDir)) removeShimSocketsSync(path.join(opts.tmpDir, host, 'docker'));
     const left = unmountBelow(opts.tmpDir, problems);
     if (!opts.keepTmp) {
       if (left) problems.push(`kept ${opts.tmpDir}: mounts below it could not be released`);
@@ -187,6 +189,14 @@ function waitGone(pids: number[], problems: string[]): void {
     alive = alive.filter((pid) => processStart(pid) !== undefined);
   }
   if (alive.length > 0) problems.push(`processes did not die: ${alive.join(' ')}`);
+}
+
+function subdirs(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    return [];
+  }
 }
 
 /** Only directories the harness made are ever removed: <tmpdir>/wt<id>-XXXXXX. */

@@ -1,0 +1,132 @@
+// Benchmark: resident memory of one idle weft peer against one idle Serf agent, each in a mesh
+// of --peers hosts, in the same run on the same harness hosts.
+//
+//   node bench/memory.ts [--peers 3] [--settle 10000] [--samples 5] [--interval 1000]
+//
+// After the mesh converged and sat idle for --settle ms, VmRSS of every peer process is read
+// from /proc --samples times, --interval ms apart. A process's figure is the median of its
+// samples; the system's figure is the median over its processes (the largest is printed
+// too, and is what the target is checked against). `bin/weft` execs Node and the harness
+// execs through nsenter, so the pid the harness holds is the peer's own. The CPU time the
+// idle processes used during the sampling window is printed as well.
+// MB here is 10^6 bytes.
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Harness, type Host } from '../test/harness/harness.ts';
+import { SerfMesh } from './lib/serf.ts';
+import { max, median, printTable, ratio } from './lib/stats.ts';
+import { sleep } from './lib/time.ts';
+import { startWeftMesh, stopWeftMesh } from './lib/weft.ts';
+
+const PASSWORD = 'bench-memory-password';
+/** The target for one idle weft peer. */
+const TARGET_BYTES = 120e6;
+const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux x86-64
+
+const { values: opt } = parseArgs({
+  options: {
+    peers: { type: 'string', default: '3' },
+    settle: { type: 'string', default: '10000' },
+    samples: { type: 'string', default: '5' },
+    interval: { type: 'string', default: '1000' },
+  },
+});
+const peers = Number(opt.peers);
+const settleMs = Number(opt.settle);
+const samples = Number(opt.samples);
+const intervalMs = Number(opt.interval);
+if (!Number.isInteger(peers) || peers < 1 || peers > 50) throw new Error(`--peers must be 1..50, got ${peers}`);
+if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 600_000) throw new Error(`--settle must be 0..600000 ms, got ${settleMs}`);
+if (!Number.isInteger(samples) || samples < 1 || samples > 1000) throw new Error(`--samples must be 1..1000, got ${samples}`);
+if (!Number.isInteger(intervalMs) || intervalMs < 10 || intervalMs > 60_000) throw new Error(`--interval must be 10..60000 ms, got ${intervalMs}`);
+
+/** A field of /proc/<pid>/status in bytes ("VmRSS:  81234 kB"). */
+function statusBytes(pid: number, field: string): number {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
+  if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
+  return Number(m[1]) * 1024;
+}
+
+/** User + system CPU seconds of a process so far. */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime (fields 14, 15)
+}
+
+interface ProcMemory {
+  host: string;
+  pid: number;
+  exe: string;
+  rss: number;
+  rssAnon: number;
+  /** Share of one core used while idle during the sampling window. */
+  cpu: number;
+}
+
+async function measure(procs: readonly { host: Host; pid: number }[]): Promise<ProcMemory[]> {
+  const rss = procs.map(() => [] as number[]);
+  const anon = procs.map(() => [] as number[]);
+  const cpu0 = procs.map((p) => cpuSeconds(p.pid));
+  const t0 = performance.now();
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await sleep(intervalMs);
+    procs.forEach((p, k) => {
+      rss[k]?.push(statusBytes(p.pid, 'VmRSS'));
+      anon[k]?.push(statusBytes(p.pid, 'RssAnon'));
+    });
+  }
+  const wallS = Math.max(1, performance.now() - t0) / 1000;
+  return procs.map((p, k) => ({
+    host: p.host.name,
+    pid: p.pid,
+    exe: fs.readlinkSync(`/proc/${p.pid}/exe`),
+    rss: median(rss[k] as number[]),
+    rssAnon: median(anon[k] as number[]),
+    cpu: samples > 1 ? (cpuSeconds(p.pid) - (cpu0[k] as number)) / wallS : NaN,
+  }));
+}
+
+const mb = (b: number) => (Number.isFinite(b) ? (b / 1e6).toFixed(1) : '–');
+const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '–');
+
+async function main(): Promise<void> {
+  console.log(`memory: ${peers}-peer meshes, idle ${settleMs} ms after converging, then ${samples} samples ${intervalMs} ms apart`);
+  const mesh = await Harness.create({ hosts: peers, name: 'bench-memory' });
+  let weft: ProcMemory[];
+  let serf: ProcMemory[];
+  try {
+    await startWeftMesh(mesh.hosts, PASSWORD);
+    await sleep(settleMs);
+    weft = await measure(mesh.hosts.map((h) => ({ host: h, pid: (h.peer as { pid: number }).pid })));
+    await stopWeftMesh(mesh.hosts);
+
+    const serfMesh = await SerfMesh.start(mesh.hosts);
+    try {
+      await sleep(settleMs);
+      serf = await measure(mesh.hosts.map((h) => ({ host: h, pid: (serfMesh.agent(h) as { pid: number }).pid })));
+    } finally {
+      await serfMesh.stop();
+    }
+  } finally {
+    await mesh.cleanup();
+  }
+
+  console.log();
+  printTable(
+    ['system', 'host', 'pid', 'exe', 'RSS MB', 'RssAnon MB', 'idle CPU'],
+    [...weft.map((p) => ['weft', p]), ...serf.map((p) => ['serf', p])].map(([s, p]) => {
+      const m = p as ProcMemory;
+      return [s as string, m.host, String(m.pid), m.exe, mb(m.rss), mb(m.rssAnon), pct(m.cpu)];
+    }),
+  );
+  const w = median(weft.map((p) => p.rss));
+  const s = median(serf.map((p) => p.rss));
+  const wMax = max(weft.map((p) => p.rss));
+  console.log();
+  console.log(`idle CPU (median per process): weft ${pct(median(weft.map((p) => p.cpu)))}, serf ${pct(median(serf.map((p) => p.cpu)))} of one core`);
+  console.log(`memory N=${peers}: weft ${mb(w)} MB (largest ${mb(wMax)} MB), serf ${mb(s)} MB, ratio ${ratio(w, s)} (target: weft ≤ ${mb(TARGET_BYTES)} MB: ${wMax <= TARGET_BYTES ? 'met' : 'NOT met'})`);
+}
+
+await main();
