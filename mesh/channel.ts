@@ -21,6 +21,35 @@ export interface ChannelOptions {
   onInbound?(from: string, conn: Connection): void;
 }
 
+/** What we let sit in a stream's own write buffer before waiting: yamux fires 'drain' on
+ *  every window update while data is still queued, so `send() === false` alone would let a
+ *  large state transfer pile up whole in memory. A few frames keep the pipe full. */
+const STREAM_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+/** A stream that makes no room for this long is stuck; the flush gives up on it and the
+ *  caller's periodic traffic (heartbeats, anti-entropy) retries on a fresh stream. */
+const STALL_TIMEOUT_MS = 30_000;
+
+/** Resolves once the stream's write buffer is under the high-water mark, or it closed. */
+async function waitForRoom(stream: Stream): Promise<void> {
+  const deadline = Date.now() + STALL_TIMEOUT_MS;
+  while (stream.writeBufferLength > STREAM_HIGH_WATER_BYTES && stream.writeStatus === 'writable') {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`stream made no room for ${STALL_TIMEOUT_MS / 1000} s`);
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        stream.removeEventListener('drain', done);
+        stream.removeEventListener('close', done);
+        resolve();
+      };
+      // Re-check at least every second: events are the fast path, not the only one.
+      const timer = setTimeout(done, Math.min(left, 1000));
+      stream.addEventListener('drain', done);
+      stream.addEventListener('close', done);
+    });
+  }
+}
+
 interface Outbound {
   stream?: Stream;
   opening?: Promise<Stream | undefined>;
@@ -111,7 +140,7 @@ export class Channel {
         o.queuedBytes -= frame.length;
         this.stats.messagesOut++;
         this.stats.bytesOut += frame.length;
-        if (!stream.send(frame)) await stream.onDrain();
+        if (!stream.send(frame)) await waitForRoom(stream);
       }
     } catch (err) {
       this.log.debug('send failed', { peer: to, protocol: this.opts.protocol, err: errorText(err) });

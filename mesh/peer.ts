@@ -129,6 +129,9 @@ export class Peer {
           },
         }),
         connectionManager: { maxConnections: 1024 },
+        // Failure detection is membership's job, with refutation; libp2p's own monitor aborts
+        // a connection whose ping takes 5 s, which a saturated link on loaded cores can do.
+        connectionMonitor: { enabled: false },
         start: false,
       });
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
