@@ -17,6 +17,7 @@
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
 import type { ApiClient } from '../cli/client.ts';
+import { printEnvironment } from './lib/env.ts';
 import { SERF_PORT, SerfMesh, type SerfRpc, type StreamRecord } from './lib/serf.ts';
 import { max, median, min, printTable, ratio, sec } from './lib/stats.ts';
 import { now, sleep } from './lib/time.ts';
@@ -199,6 +200,7 @@ interface Row {
 }
 
 async function main(): Promise<void> {
+  printEnvironment('detect');
   const results: Row[] = [];
   console.log(`detect: ${reps} repetitions per system, mode and size; victim = the last host; ${settleMs} ms quiet between repetitions`);
   for (const n of sizes) {

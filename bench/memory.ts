@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
+import { printEnvironment } from './lib/env.ts';
 import { SerfMesh } from './lib/serf.ts';
 import { max, median, printTable, ratio } from './lib/stats.ts';
 import { sleep } from './lib/time.ts';
@@ -92,6 +93,7 @@ const mb = (b: number) => (Number.isFinite(b) ? (b / 1e6).toFixed(1) : '–');
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '–');
 
 async function main(): Promise<void> {
+  printEnvironment('memory');
   console.log(`memory: ${peers}-peer meshes, idle ${settleMs} ms after converging, then ${samples} samples ${intervalMs} ms apart`);
   const mesh = await Harness.create({ hosts: peers, name: 'bench-memory' });
   let weft: ProcMemory[];

@@ -15,6 +15,7 @@
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
 import type { ApiClient } from '../cli/client.ts';
+import { printEnvironment } from './lib/env.ts';
 import { SerfMesh, type SerfRpc, type StreamRecord } from './lib/serf.ts';
 import { max, ms, printTable, ratio, summarize, type Summary } from './lib/stats.ts';
 import { jitter, now, sleep } from './lib/time.ts';
@@ -133,6 +134,7 @@ function row(system: string, n: number, r: Result, s: Summary): string[] {
 }
 
 async function main(): Promise<void> {
+  printEnvironment('propagation');
   const rows: string[][] = [];
   const finals: string[] = [];
   console.log(`propagation: ${trials} trials (+${warmup} warm-up) per system and size, weft polled every ${pollMs} ms, ${gapMs}-${gapMs * 1.5} ms between trials`);

@@ -62,7 +62,8 @@ export class ApiClient {
     });
   }
 
-  static async remote(address: string, meshKey: Uint8Array): Promise<ApiClient> {
+  /** `credential` says what `key` is, for the error when the peer refuses it. */
+  static async remote(address: string, meshKey: Uint8Array, credential: 'mesh' | 'api' = 'mesh'): Promise<ApiClient> {
     const target = formatHostPort(parseHostPort(address));
     let refusal: string | undefined;
     const node: Libp2p = await createLibp2p({
@@ -76,7 +77,11 @@ export class ApiClient {
       stream = await node.dialProtocol(toMultiaddr(parseHostPort(target)), API_PROTOCOL, { signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS) });
     } catch (err) {
       await Promise.resolve(node.stop()).catch(() => undefined);
-      if (refusal === 'wrong mesh password') throw new CliError(`cannot reach ${target}: the peer refused our mesh password (check --password-file or WEFT_PASSWORD)`);
+      if (refusal === 'wrong mesh password') {
+        throw new CliError(credential === 'api'
+          ? `cannot reach ${target}: the peer refused our API token (unknown or revoked: see weft token ls)`
+          : `cannot reach ${target}: the peer refused our mesh password (check --password-file or WEFT_PASSWORD)`);
+      }
       if (refusal) throw new CliError(`cannot reach ${target}: ${refusal}`);
       const msg = (err as Error).message;
       if (/ECONNREFUSED/.test(msg)) throw new CliError(`cannot reach ${target}: connection refused (is a weft peer listening there?)`);

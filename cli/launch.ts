@@ -74,7 +74,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   }
   const peer = await Peer.start(config);
   const api = new ApiServer(peerApi(peer), logger('api'));
-  await api.listenMesh(peer.node);
+  await api.listenMesh(peer.node, (conn) => peer.credentialOf(conn));
   try {
     await api.listenUnix(join(config.dataDir, 'weft.sock'));
   } catch (err) {

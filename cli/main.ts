@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { readMeshSecret } from './secret.ts';
+import { readApiToken, readMeshSecret } from './secret.ts';
 import { ApiClient, CliError } from './client.ts';
 import { DEFAULT_METRICS, launch } from './launch.ts';
 import { ago, table } from './format.ts';
@@ -12,6 +12,7 @@ interface Globals {
   dataDir: string;
   peer?: string;
   passwordFile?: string;
+  apiTokenFile?: string;
   json?: boolean;
 }
 
@@ -26,8 +27,10 @@ function fail(message: string, code = EXIT_FAILURE): never {
 
 async function client(g: Globals): Promise<ApiClient> {
   if (!g.peer) return ApiClient.local(g.dataDir);
+  const token = readApiToken(g.apiTokenFile);
+  if (token) return ApiClient.remote(g.peer, token.key, 'api');
   const secret = readMeshSecret({ passwordFile: g.passwordFile });
-  if (!secret) throw new CliError('--peer needs the mesh secret: give --password-file FILE or WEFT_PASSWORD');
+  if (!secret) throw new CliError('--peer needs a credential: --password-file FILE (or WEFT_PASSWORD), or --api-token-file FILE (or WEFT_API_TOKEN)');
   return ApiClient.remote(g.peer, secret.key);
 }
 
@@ -48,6 +51,7 @@ const program = new Command('weft')
   .option('--data-dir <dir>', 'data dir of the local peer (its API socket lives there)', process.env.WEFT_DATA_DIR ?? DEFAULT_DATA_DIR)
   .option('--peer <ip[:port]>', `talk to this peer over the mesh instead of the local one (port ${MESH_PORT})`)
   .option('--password-file <file>', 'mesh password for --peer (or WEFT_PASSWORD)')
+  .option('--api-token-file <file>', 'API token for --peer instead of the password (or WEFT_API_TOKEN)')
   .option('--json', 'print machine-readable JSON')
   .showHelpAfterError('(run weft --help for usage)')
   .exitOverride();
@@ -115,8 +119,18 @@ program.command('events')
 
 const token = program.command('token').description('join tokens');
 token.command('create')
-  .description('print a join token (mesh secret and bootstrap addresses) for `weft launch --token`')
-  .action((_o, cmd: Command) => run(cmd, 'token.create', {}, (r) => r.token));
+  .description('print a join token (mesh secret and bootstrap addresses) for `weft launch --token`, or with --api an API token')
+  .option('--api', 'an API token: reaches the API of any peer (weft --peer IP --api-token-file F), never the mesh itself')
+  .option('--name <name>', 'what the API token is for')
+  .action((o: { api?: boolean; name?: string }, cmd: Command) =>
+    run(cmd, 'token.create', { api: o.api === true, name: o.name }, (r) => r.token));
+token.command('ls')
+  .description('API tokens known to the mesh')
+  .action((_o, cmd: Command) => run(cmd, 'token.list', {}, (ts: any[]) => ts.length === 0 ? 'no API tokens' : table(
+    ['ID', 'NAME', 'CREATED', 'STATE'], ts.map((t) => [t.id, t.name, t.created, t.revoked ? 'revoked' : 'valid']))));
+token.command('revoke <id>')
+  .description('revoke an API token on every peer')
+  .action((id: string, _o, cmd: Command) => run(cmd, 'token.revoke', { id }, () => `revoked ${id}`));
 
 const kv = program.command('kv').description('the replicated key-value space (debugging and tests)');
 kv.command('put <key> <value>').description('write a value owned by this peer')

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { deriveMeshKey } from '../mesh/mesh-key.ts';
 import { decodeJoinToken, type JoinToken } from '../mesh/join-token.ts';
 import { CliError } from './client.ts';
+import { parseApiToken, type ParsedApiToken } from '../mesh/api-token.ts';
 
 export interface SecretOptions {
   passwordFile?: string;
@@ -29,6 +30,19 @@ export function readMeshSecret(opts: SecretOptions): JoinToken | undefined {
   if (password === undefined) return undefined;
   try {
     return { key: deriveMeshKey(password), peers: [] };
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
+
+/** An API token from --api-token-file or WEFT_API_TOKEN, for remote API calls. */
+export function readApiToken(file: string | undefined): ParsedApiToken | undefined {
+  const env = process.env.WEFT_API_TOKEN;
+  delete process.env.WEFT_API_TOKEN;
+  const text = file ? readSecretFile(file, 'API token') : env;
+  if (!text) return undefined;
+  try {
+    return parseApiToken(text);
   } catch (err) {
     throw new CliError((err as Error).message);
   }

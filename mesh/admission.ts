@@ -3,7 +3,7 @@
 // never see the Noise handshake or peer ids. Replaces @libp2p/pnet, whose WebAssembly
 // xsalsa20 grows memory until it fails under bulk transfer; Node's native cipher streams.
 //
-// Wire format, version 1 (each side sends, then reads, concurrently):
+// Wire format, version 1:
 //
 //   header  = MAGIC "weft" (4) || VERSION 0x01 (1) || nonce (32)                  37 bytes
 //   proof   = HMAC-SHA256(key, PROOF_LABEL || role || dialerNonce || listenerNonce) 32 bytes
@@ -11,9 +11,13 @@
 //   then    ChaCha20 stream, one key per direction:
 //             HKDF-SHA256(key, salt = dialerNonce || listenerNonce, info = STREAM_INFO_*), IV 0
 //
-// Each side sends its proof as soon as it has both nonces, before reading the other's, so
-// both proofs are on the wire before anyone can decide; a side that rejects closes gracefully
-// (FIN, not RST) so the other side still reads our proof and reaches the same verdict itself.
+// Both sides send their header at once. The dialer then sends its proof; the listener judges
+// it first and only then answers with its own. This lets the listener accept more than one
+// key (the mesh key, or an API token's key for remote CLIs, which never learn the mesh key)
+// by finding the key the dialer's proof verifies under, and it means a stranger who merely
+// connects never receives a proof to guess the password from offline: a rejected dialer gets
+// 32 random bytes instead, which it judges as a wrong proof, so both sides still log
+// "wrong mesh password". A side that rejects closes gracefully (FIN, not RST).
 
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Cipheriv, Decipheriv } from 'node:crypto';
@@ -82,11 +86,23 @@ export interface AdmissionRejectedInfo {
 export interface AdmissionAdmittedInfo {
   remoteAddr: string;
   direction: AdmissionDirection;
+  /** 'mesh' when the remote proved the mesh key, else the id of the extra key it proved. */
+  credential: string;
+}
+
+/** A key other than the mesh key that an inbound dialer may prove (an API token's). */
+export interface ExtraKey {
+  id: string;
+  key: Uint8Array;
 }
 
 export interface MeshAdmissionInit {
-  /** The 32-byte mesh key from deriveMeshKey(). */
+  /** The 32-byte key this side proves: the mesh key from deriveMeshKey(), or for an API
+   *  client the key of its API token. */
   key: Uint8Array;
+  /** Keys an inbound dialer may prove instead of the mesh key; asked on every handshake so
+   *  that a revoked token stops working at once. */
+  extraKeys?: () => ExtraKey[];
   /** Whole handshake deadline. Default DEFAULT_ADMISSION_TIMEOUT_MS. */
   timeoutMs?: number;
   onRejected?: (info: AdmissionRejectedInfo) => void;
@@ -122,7 +138,7 @@ export function meshAdmission(init: MeshAdmissionInit): () => ConnectionProtecto
   // connections, and the key must not share a Buffer pool slab with unrelated data.
   const key = Buffer.alloc(MESH_KEY_LENGTH);
   key.set(init.key);
-  const settings: AdmissionSettings = { key, timeoutMs, onRejected: init.onRejected, onAdmitted: init.onAdmitted };
+  const settings: AdmissionSettings = { key, timeoutMs, onRejected: init.onRejected, onAdmitted: init.onAdmitted, extraKeys: init.extraKeys };
   return () => new MeshAdmission(settings);
 }
 
@@ -131,6 +147,7 @@ interface AdmissionSettings {
   readonly timeoutMs: number;
   readonly onRejected: MeshAdmissionInit['onRejected'];
   readonly onAdmitted: MeshAdmissionInit['onAdmitted'];
+  readonly extraKeys: MeshAdmissionInit['extraKeys'];
 }
 
 /** A rejection decided inside the handshake; `graceful` when the remote spoke our protocol
@@ -164,8 +181,9 @@ class MeshAdmission implements ConnectionProtector {
     const signal = options?.signal == null ? deadline : AbortSignal.any([deadline, options.signal]);
 
     let admitted: MessageStream;
+    let credential: string;
     try {
-      admitted = await handshake(connection, this.#settings.key, direction, signal);
+      ({ stream: admitted, credential } = await handshake(connection, this.#settings, direction, signal));
     } catch (err) {
       const rejection = classify(err, deadline);
       const info: AdmissionRejectedInfo = { remoteAddr, direction, reason: rejection.reason };
@@ -176,12 +194,12 @@ class MeshAdmission implements ConnectionProtector {
     }
 
     log('admitted %s connection %s %s', direction, direction === 'outbound' ? 'to' : 'from', remoteAddr);
-    notify(this.#settings.onAdmitted, { remoteAddr, direction }, log);
+    notify(this.#settings.onAdmitted, { remoteAddr, direction, credential }, log);
     return admitted;
   }
 }
 
-async function handshake(connection: MessageStream, key: Buffer, direction: AdmissionDirection, signal: AbortSignal): Promise<MessageStream> {
+async function handshake(connection: MessageStream, settings: AdmissionSettings, direction: AdmissionDirection, signal: AbortSignal): Promise<{ stream: MessageStream; credential: string }> {
   const isDialer = direction === 'outbound';
   const bytes = byteStream(connection, { maxBufferSize: HANDSHAKE_READ_LIMIT });
   // Once we give up, a pending drain wait must not surface as an unhandled rejection.
@@ -208,17 +226,33 @@ async function handshake(connection: MessageStream, key: Buffer, direction: Admi
 
   const dialerNonce = isDialer ? localNonce : remoteNonce;
   const listenerNonce = isDialer ? remoteNonce : localNonce;
-  const localRole = isDialer ? ROLE_DIALER : ROLE_LISTENER;
-  const remoteRole = isDialer ? ROLE_LISTENER : ROLE_DIALER;
+  const readProof = async () => Buffer.from((await bytes.read({ bytes: PROOF_LENGTH, signal })).subarray());
 
-  // Send ours before reading theirs: both proofs cross on the wire, so each side can judge.
-  const sentProof = send(proof(key, localRole, dialerNonce, listenerNonce));
-  const remoteProof = Buffer.from((await bytes.read({ bytes: PROOF_LENGTH, signal })).subarray());
-  const expected = proof(key, remoteRole, dialerNonce, listenerNonce);
-  if (!timingSafeEqual(remoteProof, expected)) {
-    throw new Rejection(ADMISSION_REJECTED.wrongPassword, true);
+  let key: Buffer;
+  let credential = 'mesh';
+  if (isDialer) {
+    await send(proof(settings.key, ROLE_DIALER, dialerNonce, listenerNonce));
+    if (!timingSafeEqual(await readProof(), proof(settings.key, ROLE_LISTENER, dialerNonce, listenerNonce))) {
+      throw new Rejection(ADMISSION_REJECTED.wrongPassword, true);
+    }
+    key = settings.key;
+  } else {
+    const theirs = await readProof();
+    const candidates: ExtraKey[] = [{ id: 'mesh', key: settings.key }, ...(settings.extraKeys?.() ?? [])];
+    // Every candidate is checked, in constant time each, so timing does not tell which matched.
+    let match: ExtraKey | undefined;
+    for (const c of candidates) {
+      if (c.key.byteLength === MESH_KEY_LENGTH && timingSafeEqual(theirs, proof(Buffer.from(c.key), ROLE_DIALER, dialerNonce, listenerNonce))) match ??= c;
+    }
+    if (!match) {
+      // Random bytes, not a proof: the dialer judges them wrong, and learns nothing to guess with.
+      await send(randomBytes(PROOF_LENGTH)).catch(() => undefined);
+      throw new Rejection(ADMISSION_REJECTED.wrongPassword, true);
+    }
+    key = Buffer.from(match.key);
+    credential = match.id;
+    await send(proof(key, ROLE_LISTENER, dialerNonce, listenerNonce));
   }
-  await sentProof;
 
   const salt = concat(dialerNonce, listenerNonce);
   const dialerToListener = streamKey(key, salt, STREAM_INFO_DIALER_TO_LISTENER);
@@ -232,7 +266,7 @@ async function handshake(connection: MessageStream, key: Buffer, direction: Admi
   // may already sit behind its proof); unwrap() re-emits them asynchronously, in order.
   const admitted = new AdmittedStream(connection, encipher, decipher);
   bytes.unwrap();
-  return admitted;
+  return { stream: admitted, credential };
 }
 
 function proof(key: Buffer, role: number, dialerNonce: Uint8Array, listenerNonce: Uint8Array): Buffer {

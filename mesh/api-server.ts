@@ -1,6 +1,6 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
-import type { Libp2p, Stream } from '@libp2p/interface';
+import type { Connection, Libp2p, Stream } from '@libp2p/interface';
 import { encodeFrame, FrameDecoder } from './framing.ts';
 import { errorText, type Logger } from './log.ts';
 
@@ -70,8 +70,9 @@ export class ApiServer {
     this.server = server;
   }
 
-  async listenMesh(node: Libp2p): Promise<void> {
-    await node.handle(API_PROTOCOL, (stream, conn) => this.serveStream(stream, conn.remotePeer.toString()), {
+  /** `callerOf` names who is calling: an API token's id, or the remote peer id. */
+  async listenMesh(node: Libp2p, callerOf: (conn: Connection) => string = (c) => c.remotePeer.toString()): Promise<void> {
+    await node.handle(API_PROTOCOL, (stream, conn) => this.serveStream(stream, callerOf(conn)), {
       maxInboundStreams: 16,
     });
   }

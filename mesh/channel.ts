@@ -17,6 +17,8 @@ export interface ChannelOptions {
    *  control messages are periodic and replication is repaired by anti-entropy. */
   maxQueueBytes: number;
   onMessage(from: string, msg: unknown, conn: Connection): void;
+  /** Whether a connection may use this channel at all (API-token clients may not). */
+  accept?(conn: Connection): boolean;
   /** A peer opened its side of the channel to us. */
   onInbound?(from: string, conn: Connection): void;
 }
@@ -170,6 +172,12 @@ export class Channel {
 
   private async readLoop(stream: Stream, conn: Connection): Promise<void> {
     const from = conn.remotePeer.toString();
+    if (this.opts.accept && !this.opts.accept(conn)) {
+      this.stats.rejected++;
+      this.log.warn('refused mesh traffic from an API client', { peer: from, protocol: this.opts.protocol });
+      stream.abort(new Error('API clients may not take part in the mesh'));
+      return;
+    }
     const decoder = new FrameDecoder(this.opts.maxFrameBytes);
     this.inbound.add(stream);
     this.opts.onInbound?.(from, conn);

@@ -79,12 +79,27 @@ export function peerApi(peer: Peer): ApiHandler {
         return null;
       }
       case 'token.create':
+        if (p.api === true) {
+          const name = typeof p.name === 'string' && p.name ? p.name : `made on ${peer.config.name}`;
+          return peer.createApiToken(name);
+        }
+        // A join token carries the mesh key: only a holder of the mesh secret may make one.
+        if (ctx.caller.startsWith('api:')) throw new UserError('an API token cannot create join tokens (that needs the mesh secret)');
         return {
           token: encodeJoinToken({
             key: peer.config.meshKey,
             peers: [formatHostPort(peer.advertise), ...peer.membership.members().filter((m) => m.state === 'alive').flatMap((m) => m.addrs)],
           }),
         };
+      case 'token.list':
+        return peer.apiTokens();
+      case 'token.revoke':
+        try {
+          await peer.revokeApiToken(str(p, 'id'));
+        } catch (err) {
+          throw new UserError((err as Error).message);
+        }
+        return { id: p.id, revoked: true };
       case 'kv.put': {
         const key = str(p, 'key');
         const value = p.value === null ? null : str(p, 'value');

@@ -2,12 +2,13 @@ import { createLibp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
-import type { Libp2p } from '@libp2p/interface';
+import type { Connection, Libp2p } from '@libp2p/interface';
 import { networkInterfaces } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { meshAdmission } from './admission.ts';
+import { meshAdmission, type ExtraKey } from './admission.ts';
+import { listApiTokens, newApiToken, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, validApiKeys, type ApiTokenView } from './api-token.ts';
 import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
 import { Channel } from './channel.ts';
 import type { PeerConfig } from './config.ts';
@@ -62,11 +63,15 @@ export class Peer {
   private stopping = false;
   private lastSelfInc: number;
   readonly rejectedAdmissions: { count: number };
+  /** Inbound connections admitted with an API token, by remote ip:port: API only. */
+  private readonly credentials: Map<string, string>;
 
   private constructor(init: {
     config: PeerConfig; identity: Identity; node: Libp2p; store: Store; membership: Membership;
     advertise: HostPort; log: Logger; replica: ReplicaShell; rejectedAdmissions: { count: number };
+    credentials: Map<string, string>;
   }) {
+    this.credentials = init.credentials;
     this.rejectedAdmissions = init.rejectedAdmissions;
     this.config = init.config;
     this.identity = init.identity;
@@ -82,6 +87,7 @@ export class Peer {
       maxFrameBytes: CONTROL_MAX_FRAME,
       maxQueueBytes: CONTROL_MAX_QUEUE,
       onMessage: (from, msg) => this.onControl(from, msg),
+      accept: (conn) => this.isMember(conn),
       onInbound: (from) => this.apply(this.membership.connected(from, Date.now())),
     }, this.log.child('control'));
     this.dialer = new Dialer(this.node, {
@@ -109,6 +115,9 @@ export class Peer {
       );
       const admissionLog = logger('admission');
       const once = new LogOnce();
+      // Bound once the replica is open: API tokens live in the replicated space.
+      let apiKeys: () => ExtraKey[] = () => [];
+      const credentials = new Map<string, string>();
       const rejectedAdmissions = { count: 0 };
       const node = await createLibp2p({
         privateKey: identity.libp2pKey,
@@ -118,6 +127,11 @@ export class Peer {
         streamMuxers: [yamux()],
         connectionProtector: meshAdmission({
           key: config.meshKey,
+          extraKeys: () => apiKeys(),
+          onAdmitted: ({ remoteAddr, direction, credential }) => {
+            const at = hostPortOf(multiaddr(remoteAddr));
+            if (direction === 'inbound' && credential !== 'mesh' && at) credentials.set(at, credential);
+          },
           onRejected: ({ remoteAddr, direction, reason }) => {
             rejectedAdmissions.count++;
             const host = hostPortOf(multiaddr(remoteAddr))?.split(':')[0] ?? remoteAddr;
@@ -135,7 +149,8 @@ export class Peer {
         start: false,
       });
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
-      const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, rejectedAdmissions });
+      apiKeys = () => validApiKeys(replica.lookup(TOKEN_RECORD_PREFIX, true), replica.lookup(TOKEN_REVOKED_PREFIX, true));
+      const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, rejectedAdmissions, credentials });
       await peer.run();
       return peer;
     } catch (err) {
@@ -163,8 +178,13 @@ export class Peer {
       maxFrameBytes: SYNC_MAX_FRAME,
       maxQueueBytes: SYNC_MAX_QUEUE,
       alive: () => this.membership.members().filter((m) => m.state === 'alive').map((m) => m.id),
+      accept: (conn) => this.isMember(conn),
     });
     await this.replica.start();
+    this.node.addEventListener('connection:close', (evt) => {
+      const at = hostPortOf(evt.detail.remoteAddr);
+      if (at) this.credentials.delete(at);
+    });
     this.node.addEventListener('peer:disconnect', (evt) => {
       const id = evt.detail.toString();
       this.control.reset(id);
@@ -256,6 +276,38 @@ export class Peer {
       await this.node.hangUp(this.node.getConnections().find((c) => c.remotePeer.toString() === member.id)?.remotePeer ?? this.node.peerId).catch(() => undefined);
     }
     return { addrs: [...addrs], member: member?.id };
+  }
+
+  /** Who is on the other end of a connection: 'api:<token id>' for an API client, else the
+   *  peer id of a mesh member (or of a CLI holding the mesh secret). */
+  credentialOf(conn: Connection): string {
+    const at = hostPortOf(conn.remoteAddr);
+    return (at && this.credentials.get(at)) || conn.remotePeer.toString();
+  }
+
+  private isMember(conn: Connection): boolean {
+    const at = hostPortOf(conn.remoteAddr);
+    return !at || !this.credentials.has(at);
+  }
+
+  /** `weft token create --api`: a token that reaches the API of any peer, and nothing else. */
+  async createApiToken(name: string): Promise<{ token: string; id: string }> {
+    const t = newApiToken(name);
+    await this.replica.put(TOKEN_RECORD_PREFIX + t.id, JSON.stringify(t.record));
+    return { token: t.text, id: t.id };
+  }
+
+  apiTokens(): ApiTokenView[] {
+    return listApiTokens(this.replica.lookup(TOKEN_RECORD_PREFIX, true), this.replica.lookup(TOKEN_REVOKED_PREFIX, true));
+  }
+
+  async revokeApiToken(id: string): Promise<void> {
+    if (!this.apiTokens().some((t) => t.id === id)) throw new Error(`no API token "${id}" is known (see weft token ls)`);
+    await this.replica.put(TOKEN_REVOKED_PREFIX + id, new Date().toISOString());
+    // Connections already admitted with it end now, not at their next reconnect.
+    for (const conn of this.node.getConnections()) {
+      if (this.credentialOf(conn) === `api:${id}`) await conn.close().catch(() => undefined);
+    }
   }
 
   connectedPeers(): Set<string> {

@@ -1,4 +1,4 @@
-import type { Libp2p } from '@libp2p/interface';
+import type { Connection, Libp2p } from '@libp2p/interface';
 import { Channel, type ChannelStats } from './channel.ts';
 import type { Identity } from './identity.ts';
 import { errorText, type Logger } from './log.ts';
@@ -28,6 +28,7 @@ export interface ReplicaAttach {
   maxQueueBytes: number;
   /** Ids of members currently alive: who we push to and exchange digests with. */
   alive(): string[];
+  accept?(conn: Connection): boolean;
 }
 
 type Verify = (owner: string, bytes: Uint8Array, sig: string) => boolean;
@@ -70,6 +71,7 @@ export class ReplicaShell {
       maxFrameBytes: opts.maxFrameBytes,
       maxQueueBytes: opts.maxQueueBytes,
       onMessage: (from, msg) => this.onMessage(from, msg),
+      accept: opts.accept,
       // A member that opened its side is reachable: start a repair exchange at once rather
       // than waiting for the random anti-entropy round to pick it.
       onInbound: (from) => this.sendDigest(from),

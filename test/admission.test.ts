@@ -23,6 +23,7 @@ import {
   MeshAdmissionError,
   meshAdmission,
   type AdmissionAdmittedInfo,
+  type ExtraKey,
   type AdmissionRejectedInfo,
 } from '../mesh/admission.ts';
 import { deriveMeshKey } from '../mesh/mesh-key.ts';
@@ -59,7 +60,7 @@ afterEach(async () => {
   await Promise.allSettled(nodes.splice(0).map((node) => node.stop()));
 });
 
-async function startNode(key: Uint8Array, opts: { timeoutMs?: number; monitor?: boolean } = {}): Promise<{ node: Libp2p; events: Events }> {
+async function startNode(key: Uint8Array, opts: { timeoutMs?: number; monitor?: boolean; extraKeys?: () => ExtraKey[] } = {}): Promise<{ node: Libp2p; events: Events }> {
   const events: Events = { rejected: [], admitted: [] };
   const node = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
@@ -71,6 +72,7 @@ async function startNode(key: Uint8Array, opts: { timeoutMs?: number; monitor?: 
     connectionProtector: meshAdmission({
       key,
       timeoutMs: opts.timeoutMs,
+      extraKeys: opts.extraKeys,
       onRejected: (info) => events.rejected.push(info),
       onAdmitted: (info) => events.admitted.push(info),
     }),
@@ -193,7 +195,7 @@ describe('mesh admission over TCP', () => {
 
     expect(await echoThrough(a.node, b.node, 'hello mesh')).toBe('echo: hello mesh');
 
-    expect(a.events.admitted).toEqual([{ remoteAddr: expect.stringContaining(`/tcp/${tcpPortOf(b.node)}`), direction: 'outbound' }]);
+    expect(a.events.admitted).toEqual([{ remoteAddr: expect.stringContaining(`/tcp/${tcpPortOf(b.node)}`), direction: 'outbound', credential: 'mesh' }]);
     await until('the listener to admit', () => b.events.admitted.length === 1);
     expect(b.events.admitted[0]?.direction).toBe('inbound');
     expect(a.events.rejected).toEqual([]);
@@ -458,4 +460,56 @@ describe('admission wire format', () => {
     await dialer.onDrain();
     await until('the listener to receive everything', () => received === chunk.byteLength);
   }, 10_000);
+});
+
+describe('other credentials than the mesh key (API tokens)', () => {
+  const TOKEN_KEY = createHash('sha256').update('an api token secret').digest();
+
+  test('a dialer proving a token key is admitted as that credential, and its traffic flows', async () => {
+    let valid: ExtraKey[] = [{ id: 'api:t1', key: TOKEN_KEY }];
+    const peer = await startNode(KEY, { extraKeys: () => valid });
+    await serveEcho(peer.node);
+    const client = await startNode(TOKEN_KEY);
+    expect(await echoThrough(client.node, peer.node, 'via token')).toBe('echo: via token');
+    await until('the listener to admit', () => peer.events.admitted.length === 1);
+    expect(peer.events.admitted[0]?.credential).toBe('api:t1');
+
+    // Revoked: the next connection is refused as a wrong password on both sides.
+    valid = [];
+    await client.node.hangUp(peer.node.peerId);
+    await expect(echoThrough(client.node, peer.node, 'again')).rejects.toThrow();
+    await until('both sides to refuse', () => peer.events.rejected.length === 1 && client.events.rejected.length === 1);
+    expect(peer.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
+    expect(client.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
+  });
+
+  test('a token key admits nothing as a mesh member: a peer dialing with it is not a mesh peer', async () => {
+    const peer = await startNode(KEY, { extraKeys: () => [{ id: 'api:t1', key: TOKEN_KEY }] });
+    // The token holder can dial in, but a mesh peer cannot dial out to a token holder's listener.
+    const tokenListener = await startNode(TOKEN_KEY);
+    await expect(peer.node.dial(addrOf(tokenListener.node))).rejects.toThrow();
+  });
+
+  test('a stranger who connects gets no proof to guess the password from offline', async () => {
+    const peer = await startNode(KEY);
+    const socket = net.connect(tcpPortOf(peer.node), '127.0.0.1');
+    sockets.push(socket);
+    const received: Buffer[] = [];
+    socket.on('data', (d) => received.push(d));
+    const myNonce = randomBytes(32);
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    socket.write(Buffer.concat([ADMISSION_MAGIC, Buffer.of(ADMISSION_VERSION), myNonce]));
+    await until('the listener header', () => Buffer.concat(received).length >= HEADER_LENGTH);
+    // Nothing beyond the header until we prove something.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(Buffer.concat(received).length).toBe(HEADER_LENGTH);
+    const listenerNonce = Buffer.concat(received).subarray(5, HEADER_LENGTH);
+    socket.write(randomBytes(32)); // a wrong proof
+    await until('the listener answer', () => Buffer.concat(received).length >= HEADER_LENGTH + 32);
+    const answer = Buffer.concat(received).subarray(HEADER_LENGTH, HEADER_LENGTH + 32);
+    const realProof = createHmac('sha256', Buffer.from(KEY)).update('weft/admission/v1/proof').update(Buffer.of(0x4c)).update(myNonce).update(listenerNonce).digest();
+    expect(answer.equals(realProof)).toBe(false);
+    await until('the refusal', () => peer.events.rejected.length === 1);
+    expect(peer.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
+  });
 });

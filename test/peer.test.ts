@@ -109,6 +109,33 @@ describe('replication through the admitted mesh', () => {
     expect(peerIdFromString(b.identity.id).toString()).toBe(b.identity.id);
   });
 
+  test('an API-token client may call the API but may not join membership or replication', async () => {
+    const a = await start(config('a'));
+    const { token } = await a.createApiToken('test');
+    const { parseApiToken } = await import('../mesh/api-token.ts');
+    const { CONTROL_PROTOCOL } = await import('../mesh/peer.ts');
+    const client = await createLibp2p({
+      transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()],
+      connectionProtector: meshAdmission({ key: parseApiToken(token).key }),
+    });
+    try {
+      const { multiaddr } = await import('@multiformats/multiaddr');
+      const at = multiaddr(`/ip4/${a.advertise.host}/tcp/${a.advertise.port}`);
+      for (const protocol of [CONTROL_PROTOCOL, SYNC_PROTOCOL]) {
+        const stream = await client.dialProtocol(at, protocol);
+        try {
+          stream.send(encodeFrame({ t: 'hb', inc: 1, sum: 0 }));
+        } catch { /* already refused */ }
+        // The peer ends the stream at once, without reading what we sent.
+        await waitFor(() => stream.status !== 'open', { timeoutMs: 5000, intervalMs: 20, what: `${protocol} to be refused` });
+      }
+      await waitFor(() => a.replica.stats().rejected >= 1, { what: 'a to count the refused sync stream' });
+      expect(a.membership.members()).toEqual([]);
+    } finally {
+      await client.stop();
+    }
+  });
+
   test('identity, acknowledged writes and known peers survive a restart', async () => {
     const ca = config('a');
     const a = await start(ca);

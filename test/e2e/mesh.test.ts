@@ -3,7 +3,7 @@
 // join, refusal, remote CLI, failure detection (kill -9 and a silent cut), restart under the
 // same identity, a partition that heals with its state converged.
 import { describe, expect, test } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
@@ -80,6 +80,27 @@ describe('a mesh of four hosts', () => {
     const refused = await h1.exec([weftBin, '--peer', h2.ip, '--password-file', bad, 'status']);
     expect(refused.code).toBe(1);
     expect(refused.stderr.trim()).toMatch(/^weft: cannot reach \S+: the peer refused our mesh password/);
+  });
+
+  test('an API token made on one peer reaches the API of another, without the mesh secret, until revoked', async () => {
+    const [h1, h2] = mesh().hosts as [Host, Host];
+    const { token, id } = await h1.weftJson<{ token: string; id: string }>(['token', 'create', '--api', '--name', 'ci', '--json']);
+    const tokenFile = join(h1.dir, 'api-token');
+    writeFileSync(tokenFile, token + '\n');
+    const weftBin = join(import.meta.dirname, '../../bin/weft');
+    const remote = (args: string[]) => h1.exec([weftBin, '--peer', h2.ip, '--api-token-file', tokenFile, ...args]);
+    // The record replicates to h2, which then admits the token.
+    await waitFor(async () => (await remote(['status', '--json'])).code === 0, { what: 'h2 to accept the token' });
+    expect(JSON.parse((await remote(['peers', '--json'])).stdout).length).toBe(2);
+    // A token is for the API only: it cannot mint a join token (which carries the mesh key).
+    const mint = await remote(['token', 'create']);
+    expect(mint.code).toBe(1);
+    expect(mint.stderr).toMatch(/an API token cannot create join tokens/);
+    expect((await h2.weft(['token', 'revoke', id])).code).toBe(0);
+    await waitFor(async () => /refused our API token/.test((await remote(['status'])).stderr), { what: 'the revoked token to be refused' });
+    const listed = await h1.weftJson<{ id: string; revoked: boolean }[]>(['token', 'ls', '--json']);
+    await waitFor(async () => (await h1.weftJson<{ id: string; revoked: boolean }[]>(['token', 'ls', '--json'])).find((t) => t.id === id)?.revoked === true, { what: 'h1 to see the revocation' });
+    expect(listed.some((t) => t.id === id)).toBe(true);
   });
 
   test('a peer killed with -9 is marked dead everywhere, and rejoins under its old identity', async () => {
