@@ -22,7 +22,9 @@ import { startWeftMesh, stopWeftMesh } from './lib/weft.ts';
 const PASSWORD = 'bench-memory-password';
 /** The target for one idle weft peer. */
 const TARGET_BYTES = 120e6;
-const CLOCK_TICKS = 100; // sysconf(_SC_CLK_TCK) on Linux x86-64
+const CLOCK_TICKS = 100;
+/** An idle `node -e` has nothing to settle; it only needs to be past start-up. */
+const BARE_SETTLE_MS = 2_000; // sysconf(_SC_CLK_TCK) on Linux x86-64
 
 const { values: opt } = parseArgs({
   options: {
@@ -98,6 +100,7 @@ async function main(): Promise<void> {
   const mesh = await Harness.create({ hosts: peers, name: 'bench-memory' });
   let weft: ProcMemory[];
   let serf: ProcMemory[];
+  let bareNode: ProcMemory | undefined;
   try {
     await startWeftMesh(mesh.hosts, PASSWORD);
     await sleep(settleMs);
@@ -111,6 +114,13 @@ async function main(): Promise<void> {
     } finally {
       await serfMesh.stop();
     }
+
+    // Context, not the anchor: the floor any Node program starts from on this machine.
+    const h1 = mesh.hosts[0] as Host;
+    const bare = await h1.spawn('bare-node', [process.execPath, '-e', 'setInterval(() => {}, 1000)']);
+    await sleep(BARE_SETTLE_MS);
+    [bareNode] = await measure([{ host: h1, pid: bare.pid }]);
+    await bare.kill();
   } finally {
     await mesh.cleanup();
   }
@@ -118,7 +128,7 @@ async function main(): Promise<void> {
   console.log();
   printTable(
     ['system', 'host', 'pid', 'exe', 'RSS MB', 'RssAnon MB', 'idle CPU'],
-    [...weft.map((p) => ['weft', p]), ...serf.map((p) => ['serf', p])].map(([s, p]) => {
+    [...weft.map((p) => ['weft', p]), ...serf.map((p) => ['serf', p]), ...(bareNode ? [['bare node (context)', bareNode]] : [])].map(([s, p]) => {
       const m = p as ProcMemory;
       return [s as string, m.host, String(m.pid), m.exe, mb(m.rss), mb(m.rssAnon), pct(m.cpu)];
     }),
