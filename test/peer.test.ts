@@ -136,6 +136,33 @@ describe('replication through the admitted mesh', () => {
     }
   });
 
+  test('events --follow streams membership events over the local API as they happen', async () => {
+    const ca = config('a');
+    const a = await start(ca);
+    const { ApiServer } = await import('../mesh/api-server.ts');
+    const { peerApi } = await import('../mesh/peer-api.ts');
+    const { ApiClient } = await import('../cli/client.ts');
+    const { logger } = await import('../mesh/log.ts');
+    const api = new ApiServer(peerApi(a), logger('api'));
+    await api.listenUnix(join(ca.dataDir, 'weft.sock'));
+    const client = await ApiClient.local(ca.dataDir);
+    try {
+      const seen: { type: string; peer?: { name: string } }[] = [];
+      void client.call('events', { follow: true }, (e) => seen.push(e as never)).catch(() => undefined);
+      const b = await start(config('b', [addr(a)]));
+      await waitFor(() => seen.some((e) => e.type === 'joined' && e.peer?.name === 'b'), { what: 'a joined event for b' });
+      await b.stop();
+      running.splice(running.indexOf(b), 1);
+      await waitFor(() => seen.some((e) => e.type === 'left' && e.peer?.name === 'b'), { what: 'a left event for b' });
+      // An unknown method is one clear error, and the connection stays usable.
+      await expect(client.call('no.such.method')).rejects.toThrow(/unknown API method "no.such.method"/);
+      expect(await client.call('status')).toMatchObject({ name: 'a' });
+    } finally {
+      await client.close();
+      await api.close();
+    }
+  });
+
   test('identity, acknowledged writes and known peers survive a restart', async () => {
     const ca = config('a');
     const a = await start(ca);
