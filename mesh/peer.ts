@@ -101,6 +101,7 @@ export class Peer {
     const log = logger('peer');
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     const store = await Store.open(join(config.dataDir, 'db'));
+    let node: Libp2p | undefined;
     try {
       const identity = await loadIdentity(store);
       const advertise = config.advertise ?? defaultAdvertise(config.listen);
@@ -119,7 +120,7 @@ export class Peer {
       let apiKeys: () => ExtraKey[] = () => [];
       const credentials = new Map<string, string>();
       const rejectedAdmissions = { count: 0 };
-      const node = await createLibp2p({
+      node = await createLibp2p({
         privateKey: identity.libp2pKey,
         addresses: { listen: [`/ip4/${config.listen.host}/tcp/${config.listen.port}`] },
         transports: [tcp()],
@@ -151,9 +152,15 @@ export class Peer {
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
       apiKeys = () => validApiKeys(replica.lookup(TOKEN_RECORD_PREFIX, true), replica.lookup(TOKEN_REVOKED_PREFIX, true));
       const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, rejectedAdmissions, credentials });
-      await peer.run();
+      try {
+        await peer.run();
+      } catch (err) {
+        peer.halt();
+        throw err;
+      }
       return peer;
     } catch (err) {
+      await Promise.resolve(node?.stop()).catch(() => undefined);
       await store.close().catch(() => undefined);
       throw err;
     }
@@ -346,6 +353,13 @@ export class Peer {
     ]);
     m.counter('weft_admission_rejected_total', 'Connections refused by mesh admission (wrong password, not a weft peer).', () => this.rejectedAdmissions.count);
     m.gauge('weft_replica_entries', 'Replicated entries held (tombstones included).', () => this.replica.size());
+  }
+
+  /** Stops the timers of a peer whose start failed half-way (start() closes the rest). */
+  private halt(): void {
+    clearInterval(this.timer);
+    void this.metricsServer?.close();
+    void this.replica.stop();
   }
 
   /** Graceful stop: tell the mesh we are leaving, then close everything. */
