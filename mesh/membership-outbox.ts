@@ -11,12 +11,13 @@ export interface OutboxView {
   selfId: string;
   /** Every known member and what we believe of it. */
   peers(): Iterable<{ id: string; state: MemberState }>;
-  /** The current record for an id, its tombstone if forgotten, or nothing. */
+  /** The current record for an id, its tombstone if forgotten, or nothing (also for a member
+   *  we hold no signed claim of: what we cannot prove, we do not spread). */
   lookup(id: string): { record: MemberRecord } | { tombstone: Tombstone } | undefined;
 }
 
 export class Outbox {
-  private readonly out: Output = { send: [], events: [] };
+  private readonly out: Output = { send: [], events: [], rejected: [] };
   /** Ids whose record goes to every member believed alive or suspect. */
   private readonly live = new Set<string>();
   /** Ids whose record goes to every member we might reach (alive, suspect, dead). */
@@ -29,6 +30,10 @@ export class Outbox {
 
   event(e: MembershipEvent): void {
     this.out.events.push(e);
+  }
+
+  reject(from: string, reason: string): void {
+    this.out.rejected.push({ from, reason });
   }
 
   toLive(id: string): void {

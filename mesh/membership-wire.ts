@@ -4,7 +4,7 @@
 
 /** libp2p protocol id the shell opens membership streams on; bump the major on an
  *  incompatible change to the message shapes below so old and new peers never mix. */
-export const MEMBERSHIP_PROTOCOL = '/weft/membership/1.0.0';
+export const MEMBERSHIP_PROTOCOL = '/weft/membership/2.0.0';
 
 /** A libp2p peer id in text is ~52 characters; 128 leaves room without letting one record
  *  carry kilobytes. */
@@ -19,7 +19,7 @@ export const MAX_ADDR_LENGTH = 256;
 export const MAX_TAGS = 32;
 export const MAX_TAG_LENGTH = 128;
 /** Meshes are up to ~50 peers, plus dead ones kept for a day; 512 records bound a full
- *  member list at roughly 256 KiB, a size the transport accepts in one message. */
+ *  member list at roughly 300 KiB (with signatures), a size the transport accepts in one message. */
 export const MAX_RECORDS = 512;
 /** Incarnations only grow by one per refutation or self-update; 2^31 can never be reached
  *  honestly, and the bound keeps arithmetic far inside safe integers. */
@@ -27,6 +27,9 @@ export const MAX_INCARNATION = 2 ** 31 - 1;
 /** A helper reports how long ago it heard a target; anything past a day means "not recently"
  *  just as well, so larger values are refused rather than carried. */
 export const MAX_HEARD_AGO_MS = 86_400_000;
+/** An Ed25519 signature is 88 base64 characters; 512 admits another encoding or scheme but
+ *  keeps garbage from making each of MAX_RECORDS records kilobytes longer. */
+export const MAX_SIG_LENGTH = 512;
 
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left';
 export type Role = 'manager' | 'worker';
@@ -39,10 +42,14 @@ export interface MemberInfo {
   role: Role;
 }
 
-/** One member's state as gossiped: who it is, its incarnation and what we believe of it. */
+/** One member's state as gossiped: who it is, its incarnation and what we believe of it.
+ *  `sig` is the subject's own signature over its info at `inc` (its claim, see
+ *  membership-claim.ts): of being alive for 'alive', 'suspect' and 'dead', of its goodbye for
+ *  'left'. Only the state is the sender's belief; everything else is the subject's word. */
 export interface MemberRecord extends MemberInfo {
   inc: number;
   state: MemberState;
+  sig: string;
 }
 
 /** A member deliberately forgotten (`weft forget`, or reaped after a day dead): records about
@@ -149,6 +156,7 @@ export function parseRecord(u: unknown): MemberRecord {
     role: oneOf<Role>(u, 'role', ROLES, 'record'),
     inc: int(u, 'inc', MAX_INCARNATION, 'record'),
     state: oneOf<MemberState>(u, 'state', STATES, 'record'),
+    sig: str(u, 'sig', MAX_SIG_LENGTH, 'record'),
   };
 }
 
@@ -189,7 +197,8 @@ function decode(u: unknown): MembershipMessage {
 
 /** Validates an untrusted decoded JSON value; returns the typed message or a string saying why
  *  it is rejected. Builds fresh objects holding only known fields, so nothing extra a sender
- *  attached survives into the core. Never throws. */
+ *  attached survives into the core. Checks shapes and sizes only: signatures are the core's to
+ *  verify, record by record. Never throws. */
 export function parseMembershipMessage(u: unknown): MembershipMessage | string {
   try {
     return decode(u);

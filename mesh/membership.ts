@@ -12,6 +12,8 @@
 // heartbeats carry a table digest and disagreeing peers swap full tables (anti-entropy).
 // Local health (Lifeguard): time during which our own event loop was stalled is not counted
 // as anyone's silence, and after signs that we are the unhealthy one, our timeouts stretch.
+// Records carry their subject's signed claim (membership-claim.ts): a member can accuse another
+// only at an incarnation that one signed, and cannot speak for it otherwise.
 
 import {
   MAX_HEARD_AGO_MS,
@@ -26,9 +28,11 @@ import {
 import { HEALTH_DECAY_MS, HEALTH_MAX, LocalHealth, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './membership-health.ts';
 import { Outbox, type OutboxView } from './membership-outbox.ts';
 import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precedence.ts';
+import { claimBytes, claimKind, signedBySubject, type Signer } from './membership-claim.ts';
 
 export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './membership-wire.ts';
 export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './membership-wire.ts';
+export { CLAIM_DOMAIN, claimBytes, claimKind, type ClaimKind, type Signer } from './membership-claim.ts';
 export { HEALTH_DECAY_MS, HEALTH_MAX, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './membership-health.ts';
 
 /** The shell's tick period. Short enough that a deadline is acted on within 100 ms of passing,
@@ -77,6 +81,10 @@ export const REAP_AFTER_MS = 86_400_000;
 export interface Member extends MemberInfo {
   inc: number;
   state: MemberState;
+  /** The member's own signature over its info at `inc` (its claim: alive, or left when the
+   *  state is 'left'); null while we know it only unsigned (a seed address, or state restored
+   *  from before claims), which we use locally but never gossip. Persisted with the rest. */
+  sig: string | null;
   /** When we adopted the current state (ms, the shell's clock). */
   stateSince: number;
   /** Last direct message from it or a helper vouching for it; 0 if never. */
@@ -91,9 +99,12 @@ export type MembershipEvent = { type: MembershipEventType; member: Member; at: n
 export interface Output {
   send: { to: string; msg: MembershipMessage }[];
   events: MembershipEvent[];
+  /** Records and tombstones refused (forged, or beyond what their subject signed), each with
+   *  the sender and one line saying why; nothing in the table changed for them. */
+  rejected: { from: string; reason: string }[];
 }
 
-export interface MembershipOptions {
+export interface MembershipOptions extends Signer {
   tickMs: number;
   heartbeatIntervalMs: number;
   deadHeartbeatIntervalMs: number;
@@ -123,8 +134,11 @@ interface Probe {
   early: boolean;
 }
 
+/** A record as held: signed by its subject, or (sig null) known only from a seed or old disk. */
+type Held = Omit<MemberRecord, 'sig'> & { sig: string | null };
+
 interface Entry {
-  rec: MemberRecord;
+  rec: Held;
   stateSince: number;
   stateSinceL: number;
   lastHeard: number;
@@ -144,9 +158,12 @@ interface Entry {
 interface Grave {
   inc: number;
   expires: number;
+  /** The signed record it replaced: shown to the member itself if it comes back below `inc`
+   *  (restarted without its state), as proof that it must step over that life. */
+  rec: MemberRecord | null;
 }
 
-function defaults(selfId: string): MembershipOptions {
+function defaults(selfId: string): Omit<MembershipOptions, keyof Signer> {
   return {
     tickMs: TICK_MS,
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
@@ -185,6 +202,10 @@ function copyInfo(i: MemberInfo): MemberInfo {
   return { id: i.id, name: i.name, addrs: [...i.addrs], tags: [...i.tags], role: i.role };
 }
 
+function signedOnly(r: Held): MemberRecord | undefined {
+  return r.sig === null ? undefined : { ...r, sig: r.sig };
+}
+
 function sameInfo(a: MemberInfo, b: MemberInfo): boolean {
   const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
   return a.name === b.name && a.role === b.role && same(a.addrs, b.addrs) && same(a.tags, b.tags);
@@ -198,6 +219,8 @@ export class Membership {
   readonly selfId: string;
   private info: MemberInfo;
   private inc: number;
+  /** Our signature over our current claim (info and inc; left once we said goodbye). */
+  private sig = '';
   private readonly startedAt: number;
   private leftAt: number | null = null;
   /** Started without a persisted incarnation: the first thing we hear about ourselves may be
@@ -210,7 +233,8 @@ export class Membership {
   private readonly view: OutboxView;
   private sumCache: number | null = null;
 
-  constructor(self: MemberInfo, now: number, opts?: Partial<MembershipOptions>, restored?: { inc: number; members: Member[] }) {
+  /** `opts` must bring the signer: `sign` as this peer, `verify` any member's signature. */
+  constructor(self: MemberInfo, now: number, opts: Partial<MembershipOptions> & Signer, restored?: { inc: number; members: Member[] }) {
     this.selfId = self.id;
     this.info = copyInfo(self);
     this.o = { ...defaults(self.id), ...opts };
@@ -222,7 +246,10 @@ export class Membership {
       lookup: (id) => {
         if (id === this.selfId) return { record: this.selfRecord() };
         const e = this.table.get(id);
-        if (e) return { record: e.rec };
+        if (e) {
+          const record = signedOnly(e.rec);
+          return record ? { record } : undefined;
+        }
         const g = this.graves.get(id);
         return g ? { tombstone: { id, inc: g.inc } } : undefined;
       },
@@ -232,9 +259,14 @@ export class Membership {
     // Without persisted state we start at 0 and learn (and refute) what others hold.
     this.inc = restored ? Math.min(MAX_INCARNATION, Math.max(0, restored.inc) + 1) : 0;
     this.unsure = !restored;
+    this.signSelf();
     for (const m of restored?.members ?? []) {
       if (m.id === this.selfId || this.table.has(m.id)) continue;
-      const e = this.insert({ ...copyInfo(m), inc: m.inc, state: m.state }, now);
+      // Claims are checked again: a disk written by an older version (no claim, or another
+      // layout) must not make us gossip what others would reject. Such a member is kept
+      // unsigned, for dialing, until it or a peer sends its claim.
+      const sig = typeof m.sig === 'string' && signedBySubject(this.o.verify, { ...m, sig: m.sig }) ? m.sig : null;
+      const e = this.insert({ ...copyInfo(m), inc: m.inc, state: m.state, sig }, now);
       e.lastHeard = m.lastHeard;
       // Keep the age of old verdicts so reaping still happens a day after death.
       if (!isLive(m.state) && m.stateSince <= now) e.stateSince = m.stateSince;
@@ -247,6 +279,7 @@ export class Membership {
       ...copyInfo(this.info),
       inc: this.inc,
       state: left ? 'left' : 'alive',
+      sig: this.sig,
       stateSince: this.leftAt ?? this.startedAt,
       lastHeard: this.health.lastSeen,
     };
@@ -355,9 +388,9 @@ export class Membership {
   addSeed(info: MemberInfo, now: number): Output {
     const p = this.begin(now);
     if (info.id === this.selfId || this.table.has(info.id) || this.graves.has(info.id)) return this.finish(p);
-    // Incarnation 0 is a guess that any record the member or its peers send will outrank; it is
-    // not relayed, so a guess never spreads.
-    const e = this.insert({ ...copyInfo(info), inc: 0, state: 'alive' }, now);
+    // Incarnation 0 is a guess that any record the member or its peers send will replace; it is
+    // unsigned, so it is never gossiped and a guess never spreads.
+    const e = this.insert({ ...copyInfo(info), inc: 0, state: 'alive', sig: null }, now);
     this.emit(p, 'joined', e, now);
     return this.finish(p);
   }
@@ -376,8 +409,10 @@ export class Membership {
     const p = this.begin(now);
     if (this.leftAt !== null) return this.finish(p);
     // Left at the current incarnation outranks alive, suspect and dead at it, so the goodbye
-    // wins over any failure verdict racing it. No new incarnation: nothing to refute.
+    // wins over any failure verdict racing it. No new incarnation: nothing to refute. Signed,
+    // as only we may say we left.
     this.leftAt = now;
+    this.signSelf();
     this.sumCache = null;
     p.toAll(this.selfId);
     return this.finish(p);
@@ -522,9 +557,14 @@ export class Membership {
       // forgetting with a new incarnation if it is alive after all.
       const g = this.graves.get(from);
       this.say(p, from, g ? g.inc : 0, g ? 'forgotten' : 'unknown');
+      // It is below the life we forgot (restarted without its state). Our word is no reason for
+      // it to step over that life, its own signature is: show it the record.
+      if (g?.rec && g.inc > inc) p.send(from, { t: 'update', records: [g.rec], forgotten: [] });
       return;
     }
     if (inc !== e.rec.inc || e.rec.state !== 'alive') this.say(p, from, e.rec.inc, e.rec.state);
+    // Likewise for a life it does not know of: the signed record, not just our word.
+    if (inc < e.rec.inc) p.to(from, from);
     if (sum === this.digest()) {
       e.mismatches = 0;
     } else if (++e.mismatches >= this.o.syncAfterMismatches && now - e.lastSyncSent >= this.o.syncMinIntervalMs) {
@@ -540,19 +580,28 @@ export class Membership {
 
   private onYou(from: string, inc: number, state: HeldState, now: number, p: Outbox): void {
     if (state === 'unknown') p.to(from, this.selfId);
-    else this.applySelf(from, inc, rankOf(state), null, now, p);
+    // Above our incarnation an unsigned word proves nothing (anyone could push us to the bound,
+    // where we could never refute again); an honest holder sends the signed record with it.
+    else if (inc <= this.inc) this.applySelf(from, inc, rankOf(state), null, now, p);
   }
 
-  /** Someone holds (inc, rank, info) about us. We refute whatever could be about a life of
-   *  ours it should not be: anything above alive at our incarnation; our incarnation with other
-   *  info (a previous life, restarted from stale persisted state, with other addresses); or,
-   *  right after a start without persisted state, anything at all at or above our incarnation
-   *  (a previous life that got as far as we did). A holder of an older life is updated. */
-  private applySelf(from: string, inc: number, rank: number, info: MemberInfo | null, now: number, p: Outbox): void {
+  /** Someone holds (inc, rank) about us, and the record (info, our signature) if it sent one.
+   *  We refute whatever could be about a life of ours it should not be: anything above alive
+   *  at our incarnation; our incarnation with other info (a previous life, restarted from stale
+   *  persisted state, with other addresses); or, right after a start without persisted state,
+   *  anything at all at or above our incarnation (a previous life that got as far as we did).
+   *  A record that would make us refute must bear our signature: a forgery must not move our
+   *  incarnation (callers pass unsigned beliefs only up to our incarnation, where refuting is
+   *  one step). A holder of an older life is updated. */
+  private applySelf(from: string, inc: number, rank: number, rec: MemberRecord | null, now: number, p: Outbox): void {
     const previousLife =
       outranks(inc, rank, this.inc, RANK.alive) ||
-      (inc === this.inc && info !== null && !sameInfo(info, this.info)) ||
+      (inc === this.inc && rec !== null && !sameInfo(rec, this.info)) ||
       (this.unsure && inc >= this.inc);
+    if (previousLife && rec !== null && !signedBySubject(this.o.verify, rec)) {
+      p.reject(from, forgeryReason(rec, this.inc, true));
+      return;
+    }
     this.unsure = false;
     if (previousLife) {
       // Only being suspected or declared dead in this life hints that we were slow to answer.
@@ -571,9 +620,17 @@ export class Membership {
   }
 
   private raiseIncarnation(atLeast: number): void {
-    // Saturates at the bound; a member can only get there by a hostile peer's message.
+    // Saturates at the bound, which only a life of ours could have signed: at one refutation
+    // per accusation, 2^31 is out of reach.
     this.inc = Math.min(MAX_INCARNATION, Math.max(this.inc, atLeast) + 1);
+    this.signSelf();
     this.sumCache = null;
+  }
+
+  /** Signs our claim as it now stands: at start, and whenever our incarnation, info or
+   *  goodbye changes (refutation, updateSelf, leave), before anything is sent. */
+  private signSelf(): void {
+    this.sig = this.o.sign(claimBytes(this.info, this.inc, this.leftAt !== null ? 'left' : 'alive'));
   }
 
   private merge(from: string, records: MemberRecord[], forgotten: Tombstone[], now: number, p: Outbox): void {
@@ -600,15 +657,32 @@ export class Membership {
     const g = this.graves.get(r.id);
     if (g && !outranks(r.inc, rank, g.inc, RANK.forgotten)) return false;
     const e = this.table.get(r.id);
+    // What we hold unsigned (a seed address, an old disk) gives way to anything its subject
+    // signed; what we hold signed, only to what outranks it. What would change nothing is
+    // dropped unchecked, so only news costs a signature check.
+    if (e && e.rec.sig !== null && !outranks(r.inc, rank, e.rec.inc, RANK[e.rec.state])) return false;
+    // The subject's signature over the record's info and incarnation bounds everything a
+    // relaying member can say: an accusation only at an incarnation the subject signed (so it
+    // can refute), 'left' only as the subject's own goodbye, info only as the subject gave it.
+    if (!signedBySubject(this.o.verify, r)) {
+      p.reject(from, forgeryReason(r, e?.rec.sig ? e.rec.inc : null));
+      return false;
+    }
     if (!e) {
       this.graves.delete(r.id);
       const added = this.insert(r, now);
       this.emit(p, isLive(r.state) ? 'joined' : r.state, added, now);
       return true;
     }
-    if (!outranks(r.inc, rank, e.rec.inc, RANK[e.rec.state])) return false;
+    if (e.rec.sig === null && r.inc === e.rec.inc && r.state === e.rec.state && sameInfo(e.rec, r)) {
+      // The claim of just what we held unsigned (a seed's guess, an old disk): no news to
+      // relay, only now we can pass it on.
+      e.rec = { ...e.rec, sig: r.sig };
+      this.sumCache = null;
+      return false;
+    }
     const before = e.rec;
-    e.rec = { ...copyInfo(r), inc: r.inc, state: r.state };
+    e.rec = { ...copyInfo(r), inc: r.inc, state: r.state, sig: r.sig };
     e.probe = null;
     this.sumCache = null;
     if (r.state === 'alive' && r.inc > before.inc) e.evidenceL = Math.max(e.evidenceL, this.live(now));
@@ -623,9 +697,15 @@ export class Membership {
   }
 
   private applyTombstone(from: string, t: Tombstone, now: number, p: Outbox): boolean {
+    // Forgetting is an operator's action on any one peer, so tombstones are not signed; their
+    // incarnation is bounded by what the member signed instead, or a member forgotten far above
+    // its own incarnation could never come back.
     if (t.id === this.selfId) {
       // Forgotten while alive: come back with a new life.
-      this.applySelf(from, t.inc, RANK.forgotten, null, now, p);
+      // Above our incarnation it proves nothing (a grave's holder shows us the signed record of
+      // a life we lost track of, see onHeartbeat), and with our state kept it cannot be true.
+      if (t.inc <= this.inc) this.applySelf(from, t.inc, RANK.forgotten, null, now, p);
+      else p.reject(from, `tombstone for this peer at incarnation ${t.inc}: above its own (${this.inc})`);
       return false;
     }
     // A tombstone only removes a record we hold. Keeping graves for ids we never knew would let
@@ -633,12 +713,21 @@ export class Membership {
     // later is removed by the next exchange with a peer that has the grave.
     const e = this.table.get(t.id);
     if (!e || !outranks(t.inc, RANK.forgotten, e.rec.inc, RANK[e.rec.state])) return false;
+    if (t.inc > e.rec.inc) {
+      const known = e.rec.sig !== null ? 'the highest incarnation it signed that we know' : 'the incarnation we hold';
+      p.reject(from, `tombstone for ${t.id} at incarnation ${t.inc}: above ${known} (${e.rec.inc})`);
+      return false;
+    }
     this.remove(e, t.inc, now, p);
     return true;
   }
 
   private sendMembers(to: string, p: Outbox): void {
-    const records = [this.selfRecord(), ...[...this.table.values()].map((e) => e.rec)];
+    const records = [this.selfRecord()];
+    for (const e of this.table.values()) {
+      const r = signedOnly(e.rec);
+      if (r) records.push(r);
+    }
     const forgotten = [...this.graves].map(([id, g]) => ({ id, inc: g.inc }));
     p.sendChunked(to, 'members', records, forgotten);
   }
@@ -646,13 +735,13 @@ export class Membership {
   // ---- table -----------------------------------------------------------------------------
 
   private selfRecord(): MemberRecord {
-    return { ...copyInfo(this.info), inc: this.inc, state: this.leftAt !== null ? 'left' : 'alive' };
+    return { ...copyInfo(this.info), inc: this.inc, state: this.leftAt !== null ? 'left' : 'alive', sig: this.sig };
   }
 
-  private insert(r: MemberRecord, now: number): Entry {
+  private insert(r: Held, now: number): Entry {
     const L = this.live(now);
     const e: Entry = {
-      rec: { ...copyInfo(r), inc: r.inc, state: r.state },
+      rec: { ...copyInfo(r), inc: r.inc, state: r.state, sig: r.sig },
       stateSince: now,
       stateSinceL: L,
       lastHeard: 0,
@@ -673,7 +762,7 @@ export class Membership {
   private remove(e: Entry, inc: number, now: number, p: Outbox): void {
     this.table.delete(e.rec.id);
     const g = this.graves.get(e.rec.id);
-    this.graves.set(e.rec.id, { inc: Math.max(inc, g?.inc ?? 0), expires: now + this.o.reapAfterMs });
+    this.graves.set(e.rec.id, { inc: Math.max(inc, g?.inc ?? 0), expires: now + this.o.reapAfterMs, rec: signedOnly(e.rec) ?? null });
     this.sumCache = null;
     this.emit(p, 'forgotten', e, now);
   }
@@ -700,7 +789,11 @@ export class Membership {
     if (this.sumCache === null) {
       const self = this.selfRecord();
       let sum = digestShare(self.id, self.inc, self.state);
-      for (const e of this.table.values()) sum = (sum + digestShare(e.rec.id, e.rec.inc, e.rec.state)) >>> 0;
+      // Over what we would send: an unsigned entry that only we hold must not make two peers
+      // push each other tables that cannot settle the difference.
+      for (const e of this.table.values()) {
+        if (e.rec.sig !== null) sum = (sum + digestShare(e.rec.id, e.rec.inc, e.rec.state)) >>> 0;
+      }
       this.sumCache = sum;
     }
     return this.sumCache;
@@ -732,7 +825,17 @@ function transition(from: MemberState, to: MemberState): MembershipEventType | n
 }
 
 function snapshot(e: Entry): Member {
-  return { ...copyInfo(e.rec), inc: e.rec.inc, state: e.rec.state, stateSince: e.stateSince, lastHeard: e.lastHeard };
+  return { ...copyInfo(e.rec), inc: e.rec.inc, state: e.rec.state, sig: e.rec.sig, stateSince: e.stateSince, lastHeard: e.lastHeard };
+}
+
+/** Why a record whose signature is not its subject's is refused: one line for the log.
+ *  `heldInc`: the highest incarnation of the subject's we know signed (ours, for `self`). */
+function forgeryReason(r: MemberRecord, heldInc: number | null, self = false): string {
+  const what = `${r.state} record for ${self ? 'this peer' : r.id} at incarnation ${r.inc}`;
+  if (r.state === 'left') return `${what}: the goodbye is not signed by that member (only a member itself can leave)`;
+  if (self) return `${what}: not signed by this peer${r.inc > (heldInc ?? 0) ? ` (its incarnation is ${heldInc})` : ''}`;
+  const above = heldInc !== null && r.inc > heldInc ? ` (the highest incarnation it signed that we know is ${heldInc})` : '';
+  return `${what}: not signed by that member${above}`;
 }
 
 function byId(a: Member, b: Member): number {

@@ -16,7 +16,7 @@ import { Dialer } from './dialer.ts';
 import { EventLog } from './events.ts';
 import { loadIdentity, verifySignature, type Identity } from './identity.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { Membership, parseMembershipMessage, type Member, type MembershipEvent, type Output } from './membership.ts';
+import { MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage, type Member, type MembershipEvent, type Output } from './membership.ts';
 import { Metrics } from './metrics.ts';
 import { ReplicaShell } from './replica-shell.ts';
 import { Store } from './store.ts';
@@ -24,7 +24,8 @@ import { LogOnce } from './log-once.ts';
 import { multiaddr } from '@multiformats/multiaddr';
 
 /** libp2p protocol ids. Versioned so that a future incompatible change can run beside this one. */
-export const CONTROL_PROTOCOL = '/weft/control/1.0.0';
+/** The control channel carries membership messages only; its id is the membership wire's. */
+export const CONTROL_PROTOCOL = MEMBERSHIP_PROTOCOL;
 export const SYNC_PROTOCOL = '/weft/sync/1.0.0';
 
 /** The membership core's clock: a tick every 100 ms is fine-grained against its 200 ms
@@ -111,7 +112,8 @@ export class Peer {
       const membership = new Membership(
         { id: identity.id, name: config.name, addrs: [formatHostPort(advertise)], tags: config.tags, role: config.role },
         now,
-        {},
+        // Gossiped records carry their subject's signed claim: no member can speak for another.
+        { sign: (bytes) => identity.sign(bytes), verify: verifySignature },
         { inc: restoredInc, members: restoredMembers },
       );
       const admissionLog = logger('admission');
@@ -238,6 +240,14 @@ export class Peer {
   private apply(out: Output): void {
     for (const { to, msg } of out.send) this.control.send(to, msg);
     for (const e of out.events) this.onMemberEvent(e);
+    const rejected = out.rejected[0];
+    if (rejected) {
+      // One line per call (all from one sender): a member sending a table of forgeries must
+      // not flood the log; the metric counts every record.
+      const more = out.rejected.length - 1;
+      this.log.warn('rejected membership record', { peer: rejected.from, reason: rejected.reason, more: more || undefined });
+      this.control.stats.rejected += out.rejected.length;
+    }
     const inc = this.membership.self().inc;
     if (inc !== this.lastSelfInc) {
       this.lastSelfInc = inc;

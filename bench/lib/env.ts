@@ -13,7 +13,8 @@ function firstLine(cmd: string, args: string[]): string {
 }
 
 export function printEnvironment(bench: string): void {
-  const tree = firstLine('git', ['describe', '--always', '--dirty']);
+  const described = firstLine('git', ['describe', '--always', '--dirty']);
+  const tree = described === 'unknown' ? `${ROOT} (not a git checkout)` : described;
   const serf = firstLine(SERF_BIN, ['version']);
   const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`${bench}: weft ${tree}, node ${process.version}, ${serf}, ${os.cpus().length} cores, load ${load}, ${new Date().toISOString()}`);

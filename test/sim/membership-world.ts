@@ -1,6 +1,7 @@
 // A simulated mesh of Membership cores: SimNetwork carries their messages (as JSON text, decoded
 // with the real parser on delivery), a simulated clock ticks each peer every 100 ms at its own
 // phase, and a toy dialer plays the shell's part of connecting to whatever `wanted()` lists.
+// Each peer signs with a fake identity of its own (membership-signer.ts).
 
 import {
   Membership,
@@ -9,9 +10,11 @@ import {
   type Member,
   type MemberInfo,
   type MembershipEvent,
+  type MembershipMessage,
   type MembershipOptions,
   type Output,
 } from '../../mesh/membership.ts';
+import { fakeSigner } from './membership-signer.ts';
 import { SimNetwork, type Envelope } from './network.ts';
 import { Rng } from './rng.ts';
 
@@ -29,6 +32,12 @@ export interface WorldOptions {
 
 export interface SeenEvent extends MembershipEvent {
   observer: string;
+}
+
+export interface SeenRejection {
+  observer: string;
+  from: string;
+  reason: string;
 }
 
 interface SimNode {
@@ -50,6 +59,9 @@ export class World {
   readonly nodes = new Map<string, SimNode>();
   readonly ids: string[];
   readonly events: SeenEvent[] = [];
+  /** Every record or tombstone a peer refused; honest gossip among peers that keep their state
+   *  produces none. */
+  readonly rejected: SeenRejection[] = [];
   /** Called for every event as it happens, for invariants that must hold at every instant. */
   onEvent: (e: SeenEvent) => void = () => {};
   private readonly links = new Set<string>();
@@ -72,7 +84,7 @@ export class World {
       const random = () => nodeRng.next();
       this.nodes.set(id, {
         info,
-        m: new Membership(info, 0, { ...this.opts, random }),
+        m: new Membership(info, 0, { ...this.opts, random, ...fakeSigner(id) }),
         nextTick: this.rng.int(TICK_MS / SUB_STEP_MS) * SUB_STEP_MS,
         down: false,
         stalledUntil: -1,
@@ -194,6 +206,14 @@ export class World {
       this.events.push(seen);
       this.onEvent(seen);
     }
+    for (const r of out.rejected) this.rejected.push({ ...r, observer: id });
+  }
+
+  /** Member `from` sends `msg` as it is to `to` (default: every other running peer), through
+   *  the real decoder, delivered now and never lost: how a hostile member's forgery arrives.
+   *  What the receivers do about it travels the simulated network as usual. */
+  forge(from: string, msg: MembershipMessage, to: string[] = this.up().filter((id) => id !== from)): void {
+    for (const t of to) this.deliver({ from, to: t, msg: JSON.stringify(msg), deliverAt: this.now }, this.now);
   }
 
   /** The shell's dialer: connect to every wanted member not yet connected, if reachable. */
@@ -243,7 +263,7 @@ export class World {
   restart(id: string, restored?: { inc: number; members: Member[] }): void {
     const n = this.node(id);
     const first = this.node(this.ids[0] === id ? this.ids[1]! : this.ids[0]!);
-    n.m = new Membership(n.info, this.now, { ...this.opts, random: n.random }, restored);
+    n.m = new Membership(n.info, this.now, { ...this.opts, random: n.random, ...fakeSigner(id) }, restored);
     n.down = false;
     n.nextTick = this.now + TICK_MS;
     this.net.restart(id);

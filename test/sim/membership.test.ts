@@ -7,6 +7,7 @@ import {
   MAX_ADDRS,
   MAX_INCARNATION,
   MAX_RECORDS,
+  MAX_SIG_LENGTH,
   type MemberRecord,
 } from '../../mesh/membership-wire.ts';
 import {
@@ -19,10 +20,13 @@ import {
   type MembershipMessage,
 } from '../../mesh/membership.ts';
 import { median, percentile, World, type SeenEvent } from './membership-world.ts';
+import { fakeSigner, signedAs } from './membership-signer.ts';
 import { Rng, seeds } from './rng.ts';
 
 /** The invariants every step must keep, whatever the scenario. */
 function checkTables(w: World, truthfulInc: Set<string>): void {
+  // Honest gossip is never refused: every record carries its subject's valid claim.
+  if (w.rejected.length > 0) throw new Error(`${w.rejected[0]!.observer} refused a record: ${w.rejected[0]!.reason}`);
   for (const a of w.up()) {
     const m = w.m(a);
     for (const r of m.members()) {
@@ -81,6 +85,8 @@ describe('a healthy mesh', () => {
       expect(w.allAlive()).toBe(true);
       w.run(2_000);
       expect(sameTables(w)).toBe(true);
+      // Honest gossip is never refused: every record carries its subject's valid claim.
+      expect(w.rejected).toEqual([]);
       suspicions.push(w.events.filter((e) => e.type === 'suspect').length);
       perPeerMsgsPerSec.push((w.messages - sent) / 60 / w.ids.length);
     },
@@ -413,6 +419,7 @@ describe('leaving and forgetting', () => {
       expect(w.events.filter((e) => e.observer === o && e.member.id === leaver && e.type === 'left')).toHaveLength(1);
     }
     expect(w.allAlive(others)).toBe(true);
+    expect(w.rejected).toEqual([]);
     // The shell stops dialing it.
     for (const o of others) expect(w.m(o).wanted().map((m) => m.id)).not.toContain(leaver);
   });
@@ -471,6 +478,8 @@ describe('leaving and forgetting', () => {
       w.restart(victim, state);
       w.runUntil(() => w.allAlive(), 10_000);
       for (const id of w.up()) if (id !== victim) expect(w.view(id, victim)!.inc).toBeGreaterThan(state.inc);
+      // Tombstones at the incarnation everyone held, stale but signed gossip: nothing refused.
+      expect(w.rejected).toEqual([]);
     },
   );
 });
@@ -484,10 +493,10 @@ describe('merging gossip', () => {
       const id = `x${rng.int(5)}`;
       const inc = rng.int(4);
       // A member's info belongs to one incarnation, as only the member itself changes either.
-      records.push({ id, name: `${id}-${inc}`, addrs: [`/ip4/10.1.0.${inc}/tcp/6783`], tags: [], role: 'worker', inc, state: rng.pick(states) });
+      records.push(signedAs({ id, name: `${id}-${inc}`, addrs: [`/ip4/10.1.0.${inc}/tcp/6783`], tags: [], role: 'worker', inc, state: rng.pick(states) }));
     }
     const table = (order: MemberRecord[]) => {
-      const m = new Membership({ id: 'me', name: 'me', addrs: [], tags: [], role: 'worker' }, 0);
+      const m = new Membership({ id: 'me', name: 'me', addrs: [], tags: [], role: 'worker' }, 0, fakeSigner('me'));
       for (const r of order) m.receive('x0', { t: 'update', records: [r], forgotten: [] }, 0);
       return JSON.stringify(m.members().map((x) => [x.id, x.inc, x.state, x.name]));
     };
@@ -517,9 +526,9 @@ describe('merging gossip', () => {
       ['left', 1, 'alive', 2, true],
     ];
     for (const [hs, hi, is, ii, adopted] of cases) {
-      const m = new Membership({ id: 'me', name: 'me', addrs: [], tags: [], role: 'worker' }, 0);
+      const m = new Membership({ id: 'me', name: 'me', addrs: [], tags: [], role: 'worker' }, 0, fakeSigner('me'));
       const rec = (state: string, inc: number) =>
-        ({ id: 'x', name: 'x', addrs: [], tags: [], role: 'worker', inc, state }) as MemberRecord;
+        signedAs({ id: 'x', name: 'x', addrs: [], tags: [], role: 'worker', inc, state: state as MemberRecord['state'] });
       m.receive('y', { t: 'update', records: [rec(hs, hi)], forgotten: [] }, 0);
       m.receive('y', { t: 'update', records: [rec(is, ii)], forgotten: [] }, 0);
       const held = m.get('x')!;
@@ -556,23 +565,30 @@ describe('hostile and malformed messages', () => {
       case 6: return Array.from({ length: rng.int(4) }, () => randomJson(rng, depth + 1));
       default: {
         const o: Record<string, unknown> = {};
-        const keys = ['t', 'inc', 'sum', 'state', 'records', 'forgotten', 'target', 'heardAgoMs', 'linked', 'id', 'name', 'addrs', 'tags', 'role'];
+        const keys = ['t', 'inc', 'sum', 'state', 'records', 'forgotten', 'target', 'heardAgoMs', 'linked', 'id', 'name', 'addrs', 'tags', 'role', 'sig'];
         for (let i = rng.int(7); i > 0; i--) o[rng.pick(keys)] = randomJson(rng, depth + 1);
         return o;
       }
     }
   }
 
-  function validMessage(rng: Rng): MembershipMessage {
-    const rec = (): MemberRecord => ({
-      id: `n${rng.int(8)}`,
-      name: 'h',
-      addrs: ['/ip4/10.0.0.1/tcp/6783'],
-      tags: rng.chance(0.5) ? ['db'] : [],
-      role: rng.chance(0.5) ? 'manager' : 'worker',
-      inc: rng.int(30),
-      state: rng.pick(['alive', 'suspect', 'dead', 'left'] as const),
-    });
+  /** A message that passes the decoder. `genuine`: records their subjects really signed, which
+   *  a hostile member may replay under any state (only some of which verify). */
+  function validMessage(rng: Rng, genuine: MemberRecord[] = []): MembershipMessage {
+    const rec = (): MemberRecord => {
+      const state = rng.pick(['alive', 'suspect', 'dead', 'left'] as const);
+      if (genuine.length > 0 && rng.chance(0.5)) return { ...rng.pick(genuine), state };
+      return {
+        id: `n${rng.int(8)}`,
+        name: 'h',
+        addrs: ['/ip4/10.0.0.1/tcp/6783'],
+        tags: rng.chance(0.5) ? ['db'] : [],
+        role: rng.chance(0.5) ? 'manager' : 'worker',
+        inc: rng.int(30),
+        state,
+        sig: rng.pick(['AAAA', 'x'.repeat(88), `${rng.int(2 ** 32).toString(16)}`]),
+      };
+    };
     switch (rng.int(6)) {
       case 0: return { t: 'hb', inc: rng.int(30), sum: rng.int(2 ** 32) };
       case 1: return { t: 'you', inc: rng.int(30), state: rng.pick(['alive', 'suspect', 'dead', 'left', 'forgotten', 'unknown'] as const) };
@@ -622,8 +638,13 @@ describe('hostile and malformed messages', () => {
   });
 
   test('oversized lists, strings and numbers are refused', () => {
-    const rec = { id: 'a', name: 'a', addrs: [], tags: [], role: 'worker', inc: 0, state: 'alive' };
+    const rec = { id: 'a', name: 'a', addrs: [], tags: [], role: 'worker', inc: 0, state: 'alive', sig: 'AAAA' };
+    const { sig: _, ...unsigned } = rec;
     const cases: unknown[] = [
+      { t: 'update', records: [{ ...rec, sig: 'A'.repeat(MAX_SIG_LENGTH + 1) }], forgotten: [] },
+      { t: 'update', records: [{ ...rec, sig: '' }], forgotten: [] },
+      { t: 'update', records: [{ ...rec, sig: 7 }], forgotten: [] },
+      { t: 'update', records: [unsigned], forgotten: [] },
       { t: 'members', records: Array.from({ length: MAX_RECORDS + 1 }, () => rec), forgotten: [] },
       { t: 'update', records: [{ ...rec, id: 'x'.repeat(129) }], forgotten: [] },
       { t: 'update', records: [{ ...rec, addrs: Array.from({ length: MAX_ADDRS + 1 }, () => 'a') }], forgotten: [] },
@@ -651,10 +672,12 @@ describe('hostile and malformed messages', () => {
     converge(w);
     const hostile = 'n7';
     const all = new Set(w.ids.filter((id) => id !== hostile));
+    // What it knows: every member's real signed record, its own included, to replay.
+    const genuine = [w.m(hostile).self(), ...w.m(hostile).members()].map(toRecord);
     w.crash(hostile);
     for (let i = 0; i < 3_000; i++) {
       const to = rng.pick(w.ids.filter((id) => id !== hostile));
-      const raw = i % 3 ? validMessage(rng) : mutate(rng, validMessage(rng));
+      const raw = i % 3 ? validMessage(rng, genuine) : mutate(rng, validMessage(rng, genuine));
       const msg = parseMembershipMessage(JSON.parse(JSON.stringify(raw)));
       if (typeof msg !== 'string') w.apply(to, w.m(to).receive(hostile, msg, w.now));
       if (i % 30 === 0) w.step();
@@ -669,5 +692,6 @@ describe('hostile and malformed messages', () => {
 });
 
 function toRecord(m: Member): MemberRecord {
-  return { id: m.id, name: m.name, addrs: m.addrs, tags: m.tags, role: m.role, inc: m.inc, state: m.state };
+  if (m.sig === null) throw new Error(`${m.id} is held unsigned`);
+  return { id: m.id, name: m.name, addrs: m.addrs, tags: m.tags, role: m.role, inc: m.inc, state: m.state, sig: m.sig };
 }
