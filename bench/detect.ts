@@ -3,17 +3,19 @@
 // (b) its peer is killed with SIGKILL; the figure is the time from the cut or kill until the
 // last of the other N-1 has marked it dead.
 //
-//   node bench/detect.ts [--sizes 5] [--reps 5] [--modes cut,kill] [--settle 3000]
+//   node bench/detect.ts [--sizes 5] [--reps 5] [--modes cut,kill] [--hold 3000] [--settle 3000]
 //
 // weft: every other peer's event stream (`events` with follow, over its API socket, the
 //   CLI's own ApiClient) is open throughout; an observer's time is the arrival of its
 //   `dead` event for the victim.
 // Serf (default "lan" profile): every other agent's RPC `stream` of "member-failed" events;
 //   an observer's time is the arrival of the event naming the victim.
-// Between repetitions the victim is healed (Serf: and asked to join again, since a failed
-// member is otherwise retried only every 30 s) or restarted with the same data dir, and the
-// mesh must converge and stay quiet for --settle ms. Any suspect or dead event about a peer
-// that was not the victim counts as a false suspicion or false death.
+// The victim stays down --hold ms after it was detected (so a cut victim has declared the
+// others dead by the time it is healed, as after a real outage). Then it is healed (Serf:
+// and asked to join again, since a failed member is otherwise retried only every 30 s) or
+// restarted with the same data dir, and the mesh must converge and stay quiet for --settle
+// ms. Any suspect or dead event about a peer that was not the victim counts as a false
+// suspicion or false death.
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
 import type { ApiClient } from '../cli/client.ts';
@@ -29,8 +31,8 @@ const DETECT_TIMEOUT_MS = 30_000;
 const PASSWORD = 'bench-detect-password';
 /** After subscribing: the replayed history arrives before the first trial starts. */
 const HISTORY_SETTLE_MS = 500;
-/** False observations listed in detail; the table counts them all. */
-const MAX_FALSE_LINES = 30;
+/** False observations listed in detail, per kind; the table counts them all. */
+const MAX_FALSE_LINES = 15;
 const MODES = ['cut', 'kill'] as const;
 type Mode = (typeof MODES)[number];
 const SYSTEMS = ['weft', 'serf'] as const;
@@ -43,16 +45,19 @@ const { values: opt } = parseArgs({
     modes: { type: 'string', default: 'cut,kill' },
     systems: { type: 'string', default: 'weft,serf' },
     settle: { type: 'string', default: '3000' },
+    hold: { type: 'string', default: '3000' },
   },
 });
 const sizes = opt.sizes.split(',').map(Number);
 const reps = Number(opt.reps);
 const settleMs = Number(opt.settle);
+const holdMs = Number(opt.hold);
 const modes = opt.modes.split(',') as Mode[];
 const systems = opt.systems.split(',') as System[];
 for (const s of sizes) if (!Number.isInteger(s) || s < 3 || s > 50) throw new Error(`--sizes: each size must be 3..50, got ${s}`);
 if (!Number.isInteger(reps) || reps < 1 || reps > 100) throw new Error(`--reps must be 1..100, got ${reps}`);
 if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 60_000) throw new Error(`--settle must be 0..60000 ms, got ${settleMs}`);
+if (!Number.isInteger(holdMs) || holdMs < 0 || holdMs > 60_000) throw new Error(`--hold must be 0..60000 ms, got ${holdMs}`);
 for (const m of modes) if (!MODES.includes(m)) throw new Error(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
 for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`--systems: "${s}" is not one of ${SYSTEMS.join(', ')}`);
 
@@ -109,6 +114,10 @@ async function runTrials(subject: Subject, hosts: readonly Host[], mode: Mode): 
     const times = [...deadAt.values()].map((t) => t - t0);
     out.trials.push({ last: deadAt.size === observers.length ? max(times) : NaN, first: min(times) });
     process.stdout.write(`  ${mode} #${rep + 1}: ${deadAt.size === observers.length ? `${sec(max(times))} s` : `missed (${deadAt.size}/${observers.length} observers)`}\n`);
+    // Keep the victim down a while longer, as a real outage would be: long enough for a cut
+    // victim to have declared everyone else dead, so the heal exercises that view meeting
+    // the others'.
+    await sleep(holdMs);
     const restoreAt = now();
     await subject.restore(victim, mode);
     await sleep(settleMs);
@@ -202,7 +211,7 @@ interface Row {
 async function main(): Promise<void> {
   printEnvironment('detect');
   const results: Row[] = [];
-  console.log(`detect: ${reps} repetitions per system, mode and size; victim = the last host; ${settleMs} ms quiet between repetitions`);
+  console.log(`detect: ${reps} repetitions per system, mode and size; victim = the last host, kept down ${holdMs} ms after detection; ${settleMs} ms quiet between repetitions`);
   for (const n of sizes) {
     const mesh = await Harness.create({ hosts: n, name: `bench-detect-${n}` });
     try {
@@ -246,10 +255,12 @@ async function main(): Promise<void> {
       String(r.out.trials.length - lasts(r).length), String(r.out.falseSuspect.length), String(r.out.falseDead.length),
     ]),
   );
-  const falses = results.flatMap((r) => [...r.out.falseSuspect, ...r.out.falseDead].map((s) => `${r.system} N=${r.n} ${r.mode}: ${s.observer} saw ${s.name} ${s.kind}, ${s.when}`));
-  if (falses.length > 0) {
-    console.log(`\nfalse suspicions/deaths (about peers that were neither cut nor killed; first ${Math.min(MAX_FALSE_LINES, falses.length)} of ${falses.length}):`);
-    for (const f of falses.slice(0, MAX_FALSE_LINES)) console.log(`  ${f}`);
+  const describe = (r: Row, s: Seen) => `${r.system} N=${r.n} ${r.mode}: ${s.observer} saw ${s.name} ${s.kind}, ${s.when}`;
+  for (const [what, pick] of [['false deaths', (o: Outcome) => o.falseDead], ['false suspicions', (o: Outcome) => o.falseSuspect]] as const) {
+    const lines = results.flatMap((r) => pick(r.out).map((s) => describe(r, s)));
+    if (lines.length === 0) continue;
+    console.log(`\n${what} (about peers that were neither cut nor killed; first ${Math.min(MAX_FALSE_LINES, lines.length)} of ${lines.length}):`);
+    for (const l of lines.slice(0, MAX_FALSE_LINES)) console.log(`  ${l}`);
   }
   console.log();
   for (const n of sizes) {
