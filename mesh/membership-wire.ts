@@ -69,7 +69,9 @@ export type MembershipMessage =
   | { t: 'hb'; inc: number; sum: number }
   /** Reply to a heartbeat that disagrees with what we hold about its sender. */
   | { t: 'you'; inc: number; state: HeldState }
-  /** Full member table (sent on connect and when digests disagree). */
+  /** Full member table (sent on connect and when digests disagree): the sender's standing
+   *  beliefs, however old, not news. Also carries an accusation to its subject from a peer
+   *  that did not believe it (so the subject refutes, without taking it as news). */
   | { t: 'members'; records: MemberRecord[]; forgotten: Tombstone[] }
   /** Changed records: broadcast by their originator, relayed by a few who adopt them. */
   | { t: 'update'; records: MemberRecord[]; forgotten: Tombstone[] }

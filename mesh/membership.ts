@@ -10,6 +10,11 @@
 // after SUSPICION_TIMEOUT_MS, and still silent to us, is declared dead. Records merge by the
 // precedence in membership-precedence.ts, so tables converge however messages are ordered;
 // heartbeats carry a table digest and disagreeing peers swap full tables (anti-entropy).
+// One exception, for accusations (suspect, dead) about a member we know: we do not take one
+// while we hear the member ourselves, nor from a full table or a peer only just back from a
+// cut (old news: see `believes`); we pass it to the accused instead, whose refutation then
+// outranks it everywhere. So a peer cut off long enough to bury everyone cannot, on healing,
+// bury the healthy peers in each other's tables.
 // Local health (Lifeguard): time during which our own event loop was stalled is not counted
 // as anyone's silence, and after signs that we are the unhealthy one, our timeouts stretch.
 // Records carry their subject's signed claim (membership-claim.ts): a member can accuse another
@@ -130,7 +135,8 @@ interface Probe {
   deadlineL: number;
   waiting: Set<string>;
   negatives: number;
-  /** Started on a transport disconnect rather than on silence: needs a helper to confirm. */
+  /** Started on a hint (a transport disconnect, an accusation we did not take as news)
+   *  rather than on silence: needs a helper to confirm. */
   early: boolean;
 }
 
@@ -147,6 +153,8 @@ interface Entry {
   /** Live-clock time of the latest evidence of life: direct, vouched, or a fresh alive record
    *  (a member we just learned of, or that just refuted, gets a full silence window). */
   evidenceL: number;
+  /** Live-clock time we last saw it come back from dead or left (-Infinity: never). */
+  returnedL: number;
   linked: boolean;
   earlyProbed: boolean;
   probe: Probe | null;
@@ -213,6 +221,10 @@ function sameInfo(a: MemberInfo, b: MemberInfo): boolean {
 
 function isLive(state: MemberState): boolean {
   return state === 'alive' || state === 'suspect';
+}
+
+function isAccusation(state: MemberState): boolean {
+  return state === 'suspect' || state === 'dead';
 }
 
 export class Membership {
@@ -324,7 +336,7 @@ export class Membership {
         break;
       case 'members':
       case 'update':
-        this.merge(from, msg.records, msg.forgotten, now, p);
+        this.merge(from, msg.t, msg.records, msg.forgotten, now, p);
         break;
       case 'probe-req':
         this.onProbeRequest(from, msg.target, L, p);
@@ -462,6 +474,7 @@ export class Membership {
       } else if (silence >= suspectAfter) {
         this.startProbe(e, false, now, L, p);
       } else if (!e.linked && !e.earlyProbed) {
+        e.earlyProbed = true;
         this.startProbe(e, true, now, L, p);
       }
     } else if (e.rec.state === 'suspect') {
@@ -477,7 +490,6 @@ export class Membership {
   }
 
   private startProbe(e: Entry, early: boolean, now: number, L: number, p: Outbox): void {
-    if (early) e.earlyProbed = true;
     const fresh = this.o.suspectAfterMs * this.health.stretch();
     const candidates = [...this.table.values()].filter(
       (h) => h !== e && h.rec.state === 'alive' && h.linked && L - h.heardL < fresh,
@@ -582,7 +594,7 @@ export class Membership {
     if (state === 'unknown') p.to(from, this.selfId);
     // Above our incarnation an unsigned word proves nothing (anyone could push us to the bound,
     // where we could never refute again); an honest holder sends the signed record with it.
-    else if (inc <= this.inc) this.applySelf(from, inc, rankOf(state), null, now, p);
+    else if (inc <= this.inc) this.applySelf(from, inc, rankOf(state), null, this.cutOff(from, now), now, p);
   }
 
   /** Someone holds (inc, rank) about us, and the record (info, our signature) if it sent one.
@@ -592,8 +604,9 @@ export class Membership {
    *  anything at all at or above our incarnation (a previous life that got as far as we did).
    *  A record that would make us refute must bear our signature: a forgery must not move our
    *  incarnation (callers pass unsigned beliefs only up to our incarnation, where refuting is
-   *  one step). A holder of an older life is updated. */
-  private applySelf(from: string, inc: number, rank: number, rec: MemberRecord | null, now: number, p: Outbox): void {
+   *  one step). A holder of an older life is updated. `old`: the belief is old news (see
+   *  `believes`), no sign of how we answer now. */
+  private applySelf(from: string, inc: number, rank: number, rec: MemberRecord | null, old: boolean, now: number, p: Outbox): void {
     const previousLife =
       outranks(inc, rank, this.inc, RANK.alive) ||
       (inc === this.inc && rec !== null && !sameInfo(rec, this.info)) ||
@@ -604,8 +617,9 @@ export class Membership {
     }
     this.unsure = false;
     if (previousLife) {
-      // Only being suspected or declared dead in this life hints that we were slow to answer.
-      if (inc === this.inc && (rank === RANK.suspect || rank === RANK.dead)) this.health.bump(now);
+      // Only being suspected or declared dead in this life hints that we were slow to answer,
+      // and only if that is news: a peer back from a cut holds us dead however well we answer.
+      if (!old && inc === this.inc && (rank === RANK.suspect || rank === RANK.dead)) this.health.bump(now);
       this.refute(inc, p);
       p.to(from, this.selfId);
     } else if (inc < this.inc) {
@@ -633,9 +647,10 @@ export class Membership {
     this.sig = this.o.sign(claimBytes(this.info, this.inc, this.leftAt !== null ? 'left' : 'alive'));
   }
 
-  private merge(from: string, records: MemberRecord[], forgotten: Tombstone[], now: number, p: Outbox): void {
+  private merge(from: string, t: 'members' | 'update', records: MemberRecord[], forgotten: Tombstone[], now: number, p: Outbox): void {
     const adopted: string[] = [];
-    for (const r of records) if (this.applyRecord(from, r, now, p)) adopted.push(r.id);
+    const standing = t === 'members' || this.cutOff(from, now);
+    for (const r of records) if (this.applyRecord(from, r, standing, now, p)) adopted.push(r.id);
     for (const t of forgotten) if (this.applyTombstone(from, t, now, p)) adopted.push(t.id);
     if (adopted.length === 0) return;
     // Relay what was news to us to a few others, in case the originator cannot reach them.
@@ -648,10 +663,12 @@ export class Membership {
     }
   }
 
-  private applyRecord(from: string, r: MemberRecord, now: number, p: Outbox): boolean {
+  /** `standing`: the record is the sender's standing belief, however old (a full table, or
+   *  anything from a peer cut off from us, see `cutOff`), rather than news; see `believes`. */
+  private applyRecord(from: string, r: MemberRecord, standing: boolean, now: number, p: Outbox): boolean {
     const rank = RANK[r.state];
     if (r.id === this.selfId) {
-      this.applySelf(from, r.inc, rank, r, now, p);
+      this.applySelf(from, r.inc, rank, r, standing, now, p);
       return false;
     }
     const g = this.graves.get(r.id);
@@ -674,6 +691,24 @@ export class Membership {
       this.emit(p, isLive(r.state) ? 'joined' : r.state, added, now);
       return true;
     }
+    if (isAccusation(r.state) && !this.believes(e, standing, now)) {
+      // Only its subject can settle the matter for the accuser and whoever else holds it: by
+      // refuting, at a higher incarnation, which outranks the accusation everywhere. So the
+      // accused hears of it from us, as it would if we believed it (see merge), but as what
+      // it is: a standing belief (a `members` message, here of one record), not news, so it
+      // refutes without taking it for a sign that it answers slowly.
+      if (r.id !== from) p.send(r.id, { t: 'members', records: [r], forgotten: [] });
+      // A standing accusation of a member we have not heard for a while is a reason to ask
+      // about it now, not to wait for SUSPECT_AFTER_MS: only a helper that does not hear it
+      // either turns that into a suspicion, as after a lost connection.
+      if (standing && e.rec.state === 'alive' && !e.probe && !this.wouldVouch(e, now) && this.health.judging(now)) {
+        this.startProbe(e, true, now, this.live(now), p);
+      }
+      // What we do take is the claim: the subject's signature covers its being alive at r.inc
+      // whatever anyone believes of that, and a higher incarnation brings its current info.
+      r = { ...r, state: 'alive' };
+      if (e.rec.sig !== null && !outranks(r.inc, RANK.alive, e.rec.inc, RANK[e.rec.state])) return false;
+    }
     if (e.rec.sig === null && r.inc === e.rec.inc && r.state === e.rec.state && sameInfo(e.rec, r)) {
       // The claim of just what we held unsigned (a seed's guess, an old disk): no news to
       // relay, only now we can pass it on.
@@ -690,10 +725,46 @@ export class Membership {
       e.stateSince = now;
       e.stateSinceL = this.live(now);
       const type = transition(before.state, r.state);
+      if (type === 'rejoined') e.returnedL = this.live(now);
       if (type) this.emit(p, type, e, now);
     }
     if (!sameInfo(before, r)) this.emit(p, 'updated', e, now);
     return true;
+  }
+
+  /** Whether we take on a second-hand accusation (suspect or dead) of a member we know.
+   *  - Not if we would vouch for it to a prober (heard it directly within VOUCH_WINDOW_MS,
+   *    still connected): the accuser asked helpers and none vouched; we would have. Typically
+   *    the accuser's view is old: a peer cut off long enough to bury everyone comes back with
+   *    a table of verdicts about members we hear every heartbeat.
+   *  - Not from a full table (`members`), nor from a peer cut off from us until just now (see
+   *    `cutOff`): that is the sender's standing belief, as old as its view, not news.
+   *    memberlist takes the deaths in a push/pull sync as suspicions; we take them as a reason
+   *    to ask helpers about the member now (see applyRecord), and suspect it only if one of
+   *    them does not hear it either: a member we have not heard for a while ourselves may well
+   *    be answering everyone else.
+   *  - News (an `update`) otherwise: it is how a detection spreads. Whoever missed the member's
+   *    last heartbeats concludes first and the others are a heartbeat or two behind it; after
+   *    a kill the connections reset, so nobody vouches. */
+  private believes(e: Entry, standing: boolean, now: number): boolean {
+    return !standing && !this.wouldVouch(e, now);
+  }
+
+  /** Whether what `from` says of others is old news: it was cut off from us (we hold it dead),
+   *  so its view is as old as the cut (a healed host's transport may even deliver updates it
+   *  queued during the cut, verdicts about peers that never left our sight). Likewise for a
+   *  while after it came back: until it has had SUSPECT_AFTER_MS to hear the others again,
+   *  any verdict of its own predates its return, and what it queued may still be arriving
+   *  behind its refutation, by other paths. */
+  private cutOff(from: string, now: number): boolean {
+    const e = this.table.get(from);
+    if (!e) return false;
+    return !isLive(e.rec.state) || this.live(now) - e.returnedL < this.o.suspectAfterMs * this.health.stretch();
+  }
+
+  /** What a helper's vouch needs (onProbeAck): direct word within the window, and a link. */
+  private wouldVouch(e: Entry, now: number): boolean {
+    return e.linked && this.live(now) - e.heardL < this.o.vouchWindowMs;
   }
 
   private applyTombstone(from: string, t: Tombstone, now: number, p: Outbox): boolean {
@@ -704,7 +775,7 @@ export class Membership {
       // Forgotten while alive: come back with a new life.
       // Above our incarnation it proves nothing (a grave's holder shows us the signed record of
       // a life we lost track of, see onHeartbeat), and with our state kept it cannot be true.
-      if (t.inc <= this.inc) this.applySelf(from, t.inc, RANK.forgotten, null, now, p);
+      if (t.inc <= this.inc) this.applySelf(from, t.inc, RANK.forgotten, null, false, now, p);
       else p.reject(from, `tombstone for this peer at incarnation ${t.inc}: above its own (${this.inc})`);
       return false;
     }
@@ -747,6 +818,7 @@ export class Membership {
       lastHeard: 0,
       heardL: -Infinity,
       evidenceL: L,
+      returnedL: -Infinity,
       linked: true,
       earlyProbed: false,
       probe: null,

@@ -130,15 +130,31 @@ describe('a mesh of four hosts', () => {
 
   test('a host cut off the network (no FIN, no RST) is marked dead, and alive again once healed', async () => {
     const [h1, h2, h3] = mesh().hosts as [Host, Host, Host];
+    const cutAt = Date.now();
     await h3.cut();
     try {
       for (const h of [h1, h2]) await waitFor(async () => (await stateOf(h, 'h3')) === 'dead', { what: `${h.name} to mark the cut h3 dead` });
       // h3 is alone: it sees the others dead, and stays up.
       await waitFor(async () => (await status(h3)).peers.dead === 2, { what: 'h3 to mark both others dead' });
+      // And keeps that view for a while, so that it comes back with old verdicts about h1 and h2.
+      const buriedAt = Date.now();
+      await waitFor(async () => Date.now() - buriedAt >= 3_000 && (await status(h3)).peers.dead === 2, { what: 'h3 to hold both others dead for 3 s' });
     } finally {
       await h3.heal();
     }
     for (const h of [h1, h2]) await waitFor(async () => (await stateOf(h, 'h3')) === 'alive', { what: `${h.name} to see h3 back` });
+    await waitFor(async () => (await status(h3)).peers.alive === 2, { what: 'h3 to see both others alive again' });
+    // What h3 sent during the cut may still be on its way (its connections retransmit with
+    // backoff): give it time to arrive.
+    const backAt = Date.now();
+    await waitFor(async () => Date.now() - backAt >= 3_000 && (await status(h1)).peers.alive === 2, { what: 'h1 to see both others alive 3 s after' });
+    // h1 and h2 never stopped hearing each other: h3's verdicts about them are old news, and
+    // neither may believe them, not even for a moment.
+    for (const [h, other] of [[h1, 'h2'], [h2, 'h1']] as const) {
+      const events = await h.weftJson<{ at: string; type: string; peer?: { name: string } }[]>(['events', '--json']);
+      const seen = events.filter((e) => e.peer?.name === other && Date.parse(e.at) >= cutAt).map((e) => `${e.at} ${e.type}`);
+      expect(seen.filter((e) => e.endsWith(' dead')), `${h.name}'s events about ${other} since the cut: ${seen.join(', ')}`).toEqual([]);
+    }
   });
 
   test('writes on both sides of a partition converge once it heals', async () => {

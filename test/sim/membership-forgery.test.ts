@@ -2,7 +2,7 @@
 // cannot make the others believe about a third member. Every record carries its subject's
 // signed claim (mesh/membership-claim.ts); the hostile member signs with its own key only.
 
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { MAX_INCARNATION } from '../../mesh/membership-wire.ts';
 import { claimBytes, claimKind, type Member, type MemberRecord, type MembershipMessage } from '../../mesh/membership.ts';
 import { fakeSigner } from './membership-signer.ts';
@@ -53,6 +53,15 @@ function expectIntact(w: World, victim: string, inc: number): void {
 }
 
 describe('a member cannot speak for another', () => {
+  /** Per forged accusation: how many honest observers believed it for a moment. */
+  const beliefs: number[] = [];
+  afterAll(() => {
+    const total = beliefs.reduce((a, b) => a + b, 0);
+    console.log(`forged accusations of a healthy member: ${beliefs.length}, believed for a moment by ${total} of ${beliefs.length * 4} honest observers`);
+    // Mostly by none: the liar's word alone cannot move peers that hear the victim.
+    if (beliefs.length > 0) expect(total).toBeLessThan(beliefs.length);
+  });
+
   test.each(seeds(10))('seed %i: an alive record for another member with other addresses is refused everywhere, and its addresses stay its own', (seed) => {
     const { w, victim, others, real, events } = setup(seed);
     const elsewhere = ['/ip4/6.6.6.6/tcp/6783'];
@@ -89,23 +98,33 @@ describe('a member cannot speak for another', () => {
     expect(events).toEqual([]);
   });
 
-  test.each(seeds(10))('seed %i: an accusation at the incarnation a member signed is believed, and the member refutes it', (seed) => {
-    const { w, victim, others, real, events } = setup(seed);
-    const state = seed % 2 ? 'dead' : 'suspect';
-    w.forge(HOSTILE, update({ ...real, state }));
-    for (const o of others.filter((id) => id !== HOSTILE)) expect(w.view(o, victim)!.state).toBe(state);
-    w.runUntil(() => w.allAlive(), 3_000);
-    w.run(2_000);
-    expect(w.rejected).toEqual([]);
-    expect(w.allAlive()).toBe(true);
-    // One step up, signed by the victim, and held everywhere.
-    expect(w.m(victim).self().inc).toBe(real.inc + 1);
-    for (const o of others) expect(w.view(o, victim)!.inc).toBe(real.inc + 1);
-    for (const o of others.filter((id) => id !== HOSTILE)) {
-      const seen = events.filter((e) => e.observer === o).map((e) => e.type);
-      expect(seen).toEqual(state === 'dead' ? ['dead', 'rejoined'] : ['suspect', 'alive']);
-    }
-  });
+  test.each(seeds(20))(
+    'seed %i: an accusation at the incarnation a member signed reaches it and it refutes; peers that hear it meanwhile do not believe it',
+    (seed) => {
+      const { w, victim, others, real, events } = setup(seed);
+      const state = seed % 2 ? 'dead' : 'suspect';
+      // Half the time not even to the victim: it hears of it from the peers that refused it.
+      const honest = others.filter((id) => id !== HOSTILE);
+      w.forge(HOSTILE, update({ ...real, state }), seed % 4 < 2 ? honest : [...honest, victim]);
+      w.runUntil(() => w.allAlive(), 3_000);
+      w.run(2_000);
+      expect(w.rejected).toEqual([]);
+      expect(w.allAlive()).toBe(true);
+      // One step up, signed by the victim, and held everywhere: the liar holds it too.
+      expect(w.m(victim).self().inc).toBe(real.inc + 1);
+      for (const o of others) expect(w.view(o, victim)!.inc).toBe(real.inc + 1);
+      // A peer that heard the victim within the vouch window believes nothing; one that had
+      // missed its last heartbeats may believe the news, and sees the refutation.
+      let believed = 0;
+      for (const o of honest) {
+        const seen = events.filter((e) => e.observer === o).map((e) => e.type);
+        const news = state === 'dead' ? ['dead', 'rejoined'] : ['suspect', 'alive'];
+        expect([[], news].map(String), `${o} saw ${seen.join()}`).toContain(String(seen));
+        if (seen.length > 0) believed++;
+      }
+      beliefs.push(believed);
+    },
+  );
 
   test.each(seeds(10))('seed %i: forget is bounded the same way: at the held incarnation the member comes back, above it nothing happens', (seed) => {
     const { w, victim, others, real, events } = setup(seed);

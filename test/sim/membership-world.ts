@@ -65,6 +65,9 @@ export class World {
   /** Called for every event as it happens, for invariants that must hold at every instant. */
   onEvent: (e: SeenEvent) => void = () => {};
   private readonly links = new Set<string>();
+  /** Messages sent across a cut that carries them (see `partition`), to deliver on healing. */
+  private carried: { from: string; to: string; text: string }[] = [];
+  private readonly carrying = new Set<string>();
   private readonly opts: Partial<MembershipOptions>;
   messages = 0;
   bytes = 0;
@@ -199,7 +202,8 @@ export class World {
       this.messages++;
       this.bytes += text.length;
       if (!this.nodes.has(to)) continue;
-      this.net.send(id, to, text);
+      if (this.carrying.has(pair(id, to)) && !this.net.connected(id, to)) this.carried.push({ from: id, to, text });
+      else this.net.send(id, to, text);
     }
     for (const e of out.events) {
       const seen = { ...e, observer: id };
@@ -271,14 +275,22 @@ export class World {
   }
 
   /** Cuts the network into groups; connections across the cut die silently and are
-   *  re-dialled (and re-announced with `connected`) once the cut heals. */
-  partition(groups: string[][]): void {
+   *  re-dialled (and re-announced with `connected`) once the cut heals. `carry`: what the
+   *  peers send each other over those connections during the cut is delivered when it heals,
+   *  as a TCP connection that outlives a silent cut retransmits its send buffer: old news
+   *  arriving as if new. */
+  partition(groups: string[][], o: { carry?: boolean } = {}): void {
     this.net.partition(groups);
+    if (o.carry) for (const key of this.links) if (!this.net.connected(...(key.split('|') as [string, string]))) this.carrying.add(key);
     this.dropLinks((a, b) => !this.net.connected(a, b), false);
   }
 
   heal(): void {
     this.net.heal();
+    const carried = this.carried;
+    this.carried = [];
+    this.carrying.clear();
+    for (const { from, to, text } of carried) if (!this.node(from).down) this.net.send(from, to, text);
   }
 
   /** Freezes a peer's event loop for `ms`: it neither ticks nor reads; messages queue up. */
