@@ -1,7 +1,9 @@
 // The weft DNS server as a process of its own for bench/dns.ts, so that it is measured like
 // dnsmasq: one process, nothing else on its event loop. Reads a JSON spec (argv[2]), prints
-// "ready HOST:PORT" when listening, stops on SIGTERM/SIGINT. With `churn` > 0 it replaces one
-// container's address that many times per second, as record changes arriving by gossip would.
+// "ready HOST:PORT" when listening, stops on SIGTERM/SIGINT. With `churn` > 0 it moves one
+// container to another address that many times per second while churning is on (SIGUSR1
+// turns it on, SIGUSR2 off), as record changes arriving by gossip would: each change is a
+// new record set from the records builder, and the server rebuilds its zone.
 import { readFileSync } from 'node:fs';
 import { DnsServer } from '../../dns/server.ts';
 import { MemoryRecordSource, buildRecordSet, type ContainerRecord } from '../../dns/records.ts';
@@ -18,21 +20,27 @@ const spec = JSON.parse(readFileSync(process.argv[2] as string, 'utf8')) as DnsB
 const containers = spec.containers.map((c) => ({ ...c }));
 const source = new MemoryRecordSource(buildRecordSet({ containers }).set);
 const server = await DnsServer.start({ listen: [{ host: spec.host, port: spec.port }], source, upstreams: [], workers: spec.workers ?? 0 });
+
 let timer: NodeJS.Timeout | undefined;
-if (spec.churn > 0) {
-  let n = 0;
-  timer = setInterval(() => {
-    // Move one container to a fresh address and back: the set of names stays the same.
-    const c = containers[n++ % containers.length] as ContainerRecord;
-    const [a, b, x] = (c.addrs[0] as string).split('.').map(Number) as [number, number, number, number];
-    c.addrs = [`${a}.${b}.${x}.${(n % 250) + 1}`];
-    source.set(buildRecordSet({ containers }).set);
-  }, 1000 / spec.churn);
+let changes = 0;
+function change(): void {
+  // Move one container to a fresh address: the set of names stays the same.
+  const c = containers[changes++ % containers.length] as ContainerRecord;
+  const [a, b, x] = (c.addrs[0] as string).split('.').map(Number) as [number, number, number, number];
+  c.addrs = [`${a}.${b}.${x}.${(changes % 250) + 1}`];
+  source.set(buildRecordSet({ containers }).set);
 }
+process.on('SIGUSR1', () => {
+  if (spec.churn > 0 && !timer) timer = setInterval(change, 1000 / spec.churn);
+});
+process.on('SIGUSR2', () => {
+  if (timer) clearInterval(timer);
+  timer = undefined;
+});
 const stop = () => {
   if (timer) clearInterval(timer);
   void server.stop().then(() => {
-    process.stdout.write(`stats ${JSON.stringify(server.stats())}\n`);
+    process.stdout.write(`stats ${JSON.stringify({ ...server.stats(), changes })}\n`);
     process.exit(0);
   });
 };

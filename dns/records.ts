@@ -1,0 +1,184 @@
+// What the DNS server answers for, independent of where it comes from. The peer feeds it from
+// the replicated registry (running, healthy containers on live peers, plus `weft dns add`
+// extras); tests and benchmarks feed it directly. The server only reads a snapshot and
+// listens for "something changed".
+
+import { DEFAULT_DOMAIN, normalizeName, qualify } from './names.ts';
+
+/** One SRV record's data at a name: a port on a target host. */
+export interface DnsSrv {
+  /** Symbolic port name, so that `_NAME._PROTO.owner` also answers (e.g. `http`). The port
+   *  number always works as a name: `_80._tcp.web.shop.weft.local`. */
+  service?: string;
+  proto: 'tcp' | 'udp';
+  port: number;
+  /** A fully qualified name, normally a per-container name in the same zone. */
+  target: string;
+  /** RFC 2782; default 0 and 0: every target equally preferred. */
+  priority?: number;
+  weight?: number;
+}
+
+/** The data at one name. */
+export interface DnsName {
+  /** IPv4 addresses (the overlay is IPv4 only). Order does not matter: answers are shuffled. */
+  addrs: readonly string[];
+  /** Answered as SRV at this name, and per port at `_PORT._PROTO.name` / `_SERVICE._PROTO.name`. */
+  srv?: readonly DnsSrv[];
+}
+
+/**
+ * Every name the server answers from its own data. Keys are fully qualified names in any
+ * case, with or without the trailing dot; names may lie outside the mesh domain (extras such
+ * as `db.example.com`), in which case only those exact names are answered locally. PTR
+ * records are derived: every address points back to the names that hold it alone (its
+ * per-container names), or to all its names if none does.
+ */
+export interface DnsRecordSet {
+  readonly names: ReadonlyMap<string, DnsName>;
+}
+
+/** A source of record sets: the current snapshot, and a signal when it changes. The server
+ *  rebuilds its precomputed answers from `current()` after a change (once per burst). */
+export interface DnsRecordSource {
+  current(): DnsRecordSet;
+  /** Calls `onChange` after each change; returns the unsubscribe function. */
+  subscribe(onChange: () => void): () => void;
+}
+
+export const EMPTY_RECORD_SET: DnsRecordSet = { names: new Map() };
+
+/** A record source held in memory: `set()` replaces the snapshot and notifies. */
+export class MemoryRecordSource implements DnsRecordSource {
+  private snapshot: DnsRecordSet;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(initial: DnsRecordSet = EMPTY_RECORD_SET) {
+    this.snapshot = initial;
+  }
+
+  current(): DnsRecordSet {
+    return this.snapshot;
+  }
+
+  set(next: DnsRecordSet): void {
+    this.snapshot = next;
+    for (const l of [...this.listeners]) l();
+  }
+
+  subscribe(onChange: () => void): () => void {
+    this.listeners.add(onChange);
+    return () => this.listeners.delete(onChange);
+  }
+}
+
+// ---- Building a record set from containers, services, stacks and extras -----------------
+
+/** A container that should be answered: running, on a live peer, passing its health check.
+ *  Filtering is the caller's job; everything given here is served. */
+export interface ContainerRecord {
+  /** The container's short name as it should resolve (`web-1`; for Compose, service and
+   *  container number, not the project-prefixed Docker name). */
+  name: string;
+  addrs: readonly string[];
+  stack?: string;
+  service?: string;
+  hostname?: string;
+  aliases?: readonly string[];
+  /** Exposed ports: SRV at the container's name and at its service's name. */
+  ports?: readonly { port: number; proto: 'tcp' | 'udp'; name?: string }[];
+}
+
+/**
+ * A container's place in the names, from its labels: weft's own (`weft.stack`,
+ * `weft.service`) or Docker Compose's (`com.docker.compose.project`, `…service`,
+ * `…container-number`), so that a Compose project attached to weft resolves as a stack with
+ * no configuration. A Compose container is named `SERVICE-NUMBER` (`web-1`, as with
+ * `docker compose` itself), any other by its Docker name.
+ */
+export function identityFromLabels(dockerName: string, labels: Readonly<Record<string, string>>): Pick<ContainerRecord, 'name' | 'stack' | 'service'> {
+  const stack = labels['weft.stack'] ?? labels['com.docker.compose.project'];
+  const service = labels['weft.service'] ?? labels['com.docker.compose.service'];
+  const number = labels['com.docker.compose.container-number'];
+  const composeService = labels['com.docker.compose.service'];
+  const name = composeService && number ? `${composeService}-${number}` : dockerName.replace(/^\//, '');
+  return { name, ...(stack ? { stack } : {}), ...(service ? { service } : {}) };
+}
+
+/** `weft dns add NAME IP`: one address at one name (repeat for more). A single label is
+ *  relative to the domain; anything with a dot is taken as written. */
+export interface ExtraRecord {
+  name: string;
+  addr: string;
+}
+
+export interface RecordInputs {
+  containers: readonly ContainerRecord[];
+  extras?: readonly ExtraRecord[];
+}
+
+export interface BuiltRecords {
+  set: DnsRecordSet;
+  /** Inputs that could not become names (a name with characters DNS cannot carry). */
+  skipped: { input: string; reason: string }[];
+}
+
+/**
+ * The names of the issue: for service `web` of stack `shop` with containers `web-1..3`,
+ * `web.shop.DOMAIN` holds every container's address and `web-1.shop.DOMAIN` one; hostnames
+ * and aliases resolve in the container's stack (or the domain outside a stack); containers
+ * sharing a name (two aliases alike) share it round-robin. Short names (`web`, `web-1`) work
+ * through the containers' search domains `shop.DOMAIN DOMAIN`: the server answers FQDNs only.
+ */
+export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DOMAIN): BuiltRecords {
+  const names = new Map<string, { addrs: Set<string>; srv: DnsSrv[] }>();
+  const skipped: BuiltRecords['skipped'] = [];
+  const at = (fqdn: string) => {
+    let n = names.get(fqdn);
+    if (!n) names.set(fqdn, (n = { addrs: new Set(), srv: [] }));
+    return n;
+  };
+  const zoneOf = (stack: string | undefined) => (stack ? `${stack}.${domain}` : domain);
+  const fqdn = (label: string, stack: string | undefined): string | undefined => {
+    try {
+      return normalizeName(`${label}.${zoneOf(stack)}`);
+    } catch (err) {
+      skipped.push({ input: label, reason: (err as Error).message });
+      return undefined;
+    }
+  };
+
+  for (const c of inputs.containers) {
+    const own = fqdn(c.name, c.stack);
+    if (!own) continue;
+    const ownNames = [own];
+    for (const extra of [c.hostname, ...(c.aliases ?? [])]) {
+      if (!extra || extra === c.name) continue;
+      const n = fqdn(extra, c.stack);
+      if (n && !ownNames.includes(n)) ownNames.push(n);
+    }
+    const service = c.service ? fqdn(c.service, c.stack) : undefined;
+    const srv: DnsSrv[] = (c.ports ?? []).map((p) => ({ proto: p.proto, port: p.port, target: own, ...(p.name ? { service: p.name } : {}) }));
+    for (const n of ownNames) {
+      const rec = at(n);
+      for (const a of c.addrs) rec.addrs.add(a);
+    }
+    at(own).srv.push(...srv);
+    if (service && service !== own) {
+      const rec = at(service);
+      for (const a of c.addrs) rec.addrs.add(a);
+      rec.srv.push(...srv);
+    }
+  }
+  for (const e of inputs.extras ?? []) {
+    try {
+      at(qualify(e.name, domain)).addrs.add(e.addr);
+    } catch (err) {
+      skipped.push({ input: e.name, reason: (err as Error).message });
+    }
+  }
+
+  const out = new Map<string, DnsName>();
+  for (const [name, n] of names) out.set(name, n.srv.length ? { addrs: [...n.addrs], srv: n.srv } : { addrs: [...n.addrs] });
+  return { set: { names: out }, skipped };
+}
