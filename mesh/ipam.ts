@@ -30,6 +30,7 @@
 // peer's replicated entries are dropped wholesale (Replica.dropOwner), erasing history the ring
 // still needs. A whole ring is small (tens of KiB for a hundred peers), which is what Weave sends.
 
+import { mulberry32 } from './seeded-random.ts';
 import { Bootstrap, type BootstrapMessage, type BootstrapStep, type GenesisValue, genesisId } from './ipam-bootstrap.ts';
 import { type Cidr, DEFAULT_IPAM_RANGE, formatAddr, parseAddr, parseCidr } from './ipam-cidr.ts';
 import { fnv1a64 } from './ipam-hash.ts';
@@ -166,16 +167,6 @@ function emptyOutput(): Output {
   return { send: [], persist: false, allocated: [], refused: [], events: [] };
 }
 
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class Ipam {
   readonly self: string;

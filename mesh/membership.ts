@@ -20,6 +20,7 @@
 // Records carry their subject's signed claim (membership-claim.ts): a member can accuse another
 // only at an incarnation that one signed, and cannot speak for it otherwise.
 
+import { mulberry32 } from './seeded-random.ts';
 import {
   MAX_HEARD_AGO_MS,
   MAX_INCARNATION,
@@ -193,18 +194,6 @@ function defaults(selfId: string): Omit<MembershipOptions, keyof Signer> {
   };
 }
 
-/** Seeded generator for the default `random`: deterministic per peer id, so even a shell that
- *  passes none gets reproducible choices; the choices need spread, not secrecy. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function copyInfo(i: MemberInfo): MemberInfo {
   return { id: i.id, name: i.name, addrs: [...i.addrs], tags: [...i.tags], role: i.role };

@@ -1,19 +1,17 @@
+import { mulberry32 } from '../../mesh/seeded-random.ts';
+
 /** Seeded pseudo-random numbers for deterministic simulations (mulberry32: tiny, fast,
  *  good enough for choosing message loss and peers; not for cryptography). */
 export class Rng {
-  private state: number;
+  private readonly source: () => number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
+    this.source = mulberry32(seed);
   }
 
   /** A float in [0, 1). */
   next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.source();
   }
 
   /** An integer in [0, n). */
