@@ -1,4 +1,4 @@
-// Runs zone builds (zone.ts, buildZoneSteps) in slices, so that a large registry changing
+// Runs zone updates (zone-builder.ts) in slices, so that a large registry changing
 // often never holds up answers for long: each turn of the event loop gives the build at most
 // SLICE_MS, then queries are answered (from the previous zone) before the next slice. Changes
 // that arrive during a build are taken up by one more build when it finishes: never more than
@@ -10,19 +10,20 @@ import type { Zone } from './zone.ts';
 /** Work per turn of the event loop: a query waits at most about this long behind a build. */
 export const SLICE_MS = 0.1;
 
-export type ZoneBuild = () => Generator<void, Zone, void>;
+/** A build: yields between slices, returns the zone (undefined: nothing changed). */
+export type ZoneBuild = () => Generator<void, Zone | undefined, void>;
 
 export class SlicedRebuild {
-  private readonly install: (zone: Zone) => void;
+  private readonly install: (zone: Zone | undefined) => void;
   private readonly fail: (err: unknown) => void;
-  private running: Generator<void, Zone, void> | undefined;
+  private running: Generator<void, Zone | undefined, void> | undefined;
   private next: ZoneBuild | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private stopped = false;
 
   /** `install` receives each finished zone; `fail` a build that threw (the previous zone
    *  stays). */
-  constructor(install: (zone: Zone) => void, fail: (err: unknown) => void) {
+  constructor(install: (zone: Zone | undefined) => void, fail: (err: unknown) => void) {
     this.install = install;
     this.fail = fail;
   }
@@ -68,7 +69,7 @@ export class SlicedRebuild {
         }
         this.next = undefined;
       }
-      let r: IteratorResult<void, Zone>;
+      let r: IteratorResult<void, Zone | undefined>;
       try {
         r = this.running.next();
       } catch (err) {

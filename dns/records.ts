@@ -27,23 +27,42 @@ export interface DnsName {
   srv?: readonly DnsSrv[];
 }
 
+/** Whether two names hold the same data, in the same order. */
+export function sameDnsName(a: DnsName, b: DnsName): boolean {
+  if (a.addrs.length !== b.addrs.length || (a.srv?.length ?? 0) !== (b.srv?.length ?? 0)) return false;
+  for (let i = 0; i < a.addrs.length; i++) if (a.addrs[i] !== b.addrs[i]) return false;
+  for (let i = 0; i < (a.srv?.length ?? 0); i++) {
+    const x = a.srv![i]!;
+    const y = b.srv![i]!;
+    if (x.port !== y.port || x.proto !== y.proto || x.target !== y.target || x.service !== y.service || x.priority !== y.priority || x.weight !== y.weight) return false;
+  }
+  return true;
+}
+
 /**
  * Every name the server answers from its own data. Keys are fully qualified names in any
  * case, with or without the trailing dot; names may lie outside the mesh domain (extras such
  * as `db.example.com`), in which case only those exact names are answered locally. PTR
  * records are derived: every address points back to the names that hold it alone (its
  * per-container names), or to all its names if none does.
+ *
+ * Treat a set and its DnsName objects as immutable: a change is a new set. Keeping the same
+ * DnsName object for a name that did not change lets the server skip it cheaply (it compares
+ * objects first, then contents).
  */
 export interface DnsRecordSet {
   readonly names: ReadonlyMap<string, DnsName>;
 }
 
 /** A source of record sets: the current snapshot, and a signal when it changes. The server
- *  rebuilds its precomputed answers from `current()` after a change (once per burst). */
+ *  updates its precomputed answers from `current()` after a change (once per burst). */
 export interface DnsRecordSource {
   current(): DnsRecordSet;
-  /** Calls `onChange` after each change; returns the unsubscribe function. */
-  subscribe(onChange: () => void): () => void;
+  /** Calls `onChange` after each change, with the (raw) names whose data changed if the
+   *  source knows them: then an update costs only those names. Without them the server
+   *  compares the whole set with the last one (about 0.1 µs a name). Returns the
+   *  unsubscribe function. */
+  subscribe(onChange: (changed?: readonly string[]) => void): () => void;
 }
 
 export const EMPTY_RECORD_SET: DnsRecordSet = { names: new Map() };
@@ -51,7 +70,7 @@ export const EMPTY_RECORD_SET: DnsRecordSet = { names: new Map() };
 /** A record source held in memory: `set()` replaces the snapshot and notifies. */
 export class MemoryRecordSource implements DnsRecordSource {
   private snapshot: DnsRecordSet;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(changed?: readonly string[]) => void>();
 
   constructor(initial: DnsRecordSet = EMPTY_RECORD_SET) {
     this.snapshot = initial;
@@ -61,12 +80,13 @@ export class MemoryRecordSource implements DnsRecordSource {
     return this.snapshot;
   }
 
-  set(next: DnsRecordSet): void {
+  /** Replaces the snapshot; `changed` lists the names that differ, if known. */
+  set(next: DnsRecordSet, changed?: readonly string[]): void {
     this.snapshot = next;
-    for (const l of [...this.listeners]) l();
+    for (const l of [...this.listeners]) l(changed);
   }
 
-  subscribe(onChange: () => void): () => void {
+  subscribe(onChange: (changed?: readonly string[]) => void): () => void {
     this.listeners.add(onChange);
     return () => this.listeners.delete(onChange);
   }
@@ -129,8 +149,10 @@ export interface BuiltRecords {
  * and aliases resolve in the container's stack (or the domain outside a stack); containers
  * sharing a name (two aliases alike) share it round-robin. Short names (`web`, `web-1`) work
  * through the containers' search domains `shop.DOMAIN DOMAIN`: the server answers FQDNs only.
+ * Given the `previous` set, names whose data did not change keep their objects, which makes
+ * the server's update cost proportional to what changed.
  */
-export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DOMAIN): BuiltRecords {
+export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DOMAIN, previous?: DnsRecordSet): BuiltRecords {
   const names = new Map<string, { addrs: Set<string>; srv: DnsSrv[] }>();
   const skipped: BuiltRecords['skipped'] = [];
   const at = (fqdn: string) => {
@@ -179,6 +201,10 @@ export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DO
   }
 
   const out = new Map<string, DnsName>();
-  for (const [name, n] of names) out.set(name, n.srv.length ? { addrs: [...n.addrs], srv: n.srv } : { addrs: [...n.addrs] });
+  for (const [name, n] of names) {
+    const next: DnsName = n.srv.length ? { addrs: [...n.addrs], srv: n.srv } : { addrs: [...n.addrs] };
+    const old = previous?.names.get(name);
+    out.set(name, old && sameDnsName(old, next) ? old : next);
+  }
   return { set: { names: out }, skipped };
 }

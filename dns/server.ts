@@ -33,7 +33,8 @@ import { STAT, STAT_SLOTS, type UdpContext, bindUdp, onUdpMessage } from './udp.
 import { type FromWorker, type ToWorker, WORKER_KIND, type WorkerInit } from './udp-worker.ts';
 import { formatUpstream, readResolvConf, type UpstreamAddress } from './upstream-config.ts';
 import { SlicedRebuild } from './rebuild.ts';
-import { buildZone, buildZoneSteps, DEFAULT_REVERSE, DEFAULT_TTL_S, type Zone, type ZoneOptions } from './zone.ts';
+import { ZoneBuilder } from './zone-builder.ts';
+import { DEFAULT_REVERSE, DEFAULT_TTL_S, type Zone, type ZoneOptions } from './zone.ts';
 
 /** RFC 7766 §6.2.3 recommends a few seconds idle; a container's resolver reconnects cheaply. */
 export const TCP_IDLE_MS = 10_000;
@@ -122,8 +123,14 @@ export class DnsServer {
   private readonly workerCounters: Float64Array[] = [];
   private readonly bound: ListenAddress[] = [];
   private unsubscribe: () => void = () => {};
+  private readonly builder: ZoneBuilder;
+  private reportedSkipped: Zone['skipped'] | undefined;
+  /** Names the source said changed since the last update; undefined: it did not say, so
+   *  the whole set is compared. */
+  private hinted: Set<string> | undefined;
   private readonly rebuild = new SlicedRebuild(
     (zone) => {
+      if (!zone) return; // nothing had changed
       this.ctx.zone = zone;
       this.installed(zone);
     },
@@ -145,6 +152,7 @@ export class DnsServer {
       throw new Error(`DNS workers must be a whole number from 0 to ${MAX_WORKERS}, not ${opts.workers}`);
     }
     this.serial = Math.floor(Date.now() / 1000);
+    this.builder = new ZoneBuilder(this.zoneOptions());
     this.ctx = {
       zone: this.build(),
       maxUdp: this.maxUdp,
@@ -184,7 +192,7 @@ export class DnsServer {
       await server.stop();
       throw err;
     }
-    server.unsubscribe = opts.source.subscribe(() => server.scheduleRebuild());
+    server.unsubscribe = opts.source.subscribe((changed) => server.scheduleRebuild(changed));
     log.info('DNS listening', {
       domain: server.ctx.zone.domain,
       listen: server.bound.map((b) => `${b.host}:${b.port}`).join(','),
@@ -284,20 +292,21 @@ export class DnsServer {
       ...(this.opts.domain !== undefined ? { domain: this.opts.domain } : {}),
       ttl: this.opts.ttl ?? DEFAULT_TTL_S,
       reverse: [...(this.opts.reverse ?? DEFAULT_REVERSE)],
-      serial: this.serial,
     };
   }
 
+  /** The first zone, built at once before anything listens. */
   private build(): Zone {
-    this.serial++;
-    const zone = buildZone(this.opts.source.current(), this.zoneOptions());
-    this.installed(zone);
-    return zone;
+    const steps = this.builder.update(this.opts.source.current(), ++this.serial);
+    for (let r = steps.next(); !r.done; r = steps.next());
+    this.installed(this.builder.zone);
+    return this.builder.zone;
   }
 
   private installed(zone: Zone): void {
     this.zoneBuilds++;
-    if (zone.skipped.length) {
+    if (zone.skipped.length && zone.skipped !== this.reportedSkipped) {
+      this.reportedSkipped = zone.skipped;
       log.warn('DNS records left out', {
         count: zone.skipped.length,
         first: `${zone.skipped[0]!.name}: ${zone.skipped[0]!.reason}`,
@@ -305,17 +314,29 @@ export class DnsServer {
     }
   }
 
-  /** A change of the records: one build per burst, in slices (rebuild.ts); the workers get
-   *  the same records when the build starts and build their own copies the same way. */
-  private scheduleRebuild(): void {
+  /** A change of the records: one update per burst, of the names that changed (in place
+   *  when few did, in slices otherwise: zone-builder.ts, rebuild.ts). The workers get the
+   *  same changes and update their own copies the same way. */
+  private scheduleRebuild(changed?: readonly string[]): void {
     if (this.stopped) return;
+    if (!changed) this.hinted = undefined;
+    else if (this.hinted) for (const raw of changed) this.hinted.add(raw);
     this.rebuild.request(() => {
-      this.serial++;
       const set = this.opts.source.current();
-      const options = this.zoneOptions();
-      const m: ToWorker = { t: 'zone', set, zone: options };
-      for (const w of this.workers) w.postMessage(m);
-      return buildZoneSteps(set, options);
+      const changed = this.hinted ? [...this.hinted] : this.builder.changedSince(set);
+      this.hinted = new Set();
+      if (changed.length === 0) return (function* () { return undefined; })();
+      const serial = ++this.serial;
+      if (this.workers.length) {
+        const m: ToWorker = {
+          t: 'patch',
+          upserts: changed.filter((raw) => set.names.has(raw)).map((raw) => [raw, set.names.get(raw)!]),
+          removes: changed.filter((raw) => !set.names.has(raw)),
+          serial,
+        };
+        for (const w of this.workers) w.postMessage(m);
+      }
+      return this.builder.update(set, serial, changed);
     });
   }
 
@@ -462,7 +483,8 @@ export class DnsServer {
       kind: WORKER_KIND,
       listen: this.bound.map((b) => ({ ...b })),
       zone: this.zoneOptions(),
-      set: this.opts.source.current(),
+      set: { names: this.builder.applied() },
+      serial: this.serial,
       maxUdp: this.maxUdp,
       counters,
     };

@@ -1,17 +1,19 @@
 // A UDP worker thread. Each one binds every listen address with SO_REUSEPORT, so the kernel
 // spreads clients over the threads, and answers zone names on its own event loop: off the
 // peer's main thread (gossip, Noise, GC there do not delay answers) and on more than one
-// core. It builds its own copy of the zone from the record set the main thread posts.
+// core. It keeps its own copy of the zone, from the records and the patches the main thread
+// posts.
 // Questions that are not ours go to the main thread, whose forwarder and cache are shared
 // by all threads, and its replies come back here to be sent from the right socket.
 
 import type dgram from 'node:dgram';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { LogOnce } from '../mesh/log-once.ts';
-import type { DnsRecordSet } from './records.ts';
+import type { DnsName } from './records.ts';
 import { type UdpContext, bindUdp, onUdpMessage } from './udp.ts';
 import { SlicedRebuild } from './rebuild.ts';
-import { buildZone, buildZoneSteps, type ZoneOptions } from './zone.ts';
+import { ZoneBuilder } from './zone-builder.ts';
+import type { ZoneOptions } from './zone.ts';
 
 export const WORKER_KIND = 'weft-dns-udp';
 
@@ -19,14 +21,16 @@ export interface WorkerInit {
   kind: typeof WORKER_KIND;
   listen: { host: string; port: number }[];
   zone: ZoneOptions;
-  set: DnsRecordSet;
+  /** The records as the main thread's builder last applied them; patches follow. */
+  set: { names: Map<string, DnsName> };
+  serial: number;
   maxUdp: number;
   /** STAT_SLOTS float64 counters, written only by this thread. */
   counters: SharedArrayBuffer;
 }
 
 export type ToWorker =
-  | { t: 'zone'; set: DnsRecordSet; zone: ZoneOptions }
+  | { t: 'patch'; upserts: [string, DnsName][]; removes: string[]; serial: number }
   | { t: 'reply'; sock: number; bytes: Uint8Array; port: number; address: string }
   | { t: 'stop' };
 
@@ -40,8 +44,12 @@ async function run(init: WorkerInit): Promise<void> {
   const port = parentPort!;
   const post = (m: FromWorker) => port.postMessage(m);
   const sockets: dgram.Socket[] = [];
+  const names = init.set.names;
+  const builder = new ZoneBuilder(init.zone);
+  const first = builder.update({ names }, init.serial);
+  for (let r = first.next(); !r.done; r = first.next());
   const ctx: UdpContext = {
-    zone: buildZone(init.set, init.zone),
+    zone: builder.zone,
     maxUdp: init.maxUdp,
     random: Math.random,
     counters: new Float64Array(init.counters),
@@ -54,13 +62,30 @@ async function run(init: WorkerInit): Promise<void> {
   };
   const rebuild = new SlicedRebuild(
     (zone) => {
-      ctx.zone = zone;
+      if (zone) ctx.zone = zone;
     },
     () => {}, // the main thread builds the same records and reports the failure
   );
+  // Patches are applied to our copy of the records as they come; the zone follows with one
+  // update per burst, of every name patched since the last.
+  const pending = new Set<string>();
+  let serial = init.serial;
   port.on('message', (m: ToWorker) => {
-    if (m.t === 'zone') {
-      rebuild.request(() => buildZoneSteps(m.set, m.zone));
+    if (m.t === 'patch') {
+      for (const [raw, data] of m.upserts) {
+        names.set(raw, data);
+        pending.add(raw);
+      }
+      for (const raw of m.removes) {
+        names.delete(raw);
+        pending.add(raw);
+      }
+      serial = m.serial;
+      rebuild.request(() => {
+        const changed = [...pending];
+        pending.clear();
+        return builder.update({ names }, serial, changed);
+      });
     } else if (m.t === 'reply') {
       const s = sockets[m.sock];
       if (s) s.send(m.bytes, m.port, m.address);

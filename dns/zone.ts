@@ -1,8 +1,8 @@
-// A record set turned into precomputed answers: for every name, the wire bytes of its A, SRV,
-// PTR (and at the apex SOA) records, each record's owner a pointer to the question at offset
-// 12, and the SOA that a negative answer at that name carries. Answering is then a map
-// lookup, a shuffle of byte segments and a copy (answer.ts). Built again only when the
-// records change. Pure: no I/O, no clock, no randomness.
+// The zone: precomputed answers. For every name, the wire bytes of its A, SRV, PTR (and at
+// the apex SOA) records, each record's owner a pointer to the question at offset 12, and the
+// SOA that a negative answer at that name carries. Answering is then a map lookup, a shuffle
+// of byte segments and a copy (answer.ts). zone-builder.ts keeps a zone up to date with the
+// records. Pure: no I/O, no clock, no randomness.
 
 import {
   DEFAULT_DOMAIN,
@@ -30,7 +30,7 @@ const SOA_REFRESH = 3600;
 const SOA_RETRY = 600;
 const SOA_EXPIRE = 86_400;
 /** RFC 2782 weight: equal non-zero weights make weighted clients choose uniformly. */
-const SRV_DEFAULT_WEIGHT = 1;
+export const SRV_DEFAULT_WEIGHT = 1;
 /** The owner of every precomputed record: a compression pointer to the question name. */
 const PTR_TO_QUESTION = 0xc000 | HEADER_LEN;
 const IN_ADDR_ARPA_KEY = nameKey('in-addr.arpa');
@@ -96,166 +96,43 @@ export function parseCidr(text: string): ReverseRange {
   return { text, base: (base & mask) >>> 0, mask, octets: Math.ceil(prefix / 8) };
 }
 
-/** Builds the zone at once. Invalid names and addresses are skipped and listed, never
- *  thrown: one bad container name must not take DNS away from the others. */
-export function buildZone(set: DnsRecordSet, options: ZoneOptions = {}): Zone {
-  const steps = buildZoneSteps(set, options);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
-}
-
-/** Names (or addresses) handled between two yields of buildZoneSteps: some 20 µs of work. */
-export const BUILD_STEP = 32;
-
-/**
- * The same build in slices: it yields after every BUILD_STEP names so that the caller can
- * answer queries in between (the shell runs slices within a time budget per turn of its
- * event loop), and returns the zone. Until it returns, the previous zone stays in use.
- */
-export function* buildZoneSteps(set: DnsRecordSet, options: ZoneOptions = {}): Generator<void, Zone, void> {
+/** A zone with nothing but its apex (SOA), for the builder (zone-builder.ts) to fill. */
+export function emptyZone(options: ZoneOptions = {}): Zone {
   const domain = normalizeName(options.domain ?? DEFAULT_DOMAIN);
   if (domain === '') throw new Error('the DNS domain cannot be the root');
   const ttl = options.ttl ?? DEFAULT_TTL_S;
   if (!Number.isInteger(ttl) || ttl < 0 || ttl > 2 ** 31 - 1) throw new Error(`DNS TTL ${ttl} is not a whole number of seconds`);
-  const serial = (options.serial ?? 1) >>> 0;
   const reverse = (options.reverse ?? DEFAULT_REVERSE).map(parseCidr);
-  const skipped: { name: string; reason: string }[] = [];
   const domainKey = textToKey(domain);
-  const zone: Zone = { domain, domainKey, ttl, serial, nodes: new Map(), reverse, records: 0, skipped, nxSoaCache: [] };
-  let work = 0;
-
-  // Normalize and merge: names differing only in case are one name.
-  const addrsAt = new Map<string, number[]>();
-  const srvAt = new Map<string, DnsSrv[]>();
-  for (const [raw, data] of set.names) {
-    if (++work % BUILD_STEP === 0) yield;
-    let name: string;
-    try {
-      name = isNormalName(raw) ? raw : normalizeName(raw);
-      if (name === '') throw new Error('the root cannot hold records');
-    } catch (err) {
-      skipped.push({ name: raw, reason: (err as Error).message });
-      continue;
-    }
-    let addrs = addrsAt.get(name);
-    if (!addrs) addrsAt.set(name, (addrs = []));
-    for (const a of data.addrs) {
-      const n = parseIPv4(a);
-      if (n >= 0) addrs.push(n);
-      else skipped.push({ name: raw, reason: `"${a}" is not an IPv4 address` });
-    }
-    if (data.srv) {
-      for (const s of data.srv) {
-        try {
-          const target = isNormalName(s.target) ? s.target : normalizeName(s.target);
-          if (!Number.isInteger(s.port) || s.port < 0 || s.port > 65535) throw new Error(`port ${s.port} is out of range`);
-          const entry = { ...s, target };
-          const owners = [name, `_${s.port}._${s.proto}.${name}`];
-          if (s.service) owners.push(`_${s.service}._${s.proto}.${name}`);
-          for (const o of owners) {
-            const owner = isNormalName(o) ? o : normalizeName(o);
-            let list = srvAt.get(owner);
-            if (!list) srvAt.set(owner, (list = []));
-            list.push(entry);
-          }
-        } catch (err) {
-          skipped.push({ name: raw, reason: `SRV ${s.service ?? s.port}/${s.proto}: ${(err as Error).message}` });
-        }
-      }
-    }
-  }
-
-  const nodes = zone.nodes as Map<string, ZoneNode>;
-  const domainTail = '.' + domain;
-  /** The node of a normalized name, created with the SOA for negative answers if the name
-   *  is in the domain, and its ancestors up to the apex as empty non-terminals: they answer
-   *  NODATA, not NXDOMAIN (RFC 8020), e.g. `shop.weft.local` or `_tcp.web.…`. */
-  const nodeAt = (name: string): ZoneNode => {
-    const key = textToKey(name);
-    let n = nodes.get(key);
-    if (n) return n;
-    n = {};
-    nodes.set(key, n);
-    if (name.endsWith(domainTail)) {
-      n.negative = nxdomainSoa(zone, name.length - domain.length, true);
-      let parent = name.slice(name.indexOf('.') + 1);
-      while (parent !== domain) {
-        const pk = textToKey(parent);
-        if (nodes.has(pk)) break; // its ancestors were added with it
-        nodes.set(pk, { negative: nxdomainSoa(zone, parent.length - domain.length, true) });
-        parent = parent.slice(parent.indexOf('.') + 1);
-      }
-    }
-    return n;
-  };
-  const apex: ZoneNode = { negative: nxdomainSoa(zone, 0, true) };
-  nodes.set(domainKey, apex);
-  apex.soa = rrset([soaRecord(zone, PTR_TO_QUESTION, true)]);
-  let records = 0;
-
-  // A, and who holds each address for PTR.
-  const holders = new Map<number, { name: string; alone: boolean }[]>();
-  for (const [name, raw] of addrsAt) {
-    if (++work % BUILD_STEP === 0) yield;
-    const node = nodeAt(name);
-    if (raw.length === 0) continue;
-    const list = raw.length === 1 ? raw : [...new Set(raw)].sort((x, y) => x - y);
-    node.a = aRRSet(ttl, list);
-    records += list.length;
-    for (const a of list) {
-      const h = holders.get(a);
-      const entry = { name, alone: list.length === 1 };
-      if (h) h.push(entry);
-      else holders.set(a, [entry]);
-    }
-  }
-
-  // SRV, with the targets' addresses as glue.
-  for (const [owner, list] of srvAt) {
-    if (++work % BUILD_STEP === 0) yield;
-    const unique = new Map<string, DnsSrv>();
-    for (const s of list) unique.set(`${s.priority ?? 0}/${s.weight ?? SRV_DEFAULT_WEIGHT}/${s.port}/${s.target}`, s);
-    const entries = [...unique.values()].sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : x.port - y.port));
-    const srv = rrset(entries.map((s) => srvRecord(ttl, owner, s)));
-    const glue: Buffer[] = [];
-    for (const target of new Set(entries.map((s) => s.target))) {
-      for (const a of [...new Set(addrsAt.get(target) ?? [])].sort((x, y) => x - y)) glue.push(glueRecord(ttl, owner, target, a));
-    }
-    if (glue.length) srv.glue = { count: glue.length, data: Buffer.concat(glue) };
-    nodeAt(owner).srv = srv;
-    records += entries.length;
-  }
-
-  // PTR: an address names the per-container names that hold it alone, else every holder.
-  // Targets never share a suffix with an in-addr.arpa question, so they go uncompressed.
-  for (const [addr, h] of holders) {
-    if (++work % BUILD_STEP === 0) yield;
-    let targets: string[];
-    if (h.length === 1) targets = [h[0]!.name];
-    else {
-      const alone = h.filter((x) => x.alone);
-      targets = (alone.length ? alone : h).map((x) => x.name).sort();
-    }
-    const owner = `${addr & 255}.${(addr >>> 8) & 255}.${(addr >>> 16) & 255}.${addr >>> 24}.in-addr.arpa`;
-    const node = nodeAt(owner);
-    node.ptr = ptrRRSet(ttl, targets);
-    records += targets.length;
-    const range = reverse.find((r) => ((addr & r.mask) >>> 0) === r.base);
-    if (range) {
-      let apexAt = 0;
-      for (let i = 0; i < 4 - range.octets; i++) apexAt += String((addr >>> (8 * i)) & 255).length + 1;
-      node.negative = nxdomainSoa(zone, apexAt, false);
-    }
-  }
-  (zone as { records: number }).records = records;
+  const zone: Zone = { domain, domainKey, ttl, serial: (options.serial ?? 1) >>> 0, nodes: new Map(), reverse, records: 0, skipped: [], nxSoaCache: [] };
+  const apex: ZoneNode = { negative: nxdomainSoa(zone, 0, true), soa: rrset([soaRecord(zone, PTR_TO_QUESTION, true)]) };
+  (zone.nodes as Map<string, ZoneNode>).set(domainKey, apex);
   return zone;
+}
+
+/** Sets the SOA serial of a zone in place: in the apex SOA and every negative answer's. */
+export function setSerial(zone: Zone, serial: number): void {
+  const value = serial >>> 0;
+  (zone as { serial: number }).serial = value;
+  const apex = zone.nodes.get(zone.domainKey)?.soa;
+  if (apex) apex.data.writeUInt32BE(value, apex.data.length - 20);
+  for (const soa of zone.nxSoaCache) if (soa) soa.writeUInt32BE(value, soa.length - 20);
+}
+
+/** The reverse name's key of an address, and the SOA for negative answers there if the
+ *  address is in one of our reverse ranges. */
+export function reverseOf(zone: Zone, addr: number): { key: string; negative: Buffer | undefined } {
+  const key = textToKey(`${addr & 255}.${(addr >>> 8) & 255}.${(addr >>> 16) & 255}.${addr >>> 24}.in-addr.arpa`);
+  const range = zone.reverse.find((r) => ((addr & r.mask) >>> 0) === r.base);
+  if (!range) return { key, negative: undefined };
+  let apexAt = 0;
+  for (let i = 0; i < 4 - range.octets; i++) apexAt += String((addr >>> (8 * i)) & 255).length + 1;
+  return { key, negative: nxdomainSoa(zone, apexAt, false) };
 }
 
 /** Whether a name is already normalized (lowercase, valid labels, no trailing dot): the
  *  common case, checked in one pass without allocating. */
-function isNormalName(name: string): boolean {
+export function isNormalName(name: string): boolean {
   const n = name.length;
   if (n === 0 || n > MAX_NAME_WIRE - 2) return false;
   let label = 0;
@@ -274,7 +151,7 @@ function isNormalName(name: string): boolean {
 }
 
 /** The key of a normalized name, built as a string (no buffer). */
-function textToKey(name: string): string {
+export function textToKey(name: string): string {
   let key = '';
   let start = 0;
   for (let i = 0; i <= name.length; i++) {
@@ -287,7 +164,7 @@ function textToKey(name: string): string {
 }
 
 /** A dotted-quad IPv4 address as an unsigned integer, or -1. */
-function parseIPv4(s: string): number {
+export function parseIPv4(s: string): number {
   let value = 0;
   let octet = -1;
   let parts = 0;
@@ -391,7 +268,7 @@ function pointer(value: number): Buffer {
 const QUESTION_OWNER = pointer(PTR_TO_QUESTION);
 
 /** A records, each 16 octets: pointer, type, class, TTL, length 4, address. */
-function aRRSet(ttl: number, addrs: readonly number[]): RRSet {
+export function aRRSet(ttl: number, addrs: readonly number[]): RRSet {
   const n = addrs.length;
   const data = Buffer.allocUnsafe(16 * n);
   const offsets = new Uint32Array(n + 1);
@@ -407,6 +284,18 @@ function aRRSet(ttl: number, addrs: readonly number[]): RRSet {
   }
   offsets[n] = 16 * n;
   return { count: n, data, offsets };
+}
+
+/** SRV records at `owner`, targets compressed against the question, with the targets'
+ *  addresses (from `addrsOf`) as glue for the additional section. */
+export function srvRRSet(ttl: number, owner: string, entries: readonly DnsSrv[], addrsOf: (target: string) => readonly number[]): RRSet {
+  const set = rrset(entries.map((e) => srvRecord(ttl, owner, e)));
+  const glue: Buffer[] = [];
+  for (const target of new Set(entries.map((e) => e.target))) {
+    for (const a of addrsOf(target)) glue.push(glueRecord(ttl, owner, target, a));
+  }
+  if (glue.length) set.glue = { count: glue.length, data: Buffer.concat(glue) };
+  return set;
 }
 
 function srvRecord(ttl: number, owner: string, s: DnsSrv): Buffer {
@@ -426,7 +315,7 @@ function glueRecord(ttl: number, question: string, target: string, addr: number)
 }
 
 /** PTR records, targets written out in full, into one buffer. */
-function ptrRRSet(ttl: number, targets: readonly string[]): RRSet {
+export function ptrRRSet(ttl: number, targets: readonly string[]): RRSet {
   let size = 0;
   for (const t of targets) size += 12 + t.length + 2;
   const data = Buffer.allocUnsafe(size);

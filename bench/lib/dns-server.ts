@@ -28,7 +28,10 @@ function change(): void {
   const c = containers[changes++ % containers.length] as ContainerRecord;
   const [a, b, x] = (c.addrs[0] as string).split('.').map(Number) as [number, number, number, number];
   c.addrs = [`${a}.${b}.${x}.${(changes % 250) + 1}`];
-  source.set(buildRecordSet({ containers }).set);
+  // As a registry would: the names of the container that changed are known.
+  const zone = c.stack ? `${c.stack}.weft.local` : 'weft.local';
+  const changed = [`${c.name}.${zone}`, ...(c.service ? [`${c.service}.${zone}`] : [])];
+  source.set(buildRecordSet({ containers }, undefined, source.current()).set, changed);
 }
 process.on('SIGUSR1', () => {
   if (spec.churn > 0 && !timer) timer = setInterval(change, 1000 / spec.churn);

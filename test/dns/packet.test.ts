@@ -8,7 +8,7 @@ import { parseQuery, scanResponse, type Query, type Rejection } from '../../dns/
 import { buildRecordSet } from '../../dns/records.ts';
 import { FrameReader, frame } from '../../dns/tcp-frames.ts';
 import { parseResolvConf, parseUpstream } from '../../dns/upstream-config.ts';
-import { buildZone } from '../../dns/zone.ts';
+import { buildZone } from '../../dns/zone-builder.ts';
 import { Rng, seeds } from '../sim/rng.ts';
 import { makeQuery, QTYPE } from './helpers.ts';
 

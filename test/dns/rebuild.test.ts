@@ -3,7 +3,8 @@
 
 import { expect, test } from 'vitest';
 import { SlicedRebuild } from '../../dns/rebuild.ts';
-import { buildZone, type Zone } from '../../dns/zone.ts';
+import { buildZone } from '../../dns/zone-builder.ts';
+import type { Zone } from '../../dns/zone.ts';
 
 const zoneNamed = (serial: number): Zone => buildZone({ names: new Map() }, { serial });
 function* slowBuild(serial: number, slices: number, log: string[]): Generator<void, Zone, void> {
@@ -20,7 +21,7 @@ const turn = () => new Promise((r) => setImmediate(r));
 test('builds run across turns of the event loop; changes meanwhile cost one more build', async () => {
   const installed: number[] = [];
   const log: string[] = [];
-  const r = new SlicedRebuild((z) => installed.push(z.serial), (err) => log.push(`failed ${String(err)}`));
+  const r = new SlicedRebuild((z) => installed.push(z!.serial), (err) => log.push(`failed ${String(err)}`));
   r.request(() => slowBuild(1, 20, log));
   await turn();
   expect(log).toEqual(['start 1']);
@@ -35,7 +36,7 @@ test('builds run across turns of the event loop; changes meanwhile cost one more
 test('a build that throws leaves the previous zone and does not stop later builds', async () => {
   const installed: number[] = [];
   const failures: string[] = [];
-  const r = new SlicedRebuild((z) => installed.push(z.serial), (err) => failures.push((err as Error).message));
+  const r = new SlicedRebuild((z) => installed.push(z!.serial), (err) => failures.push((err as Error).message));
   r.request(function* () {
     yield;
     throw new Error('bad records');

@@ -135,6 +135,18 @@ describe('a stack resolved over real sockets', () => {
     expect(addressesOf(decode(await udpExchange(host, port, makeQuery('web.shop.weft.local', QTYPE.A)))).sort()).toEqual(['10.32.0.2', '10.32.3.9']);
     expect(decode(await udpExchange(host, port, makeQuery('web-2.shop.weft.local', QTYPE.A))).header.rcode).toBe(3);
     expect(server.stats().zoneBuilds).toBe(2); // the burst of two changes was one rebuild
+    // A source that says which names changed: only those are looked at.
+    let prev = source.current();
+    for (const addr of ['10.32.4.1', '10.32.4.2']) {
+      const next = buildRecordSet({ containers: [{ name: 'web-1', stack: 'shop', service: 'web', addrs: [addr] }, { name: 'web-9', stack: 'shop', service: 'web', addrs: ['10.32.3.9'] }] }, undefined, prev).set;
+      source.set(next, ['web-1.shop.weft.local', 'web.shop.weft.local']);
+      prev = next;
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(addressesOf(decode(await udpExchange(host, port, makeQuery('web-1.shop.weft.local', QTYPE.A))))).toEqual(['10.32.4.2']);
+    expect(addressesOf(decode(await udpExchange(host, port, makeQuery('web.shop.weft.local', QTYPE.A)))).sort()).toEqual(['10.32.3.9', '10.32.4.2']);
+    expect(decode(await udpExchange(host, port, makeQuery('2.4.32.10.in-addr.arpa', QTYPE.PTR))).answers.map((a) => a.domain)).toEqual(['web-1.shop.weft.local']);
+    expect(decode(await udpExchange(host, port, makeQuery('1.4.32.10.in-addr.arpa', QTYPE.PTR))).header.rcode).toBe(3);
   });
 
   test('with no upstreams, names outside the mesh are REFUSED', async () => {

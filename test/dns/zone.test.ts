@@ -5,7 +5,8 @@ import { describe, expect, test } from 'vitest';
 import { answerFromZone } from '../../dns/answer.ts';
 import { parseQuery, udpLimit } from '../../dns/packet.ts';
 import { buildRecordSet, type ContainerRecord, type DnsRecordSet, identityFromLabels } from '../../dns/records.ts';
-import { BUILD_STEP, buildZone, buildZoneSteps, type ZoneOptions } from '../../dns/zone.ts';
+import { BUILD_STEP, buildZone, buildZoneSteps, ZoneBuilder } from '../../dns/zone-builder.ts';
+import type { ZoneOptions } from '../../dns/zone.ts';
 import { Rng, seeds } from '../sim/rng.ts';
 import { addressesOf, decode, makeQuery, type QueryOptions, QTYPE } from './helpers.ts';
 
@@ -285,5 +286,81 @@ describe('any record set', () => {
     expect(sliced.records).toBe(once.records);
     expect([...sliced.nodes.keys()].sort()).toEqual([...once.nodes.keys()].sort());
     for (const [k, n] of once.nodes) expect(sliced.nodes.get(k)!.a?.data.equals(n.a!.data) ?? !n.a).toBe(true);
+  });
+});
+
+describe('updates in place', () => {
+  /** Everything a zone answers with, as comparable text. */
+  function snapshot(zone: ReturnType<typeof buildZone>) {
+    const out: Record<string, string> = {};
+    for (const [k, n] of zone.nodes) {
+      out[k] = ['a', 'srv', 'ptr', 'soa'].map((t) => {
+        const set = n[t as 'a'];
+        return set ? `${t}:${set.data.toString('hex')}:${set.glue?.data.toString('hex') ?? ''}` : '';
+      }).join('|') + `|neg:${n.negative?.toString('hex') ?? ''}`;
+    }
+    return { nodes: out, records: zone.records, skipped: zone.skipped.map((s) => `${s.name}: ${s.reason}`).sort(), serial: zone.serial };
+  }
+
+  function randomContainers(rng: Rng, n: number): ContainerRecord[] {
+    return Array.from({ length: n }, (_, i) => ({
+      name: rng.chance(0.05) ? `Bad Name ${i}` : `c${i}`,
+      stack: rng.chance(0.8) ? rng.pick(['shop', 'blog']) : undefined,
+      service: rng.chance(0.8) ? rng.pick(['web', 'db', 'api']) : undefined,
+      addrs: [`10.32.${rng.int(3)}.${1 + rng.int(30)}`, ...(rng.chance(0.1) ? ['nonsense'] : [])],
+      ...(rng.chance(0.2) ? { aliases: [rng.pick(['shared', 'Other'])] } : {}),
+      ...(rng.chance(0.4) ? { ports: [{ port: rng.pick([80, 443]), proto: 'tcp' as const, ...(rng.chance(0.5) ? { name: 'http' } : {}) }] } : {}),
+    }));
+  }
+
+  test.each(seeds(40))('seed %i: a zone updated change by change answers exactly like one built afresh', (seed) => {
+    const rng = new Rng(seed);
+    let containers = randomContainers(rng, 5 + rng.int(30));
+    let extras = [{ name: 'legacy', addr: '192.168.1.1' }];
+    const builder = new ZoneBuilder({});
+    let serial = 1;
+    const check = () => {
+      const { set } = buildRecordSet({ containers, extras });
+      const steps = builder.update(set, ++serial);
+      for (let r = steps.next(); !r.done; r = steps.next());
+      expect(snapshot(builder.zone)).toEqual(snapshot(buildZone(set, { serial })));
+    };
+    check();
+    for (let step = 0; step < 25; step++) {
+      containers = containers.map((c) => ({ ...c }));
+      const c = rng.pick(containers);
+      switch (rng.int(6)) {
+        case 0: c.addrs = [`10.32.${rng.int(3)}.${1 + rng.int(30)}`]; break; // moved
+        case 1: containers.splice(containers.indexOf(c), 1); break; // stopped
+        case 2: containers.push(...randomContainers(rng, 1 + rng.int(3)).map((x, i) => ({ ...x, name: `n${step}-${i}` }))); break; // started
+        case 3: c.ports = rng.chance(0.5) ? [] : [{ port: 8080, proto: 'udp' }]; break; // ports changed
+        case 4: c.service = rng.pick(['web', 'db', undefined]); break; // relabelled
+        default: extras = rng.chance(0.5) ? [] : [{ name: rng.pick(['legacy', 'c1']), addr: `10.32.9.${rng.int(9)}` }];
+      }
+      if (containers.length === 0) containers.push(...randomContainers(rng, 2));
+      check();
+    }
+  });
+
+  test('a change of many names builds a fresh zone in slices; a few are applied at once', () => {
+    const many = (moved: number) => buildRecordSet({
+      containers: Array.from({ length: 2000 }, (_, i) => ({ name: `c${i}`, stack: 's', service: `v${i % 50}`, addrs: [`10.${32 + (i >> 16)}.${((i + moved) >> 8) & 255}.${(i + moved) & 255}`] })),
+    }).set;
+    const builder = new ZoneBuilder({});
+    const run = (set: ReturnType<typeof many>, serial: number) => {
+      const steps = builder.update(set, serial);
+      let yields = 0;
+      for (let r = steps.next(); !r.done; r = steps.next()) yields++;
+      return yields;
+    };
+    expect(run(many(0), 1)).toBeGreaterThan(2000 / BUILD_STEP);
+    const before = builder.zone;
+    const oneMoved = new Map(many(0).names);
+    oneMoved.set('c7.s.weft.local', { addrs: ['10.40.0.1'] });
+    expect(run({ names: oneMoved }, 2)).toBe(0);
+    expect(builder.zone).toBe(before); // the same zone, changed in place
+    expect(run(many(1000), 3)).toBeGreaterThan(0);
+    expect(builder.zone).not.toBe(before);
+    expect(snapshot(builder.zone)).toEqual(snapshot(buildZone(many(1000), { serial: 3 })));
   });
 });

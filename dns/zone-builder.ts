@@ -1,0 +1,407 @@
+// Record sets into zones, incrementally. The builder remembers the names it applied and the
+// indexes that tie records together (who holds an address, who contributes to an SRV set,
+// which names lie below a level), so that a change touches only what depends on it: a
+// container moving costs its own A records, two PTR sets and the SRV sets that list it,
+// microseconds whatever the size of the registry. A change of many names builds a fresh
+// zone instead, in slices (the generator yields), and swaps it in when done.
+// Pure: no I/O, no clock, no randomness.
+
+import { DEFAULT_DOMAIN, normalizeName } from './names.ts';
+import { type DnsName, type DnsRecordSet, type DnsSrv, sameDnsName } from './records.ts';
+import {
+  DEFAULT_REVERSE,
+  DEFAULT_TTL_S,
+  type RRSet,
+  type Zone,
+  type ZoneNode,
+  type ZoneOptions,
+  aRRSet,
+  emptyZone,
+  isNormalName,
+  nxdomainSoa,
+  parseIPv4,
+  ptrRRSet,
+  reverseOf,
+  setSerial,
+  srvRRSet,
+  textToKey,
+} from './zone.ts';
+
+/** Units of work (names, SRV sets, addresses) between two yields of a sliced build: some
+ *  20 µs, so that a query never waits long behind one. */
+export const BUILD_STEP = 32;
+/** A change of more names than this share of the zone (and at least MIN_FRESH) is built as
+ *  a fresh zone in slices; fewer are applied in place at once (atomic for queries). */
+export const FRESH_SHARE = 0.25;
+const MIN_FRESH = 256;
+
+/** One DNS name's place in the indexes. */
+interface Meta {
+  /** Raw names (case variants) in the record set that normalize to this one. */
+  named: number;
+  /** Live names strictly below this one in the domain (it exists while any does). */
+  below: number;
+  /** Whether the name exists as far as the ancestors' counts know. */
+  live: boolean;
+}
+
+class State {
+  readonly zone: Zone;
+  readonly nodes: Map<string, ZoneNode>;
+  readonly domainKey: string;
+  /** What was applied, raw name → data, and raw name → normalized name (valid ones). */
+  readonly entries = new Map<string, DnsName>();
+  readonly normOf = new Map<string, string>();
+  readonly rawsOf = new Map<string, Set<string>>();
+  /** Normalized name → its sorted, unique addresses (its A records). */
+  readonly addrsOf = new Map<string, number[]>();
+  readonly holders = new Map<number, Set<string>>();
+  /** Normalized name → SRV owner → the entries it contributes there. */
+  readonly srvOf = new Map<string, Map<string, DnsSrv[]>>();
+  readonly contributors = new Map<string, Set<string>>();
+  /** SRV target → owners listing it (their glue carries its addresses), and back. */
+  readonly ownersOfTarget = new Map<string, Set<string>>();
+  readonly targetsOf = new Map<string, Set<string>>();
+  readonly meta = new Map<string, Meta>();
+  readonly skippedBy = new Map<string, { name: string; reason: string }[]>();
+
+  constructor(options: ZoneOptions) {
+    this.zone = emptyZone(options);
+    this.nodes = this.zone.nodes as Map<string, ZoneNode>;
+    this.domainKey = this.zone.domainKey;
+    this.meta.set(this.domainKey, { named: 0, below: 0, live: true });
+  }
+}
+
+/** Keeps a zone equal to the last record set given, at the least cost per change. */
+export class ZoneBuilder {
+  private readonly options: ZoneOptions;
+  private state: State;
+
+  constructor(options: ZoneOptions = {}) {
+    this.options = { ...options, domain: options.domain ?? DEFAULT_DOMAIN, ttl: options.ttl ?? DEFAULT_TTL_S, reverse: options.reverse ?? DEFAULT_REVERSE };
+    this.state = new State(this.options);
+  }
+
+  /** The zone as of the last finished update. */
+  get zone(): Zone {
+    return this.state.zone;
+  }
+
+  /** A copy of the record set applied last (what a new worker thread starts from). */
+  applied(): Map<string, DnsName> {
+    return new Map(this.state.entries);
+  }
+
+  /** Raw names whose data differ between the last applied set and `set` (added, removed or
+   *  changed; objects compared by identity, then by content). */
+  changedSince(set: DnsRecordSet): string[] {
+    const out: string[] = [];
+    const entries = this.state.entries;
+    for (const [raw, data] of set.names) {
+      const old = entries.get(raw);
+      if (old !== data && (old === undefined || !sameDnsName(old, data))) out.push(raw);
+    }
+    if (entries.size + out.length > set.names.size) {
+      for (const raw of entries.keys()) if (!set.names.has(raw)) out.push(raw);
+    }
+    return out;
+  }
+
+  /**
+   * Brings the zone to `set` (`changed`: the raw names that differ, if the caller knows).
+   * Few changes are applied to the current zone in place without yielding; many build a
+   * fresh zone across yields, which replaces the current one when the generator returns.
+   */
+  *update(set: DnsRecordSet, serial: number, changed?: readonly string[]): Generator<void, Zone, void> {
+    const diff = changed ?? this.changedSince(set);
+    const fresh = diff.length > Math.max(MIN_FRESH, FRESH_SHARE * this.state.entries.size);
+    if (!fresh) {
+      const steps = apply(this.state, diff.map((raw) => [raw, set.names.get(raw)] as const));
+      while (!steps.next().done); // atomic: no query sees half of it
+      setSerial(this.state.zone, serial);
+      return this.state.zone;
+    }
+    const next = new State(this.options);
+    yield* apply(next, [...set.names]);
+    setSerial(next.zone, serial);
+    this.state = next;
+    return next.zone;
+  }
+}
+
+/** A zone for `set` built at once (tests, tools, the first zone of a server). */
+export function buildZone(set: DnsRecordSet, options: ZoneOptions = {}): Zone {
+  const steps = buildZoneSteps(set, options);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The same build in slices: yields every BUILD_STEP units of work. */
+export function buildZoneSteps(set: DnsRecordSet, options: ZoneOptions = {}): Generator<void, Zone, void> {
+  const state = new State(options);
+  return (function* () {
+    yield* apply(state, [...set.names]);
+    setSerial(state.zone, options.serial ?? 1);
+    return state.zone;
+  })();
+}
+
+// ---- Applying changes -------------------------------------------------------------------
+
+function* apply(s: State, changes: Iterable<readonly [string, DnsName | undefined]>): Generator<void, void, void> {
+  const zone = s.zone;
+  const dirtyNames = new Set<string>();
+  const dirtyOwners = new Set<string>();
+  const dirtyAddrs = new Set<number>();
+  const touched = new Set<string>();
+  let skippedChanged = false;
+  let work = 0;
+
+  // 1. Raw names: which normalized name each belongs to now.
+  for (const [raw, data] of changes) {
+    if (++work % BUILD_STEP === 0) yield;
+    const oldNorm = s.normOf.get(raw);
+    if (oldNorm !== undefined) {
+      const raws = s.rawsOf.get(oldNorm)!;
+      raws.delete(raw);
+      if (raws.size === 0) s.rawsOf.delete(oldNorm);
+      s.normOf.delete(raw);
+      dirtyNames.add(oldNorm);
+    }
+    s.entries.delete(raw);
+    if (s.skippedBy.delete(raw)) skippedChanged = true;
+    if (!data) continue;
+    s.entries.set(raw, data);
+    const reasons: { name: string; reason: string }[] = [];
+    let norm: string | undefined;
+    try {
+      norm = isNormalName(raw) ? raw : normalizeName(raw);
+      if (norm === '') throw new Error('the root cannot hold records');
+    } catch (err) {
+      reasons.push({ name: raw, reason: (err as Error).message });
+      norm = undefined;
+    }
+    if (norm !== undefined) {
+      for (const a of data.addrs) if (parseIPv4(a) < 0) reasons.push({ name: raw, reason: `"${a}" is not an IPv4 address` });
+      for (const e of data.srv ?? []) {
+        const why = srvProblem(e);
+        if (why) reasons.push({ name: raw, reason: `SRV ${e.service ?? e.port}/${e.proto}: ${why}` });
+      }
+      s.normOf.set(raw, norm);
+      let raws = s.rawsOf.get(norm);
+      if (!raws) s.rawsOf.set(norm, (raws = new Set()));
+      raws.add(raw);
+      dirtyNames.add(norm);
+    }
+    if (reasons.length) {
+      s.skippedBy.set(raw, reasons);
+      skippedChanged = true;
+    }
+  }
+
+  // 2. Names: their A records, their existence, the SRV entries they contribute.
+  for (const norm of dirtyNames) {
+    if (++work % BUILD_STEP === 0) yield;
+    const raws = s.rawsOf.get(norm);
+    const key = textToKey(norm);
+    const addrSet = new Set<number>();
+    const contrib = new Map<string, DnsSrv[]>();
+    for (const raw of raws ?? []) {
+      const data = s.entries.get(raw)!;
+      for (const a of data.addrs) {
+        const n = parseIPv4(a);
+        if (n >= 0) addrSet.add(n);
+      }
+      for (const e of data.srv ?? []) {
+        if (srvProblem(e)) continue;
+        const entry = { ...e, target: isNormalName(e.target) ? e.target : normalizeName(e.target) };
+        const owners = [norm, `_${e.port}._${e.proto}.${norm}`];
+        if (e.service) owners.push(`_${e.service}._${e.proto}.${norm}`);
+        for (const o of owners) {
+          let owner: string;
+          try {
+            owner = isNormalName(o) ? o : normalizeName(o);
+          } catch {
+            continue; // `_PORT._PROTO.` made a long name too long: only that owner is lost
+          }
+          let list = contrib.get(owner);
+          if (!list) contrib.set(owner, (list = []));
+          list.push(entry);
+        }
+      }
+    }
+    const addrs = [...addrSet].sort((x, y) => x - y);
+    const old = s.addrsOf.get(norm) ?? [];
+    if (!sameNumbers(old, addrs)) {
+      for (const a of old) {
+        const h = s.holders.get(a)!;
+        h.delete(norm);
+        if (h.size === 0) s.holders.delete(a);
+        dirtyAddrs.add(a);
+      }
+      for (const a of addrs) {
+        let h = s.holders.get(a);
+        if (!h) s.holders.set(a, (h = new Set()));
+        h.add(norm);
+        dirtyAddrs.add(a);
+      }
+      if (addrs.length) s.addrsOf.set(norm, addrs);
+      else s.addrsOf.delete(norm);
+      setRRSet(s, key, 'a', addrs.length ? aRRSet(zone.ttl, addrs) : undefined);
+      for (const owner of s.ownersOfTarget.get(norm) ?? []) dirtyOwners.add(owner);
+    }
+    const m = metaOf(s, key);
+    if (m.named !== (raws?.size ?? 0)) {
+      m.named = raws?.size ?? 0;
+      node(s, key); // a name in the set exists, even without records
+    }
+    touched.add(key);
+    const oldContrib = s.srvOf.get(norm);
+    for (const owner of oldContrib?.keys() ?? []) {
+      if (!contrib.has(owner)) {
+        const c = s.contributors.get(owner)!;
+        c.delete(norm);
+        if (c.size === 0) s.contributors.delete(owner);
+      }
+      dirtyOwners.add(owner);
+    }
+    for (const owner of contrib.keys()) {
+      let c = s.contributors.get(owner);
+      if (!c) s.contributors.set(owner, (c = new Set()));
+      c.add(norm);
+      dirtyOwners.add(owner);
+    }
+    if (contrib.size) s.srvOf.set(norm, contrib);
+    else s.srvOf.delete(norm);
+  }
+
+  // 3. SRV sets, with their targets' addresses as glue.
+  for (const owner of dirtyOwners) {
+    if (++work % BUILD_STEP === 0) yield;
+    const unique = new Map<string, DnsSrv>();
+    for (const norm of s.contributors.get(owner) ?? []) {
+      for (const e of s.srvOf.get(norm)?.get(owner) ?? []) unique.set(`${e.priority ?? 0}/${e.weight ?? ''}/${e.port}/${e.target}`, e);
+    }
+    const entries = [...unique.values()].sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : x.port - y.port));
+    for (const t of s.targetsOf.get(owner) ?? []) {
+      const o = s.ownersOfTarget.get(t)!;
+      o.delete(owner);
+      if (o.size === 0) s.ownersOfTarget.delete(t);
+    }
+    const targets = new Set(entries.map((e) => e.target));
+    for (const t of targets) {
+      let o = s.ownersOfTarget.get(t);
+      if (!o) s.ownersOfTarget.set(t, (o = new Set()));
+      o.add(owner);
+    }
+    if (targets.size) s.targetsOf.set(owner, targets);
+    else s.targetsOf.delete(owner);
+    const key = textToKey(owner);
+    setRRSet(s, key, 'srv', entries.length ? srvRRSet(zone.ttl, owner, entries, (t) => s.addrsOf.get(t) ?? []) : undefined);
+    touched.add(key);
+  }
+
+  // 4. PTR: an address names the names that hold it alone (its containers), else all.
+  for (const addr of dirtyAddrs) {
+    if (++work % BUILD_STEP === 0) yield;
+    const rev = reverseOf(zone, addr);
+    const h = s.holders.get(addr);
+    let rrset: RRSet | undefined;
+    if (h && h.size) {
+      const all = [...h];
+      const alone = all.filter((n) => s.addrsOf.get(n)!.length === 1);
+      rrset = ptrRRSet(zone.ttl, (alone.length ? alone : all).sort());
+    }
+    setRRSet(s, rev.key, 'ptr', rrset, rev.negative);
+    touched.add(rev.key);
+  }
+
+  // 5. Existence: a name exists while it holds records, is named, or has names below it;
+  //    levels above names in the domain exist as empty non-terminals (RFC 8020).
+  for (const key of touched) {
+    if (++work % BUILD_STEP === 0) yield;
+    const m = s.meta.get(key);
+    if (!m) continue;
+    const live = isLive(s, key, m);
+    if (live !== m.live) {
+      m.live = live;
+      if (key !== s.domainKey && key.endsWith(s.domainKey)) {
+        const delta = live ? 1 : -1;
+        let k = key;
+        for (;;) {
+          k = k.slice(k.charCodeAt(0) + 1);
+          if (k === s.domainKey) break;
+          const am = metaOf(s, k);
+          node(s, k);
+          am.below += delta;
+          if (am.below === 0) forgetIfGone(s, k, am);
+        }
+      }
+    }
+    forgetIfGone(s, key, m);
+  }
+
+  if (skippedChanged) (zone as { skipped: Zone['skipped'] }).skipped = [...s.skippedBy.values()].flat();
+}
+
+function srvProblem(e: DnsSrv): string | undefined {
+  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535) return `port ${e.port} is out of range`;
+  if (e.proto !== 'tcp' && e.proto !== 'udp') return `protocol "${e.proto}" is not tcp or udp`;
+  try {
+    if (!isNormalName(e.target)) normalizeName(e.target);
+    if (e.service && !isNormalName(`_${e.service}`)) normalizeName(`_${e.service}`);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function metaOf(s: State, key: string): Meta {
+  let m = s.meta.get(key);
+  if (!m) s.meta.set(key, (m = { named: 0, below: 0, live: false }));
+  return m;
+}
+
+/** The node at `key`, created (with the SOA its negative answers carry) if missing. */
+function node(s: State, key: string, negative?: Buffer): ZoneNode {
+  let n = s.nodes.get(key);
+  if (n) return n;
+  n = {};
+  if (negative) n.negative = negative;
+  else if (key.endsWith(s.domainKey)) n.negative = nxdomainSoa(s.zone, key.length - s.domainKey.length, true);
+  s.nodes.set(key, n);
+  metaOf(s, key);
+  return n;
+}
+
+function setRRSet(s: State, key: string, type: 'a' | 'srv' | 'ptr', rrset: RRSet | undefined, negative?: Buffer): void {
+  const n = rrset ? node(s, key, negative) : s.nodes.get(key);
+  if (!n) return;
+  const zone = s.zone as { records: number };
+  zone.records += (rrset?.count ?? 0) - (n[type]?.count ?? 0);
+  if (rrset) n[type] = rrset;
+  else delete n[type];
+}
+
+function isLive(s: State, key: string, m: Meta): boolean {
+  if (key === s.domainKey) return true;
+  const n = s.nodes.get(key);
+  return m.named > 0 || (n !== undefined && (n.a !== undefined || n.srv !== undefined || n.ptr !== undefined));
+}
+
+/** Removes a name that neither exists itself nor has names below it. A name whose own
+ *  change is still to be counted (`live` true, but nothing left) waits for its turn. */
+function forgetIfGone(s: State, key: string, m: Meta): void {
+  if (key === s.domainKey || m.live || m.below > 0 || isLive(s, key, m)) return;
+  s.nodes.delete(key);
+  s.meta.delete(key);
+}
