@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ContainerRecord } from '../dns/records.ts';
 import type { DnsBenchSpec } from './lib/dns-server.ts';
-import { median, printTable, quantile, ratio } from './lib/stats.ts';
+import { median, printTable, quantile } from './lib/stats.ts';
 import { sleep, withTimeout } from './lib/time.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -31,6 +31,26 @@ export function normalizeName(name: string): string {
   return n;
 }
 
+/** Whether a name is already normalized (lowercase, valid labels, no trailing dot): the
+ *  common case, checked in one pass without allocating. */
+export function isNormalName(name: string): boolean {
+  const n = name.length;
+  if (n === 0 || n > MAX_NAME_WIRE - 2) return false;
+  let label = 0;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 0x2e) {
+      if (label === 0) return false;
+      label = 0;
+    } else if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f) {
+      if (++label > MAX_LABEL) return false;
+    } else {
+      return false;
+    }
+  }
+  return label > 0;
+}
+
 /** Octets of the wire form: one length octet per label plus the label, plus the root. */
 export function wireLength(normalized: string): number {
   return normalized === '' ? 1 : normalized.length + 2;

@@ -3,7 +3,7 @@
 // extras); tests and benchmarks feed it directly. The server only reads a snapshot and
 // listens for "something changed".
 
-import { DEFAULT_DOMAIN, normalizeName, qualify } from './names.ts';
+import { DEFAULT_DOMAIN, isNormalName, normalizeName, qualify } from './names.ts';
 
 /** One SRV record's data at a name: a port on a target host. */
 export interface DnsSrv {
@@ -162,8 +162,10 @@ export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DO
   };
   const zoneOf = (stack: string | undefined) => (stack ? `${stack}.${domain}` : domain);
   const fqdn = (label: string, stack: string | undefined): string | undefined => {
+    const text = `${label}.${zoneOf(stack)}`.toLowerCase();
+    if (isNormalName(text)) return text;
     try {
-      return normalizeName(`${label}.${zoneOf(stack)}`);
+      return normalizeName(text);
     } catch (err) {
       skipped.push({ input: label, reason: (err as Error).message });
       return undefined;

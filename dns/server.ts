@@ -163,6 +163,8 @@ export class DnsServer {
         if (!this.stopped) sock.send(a.bytes, rinfo.port, rinfo.address);
       }),
     };
+    // Right after the first build, in the same turn: no change can fall in between.
+    this.unsubscribe = opts.source.subscribe((changed) => this.scheduleRebuild(changed));
     this.forwarder = new Forwarder({
       upstreams,
       ...(opts.upstreamAttemptMs !== undefined ? { attemptMs: opts.upstreamAttemptMs } : {}),
@@ -192,7 +194,6 @@ export class DnsServer {
       await server.stop();
       throw err;
     }
-    server.unsubscribe = opts.source.subscribe((changed) => server.scheduleRebuild(changed));
     log.info('DNS listening', {
       domain: server.ctx.zone.domain,
       listen: server.bound.map((b) => `${b.host}:${b.port}`).join(','),

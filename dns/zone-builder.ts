@@ -6,7 +6,7 @@
 // zone instead, in slices (the generator yields), and swaps it in when done.
 // Pure: no I/O, no clock, no randomness.
 
-import { DEFAULT_DOMAIN, normalizeName } from './names.ts';
+import { DEFAULT_DOMAIN, isNormalName, normalizeName } from './names.ts';
 import { type DnsName, type DnsRecordSet, type DnsSrv, sameDnsName } from './records.ts';
 import {
   DEFAULT_REVERSE,
@@ -17,7 +17,7 @@ import {
   type ZoneOptions,
   aRRSet,
   emptyZone,
-  isNormalName,
+  newNode,
   nxdomainSoa,
   parseIPv4,
   ptrRRSet,
@@ -77,6 +77,7 @@ class State {
 export class ZoneBuilder {
   private readonly options: ZoneOptions;
   private state: State;
+  private building: Map<string, DnsName> | undefined;
 
   constructor(options: ZoneOptions = {}) {
     this.options = { ...options, domain: options.domain ?? DEFAULT_DOMAIN, ttl: options.ttl ?? DEFAULT_TTL_S, reverse: options.reverse ?? DEFAULT_REVERSE };
@@ -88,9 +89,10 @@ export class ZoneBuilder {
     return this.state.zone;
   }
 
-  /** A copy of the record set applied last (what a new worker thread starts from). */
+  /** A copy of the record set applied last, or being applied by a fresh build in progress:
+   *  what a new worker thread starts from (the next patch is relative to it). */
   applied(): Map<string, DnsName> {
-    return new Map(this.state.entries);
+    return new Map(this.building ?? this.state.entries);
   }
 
   /** Raw names whose data differ between the last applied set and `set` (added, removed or
@@ -123,7 +125,13 @@ export class ZoneBuilder {
       return this.state.zone;
     }
     const next = new State(this.options);
-    yield* apply(next, [...set.names]);
+    const entries = [...set.names];
+    this.building = new Map(entries);
+    try {
+      yield* apply(next, entries);
+    } finally {
+      this.building = undefined;
+    }
     setSerial(next.zone, serial);
     this.state = next;
     return next.zone;
@@ -375,9 +383,7 @@ function metaOf(s: State, key: string): Meta {
 function node(s: State, key: string, negative?: Buffer): ZoneNode {
   let n = s.nodes.get(key);
   if (n) return n;
-  n = {};
-  if (negative) n.negative = negative;
-  else if (key.endsWith(s.domainKey)) n.negative = nxdomainSoa(s.zone, key.length - s.domainKey.length, true);
+  n = newNode(negative ?? (key.endsWith(s.domainKey) ? nxdomainSoa(s.zone, key.length - s.domainKey.length, true) : undefined));
   s.nodes.set(key, n);
   metaOf(s, key);
   return n;
@@ -388,8 +394,7 @@ function setRRSet(s: State, key: string, type: 'a' | 'srv' | 'ptr', rrset: RRSet
   if (!n) return;
   const zone = s.zone as { records: number };
   zone.records += (rrset?.count ?? 0) - (n[type]?.count ?? 0);
-  if (rrset) n[type] = rrset;
-  else delete n[type];
+  n[type] = rrset;
 }
 
 function isLive(s: State, key: string, m: Meta): boolean {

@@ -6,8 +6,6 @@
 
 import {
   DEFAULT_DOMAIN,
-  MAX_LABEL,
-  MAX_NAME_WIRE,
   ipv4ToInt,
   keyIsUnder,
   keyLabels,
@@ -17,7 +15,7 @@ import {
   normalizeName,
 } from './names.ts';
 import { CLASS_IN, HEADER_LEN, TYPE } from './packet.ts';
-import type { DnsRecordSet, DnsSrv } from './records.ts';
+import type { DnsSrv } from './records.ts';
 
 /** The issue's default: short enough that a moved container is answered correctly almost at
  *  once by resolvers that cache, cheap for us because every answer is precomputed. */
@@ -50,17 +48,18 @@ export interface RRSet {
   data: Buffer;
   offsets: Uint32Array;
   /** Additional-section records (A for SRV targets), sent when they fit. */
-  glue?: { count: number; data: Buffer };
+  glue: { count: number; data: Buffer } | undefined;
 }
 
+/** Every field is always present (see newNode). */
 export interface ZoneNode {
-  a?: RRSet;
-  srv?: RRSet;
-  ptr?: RRSet;
-  soa?: RRSet;
-  /** The SOA for NODATA answers at this name; absent for names outside our zones (extras
+  a: RRSet | undefined;
+  srv: RRSet | undefined;
+  ptr: RRSet | undefined;
+  soa: RRSet | undefined;
+  /** The SOA for NODATA answers at this name; undefined for names outside our zones (extras
    *  such as `db.example.com`), which get a bare NODATA. */
-  negative?: Buffer;
+  negative: Buffer | undefined;
 }
 
 export interface ReverseRange {
@@ -92,8 +91,15 @@ export function parseCidr(text: string): ReverseRange {
   if (base === undefined || !(prefix >= 8 && prefix <= 32)) {
     throw new Error(`"${text}" is not an IPv4 range of the form A.B.C.D/N with N from 8 to 32`);
   }
-  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+  const mask = (~0 << (32 - prefix)) >>> 0;
   return { text, base: (base & mask) >>> 0, mask, octets: Math.ceil(prefix / 8) };
+}
+
+/** A node with every field present, so that all nodes share one shape and the answer path's
+ *  property reads stay monomorphic while the zone changes (a `delete` or a late-added field
+ *  would give nodes different shapes and slow every answer down). */
+export function newNode(negative: Buffer | undefined): ZoneNode {
+  return { a: undefined, srv: undefined, ptr: undefined, soa: undefined, negative };
 }
 
 /** A zone with nothing but its apex (SOA), for the builder (zone-builder.ts) to fill. */
@@ -105,7 +111,8 @@ export function emptyZone(options: ZoneOptions = {}): Zone {
   const reverse = (options.reverse ?? DEFAULT_REVERSE).map(parseCidr);
   const domainKey = textToKey(domain);
   const zone: Zone = { domain, domainKey, ttl, serial: (options.serial ?? 1) >>> 0, nodes: new Map(), reverse, records: 0, skipped: [], nxSoaCache: [] };
-  const apex: ZoneNode = { negative: nxdomainSoa(zone, 0, true), soa: rrset([soaRecord(zone, PTR_TO_QUESTION, true)]) };
+  const apex = newNode(nxdomainSoa(zone, 0, true));
+  apex.soa = rrset([soaRecord(zone, PTR_TO_QUESTION, true)]);
   (zone.nodes as Map<string, ZoneNode>).set(domainKey, apex);
   return zone;
 }
@@ -128,26 +135,6 @@ export function reverseOf(zone: Zone, addr: number): { key: string; negative: Bu
   let apexAt = 0;
   for (let i = 0; i < 4 - range.octets; i++) apexAt += String((addr >>> (8 * i)) & 255).length + 1;
   return { key, negative: nxdomainSoa(zone, apexAt, false) };
-}
-
-/** Whether a name is already normalized (lowercase, valid labels, no trailing dot): the
- *  common case, checked in one pass without allocating. */
-export function isNormalName(name: string): boolean {
-  const n = name.length;
-  if (n === 0 || n > MAX_NAME_WIRE - 2) return false;
-  let label = 0;
-  for (let i = 0; i < n; i++) {
-    const c = name.charCodeAt(i);
-    if (c === 0x2e) {
-      if (label === 0) return false;
-      label = 0;
-    } else if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f) {
-      if (++label > MAX_LABEL) return false;
-    } else {
-      return false;
-    }
-  }
-  return label > 0;
 }
 
 /** The key of a normalized name, built as a string (no buffer). */
@@ -243,7 +230,7 @@ function rrset(records: Buffer[]): RRSet {
     o += r.length;
   });
   offsets[records.length] = o;
-  return { count: records.length, data: Buffer.concat(records), offsets };
+  return { count: records.length, data: Buffer.concat(records), offsets, glue: undefined };
 }
 
 /** Owner pointer, TYPE, CLASS IN, TTL, RDLENGTH, then the RDATA. */
@@ -283,7 +270,7 @@ export function aRRSet(ttl: number, addrs: readonly number[]): RRSet {
     data.writeUInt32BE(addrs[i]!, o + 12);
   }
   offsets[n] = 16 * n;
-  return { count: n, data, offsets };
+  return { count: n, data, offsets, glue: undefined };
 }
 
 /** SRV records at `owner`, targets compressed against the question, with the targets'
@@ -340,7 +327,7 @@ export function ptrRRSet(ttl: number, targets: readonly string[]): RRSet {
     data[o++] = 0;
   });
   offsets[targets.length] = o;
-  return { count: targets.length, data, offsets };
+  return { count: targets.length, data, offsets, glue: undefined };
 }
 
 /** An SOA whose owner is the compression pointer `ownerPtr` (the zone apex inside the

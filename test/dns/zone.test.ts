@@ -26,7 +26,8 @@ function ask(set: DnsRecordSet, name: string, qtype: number, o: QueryOptions & {
   const msg = makeQuery(name, qtype, o);
   const q = parseQuery(msg);
   if ('reject' in q) throw new Error(q.reason);
-  const a = answerFromZone(zone, q, msg, o.maxSize ?? udpLimit(q.edns, 1232), 1232, o.random ?? new Rng(1).next.bind(new Rng(1)));
+  const rng = new Rng(1);
+  const a = answerFromZone(zone, q, msg, o.maxSize ?? udpLimit(q.edns, 1232), 1232, o.random ?? (() => rng.next()));
   return a === undefined ? undefined : { ...a, packet: decode(a.bytes), raw: a.bytes };
 }
 
