@@ -13,3 +13,23 @@ export function ago(iso: string | null): string {
   if (s < 7200) return `${Math.round(s / 60)}m ago`;
   return `${Math.round(s / 3600)}h ago`;
 }
+
+/** `weft status ipam`, from the IpamStatus the peer returns. */
+export function formatIpamStatus(s: any): string {
+  const lines = [
+    `range:       ${s.range} (${s.size} addresses)`,
+    `state:       ${s.state}: ${s.message}`,
+  ];
+  if (s.state === 'ready') {
+    lines.push(
+      `owned here:  ${s.owned} (${s.free} free, ${s.inUse} in use, ${s.reserved} reserved for identities)`,
+      `unreachable: ${s.unreachable} owned by peers not reachable now`,
+      `ring:        ${s.peers} peers, ${s.tokens} ranges`,
+    );
+  }
+  if (s.pending) lines.push(`waiting:     ${s.pending} allocation(s)`);
+  for (const r of s.removals ?? []) {
+    lines.push(`removal:     ${r.dead} -> ${r.heir ?? 'pending'}${r.waitingFor.length ? ` (waiting for ${r.waitingFor.join(', ')})` : ''}`);
+  }
+  return lines.join('\n');
+}

@@ -9,6 +9,7 @@ import type { Role } from '../mesh/membership.ts';
 import { CliError } from './client.ts';
 import { readMeshSecret } from './secret.ts';
 import { join } from 'node:path';
+import { DEFAULT_IPAM_RANGE, parseCidr } from '../mesh/ipam-cidr.ts';
 
 /** Weave Net's metrics port, on loopback: metrics are for the host's own scraper. */
 const DEFAULT_METRICS = '127.0.0.1:6782';
@@ -25,6 +26,11 @@ export interface LaunchOptions {
   token?: string;
   tokenFile?: string;
   dataplane: boolean;
+  dataplaneMode?: string;
+  ipallocRange?: string;
+  ipallocInit?: string;
+  dockerHost?: string;
+  pluginName?: string;
   metricsListen: string;
   logLevel?: string;
 }
@@ -49,6 +55,17 @@ export function launchConfig(o: LaunchOptions): PeerConfig {
     }
   };
   const listen = parseHostPort(parse(o.listen), MESH_PORT);
+  const range = parseCidr(o.ipallocRange ?? DEFAULT_IPAM_RANGE);
+  if (typeof range === 'string') throw new CliError(`--ipalloc-range: ${range}`);
+  let ipallocInit: number | undefined;
+  if (o.ipallocInit !== undefined) {
+    const m = /^consensus=(\d{1,4})$/.exec(o.ipallocInit);
+    if (!m || Number(m[1]) < 1) throw new CliError(`--ipalloc-init must be consensus=N with N >= 1 (the number of peers starting together), not "${o.ipallocInit}"`);
+    ipallocInit = Number(m[1]);
+  }
+  if (o.dataplaneMode !== undefined && o.dataplaneMode !== 'encrypted' && o.dataplaneMode !== 'fast') {
+    throw new CliError(`--dataplane-mode must be encrypted or fast, not "${o.dataplaneMode}"`);
+  }
   return {
     dataDir: o.dataDir,
     listen,
@@ -59,6 +76,11 @@ export function launchConfig(o: LaunchOptions): PeerConfig {
     role: o.role as Role,
     meshKey: secret.key,
     dataplane: o.dataplane,
+    dataplaneMode: (o.dataplaneMode ?? 'encrypted') as 'encrypted' | 'fast',
+    ipallocRange: range.text,
+    ipallocInit,
+    dockerHost: o.dockerHost ?? process.env.DOCKER_HOST ?? undefined,
+    pluginName: o.pluginName === 'off' ? null : (o.pluginName ?? 'weft'),
     metricsListen: o.metricsListen === 'off' ? null : parseHostPort(parse(o.metricsListen)),
   };
 }

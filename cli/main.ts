@@ -1,50 +1,13 @@
 import { Command, CommanderError, Option } from 'commander';
-import { readApiToken, readMeshSecret } from './secret.ts';
-import { ApiClient, CliError } from './client.ts';
+import { client, EXIT_USAGE, fail, run, type Globals } from './run.ts';
 import { DEFAULT_METRICS, launch } from './launch.ts';
-import { ago, table } from './format.ts';
+import { ago, formatIpamStatus, table } from './format.ts';
+import { CliError } from './client.ts';
 import { MESH_PORT } from '../mesh/address.ts';
+import { DEFAULT_IPAM_RANGE } from '../mesh/ipam-cidr.ts';
 import { errorText } from '../mesh/log.ts';
 
 const DEFAULT_DATA_DIR = '/var/lib/weft';
-
-interface Globals {
-  dataDir: string;
-  peer?: string;
-  passwordFile?: string;
-  apiTokenFile?: string;
-  json?: boolean;
-}
-
-/** Exit codes: 0 success, 1 failure, 2 usage. */
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-
-function fail(message: string, code = EXIT_FAILURE): never {
-  process.stderr.write(`weft: ${message}\n`);
-  process.exit(code);
-}
-
-async function client(g: Globals): Promise<ApiClient> {
-  if (!g.peer) return ApiClient.local(g.dataDir);
-  const token = readApiToken(g.apiTokenFile);
-  if (token) return ApiClient.remote(g.peer, token.key, 'api');
-  const secret = readMeshSecret({ passwordFile: g.passwordFile });
-  if (!secret) throw new CliError('--peer needs a credential: --password-file FILE (or WEFT_PASSWORD), or --api-token-file FILE (or WEFT_API_TOKEN)');
-  return ApiClient.remote(g.peer, secret.key);
-}
-
-/** Runs one API call and prints its result as JSON or through `human`. */
-async function run(cmd: Command, method: string, params: Record<string, unknown>, human: (r: any) => string): Promise<void> {
-  const g = cmd.optsWithGlobals<Globals>();
-  const c = await client(g);
-  try {
-    const result = await c.call(method, params);
-    process.stdout.write((g.json ? JSON.stringify(result, null, 2) : human(result)) + '\n');
-  } finally {
-    await c.close();
-  }
-}
 
 const program = new Command('weft')
   .description('weft: an overlay mesh and service-discovery runtime for Docker hosts')
@@ -68,6 +31,11 @@ program.command('launch')
   .option('--token <token>', 'join token from `weft token create` (or --token-file, WEFT_TOKEN)')
   .option('--token-file <file>', 'file holding a join token')
   .option('--no-dataplane', 'mesh only: no container networking, no root needed')
+  .addOption(new Option('--dataplane-mode <mode>', 'encrypted (WireGuard on 6783/udp) or fast (VXLAN on 6784/udp, trusted underlays only)').choices(['encrypted', 'fast']).default('encrypted'))
+  .option('--ipalloc-range <cidr>', 'container address space, the same on every peer', DEFAULT_IPAM_RANGE)
+  .option('--ipalloc-init <consensus=N>', 'peers whose majority creates the first address ring (default: 1 + the number of --peers)')
+  .option('--docker-host <url>', 'the dockerd to watch (default: DOCKER_HOST, else unix:///var/run/docker.sock)')
+  .option('--plugin-name <name|off>', 'name of the Docker network and IPAM plugin (docker network create -d NAME --ipam-driver NAME)', 'weft')
   .option('--metrics-listen <ip:port|off>', 'Prometheus metrics address', DEFAULT_METRICS)
   .option('--log-level <level>', 'debug, info, warn or error', 'info')
   .action(async (opts, cmd: Command) => {
@@ -75,19 +43,27 @@ program.command('launch')
     await launch({ ...opts, dataDir: g.dataDir, passwordFile: opts.passwordFile ?? g.passwordFile });
   });
 
-program.command('status')
-  .description("this peer's identity and a count of the mesh's peers by state")
-  .action((_o, cmd: Command) => run(cmd, 'status', {}, (s) => [
-    `id:          ${s.id}`,
-    `name:        ${s.name}`,
-    `address:     ${s.address} (listening on ${s.listen})`,
-    `role:        ${s.role}${s.tags.length ? `  tags: ${s.tags.join(',')}` : ''}`,
-    `uptime:      ${s.uptimeSeconds}s`,
-    `peers:       ${s.peers.alive} alive, ${s.peers.suspect} suspect, ${s.peers.dead} dead, ${s.peers.left} left`,
-    `connections: ${s.connections}`,
-    `replicated:  ${s.replica.entries} entries`,
-    `data plane:  ${s.dataplane}`,
-  ].join('\n')));
+program.command('status [what]')
+  .description("this peer's identity and a count of the mesh's peers by state; `status ipam` for the address space")
+  .action((what: string | undefined, _o, cmd: Command) => {
+    if (what === 'ipam') return run(cmd, 'ipam.status', {}, formatIpamStatus);
+    if (what !== undefined) throw new CliError(`unknown status "${what}": use weft status, weft status ipam or weft status dns`);
+    return run(cmd, 'status', {}, (s) => [
+      `id:          ${s.id}`,
+      `name:        ${s.name}`,
+      `address:     ${s.address} (listening on ${s.listen})`,
+      `role:        ${s.role}${s.tags.length ? `  tags: ${s.tags.join(',')}` : ''}`,
+      `uptime:      ${s.uptimeSeconds}s`,
+      `peers:       ${s.peers.alive} alive, ${s.peers.suspect} suspect, ${s.peers.dead} dead, ${s.peers.left} left`,
+      `connections: ${s.connections}`,
+      `replicated:  ${s.replica.entries} entries`,
+      `data plane:  ${s.dataplane}`,
+    ].join('\n'));
+  });
+
+program.command('rmpeer <peer>')
+  .description("take over the address space of a peer that is gone for good (by name or id); refused while it is alive")
+  .action((target: string, _o, cmd: Command) => run(cmd, 'rmpeer', { peer: target }, (r) => r.reason));
 
 program.command('peers')
   .description('every peer this one knows, with its state')

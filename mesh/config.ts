@@ -16,6 +16,17 @@ export interface PeerConfig {
   /** The 32-byte key derived from the mesh password (or carried by a join token). */
   meshKey: Uint8Array;
   dataplane: boolean;
+  /** `encrypted` (WireGuard, the default) or `fast` (VXLAN, for trusted underlays). */
+  dataplaneMode?: 'encrypted' | 'fast';
+  /** The container address space (`--ipalloc-range`), the same on every peer. */
+  ipallocRange?: string;
+  /** Peers whose majority decides the first IPAM ring (`--ipalloc-init consensus=N`); default
+   *  1 + the number of --peers. */
+  ipallocInit?: number;
+  /** The dockerd to watch (`--docker-host`); default DOCKER_HOST, else the standard socket. */
+  dockerHost?: string;
+  /** Name of the Docker network/IPAM plugin (`--plugin-name`); null turns the plugin off. */
+  pluginName?: string | null;
   /** Prometheus endpoint; null turns it off. */
   metricsListen: HostPort | null;
 }

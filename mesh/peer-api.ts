@@ -113,6 +113,16 @@ export function peerApi(peer: Peer): ApiHandler {
         const prefix = KV_PREFIX + (typeof p.prefix === 'string' ? p.prefix : '');
         return peer.replica.lookup(prefix, true).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, bytes: e.value?.length ?? 0 }));
       }
+      case 'ipam.status':
+        return peer.ipam.status();
+      case 'rmpeer': {
+        const target = str(p, 'peer');
+        const member = peer.membership.members().find((m) => m.id === target || m.name === target);
+        const id = member?.id ?? target;
+        const r = await peer.ipam.rmpeer(id);
+        if (r.status === 'refused') throw new UserError(r.reason);
+        return { peer: id, name: member?.name ?? null, ...r };
+      }
       default:
         throw new UserError(`unknown API method "${req.method}" (is the CLI newer than the peer?)`);
     }

@@ -19,6 +19,9 @@ import { errorText, logger, type Logger } from './log.ts';
 import { MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage, type Member, type MembershipEvent, type Output } from './membership.ts';
 import { Metrics } from './metrics.ts';
 import { ReplicaShell } from './replica-shell.ts';
+import { IpamShell } from './ipam-shell.ts';
+import { DEFAULT_IPAM_RANGE } from './ipam.ts';
+import type { MeshView, PeerLiveness } from './mesh-view.ts';
 import { Store } from './store.ts';
 import { LogOnce } from './log-once.ts';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -52,6 +55,7 @@ export class Peer {
   readonly store: Store;
   readonly membership: Membership;
   readonly replica: ReplicaShell;
+  readonly ipam: IpamShell;
   readonly events = new EventLog();
   readonly metrics = new Metrics();
   readonly startedAt = Date.now();
@@ -66,10 +70,11 @@ export class Peer {
   readonly rejectedAdmissions: { count: number };
   /** Inbound connections admitted with an API token, by remote ip:port: API only. */
   private readonly credentials: Map<string, string>;
+  private readonly livenessListeners = new Set<(id: string, state: PeerLiveness | 'forgotten') => void>();
 
   private constructor(init: {
     config: PeerConfig; identity: Identity; node: Libp2p; store: Store; membership: Membership;
-    advertise: HostPort; log: Logger; replica: ReplicaShell; rejectedAdmissions: { count: number };
+    advertise: HostPort; log: Logger; replica: ReplicaShell; ipam: IpamShell; rejectedAdmissions: { count: number };
     credentials: Map<string, string>;
   }) {
     this.credentials = init.credentials;
@@ -82,6 +87,7 @@ export class Peer {
     this.advertise = init.advertise;
     this.log = init.log;
     this.replica = init.replica;
+    this.ipam = init.ipam;
     this.lastSelfInc = this.membership.self().inc;
     this.control = new Channel(this.node, {
       protocol: CONTROL_PROTOCOL,
@@ -153,7 +159,11 @@ export class Peer {
       });
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
       apiKeys = () => validApiKeys(replica.lookup(TOKEN_RECORD_PREFIX, true), replica.lookup(TOKEN_REVOKED_PREFIX, true));
-      const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, rejectedAdmissions, credentials });
+      const ipam = await IpamShell.open({
+        store, self: identity.id, range: config.ipallocRange ?? DEFAULT_IPAM_RANGE,
+        expectedPeers: config.ipallocInit ?? 1 + config.peers.length, log: log.child('ipam'),
+      });
+      const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, ipam, rejectedAdmissions, credentials });
       try {
         await peer.run();
       } catch (err) {
@@ -190,6 +200,8 @@ export class Peer {
       accept: (conn) => this.isMember(conn),
     });
     await this.replica.start();
+    this.ipam.attach(this.node, (conn) => this.isMember(conn));
+    await this.ipam.start();
     this.node.addEventListener('connection:close', (evt) => {
       const at = hostPortOf(evt.detail.remoteAddr);
       if (at) this.credentials.delete(at);
@@ -198,6 +210,7 @@ export class Peer {
       const id = evt.detail.toString();
       this.control.reset(id);
       this.replica.reset(id);
+      this.ipam.reset(id);
       this.apply(this.membership.disconnected(id, Date.now()));
     });
     const now = Date.now();
@@ -225,6 +238,39 @@ export class Peer {
     }
     this.dialer.tick(now);
     this.replica.tick(now);
+    this.ipam.tick(now, this.ipamView());
+  }
+
+  /** IPAM's view: live = not proven dead (suspects included); known = every member not
+   *  forgotten, whatever its state, since a removal must wait for each of them. */
+  private ipamView(): { live: Set<string>; known: Set<string> } {
+    const live = new Set<string>([this.identity.id]);
+    const known = new Set<string>([this.identity.id]);
+    for (const m of this.membership.members()) {
+      known.add(m.id);
+      if (m.state === 'alive' || m.state === 'suspect') live.add(m.id);
+    }
+    return { live, known };
+  }
+
+  /** What subsystems (DNS, data plane, Docker attachment) see of the mesh. */
+  view(): MeshView {
+    return {
+      self: { id: this.identity.id, name: this.config.name },
+      entries: (prefix) => this.replica.lookup(prefix, true),
+      onEntries: (fn) => this.replica.onChange(fn),
+      liveness: (id) => this.liveness(id),
+      onLiveness: (fn) => {
+        this.livenessListeners.add(fn);
+        return () => this.livenessListeners.delete(fn);
+      },
+      put: (key, value) => this.replica.put(key, value),
+    };
+  }
+
+  liveness(id: string): PeerLiveness | undefined {
+    if (id === this.identity.id) return 'alive';
+    return this.membership.members().find((m) => m.id === id)?.state;
   }
 
   private onControl(from: string, raw: unknown): void {
@@ -268,6 +314,14 @@ export class Peer {
     const persist = e.type === 'forgotten' ? this.store.del(MEMBER_PREFIX + m.id, false) : this.store.put(MEMBER_PREFIX + m.id, m, false);
     void persist.catch((err) => this.log.error('cannot persist member', { err: errorText(err) }));
     this.replica.onMember(e);
+    const state: PeerLiveness | 'forgotten' = e.type === 'forgotten' ? 'forgotten' : m.state;
+    for (const fn of this.livenessListeners) {
+      try {
+        fn(m.id, state);
+      } catch (err) {
+        this.log.error('liveness listener failed', { err: errorText(err) });
+      }
+    }
   }
 
   /** `weft connect`: dial now and keep the address across restarts. */
@@ -351,6 +405,7 @@ export class Peer {
       () => [
         { labels: { channel: 'control' }, value: pick(this.control.stats) },
         { labels: { channel: 'sync' }, value: pick(this.replica.stats()) },
+        { labels: { channel: 'ipam' }, value: pick(this.ipam.stats()) },
       ];
     m.counter('weft_gossip_messages_received_total', 'Mesh messages received.', chan('in', (s) => s.messagesIn));
     m.counter('weft_gossip_messages_sent_total', 'Mesh messages sent.', chan('out', (s) => s.messagesOut));
@@ -370,6 +425,7 @@ export class Peer {
     clearInterval(this.timer);
     void this.metricsServer?.close();
     void this.replica.stop();
+    void this.ipam.stop();
   }
 
   /** Graceful stop: tell the mesh we are leaving, then close everything. */
@@ -386,9 +442,11 @@ export class Peer {
     }
     await this.control.stop();
     await this.replica.stop();
+    await this.ipam.stop();
     await Promise.resolve(this.node.stop()).catch(() => undefined);
     await new Promise<void>((r) => (this.metricsServer ? this.metricsServer.close(() => r()) : r()));
     await this.replica.flush();
+    await this.ipam.flush();
     await this.store.close();
     this.log.info('peer stopped');
   }
