@@ -120,6 +120,13 @@ export class IpamShell {
     return { status, reason };
   }
 
+  /** `weft reset`: hands this peer's space to the live peers (refused while any is in use). */
+  async handOff(): Promise<{ status: 'done' | 'refused'; reason: string }> {
+    const { status, reason, out } = this.core.handOff(Date.now());
+    await this.apply(out);
+    return { status, reason };
+  }
+
   status(): IpamStatus {
     return this.core.status(this.view);
   }

@@ -384,6 +384,29 @@ export class Ipam {
     return { status: 'started', reason: `removing ${dead}: ${this.removals.winner(dead) ?? 'nobody'} takes its space${until}`, out };
   }
 
+  /** `weft reset`: gives every range this peer owns to the live peers, so the space is not lost
+   *  with it. Only the owner gives away (a plain donation), and only when nothing here is in use
+   *  or waiting, so no address can end up with two holders. */
+  handOff(now: number): { status: 'done' | 'refused'; reason: string; out: Output } {
+    const out = emptyOutput();
+    if (this.evicted() || this.ring === null) return { status: 'done', reason: 'this peer owns no address space', out };
+    if (this.space.inUse() > 0 || this.pending.size > 0) {
+      return { status: 'refused', reason: `${this.space.inUse()} address(es) still in use here: detach the containers first`, out };
+    }
+    const others = this.liveList().filter((p) => p !== this.self).sort();
+    if (others.length === 0) return { status: 'refused', reason: 'no live peer to hand the address space to: it stays with this peer', out };
+    let i = 0;
+    let given = 0;
+    for (const [start, end] of [...this.space.mine()]) {
+      this.give(others[i++ % others.length] as string, start, end, out);
+      given += end - start;
+    }
+    // Everyone hears of it at once, not at the next anti-entropy round.
+    for (const p of others) out.send.push({ to: p, msg: this.stateMessage(false) });
+    this.finish(now, out);
+    return { status: 'done', reason: `handed ${given} addresses to ${others.length} peer(s)`, out };
+  }
+
   // ---- queries ------------------------------------------------------------------------------
 
   lookup(handle: string): string | undefined {

@@ -28,6 +28,8 @@ export interface PeerSpec {
   peers: readonly string[];
   /** Extra arguments given to startPeer. */
   args: readonly string[];
+  /** Run the container data plane (root, a dockerd to watch); off unless asked for. */
+  dataplane?: boolean;
 }
 
 /** Builds the argv of a peer. Override it to run a stand-in or a different build. */
@@ -49,7 +51,7 @@ export const defaultPeerCommand: PeerCommand = (spec) => [
   spec.name,
   '--password-file',
   spec.passwordFile,
-  '--no-dataplane',
+  ...(spec.dataplane ? [] : ['--no-dataplane']),
   ...(spec.peers.length > 0 ? ['--peers', spec.peers.join(',')] : []),
   ...spec.args,
 ];
@@ -62,6 +64,9 @@ export interface PeerOptions {
   password: string;
   peers?: readonly string[];
   args?: readonly string[];
+  /** Run the data plane; the peer then watches this host's dockerd (start it first) and its
+   *  Docker plugin is named after the host's namespace, unique on the machine. */
+  dataplane?: boolean;
 }
 
 export interface HostConfig {
@@ -159,7 +164,12 @@ export class Host {
       dataDir: this.dataDir,
       passwordFile: this.passwordFile,
       peers: [...(opts.peers ?? [])],
-      args: [...(opts.args ?? [])],
+      args: [
+        ...(opts.dataplane && this.dockerdInst ? ['--docker-host', `unix://${this.dockerdInst.socket}`] : []),
+        ...(opts.dataplane ? ['--plugin-name', `weft-${this.ns}`] : []),
+        ...(opts.args ?? []),
+      ],
+      dataplane: opts.dataplane,
     };
     return this.launch();
   }

@@ -260,6 +260,13 @@ export class IpamWorld {
     this.check();
   }
 
+  handOff(id: string): string {
+    const res = this.core(id).handOff(this.now);
+    this.apply(id, res.out);
+    this.check();
+    return res.status;
+  }
+
   rmpeer(by: string, dead: string): string {
     const res = this.core(by).rmpeer(dead, this.now);
     this.apply(by, res.out);

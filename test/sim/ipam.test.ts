@@ -215,6 +215,26 @@ describe('running out of space', () => {
   });
 });
 
+describe('weft reset hands the space over', () => {
+  test('a peer that hands off its space owns none, the others allocate all of it, none twice (100 seeds, loss)', () => {
+    for (const seed of seeds(100)) {
+      const w = new IpamWorld({ seed, peers: 3, range: '10.40.0.0/26', loss: 0.05 });
+      const rng = new Rng(seed);
+      for (let i = 0; i < 20; i++) w.allocate(w.ids[rng.int(3)] as string, `a${i}`);
+      w.runUntil(() => allAllocated(w), 20_000);
+      const leaver = w.ids[2] as string;
+      expect(w.handOff(leaver), `seed ${seed}: refused while in use`).toBe([...w.handles.values()].some((h) => h.peer === leaver) ? 'refused' : 'done');
+      for (const [handle, h] of [...w.handles]) if (h.peer === leaver) w.release(handle);
+      expect(w.handOff(leaver)).toBe('done');
+      expect(w.core(leaver).status().owned, `seed ${seed}`).toBe(0);
+      // The rest fill the whole range between them: every address reachable, none twice.
+      for (let i = 0; i < 62; i++) w.allocate(w.ids[i % 2] as string, `b${i}`);
+      const t = w.runUntil(() => [...w.handles.values()].filter((h) => h.addr !== null).length >= 62, 60_000);
+      expect(t, `seed ${seed}: the others used the handed-over space`).toBeLessThan(Infinity);
+    }
+  });
+});
+
 describe('rmpeer', () => {
   function mesh(seed: number, peers: number, range = '10.32.0.0/22'): IpamWorld {
     const w = new IpamWorld({ seed, peers, range });
