@@ -90,10 +90,6 @@ export async function launch(o: LaunchOptions): Promise<void> {
   if (o.logLevel) setLogLevel(o.logLevel);
   const config = launchConfig(o);
   const log = logger('launch');
-  if (config.dataplane) {
-    log.warn('the container data plane is not built yet in this version; running the mesh only (as with --no-dataplane)');
-    config.dataplane = false;
-  }
   const peer = await Peer.start(config);
   const api = new ApiServer(peerApi(peer), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.credentialOf(conn));

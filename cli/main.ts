@@ -93,6 +93,35 @@ program.command('events')
     await c.call('events', { follow: true }, (e) => process.stdout.write(line(e) + '\n'));
   });
 
+program.command('attach <container>')
+  .description('attach a running container to the overlay and print its address')
+  .action((container: string, _o, cmd: Command) => run(cmd, 'attach', { container }, (r) => r.addr));
+
+program.command('detach <container>')
+  .description('take a container off the overlay and free its address')
+  .action((container: string, _o, cmd: Command) => run(cmd, 'detach', { container }, (r) => r.addr));
+
+program.command('ps')
+  .description('attached containers of the whole mesh (--local: this host only)')
+  .option('--local', 'only this host\'s containers')
+  .action((o: { local?: boolean }, cmd: Command) => run(cmd, 'ps', { local: o.local === true }, (cs: any[]) => cs.length === 0
+    ? 'no attached containers'
+    : table(['NAME', 'ID', 'ADDRESS', 'MAC', 'HOST', 'STATE'], cs.map((c) => [c.name, c.id.slice(0, 12), c.addr, c.mac, c.host, c.state])),
+  // The JSON contract: name, id, address, host (and more).
+  (cs: any[]) => cs.map((c) => ({ name: c.name, id: c.id, address: c.addr, mac: c.mac, host: c.host, peer: c.peer, state: c.state, health: c.health, labels: c.labels }))));
+
+program.command('expose')
+  .description('give this host an address on the overlay (it can then reach containers)')
+  .action((_o, cmd: Command) => run(cmd, 'expose', {}, (r) => r.address));
+
+program.command('hide')
+  .description('take back the host\'s overlay address')
+  .action((_o, cmd: Command) => run(cmd, 'hide', {}, (r) => r.address ? `hid ${r.address}` : 'the host was not exposed'));
+
+program.command('reset')
+  .description('take every container off the overlay, free their addresses, remove the bridge and devices')
+  .action((_o, cmd: Command) => run(cmd, 'reset', {}, (r) => `reset: ${r.containers} container(s) detached, data plane removed`));
+
 const token = program.command('token').description('join tokens');
 token.command('create')
   .description('print a join token (mesh secret and bootstrap addresses) for `weft launch --token`, or with --api an API token')

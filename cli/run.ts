@@ -30,12 +30,12 @@ export async function client(g: Globals): Promise<ApiClient> {
 }
 
 /** Runs one API call and prints its result as JSON or through `human`. */
-export async function run(cmd: Command, method: string, params: Record<string, unknown>, human: (r: any) => string): Promise<void> {
+export async function run(cmd: Command, method: string, params: Record<string, unknown>, human: (r: any) => string, json: (r: any) => unknown = (r) => r): Promise<void> {
   const g = cmd.optsWithGlobals<Globals>();
   const c = await client(g);
   try {
     const result = await c.call(method, params);
-    process.stdout.write((g.json ? JSON.stringify(result, null, 2) : human(result)) + '\n');
+    process.stdout.write((g.json ? JSON.stringify(json(result), null, 2) : human(result)) + '\n');
   } finally {
     await c.close();
   }

@@ -3,6 +3,7 @@ import { UserError, type ApiHandler } from './api-server.ts';
 import { encodeJoinToken } from './join-token.ts';
 import type { Member } from './membership.ts';
 import type { Peer } from './peer.ts';
+import type { Network } from './network.ts';
 
 /** Keys written by `weft kv` live under their own prefix, apart from the system's records. */
 const KV_PREFIX = 'kv/';
@@ -46,7 +47,7 @@ export function peerApi(peer: Peer): ApiHandler {
           tags: self.tags,
           incarnation: self.inc,
           uptimeSeconds: Math.round((Date.now() - peer.startedAt) / 1000),
-          dataplane: peer.config.dataplane ? 'on' : 'off',
+          dataplane: peer.network ? (peer.config.dataplaneMode ?? 'encrypted') : 'off',
           peers: { alive: count('alive'), suspect: count('suspect'), dead: count('dead'), left: count('left') },
           connections: peer.connectedPeers().size,
           replica: { entries: peer.replica.size() },
@@ -113,6 +114,18 @@ export function peerApi(peer: Peer): ApiHandler {
         const prefix = KV_PREFIX + (typeof p.prefix === 'string' ? p.prefix : '');
         return peer.replica.lookup(prefix, true).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, bytes: e.value?.length ?? 0 }));
       }
+      case 'attach':
+        return withNetwork(peer, (n) => n.attach(str(p, 'container')));
+      case 'detach':
+        return withNetwork(peer, (n) => n.detach(str(p, 'container')));
+      case 'ps':
+        return withNetwork(peer, async (n) => n.ps(p.local === true));
+      case 'expose':
+        return withNetwork(peer, async (n) => ({ address: await n.expose() }));
+      case 'hide':
+        return withNetwork(peer, async (n) => ({ address: await n.hide() }));
+      case 'reset':
+        return withNetwork(peer, (n) => n.reset());
       case 'ipam.status':
         return peer.ipam.status();
       case 'rmpeer': {
@@ -127,6 +140,17 @@ export function peerApi(peer: Peer): ApiHandler {
         throw new UserError(`unknown API method "${req.method}" (is the CLI newer than the peer?)`);
     }
   };
+}
+
+/** Runs a data plane call, turning its failures into one line for the user. */
+async function withNetwork<T>(peer: Peer, fn: (n: Network) => Promise<T>): Promise<T> {
+  const n = peer.network;
+  if (!n) throw new UserError('this peer runs without a data plane (--no-dataplane): no containers are attached here');
+  try {
+    return await fn(n);
+  } catch (err) {
+    throw new UserError((err as Error).message);
+  }
 }
 
 function parseUser<T>(fn: () => T): T {

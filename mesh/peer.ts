@@ -22,6 +22,8 @@ import { ReplicaShell } from './replica-shell.ts';
 import { IpamShell } from './ipam-shell.ts';
 import { DEFAULT_IPAM_RANGE } from './ipam.ts';
 import type { MeshView, PeerLiveness } from './mesh-view.ts';
+import { Network } from './network.ts';
+import { checkRangeAgainstRoutes } from './route-overlap.ts';
 import { Store } from './store.ts';
 import { LogOnce } from './log-once.ts';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -56,6 +58,8 @@ export class Peer {
   readonly membership: Membership;
   readonly replica: ReplicaShell;
   readonly ipam: IpamShell;
+  /** The container network; absent with --no-dataplane. */
+  network?: Network;
   readonly events = new EventLog();
   readonly metrics = new Metrics();
   readonly startedAt = Date.now();
@@ -218,6 +222,14 @@ export class Peer {
     for (const addr of this.config.peers) {
       this.dialer.add(addr, now);
       await this.store.put(TARGET_PREFIX + addr, addr, false);
+    }
+    if (this.config.dataplane) {
+      const range = this.config.ipallocRange ?? DEFAULT_IPAM_RANGE;
+      await checkRangeAgainstRoutes(range);
+      this.network = await Network.start({
+        mode: this.config.dataplaneMode ?? 'encrypted', range, underlay: this.advertise.host, dataDir: this.config.dataDir,
+        dockerHost: this.config.dockerHost, view: this.view(), ipam: this.ipam, store: this.store, log: this.log.child('network'),
+      });
     }
     this.registerMetrics();
     if (this.config.metricsListen) {
@@ -426,6 +438,7 @@ export class Peer {
     void this.metricsServer?.close();
     void this.replica.stop();
     void this.ipam.stop();
+    void this.network?.stop();
   }
 
   /** Graceful stop: tell the mesh we are leaving, then close everything. */
@@ -440,6 +453,7 @@ export class Peer {
     } catch (err) {
       this.log.warn('leave notice failed', { err: errorText(err) });
     }
+    await this.network?.stop();
     await this.control.stop();
     await this.replica.stop();
     await this.ipam.stop();

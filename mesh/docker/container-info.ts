@@ -1,0 +1,63 @@
+// What weft needs to know of a Docker container, from `docker inspect` (pure: the inspect JSON
+// in, a plain record out), so the attach logic can be tested without a daemon.
+
+import type { ContainerHealth, ContainerPort } from '../endpoint.ts';
+
+/** Containers with this label set to true are attached when they start. */
+export const ATTACH_LABEL = 'weft.attach';
+/** The identity an address is reserved for: the container keeps its address when it is
+ *  recreated, on any host. */
+export const NAME_LABEL = 'weft.name';
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  hostname?: string;
+  labels: Record<string, string>;
+  running: boolean;
+  pid: number;
+  health: ContainerHealth;
+  ports: ContainerPort[];
+  /** Host path of the file Docker bind-mounts as the container's /etc/resolv.conf. */
+  resolvConfPath?: string;
+  /** weft.attach=true */
+  wantsAttach: boolean;
+  /** Reserved-address identity: weft.name, else the stack/service/index a scheduler set. */
+  identity?: string;
+}
+
+/** Decodes the parts of `docker inspect` weft uses; tolerant of what it does not use. */
+export function containerInfo(inspect: any): ContainerInfo {
+  const labels: Record<string, string> = { ...(inspect?.Config?.Labels ?? {}) };
+  const state = inspect?.State ?? {};
+  const h = state.Health?.Status;
+  const health: ContainerHealth = h === 'healthy' || h === 'unhealthy' || h === 'starting' ? h : 'none';
+  const ports: ContainerPort[] = [];
+  for (const spec of Object.keys(inspect?.Config?.ExposedPorts ?? {})) {
+    const m = /^(\d+)\/(tcp|udp)$/.exec(spec);
+    if (m) ports.push({ port: Number(m[1]), proto: m[2] as 'tcp' | 'udp' });
+  }
+  const stackIdentity = labels['weft.stack'] && labels['weft.service'] && labels['weft.index']
+    ? `${labels['weft.stack']}/${labels['weft.service']}/${labels['weft.index']}`
+    : undefined;
+  return {
+    id: String(inspect?.Id ?? ''),
+    name: String(inspect?.Name ?? '').replace(/^\//, ''),
+    hostname: inspect?.Config?.Hostname || undefined,
+    labels,
+    running: state.Running === true,
+    pid: Number(state.Pid ?? 0),
+    health,
+    ports,
+    resolvConfPath: inspect?.ResolvConfPath || undefined,
+    wantsAttach: /^(true|yes|1)$/i.test(labels[ATTACH_LABEL] ?? ''),
+    identity: labels[NAME_LABEL] || stackIdentity,
+  };
+}
+
+/** The container's resolver: the peer's DNS on the bridge, names searched in the container's
+ *  stack first, then the mesh domain (so `web` and `web-1` resolve as with Docker links). */
+export function resolvConf(dnsAddr: string, domain: string, stack?: string): string {
+  const search = stack ? `${stack}.${domain} ${domain}` : domain;
+  return `# written by weft: the peer's DNS answers ${domain} and forwards the rest\nsearch ${search}\nnameserver ${dnsAddr}\noptions ndots:1\n`;
+}

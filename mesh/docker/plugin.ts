@@ -1,0 +1,469 @@
+// weft as a Docker network driver and IPAM driver: the libnetwork remote-driver protocol
+// (moby libnetwork/docs/remote.md, ipam.md) on a unix socket that dockerd finds by name in
+// /run/docker/plugins. Every real action (allocating an address, making a veth, recording an
+// endpoint) is a callback of the peer; this file only speaks the protocol and keeps the
+// little state the protocol needs between calls (which endpoint has which veth, which
+// address came from which allocation).
+//
+//   docker network create -d weft --ipam-driver weft weftnet
+//   docker run --network weftnet ...
+//
+// The container side is routed, not bridged: the container's address is a /32 on `ethwe<n>`;
+// it reaches the gateway (a link-local address on the host's bridge) on-link and the whole
+// overlay range through it. So containers never ARP for each other, the host routes every
+// packet (which the WireGuard data plane, an L3 device, needs), and no default route is
+// imposed on a container that has other networks.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { formatAddr, parseAddr, parseCidr, type Cidr } from '../ipam-cidr.ts';
+import { errorText, type Logger } from '../log.ts';
+import { obj, objs, parseObject, PluginError, readBody, reply, str, strMap } from './plugin-wire.ts';
+
+/** Where dockerd looks for legacy plugin sockets (pkg/plugins discovery). It is machine-wide:
+ *  dockerd's --exec-root does not move it, so several dockerds on one machine share it and
+ *  each peer's plugin needs a name of its own. */
+export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
+
+/** The prefix Docker gives the interface it moves into the container: ethwe0, ethwe1, ...
+ *  (Weave Net's name, which users' scripts already know). */
+export const CONTAINER_IF_PREFIX = 'ethwe';
+
+/** libnetwork's labels and option keys (netlabel, ipamapi). */
+const LABEL_GATEWAY = 'com.docker.network.gateway';
+const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
+
+/** StaticRoute.RouteType values (libnetwork types.NEXTHOP / types.CONNECTED). */
+const ROUTE_NEXTHOP = 0;
+const ROUTE_CONNECTED = 1;
+
+/** The pool weft answers when the user gives no --subnet. For a local-scope network with no
+ *  preferred pool, dockerd checks the pool against the host's routes and, on overlap, asks
+ *  again, forever (libnetwork requestPoolHelper: it releases the refused pools only when it
+ *  returns, and an IPAM driver with one range returns the same pool every time). Every weft
+ *  host routes the overlay range, so the real range would always overlap and
+ *  `docker network create` would hang; 0.0.0.0/0 is the one pool that check skips
+ *  (types.IsIPNetValid). An explicit --subnet equal to the range is not checked either. */
+const ANY_POOL = '0.0.0.0/0';
+
+/** The one address space weft offers; Docker only passes it back to us. */
+const ADDRESS_SPACE = 'weft';
+
+/** Docker's plugin names end up in a file name and in `docker network create -d NAME`. */
+const NAME_RE = /^[A-Za-z0-9][\w.-]{0,63}$/;
+
+export interface PluginBackend {
+  /** Address space of the overlay, e.g. '10.32.0.0/12'. */
+  range: string;
+  /** Gateway the container routes the overlay through (a link-local address on the host's
+   *  bridge, '169.254.53.1'). */
+  gateway: string;
+  mtu: number;
+  /** Returns an IPv4 address in range; may take time (waits for space). */
+  allocate(handle: string): Promise<string>;
+  release(handle: string): Promise<void>;
+  /** Makes a veth pair; the container end stays in the host namespace (Docker moves it). The
+   *  veth must have the overlay MTU: Docker does not change it. */
+  prepareVeth(addr: string): Promise<{ hostIf: string; containerIf: string; mac: string }>;
+  removeVeth(hostIf: string): Promise<void>;
+  /** The endpoint is now in a container (Join) / left it (Leave). sandboxKey is Docker's
+   *  netns path. */
+  joined(ep: { endpointId: string; networkId: string; addr: string; mac: string; sandboxKey: string }): Promise<void>;
+  left(endpointId: string): Promise<void>;
+}
+
+export interface DockerPluginOptions {
+  /** The driver name users give `docker network create -d NAME --ipam-driver NAME`. */
+  name: string;
+  /** Directory of the socket; default DEFAULT_PLUGIN_DIR. */
+  dir?: string;
+  backend: PluginBackend;
+  log: Logger;
+}
+
+interface Endpoint {
+  networkId: string;
+  addr: string;
+  /** The MAC the container's interface gets: ours, or the user's --mac-address. */
+  mac: string;
+  hostIf: string;
+  containerIf: string;
+}
+
+/** What a handler gets besides the request: whether dockerd is still waiting for the answer. */
+interface Call {
+  body: Record<string, unknown>;
+  gone(): boolean;
+}
+
+type Handler = (call: Call) => Promise<unknown>;
+
+/** The allocation handle of one Docker address request. Docker names no container or endpoint
+ *  when it asks for an address, so each request gets a fresh handle, remembered by address
+ *  until ReleaseAddress. The prefix tells the peer (and `weft ps`) who holds it. */
+export function addressHandle(pluginName: string): string {
+  return `docker:${pluginName}:${randomBytes(8).toString('hex')}`;
+}
+
+export class DockerPlugin {
+  readonly name: string;
+  readonly socketPath: string;
+  private readonly backend: PluginBackend;
+  private readonly log: Logger;
+  private readonly range: Cidr;
+  private readonly gateway: string;
+  private readonly poolId: string;
+  private readonly server: http.Server;
+  private readonly handlers: Record<string, Handler>;
+  /** Networks Docker created with this driver since the plugin started. Not enforced: after a
+   *  restart dockerd does not create its networks again, yet their endpoints must work. */
+  private readonly networks = new Set<string>();
+  private readonly endpoints = new Map<string, Endpoint>();
+  /** Address -> allocation handle, for ReleaseAddress (which names only the address). */
+  private readonly handles = new Map<string, string>();
+  private closed = false;
+
+  private constructor(opts: DockerPluginOptions, socketPath: string, range: Cidr, gateway: string) {
+    this.name = opts.name;
+    this.socketPath = socketPath;
+    this.backend = opts.backend;
+    this.log = opts.log;
+    this.range = range;
+    this.gateway = gateway;
+    // Stable across restarts of the plugin: Docker keeps pool ids in its own store.
+    this.poolId = `weft-${range.text}`;
+    this.handlers = this.makeHandlers();
+    this.server = http.createServer((req, res) => this.serve(req, res));
+  }
+
+  /** Validates the options, replaces a stale socket, and listens. Refuses to take over a
+   *  socket that still answers (another peer, or another test, has that name). */
+  static async start(opts: DockerPluginOptions): Promise<DockerPlugin> {
+    if (!NAME_RE.test(opts.name)) {
+      throw new Error(`docker plugin name ${JSON.stringify(opts.name)}: use up to 64 letters, digits, _ . - (it becomes a socket file name)`);
+    }
+    const range = parseCidr(opts.backend.range);
+    if (typeof range === 'string') throw new Error(`docker plugin: ${range}`);
+    const gw = parseAddr(opts.backend.gateway);
+    if (gw === undefined) throw new Error(`docker plugin: gateway "${opts.backend.gateway}" is not an IPv4 address`);
+    if (gw >= range.base && gw < range.base + range.size) {
+      throw new Error(`docker plugin: gateway ${opts.backend.gateway} is inside the container range ${range.text}; it must be outside (a link-local address)`);
+    }
+    const dir = opts.dir ?? DEFAULT_PLUGIN_DIR;
+    fs.mkdirSync(dir, { recursive: true });
+    const socketPath = path.join(dir, `${opts.name}.sock`);
+    await removeStaleSocket(socketPath);
+    const plugin = new DockerPlugin(opts, socketPath, range, formatAddr(gw));
+    await new Promise<void>((resolve, reject) => {
+      plugin.server.once('error', reject);
+      plugin.server.listen(socketPath, () => {
+        plugin.server.off('error', reject);
+        resolve();
+      });
+    });
+    plugin.server.on('error', (e) => plugin.log.error('docker plugin socket failed', { socket: socketPath, err: errorText(e) }));
+    // dockerd runs as root; nobody else may drive the host's networking through this socket.
+    fs.chmodSync(socketPath, 0o600);
+    plugin.log.info('docker plugin listening', { name: opts.name, socket: socketPath, range: range.text, gateway: plugin.gateway });
+    return plugin;
+  }
+
+  /** Stops serving and removes the socket file. Endpoints stay as they are: the containers
+   *  keep running, and a restarted peer serves them again. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+    // server.close() unlinks the socket; this covers a listener that never got that far.
+    fs.rmSync(this.socketPath, { force: true });
+    this.log.info('docker plugin stopped', { name: this.name });
+  }
+
+  private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Bounded: the method ends up in log lines and error messages.
+    const method = ((req.url ?? '').replace(/^\/+/, '').split('?')[0] ?? '').slice(0, 80);
+    const fail = (e: unknown): void => {
+      // A backend failure (no space, a veth that would not come up) is an operation that
+      // could not complete: `{"Err"}` with 200, so dockerd shows the backend's sentence as it
+      // is ("remote: ..."); with an HTTP error it would prefix the method name.
+      const status = e instanceof PluginError ? e.status : 200;
+      const msg = errorText(e);
+      if (status >= 400) this.log.warn('docker plugin request rejected', { method, status, err: msg });
+      else if (e instanceof PluginError) this.log.info('docker plugin request refused', { method, err: msg });
+      else this.log.warn('docker plugin backend failed', { method, err: msg });
+      // Two spellings: the network driver's responses carry `Err`, the IPAM driver's `Error`
+      // (libnetwork's ipams/remote/api), and dockerd ignores the one it does not read.
+      reply(res, status, { Err: msg, Error: msg });
+    };
+    if (req.method !== 'POST') {
+      req.resume();
+      fail(new PluginError(`${req.method} is not supported: the plugin protocol is POST /<Interface>.<Method>`, 405));
+      return;
+    }
+    const handler = Object.hasOwn(this.handlers, method) ? this.handlers[method] : undefined;
+    if (handler === undefined) {
+      req.resume();
+      // 404 tells dockerd the method is not implemented (remote.md), which it tolerates.
+      fail(new PluginError(`weft's docker plugin does not implement ${method || '(empty method)'}`, 404));
+      return;
+    }
+    this.log.debug('docker plugin request', { method });
+    readBody(req)
+      .then((b) => parseObject(b))
+      .then((body) => handler({ body, gone: () => res.destroyed || req.socket.destroyed }))
+      .then((out) => reply(res, 200, out ?? {}), fail);
+  }
+
+  private makeHandlers(): Record<string, Handler> {
+    return {
+      'Plugin.Activate': async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }),
+
+      'IpamDriver.GetCapabilities': async () => ({ RequiresMACAddress: false, RequiresRequestReplay: false }),
+      'IpamDriver.GetDefaultAddressSpaces': async () => ({
+        LocalDefaultAddressSpace: ADDRESS_SPACE,
+        GlobalDefaultAddressSpace: ADDRESS_SPACE,
+      }),
+      'IpamDriver.RequestPool': async ({ body }) => this.requestPool(body),
+      'IpamDriver.ReleasePool': async ({ body }) => {
+        this.checkPool(str(body, 'PoolID', true));
+        return {};
+      },
+      'IpamDriver.RequestAddress': async (call) => this.requestAddress(call),
+      'IpamDriver.ReleaseAddress': async ({ body }) => this.releaseAddress(body),
+
+      // Scope "local": each dockerd keeps its own copy of the network (as with Weave Net).
+      // "global" would make dockerd keep networks in a cluster store (swarm's, or the
+      // --cluster-store KV that Docker removed in 23.0), which weft does not need: the mesh
+      // already makes one address space of every host's copy. ConnectivityScope "global"
+      // says the network still spans hosts, so swarm may attach services to it.
+      'NetworkDriver.GetCapabilities': async () => ({ Scope: 'local', ConnectivityScope: 'global' }),
+      'NetworkDriver.CreateNetwork': async ({ body }) => this.createNetwork(body),
+      'NetworkDriver.DeleteNetwork': async ({ body }) => {
+        const id = str(body, 'NetworkID', true);
+        // Docker retries deletes after its own restarts; forgetting twice is fine.
+        this.networks.delete(id);
+        this.log.info('docker network deleted', { network: short(id) });
+        return {};
+      },
+      'NetworkDriver.AllocateNetwork': async ({ body }) => ({ Options: obj(body, 'Options') }),
+      'NetworkDriver.FreeNetwork': async () => ({}),
+      'NetworkDriver.CreateEndpoint': async ({ body }) => this.createEndpoint(body),
+      'NetworkDriver.EndpointOperInfo': async ({ body }) => {
+        const ep = this.endpoint(body, 'EndpointOperInfo');
+        return { Value: { addr: ep.addr, mac: ep.mac, hostIf: ep.hostIf, mtu: this.backend.mtu } };
+      },
+      'NetworkDriver.DeleteEndpoint': async ({ body }) => this.deleteEndpoint(body),
+      'NetworkDriver.Join': async ({ body }) => this.join(body),
+      'NetworkDriver.Leave': async ({ body }) => {
+        const id = str(body, 'EndpointID', true);
+        const ep = this.endpoint(body, 'Leave');
+        await this.backend.left(id);
+        this.log.info('docker endpoint left its container', { endpoint: short(id), addr: ep.addr });
+        return {};
+      },
+      // Node discovery (swarm's and the old cluster store's): the mesh has its own.
+      'NetworkDriver.DiscoverNew': async () => ({}),
+      'NetworkDriver.DiscoverDelete': async () => ({}),
+      // Port publishing and outbound NAT are not the overlay's job.
+      'NetworkDriver.ProgramExternalConnectivity': async () => ({}),
+      'NetworkDriver.RevokeExternalConnectivity': async () => ({}),
+    };
+  }
+
+  private requestPool(body: Record<string, unknown>): unknown {
+    const pool = str(body, 'Pool');
+    const subPool = str(body, 'SubPool');
+    if (body.V6 === true) {
+      throw new PluginError(`weft has no IPv6 addresses: create the network without --ipv6 (weft's range is ${this.range.text})`);
+    }
+    if (pool !== '' && canonical(pool) !== this.range.text) {
+      throw new PluginError(`weft hands out addresses only from its range ${this.range.text}: leave --subnet out, or give --subnet ${this.range.text}`);
+    }
+    if (subPool !== '' && canonical(subPool) !== this.range.text) {
+      throw new PluginError(`weft allocates from its whole range ${this.range.text}: leave --ip-range out`);
+    }
+    // ipam.md asks drivers to count pool references; weft's one pool is never freed, and
+    // its id is the same after a restart, so there is nothing to count.
+    return {
+      PoolID: this.poolId,
+      Pool: pool === '' ? ANY_POOL : this.range.text,
+      // Giving the gateway here spares dockerd a RequestAddress for it (and a release on delete).
+      Data: { [LABEL_GATEWAY]: `${this.gateway}/32` },
+    };
+  }
+
+  private checkPool(poolId: string): void {
+    if (poolId !== this.poolId) throw new PluginError(`address pool "${poolId}" is not weft's (weft's is "${this.poolId}")`);
+  }
+
+  private async requestAddress(call: Call): Promise<unknown> {
+    const body = call.body;
+    this.checkPool(str(body, 'PoolID', true));
+    const wanted = str(body, 'Address');
+    const options = strMap(body, 'Options');
+    if (options[REQUEST_ADDRESS_TYPE] === LABEL_GATEWAY || wanted === this.gateway) {
+      if (wanted !== '' && wanted !== this.gateway) {
+        throw new PluginError(`the gateway of a weft network is ${this.gateway}: leave --gateway out`);
+      }
+      return { Address: `${this.gateway}/32`, Data: {} };
+    }
+    if (wanted !== '') {
+      // Claiming a given address would bypass the mesh's reservations (a service's stable
+      // address is desired state, held by the managers), so Docker's --ip and --aux-address
+      // are refused rather than half-honoured.
+      throw new PluginError(`weft chooses container addresses itself and cannot give ${wanted}: leave --ip and --aux-address out`);
+    }
+    const handle = addressHandle(this.name);
+    const addr = await this.backend.allocate(handle);
+    const n = parseAddr(addr);
+    if (n === undefined || n < this.range.base || n >= this.range.base + this.range.size) {
+      await this.backend.release(handle).catch(() => undefined);
+      throw new PluginError(`weft's allocator returned "${addr}", which is not in ${this.range.text}`);
+    }
+    if (call.gone()) {
+      // dockerd gave up waiting (its plugin client times out); nobody will release this.
+      await this.backend.release(handle).catch(() => undefined);
+      throw new PluginError(`dockerd stopped waiting for an address; ${addr} was given back`);
+    }
+    this.handles.set(addr, handle);
+    this.log.info('docker address allocated', { addr, handle });
+    return { Address: `${addr}/32`, Data: {} };
+  }
+
+  private async releaseAddress(body: Record<string, unknown>): Promise<unknown> {
+    this.checkPool(str(body, 'PoolID', true));
+    const addr = str(body, 'Address', true);
+    if (addr === this.gateway) return {};
+    const handle = this.handles.get(addr);
+    if (handle === undefined) {
+      throw new PluginError(`weft's docker plugin did not hand out ${addr} (or was restarted since); nothing released`);
+    }
+    await this.backend.release(handle);
+    this.handles.delete(addr);
+    this.log.info('docker address released', { addr, handle });
+    return {};
+  }
+
+  private createNetwork(body: Record<string, unknown>): unknown {
+    const id = str(body, 'NetworkID', true);
+    if (objs(body, 'IPv6Data').length > 0) {
+      throw new PluginError(`weft has no IPv6 addresses: create the network without --ipv6`);
+    }
+    const v4 = objs(body, 'IPv4Data');
+    const pools = v4.map((d) => str(d, 'Pool'));
+    const pool = pools.length === 1 ? canonical(pools[0] as string) : '';
+    if (pool !== this.range.text && pool !== ANY_POOL) {
+      throw new PluginError(
+        `a network with driver ${this.name} needs addresses from weft's range ${this.range.text}, not ${pools.join(', ') || 'none'}: add --ipam-driver ${this.name}`,
+      );
+    }
+    this.networks.add(id);
+    this.log.info('docker network created', { network: short(id) });
+    return {};
+  }
+
+  private async createEndpoint(body: Record<string, unknown>): Promise<unknown> {
+    const networkId = str(body, 'NetworkID', true);
+    const id = str(body, 'EndpointID', true);
+    const iface = obj(body, 'Interface');
+    const cidr = str(iface, 'Address');
+    if (str(iface, 'AddressIPv6') !== '') throw new PluginError('weft has no IPv6 addresses: leave --ip6 out');
+    if (cidr === '') throw new PluginError(`endpoint ${short(id)} has no IPv4 address: create the network with --ipam-driver ${this.name}`);
+    const addr = cidr.split('/')[0] as string;
+    const n = parseAddr(addr);
+    if (n === undefined || n < this.range.base || n >= this.range.base + this.range.size) {
+      throw new PluginError(`endpoint address ${cidr} is outside weft's range ${this.range.text}: create the network with --ipam-driver ${this.name}`);
+    }
+    if (this.endpoints.has(id)) throw new PluginError(`endpoint ${short(id)} exists already`);
+    if (!this.networks.has(networkId)) this.log.info('docker endpoint on a network created before this plugin started', { network: short(networkId) });
+    const dockerMac = str(iface, 'MacAddress');
+    // The veth is made now rather than at Join: Docker wants the endpoint's MAC in this
+    // reply, and the veth's is the one the container keeps (unless the user gave one, which
+    // Docker then sets on the interface itself when it moves it).
+    const veth = await this.backend.prepareVeth(addr);
+    const mac = dockerMac || veth.mac;
+    this.endpoints.set(id, { networkId, addr, mac, hostIf: veth.hostIf, containerIf: veth.containerIf });
+    this.log.info('docker endpoint created', { endpoint: short(id), network: short(networkId), addr, mac, hostIf: veth.hostIf });
+    // remote.md: when Docker sent an Interface, answering with one again is an error, so
+    // the MAC goes back only when Docker had none.
+    return { Interface: dockerMac === '' ? { MacAddress: veth.mac } : {} };
+  }
+
+  private async deleteEndpoint(body: Record<string, unknown>): Promise<unknown> {
+    const id = str(body, 'EndpointID', true);
+    const ep = this.endpoint(body, 'DeleteEndpoint');
+    // After Leave, Docker has moved the container end back and renamed it; deleting either
+    // end of a veth removes both.
+    await this.backend.removeVeth(ep.hostIf);
+    this.endpoints.delete(id);
+    this.log.info('docker endpoint deleted', { endpoint: short(id), addr: ep.addr });
+    return {};
+  }
+
+  private async join(body: Record<string, unknown>): Promise<unknown> {
+    const networkId = str(body, 'NetworkID', true);
+    const endpointId = str(body, 'EndpointID', true);
+    const sandboxKey = str(body, 'SandboxKey', true);
+    const ep = this.endpoint(body, 'Join');
+    await this.backend.joined({ endpointId, networkId, addr: ep.addr, mac: ep.mac, sandboxKey });
+    this.log.info('docker endpoint joined a container', { endpoint: short(endpointId), addr: ep.addr, sandbox: sandboxKey });
+    return {
+      InterfaceName: { SrcName: ep.containerIf, DstPrefix: CONTAINER_IF_PREFIX },
+      // No Gateway and no 0.0.0.0/0 route: the container keeps the default route of its
+      // other networks. (With no other network, Docker adds its docker_gwbridge for one.)
+      StaticRoutes: [
+        { Destination: `${this.gateway}/32`, RouteType: ROUTE_CONNECTED },
+        { Destination: this.range.text, RouteType: ROUTE_NEXTHOP, NextHop: this.gateway },
+      ],
+    };
+  }
+
+  private endpoint(body: Record<string, unknown>, method: string): Endpoint {
+    const id = str(body, 'EndpointID', true);
+    const ep = this.endpoints.get(id);
+    if (ep === undefined) throw new PluginError(`${method}: weft knows no endpoint ${short(id)} (was the peer restarted since it was created?)`);
+    return ep;
+  }
+}
+
+/** "10.32.0.0/12" for any spelling Docker may send ("10.32.0.0/12", "10.32.1.2/12"). */
+function canonical(cidr: string): string {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(cidr.trim());
+  const a = m === null ? undefined : parseAddr(m[1] as string);
+  const p = m === null ? NaN : Number(m[2]);
+  if (a === undefined || !(p >= 0 && p <= 32)) return cidr;
+  const size = 2 ** (32 - p);
+  return `${formatAddr(a - (a % size))}/${p}`;
+}
+
+/** Docker's ids are 64 hex digits; 12 is what `docker ps` shows. */
+function short(id: string): string {
+  return id.slice(0, 12);
+}
+
+/** Removes a socket file nobody answers on; refuses one that answers, or a file that is not
+ *  a socket (we never delete what we did not make). */
+async function removeStaleSocket(p: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(p);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${p} exists and is not a socket: remove it, or choose another plugin name`);
+  const live = await new Promise<boolean>((resolve) => {
+    const s = net.connect(p);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`another process serves the docker plugin socket ${p}: stop it, or give this peer another plugin name`);
+  fs.rmSync(p, { force: true });
+}

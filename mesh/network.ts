@@ -1,0 +1,364 @@
+// The container network of one host: the data plane (bridge, WireGuard or VXLAN), addresses
+// from IPAM, Docker containers attached by label or by hand, and the registry records that tell
+// every other host where each container is. This is the shell that composes them; the
+// decisions (who to route where, which record wins) live in small pure functions.
+
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import type Docker from 'dockerode';
+import { Dataplane } from './dataplane/dataplane.ts';
+import {
+  CONTAINER_PREFIX, DATAPLANE_PREFIX, parseContainerEndpoint, parseDataplaneRecord, preferEndpoint,
+  type ContainerEndpoint, type DataplaneRecord,
+} from './endpoint.ts';
+import { containerInfo, resolvConf, type ContainerInfo } from './docker/container-info.ts';
+import { DockerEvents, dockerClient, type ContainerEvent } from './docker/events.ts';
+import type { IpamShell } from './ipam-shell.ts';
+import { errorText, type Logger } from './log.ts';
+import type { MeshView } from './mesh-view.ts';
+import type { Store } from './store.ts';
+
+/** A stopped container keeps its address this long in case it is restarted (Weave Net holds
+ *  30 s): a restart policy brings it back within seconds, and its peers' caches stay right. */
+export const DIE_HOLD_MS = 30_000;
+/** The mesh DNS domain the containers search. */
+export const MESH_DOMAIN = 'weft.local';
+const ATTACH_PREFIX = 'attach/';
+const EXPOSE_HANDLE = 'weft:expose';
+
+/** What this peer remembers of a container it attached (kept across restarts). */
+interface Attachment {
+  id: string;
+  addr: string;
+  mac: string;
+  /** Attached by `weft attach` rather than by label: re-attached after restarts too. */
+  manual: boolean;
+  since: number;
+  /** The container's process when attached: the same pid means the same network namespace,
+   *  so the interface is still there (a peer restart must not touch it). */
+  pid: number;
+}
+
+export interface NetworkOptions {
+  mode: 'encrypted' | 'fast';
+  range: string;
+  underlay: string;
+  dataDir: string;
+  dockerHost?: string;
+  view: MeshView;
+  ipam: IpamShell;
+  store: Store;
+  log: Logger;
+}
+
+/** The remote routes the data plane must hold, from the registry: every address whose
+ *  preferred record (running first, then newest) is on another host. Liveness is not
+ *  consulted: a peer restarting or cut off does not stop its containers, so their routes stay
+ *  until their records go. */
+export function remoteRoutes(self: string, containers: readonly ContainerEndpoint[], hosts: ReadonlyMap<string, DataplaneRecord>): { addr: string; peer: string }[] {
+  const best = new Map<string, ContainerEndpoint>();
+  for (const c of containers) {
+    const cur = best.get(c.addr);
+    best.set(c.addr, cur ? preferEndpoint(cur, c) : c);
+  }
+  const out: { addr: string; peer: string }[] = [];
+  for (const c of best.values()) if (c.peer !== self && hosts.has(c.peer)) out.push({ addr: c.addr, peer: c.peer });
+  for (const [peer, h] of hosts) if (peer !== self && h.exposed && !best.has(h.exposed)) out.push({ addr: h.exposed, peer });
+  return out.sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+}
+
+export class Network {
+  readonly dataplane: Dataplane;
+  private readonly o: NetworkOptions;
+  private readonly docker: Docker;
+  private readonly events: DockerEvents;
+  private readonly attached = new Map<string, Attachment>();
+  private readonly holds = new Map<string, NodeJS.Timeout>();
+  /** One chain of work per container, so start/die/destroy/attach never interleave. */
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private syncQueued = false;
+  private syncing: Promise<void> = Promise.resolve();
+  private readonly unsubscribe: () => void;
+  private exposed?: string;
+  private stopped = false;
+
+  private constructor(o: NetworkOptions, dataplane: Dataplane) {
+    this.o = o;
+    this.dataplane = dataplane;
+    this.docker = dockerClient(o.dockerHost);
+    this.events = new DockerEvents(this.docker, {
+      log: o.log.child('docker'),
+      onEvent: (e) => this.onDockerEvent(e),
+      onConnected: () => void this.resync(),
+    });
+    this.unsubscribe = o.view.onEntries((changes) => {
+      if (changes.some((c) => c.key.startsWith(CONTAINER_PREFIX) || c.key.startsWith(DATAPLANE_PREFIX))) this.scheduleSync();
+    });
+  }
+
+  static async start(o: NetworkOptions): Promise<Network> {
+    const suffix = createHash('sha256').update(o.view.self.id).digest('hex').slice(0, 8);
+    const dataplane = await Dataplane.start({ mode: o.mode, range: o.range, underlay: o.underlay, dataDir: o.dataDir, suffix, log: o.log.child('dataplane') });
+    const net = new Network(o, dataplane);
+    for (const { value } of await o.store.scan<Attachment>(ATTACH_PREFIX)) net.attached.set(value.id, value);
+    net.exposed = await o.store.get<string>('expose/addr');
+    if (net.exposed) await dataplane.expose(net.exposed);
+    await net.publishDataplane();
+    net.scheduleSync();
+    net.events.start();
+    return net;
+  }
+
+  get dnsAddress(): string {
+    return this.dataplane.gateway;
+  }
+
+  // ---- attachment -----------------------------------------------------------------------------
+
+  /** `weft attach`: attaches a running container (by name or id) and returns its record. */
+  attach(ref: string): Promise<ContainerEndpoint> {
+    return this.inspect(ref).then((info) => this.serial(info.id, () => this.doAttach(info, true)));
+  }
+
+  /** `weft detach`: takes a container off the overlay and frees its address. */
+  async detach(ref: string): Promise<{ id: string; addr: string }> {
+    const local = [...this.attached.values()].find((a) => a.id === ref || a.id.startsWith(ref));
+    const id = local?.id ?? (await this.inspect(ref)).id;
+    return this.serial(id, async () => {
+      const a = this.attached.get(id);
+      if (!a) throw new Error(`container ${ref} is not attached to weft`);
+      await this.forgetContainer(id);
+      return { id, addr: a.addr };
+    });
+  }
+
+  /** Every container record in the registry (all hosts), or only this host's. */
+  ps(local: boolean): ContainerEndpoint[] {
+    const out: ContainerEndpoint[] = [];
+    for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
+      if (e.value === null) continue;
+      const c = parseContainerEndpoint(e.value);
+      if (typeof c === 'string' || c.peer !== e.owner) continue;
+      if (local && c.peer !== this.o.view.self.id) continue;
+      out.push(c);
+    }
+    return out.sort((a, b) => a.host.localeCompare(b.host) || a.name.localeCompare(b.name));
+  }
+
+  private async inspect(ref: string): Promise<ContainerInfo> {
+    try {
+      return containerInfo(await this.docker.getContainer(ref).inspect());
+    } catch (err) {
+      const text = errorText(err);
+      if (/no such container|404/i.test(text)) throw new Error(`no container "${ref}" on this host's dockerd`);
+      throw new Error(`cannot reach dockerd: ${text}`);
+    }
+  }
+
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(id) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    const tail = next.catch(() => undefined);
+    this.chains.set(id, tail);
+    void tail.then(() => {
+      if (this.chains.get(id) === tail) this.chains.delete(id);
+    });
+    return next;
+  }
+
+  private async doAttach(info: ContainerInfo, manual: boolean): Promise<ContainerEndpoint> {
+    if (!info.running || info.pid <= 0) throw new Error(`container ${info.name} is not running`);
+    this.cancelHold(info.id);
+    const prior = this.attached.get(info.id);
+    if (prior && prior.pid === info.pid) {
+      // Already attached in this namespace (a peer restart, a repeated attach): leave the
+      // interface alone so traffic is not interrupted; only say again that it runs.
+      const rec = this.record(info, prior, 'running');
+      await this.o.view.put(CONTAINER_PREFIX + info.id, JSON.stringify(rec));
+      return rec;
+    }
+    const addr = await this.o.ipam.allocate(info.id, info.identity);
+    const { mac } = await this.dataplane.attach(`/proc/${info.pid}/ns/net`, addr);
+    if (info.resolvConfPath) {
+      const text = resolvConf(this.dnsAddress, MESH_DOMAIN, info.labels['weft.stack'] ?? info.labels['com.docker.compose.project']);
+      await writeFile(info.resolvConfPath, text).catch((err) => this.o.log.warn('cannot set the container resolver', { container: info.name, err: errorText(err) }));
+    }
+    const a: Attachment = { id: info.id, addr, mac, manual: manual || (prior?.manual ?? false), since: Date.now(), pid: info.pid };
+    this.attached.set(info.id, a);
+    await this.o.store.put(ATTACH_PREFIX + info.id, a);
+    const rec = this.record(info, a, 'running');
+    await this.o.view.put(CONTAINER_PREFIX + info.id, JSON.stringify(rec));
+    this.o.log.info('attached container', { container: info.name, id: info.id.slice(0, 12), addr, identity: info.identity });
+    return rec;
+  }
+
+  private record(info: ContainerInfo, a: Attachment, state: 'running' | 'stopped'): ContainerEndpoint {
+    return {
+      v: 1, id: info.id, name: info.name, ...(info.hostname ? { hostname: info.hostname } : {}),
+      addr: a.addr, mac: a.mac, peer: this.o.view.self.id, host: this.o.view.self.name,
+      state, health: info.health, labels: info.labels, ...(info.ports.length ? { ports: info.ports } : {}), since: a.since,
+    };
+  }
+
+  /** Off the overlay for good: route, address, registry record, stored attachment. */
+  private async forgetContainer(id: string): Promise<void> {
+    this.cancelHold(id);
+    const a = this.attached.get(id);
+    this.attached.delete(id);
+    if (a) await this.dataplane.detach(a.addr).catch((err) => this.o.log.warn('cannot detach', { id, err: errorText(err) }));
+    await this.o.ipam.release(id);
+    await this.o.store.del(ATTACH_PREFIX + id);
+    if (this.o.view.entries(CONTAINER_PREFIX + id).some((e) => e.owner === this.o.view.self.id && e.key === CONTAINER_PREFIX + id)) {
+      await this.o.view.put(CONTAINER_PREFIX + id, null);
+    }
+    if (a) this.o.log.info('released container address', { id: id.slice(0, 12), addr: a.addr });
+  }
+
+  private cancelHold(id: string): void {
+    const t = this.holds.get(id);
+    if (t) clearTimeout(t);
+    this.holds.delete(id);
+  }
+
+  private onDockerEvent(e: ContainerEvent): void {
+    if (this.stopped) return;
+    void this.serial(e.id, async () => {
+      switch (e.type) {
+        case 'start': {
+          const info = await this.inspect(e.id);
+          if (info.wantsAttach || this.attached.get(e.id)?.manual) await this.doAttach(info, false);
+          break;
+        }
+        case 'die': {
+          const a = this.attached.get(e.id);
+          if (!a) break;
+          const info = await this.inspect(e.id).catch(() => undefined);
+          if (info) await this.o.view.put(CONTAINER_PREFIX + e.id, JSON.stringify(this.record(info, a, 'stopped')));
+          this.cancelHold(e.id);
+          this.holds.set(e.id, setTimeout(() => void this.serial(e.id, () => this.forgetContainer(e.id)), DIE_HOLD_MS));
+          break;
+        }
+        case 'destroy':
+          if (this.attached.has(e.id)) await this.forgetContainer(e.id);
+          break;
+        case 'health': {
+          const a = this.attached.get(e.id);
+          if (!a) break;
+          const info = await this.inspect(e.id);
+          await this.o.view.put(CONTAINER_PREFIX + e.id, JSON.stringify(this.record(info, a, info.running ? 'running' : 'stopped')));
+          break;
+        }
+      }
+    }).catch((err) => this.o.log.warn('docker event not handled', { event: e.type, id: e.id.slice(0, 12), err: errorText(err) }));
+  }
+
+  /** After (re)connecting to dockerd: events were missed, so compare what runs with what we
+   *  hold. Containers that ran on while the peer was down keep their addresses. */
+  private async resync(): Promise<void> {
+    let list: Docker.ContainerInfo[];
+    try {
+      list = await this.docker.listContainers({ all: true });
+    } catch (err) {
+      this.o.log.warn('cannot list containers', { err: errorText(err) });
+      return;
+    }
+    const present = new Map(list.map((c) => [c.Id, c]));
+    for (const id of [...this.attached.keys()]) {
+      const c = present.get(id);
+      if (!c) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
+      else if (c.State !== 'running') this.onDockerEvent({ type: 'die', id });
+    }
+    for (const c of list) {
+      if (c.State !== 'running') continue;
+      if (this.attached.has(c.Id) || /^(true|yes|1)$/i.test(c.Labels?.['weft.attach'] ?? '')) this.onDockerEvent({ type: 'start', id: c.Id });
+    }
+  }
+
+  // ---- host address, reset ------------------------------------------------------------------
+
+  /** `weft expose`: the host gets an overlay address (the same one each time, while kept). */
+  async expose(): Promise<string> {
+    const addr = await this.o.ipam.allocate(EXPOSE_HANDLE, `host/${this.o.view.self.id}`);
+    await this.dataplane.expose(addr);
+    this.exposed = addr;
+    await this.o.store.put('expose/addr', addr);
+    await this.publishDataplane();
+    return addr;
+  }
+
+  async hide(): Promise<string | null> {
+    const addr = this.exposed ?? null;
+    await this.dataplane.hide();
+    this.exposed = undefined;
+    await this.o.store.del('expose/addr');
+    await this.o.ipam.release(EXPOSE_HANDLE);
+    await this.publishDataplane();
+    return addr;
+  }
+
+  /** `weft reset`: takes every container off, frees their addresses, removes the bridge and
+   *  devices, and withdraws this host's records. */
+  async reset(): Promise<{ containers: number; ipam: string }> {
+    this.events.stop();
+    const ids = [...this.attached.keys()];
+    for (const id of ids) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
+    if (this.exposed) await this.hide();
+    await this.dataplane.reset();
+    await this.o.view.put(DATAPLANE_PREFIX + this.o.view.self.id, null);
+    const ipam = await this.o.ipam.handOff();
+    return { containers: ids.length, ipam: ipam.reason };
+  }
+
+  // ---- routes from gossip -------------------------------------------------------------------
+
+  private async publishDataplane(): Promise<void> {
+    const rec = { ...this.dataplane.record(), ...(this.exposed ? { exposed: this.exposed } : {}) };
+    const key = DATAPLANE_PREFIX + this.o.view.self.id;
+    const cur = this.o.view.entries(key).find((e) => e.owner === this.o.view.self.id && e.key === key);
+    const text = JSON.stringify(rec);
+    if (cur?.value !== text) await this.o.view.put(key, text);
+  }
+
+  private scheduleSync(): void {
+    if (this.syncQueued || this.stopped) return;
+    this.syncQueued = true;
+    // Coalesce a burst of gossip into one reconciliation, but start at once: this delay is part
+    // of every container's time-to-reachable on other hosts.
+    setImmediate(() => {
+      this.syncQueued = false;
+      this.syncing = this.syncing.then(() => this.sync()).catch((err) => this.o.log.error('data plane sync failed', { err: errorText(err) }));
+    });
+  }
+
+  private async sync(): Promise<void> {
+    const hosts = new Map<string, DataplaneRecord>();
+    for (const e of this.o.view.entries(DATAPLANE_PREFIX)) {
+      if (e.value === null || e.key !== DATAPLANE_PREFIX + e.owner) continue;
+      const r = parseDataplaneRecord(e.value);
+      if (typeof r === 'string') {
+        this.o.log.warn('ignored a data plane record', { peer: e.owner, reason: r });
+        continue;
+      }
+      hosts.set(e.owner, r);
+    }
+    const containers: ContainerEndpoint[] = [];
+    for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
+      if (e.value === null) continue;
+      const c = parseContainerEndpoint(e.value);
+      if (typeof c === 'string' || c.peer !== e.owner) continue;
+      containers.push(c);
+    }
+    await this.dataplane.sync({ hosts, remote: remoteRoutes(this.o.view.self.id, containers, hosts) });
+  }
+
+  /** Stops watching; the kernel state and attached containers stay as they are. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.events.stop();
+    this.unsubscribe();
+    for (const t of this.holds.values()) clearTimeout(t);
+    this.holds.clear();
+    await this.syncing;
+    this.dataplane.stop();
+  }
+}

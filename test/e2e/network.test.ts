@@ -1,0 +1,101 @@
+// End-to-end container networking: 3 hosts with a dockerd each and a weft peer with its data
+// plane, plus a 4th host that is not in the mesh (the outsider). Busybox containers labelled
+// weft.attach=true get overlay addresses; the tests ping across hosts, move a container to
+// another host, crash a peer under running containers, and check isolation.
+import { describe, expect, test } from 'vitest';
+import { useHarness } from '../harness/vitest.ts';
+import { waitFor, type Host } from '../harness/harness.ts';
+import { addressOf, pingFrom, ps, runContainer, startNetworkMesh } from './network-helpers.ts';
+
+for (const mode of ['encrypted', 'fast'] as const) {
+  describe(`container networking, ${mode} data plane`, () => {
+    const mesh = useHarness({ hosts: 4, name: `e2e-net-${mode}` });
+
+    test('containers on three hosts reach each other by overlay address', async () => {
+      const [h1, h2, h3] = mesh().hosts as [Host, Host, Host];
+      await startNetworkMesh([h1, h2, h3], ['--dataplane-mode', mode]);
+      const hosts = [h1, h2, h3];
+      for (const h of hosts) await runContainer(h, `c-${h.name}`);
+      const addrs = new Map<string, string>();
+      for (const h of hosts) addrs.set(h.name, await addressOf(h1, `c-${h.name}`));
+      expect(new Set(addrs.values()).size).toBe(3);
+      for (const a of addrs.values()) expect(a).toMatch(/^10\.(3[2-9]|4[0-7])\./);
+      for (const from of hosts) {
+        for (const to of hosts) {
+          if (from === to) continue;
+          const addr = addrs.get(to.name)!;
+          await waitFor(() => pingFrom(from, `c-${from.name}`, addr), { timeoutMs: 20_000, what: `c-${from.name} to ping c-${to.name} (${addr})` });
+        }
+      }
+      // The container's resolver is the peer's DNS on the bridge, searching weft.local.
+      const resolv = await h1.dockerd!.mustDocker(['exec', 'c-h1', 'cat', '/etc/resolv.conf']);
+      expect(resolv).toMatch(/nameserver 169\.254\.53\.1/);
+      expect(resolv).toMatch(/search .*weft\.local/);
+      const ifc = await h1.dockerd!.mustDocker(['exec', 'c-h1', 'ip', 'link', 'show', 'ethwe']);
+      expect(ifc).toMatch(mode === 'encrypted' ? /mtu 1420/ : /mtu 1450/);
+    });
+
+    test('a host outside the mesh cannot reach containers, even routing the overlay to a member', async () => {
+      const [h1, , , h4] = mesh().hosts as [Host, Host, Host, Host];
+      const target = await addressOf(h1, 'c-h1');
+      await h4.exec(['ip', 'route', 'replace', '10.32.0.0/12', 'via', h1.ip]);
+      expect(await h4.ping(target, 2)).toBe(false);
+      // The host itself is not exposed: it reaches no other host's containers either.
+      expect(await h1.ping(await addressOf(h1, 'c-h2'), 2)).toBe(false);
+    });
+
+    if (mode === 'encrypted') {
+      test('weft expose gives the host an overlay address; hide takes it back', async () => {
+        const [h1, h2] = mesh().hosts as [Host, Host];
+        const target = await addressOf(h1, 'c-h2');
+        const exposed = (await h1.weft(['expose'])).stdout.trim();
+        expect(exposed).toMatch(/^10\./);
+        await waitFor(() => h1.ping(target, 2), { timeoutMs: 20_000, what: `h1 (exposed ${exposed}) to reach c-h2 at ${target}` });
+        await waitFor(() => pingFrom(h2, 'c-h2', exposed), { timeoutMs: 20_000, what: 'c-h2 to reach the exposed host' });
+        await h1.weft(['hide']);
+        expect(await h1.ping(target, 2)).toBe(false);
+      });
+
+      test('a container recreated on another host keeps its address and is reachable there', async () => {
+        const [h1, h2, h3] = mesh().hosts as [Host, Host, Host];
+        await runContainer(h1, 'db-a', { 'weft.name': 'shop/db/1' });
+        const before = await addressOf(h2, 'db-a');
+        await h1.dockerd!.mustDocker(['rm', '-f', 'db-a']);
+        await waitFor(async () => !(await ps(h2)).some((c) => c.name === 'db-a'), { timeoutMs: 20_000, what: 'db-a to leave the registry' });
+        await runContainer(h3, 'db-b', { 'weft.name': 'shop/db/1' });
+        const after = await addressOf(h2, 'db-b');
+        expect(after).toBe(before);
+        await waitFor(() => pingFrom(h2, 'c-h2', after), { timeoutMs: 20_000, what: 'c-h2 to reach db at its new host' });
+      });
+
+      test('kill -9 a peer: its containers keep working, their addresses are not reused; rmpeer after it is gone', async () => {
+        const [h1, h2, h3] = mesh().hosts as [Host, Host, Host];
+        const onH3 = await addressOf(h1, 'c-h3');
+        const h3Status = await h3.weftJson<any>(['status', '--json']);
+        // rmpeer is refused while the peer is alive.
+        const refused = await h1.weft(['rmpeer', h3Status.name]);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toMatch(/alive/);
+        await h3.kill();
+        // Containers on h3 keep their network while their peer is down.
+        await waitFor(() => pingFrom(h1, 'c-h1', onH3), { timeoutMs: 10_000, what: 'c-h1 to still reach c-h3 with h3 peer down' });
+        await waitFor(async () => (await h1.weftJson<any[]>(['peers', '--json'])).find((p) => p.name === 'h3')?.state === 'dead', { timeoutMs: 30_000, what: 'h3 seen dead' });
+        // New containers elsewhere never get an address h3 may still hold.
+        const h3Addrs = new Set((await ps(h1)).filter((c) => c.host === 'h3').map((c) => c.address));
+        for (let i = 0; i < 5; i++) await runContainer(h1, `after-kill-${i}`);
+        for (let i = 0; i < 5; i++) expect(h3Addrs.has(await addressOf(h1, `after-kill-${i}`))).toBe(false);
+        // The peer comes back: its containers are still attached, with the same addresses.
+        await h3.restart();
+        await waitFor(async () => (await ps(h3)).some((c) => c.name === 'c-h3' && c.address === onH3), { timeoutMs: 30_000, what: 'c-h3 still attached after restart' });
+        await waitFor(() => pingFrom(h2, 'c-h2', onH3), { timeoutMs: 20_000, what: 'c-h2 to reach c-h3 after its peer restarted' });
+        // Gone for good: rmpeer takes its space.
+        await h3.dockerd!.removeAllContainers();
+        await h3.kill();
+        await waitFor(async () => (await h1.weftJson<any[]>(['peers', '--json'])).find((p) => p.name === 'h3')?.state === 'dead', { timeoutMs: 30_000, what: 'h3 seen dead again' });
+        const r = await h1.weft(['rmpeer', 'h3']);
+        expect(r.code, r.stderr).toBe(0);
+        await waitFor(async () => (await h1.weftJson<any>(['status', 'ipam', '--json'])).unreachable === 0, { timeoutMs: 30_000, what: 'h3 space taken over' });
+      });
+    }
+  });
+}
