@@ -13,6 +13,7 @@ import {
 } from './endpoint.ts';
 import { containerInfo, resolvConf, type ContainerInfo } from './docker/container-info.ts';
 import { DockerEvents, dockerClient, type ContainerEvent } from './docker/events.ts';
+import { DockerPlugin } from './docker/plugin.ts';
 import type { IpamShell } from './ipam-shell.ts';
 import { errorText, type Logger } from './log.ts';
 import type { MeshView } from './mesh-view.ts';
@@ -45,6 +46,8 @@ export interface NetworkOptions {
   underlay: string;
   dataDir: string;
   dockerHost?: string;
+  /** Docker network/IPAM plugin name; null: no plugin. */
+  pluginName?: string | null;
   view: MeshView;
   ipam: IpamShell;
   store: Store;
@@ -81,6 +84,9 @@ export class Network {
   private readonly unsubscribe: () => void;
   private exposed?: string;
   private stopped = false;
+  private plugin?: DockerPlugin;
+  /** Plugin endpoints joined to a container: endpoint id -> address and MAC. */
+  private readonly pluginEndpoints = new Map<string, { addr: string; mac: string; container?: string }>();
 
   private constructor(o: NetworkOptions, dataplane: Dataplane) {
     this.o = o;
@@ -105,8 +111,53 @@ export class Network {
     if (net.exposed) await dataplane.expose(net.exposed);
     await net.publishDataplane();
     net.scheduleSync();
+    if (o.pluginName) await net.startPlugin(o.pluginName);
     net.events.start();
     return net;
+  }
+
+  /** The libnetwork remote driver: `docker network create -d NAME --ipam-driver NAME weft`. */
+  private async startPlugin(name: string): Promise<void> {
+    const dp = this.dataplane;
+    const prefix = `docker:${name}:`;
+    this.plugin = await DockerPlugin.start({
+      name,
+      log: this.o.log.child('plugin'),
+      backend: {
+        range: this.o.range,
+        gateway: dp.gateway,
+        mtu: dp.mtu,
+        allocate: (handle) => this.o.ipam.allocate(handle),
+        release: async (handle) => void (await this.o.ipam.release(handle)),
+        handleOf: (addr) => this.o.ipam.core.allocations().find((a) => a.addr === addr && a.handle.startsWith(prefix))?.handle,
+        prepareVeth: (addr) => dp.prepareVeth(addr),
+        removeVeth: (hostIf) => dp.removeVeth(hostIf),
+        joined: async (ep) => {
+          this.pluginEndpoints.set(ep.endpointId, { addr: ep.addr, mac: ep.mac });
+        },
+        left: async (endpointId) => {
+          const ep = this.pluginEndpoints.get(endpointId);
+          this.pluginEndpoints.delete(endpointId);
+          if (ep?.container) await this.o.view.put(CONTAINER_PREFIX + ep.container, null);
+        },
+      },
+    });
+  }
+
+  /** A container that started on a weft Docker network: publish it like an attached one (the
+   *  driver is told no container name, so it is found by its endpoint id here). */
+  private async publishPluginContainer(id: string): Promise<void> {
+    if (this.pluginEndpoints.size === 0) return;
+    const raw: any = await this.docker.getContainer(id).inspect();
+    for (const n of Object.values<any>(raw?.NetworkSettings?.Networks ?? {})) {
+      const ep = this.pluginEndpoints.get(n?.EndpointID);
+      if (!ep) continue;
+      ep.container = id;
+      const info = containerInfo(raw);
+      const rec = this.record(info, { id, addr: ep.addr, mac: ep.mac, manual: false, since: Date.now(), pid: info.pid }, 'running');
+      await this.o.view.put(CONTAINER_PREFIX + id, JSON.stringify(rec));
+      return;
+    }
   }
 
   get dnsAddress(): string {
@@ -227,6 +278,7 @@ export class Network {
         case 'start': {
           const info = await this.inspect(e.id);
           if (info.wantsAttach || this.attached.get(e.id)?.manual) await this.doAttach(info, false);
+          else await this.publishPluginContainer(e.id);
           break;
         }
         case 'die': {
@@ -356,6 +408,7 @@ export class Network {
     this.stopped = true;
     this.events.stop();
     this.unsubscribe();
+    await this.plugin?.close();
     for (const t of this.holds.values()) clearTimeout(t);
     this.holds.clear();
     await this.syncing;

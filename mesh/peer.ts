@@ -228,7 +228,7 @@ export class Peer {
       await checkRangeAgainstRoutes(range);
       this.network = await Network.start({
         mode: this.config.dataplaneMode ?? 'encrypted', range, underlay: this.advertise.host, dataDir: this.config.dataDir,
-        dockerHost: this.config.dockerHost, view: this.view(), ipam: this.ipam, store: this.store, log: this.log.child('network'),
+        dockerHost: this.config.dockerHost, pluginName: this.config.pluginName, view: this.view(), ipam: this.ipam, store: this.store, log: this.log.child('network'),
       });
     }
     this.registerMetrics();

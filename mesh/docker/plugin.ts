@@ -64,6 +64,9 @@ export interface PluginBackend {
   /** Returns an IPv4 address in range; may take time (waits for space). */
   allocate(handle: string): Promise<string>;
   release(handle: string): Promise<void>;
+  /** The handle an address was allocated under, from the allocator's own (persisted) state:
+   *  lets ReleaseAddress work after a restart of the plugin, which forgets its own map. */
+  handleOf?(addr: string): string | undefined;
   /** Makes a veth pair; the container end stays in the host namespace (Docker moves it). The
    *  veth must have the overlay MTU: Docker does not change it. */
   prepareVeth(addr: string): Promise<{ hostIf: string; containerIf: string; mac: string }>;
@@ -339,7 +342,7 @@ export class DockerPlugin {
     this.checkPool(str(body, 'PoolID', true));
     const addr = str(body, 'Address', true);
     if (addr === this.gateway) return {};
-    const handle = this.handles.get(addr);
+    const handle = this.handles.get(addr) ?? this.backend.handleOf?.(addr);
     if (handle === undefined) {
       throw new PluginError(`weft's docker plugin did not hand out ${addr} (or was restarted since); nothing released`);
     }

@@ -5,6 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
+import { BUSYBOX_IMAGE } from '../harness/dockerd.ts';
 import { addressOf, pingFrom, ps, runContainer, startNetworkMesh } from './network-helpers.ts';
 
 for (const mode of ['encrypted', 'fast'] as const) {
@@ -45,6 +46,21 @@ for (const mode of ['encrypted', 'fast'] as const) {
     });
 
     if (mode === 'encrypted') {
+      test('docker network create -d weft: containers on the plugin network reach each other across hosts', async () => {
+        const [h1, h2] = mesh().hosts as [Host, Host];
+        for (const [h, name] of [[h1, 'p1'], [h2, 'p2']] as const) {
+          const driver = `weft-${h.ns}`;
+          await h.dockerd!.mustDocker(['network', 'create', '-d', driver, '--ipam-driver', driver, 'weftnet'], { timeoutMs: 60_000 });
+          await h.dockerd!.mustDocker(['run', '-d', '--network', 'weftnet', '--name', name, BUSYBOX_IMAGE, 'sleep', '100000'], { timeoutMs: 60_000 });
+        }
+        const a1 = await addressOf(h2, 'p1', 'p1 (plugin network) in the registry');
+        const a2 = await addressOf(h1, 'p2', 'p2 (plugin network) in the registry');
+        await waitFor(() => pingFrom(h1, 'p1', a2), { timeoutMs: 20_000, what: `p1 to ping p2 at ${a2}` });
+        await waitFor(() => pingFrom(h2, 'p2', a1), { timeoutMs: 20_000, what: `p2 to ping p1 at ${a1}` });
+        for (const [h, name] of [[h1, 'p1'], [h2, 'p2']] as const) await h.dockerd!.mustDocker(['rm', '-f', name]);
+        await waitFor(async () => !(await ps(h1)).some((c) => c.name === 'p1' || c.name === 'p2'), { timeoutMs: 20_000, what: 'plugin containers to leave the registry' });
+      });
+
       test('weft expose gives the host an overlay address; hide takes it back', async () => {
         const [h1, h2] = mesh().hosts as [Host, Host];
         const target = await addressOf(h1, 'c-h2');
