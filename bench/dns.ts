@@ -3,7 +3,7 @@
 //
 //   node bench/dns.ts [--rounds 5] [--duration 10] [--rate 5000] [--rate-duration 10]
 //                     [--services 50] [--per-service 4] [--clients 8] [--threads 1]
-//                     [--outstanding 200] [--workers 0] [--churn 10] [--pin]
+//                     [--outstanding 200] [--workers 0] [--churn 10] [--pin] [--feeder registry|records]
 //
 // Names: a stack `shop` of --services services with --per-service containers each; every
 // container name (one address) and every service name (all its containers' addresses) is
@@ -64,6 +64,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: '1' },
     outstanding: { type: 'string', default: '200' },
     workers: { type: 'string', default: '0' },
+    feeder: { type: 'string', default: 'registry' },
     churn: { type: 'string', default: '10' },
     pin: { type: 'boolean', default: false },
   },
@@ -83,6 +84,8 @@ const clients = int('clients', 1, 256);
 const threads = int('threads', 1, 64);
 const outstanding = int('outstanding', 1, 65_535);
 const workers = int('workers', 0, 16);
+const feeder = opt.feeder as 'registry' | 'records';
+if (feeder !== 'registry' && feeder !== 'records') throw new Error(`--feeder must be registry or records, got ${feeder}`);
 const churn = int('churn', 0, 1000);
 const pin = opt.pin === true;
 
@@ -129,7 +132,7 @@ interface Server {
 }
 
 async function startWeft(withChurn: number, host: string): Promise<Server> {
-  const spec: DnsBenchSpec = { host, port: 0, containers, churn: withChurn, workers };
+  const spec: DnsBenchSpec = { host, port: 0, containers, churn: withChurn, workers, feeder };
   const specFile = path.join(dir, `weft-${withChurn}.json`);
   fs.writeFileSync(specFile, JSON.stringify(spec));
   const [cmd, args] = pinned(1, NODE, [path.join(ROOT, 'bench/lib/dns-server.ts'), specFile]);
@@ -242,7 +245,7 @@ function header(): void {
   const dnsperfVersion = /Version ([\d.]+)/.exec(`${help.stdout}${help.stderr}`)?.[1] ?? 'unknown';
   const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   console.log(`dns: weft ${first('git', ['describe', '--always', '--dirty'])}, node ${process.version}, ${first('dnsmasq', ['--version']).replace(/\s+Copyright.*/, '')}, dnsperf ${dnsperfVersion}, ${os.cpus().length} cores, load ${load}, ${new Date().toISOString()}`);
-  console.log(`names: ${containers.length + services} (${services} services x ${perService} containers, plus each container), A queries; dnsperf -c ${clients} -T ${threads} -q ${outstanding}; weft UDP workers ${workers}${pin ? '; pinned: servers CPU 1, dnsperf CPU 0' : ''}`);
+  console.log(`names: ${containers.length + services} (${services} services x ${perService} containers, plus each container), A queries; dnsperf -c ${clients} -T ${threads} -q ${outstanding}; weft UDP workers ${workers}; feeder ${feeder}${pin ? '; pinned: servers CPU 1, dnsperf CPU 0' : ''}`);
 }
 
 interface Row {

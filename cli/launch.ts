@@ -10,6 +10,9 @@ import { CliError } from './client.ts';
 import { readMeshSecret } from './secret.ts';
 import { join } from 'node:path';
 import { DEFAULT_IPAM_RANGE, parseCidr } from '../mesh/ipam-cidr.ts';
+import { BRIDGE_DNS_PORT, DEFAULT_DNS_LISTEN, DEFAULT_DNS_TTL, DnsService } from '../dns/service.ts';
+import { dnsApi } from '../dns/api.ts';
+import { parseUpstream } from '../dns/upstream-config.ts';
 
 /** Weave Net's metrics port, on loopback: metrics are for the host's own scraper. */
 const DEFAULT_METRICS = '127.0.0.1:6782';
@@ -31,6 +34,9 @@ export interface LaunchOptions {
   ipallocInit?: string;
   dockerHost?: string;
   pluginName?: string;
+  dnsListen?: string;
+  dnsTtl?: string;
+  dnsUpstream?: string;
   metricsListen: string;
   logLevel?: string;
 }
@@ -82,7 +88,40 @@ export function launchConfig(o: LaunchOptions): PeerConfig {
     dockerHost: o.dockerHost ?? process.env.DOCKER_HOST ?? undefined,
     pluginName: o.pluginName === 'off' ? null : (o.pluginName ?? 'weft'),
     metricsListen: o.metricsListen === 'off' ? null : parseHostPort(parse(o.metricsListen)),
+    dnsListen: o.dnsListen === 'off' ? null : parseHostPort(parse(o.dnsListen ?? formatHostPort(DEFAULT_DNS_LISTEN)), DEFAULT_DNS_LISTEN.port),
+    dnsTtl: parseTtl(o.dnsTtl),
+    dnsUpstreams: o.dnsUpstream === undefined ? undefined : list(o.dnsUpstream).map((u) => {
+      try {
+        return parseUpstream(u);
+      } catch (err) {
+        throw new CliError(`--dns-upstream: ${errorText(err)}`);
+      }
+    }),
   };
+}
+
+/** Longest TTL accepted: answers must follow redeploys, and an hour is already far too long. */
+const MAX_DNS_TTL = 3600;
+
+function parseTtl(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_DNS_TTL;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_DNS_TTL) throw new CliError(`--dns-ttl must be whole seconds from 0 to ${MAX_DNS_TTL}, not "${text}"`);
+  return n;
+}
+
+/** The mesh DNS: on --dns-listen at once, and on the bridge's gateway once the data plane is up.
+ *  Composed here, not in the peer: dns/ builds on mesh/, never the reverse. */
+async function startDns(peer: Peer, config: PeerConfig): Promise<DnsService | undefined> {
+  const listen = config.dnsListen ? [config.dnsListen] : [];
+  if (listen.length === 0 && !peer.network) return undefined;
+  const dns = await DnsService.start({
+    view: peer.view(), listen: listen.length ? listen : [{ host: peer.network!.dnsAddress, port: BRIDGE_DNS_PORT }],
+    ttl: config.dnsTtl, ...(config.dnsUpstreams ? { upstreams: config.dnsUpstreams } : {}),
+    reverse: [config.ipallocRange ?? DEFAULT_IPAM_RANGE], log: logger('dns'),
+  });
+  if (listen.length && peer.network) await dns.addListener({ host: peer.network.dnsAddress, port: BRIDGE_DNS_PORT });
+  return dns;
 }
 
 /** Runs a peer in the foreground until SIGINT or SIGTERM. */
@@ -91,11 +130,21 @@ export async function launch(o: LaunchOptions): Promise<void> {
   const config = launchConfig(o);
   const log = logger('launch');
   const peer = await Peer.start(config);
-  const api = new ApiServer(peerApi(peer), logger('api'));
+  let dns: DnsService | undefined;
+  try {
+    dns = await startDns(peer, config);
+  } catch (err) {
+    await peer.stop();
+    throw new CliError(`cannot start the DNS server: ${errorText(err)} (choose another --dns-listen, or --dns-listen off)`);
+  }
+  const meshApi = peerApi(peer);
+  const dnsHandler = dnsApi(() => dns);
+  const api = new ApiServer((req, ctx) => (req.method.startsWith('dns.') ? dnsHandler(req, ctx) : meshApi(req, ctx)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.credentialOf(conn));
   try {
     await api.listenUnix(join(config.dataDir, 'weft.sock'));
   } catch (err) {
+    await dns?.stop();
     await peer.stop();
     throw err;
   }
@@ -108,6 +157,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
     stopping = true;
     log.info('stopping', { signal });
     await api.close();
+    await dns?.stop();
     await peer.stop();
     process.exit(0);
   };

@@ -3,6 +3,7 @@ import { client, EXIT_USAGE, fail, run, type Globals } from './run.ts';
 import { DEFAULT_METRICS, launch } from './launch.ts';
 import { ago, formatIpamStatus, table } from './format.ts';
 import { CliError } from './client.ts';
+import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { MESH_PORT } from '../mesh/address.ts';
 import { DEFAULT_IPAM_RANGE } from '../mesh/ipam-cidr.ts';
 import { errorText } from '../mesh/log.ts';
@@ -35,6 +36,9 @@ program.command('launch')
   .option('--ipalloc-range <cidr>', 'container address space, the same on every peer', DEFAULT_IPAM_RANGE)
   .option('--ipalloc-init <consensus=N>', 'peers whose majority creates the first address ring (default: 1 + the number of --peers)')
   .option('--docker-host <url>', 'the dockerd to watch (default: DOCKER_HOST, else unix:///var/run/docker.sock)')
+  .option('--dns-listen <ip:port|off>', 'host address of the mesh DNS (containers use the bridge address)', '127.0.0.153:53')
+  .option('--dns-ttl <seconds>', 'TTL of mesh answers (and the minimum of negative ones)', '1')
+  .option('--dns-upstream <ip[:port],...>', 'resolvers for other names (default: those of /etc/resolv.conf)')
   .option('--plugin-name <name|off>', 'name of the Docker network and IPAM plugin (docker network create -d NAME --ipam-driver NAME)', 'weft')
   .option('--metrics-listen <ip:port|off>', 'Prometheus metrics address', DEFAULT_METRICS)
   .option('--log-level <level>', 'debug, info, warn or error', 'info')
@@ -47,6 +51,7 @@ program.command('status [what]')
   .description("this peer's identity and a count of the mesh's peers by state; `status ipam` for the address space")
   .action((what: string | undefined, _o, cmd: Command) => {
     if (what === 'ipam') return run(cmd, 'ipam.status', {}, formatIpamStatus);
+    if (what === 'dns') return run(cmd, 'dns.status', {}, formatDnsStatus);
     if (what !== undefined) throw new CliError(`unknown status "${what}": use weft status, weft status ipam or weft status dns`);
     return run(cmd, 'status', {}, (s) => [
       `id:          ${s.id}`,
@@ -121,6 +126,8 @@ program.command('hide')
 program.command('reset')
   .description('take every container off the overlay, free their addresses, remove the bridge and devices')
   .action((_o, cmd: Command) => run(cmd, 'reset', {}, (r) => `reset: ${r.containers} container(s) detached, data plane removed`));
+
+registerDnsCommands(program);
 
 const token = program.command('token').description('join tokens');
 token.command('create')

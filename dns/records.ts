@@ -143,6 +143,60 @@ export interface BuiltRecords {
   skipped: { input: string; reason: string }[];
 }
 
+/** What one input (a container, an extra) puts at one name; a name's data is the union of
+ *  its contributions. Record sources that keep an index by input (dns/registry-source.ts)
+ *  use these to change only the names of the inputs that changed. */
+export interface NameContribution {
+  /** Normalized FQDN. */
+  name: string;
+  addrs: readonly string[];
+  srv: readonly DnsSrv[];
+}
+
+/** The names one container contributes to (see buildRecordSet); names DNS cannot carry are
+ *  left out and reported in `skipped`. */
+export function containerNames(c: ContainerRecord, domain: string = DEFAULT_DOMAIN, skipped: BuiltRecords['skipped'] = []): NameContribution[] {
+  const zoneOf = (stack: string | undefined) => (stack ? `${stack}.${domain}` : domain);
+  const fqdn = (label: string, stack: string | undefined): string | undefined => {
+    const text = `${label}.${zoneOf(stack)}`.toLowerCase();
+    if (isNormalName(text)) return text;
+    try {
+      return normalizeName(text);
+    } catch (err) {
+      skipped.push({ input: label, reason: (err as Error).message });
+      return undefined;
+    }
+  };
+  const own = fqdn(c.name, c.stack);
+  if (!own) return [];
+  const ownNames = [own];
+  for (const extra of [c.hostname, ...(c.aliases ?? [])]) {
+    if (!extra || extra === c.name) continue;
+    const n = fqdn(extra, c.stack);
+    if (n && !ownNames.includes(n)) ownNames.push(n);
+  }
+  const service = c.service ? fqdn(c.service, c.stack) : undefined;
+  const srv: DnsSrv[] = (c.ports ?? []).map((p) => ({ proto: p.proto, port: p.port, target: own, ...(p.name ? { service: p.name } : {}) }));
+  const out: NameContribution[] = ownNames.map((n) => ({ name: n, addrs: c.addrs, srv: n === own ? srv : [] }));
+  if (service && !ownNames.includes(service)) out.push({ name: service, addrs: c.addrs, srv });
+  else if (service && service !== own) {
+    // The service's name is also one of this container's aliases: one contribution, with SRV.
+    const i = out.findIndex((x) => x.name === service);
+    out[i] = { name: service, addrs: c.addrs, srv };
+  }
+  return out;
+}
+
+/** The name an extra record (`weft dns add`) contributes to. */
+export function extraNames(e: ExtraRecord, domain: string = DEFAULT_DOMAIN, skipped: BuiltRecords['skipped'] = []): NameContribution[] {
+  try {
+    return [{ name: qualify(e.name, domain), addrs: [e.addr], srv: [] }];
+  } catch (err) {
+    skipped.push({ input: e.name, reason: (err as Error).message });
+    return [];
+  }
+}
+
 /**
  * The names of the issue: for service `web` of stack `shop` with containers `web-1..3`,
  * `web.shop.DOMAIN` holds every container's address and `web-1.shop.DOMAIN` one; hostnames
@@ -155,52 +209,16 @@ export interface BuiltRecords {
 export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DOMAIN, previous?: DnsRecordSet): BuiltRecords {
   const names = new Map<string, { addrs: Set<string>; srv: DnsSrv[] }>();
   const skipped: BuiltRecords['skipped'] = [];
-  const at = (fqdn: string) => {
-    let n = names.get(fqdn);
-    if (!n) names.set(fqdn, (n = { addrs: new Set(), srv: [] }));
-    return n;
-  };
-  const zoneOf = (stack: string | undefined) => (stack ? `${stack}.${domain}` : domain);
-  const fqdn = (label: string, stack: string | undefined): string | undefined => {
-    const text = `${label}.${zoneOf(stack)}`.toLowerCase();
-    if (isNormalName(text)) return text;
-    try {
-      return normalizeName(text);
-    } catch (err) {
-      skipped.push({ input: label, reason: (err as Error).message });
-      return undefined;
+  const add = (contributions: readonly NameContribution[]) => {
+    for (const c of contributions) {
+      let n = names.get(c.name);
+      if (!n) names.set(c.name, (n = { addrs: new Set(), srv: [] }));
+      for (const a of c.addrs) n.addrs.add(a);
+      n.srv.push(...c.srv);
     }
   };
-
-  for (const c of inputs.containers) {
-    const own = fqdn(c.name, c.stack);
-    if (!own) continue;
-    const ownNames = [own];
-    for (const extra of [c.hostname, ...(c.aliases ?? [])]) {
-      if (!extra || extra === c.name) continue;
-      const n = fqdn(extra, c.stack);
-      if (n && !ownNames.includes(n)) ownNames.push(n);
-    }
-    const service = c.service ? fqdn(c.service, c.stack) : undefined;
-    const srv: DnsSrv[] = (c.ports ?? []).map((p) => ({ proto: p.proto, port: p.port, target: own, ...(p.name ? { service: p.name } : {}) }));
-    for (const n of ownNames) {
-      const rec = at(n);
-      for (const a of c.addrs) rec.addrs.add(a);
-    }
-    at(own).srv.push(...srv);
-    if (service && service !== own) {
-      const rec = at(service);
-      for (const a of c.addrs) rec.addrs.add(a);
-      rec.srv.push(...srv);
-    }
-  }
-  for (const e of inputs.extras ?? []) {
-    try {
-      at(qualify(e.name, domain)).addrs.add(e.addr);
-    } catch (err) {
-      skipped.push({ input: e.name, reason: (err as Error).message });
-    }
-  }
+  for (const c of inputs.containers) add(containerNames(c, domain, skipped));
+  for (const e of inputs.extras ?? []) add(extraNames(e, domain, skipped));
 
   const out = new Map<string, DnsName>();
   for (const [name, n] of names) {

@@ -120,6 +120,8 @@ export class DnsServer {
   private readonly tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   private readonly workers: Worker[] = [];
+  /** Workers being replaced on purpose: their exit starts no other. */
+  private readonly retiring = new Set<Worker>();
   private readonly workerCounters: Float64Array[] = [];
   private readonly bound: ListenAddress[] = [];
   private unsubscribe: () => void = () => {};
@@ -202,6 +204,28 @@ export class DnsServer {
       ...(server.workerCount ? { workers: server.workerCount } : {}),
     });
     return server;
+  }
+
+  /**
+   * Starts answering on one more address (the bridge address appears when the data plane
+   * starts, after the server). Rejects with one sentence if the address cannot be used; the
+   * others keep serving. With workers, a new set of workers bound to every address replaces
+   * the old one (SO_REUSEPORT lets both serve while they change over).
+   */
+  async addListener(l: ListenAddress): Promise<ListenAddress> {
+    if (this.stopped) throw new Error('the DNS server is stopped');
+    const had = this.bound.find((b) => b.host === l.host && b.port === l.port);
+    if (had) return { ...had };
+    await this.listenOn(l);
+    const added = this.bound[this.bound.length - 1]!;
+    if (this.workerCount > 0) {
+      const old = [...this.workers];
+      for (const w of old) this.retiring.add(w);
+      for (let i = 0; i < this.workerCount; i++) await this.startWorker();
+      await Promise.all(old.map((w) => stopWorker(w)));
+    }
+    log.info('DNS listening', { listen: `${added.host}:${added.port}` });
+    return { ...added };
   }
 
   /** The addresses actually bound (ports resolved), UDP and TCP alike. */
@@ -513,8 +537,9 @@ export class DnsServer {
       worker.on('error', (err) => log.error('DNS UDP worker failed', { error: errorText(err) }));
       // With workers, UDP is answered nowhere else: one that dies is replaced.
       worker.once('exit', (code) => {
-        this.workers.splice(this.workers.indexOf(worker), 1);
-        if (this.stopped || !ready) return;
+        const i = this.workers.indexOf(worker);
+        if (i >= 0) this.workers.splice(i, 1);
+        if (this.retiring.delete(worker) || this.stopped || !ready) return;
         log.error('DNS UDP worker stopped; starting another', { code });
         setTimeout(() => this.replaceWorker(), WORKER_RESTART_MS).unref();
       });

@@ -27,6 +27,12 @@ export interface PeerConfig {
   dockerHost?: string;
   /** Name of the Docker network/IPAM plugin (`--plugin-name`); null turns the plugin off. */
   pluginName?: string | null;
+  /** The mesh DNS on a host address (`--dns-listen`, UDP and TCP); null: none. It also answers
+   *  on the bridge's gateway address once the data plane is up. */
+  dnsListen?: HostPort | null;
+  dnsTtl?: number;
+  /** `--dns-upstream`; default the nameservers of /etc/resolv.conf. */
+  dnsUpstreams?: HostPort[];
   /** Prometheus endpoint; null turns it off. */
   metricsListen: HostPort | null;
 }

@@ -429,6 +429,16 @@ export class Peer {
       { labels: { channel: 'sync' }, value: this.replica.stats().rejected },
     ]);
     m.counter('weft_admission_rejected_total', 'Connections refused by mesh admission (wrong password, not a weft peer).', () => this.rejectedAdmissions.count);
+    m.gauge('weft_ipam_addresses', 'Container addresses by state, as this peer sees the ring.', () => {
+      const st = this.ipam.status();
+      return [
+        { labels: { state: 'owned' }, value: st.owned },
+        { labels: { state: 'free' }, value: st.free },
+        { labels: { state: 'in_use' }, value: st.inUse },
+        { labels: { state: 'unreachable' }, value: st.unreachable },
+      ];
+    });
+    m.gauge('weft_ipam_pending_allocations', 'Allocations waiting for address space.', () => this.ipam.status().pending);
     m.gauge('weft_replica_entries', 'Replicated entries held (tombstones included).', () => this.replica.size());
   }
 
