@@ -229,7 +229,15 @@ export class Network {
       return rec;
     }
     const addr = await this.o.ipam.allocate(info.id, info.identity);
-    const { mac } = await this.dataplane.attach(`/proc/${info.pid}/ns/net`, addr);
+    let mac: string;
+    try {
+      ({ mac } = await this.dataplane.attach(`/proc/${info.pid}/ns/net`, addr));
+    } catch (err) {
+      // The container went away while we attached it (or the kernel refused): the address
+      // must not stay allocated to nothing.
+      if (!prior) await this.o.ipam.release(info.id);
+      throw err;
+    }
     if (info.resolvConfPath) {
       const text = resolvConf(this.dnsAddress, MESH_DOMAIN, info.labels['weft.stack'] ?? info.labels['com.docker.compose.project']);
       await writeFile(info.resolvConfPath, text).catch((err) => this.o.log.warn('cannot set the container resolver', { container: info.name, err: errorText(err) }));
@@ -291,7 +299,8 @@ export class Network {
           break;
         }
         case 'destroy':
-          if (this.attached.has(e.id)) await this.forgetContainer(e.id);
+          // Also when the attach never finished: an address may be allocated to it.
+          if (this.attached.has(e.id) || this.o.ipam.lookup(e.id) !== undefined) await this.forgetContainer(e.id);
           break;
         case 'health': {
           const a = this.attached.get(e.id);
@@ -319,6 +328,13 @@ export class Network {
       const c = present.get(id);
       if (!c) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
       else if (c.State !== 'running') this.onDockerEvent({ type: 'die', id });
+    }
+    // Allocations for containers that no longer exist (a crash between allocating and
+    // recording the attachment) go back to the pool.
+    for (const a of this.o.ipam.core.allocations()) {
+      if (/^[0-9a-f]{64}$/.test(a.handle) && !present.has(a.handle) && !this.attached.has(a.handle)) {
+        await this.serial(a.handle, () => this.forgetContainer(a.handle)).catch(() => undefined);
+      }
     }
     for (const c of list) {
       if (c.State !== 'running') continue;

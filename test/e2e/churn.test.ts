@@ -6,6 +6,8 @@ import { useHarness } from '../harness/vitest.ts';
 import type { Host } from '../harness/harness.ts';
 import { BUSYBOX_IMAGE } from '../harness/dockerd.ts';
 import { ps, startNetworkMesh } from './network-helpers.ts';
+import { ApiClient } from '../../cli/client.ts';
+import type { ContainerEndpoint } from '../../mesh/endpoint.ts';
 
 const TOTAL = 500;
 /** Containers in flight per host: enough to overlap starts, attaches and destroys, few enough
@@ -25,23 +27,23 @@ describe('churn', () => {
     const problems: string[] = [];
     let done = false;
     const seenAddrs = new Set<string>();
-    // The watcher: one snapshot of the three registries at a time, checked for duplicates.
+    // The watcher: each host's own records (what its peer attached, authoritative for that
+    // host) read over the API socket, merged, and checked: no address on two containers, on one
+    // host or across hosts.
+    const apis = await Promise.all(hosts.map((h) => ApiClient.local(h.dataDir)));
     const watcher = (async () => {
       for (let i = 0; i < 100_000 && !done; i++) {
-        const views = await Promise.all(hosts.map((h) => ps(h).catch(() => [])));
-        for (const [k, view] of views.entries()) {
-          const byAddr = new Map<string, string>();
-          for (const c of view) {
-            if (c.state !== 'running') continue;
-            seenAddrs.add(c.address);
-            const other = byAddr.get(c.address);
-            if (other && other !== c.id) problems.push(`${hosts[k]!.name} sees ${c.address} on ${other.slice(0, 12)} and ${c.id.slice(0, 12)}`);
-            byAddr.set(c.address, c.id);
-          }
-          maxSeen = Math.max(maxSeen, byAddr.size);
+        const views = await Promise.all(apis.map((c) => c.call<ContainerEndpoint[]>('ps', { local: true }).catch(() => [] as ContainerEndpoint[])));
+        const byAddr = new Map<string, string>();
+        for (const c of views.flat()) {
+          seenAddrs.add(c.addr);
+          const other = byAddr.get(c.addr);
+          if (other && other !== c.id) problems.push(`${c.addr} on ${other.slice(0, 12)} and ${c.id.slice(0, 12)} (${c.host})`);
+          byAddr.set(c.addr, c.id);
         }
+        maxSeen = Math.max(maxSeen, byAddr.size);
         snapshots++;
-        await new Promise((r) => setTimeout(r, 200));
+        await new Promise((r) => setTimeout(r, 50));
       }
     })();
     let next = 0;
@@ -54,8 +56,8 @@ describe('churn', () => {
           HostConfig: { NetworkMode: 'none' },
         });
         await c.start();
-        // Let a few live at once before they go: destroyed while attaching, or after.
-        await new Promise((r) => setTimeout(r, (n % 5) * 150));
+        // Lifetimes from 0 to 3 s: some are destroyed while being attached, most after.
+        await new Promise((r) => setTimeout(r, (n % 7) * 500));
         await c.remove({ force: true });
       }
     };
@@ -70,10 +72,11 @@ describe('churn', () => {
     }
     done = true;
     await watcher;
+    await Promise.all(apis.map((c) => c.close()));
     console.log(`churn: ${TOTAL} containers, ${snapshots} registry snapshots, up to ${maxSeen} attached at once on one view, ${seenAddrs.size} distinct addresses seen`);
     expect(problems).toEqual([]);
     expect(inUse).toEqual([0, 0, 0]);
-    expect(snapshots).toBeGreaterThan(10);
+    expect(snapshots).toBeGreaterThan(100);
     expect(seenAddrs.size).toBeGreaterThan(20);
     for (const h of hosts) expect((await ps(h)).length).toBe(0);
   }, CHURN_TIMEOUT_MS);

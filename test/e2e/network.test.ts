@@ -61,6 +61,33 @@ for (const mode of ['encrypted', 'fast'] as const) {
         await waitFor(async () => !(await ps(h1)).some((c) => c.name === 'p1' || c.name === 'p2'), { timeoutMs: 20_000, what: 'plugin containers to leave the registry' });
       });
 
+      test('dynamic-link DNS from containers: a service answers all its containers, each container its own name', async () => {
+        const [h1, h2, h3] = mesh().hosts as [Host, Host, Host];
+        const shop = { 'weft.stack': 'shop', 'weft.service': 'web' };
+        await runContainer(h1, 'web-1', shop);
+        await runContainer(h2, 'web-2', shop);
+        await runContainer(h3, 'client', { 'weft.stack': 'shop', 'weft.service': 'client' });
+        const w1 = await addressOf(h3, 'web-1');
+        const w2 = await addressOf(h3, 'web-2');
+        await addressOf(h3, 'client');
+        const lookup = async (h: Host, name: string) => (await h.weftJson<any>(['dns', 'lookup', name, '--json'])).records
+          .filter((r: any) => r.section === 'answer' && r.type === 'A').map((r: any) => r.data).sort();
+        // Every peer answers from its own replica, as soon as gossip delivered the records.
+        for (const h of [h1, h2, h3]) {
+          await waitFor(async () => JSON.stringify(await lookup(h, 'web.shop.weft.local')) === JSON.stringify([w1, w2].sort()), { timeoutMs: 20_000, what: `${h.name} to answer web.shop with both containers` });
+        }
+        // From inside a container, through its resolver (the peer on the bridge) and search domains.
+        await waitFor(async () => {
+          const r = await h3.dockerd!.docker(['exec', 'client', 'nslookup', 'web.shop.weft.local'], { timeoutMs: 15_000 });
+          return r.code === 0 && r.stdout.includes(w1) && r.stdout.includes(w2);
+        }, { timeoutMs: 20_000, what: 'nslookup web.shop.weft.local from a container to list both' });
+        await waitFor(() => h3.dockerd!.docker(['exec', 'client', 'ping', '-c', '1', '-W', '2', 'web-2'], { timeoutMs: 15_000 }).then((r) => r.code === 0 && r.stdout.includes(w2)), { timeoutMs: 20_000, what: 'ping web-2 by its short name' });
+        await waitFor(() => h3.dockerd!.docker(['exec', 'client', 'ping', '-c', '1', '-W', '2', 'web'], { timeoutMs: 15_000 }).then((r) => r.code === 0), { timeoutMs: 20_000, what: 'ping web by its short name' });
+        // A rescale is resolvable at once, nothing restarted: web-2 goes, web answers web-1 only.
+        await h2.dockerd!.mustDocker(['rm', '-f', 'web-2']);
+        await waitFor(async () => JSON.stringify(await lookup(h3, 'web.shop.weft.local')) === JSON.stringify([w1]), { timeoutMs: 20_000, what: 'web to answer web-1 only' });
+      });
+
       test('weft expose gives the host an overlay address; hide takes it back', async () => {
         const [h1, h2] = mesh().hosts as [Host, Host];
         const target = await addressOf(h1, 'c-h2');
@@ -96,6 +123,8 @@ for (const mode of ['encrypted', 'fast'] as const) {
         // Containers on h3 keep their network while their peer is down.
         await waitFor(() => pingFrom(h1, 'c-h1', onH3), { timeoutMs: 10_000, what: 'c-h1 to still reach c-h3 with h3 peer down' });
         await waitFor(async () => (await h1.weftJson<any[]>(['peers', '--json'])).find((p) => p.name === 'h3')?.state === 'dead', { timeoutMs: 30_000, what: 'h3 seen dead' });
+        // Its containers leave the DNS answers of the other peers.
+        await waitFor(async () => (await h1.weftJson<any>(['dns', 'lookup', 'c-h3', '--json'])).rcode === 'NXDOMAIN', { timeoutMs: 20_000, what: 'c-h3 to leave the DNS on h1' });
         // New containers elsewhere never get an address h3 may still hold.
         const h3Addrs = new Set((await ps(h1)).filter((c) => c.host === 'h3').map((c) => c.address));
         for (let i = 0; i < 5; i++) await runContainer(h1, `after-kill-${i}`);
@@ -104,6 +133,7 @@ for (const mode of ['encrypted', 'fast'] as const) {
         await h3.restart();
         await waitFor(async () => (await ps(h3)).some((c) => c.name === 'c-h3' && c.address === onH3), { timeoutMs: 30_000, what: 'c-h3 still attached after restart' });
         await waitFor(() => pingFrom(h2, 'c-h2', onH3), { timeoutMs: 20_000, what: 'c-h2 to reach c-h3 after its peer restarted' });
+        await waitFor(async () => (await h1.weftJson<any>(['dns', 'lookup', 'c-h3', '--json'])).rcode === 'NOERROR', { timeoutMs: 20_000, what: 'c-h3 back in the DNS on h1' });
         // Gone for good: rmpeer takes its space.
         await h3.dockerd!.removeAllContainers();
         await h3.kill();
