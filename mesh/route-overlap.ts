@@ -9,7 +9,7 @@ import { parseAddr, parseCidr, type Cidr } from './ipam-cidr.ts';
 const run = promisify(execFile);
 
 /** Routes that are weft's own (left by a previous run of this peer) are not a clash. */
-export const OWN_DEVICE = /^(weft|wg[0-9a-f]{8}|vx[0-9a-f]{8})$/;
+export const OWN_DEVICE = /^(weft|wg[0-9a-f]{8}|vx[0-9a-f]{8}|vw[0-9a-f]{8})$/;
 
 export interface HostRoute {
   dst: string;

@@ -45,6 +45,26 @@ for (const mode of ['encrypted', 'fast'] as const) {
       expect(await h1.ping(await addressOf(h1, 'c-h2'), 2)).toBe(false);
     });
 
+    if (mode === 'fast') {
+      test('weft status dns and ipam; weft reset takes the host off the overlay and hands its space on', async () => {
+        const [h1, , h3] = mesh().hosts as [Host, Host, Host];
+        const dns = await h1.weftJson<any>(['status', 'dns', '--json']);
+        expect(dns.domain).toBe('weft.local');
+        expect(JSON.stringify(dns.listeners)).toContain('169.254.53.1');
+        const before = await h3.weftJson<any>(['status', 'ipam', '--json']);
+        expect(before.state).toBe('ready');
+        const h1Before = await h1.weftJson<any>(['status', 'ipam', '--json']);
+        const r = await h3.weftJson<any>(['reset', '--json']);
+        expect(r.containers).toBe(1);
+        expect((await h3.exec(['ip', 'link', 'show', 'weft'])).code).not.toBe(0);
+        const after = await h3.weftJson<any>(['status', 'ipam', '--json']);
+        expect(after.owned).toBe(0);
+        expect(after.inUse).toBe(0);
+        await waitFor(async () => !(await ps(h1)).some((c) => c.host === 'h3'), { timeoutMs: 20_000, what: "h3's container to leave the registry" });
+        await waitFor(async () => (await h1.weftJson<any>(['status', 'ipam', '--json'])).owned > h1Before.owned, { timeoutMs: 20_000, what: "h1 to own part of h3's space" });
+      });
+    }
+
     if (mode === 'encrypted') {
       test('docker network create -d weft: containers on the plugin network reach each other across hosts', async () => {
         const [h1, h2] = mesh().hosts as [Host, Host];
