@@ -79,14 +79,21 @@ function isPort(v: unknown): v is number {
 }
 
 /** Decodes a container record from its replicated value; a string says why it is not one. */
-export function parseContainerEndpoint(text: string): ContainerEndpoint | string {
-  let r: Record<string, unknown>;
+/** The JSON object of a version-1 record, or why the text is not one. */
+function versioned(text: string): Record<string, unknown> | string {
+  let r: unknown;
   try {
-    r = JSON.parse(text) as Record<string, unknown>;
+    r = JSON.parse(text);
   } catch {
     return 'not JSON';
   }
-  if (typeof r !== 'object' || r === null || r.v !== 1) return 'unknown version';
+  if (typeof r !== 'object' || r === null || (r as Record<string, unknown>).v !== 1) return 'unknown version';
+  return r as Record<string, unknown>;
+}
+
+export function parseContainerEndpoint(text: string): ContainerEndpoint | string {
+  const r = versioned(text);
+  if (typeof r === 'string') return r;
   if (!isStr(r.id) || !isStr(r.name) || !isStr(r.peer) || !isStr(r.host)) return 'missing id, name, peer or host';
   if (typeof r.addr !== 'string' || !IPV4.test(r.addr)) return 'bad address';
   if (typeof r.mac !== 'string' || !MAC.test(r.mac)) return 'bad MAC';
@@ -109,13 +116,8 @@ export function parseContainerEndpoint(text: string): ContainerEndpoint | string
 
 /** Decodes a data plane record; a string says why it is not one. */
 export function parseDataplaneRecord(text: string): DataplaneRecord | string {
-  let r: Record<string, unknown>;
-  try {
-    r = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return 'not JSON';
-  }
-  if (typeof r !== 'object' || r === null || r.v !== 1) return 'unknown version';
+  const r = versioned(text);
+  if (typeof r === 'string') return r;
   if (r.mode !== 'encrypted' && r.mode !== 'fast') return 'bad mode';
   if (typeof r.endpoint !== 'string' || !IPV4.test(r.endpoint)) return 'bad endpoint';
   if (r.wgPublicKey !== undefined && !(typeof r.wgPublicKey === 'string' && WG_KEY.test(r.wgPublicKey))) return 'bad WireGuard key';
