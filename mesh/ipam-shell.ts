@@ -20,6 +20,8 @@ const MAX_QUEUE_BYTES = 8 * 1024 * 1024;
  *  with the reason. A donation takes a round trip; a bootstrap waits for a majority to start. */
 export const ALLOCATE_TIMEOUT_MS = 30_000;
 
+const NOTHING: Output = { send: [], persist: false, allocated: [], refused: [], events: [] };
+
 interface Waiter {
   resolve(addr: string): void;
   reject(err: Error): void;
@@ -31,8 +33,8 @@ export class IpamShell {
   private readonly store: Store;
   private readonly log: Logger;
   private channel?: Channel;
-  private readonly queue: Output[] = [];
-  private flushing: Promise<void> | null = null;
+  private readonly queue: { out: Output; done: () => void }[] = [];
+  private draining = false;
   private readonly waiters = new Map<string, Waiter[]>();
   private view: PeerView = { live: new Set(), known: new Set() };
 
@@ -133,7 +135,7 @@ export class IpamShell {
 
   /** Writes the current state at once (at shutdown nothing is pending, but be sure). */
   async flush(): Promise<void> {
-    await this.flushing;
+    if (this.draining) await this.idle();
     await this.store.put(STATE_KEY, this.core.export());
   }
 
@@ -146,7 +148,7 @@ export class IpamShell {
     }
     this.waiters.clear();
     await this.channel?.stop();
-    await this.flushing;
+    if (this.draining) await this.idle();
   }
 
   private onMessage(from: string, raw: unknown): void {
@@ -159,35 +161,50 @@ export class IpamShell {
     this.apply(this.core.receive(from, msg, Date.now()));
   }
 
-  /** Queues what the core decided; a single loop writes the state, then lets it out. */
+  /** Queues what the core decided; a single loop writes the state, then lets it out. The
+   *  promise resolves once this output was carried out (after its state was on disk). */
   private apply(out: Output): Promise<void> {
     if (!out.persist && out.send.length === 0 && out.allocated.length === 0 && out.refused.length === 0 && out.events.length === 0) {
-      return this.flushing ?? Promise.resolve();
+      return this.draining ? this.idle() : Promise.resolve();
     }
-    this.queue.push(out);
-    this.flushing ??= this.drain().finally(() => {
-      this.flushing = null;
+    return new Promise((resolve) => {
+      this.queue.push({ out, done: resolve });
+      if (!this.draining) void this.drain();
     });
-    return this.flushing;
+  }
+
+  /** Resolves once everything queued before it was carried out. */
+  private idle(): Promise<void> {
+    return new Promise((resolve) => this.queue.push({ out: NOTHING, done: resolve }));
   }
 
   private async drain(): Promise<void> {
-    // Bounded: each round takes everything queued; new outputs only come from new inputs.
-    for (let round = 0; this.queue.length > 0 && round < 1_000_000; round++) {
-      const batch = this.queue.splice(0);
-      if (batch.some((o) => o.persist)) {
-        try {
-          // The state now includes everything in the batch (and maybe more, which is fine:
-          // persisting newer state before releasing older decisions keeps the order).
-          await this.store.put(STATE_KEY, this.core.export());
-        } catch (err) {
-          // Nothing of this batch may leave: a decision that is not on disk could be forgotten.
-          this.log.error('cannot persist IPAM state; holding back its messages and allocations', { err: errorText(err) });
-          for (const o of batch) for (const a of o.allocated) this.settle(a.handle, new Error(`cannot write the data dir: ${errorText(err)}`));
-          continue;
+    this.draining = true;
+    try {
+      // Each round takes everything queued; new items only come from new inputs. `draining`
+      // is cleared with no await after the last check, so no item is ever left behind.
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0);
+        let failed: Error | undefined;
+        if (batch.some((i) => i.out.persist)) {
+          try {
+            // The state now includes everything in the batch (and maybe more, which is fine:
+            // persisting newer state before releasing older decisions keeps the order).
+            await this.store.put(STATE_KEY, this.core.export());
+          } catch (err) {
+            failed = new Error(`cannot write the data dir: ${errorText(err)}`);
+            this.log.error('cannot persist IPAM state; holding back its messages and allocations', { err: errorText(err) });
+          }
+        }
+        for (const { out, done } of batch) {
+          // Nothing of a failed batch may leave: a decision not on disk could be forgotten.
+          if (failed) for (const a of out.allocated) this.settle(a.handle, failed);
+          else this.carryOut(out);
+          done();
         }
       }
-      for (const o of batch) this.carryOut(o);
+    } finally {
+      this.draining = false;
     }
   }
 

@@ -38,6 +38,17 @@ afterEach(async () => {
 });
 
 describe('IPAM on real peers', () => {
+  test('a lone peer: 500 allocations one after another, each awaited, none lost between drains', async () => {
+    const c = config('solo', []);
+    c.ipallocInit = 1;
+    const a = await start(c);
+    const seen = new Set<string>();
+    for (let i = 0; i < 500; i++) seen.add(await a.ipam.allocate(`one-${i}`, undefined, 5_000));
+    expect(seen.size).toBe(500);
+    for (let i = 0; i < 500; i += 2) await a.ipam.release(`one-${i}`);
+    expect(a.ipam.status().inUse).toBe(250);
+  });
+
   test('three peers agree on one ring and allocate 300 addresses concurrently, none twice; a restart keeps them', async () => {
     const a = await start(config('a', []));
     const cb = config('b', [addr(a)]);
