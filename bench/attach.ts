@@ -79,6 +79,7 @@ try {
   const dnsAll: number[] = [];
   const dnsEach: number[] = [];
   const reach: number[] = [];
+  const started: number[] = [];
   const kvAll: number[] = [];
   let missed = 0;
   for (let t = 0; t < TRIALS; t++) {
@@ -90,6 +91,7 @@ try {
     const t0 = now();
     const deadline = t0 + TRIAL_TIMEOUT_MS;
     await c.start();
+    const startedAt = now() - t0;
     const fqdn = `${name}.bench.weft.local`;
     const others = apis.slice(1);
     const seen = await Promise.all(others.map((a) => until(async () => ((await answered(a, fqdn)) ? now() : undefined), deadline)));
@@ -101,6 +103,7 @@ try {
       for (const x of seen) dnsEach.push((x as number) - t0);
       dnsAll.push(Math.max(...(seen as number[])) - t0);
       reach.push(reachedAt - t0);
+      started.push(startedAt);
     }
     // The anchor: one replicated write from h1 until every other peer has it.
     const k0 = now();
@@ -117,12 +120,15 @@ try {
     ['container name resolves on every other peer', s(dnsAll)],
     ['  ... on one peer', s(dnsEach)],
     ['container answers a ping from another host', s(reach)],
+    ['docker start returned (container running)', s(started)],
     ['anchor: kv put visible on every other peer', s(kvAll)],
   ] as const;
   printTable(['what (ms from start)', 'n', 'p50', 'p99', 'max'], rows.map(([w, x]) => [w, String(x.n), ms(x.p50), ms(x.p99), ms(x.max)]));
   const anchor = s(kvAll).p50;
   console.log(`mode ${opt.mode}, ${HOSTS} hosts, ${TRIALS} trials, ${missed} missed (not seen within ${TRIAL_TIMEOUT_MS / 1000} s)`);
   console.log(`ratios to the anchor's p50 (${ms(anchor)}): DNS everywhere p50 ${(s(dnsAll).p50 / anchor).toFixed(1)}, reachable p50 ${(s(reach).p50 / anchor).toFixed(1)}`);
+  const own = dnsAll.map((x, i) => x - (started[i] as number));
+  console.log(`weft's own part (resolvable everywhere minus docker start): p50 ${ms(s(own).p50)}, p99 ${ms(s(own).p99)}`);
 } finally {
   await mesh.cleanup();
 }

@@ -184,14 +184,18 @@ export class Network {
   }
 
   /** Every container record in the registry (all hosts), or only this host's. */
+  /** Containers of a peer removed by rmpeer are gone for good and left out; those of a peer
+   *  that is down are shown with state `unknown` (they may well be running). */
   ps(local: boolean): ContainerEndpoint[] {
     const out: ContainerEndpoint[] = [];
+    const removed = new Set(this.o.ipam.status().removals.filter((r) => r.heir !== null).map((r) => r.dead));
     for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
       if (e.value === null) continue;
       const c = parseContainerEndpoint(e.value);
-      if (typeof c === 'string' || c.peer !== e.owner) continue;
+      if (typeof c === 'string' || c.peer !== e.owner || removed.has(c.peer)) continue;
       if (local && c.peer !== this.o.view.self.id) continue;
-      out.push(c);
+      const live = this.o.view.liveness(c.peer);
+      out.push(live === 'dead' || live === 'left' ? { ...c, state: 'unknown' as ContainerEndpoint['state'] } : c);
     }
     return out.sort((a, b) => a.host.localeCompare(b.host) || a.name.localeCompare(b.name));
   }
@@ -254,6 +258,7 @@ export class Network {
   private record(info: ContainerInfo, a: Attachment, state: 'running' | 'stopped'): ContainerEndpoint {
     return {
       v: 1, id: info.id, name: info.name, ...(info.hostname ? { hostname: info.hostname } : {}),
+      ...(info.aliases.length ? { aliases: info.aliases } : {}),
       addr: a.addr, mac: a.mac, peer: this.o.view.self.id, host: this.o.view.self.name,
       state, health: info.health, labels: info.labels, ...(info.ports.length ? { ports: info.ports } : {}), since: a.since,
     };

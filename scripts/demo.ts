@@ -1,8 +1,12 @@
-// The main job: a local mesh of three hosts on this machine. Each host is a network
-// namespace with its own weft peer; the script shows the mesh from one of them, replicates a
-// value, crashes a peer and shows it found dead and then rejoining, and cleans up.
+// The main job: a local mesh of three hosts on this machine, with a sample stack. Each host is a
+// network namespace with its own dockerd and weft peer (encrypted data plane). The script shows
+// the mesh, runs a stack `shop` (two `web` containers serving HTTP on h1 and h2, a client on h3),
+// shows the containers' mesh-wide addresses and dynamic-link DNS (`web` answers both, each
+// container its own name; the client fetches through `web` round-robin), crashes a peer and
+// shows its containers keep working and it rejoining, and cleans up.
 // `--keep` leaves the mesh running until Ctrl-C.
 import { Harness, waitFor, type Host } from '../test/harness/harness.ts';
+import { BUSYBOX_IMAGE } from '../test/harness/dockerd.ts';
 
 const PASSWORD = `demo-${process.pid}-${Date.now()}`;
 const keep = process.argv.includes('--keep');
@@ -26,10 +30,12 @@ const mesh = await Harness.create({ hosts: 3, name: 'demo' });
 let ok = false;
 try {
   const [h1, h2, h3] = mesh.hosts as [Host, Host, Host];
-  step(`three hosts: ${mesh.hosts.map((h) => `${h.name} ${h.ip}`).join(', ')} (network namespaces on one switch)`);
-  await h1.startPeer({ password: PASSWORD });
-  await h2.startPeer({ password: PASSWORD, peers: [h1.address] });
-  await h3.startPeer({ password: PASSWORD, peers: [h1.address] });
+  step(`three hosts: ${mesh.hosts.map((h) => `${h.name} ${h.ip}`).join(', ')} (network namespaces on one switch), a dockerd on each`);
+  await Promise.all([h1, h2, h3].map(async (h) => (await h.startDockerd()).importBusybox()));
+  const init = ['--ipalloc-init', 'consensus=3'];
+  await h1.startPeer({ password: PASSWORD, dataplane: true, args: init });
+  await h2.startPeer({ password: PASSWORD, dataplane: true, peers: [h1.address], args: init });
+  await h3.startPeer({ password: PASSWORD, dataplane: true, peers: [h1.address], args: init });
   for (const h of [h1, h2, h3]) await waitFor(async () => (await alive(h)) === 2, { what: `${h.name} to see both others` });
 
   step('the mesh seen from h1');
@@ -41,17 +47,41 @@ try {
   await waitFor(async () => (await h3.weftJson<unknown[]>(['kv', 'get', 'greeting', '--json'])).length === 1, { what: 'h3 to receive it' });
   await show(h3, ['kv', 'get', 'greeting']);
 
+  step('a sample stack "shop": web-1 on h1, web-2 on h2 (busybox httpd), a client on h3');
+  const labels = (service: string) => ['--label', 'weft.attach=true', '--label', 'weft.stack=shop', '--label', `weft.service=${service}`];
+  for (const [h, name] of [[h1, 'web-1'], [h2, 'web-2']] as const) {
+    const page = `hello from ${name} on ${h.name}`;
+    await h.dockerd!.mustDocker(['run', '-d', '--network', 'none', '--name', name, '--hostname', name, ...labels('web'), '--expose', '80/tcp', BUSYBOX_IMAGE,
+      'sh', '-c', `mkdir -p /www && echo '${page}' > /www/index.html && httpd -f -p 80 -h /www`]);
+  }
+  await h3.dockerd!.mustDocker(['run', '-d', '--network', 'none', '--name', 'client', ...labels('client'), BUSYBOX_IMAGE, 'sleep', '100000']);
+  await waitFor(async () => (await h1.weftJson<unknown[]>(['ps', '--json'])).length === 3, { what: 'three containers attached' });
+  await show(h1, ['ps']);
+  await waitFor(async () => (await h3.weftJson<any>(['dns', 'lookup', 'web.shop.weft.local', '--json'])).records.filter((r: any) => r.type === 'A').length === 2, { what: 'web to answer both' });
+  await show(h3, ['dns', 'lookup', 'web.shop.weft.local']);
+  await show(h3, ['dns', 'lookup', 'web-2.shop.weft.local']);
+  const fetch = async () => (await h3.dockerd!.mustDocker(['exec', 'client', 'wget', '-q', '-T', '3', '-O', '-', 'http://web/'])).trim();
+  await waitFor(async () => (await fetch()).startsWith('hello'), { what: 'the client to reach web' });
+  const pages: string[] = [];
+  for (let i = 0; i < 6; i++) pages.push(await fetch());
+  process.stdout.write(`$ docker exec client wget -qO- http://web/    # 6 times, on h3\n${pages.join('\n')}\n`);
+
   step('h3 is killed with -9: the others mark it dead');
   const t0 = Date.now();
   await h3.kill();
   await waitFor(async () => (await stateOf(h1, 'h3')) === 'dead' && (await stateOf(h2, 'h3')) === 'dead', { intervalMs: 100, what: 'h1 and h2 to mark h3 dead' });
   process.stdout.write(`(seen dead on h1 and h2 within ${((Date.now() - t0) / 1000).toFixed(1)} s, CLI polling included)\n`);
   await show(h1, ['peers']);
+  // The overlay is kernel state and outlives the peer; names need the peer (its DNS), so by address.
+  const web1 = (await h1.weftJson<{ name: string; address: string }[]>(['ps', '--json'])).find((c) => c.name === 'web-1')!.address;
+  const direct = (await h3.dockerd!.mustDocker(['exec', 'client', 'wget', '-q', '-T', '3', '-O', '-', `http://${web1}/`])).trim();
+  process.stdout.write(`the client on h3 still reaches web-1 at ${web1} while its peer is down: ${direct}\n`);
 
   step('h3 restarts with its data dir: same identity, rejoined');
   await h3.restart();
   await waitFor(async () => (await stateOf(h1, 'h3')) === 'alive', { what: 'h3 to rejoin' });
   await show(h1, ['events']);
+  await show(h1, ['status', 'ipam']);
   ok = true;
 
   if (keep) {

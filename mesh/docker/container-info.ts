@@ -13,6 +13,8 @@ export interface ContainerInfo {
   id: string;
   name: string;
   hostname?: string;
+  /** Extra names: label `weft.aliases=a,b` and Docker network aliases. */
+  aliases: string[];
   labels: Record<string, string>;
   running: boolean;
   pid: number;
@@ -40,10 +42,16 @@ export function containerInfo(inspect: any): ContainerInfo {
   const stackIdentity = labels['weft.stack'] && labels['weft.service'] && labels['weft.index']
     ? `${labels['weft.stack']}/${labels['weft.service']}/${labels['weft.index']}`
     : undefined;
+  const aliases = new Set<string>((labels['weft.aliases'] ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+  for (const n of Object.values<any>(inspect?.NetworkSettings?.Networks ?? {})) {
+    for (const a of n?.Aliases ?? []) if (typeof a === 'string' && !/^[0-9a-f]{12}$/.test(a)) aliases.add(a);
+  }
   return {
     id: String(inspect?.Id ?? ''),
+    aliases: [...aliases].slice(0, 32),
     name: String(inspect?.Name ?? '').replace(/^\//, ''),
-    hostname: inspect?.Config?.Hostname || undefined,
+    // Docker's default hostname is the short id: not a name anyone looks up.
+    hostname: inspect?.Config?.Hostname && !String(inspect?.Id ?? '').startsWith(inspect.Config.Hostname) ? inspect.Config.Hostname : undefined,
     labels,
     running: state.Running === true,
     pid: Number(state.Pid ?? 0),

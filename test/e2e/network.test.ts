@@ -2,6 +2,7 @@
 // plane, plus a 4th host that is not in the mesh (the outsider). Busybox containers labelled
 // weft.attach=true get overlay addresses; the tests ping across hosts, move a container to
 // another host, crash a peer under running containers, and check isolation.
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
@@ -46,6 +47,14 @@ for (const mode of ['encrypted', 'fast'] as const) {
     });
 
     if (mode === 'fast') {
+      test('a container range that overlaps a route of the host is refused in one clear line', async () => {
+        const h4 = mesh().hosts[3] as Host;
+        const p = await h4.startPeer({ password: 'x', dataplane: true, args: ['--ipalloc-range', '10.250.0.0/16'] });
+        await waitFor(() => !p.running, { timeoutMs: 30_000, what: 'the peer to refuse and exit' });
+        expect(p.exit?.code).toBe(1);
+        expect(readFileSync(p.logFile, 'utf8')).toMatch(/--ipalloc-range 10\.250\.0\.0\/16 overlaps this host's route to 10\.250\.\d+\.0\/24 \(dev eth0\)/);
+      });
+
       test('weft status dns and ipam; weft reset takes the host off the overlay and hands its space on', async () => {
         const [h1, , h3] = mesh().hosts as [Host, Host, Host];
         const dns = await h1.weftJson<any>(['status', 'dns', '--json']);
