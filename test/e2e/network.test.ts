@@ -140,6 +140,31 @@ for (const mode of ['encrypted', 'fast'] as const) {
         await waitFor(() => pingFrom(h2, 'c-h2', after), { timeoutMs: 20_000, what: 'c-h2 to reach db at its new host' });
       });
 
+      test('weft attach / detach by hand; a stopped container keeps its address for a restart', async () => {
+        const [h1, h2] = mesh().hosts as [Host, Host];
+        await h2.dockerd!.mustDocker(['run', '-d', '--network', 'none', '--name', 'manual', BUSYBOX_IMAGE, 'sleep', '100000']);
+        const r = await h2.weft(['attach', 'manual']);
+        expect(r.code, r.stderr).toBe(0);
+        const addr = r.stdout.trim();
+        expect(addr).toMatch(/^10\./);
+        await waitFor(() => pingFrom(h1, 'c-h1', addr), { timeoutMs: 20_000, what: `c-h1 to reach the hand-attached container at ${addr}` });
+        const d = await h2.weft(['detach', 'manual']);
+        expect(d.stdout.trim()).toBe(addr);
+        await waitFor(async () => !(await ps(h1)).some((c) => c.name === 'manual'), { timeoutMs: 20_000, what: 'manual to leave the registry' });
+        expect(await pingFrom(h1, 'c-h1', addr)).toBe(false);
+        expect((await h2.weft(['detach', 'manual'])).stderr).toMatch(/not attached/);
+        expect((await h2.weft(['attach', 'no-such-container'])).stderr).toMatch(/no container "no-such-container"/);
+        // docker stop: the record says stopped and DNS drops it; docker start within the hold
+        // (30 s) gets the same address back.
+        const before = await addressOf(h1, 'c-h2');
+        await h2.dockerd!.mustDocker(['stop', '-t', '1', 'c-h2']);
+        await waitFor(async () => (await ps(h1)).find((c) => c.name === 'c-h2')?.state === 'stopped', { timeoutMs: 20_000, what: 'c-h2 seen stopped' });
+        await waitFor(async () => (await h1.weftJson<any>(['dns', 'lookup', 'c-h2', '--json'])).rcode === 'NXDOMAIN', { timeoutMs: 20_000, what: 'a stopped container to leave the DNS' });
+        await h2.dockerd!.mustDocker(['start', 'c-h2']);
+        expect(await addressOf(h1, 'c-h2', 'c-h2 running again')).toBe(before);
+        await waitFor(() => pingFrom(h1, 'c-h1', before), { timeoutMs: 20_000, what: 'c-h2 reachable after its restart' });
+      });
+
       test('kill -9 a peer: its containers keep working, their addresses are not reused; rmpeer after it is gone', async () => {
         const [h1, h2, h3] = mesh().hosts as [Host, Host, Host];
         const onH3 = await addressOf(h1, 'c-h3');
