@@ -1,41 +1,18 @@
 // The IPAM shell on real peers over libp2p on loopback: a ring agreed by the expected peers,
 // concurrent allocation on every peer without a duplicate, state kept across a restart, rmpeer
 // refused while the peer is alive and done once it is gone.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { deriveMeshKey } from '../mesh/mesh-key.ts';
-import { Peer } from '../mesh/peer.ts';
+import type { Peer } from '../mesh/peer.ts';
 import type { PeerConfig } from '../mesh/config.ts';
 import { waitFor } from './harness/wait.ts';
+import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
 
-const KEY = deriveMeshKey('ipam-shell-test');
-const running: Peer[] = [];
-const dirs: string[] = [];
-let nextHost = 20 + (process.pid % 200);
+const peers = new LoopbackPeers({ key: deriveMeshKey('ipam-shell-test'), net: '127.1', port: 7300, first: 20 });
+const config = (name: string, bootstrap: string[]): PeerConfig => peers.config(name, bootstrap, { ipallocRange: '10.40.0.0/22', ipallocInit: 3 });
+const start = (c: PeerConfig): Promise<Peer> => peers.start(c);
 
-function config(name: string, peers: string[], range = '10.40.0.0/22'): PeerConfig {
-  const dir = mkdtempSync(join(tmpdir(), `weft-ipam-${name}-`));
-  dirs.push(dir);
-  return {
-    dataDir: dir, listen: { host: `127.1.${nextHost++ % 250}.1`, port: 7300 }, peers, name, tags: [], role: 'manager',
-    meshKey: KEY, dataplane: false, metricsListen: null, ipallocRange: range, ipallocInit: 3,
-  };
-}
-
-async function start(c: PeerConfig): Promise<Peer> {
-  const p = await Peer.start(c);
-  running.push(p);
-  return p;
-}
-
-const addr = (p: Peer) => `${p.advertise.host}:${p.advertise.port}`;
-
-afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+afterEach(() => peers.cleanup());
 
 describe('IPAM on real peers', () => {
   test('a lone peer: 500 allocations one after another, each awaited, none lost between drains', async () => {
@@ -54,10 +31,10 @@ describe('IPAM on real peers', () => {
     const cb = config('b', [addr(a)]);
     const b = await start(cb);
     const c = await start(config('c', [addr(a)]));
-    const peers = [a, b, c];
+    const all = [a, b, c];
     // The first ring is made lazily, at the first allocation anywhere (as Weave Net does).
     expect(a.ipam.status().state).toBe('bootstrapping');
-    const jobs = peers.flatMap((p, i) => Array.from({ length: 100 }, (_, k) => p.ipam.allocate(`c${i}-${k}`)));
+    const jobs = all.flatMap((p, i) => Array.from({ length: 100 }, (_, k) => p.ipam.allocate(`c${i}-${k}`)));
     const addrs = await Promise.all(jobs);
     expect(new Set(addrs).size).toBe(300);
     for (const x of addrs) expect(x).toMatch(/^10\.40\.[0-3]\.\d+$/);
@@ -65,8 +42,7 @@ describe('IPAM on real peers', () => {
     expect(await b.ipam.allocate('c1-7')).toBe(addrs[107]);
     // b restarts: its allocations come back from disk.
     const before = b.ipam.core.allocations().length;
-    await b.stop();
-    running.splice(running.indexOf(b), 1);
+    await peers.stop(b);
     const b2 = await start(cb);
     expect(b2.ipam.core.allocations().length).toBe(before);
     expect(b2.ipam.lookup('c1-7')).toBe(addrs[107]);
@@ -85,8 +61,7 @@ describe('IPAM on real peers', () => {
     await waitFor(() => [a, b, c].every((p) => p.ipam.status().state === 'ready'), { timeoutMs: 20_000, what: 'a ring on every peer' });
     const cid = c.identity.id;
     expect((await a.ipam.rmpeer(cid)).status).toBe('refused');
-    await c.stop();
-    running.splice(running.indexOf(c), 1);
+    await peers.stop(c);
     await waitFor(() => a.liveness(cid) === 'left' || a.liveness(cid) === 'dead', { timeoutMs: 20_000, what: 'c to be seen gone' });
     const r = await a.ipam.rmpeer(cid);
     expect(r.status).not.toBe('refused');

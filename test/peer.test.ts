@@ -1,8 +1,6 @@
 // The peer's shell with real libp2p over TCP on loopback (no namespaces, no root needed):
 // bulk state transfer through admission, hostile replication traffic, persistence.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLibp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
@@ -18,34 +16,16 @@ import type { PeerConfig } from '../mesh/config.ts';
 import { entrySigningBytes } from '../mesh/replica.ts';
 import { setLogSink } from '../mesh/log.ts';
 import { waitFor } from './harness/wait.ts';
+import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
 
 const KEY = deriveMeshKey('peer-test-password');
 const MiB = 1024 * 1024;
-const running: Peer[] = [];
-const dirs: string[] = [];
-/** Each test takes its own loopback addresses so that a port left in TIME_WAIT never matters. */
-let nextHost = 10 + (process.pid % 200);
-
-function config(name: string, peers: string[] = []): PeerConfig {
-  const dir = mkdtempSync(join(tmpdir(), `weft-peer-${name}-`));
-  dirs.push(dir);
-  return {
-    dataDir: dir, listen: { host: `127.0.${nextHost++ % 250}.1`, port: 7100 }, peers, name, tags: [], role: 'manager',
-    meshKey: KEY, dataplane: false, metricsListen: null,
-  };
-}
-
-async function start(c: PeerConfig): Promise<Peer> {
-  const p = await Peer.start(c);
-  running.push(p);
-  return p;
-}
-
-const addr = (p: Peer) => `${p.advertise.host}:${p.advertise.port}`;
+const loop = new LoopbackPeers({ key: KEY, net: '127.0', port: 7100, first: 10 });
+const config = (name: string, peers: string[] = []): PeerConfig => loop.config(name, peers);
+const start = (c: PeerConfig): Promise<Peer> => loop.start(c);
 
 afterEach(async () => {
-  await Promise.allSettled(running.splice(0).map((p) => p.stop()));
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  await loop.cleanup();
   setLogSink({ write: (l) => process.stderr.write(l) });
 });
 
@@ -151,8 +131,7 @@ describe('replication through the admitted mesh', () => {
       void client.call('events', { follow: true }, (e) => seen.push(e as never)).catch(() => undefined);
       const b = await start(config('b', [addr(a)]));
       await waitFor(() => seen.some((e) => e.type === 'joined' && e.peer?.name === 'b'), { what: 'a joined event for b' });
-      await b.stop();
-      running.splice(running.indexOf(b), 1);
+      await loop.stop(b);
       await waitFor(() => seen.some((e) => e.type === 'left' && e.peer?.name === 'b'), { what: 'a left event for b' });
       // An unknown method is one clear error, and the connection stays usable.
       await expect(client.call('no.such.method')).rejects.toThrow(/unknown API method "no.such.method"/);
@@ -172,8 +151,7 @@ describe('replication through the admitted mesh', () => {
     await a.replica.put('persisted', 'yes');
     await waitFor(() => b.membership.members().some((m) => m.state === 'alive'), { what: 'b to see a' });
     const id = a.identity.id;
-    await a.stop();
-    running.splice(running.indexOf(a), 1);
+    await loop.stop(a);
     await waitFor(() => b.membership.members().every((m) => m.state !== 'alive'), { what: 'b to see a leave' });
     const again = await start(ca);
     expect(again.identity.id).toBe(id);
