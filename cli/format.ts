@@ -18,7 +18,7 @@ export function ago(iso: string | null): string {
 export function formatIpamStatus(s: any): string {
   const lines = [
     `range:       ${s.range} (${s.size} addresses)`,
-    `state:       ${s.state}: ${s.message}`,
+    `state:       ${s.message === s.state ? s.state : `${s.state}: ${s.message}`}`,
   ];
   if (s.state === 'ready') {
     lines.push(

@@ -60,11 +60,14 @@ try {
   await waitFor(async () => (await h3.weftJson<any>(['dns', 'lookup', 'web.shop.weft.local', '--json'])).records.filter((r: any) => r.type === 'A').length === 2, { what: 'web to answer both' });
   await show(h3, ['dns', 'lookup', 'web.shop.weft.local']);
   await show(h3, ['dns', 'lookup', 'web-2.shop.weft.local']);
-  const fetch = async () => (await h3.dockerd!.mustDocker(['exec', 'client', 'wget', '-q', '-T', '3', '-O', '-', 'http://web/'])).trim();
-  await waitFor(async () => (await fetch()).startsWith('hello'), { what: 'the client to reach web' });
+  // The name through the container's own resolver (the peer's DNS, search shop.weft.local).
+  // (busybox's static wget crashes in this image, so HTTP by hand with nc)
+  const fetchScript = String.raw`ip=$(ping -c 1 -W 1 web | sed -n '1s/.*(\([0-9.]*\)).*/\1/p'); echo "web is $ip: $(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 $ip 80 | tail -n 1)"`;
+  const fetch = async () => (await h3.dockerd!.mustDocker(['exec', 'client', 'sh', '-c', fetchScript])).trim();
+  await waitFor(async () => (await fetch()).includes('hello'), { what: 'the client to reach web' });
   const pages: string[] = [];
   for (let i = 0; i < 6; i++) pages.push(await fetch());
-  process.stdout.write(`$ docker exec client wget -qO- http://web/    # 6 times, on h3\n${pages.join('\n')}\n`);
+  process.stdout.write(`$ docker exec client sh -c 'ip=$(ping -c1 web ...); GET http://$ip/'    # 6 times, on h3: web's answers are shuffled\n${pages.join('\n')}\n`);
 
   step('h3 is killed with -9: the others mark it dead');
   const t0 = Date.now();
@@ -74,7 +77,7 @@ try {
   await show(h1, ['peers']);
   // The overlay is kernel state and outlives the peer; names need the peer (its DNS), so by address.
   const web1 = (await h1.weftJson<{ name: string; address: string }[]>(['ps', '--json'])).find((c) => c.name === 'web-1')!.address;
-  const direct = (await h3.dockerd!.mustDocker(['exec', 'client', 'wget', '-q', '-T', '3', '-O', '-', `http://${web1}/`])).trim();
+  const direct = (await h3.dockerd!.mustDocker(['exec', 'client', 'sh', '-c', `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ${web1} 80 | tail -n 1`])).trim();
   process.stdout.write(`the client on h3 still reaches web-1 at ${web1} while its peer is down: ${direct}\n`);
 
   step('h3 restarts with its data dir: same identity, rejoined');
