@@ -166,10 +166,13 @@ export class Forwarder {
         const s = matching(m, id, q);
         if (s) finish({ msg: m, scanned: s });
       });
-      sock.connect(up.port, up.host, () => {
+      // Node passes a failed connect (ENETUNREACH: no route to this upstream; EACCES: a
+      // broadcast address) to this callback; sending then would throw out of the event loop.
+      sock.connect(up.port, up.host, (err?: Error) => {
         if (done) return;
-        sock.send(query, (err) => {
-          if (err) finish(err.message);
+        if (err) return finish(`cannot reach it: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+        sock.send(query, (e) => {
+          if (e) finish(e.message);
         });
       });
     });

@@ -86,6 +86,20 @@ describe('forwarding', () => {
     expect(silent.asked).toHaveLength(2);
   });
 
+  test('an upstream the host cannot even send to (no route, a broadcast address) is a SERVFAIL, not a crash', async () => {
+    // Node reports a failed connect of a UDP socket to the connect callback; this once made the
+    // forwarder send on an unconnected socket, which threw out of the event loop and ended the
+    // peer (found from a container in a namespace whose resolv.conf upstream had no route).
+    const { server, host, port } = await startServer({
+      host: HOST, source: source(), upstreams: [{ host: '255.255.255.255', port: 53 }], upstreamAttemptMs: 300, upstreamDeadlineMs: 800,
+    });
+    const r = decode(await udpExchange(host, port, makeQuery('api.example.com', QTYPE.A), 3000));
+    expect(r.header.rcode).toBe(2);
+    expect(server.stats().upstreamFailures).toBe(1);
+    // Still serving.
+    expect(decode(await udpExchange(host, port, makeQuery('web.shop.weft.local', QTYPE.A))).header.rcode).toBe(0);
+  });
+
   test('an upstream answering SERVFAIL is passed over for the next one, which is then asked first', async () => {
     const bad = await upstream('127.0.53.32');
     bad.mode = 'servfail';
