@@ -11,7 +11,7 @@
       devShells = forAll (pkgs: {
         default = pkgs.mkShell {
           packages = with pkgs; [
-            nodejs_24 iproute2 util-linux wireguard-go wireguard-tools docker
+            nodejs_24 iproute2 iptables util-linux wireguard-go wireguard-tools docker
             dnsutils dnsperf iperf3 dnsmasq serf busybox
           ];
         };
@@ -31,7 +31,7 @@
           postInstall = ''
             makeWrapper ${pkgs.nodejs_24}/bin/node $out/bin/weft \
               --add-flags "--disable-warning=ExperimentalWarning $out/lib/node_modules/weft/cli/main.ts" \
-              --prefix PATH : ${pkgs.lib.makeBinPath [ pkgs.iproute2 pkgs.wireguard-go pkgs.wireguard-tools ]}
+              --prefix PATH : ${pkgs.lib.makeBinPath [ pkgs.iproute2 pkgs.iptables pkgs.util-linux pkgs.wireguard-go pkgs.wireguard-tools ]}
           '';
           nativeBuildInputs = [ pkgs.makeWrapper ];
         };
