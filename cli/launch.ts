@@ -100,6 +100,21 @@ export function launchConfig(o: LaunchOptions): PeerConfig {
   };
 }
 
+/** The DNS server's counters on the peer's /metrics. */
+function registerDnsMetrics(peer: Peer, dns: DnsService): void {
+  const m = peer.metrics;
+  m.counter('weft_dns_queries_total', 'DNS queries received, by transport.', () => {
+    const q = dns.stats().queries;
+    return [{ labels: { transport: 'udp' }, value: q.udp }, { labels: { transport: 'tcp' }, value: q.tcp }];
+  });
+  m.counter('weft_dns_responses_total', 'DNS responses sent, by RCODE.', () =>
+    Object.entries(dns.stats().responses).map(([rcode, value]) => ({ labels: { rcode }, value })));
+  m.counter('weft_dns_forwarded_total', 'Queries forwarded upstream.', () => dns.stats().forwarded);
+  m.counter('weft_dns_cache_hits_total', 'Upstream answers served from the cache.', () => dns.stats().cacheHits);
+  m.counter('weft_dns_upstream_failures_total', 'Forwarded queries answered SERVFAIL because no upstream answered.', () => dns.stats().upstreamFailures);
+  m.gauge('weft_dns_records', 'Names answered from the registry.', () => dns.stats().records);
+}
+
 /** Longest TTL accepted: answers must follow redeploys, and an hour is already far too long. */
 const MAX_DNS_TTL = 3600;
 
@@ -137,6 +152,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
     await peer.stop();
     throw new CliError(`cannot start the DNS server: ${errorText(err)} (choose another --dns-listen, or --dns-listen off)`);
   }
+  if (dns) registerDnsMetrics(peer, dns);
   const meshApi = peerApi(peer);
   const dnsHandler = dnsApi(() => dns);
   const api = new ApiServer((req, ctx) => (req.method.startsWith('dns.') ? dnsHandler(req, ctx) : meshApi(req, ctx)), logger('api'));
