@@ -177,8 +177,12 @@ export async function launch(o: LaunchOptions): Promise<void> {
     await peer.stop();
     process.exit(0);
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  const onSignal = (signal: string) => stop(signal).catch((err) => {
+    log.error('could not stop cleanly', { err: errorText(err) });
+    process.exit(1);
+  });
+  process.on('SIGINT', () => void onSignal('SIGINT'));
+  process.on('SIGTERM', () => void onSignal('SIGTERM'));
 }
 
 export { DEFAULT_METRICS };

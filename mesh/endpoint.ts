@@ -70,6 +70,19 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const WG_KEY = /^[A-Za-z0-9+/]{43}=$/;
 
+/** What `wg` itself accepts: 32 bytes in canonical base64 (the last character's low bits
+ *  zero). A key that only looks right would make every host's `wg set` fail. */
+function isWgKey(k: string): boolean {
+  if (!WG_KEY.test(k)) return false;
+  const bytes = Buffer.from(k, 'base64');
+  return bytes.length === 32 && bytes.toString('base64') === k;
+}
+
+/** A MAC the kernel takes for an fdb entry: unicast (low bit of the first octet clear), not zero. */
+function isUnicastMac(mac: string): boolean {
+  return MAC.test(mac) && (Number.parseInt(mac.slice(0, 2), 16) & 1) === 0 && mac !== '00:00:00:00:00:00';
+}
+
 function isStr(v: unknown, max = MAX_NAME): v is string {
   return typeof v === 'string' && v.length > 0 && v.length <= max;
 }
@@ -120,8 +133,8 @@ export function parseDataplaneRecord(text: string): DataplaneRecord | string {
   if (typeof r === 'string') return r;
   if (r.mode !== 'encrypted' && r.mode !== 'fast') return 'bad mode';
   if (typeof r.endpoint !== 'string' || !IPV4.test(r.endpoint)) return 'bad endpoint';
-  if (r.wgPublicKey !== undefined && !(typeof r.wgPublicKey === 'string' && WG_KEY.test(r.wgPublicKey))) return 'bad WireGuard key';
-  if (r.vxlanMac !== undefined && !(typeof r.vxlanMac === 'string' && MAC.test(r.vxlanMac))) return 'bad VXLAN MAC';
+  if (r.wgPublicKey !== undefined && !(typeof r.wgPublicKey === 'string' && isWgKey(r.wgPublicKey))) return 'bad WireGuard key';
+  if (r.vxlanMac !== undefined && !(typeof r.vxlanMac === 'string' && isUnicastMac(r.vxlanMac))) return 'bad VXLAN MAC';
   if (r.wgPort !== undefined && !isPort(r.wgPort)) return 'bad WireGuard port';
   if (r.vxlanPort !== undefined && !isPort(r.vxlanPort)) return 'bad VXLAN port';
   if (r.exposed !== undefined && !(typeof r.exposed === 'string' && IPV4.test(r.exposed))) return 'bad exposed address';

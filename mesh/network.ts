@@ -24,6 +24,8 @@ import type { Store } from './store.ts';
 export const DIE_HOLD_MS = 30_000;
 /** The mesh DNS domain the containers search. */
 export const MESH_DOMAIN = 'weft.local';
+/** How far ahead of our clock a record's `since` may be: hosts' clocks differ a little. */
+const MAX_CLOCK_SKEW_MS = 60_000;
 const ATTACH_PREFIX = 'attach/';
 const EXPOSE_HANDLE = 'weft:expose';
 
@@ -68,6 +70,25 @@ export function remoteRoutes(self: string, containers: readonly ContainerEndpoin
   for (const c of best.values()) if (c.peer !== self && hosts.has(c.peer)) out.push({ addr: c.addr, peer: c.peer });
   for (const [peer, h] of hosts) if (peer !== self && h.exposed && !best.has(h.exposed)) out.push({ addr: h.exposed, peer });
   return out.sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+}
+
+/** Two peers publishing one WireGuard key or VXLAN MAC (a copied data dir, or a member
+ *  impersonating another) would overwrite each other's tunnel on every host: both are left
+ *  out, so the conflict is seen and nobody's traffic is silently redirected. */
+export function dropSharedKeys(hosts: Map<string, DataplaneRecord>, report: (peer: string, what: string) => void): void {
+  const owners = new Map<string, string[]>();
+  for (const [peer, h] of hosts) {
+    for (const k of [h.wgPublicKey && `key ${h.wgPublicKey}`, h.vxlanMac && `mac ${h.vxlanMac}`]) {
+      if (k) owners.set(k, [...(owners.get(k) ?? []), peer]);
+    }
+  }
+  for (const [what, peers] of owners) {
+    if (peers.length < 2) continue;
+    for (const p of peers) {
+      hosts.delete(p);
+      report(p, what);
+    }
+  }
 }
 
 export class Network {
@@ -173,8 +194,9 @@ export class Network {
 
   /** `weft detach`: takes a container off the overlay and frees its address. */
   async detach(ref: string): Promise<{ id: string; addr: string }> {
-    const local = [...this.attached.values()].find((a) => a.id === ref || a.id.startsWith(ref));
-    const id = local?.id ?? (await this.inspect(ref)).id;
+    // An exact id, or a prefix that names one attachment only; anything else asks dockerd.
+    const matches = [...this.attached.values()].filter((a) => a.id === ref || (ref.length >= 4 && a.id.startsWith(ref)));
+    const id = matches.length === 1 ? (matches[0] as Attachment).id : (await this.inspect(ref)).id;
     return this.serial(id, async () => {
       const a = this.attached.get(id);
       if (!a) throw new Error(`container ${ref} is not attached to weft`);
@@ -223,9 +245,14 @@ export class Network {
 
   private async doAttach(info: ContainerInfo, manual: boolean): Promise<ContainerEndpoint> {
     if (!info.running || info.pid <= 0) throw new Error(`container ${info.name} is not running`);
+    if (info.networkMode === 'host' || info.networkMode.startsWith('container:')) {
+      throw new Error(`container ${info.name} shares ${info.networkMode === 'host' ? "the host's" : 'another container\'s'} network namespace (--network ${info.networkMode}): weft attaches only containers with their own`);
+    }
     this.cancelHold(info.id);
     const prior = this.attached.get(info.id);
-    if (prior && prior.pid === info.pid) {
+    // Same pid and our veth still there: the same namespace, still plugged in (a pid alone
+    // could repeat after a reboot, with a fresh bridge and no veth).
+    if (prior && prior.pid === info.pid && this.dataplane.localAddresses().includes(prior.addr)) {
       // Already attached in this namespace (a peer restart, a repeated attach): leave the
       // interface alone so traffic is not interrupted; only say again that it runs.
       const rec = this.record(info, prior, 'running');
@@ -257,7 +284,7 @@ export class Network {
 
   private record(info: ContainerInfo, a: Attachment, state: 'running' | 'stopped'): ContainerEndpoint {
     return {
-      v: 1, id: info.id, name: info.name, ...(info.hostname ? { hostname: info.hostname } : {}),
+      v: 1, id: info.id, name: info.name.slice(0, 253), ...(info.hostname ? { hostname: info.hostname.slice(0, 253) } : {}),
       ...(info.aliases.length ? { aliases: info.aliases } : {}),
       addr: a.addr, mac: a.mac, peer: this.o.view.self.id, host: this.o.view.self.name,
       state, health: info.health, labels: info.labels, ...(info.ports.length ? { ports: info.ports } : {}), since: a.since,
@@ -298,15 +325,23 @@ export class Network {
           const a = this.attached.get(e.id);
           if (!a) break;
           const info = await this.inspect(e.id).catch(() => undefined);
+          // A stale or synthetic die (the container already runs again) changes nothing.
+          if (info?.running) break;
           if (info) await this.o.view.put(CONTAINER_PREFIX + e.id, JSON.stringify(this.record(info, a, 'stopped')));
           this.cancelHold(e.id);
-          this.holds.set(e.id, setTimeout(() => void this.serial(e.id, () => this.forgetContainer(e.id)), DIE_HOLD_MS));
+          const hold = setTimeout(() => void this.serial(e.id, async () => {
+            if (this.holds.get(e.id) === hold) await this.forgetContainer(e.id);
+          }), DIE_HOLD_MS);
+          this.holds.set(e.id, hold);
           break;
         }
-        case 'destroy':
-          // Also when the attach never finished: an address may be allocated to it.
-          if (this.attached.has(e.id) || this.o.ipam.lookup(e.id) !== undefined) await this.forgetContainer(e.id);
+        case 'destroy': {
+          // Also when the attach never finished (an address may be allocated to it), and for a
+          // plugin container whose record outlived the plugin's memory of it.
+          const ours = this.o.view.entries(CONTAINER_PREFIX + e.id).some((x) => x.owner === this.o.view.self.id && x.key === CONTAINER_PREFIX + e.id);
+          if (this.attached.has(e.id) || this.o.ipam.lookup(e.id) !== undefined || ours) await this.forgetContainer(e.id);
           break;
+        }
         case 'health': {
           const a = this.attached.get(e.id);
           if (!a) break;
@@ -332,14 +367,21 @@ export class Network {
     for (const id of [...this.attached.keys()]) {
       const c = present.get(id);
       if (!c) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
-      else if (c.State !== 'running') this.onDockerEvent({ type: 'die', id });
+      // Paused containers still run (and unpausing sends no start): only these are stopped.
+      else if (c.State === 'exited' || c.State === 'dead' || c.State === 'created') this.onDockerEvent({ type: 'die', id });
     }
-    // Allocations for containers that no longer exist (a crash between allocating and
-    // recording the attachment) go back to the pool.
-    for (const a of this.o.ipam.core.allocations()) {
-      if (/^[0-9a-f]{64}$/.test(a.handle) && !present.has(a.handle) && !this.attached.has(a.handle)) {
-        await this.serial(a.handle, () => this.forgetContainer(a.handle)).catch(() => undefined);
-      }
+    // Allocations and records of containers that no longer exist (a crash between allocating
+    // and recording; a plugin container whose Leave came while the peer was down) go.
+    const gone = new Set<string>();
+    for (const a of this.o.ipam.core.allocations()) if (/^[0-9a-f]{64}$/.test(a.handle)) gone.add(a.handle);
+    for (const e of this.o.view.entries(CONTAINER_PREFIX)) if (e.owner === this.o.view.self.id && e.value !== null) gone.add(e.key.slice(CONTAINER_PREFIX.length));
+    for (const id of gone) {
+      if (present.has(id) || this.attached.has(id)) continue;
+      await this.serial(id, async () => {
+        // Checked again in turn: the container may have started since the list was taken.
+        if (this.attached.has(id) || (await this.docker.getContainer(id).inspect().then(() => true, () => false))) return;
+        await this.forgetContainer(id);
+      }).catch(() => undefined);
     }
     for (const c of list) {
       if (c.State !== 'running') continue;
@@ -373,6 +415,9 @@ export class Network {
    *  devices, and withdraws this host's records. */
   async reset(): Promise<{ containers: number; ipam: string }> {
     this.events.stop();
+    this.unsubscribe();
+    await this.plugin?.close();
+    this.plugin = undefined;
     const ids = [...this.attached.keys()];
     for (const id of ids) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
     if (this.exposed) await this.hide();
@@ -414,12 +459,17 @@ export class Network {
       }
       hosts.set(e.owner, r);
     }
+    dropSharedKeys(hosts, (peer, what) => this.o.log.warn('ignored a data plane record that claims another peer\'s key or MAC', { peer, what }));
+    const removed = new Set(this.o.ipam.status().removals.filter((r) => r.heir !== null).map((r) => r.dead));
+    for (const id of removed) hosts.delete(id);
+    // A record from the future would win every address conflict (preferEndpoint): clamp it.
+    const latest = Date.now() + MAX_CLOCK_SKEW_MS;
     const containers: ContainerEndpoint[] = [];
     for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
       if (e.value === null) continue;
       const c = parseContainerEndpoint(e.value);
-      if (typeof c === 'string' || c.peer !== e.owner) continue;
-      containers.push(c);
+      if (typeof c === 'string' || c.peer !== e.owner || removed.has(c.peer)) continue;
+      containers.push(c.since > latest ? { ...c, since: latest } : c);
     }
     await this.dataplane.sync({ hosts, remote: remoteRoutes(this.o.view.self.id, containers, hosts) });
   }

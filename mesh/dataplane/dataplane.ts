@@ -281,13 +281,26 @@ export class Dataplane {
     this.local.add(addr);
     // The host route replaced a remote route to the same address, if there was one.
     this.applied?.routes.delete(addr);
-    if (this.view !== undefined) await this.reconcile();
+    await this.reconcileAfterLocalChange();
   }
 
   private async localRemoved(addr: string): Promise<void> {
     this.local.delete(addr);
     // The address may live elsewhere now: route it there at once.
-    if (this.view !== undefined) await this.reconcile();
+    await this.reconcileAfterLocalChange();
+  }
+
+  /** The local change is done and stays done: a remote side that cannot be reconciled now (a
+   *  bad record from a member, a slow `wg`) must not fail the attach, or the caller would free
+   *  an address a container still uses. The next sync tries again. */
+  private async reconcileAfterLocalChange(): Promise<void> {
+    if (this.view === undefined) return;
+    try {
+      await this.reconcile();
+    } catch (e) {
+      this.applied = undefined;
+      this.c.log.error('cannot bring the remote routes up to date; retrying at the next change', { err: errorText(e) });
+    }
   }
 
   private self(): Self {

@@ -24,13 +24,25 @@ export interface ContainerInfo {
   resolvConfPath?: string;
   /** weft.attach=true */
   wantsAttach: boolean;
+  /** Docker's network mode: `host` and `container:X` share a namespace weft must not touch. */
+  networkMode: string;
   /** Reserved-address identity: weft.name, else the stack/service/index a scheduler set. */
   identity?: string;
 }
 
 /** Decodes the parts of `docker inspect` weft uses; tolerant of what it does not use. */
+/** The registry's bounds (mesh/endpoint.ts): a record beyond them is refused by every peer,
+ *  its own included, so what a container carries is cut to fit rather than lost whole. */
+const MAX_LABELS = 128;
+const MAX_LABEL_KEY = 253;
+const MAX_LABEL_VALUE = 4096;
+const MAX_NAME = 253;
+
 export function containerInfo(inspect: any): ContainerInfo {
-  const labels: Record<string, string> = { ...(inspect?.Config?.Labels ?? {}) };
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries<unknown>(inspect?.Config?.Labels ?? {}).slice(0, MAX_LABELS)) {
+    if (typeof v === 'string' && k.length <= MAX_LABEL_KEY) labels[k] = v.slice(0, MAX_LABEL_VALUE);
+  }
   const state = inspect?.State ?? {};
   const h = state.Health?.Status;
   const health: ContainerHealth = h === 'healthy' || h === 'unhealthy' || h === 'starting' ? h : 'none';
@@ -42,9 +54,9 @@ export function containerInfo(inspect: any): ContainerInfo {
   const stackIdentity = labels['weft.stack'] && labels['weft.service'] && labels['weft.index']
     ? `${labels['weft.stack']}/${labels['weft.service']}/${labels['weft.index']}`
     : undefined;
-  const aliases = new Set<string>((labels['weft.aliases'] ?? '').split(',').map((a) => a.trim()).filter(Boolean));
+  const aliases = new Set<string>((labels['weft.aliases'] ?? '').split(',').map((a) => a.trim()).filter((a) => a && a.length <= MAX_NAME));
   for (const n of Object.values<any>(inspect?.NetworkSettings?.Networks ?? {})) {
-    for (const a of n?.Aliases ?? []) if (typeof a === 'string' && !/^[0-9a-f]{12}$/.test(a)) aliases.add(a);
+    for (const a of n?.Aliases ?? []) if (typeof a === 'string' && a.length <= MAX_NAME && !/^[0-9a-f]{12}$/.test(a)) aliases.add(a);
   }
   return {
     id: String(inspect?.Id ?? ''),
@@ -59,6 +71,7 @@ export function containerInfo(inspect: any): ContainerInfo {
     ports,
     resolvConfPath: inspect?.ResolvConfPath || undefined,
     wantsAttach: /^(true|yes|1)$/i.test(labels[ATTACH_LABEL] ?? ''),
+    networkMode: String(inspect?.HostConfig?.NetworkMode ?? ''),
     identity: labels[NAME_LABEL] || stackIdentity,
   };
 }

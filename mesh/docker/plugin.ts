@@ -360,9 +360,12 @@ export class DockerPlugin {
     const v4 = objs(body, 'IPv4Data');
     const pools = v4.map((d) => str(d, 'Pool'));
     const pool = pools.length === 1 ? canonical(pools[0] as string) : '';
-    if (pool !== this.range.text && pool !== ANY_POOL) {
+    // Docker's own IPAM could hand out addresses of weft's range that weft never allocated
+    // (two containers, one address): only pools of weft's address space are accepted.
+    const spaces = v4.map((d) => str(d, 'AddressSpace'));
+    if ((pool !== this.range.text && pool !== ANY_POOL) || spaces.some((sp) => sp !== ADDRESS_SPACE)) {
       throw new PluginError(
-        `a network with driver ${this.name} needs addresses from weft's range ${this.range.text}, not ${pools.join(', ') || 'none'}: add --ipam-driver ${this.name}`,
+        `a network with driver ${this.name} needs addresses from weft's allocator (range ${this.range.text}), not ${pools.join(', ') || 'none'}: add --ipam-driver ${this.name}`,
       );
     }
     this.networks.add(id);
@@ -383,6 +386,9 @@ export class DockerPlugin {
       throw new PluginError(`endpoint address ${cidr} is outside weft's range ${this.range.text}: create the network with --ipam-driver ${this.name}`);
     }
     if (this.endpoints.has(id)) throw new PluginError(`endpoint ${short(id)} exists already`);
+    if (!this.handles.has(addr) && this.backend.handleOf?.(addr) === undefined) {
+      throw new PluginError(`${addr} was not allocated by weft: create the network with --ipam-driver ${this.name}`);
+    }
     if (!this.networks.has(networkId)) this.log.info('docker endpoint on a network created before this plugin started', { network: short(networkId) });
     const dockerMac = str(iface, 'MacAddress');
     // The veth is made now rather than at Join: Docker wants the endpoint's MAC in this

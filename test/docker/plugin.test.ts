@@ -83,6 +83,8 @@ function fakeBackend() {
     release: async (handle) => {
       b.released.push(handle);
     },
+    // Like IPAM: the handle of a live allocation (allocated keeps every handle ever given).
+    handleOf: (addr) => [...b.allocated].find(([h, a]) => a === addr && !b.released.includes(h))?.[0],
     prepareVeth: async (addr) => {
       const n = addr.split('.').pop();
       b.veths.add(`vh${n}`);
@@ -211,7 +213,11 @@ describe('the plugin protocol over its socket (no dockerd)', () => {
       IPv6Data: [],
     });
     expect(ok.body).toEqual({});
-    expect((await call(sock, 'NetworkDriver.CreateNetwork', { NetworkID: NET_ID, IPv4Data: [{ Pool: RANGE }] })).body).toEqual({});
+    expect((await call(sock, 'NetworkDriver.CreateNetwork', { NetworkID: NET_ID, IPv4Data: [{ AddressSpace: 'weft', Pool: RANGE }] })).body).toEqual({});
+    // Docker's own IPAM on weft's range (--subnet RANGE without --ipam-driver) would hand out
+    // addresses weft never allocated.
+    const defaultIpam = await call(sock, 'NetworkDriver.CreateNetwork', { NetworkID: NET_ID, IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: RANGE }] });
+    expect(defaultIpam.body.Err).toContain('add --ipam-driver weft-proto');
     const bridgeIpam = await call(sock, 'NetworkDriver.CreateNetwork', { NetworkID: NET_ID, IPv4Data: [{ Pool: '172.18.0.0/16', Gateway: '172.18.0.1/16' }] });
     expect(bridgeIpam.body.Err).toContain('add --ipam-driver weft-proto');
     const v6 = await call(sock, 'NetworkDriver.CreateNetwork', { NetworkID: NET_ID, IPv4Data: [{ Pool: RANGE }], IPv6Data: [{ Pool: 'fd00::/64' }] });
@@ -221,6 +227,7 @@ describe('the plugin protocol over its socket (no dockerd)', () => {
   });
 
   test('an endpoint: veth and MAC at create, routes but no default gateway at join, veth gone at delete', async () => {
+    fake.state.allocated.set('docker:weft-proto:5', '10.99.0.5');
     const created = await call(sock, 'NetworkDriver.CreateEndpoint', { NetworkID: NET_ID, EndpointID: EP_ID, Interface: { Address: '10.99.0.5/32' }, Options: {} });
     expect(created.body).toEqual({ Interface: { MacAddress: '02:00:0a:63:00:05' } });
     expect(fake.state.veths).toEqual(new Set(['vh5']));
@@ -246,6 +253,7 @@ describe('the plugin protocol over its socket (no dockerd)', () => {
 
   test('a MAC given by Docker (--mac-address) is kept, and the reply carries no Interface then', async () => {
     const mac = '02:42:de:ad:be:ef';
+    fake.state.allocated.set('docker:weft-proto:6', '10.99.0.6');
     const created = await call(sock, 'NetworkDriver.CreateEndpoint', { NetworkID: NET_ID, EndpointID: EP_ID, Interface: { Address: '10.99.0.6/32', MacAddress: mac } });
     expect(created.body).toEqual({ Interface: {} });
     await call(sock, 'NetworkDriver.Join', { NetworkID: NET_ID, EndpointID: EP_ID, SandboxKey: '/sb' });
@@ -257,6 +265,8 @@ describe('the plugin protocol over its socket (no dockerd)', () => {
     expect(none.body.Err).toContain('has no IPv4 address');
     const outside = await call(sock, 'NetworkDriver.CreateEndpoint', { NetworkID: NET_ID, EndpointID: EP_ID, Interface: { Address: '172.18.0.2/16' } });
     expect(outside.body.Err).toContain('outside weft\'s range');
+    const notOurs = await call(sock, 'NetworkDriver.CreateEndpoint', { NetworkID: NET_ID, EndpointID: EP_ID, Interface: { Address: '10.99.0.77/32' } });
+    expect(notOurs.body.Err).toContain('10.99.0.77 was not allocated by weft');
     expect(fake.state.veths.size).toBe(0);
   });
 

@@ -40,6 +40,12 @@ describe('registry records', () => {
     expect(parseDataplaneRecord(JSON.stringify({ ...dataplane, wgPublicKey: undefined }))).toMatch(/WireGuard key/);
     expect(parseDataplaneRecord(JSON.stringify({ ...dataplane, mode: 'fast' }))).toMatch(/VXLAN MAC/);
     expect(parseDataplaneRecord('[]')).toMatch(/version/);
+    // Shapes that pass a regex but not `wg` or the kernel: one such record from one member
+    // would make every host's data plane update fail.
+    expect(parseDataplaneRecord(JSON.stringify({ ...dataplane, wgPublicKey: 'A'.repeat(42) + 'B=' }))).toMatch(/WireGuard key/);
+    for (const mac of ['01:00:5e:00:00:01', 'ff:ff:ff:ff:ff:ff', '00:00:00:00:00:00']) {
+      expect(parseDataplaneRecord(JSON.stringify({ v: 1, mode: 'fast', endpoint: '192.0.2.4', vxlanMac: mac }))).toMatch(/VXLAN MAC/);
+    }
     expect(parseDataplaneRecord('nul')).toMatch(/JSON/);
   });
 
