@@ -91,8 +91,11 @@ export class IpamShell {
     const done = new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.dropWaiter(handle, waiter);
-        // Give up the request too: a late allocation nobody waits for would leak an address.
-        if (this.core.isPending(handle)) this.apply(this.core.release(handle, Date.now()).out);
+        // Give up the request too: a late allocation nobody waits for would leak an address
+        // (also one made but still being written when the time ran out).
+        if (!this.waiters.has(handle) && (this.core.isPending(handle) || this.core.lookup(handle) !== undefined)) {
+          void this.apply(this.core.release(handle, Date.now()).out);
+        }
         reject(new Error(`no address for ${handle} after ${timeoutMs / 1000} s: ${this.core.status().message} (see weft status ipam)`));
       }, timeoutMs);
       const waiter: Waiter = { resolve, reject, timer };
