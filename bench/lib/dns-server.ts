@@ -10,6 +10,7 @@
 // whole record set with buildRecordSet on every change (how this benchmark fed the server
 // before the registry source existed).
 import { readFileSync } from 'node:fs';
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
 import type { MeshView } from '../../mesh/mesh-view.ts';
 import type { Change, Entry } from '../../mesh/replica-wire.ts';
@@ -72,10 +73,87 @@ function change(): void {
   const changed = [`${c.name}.${zone}`, ...(c.service ? [`${c.service}.${zone}`] : [])];
   memory.set(buildRecordSet({ containers }, undefined, memory.current()).set, changed);
 }
+// WEFT_BENCH_TRACE=1 (diagnosis; off in normal runs): in-process pause figures per measured
+// window (SIGUSR1 .. SIGUSR2), one `trace {json}` line on stderr each: event-loop delay (a 1 ms
+// timer, so ~1.0 ms is no delay), GC pauses by kind (and how many began within 10 ms of a
+// change), and the wall time of each change's three turns on this thread: `change` (feeder +
+// registry index), `flush` (debounced index flush + notification), `slice` (zone update).
+const trace = process.env.WEFT_BENCH_TRACE ? newTrace() : undefined;
+function newTrace() {
+  const eld = monitorEventLoopDelay({ resolution: 1 });
+  let gc: { kind: number; ms: number; since: number }[] = [];
+  let lastChange = -Infinity;
+  let changeMs: number[] = [];
+  let sections: Record<string, number[]> = {};
+  /** Times every call of obj[method] (an own or prototype method) into sections[name]. */
+  const time = (obj: object, method: string, name: string) => {
+    const o = obj as Record<string, (...a: unknown[]) => unknown>;
+    const f = o[method]!;
+    o[method] = function (this: unknown, ...a: unknown[]) {
+      const c = performance.now();
+      try {
+        return f.apply(this, a);
+      } finally {
+        (sections[name] ??= []).push(performance.now() - c);
+      }
+    };
+  };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gc.push({ kind: (e as unknown as { detail: { kind: number } }).detail.kind, ms: e.duration, since: e.startTime - lastChange });
+  }).observe({ entryTypes: ['gc'] });
+  const q = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : 0);
+  return {
+    time,
+    change(f: () => void) {
+      const c = performance.now();
+      f();
+      changeMs.push(performance.now() - c);
+      lastChange = performance.now();
+    },
+    start() {
+      eld.reset();
+      lastChange = -Infinity;
+      eld.enable();
+      gc = [];
+      changeMs = [];
+      sections = {};
+    },
+    report() {
+      eld.disable();
+      const kinds: Record<string, { n: number; total: number; max: number; over05: number; within10ms: number }> = {};
+      for (const g of gc) {
+        const k = ({ 1: 'minor', 4: 'major', 8: 'incremental', 16: 'weakcb' } as Record<number, string>)[g.kind] ?? String(g.kind);
+        const o = (kinds[k] ??= { n: 0, total: 0, max: 0, over05: 0, within10ms: 0 });
+        if (g.since < 10) o.within10ms++;
+        o.n++;
+        o.total += g.ms;
+        o.max = Math.max(o.max, g.ms);
+        if (g.ms > 0.5) o.over05++;
+      }
+      for (const o of Object.values(kinds)) (o.total = +o.total.toFixed(2)), (o.max = +o.max.toFixed(2));
+      const ms = (ns: number) => +(ns / 1e6).toFixed(3);
+      process.stderr.write(`trace ${JSON.stringify({
+        churn: timer !== undefined, changes: changeMs.length,
+        changeMs: { p50: +q(changeMs, 0.5).toFixed(3), p99: +q(changeMs, 0.99).toFixed(3), max: +Math.max(0, ...changeMs).toFixed(3) },
+        eldMs: { p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), p999: ms(eld.percentile(99.9)), max: ms(eld.max), n: eld.count },
+        sections: Object.fromEntries(Object.entries(sections).map(([k, xs]) => [k, { n: xs.length, p50: +q(xs, 0.5).toFixed(3), p99: +q(xs, 0.99).toFixed(3), max: +Math.max(...xs).toFixed(3), total: +xs.reduce((a, b) => a + b, 0).toFixed(2) }])),
+        gc: kinds, heapMB: +(process.memoryUsage().heapUsed / 1e6).toFixed(1),
+      })}\n`);
+    },
+  };
+}
+const tick = trace ? () => trace.change(change) : change;
+if (trace) {
+  if (source instanceof RegistryRecordSource) trace.time(source, 'flushNow', 'flush');
+  trace.time((server as unknown as { rebuild: object }).rebuild, 'slice', 'slice');
+}
+
 process.on('SIGUSR1', () => {
-  if (spec.churn > 0 && !timer) timer = setInterval(change, 1000 / spec.churn);
+  trace?.start();
+  if (spec.churn > 0 && !timer) timer = setInterval(tick, 1000 / spec.churn);
 });
 process.on('SIGUSR2', () => {
+  trace?.report();
   if (timer) clearInterval(timer);
   timer = undefined;
 });
