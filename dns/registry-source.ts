@@ -43,6 +43,13 @@ export const EXTRA_PREFIX = 'dns/extra/';
  *  (a redeployed service, a dead peer's containers) over a few messages a few ms apart; 5 ms
  *  merges them into one zone update at no visible cost to propagation (gossip takes tens). */
 export const REBUILD_DEBOUNCE_MS = 5;
+/** Under sustained churn, updates are applied at most this often. Each one costs the answering
+ *  thread about 0.5 ms on cold caches (bench/dns.ts with WEFT_BENCH_TRACE=1: change, flush and
+ *  zone update, plus the garbage it leaves); ten a second applied one by one delay enough
+ *  answers to move p99 at 5,000 qps 3x, four batches a second do not (measured: p99 with churn
+ *  0.66 ms against 0.22 ms without; batched, 0.24 against 0.22). An isolated change, after a
+ *  quiet spell, still goes out after REBUILD_DEBOUNCE_MS. */
+export const MIN_UPDATE_INTERVAL_MS = 250;
 
 // ---- Pure: what is answered --------------------------------------------------------------
 
@@ -406,6 +413,8 @@ export class RegistryIndex {
 export interface RegistrySourceOptions {
   domain?: string;
   debounceMs?: number;
+  /** Least time between two updates under sustained changes (default MIN_UPDATE_INTERVAL_MS). */
+  minIntervalMs?: number;
   log?: Logger;
 }
 
@@ -420,6 +429,8 @@ export class RegistryRecordSource implements DnsRecordSource {
   private readonly listeners = new Set<(changed?: readonly string[]) => void>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly debounceMs: number;
+  private readonly minIntervalMs: number;
+  private lastFlush = -Infinity;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   private reportedInvalid = 0;
@@ -427,6 +438,7 @@ export class RegistryRecordSource implements DnsRecordSource {
 
   constructor(view: MeshView, opts: RegistrySourceOptions = {}) {
     this.debounceMs = opts.debounceMs ?? REBUILD_DEBOUNCE_MS;
+    this.minIntervalMs = opts.minIntervalMs ?? MIN_UPDATE_INTERVAL_MS;
     this.log = opts.log ?? logger('dns');
     this.index = new RegistryIndex(opts.domain ?? DEFAULT_DOMAIN, (id) => view.liveness(id));
     this.set = { names: this.index.names };
@@ -460,6 +472,7 @@ export class RegistryRecordSource implements DnsRecordSource {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.closed) return;
+    this.lastFlush = Date.now();
     let changed: string[];
     try {
       changed = this.index.flush();
@@ -485,7 +498,9 @@ export class RegistryRecordSource implements DnsRecordSource {
 
   private schedule(): void {
     if (this.timer || this.closed) return;
-    this.timer = setTimeout(() => this.flushNow(), this.debounceMs);
+    const now = Date.now();
+    const at = Math.max(now + this.debounceMs, this.lastFlush + this.minIntervalMs);
+    this.timer = setTimeout(() => this.flushNow(), at - now);
   }
 
   private reportInvalid(): void {
