@@ -114,6 +114,10 @@ export class IpamShell {
     return addr;
   }
 
+  removedPeers(): string[] {
+    return this.core.removedPeers();
+  }
+
   lookup(handle: string): string | undefined {
     return this.core.lookup(handle);
   }

@@ -32,7 +32,7 @@
 
 import { mulberry32 } from './seeded-random.ts';
 import { Bootstrap, type BootstrapMessage, type BootstrapStep, type GenesisValue, genesisId } from './ipam-bootstrap.ts';
-import { type Cidr, DEFAULT_IPAM_RANGE, formatAddr, parseAddr, parseCidr } from './ipam-cidr.ts';
+import { type Cidr, DEFAULT_IPAM_RANGE, formatAddr, parseCidr } from './ipam-cidr.ts';
 import { fnv1a64 } from './ipam-hash.ts';
 import { Removals } from './ipam-removal.ts';
 import { MAX_IDENTITY_LENGTH, Reservations, type ReservationWire } from './ipam-reservations.ts';
@@ -430,7 +430,12 @@ export class Ipam {
     return this.space.mine().map(([s, e]) => [this.cidr.base + s, this.cidr.base + e]);
   }
 
-  hasRing(): boolean {
+  /** Peers whose removal (rmpeer) has settled: gone for good. Cheaper than status(). */
+  removedPeers(): string[] {
+    return this.removals.ids().filter((d) => this.removals.heirOf(d) !== null);
+  }
+
+    hasRing(): boolean {
     return this.ring !== null;
   }
 

@@ -34,7 +34,7 @@ import {
 import { HEALTH_DECAY_MS, HEALTH_MAX, LocalHealth, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './membership-health.ts';
 import { Outbox, type OutboxView } from './membership-outbox.ts';
 import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precedence.ts';
-import { claimBytes, claimKind, signedBySubject, type Signer } from './membership-claim.ts';
+import { claimBytes, signedBySubject, type Signer } from './membership-claim.ts';
 
 export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './membership-wire.ts';
 export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './membership-wire.ts';

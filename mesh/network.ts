@@ -205,21 +205,36 @@ export class Network {
     });
   }
 
-  /** Every container record in the registry (all hosts), or only this host's. */
-  /** Containers of a peer removed by rmpeer are gone for good and left out; those of a peer
-   *  that is down are shown with state `unknown` (they may well be running). */
+  /** Every container record in the registry (all hosts), or only this host's. Containers of a
+   *  peer removed by rmpeer are gone for good and left out; those of a peer that is down are
+   *  shown with state `unknown` (they may well be running). */
   ps(local: boolean): ContainerEndpoint[] {
     const out: ContainerEndpoint[] = [];
-    const removed = new Set(this.o.ipam.status().removals.filter((r) => r.heir !== null).map((r) => r.dead));
-    for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
-      if (e.value === null) continue;
-      const c = parseContainerEndpoint(e.value);
-      if (typeof c === 'string' || c.peer !== e.owner || removed.has(c.peer)) continue;
+    for (const c of this.containerRecords()) {
       if (local && c.peer !== this.o.view.self.id) continue;
       const live = this.o.view.liveness(c.peer);
       out.push(live === 'dead' || live === 'left' ? { ...c, state: 'unknown' as ContainerEndpoint['state'] } : c);
     }
     return out.sort((a, b) => a.host.localeCompare(b.host) || a.name.localeCompare(b.name));
+  }
+
+  /** The registry's valid container records, each signed by the peer it names, of peers not
+   *  removed by rmpeer. */
+  private containerRecords(): ContainerEndpoint[] {
+    const removed = new Set(this.o.ipam.removedPeers());
+    const out: ContainerEndpoint[] = [];
+    for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
+      if (e.value === null) continue;
+      const c = parseContainerEndpoint(e.value);
+      if (typeof c !== 'string' && c.peer === e.owner && !removed.has(c.peer)) out.push(c);
+    }
+    return out;
+  }
+
+  /** Whether this peer holds a registry record for container `id`. */
+  private ownsRecord(id: string): boolean {
+    const key = CONTAINER_PREFIX + id;
+    return this.o.view.entries(key).some((e) => e.owner === this.o.view.self.id && e.key === key);
   }
 
   private async inspect(ref: string): Promise<ContainerInfo> {
@@ -299,9 +314,7 @@ export class Network {
     if (a) await this.dataplane.detach(a.addr).catch((err) => this.o.log.warn('cannot detach', { id, err: errorText(err) }));
     await this.o.ipam.release(id);
     await this.o.store.del(ATTACH_PREFIX + id);
-    if (this.o.view.entries(CONTAINER_PREFIX + id).some((e) => e.owner === this.o.view.self.id && e.key === CONTAINER_PREFIX + id)) {
-      await this.o.view.put(CONTAINER_PREFIX + id, null);
-    }
+    if (this.ownsRecord(id)) await this.o.view.put(CONTAINER_PREFIX + id, null);
     if (a) this.o.log.info('released container address', { id: id.slice(0, 12), addr: a.addr });
   }
 
@@ -338,8 +351,7 @@ export class Network {
         case 'destroy': {
           // Also when the attach never finished (an address may be allocated to it), and for a
           // plugin container whose record outlived the plugin's memory of it.
-          const ours = this.o.view.entries(CONTAINER_PREFIX + e.id).some((x) => x.owner === this.o.view.self.id && x.key === CONTAINER_PREFIX + e.id);
-          if (this.attached.has(e.id) || this.o.ipam.lookup(e.id) !== undefined || ours) await this.forgetContainer(e.id);
+          if (this.attached.has(e.id) || this.o.ipam.lookup(e.id) !== undefined || this.ownsRecord(e.id)) await this.forgetContainer(e.id);
           break;
         }
         case 'health': {
@@ -460,17 +472,10 @@ export class Network {
       hosts.set(e.owner, r);
     }
     dropSharedKeys(hosts, (peer, what) => this.o.log.warn('ignored a data plane record that claims another peer\'s key or MAC', { peer, what }));
-    const removed = new Set(this.o.ipam.status().removals.filter((r) => r.heir !== null).map((r) => r.dead));
-    for (const id of removed) hosts.delete(id);
+    for (const id of this.o.ipam.removedPeers()) hosts.delete(id);
     // A record from the future would win every address conflict (preferEndpoint): clamp it.
     const latest = Date.now() + MAX_CLOCK_SKEW_MS;
-    const containers: ContainerEndpoint[] = [];
-    for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
-      if (e.value === null) continue;
-      const c = parseContainerEndpoint(e.value);
-      if (typeof c === 'string' || c.peer !== e.owner || removed.has(c.peer)) continue;
-      containers.push(c.since > latest ? { ...c, since: latest } : c);
-    }
+    const containers = this.containerRecords().map((c) => (c.since > latest ? { ...c, since: latest } : c));
     await this.dataplane.sync({ hosts, remote: remoteRoutes(this.o.view.self.id, containers, hosts) });
   }
 
