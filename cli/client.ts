@@ -5,7 +5,7 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { join } from 'node:path';
-import { meshAdmission } from '../mesh/admission.ts';
+import { meshAdmission, type ApiTokenCredential } from '../mesh/admission.ts';
 import { API_PROTOCOL } from '../mesh/api-server.ts';
 import { encodeFrame, FrameDecoder } from '../mesh/framing.ts';
 import { parseHostPort, toMultiaddr, formatHostPort } from '../mesh/address.ts';
@@ -63,14 +63,14 @@ export class ApiClient {
   }
 
   /** `credential` says what `key` is, for the error when the peer refuses it. */
-  static async remote(address: string, meshKey: Uint8Array, credential: 'mesh' | 'api' = 'mesh'): Promise<ApiClient> {
+  static async remote(address: string, credential: { key: Uint8Array } | { apiToken: ApiTokenCredential }): Promise<ApiClient> {
     const target = formatHostPort(parseHostPort(address));
     let refusal: string | undefined;
     const node: Libp2p = await createLibp2p({
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      connectionProtector: meshAdmission({ key: meshKey, onRejected: ({ reason }) => { refusal = reason; } }),
+      connectionProtector: meshAdmission({ ...credential, onRejected: ({ reason }) => { refusal = reason; } }),
     });
     let stream: Stream;
     try {
@@ -78,7 +78,7 @@ export class ApiClient {
     } catch (err) {
       await Promise.resolve(node.stop()).catch(() => undefined);
       if (refusal === 'wrong mesh password') {
-        throw new CliError(credential === 'api'
+        throw new CliError('apiToken' in credential
           ? `cannot reach ${target}: the peer refused our API token (unknown or revoked: see weft token ls)`
           : `cannot reach ${target}: the peer refused our mesh password (check --password-file or WEFT_PASSWORD)`);
       }

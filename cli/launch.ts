@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { formatHostPort, MESH_PORT, parseHostPort } from '../mesh/address.ts';
-import { ApiServer } from '../mesh/api-server.ts';
+import { ApiServer, type ApiHandler } from '../mesh/api-server.ts';
+import { authorize } from '../mesh/api-scope.ts';
 import type { PeerConfig } from '../mesh/config.ts';
 import { errorText, logger, setLogLevel } from '../mesh/log.ts';
 import { Peer } from '../mesh/peer.ts';
@@ -155,7 +156,8 @@ export async function launch(o: LaunchOptions): Promise<void> {
   if (dns) registerDnsMetrics(peer, dns);
   const meshApi = peerApi(peer);
   const dnsHandler = dnsApi(() => dns);
-  const api = new ApiServer((req, ctx) => (req.method.startsWith('dns.') ? dnsHandler(req, ctx) : meshApi(req, ctx)), logger('api'));
+  const handler: ApiHandler = (req, ctx) => (req.method.startsWith('dns.') ? dnsHandler(req, ctx) : meshApi(req, ctx));
+  const api = new ApiServer(authorize(handler, (caller) => peer.scopeOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.credentialOf(conn));
   try {
     await api.listenUnix(join(config.dataDir, 'weft.sock'));

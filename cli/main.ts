@@ -134,14 +134,15 @@ token.command('create')
   .description('print a join token (mesh secret and bootstrap addresses) for `weft launch --token`, or with --api an API token')
   .option('--api', 'an API token: reaches the API of any peer (weft --peer IP --api-token-file F), never the mesh itself')
   .option('--name <name>', 'what the API token is for')
-  .action((o: { api?: boolean; name?: string }, cmd: Command) =>
-    run(cmd, 'token.create', { api: o.api === true, name: o.name }, (r) => r.token));
+  .option('--scope <scope>', 'operator (read the mesh, kv, dns) or admin (also membership, data plane, tokens)', 'operator')
+  .action((o: { api?: boolean; name?: string; scope?: string }, cmd: Command) =>
+    run(cmd, 'token.create', { api: o.api === true, name: o.name, ...(o.api === true ? { scope: o.scope } : {}) }, (r) => r.token));
 token.command('ls')
   .description('API tokens known to the mesh')
   .action((_o, cmd: Command) => run(cmd, 'token.list', {}, (ts: any[]) => ts.length === 0 ? 'no API tokens' : table(
-    ['ID', 'NAME', 'CREATED', 'STATE'], ts.map((t) => [t.id, t.name, t.created, t.revoked ? 'revoked' : 'valid']))));
+    ['ID', 'NAME', 'SCOPE', 'MADE BY', 'CREATED', 'STATE'], ts.map((t) => [t.id, t.name, t.scope, t.parent ?? '-', t.created, t.revoked ? 'revoked' : 'valid']))));
 token.command('revoke <id>')
-  .description('revoke an API token on every peer')
+  .description('revoke an API token on every peer (and the tokens it made)')
   .action((id: string, _o, cmd: Command) => run(cmd, 'token.revoke', { id }, () => `revoked ${id}`));
 
 const kv = program.command('kv').description('the replicated key-value space (debugging and tests)');

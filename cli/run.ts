@@ -23,10 +23,10 @@ export function fail(message: string, code = EXIT_FAILURE): never {
 export async function client(g: Globals): Promise<ApiClient> {
   if (!g.peer) return ApiClient.local(g.dataDir);
   const token = readApiToken(g.apiTokenFile);
-  if (token) return ApiClient.remote(g.peer, token.key, 'api');
+  if (token) return ApiClient.remote(g.peer, { apiToken: token });
   const secret = readMeshSecret({ passwordFile: g.passwordFile });
   if (!secret) throw new CliError('--peer needs a credential: --password-file FILE (or WEFT_PASSWORD), or --api-token-file FILE (or WEFT_API_TOKEN)');
-  return ApiClient.remote(g.peer, secret.key);
+  return ApiClient.remote(g.peer, { key: secret.key });
 }
 
 /** Runs one API call and prints its result as JSON or through `human`. */

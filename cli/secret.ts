@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { deriveMeshKey } from '../mesh/mesh-key.ts';
 import { decodeJoinToken, type JoinToken } from '../mesh/join-token.ts';
 import { CliError } from './client.ts';
-import { parseApiToken, type ParsedApiToken } from '../mesh/api-token.ts';
+import { parseApiToken } from '../mesh/api-token.ts';
+import type { ApiTokenCredential } from '../mesh/admission.ts';
 
 export interface SecretOptions {
   passwordFile?: string;
@@ -36,7 +37,7 @@ export function readMeshSecret(opts: SecretOptions): JoinToken | undefined {
 }
 
 /** An API token from --api-token-file or WEFT_API_TOKEN, for remote API calls. */
-export function readApiToken(file: string | undefined): ParsedApiToken | undefined {
+export function readApiToken(file: string | undefined): ApiTokenCredential | undefined {
   const env = process.env.WEFT_API_TOKEN;
   delete process.env.WEFT_API_TOKEN;
   const text = file ? readSecretFile(file, 'API token') : env;

@@ -1,64 +1,95 @@
-// Mesh admission: a libp2p ConnectionProtector that lets a connection through only when both
-// ends prove they hold the mesh key, then encrypts every byte with ChaCha20 so non-members
-// never see the Noise handshake or peer ids. Replaces @libp2p/pnet, whose WebAssembly
-// xsalsa20 grows memory until it fails under bulk transfer; Node's native cipher streams.
+// Mesh admission: a libp2p ConnectionProtector that lets a connection through only when the
+// dialer proves a credential the listener accepts (the mesh key, or an API token) and the
+// listener proves it took part in the same run, then encrypts every byte with ChaCha20 so
+// non-members never see the Noise handshake or peer ids. Replaces @libp2p/pnet, whose
+// WebAssembly xsalsa20 grows memory until it fails under bulk transfer; Node's native cipher
+// streams.
 //
-// Wire format, version 1:
+// Wire format, version 2 (sid = dialerNonce || listenerNonce; th = transcript hash of every
+// message before the confirmations):
 //
-//   header  = MAGIC "weft" (4) || VERSION 0x01 (1) || nonce (32)                  37 bytes
-//   proof   = HMAC-SHA256(key, PROOF_LABEL || role || dialerNonce || listenerNonce) 32 bytes
-//             role = 0x44 'D' for the dialer's proof, 0x4c 'L' for the listener's
-//   then    ChaCha20 stream, one key per direction:
-//             HKDF-SHA256(key, salt = dialerNonce || listenerNonce, info = STREAM_INFO_*), IV 0
+//   header     both     MAGIC "weft" (4) || VERSION 0x02 (1) || nonce (32)          37 bytes
+//   hello      D -> L   kind (1: 'M' mesh | 'A' API token) || token id (8) || Yd (32)  41 bytes
+//   share      L -> D   Yl (32)
+//   confirm    D -> L   HMAC(ISK, 'D' || th) (32) [|| Ed25519 signature over th (64) for 'A']
+//   confirm    L -> D   HMAC(ISK, 'L' || th) (32), or 32 random bytes when refusing
+//   then       ChaCha20 stream, one key per direction: HKDF-SHA256(ISK, sid, STREAM_INFO_*), IV 0
 //
-// Both sides send their header at once. The dialer then sends its proof; the listener judges
-// it first and only then answers with its own. This lets the listener accept more than one
-// key (the mesh key, or an API token's key for remote CLIs, which never learn the mesh key)
-// by finding the key the dialer's proof verifies under, and it means a stranger who merely
-// connects never receives a proof to guess the password from offline: a rejected dialer gets
-// 32 random bytes instead, which it judges as a wrong proof, so both sides still log
-// "wrong mesh password". A side that rejects closes gracefully (FIN, not RST).
+// For 'M' the shares are CPace (cpace.ts): Y = y * G where G hashes the mesh key and sid onto
+// ristretto255, ISK = H(y_mine * Y_theirs, th). A party without the mesh key, dialing us or
+// dialed by us (a token holder who asks a peer to `connect` to it, anyone on the path, whoever
+// later holds an old --peers address), learns nothing it can test password guesses against
+// offline: each run tests at most the one guess it committed to, against a peer that logs it.
+// For 'A' the shares are plain ephemeral Diffie-Hellman on the base point and the dialer signs
+// the transcript with the token's private key; peers store only the public key, so what they
+// keep at rest (or replicate) cannot be used to log in. The listener judges the dialer first
+// and answers a failure with random bytes, so both sides log "wrong mesh password" and a
+// refused dialer is never told which part was wrong. A side that rejects closes gracefully.
 
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import type { Cipheriv, Decipheriv } from 'node:crypto';
 import type { AbortOptions, ConnectionProtector, MessageStream } from '@libp2p/interface';
 import { AbstractMessageStream, byteStream } from '@libp2p/utils';
 import type { SendResult } from '@libp2p/utils';
 import { MESH_KEY_LENGTH } from './mesh-key.ts';
+import { basePoint, decoyShare, ephemeral, generator, SHARE_LENGTH, sharedSecret, transcriptHash } from './cpace.ts';
 
 /** First bytes on every weft mesh connection: anything else is not a weft peer. */
 export const ADMISSION_MAGIC = Uint8Array.from([0x77, 0x65, 0x66, 0x74]); // "weft"
-/** Bumped on any change to the handshake or the stream cipher; peers must match exactly. */
-export const ADMISSION_VERSION = 1;
-/** 256 bits of randomness per side: both nonces salt the stream keys, so a repeat on either
- *  side alone still gives fresh keys. */
+/** Bumped on any change to the handshake or the stream cipher; peers must match exactly.
+ *  2: CPace instead of an HMAC proof (a proof could be guessed against offline). */
+export const ADMISSION_VERSION = 2;
+/** 256 bits of randomness per side: both nonces make the session id, so a repeat on either
+ *  side alone still gives a fresh generator and fresh keys. */
 export const NONCE_LENGTH = 32;
 export const HEADER_LENGTH = ADMISSION_MAGIC.length + 1 + NONCE_LENGTH;
+/** Credential kinds in the hello. */
+export const KIND_MESH = 0x4d; // 'M'
+export const KIND_API = 0x41; // 'A'
+/** API token ids are 8 bytes (api-token.ts); mesh hellos carry zeros. */
+export const TOKEN_ID_LENGTH = 8;
+export const HELLO_LENGTH = 1 + TOKEN_ID_LENGTH + SHARE_LENGTH;
 /** HMAC-SHA256 output, sent untruncated. */
-export const PROOF_LENGTH = 32;
-/** Domain separation: the mesh key proves membership here and nowhere else. */
-export const PROOF_LABEL = 'weft/admission/v1/proof';
-/** Role bytes inside the proof so a listener's proof can never be replayed as a dialer's
+export const CONFIRM_LENGTH = 32;
+/** Ed25519 signature of an API token holder over the transcript. */
+export const SIGNATURE_LENGTH = 64;
+/** Role bytes inside the confirmations so a listener's can never be replayed as a dialer's
  *  (a reflecting peer fails). */
 export const ROLE_DIALER = 0x44; // 'D'
 export const ROLE_LISTENER = 0x4c; // 'L'
+/** Domain separation for every hash, key and signature of this handshake. */
+const ISK_LABEL = 'weft/admission/v2/isk';
+const API_SIGNATURE_LABEL = 'weft/admission/v2/api-token-signature';
 /** HKDF info strings, one per direction so the two ChaCha20 keystreams never coincide. */
-export const STREAM_INFO_DIALER_TO_LISTENER = 'weft/admission/v1/stream/dialer-to-listener';
-export const STREAM_INFO_LISTENER_TO_DIALER = 'weft/admission/v1/stream/listener-to-dialer';
+export const STREAM_INFO_DIALER_TO_LISTENER = 'weft/admission/v2/stream/dialer-to-listener';
+export const STREAM_INFO_LISTENER_TO_DIALER = 'weft/admission/v2/stream/listener-to-dialer';
 /** Node's 'chacha20' takes a 16-byte IV (32-bit counter || 96-bit nonce). All zero is safe:
  *  each connection has its own keys. */
 const STREAM_IV = new Uint8Array(16);
 
-/** Two round trips on a loaded host across a continent take well under a second; 5 s leaves
- *  room for a stalled event loop yet frees a silent or slow-loris connection quickly, and
- *  stays under libp2p's 10 s inbound-upgrade and dial timeouts so our reason wins. */
+/** Three round trips on a loaded host across a continent take well under a second; 5 s leaves
+ *  room for a stalled event loop, and stays under libp2p's 10 s inbound-upgrade and dial
+ *  timeouts so our reason wins. Silent connections cost little while they wait: what keeps
+ *  them from crowding members out is MAX_PENDING_PER_HOST, not this deadline. */
 export const DEFAULT_ADMISSION_TIMEOUT_MS = 5_000;
 /** After rejecting a peer we have talked to, wait this long for a clean close so it can read
- *  our proof and see "wrong mesh password" itself; a clean close takes one round trip. */
+ *  our answer and see "wrong mesh password" itself; a clean close takes one round trip. */
 export const REJECT_CLOSE_GRACE_MS = 1_000;
-/** Before admission the only bytes a peer may send are its header, its proof and the first
- *  Noise message (at most 2 + 65535 bytes); anything beyond this is not a weft peer. */
+/** Before admission the only bytes a peer may send are its header, hello, confirmation and
+ *  the first Noise message (at most 2 + 65535 bytes); anything beyond this is not a weft peer. */
 export const HANDSHAKE_READ_LIMIT = 128 * 1024;
+/** Handshakes in progress from one address. A peer makes one connection to another at a
+ *  time (a few while both dial at once); a host running several peers or CLIs stays well
+ *  under 16. Someone holding silent or slow connections open therefore occupies at most
+ *  this many slots per address, and every other address, members among them, gets in at once. */
+export const MAX_PENDING_PER_HOST = 16;
+/** libp2p's bound on pending inbound connections (its default, 10, lets ten silent sockets
+ *  lock every member out). One address holds at most MAX_PENDING_PER_HOST, so this is reached
+ *  only by hundreds of addresses at once; each costs a few KiB until the deadline frees it. */
+export const MAX_PENDING_INBOUND = 1024;
+/** New inbound connections accepted per address per second (libp2p's default is 5): above
+ *  what a host running a few peers and CLIs opens, below a flood. */
+export const INBOUND_CONNECTIONS_PER_SECOND = 20;
 
 /** Largest write handed to the transport at once: one Noise frame (at most 2 + 65535 + 16
  *  bytes), as the TCP transport writes without admission. Bigger writes let megabytes queue
@@ -72,6 +103,7 @@ export const ADMISSION_REJECTED = {
   timedOut: 'admission handshake timed out',
   closed: 'connection closed during the admission handshake',
   aborted: 'admission handshake aborted',
+  busy: 'too many handshakes at once from this address',
 } as const;
 export type AdmissionRejectReason = (typeof ADMISSION_REJECTED)[keyof typeof ADMISSION_REJECTED];
 
@@ -86,23 +118,29 @@ export interface AdmissionRejectedInfo {
 export interface AdmissionAdmittedInfo {
   remoteAddr: string;
   direction: AdmissionDirection;
-  /** 'mesh' when the remote proved the mesh key, else the id of the extra key it proved. */
+  /** 'mesh' when the remote proved the mesh key, else 'api:<token id>'. */
   credential: string;
+  /** The raw connection libp2p handed us (its `maConn`): the one thing that identifies this
+   *  connection for good. Marks must hang on it, never on an address another connection
+   *  can share. */
+  connection: object;
 }
 
-/** A key other than the mesh key that an inbound dialer may prove (an API token's). */
-export interface ExtraKey {
+/** An API token as its holder has it: the id and the Ed25519 private key. */
+export interface ApiTokenCredential {
   id: string;
-  key: Uint8Array;
+  privateKey: KeyObject;
 }
 
 export interface MeshAdmissionInit {
-  /** The 32-byte key this side proves: the mesh key from deriveMeshKey(), or for an API
-   *  client the key of its API token. */
-  key: Uint8Array;
-  /** Keys an inbound dialer may prove instead of the mesh key; asked on every handshake so
-   *  that a revoked token stops working at once. */
-  extraKeys?: () => ExtraKey[];
+  /** The 32-byte mesh key from deriveMeshKey(): members dial with it and admit others with
+   *  it. Absent for an API client, which admits nobody. */
+  key?: Uint8Array;
+  /** Dial as an API client with this token instead of the mesh key. */
+  apiToken?: ApiTokenCredential;
+  /** The public key of a token that is valid now, by id (asked on every handshake so that a
+   *  revoked token stops working at once). */
+  apiTokenKey?: (id: string) => KeyObject | undefined;
   /** Whole handshake deadline. Default DEFAULT_ADMISSION_TIMEOUT_MS. */
   timeoutMs?: number;
   onRejected?: (info: AdmissionRejectedInfo) => void;
@@ -127,27 +165,38 @@ export class MeshAdmissionError extends Error {
 
 /** Pass the result as `connectionProtector` to createLibp2p. */
 export function meshAdmission(init: MeshAdmissionInit): () => ConnectionProtector {
-  if (!(init.key instanceof Uint8Array) || init.key.byteLength !== MESH_KEY_LENGTH) {
+  if (init.key !== undefined && (!(init.key instanceof Uint8Array) || init.key.byteLength !== MESH_KEY_LENGTH)) {
     throw new Error(`the mesh key must be ${MESH_KEY_LENGTH} bytes: derive it from the mesh password with deriveMeshKey()`);
   }
+  if (init.key === undefined && init.apiToken === undefined) throw new Error('mesh admission needs the mesh key or an API token');
+  if (init.apiToken !== undefined && !/^[0-9a-f]{16}$/.test(init.apiToken.id)) throw new Error('an API token id is 16 hex digits');
   const timeoutMs = init.timeoutMs ?? DEFAULT_ADMISSION_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new Error(`admission timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
   }
   // Our own unpooled copy: a caller reusing or wiping its buffer must not change live
   // connections, and the key must not share a Buffer pool slab with unrelated data.
-  const key = Buffer.alloc(MESH_KEY_LENGTH);
-  key.set(init.key);
-  const settings: AdmissionSettings = { key, timeoutMs, onRejected: init.onRejected, onAdmitted: init.onAdmitted, extraKeys: init.extraKeys };
+  let key: Buffer | undefined;
+  if (init.key) {
+    key = Buffer.alloc(MESH_KEY_LENGTH);
+    key.set(init.key);
+  }
+  const settings: AdmissionSettings = {
+    key, apiToken: init.apiToken, apiTokenKey: init.apiTokenKey, timeoutMs,
+    onRejected: init.onRejected, onAdmitted: init.onAdmitted, pending: new Map(),
+  };
   return () => new MeshAdmission(settings);
 }
 
 interface AdmissionSettings {
-  readonly key: Buffer;
+  readonly key: Buffer | undefined;
+  readonly apiToken: ApiTokenCredential | undefined;
+  readonly apiTokenKey: MeshAdmissionInit['apiTokenKey'];
   readonly timeoutMs: number;
   readonly onRejected: MeshAdmissionInit['onRejected'];
   readonly onAdmitted: MeshAdmissionInit['onAdmitted'];
-  readonly extraKeys: MeshAdmissionInit['extraKeys'];
+  /** Inbound handshakes in progress, by remote host. */
+  readonly pending: Map<string, number>;
 }
 
 /** A rejection decided inside the handshake; `graceful` when the remote spoke our protocol
@@ -177,6 +226,18 @@ class MeshAdmission implements ConnectionProtector {
     const direction = connection.direction;
     const remoteAddr = describeRemote(connection);
     const log = connection.log.newScope('admission');
+    const host = direction === 'inbound' ? remoteHost(connection) : undefined;
+    const pending = this.#settings.pending;
+    if (host !== undefined) {
+      const n = pending.get(host) ?? 0;
+      if (n >= MAX_PENDING_PER_HOST) {
+        const info: AdmissionRejectedInfo = { remoteAddr, direction, reason: ADMISSION_REJECTED.busy };
+        notify(this.#settings.onRejected, info, log);
+        connection.abort(new Error(`mesh admission refused: ${info.reason}`));
+        throw new MeshAdmissionError(info);
+      }
+      pending.set(host, n + 1);
+    }
     const deadline = AbortSignal.timeout(this.#settings.timeoutMs);
     const signal = options?.signal == null ? deadline : AbortSignal.any([deadline, options.signal]);
 
@@ -191,10 +252,16 @@ class MeshAdmission implements ConnectionProtector {
       notify(this.#settings.onRejected, info, log);
       await hangUp(connection, rejection);
       throw new MeshAdmissionError(info);
+    } finally {
+      if (host !== undefined) {
+        const n = (pending.get(host) ?? 1) - 1;
+        if (n <= 0) pending.delete(host);
+        else pending.set(host, n);
+      }
     }
 
     log('admitted %s connection %s %s', direction, direction === 'outbound' ? 'to' : 'from', remoteAddr);
-    notify(this.#settings.onAdmitted, { remoteAddr, direction, credential }, log);
+    notify(this.#settings.onAdmitted, { remoteAddr, direction, credential, connection }, log);
     return admitted;
   }
 }
@@ -208,78 +275,119 @@ async function handshake(connection: MessageStream, settings: AdmissionSettings,
     sent.catch(() => {});
     return sent;
   };
+  const read = async (n: number): Promise<Buffer> => Buffer.from((await bytes.read({ bytes: n, signal })).subarray());
 
   const localNonce = randomBytes(NONCE_LENGTH);
-  const sentHeader = send(concat(ADMISSION_MAGIC, Uint8Array.of(ADMISSION_VERSION), localNonce));
+  const localHeader = concat(ADMISSION_MAGIC, Uint8Array.of(ADMISSION_VERSION), localNonce);
+  const sentHeader = send(localHeader);
 
   // Check magic and version before waiting for the nonce, so garbage is refused at once.
-  const preamble = (await bytes.read({ bytes: ADMISSION_MAGIC.length + 1, signal })).subarray();
+  const preamble = await read(ADMISSION_MAGIC.length + 1);
   if (!startsWithMagicAndVersion(preamble)) {
     throw new Rejection(ADMISSION_REJECTED.notWeft, looksLikeWeft(preamble));
   }
-  const remoteNonce = Buffer.from((await bytes.read({ bytes: NONCE_LENGTH, signal })).subarray());
+  const remoteNonce = await read(NONCE_LENGTH);
   if (timingSafeEqual(remoteNonce, localNonce)) {
     // Our own header came back: an echo, not a peer.
     throw new Rejection(ADMISSION_REJECTED.notWeft, false);
   }
   await sentHeader;
+  const remoteHeader = concat(preamble, remoteNonce);
 
   const dialerNonce = isDialer ? localNonce : remoteNonce;
   const listenerNonce = isDialer ? remoteNonce : localNonce;
-  const readProof = async () => Buffer.from((await bytes.read({ bytes: PROOF_LENGTH, signal })).subarray());
+  const sid = concat(dialerNonce, listenerNonce);
+  const headers = isDialer ? [localHeader, remoteHeader] : [remoteHeader, localHeader];
 
-  let key: Buffer;
-  let credential = 'mesh';
+  let isk: Buffer;
+  let credential: string;
   if (isDialer) {
-    await send(proof(settings.key, ROLE_DIALER, dialerNonce, listenerNonce));
-    if (!timingSafeEqual(await readProof(), proof(settings.key, ROLE_LISTENER, dialerNonce, listenerNonce))) {
+    const token = settings.key ? undefined : settings.apiToken;
+    const g = token ? basePoint() : generator(settings.key!, sid);
+    const mine = ephemeral(g, randomBytes);
+    const hello = concat(Uint8Array.of(token ? KIND_API : KIND_MESH), token ? Buffer.from(token.id, 'hex') : new Uint8Array(TOKEN_ID_LENGTH), mine.share);
+    await send(hello);
+    const theirs = await read(SHARE_LENGTH);
+    const th = transcriptHash(...headers, hello, theirs);
+    const k = sharedSecret(mine, theirs);
+    if (!k) throw new Rejection(ADMISSION_REJECTED.wrongPassword, true);
+    isk = sessionKey(k, th);
+    const confirm = confirmation(isk, ROLE_DIALER, th);
+    await send(token ? concat(confirm, sign(null, concat(Buffer.from(API_SIGNATURE_LABEL), th), token.privateKey)) : confirm);
+    if (!timingSafeEqual(await read(CONFIRM_LENGTH), confirmation(isk, ROLE_LISTENER, th))) {
       throw new Rejection(ADMISSION_REJECTED.wrongPassword, true);
     }
-    key = settings.key;
+    credential = token ? `api:${token.id}` : 'mesh';
   } else {
-    const theirs = await readProof();
-    const candidates: ExtraKey[] = [{ id: 'mesh', key: settings.key }, ...(settings.extraKeys?.() ?? [])];
-    // Every candidate is checked, in constant time each, so timing does not tell which matched.
-    let match: ExtraKey | undefined;
-    for (const c of candidates) {
-      if (c.key.byteLength === MESH_KEY_LENGTH && timingSafeEqual(theirs, proof(Buffer.from(c.key), ROLE_DIALER, dialerNonce, listenerNonce))) match ??= c;
-    }
-    if (!match) {
-      // Random bytes, not a proof: the dialer judges them wrong, and learns nothing to guess with.
-      await send(randomBytes(PROOF_LENGTH)).catch(() => undefined);
+    const hello = await read(HELLO_LENGTH);
+    const kind = hello[0];
+    if (kind !== KIND_MESH && kind !== KIND_API) throw new Rejection(ADMISSION_REJECTED.notWeft, true);
+    const tokenId = hello.subarray(1, 1 + TOKEN_ID_LENGTH).toString('hex');
+    const tokenKey = kind === KIND_API ? settings.apiTokenKey?.(tokenId) : undefined;
+    // A credential we cannot check still gets a share that looks like any other, then a
+    // refusal at the confirmation: the dialer learns neither which tokens exist nor anything
+    // about the mesh key.
+    const usable = kind === KIND_MESH ? settings.key !== undefined : tokenKey !== undefined;
+    const mine = usable ? ephemeral(kind === KIND_MESH ? generator(settings.key!, sid) : basePoint(), randomBytes) : undefined;
+    const share = mine ? mine.share : decoyShare(randomBytes);
+    await send(share);
+    const th = transcriptHash(...headers, hello, share);
+    const confirm = await read(CONFIRM_LENGTH);
+    const signature = kind === KIND_API ? await read(SIGNATURE_LENGTH) : undefined;
+    const k = mine ? sharedSecret(mine, hello.subarray(1 + TOKEN_ID_LENGTH)) : undefined;
+    const key = k ? sessionKey(k, th) : undefined;
+    const confirmed = key !== undefined && timingSafeEqual(confirm, confirmation(key, ROLE_DIALER, th));
+    const signed = kind === KIND_MESH || (tokenKey !== undefined && signature !== undefined && verifySignature(tokenKey, th, signature));
+    if (!key || !confirmed || !signed) {
+      // Random bytes, not a confirmation: the dialer judges them wrong, and learns nothing.
+      await send(randomBytes(CONFIRM_LENGTH)).catch(() => undefined);
       throw new Rejection(ADMISSION_REJECTED.wrongPassword, true);
     }
-    key = Buffer.from(match.key);
-    credential = match.id;
-    await send(proof(key, ROLE_LISTENER, dialerNonce, listenerNonce));
+    isk = key;
+    credential = kind === KIND_MESH ? 'mesh' : `api:${tokenId}`;
+    await send(confirmation(isk, ROLE_LISTENER, th));
   }
 
-  const salt = concat(dialerNonce, listenerNonce);
-  const dialerToListener = streamKey(key, salt, STREAM_INFO_DIALER_TO_LISTENER);
-  const listenerToDialer = streamKey(key, salt, STREAM_INFO_LISTENER_TO_DIALER);
+  const dialerToListener = streamKey(isk, sid, STREAM_INFO_DIALER_TO_LISTENER);
+  const listenerToDialer = streamKey(isk, sid, STREAM_INFO_LISTENER_TO_DIALER);
+  isk.fill(0);
   const encipher = createCipheriv('chacha20', isDialer ? dialerToListener : listenerToDialer, STREAM_IV);
   const decipher = createDecipheriv('chacha20', isDialer ? listenerToDialer : dialerToListener, STREAM_IV);
   dialerToListener.fill(0);
   listenerToDialer.fill(0);
 
   // Attach our reader before handing back unread bytes (the remote's first Noise message
-  // may already sit behind its proof); unwrap() re-emits them asynchronously, in order.
+  // may already sit behind its confirmation); unwrap() re-emits them asynchronously, in order.
   const admitted = new AdmittedStream(connection, encipher, decipher);
   bytes.unwrap();
   return { stream: admitted, credential };
 }
 
-function proof(key: Buffer, role: number, dialerNonce: Uint8Array, listenerNonce: Uint8Array): Buffer {
-  return createHmac('sha256', key)
-    .update(PROOF_LABEL)
-    .update(Uint8Array.of(role))
-    .update(dialerNonce)
-    .update(listenerNonce)
-    .digest();
+/** The session key: the CPace (or DH) element bound to everything both sides said. */
+function sessionKey(k: Uint8Array, th: Uint8Array): Buffer {
+  return transcriptHash(Buffer.from(ISK_LABEL), th, k).subarray(0, 32);
+}
+
+function confirmation(isk: Buffer, role: number, th: Uint8Array): Buffer {
+  return createHmac('sha256', isk).update(Uint8Array.of(role)).update(th).digest();
+}
+
+function verifySignature(key: KeyObject, th: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return verify(null, concat(Buffer.from(API_SIGNATURE_LABEL), th), key, signature);
+  } catch {
+    return false;
+  }
 }
 
 function streamKey(key: Buffer, salt: Uint8Array, info: string): Buffer {
   return Buffer.from(hkdfSync('sha256', key, salt, info, 32));
+}
+
+/** The remote's IP, for counting its handshakes; undefined when the transport gives none. */
+function remoteHost(connection: MessageStream): string | undefined {
+  const addr: unknown = (connection as Partial<{ remoteAddr: unknown }>).remoteAddr;
+  return addr == null ? undefined : /^\/ip[46]\/([^/]+)/.exec(String(addr))?.[1];
 }
 
 function startsWithMagicAndVersion(preamble: Uint8Array): boolean {

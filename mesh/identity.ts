@@ -24,7 +24,7 @@ export interface Identity {
 
 export async function identityFromSeed(seed: Uint8Array): Promise<Identity> {
   const libp2pKey = await generateKeyPairFromSeed('Ed25519', seed);
-  const nodeKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const nodeKey = ed25519PrivateKey(seed);
   return {
     id: peerIdFromPrivateKey(libp2pKey).toString(),
     libp2pKey,
@@ -42,6 +42,22 @@ export async function loadIdentity(store: Store): Promise<Identity> {
   return identityFromSeed(Buffer.from(seedB64, 'base64'));
 }
 
+/** A node:crypto Ed25519 private key from its raw 32-byte seed. */
+export function ed25519PrivateKey(seed: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+}
+
+/** A node:crypto Ed25519 public key from its raw 32 bytes; throws on a malformed key. */
+export function ed25519PublicKey(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+/** The raw 32 bytes of an Ed25519 public key (the last 32 of its SPKI encoding). */
+export function ed25519RawPublicKey(key: KeyObject): Buffer {
+  const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+  return Buffer.from(spki.subarray(spki.length - 32));
+}
+
 const verifyKeys = new Map<string, KeyObject | null>();
 
 function verifyKeyFor(id: string): KeyObject | null {
@@ -50,7 +66,7 @@ function verifyKeyFor(id: string): KeyObject | null {
   try {
     const raw = peerIdFromString(id).publicKey?.raw;
     key = raw && raw.length === 32
-      ? createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' })
+      ? ed25519PublicKey(raw)
       : null;
   } catch {
     key = null;

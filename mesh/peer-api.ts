@@ -1,10 +1,13 @@
 import { formatHostPort, parseHostPort } from './address.ts';
 import { UserError, type ApiHandler } from './api-server.ts';
 import { encodeJoinToken } from './join-token.ts';
+import { MAX_TOKEN_DEPTH } from './api-token.ts';
 import type { Member } from './membership.ts';
 import type { Peer } from './peer.ts';
 import type { Network } from './network.ts';
 
+/** A token's name is a label for `weft token ls`. */
+const MAX_TOKEN_NAME = 200;
 /** Keys written by `weft kv` live under their own prefix, apart from the system's records. */
 const KV_PREFIX = 'kv/';
 
@@ -79,28 +82,42 @@ export function peerApi(peer: Peer): ApiHandler {
         unsubscribe();
         return null;
       }
-      case 'token.create':
+      case 'token.create': {
+        const tokenId = ctx.caller.startsWith('api:') ? ctx.caller.slice(4) : undefined;
         if (p.api === true) {
-          const name = typeof p.name === 'string' && p.name ? p.name : `made on ${peer.config.name}`;
-          return peer.createApiToken(name);
+          const name = typeof p.name === 'string' && p.name ? p.name.slice(0, MAX_TOKEN_NAME) : `made on ${peer.config.name}`;
+          const scope = p.scope === undefined ? 'operator' : p.scope;
+          if (scope !== 'operator' && scope !== 'admin') throw new UserError(`scope must be operator or admin, not "${String(scope)}"`);
+          // A token makes tokens no stronger than itself, and they die with it.
+          const own = tokenId ? peer.apiToken(tokenId)?.scope : undefined;
+          if (tokenId && own !== 'admin') throw new UserError('only an admin API token can make tokens');
+          return peer.createApiToken(name, scope, tokenId);
         }
         // A join token carries the mesh key: only a holder of the mesh secret may make one.
-        if (ctx.caller.startsWith('api:')) throw new UserError('an API token cannot create join tokens (that needs the mesh secret)');
+        if (tokenId) throw new UserError('an API token cannot create join tokens (that needs the mesh secret)');
         return {
           token: encodeJoinToken({
             key: peer.config.meshKey,
             peers: [formatHostPort(peer.advertise), ...peer.membership.members().filter((m) => m.state === 'alive').flatMap((m) => m.addrs)],
           }),
         };
+      }
       case 'token.list':
         return peer.apiTokens();
-      case 'token.revoke':
+      case 'token.revoke': {
+        const id = str(p, 'id');
+        // An admin token may revoke itself and the tokens made under it, not its makers or
+        // its siblings: revoking everyone else's would lock out the mesh's other operators.
+        if (ctx.caller.startsWith('api:') && !descendsFrom(peer, id, ctx.caller.slice(4))) {
+          throw new UserError(`an API token can revoke only itself and the tokens it made, not "${id}"`);
+        }
         try {
-          await peer.revokeApiToken(str(p, 'id'));
+          await peer.revokeApiToken(id);
         } catch (err) {
           throw new UserError((err as Error).message);
         }
-        return { id: p.id, revoked: true };
+        return { id, revoked: true };
+      }
       case 'kv.put': {
         const key = str(p, 'key');
         const value = p.value === null ? null : str(p, 'value');
@@ -140,6 +157,17 @@ export function peerApi(peer: Peer): ApiHandler {
         throw new UserError(`unknown API method "${req.method}" (is the CLI newer than the peer?)`);
     }
   };
+}
+
+/** Whether token `id` is `ancestor` or was made, directly or not, by it. */
+function descendsFrom(peer: Peer, id: string, ancestor: string): boolean {
+  const byId = new Map(peer.apiTokens().map((t) => [t.id, t]));
+  let current: string | null | undefined = id;
+  for (let depth = 0; current && depth <= MAX_TOKEN_DEPTH; depth++) {
+    if (current === ancestor) return true;
+    current = byId.get(current)?.parent;
+  }
+  return false;
 }
 
 /** Runs a data plane call, turning its failures into one line for the user. */

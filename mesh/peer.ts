@@ -4,11 +4,11 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { networkInterfaces } from 'node:os';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { meshAdmission, type ExtraKey } from './admission.ts';
-import { listApiTokens, newApiToken, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, validApiKeys, type ApiTokenView } from './api-token.ts';
+import { INBOUND_CONNECTIONS_PER_SECOND, MAX_PENDING_INBOUND, meshAdmission } from './admission.ts';
+import { listApiTokens, newApiToken, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, validToken, validTokenKey, type ApiTokenRecord, type ApiTokenView, type TokenScope } from './api-token.ts';
 import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
 import { Channel } from './channel.ts';
 import type { PeerConfig } from './config.ts';
@@ -72,14 +72,16 @@ export class Peer {
   private stopping = false;
   private lastSelfInc: number;
   readonly rejectedAdmissions: { count: number };
-  /** Inbound connections admitted with an API token, by remote ip:port: API only. */
-  private readonly credentials: Map<string, string>;
+  /** What each admitted connection proved ('mesh' or 'api:<token id>'), keyed by the raw
+   *  connection object itself: never by address, which another connection can share (a
+   *  token holder could otherwise clear its own mark), and gone with the connection. */
+  private readonly credentials: WeakMap<object, string>;
   private readonly livenessListeners = new Set<(id: string, state: PeerLiveness | 'forgotten') => void>();
 
   private constructor(init: {
     config: PeerConfig; identity: Identity; node: Libp2p; store: Store; membership: Membership;
     advertise: HostPort; log: Logger; replica: ReplicaShell; ipam: IpamShell; rejectedAdmissions: { count: number };
-    credentials: Map<string, string>;
+    credentials: WeakMap<object, string>;
   }) {
     this.credentials = init.credentials;
     this.rejectedAdmissions = init.rejectedAdmissions;
@@ -110,7 +112,7 @@ export class Peer {
 
   static async start(config: PeerConfig): Promise<Peer> {
     const log = logger('peer');
-    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    await privateDataDir(config.dataDir, log);
     const store = await Store.open(join(config.dataDir, 'db'));
     let node: Libp2p | undefined;
     try {
@@ -129,8 +131,8 @@ export class Peer {
       const admissionLog = logger('admission');
       const once = new LogOnce();
       // Bound once the replica is open: API tokens live in the replicated space.
-      let apiKeys: () => ExtraKey[] = () => [];
-      const credentials = new Map<string, string>();
+      let tokenKey: (id: string) => ReturnType<typeof validTokenKey> = () => undefined;
+      const credentials = new WeakMap<object, string>();
       const rejectedAdmissions = { count: 0 };
       node = await createLibp2p({
         privateKey: identity.libp2pKey,
@@ -140,11 +142,8 @@ export class Peer {
         streamMuxers: [yamux()],
         connectionProtector: meshAdmission({
           key: config.meshKey,
-          extraKeys: () => apiKeys(),
-          onAdmitted: ({ remoteAddr, direction, credential }) => {
-            const at = hostPortOf(multiaddr(remoteAddr));
-            if (direction === 'inbound' && credential !== 'mesh' && at) credentials.set(at, credential);
-          },
+          apiTokenKey: (id) => tokenKey(id),
+          onAdmitted: ({ connection, credential }) => credentials.set(connection, credential),
           onRejected: ({ remoteAddr, direction, reason }) => {
             rejectedAdmissions.count++;
             const host = hostPortOf(multiaddr(remoteAddr))?.split(':')[0] ?? remoteAddr;
@@ -155,14 +154,23 @@ export class Peer {
             admissionLog.warn(`${what}: ${reason}${hint}`, { addr: remoteAddr, reason, repeats: repeats || undefined });
           },
         }),
-        connectionManager: { maxConnections: 1024 },
+        connectionManager: {
+          maxConnections: 1024,
+          // libp2p's default of 10 pending inbound connections lets ten silent sockets lock
+          // every member out; admission bounds what one address may hold (MAX_PENDING_PER_HOST),
+          // so the mesh-wide bound only guards memory.
+          maxIncomingPendingConnections: MAX_PENDING_INBOUND,
+          // Per address per second; a member reconnects a few times at most, a scan of many
+          // ports from one address is what this is for.
+          inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_SECOND,
+        },
         // Failure detection is membership's job, with refutation; libp2p's own monitor aborts
         // a connection whose ping takes 5 s, which a saturated link on loaded cores can do.
         connectionMonitor: { enabled: false },
         start: false,
       });
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
-      apiKeys = () => validApiKeys(replica.lookup(TOKEN_RECORD_PREFIX, true), replica.lookup(TOKEN_REVOKED_PREFIX, true));
+      tokenKey = (id) => validTokenKey((key) => replica.lookup(key), id);
       const ipam = await IpamShell.open({
         store, self: identity.id, range: config.ipallocRange ?? DEFAULT_IPAM_RANGE,
         expectedPeers: config.ipallocInit ?? 1 + config.peers.length, log: log.child('ipam'),
@@ -206,10 +214,6 @@ export class Peer {
     await this.replica.start();
     this.ipam.attach(this.node, (conn) => this.isMember(conn));
     await this.ipam.start();
-    this.node.addEventListener('connection:close', (evt) => {
-      const at = hostPortOf(evt.detail.remoteAddr);
-      if (at) this.credentials.delete(at);
-    });
     this.node.addEventListener('peer:disconnect', (evt) => {
       const id = evt.detail.toString();
       this.control.reset(id);
@@ -362,34 +366,55 @@ export class Peer {
   }
 
   /** Who is on the other end of a connection: 'api:<token id>' for an API client, else the
-   *  peer id of a mesh member (or of a CLI holding the mesh secret). */
+   *  peer id of a mesh member (or of a CLI holding the mesh secret). A connection we have no
+   *  mark for is treated as the least trusted kind there is. */
   credentialOf(conn: Connection): string {
-    const at = hostPortOf(conn.remoteAddr);
-    return (at && this.credentials.get(at)) || conn.remotePeer.toString();
+    const mark = this.markOf(conn);
+    if (mark === 'mesh') return conn.remotePeer.toString();
+    return mark ?? 'api:unknown';
+  }
+
+  /** The scope of a caller as credentialOf() names it: full for the local socket and mesh
+   *  members, the token's own for an API client (undefined once it is no longer valid). */
+  scopeOf(caller: string): TokenScope | 'member' | undefined {
+    if (!caller.startsWith('api:')) return 'member';
+    return validToken((key) => this.replica.lookup(key), caller.slice(4))?.scope;
+  }
+
+  private markOf(conn: Connection): string | undefined {
+    // libp2p keeps the raw connection it handed to the protector as `maConn`.
+    const raw = (conn as unknown as { maConn?: object }).maConn;
+    return raw ? this.credentials.get(raw) : undefined;
   }
 
   private isMember(conn: Connection): boolean {
-    const at = hostPortOf(conn.remoteAddr);
-    return !at || !this.credentials.has(at);
+    return this.markOf(conn) === 'mesh';
   }
 
-  /** `weft token create --api`: a token that reaches the API of any peer, and nothing else. */
-  async createApiToken(name: string): Promise<{ token: string; id: string }> {
-    const t = newApiToken(name);
+  /** `weft token create --api`: a token that reaches the API of any peer, and nothing else.
+   *  `parent` is the token that asks for it, if a token does: the new one dies with it. */
+  async createApiToken(name: string, scope: TokenScope, parent?: string): Promise<{ token: string; id: string; scope: TokenScope }> {
+    const t = newApiToken(name, scope, parent);
     await this.replica.put(TOKEN_RECORD_PREFIX + t.id, JSON.stringify(t.record));
-    return { token: t.text, id: t.id };
+    return { token: t.text, id: t.id, scope };
   }
 
   apiTokens(): ApiTokenView[] {
-    return listApiTokens(this.replica.lookup(TOKEN_RECORD_PREFIX, true), this.replica.lookup(TOKEN_REVOKED_PREFIX, true));
+    return listApiTokens(this.replica.lookup(TOKEN_RECORD_PREFIX, true), (key) => this.replica.lookup(key));
+  }
+
+  apiToken(id: string): ApiTokenRecord | undefined {
+    return validToken((key) => this.replica.lookup(key), id);
   }
 
   async revokeApiToken(id: string): Promise<void> {
     if (!this.apiTokens().some((t) => t.id === id)) throw new Error(`no API token "${id}" is known (see weft token ls)`);
     await this.replica.put(TOKEN_REVOKED_PREFIX + id, new Date().toISOString());
     // Connections already admitted with it end now, not at their next reconnect.
+    // (Tokens it made die with it: their connections close too.)
     for (const conn of this.node.getConnections()) {
-      if (this.credentialOf(conn) === `api:${id}`) await conn.close().catch(() => undefined);
+      const caller = this.credentialOf(conn);
+      if (caller.startsWith('api:') && this.scopeOf(caller) === undefined) await conn.close().catch(() => undefined);
     }
   }
 
@@ -474,6 +499,17 @@ export class Peer {
     await this.store.close();
     this.log.info('peer stopped');
   }
+}
+
+/** The data dir holds the peer's identity key and its replica: only its owner may read it.
+ *  mkdir's mode applies only to a directory it creates, so an existing one that others can
+ *  read (made by hand, or by an older weft) is closed and the fix logged, naming the dir. */
+export async function privateDataDir(dir: string, log: Logger): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const mode = (await stat(dir)).mode & 0o777;
+  if ((mode & 0o077) === 0) return;
+  await chmod(dir, mode & 0o700);
+  log.warn(`data dir ${dir} was readable by others (mode ${mode.toString(8)}): changed to ${(mode & 0o700).toString(8)}`, { dir });
 }
 
 /** Listening on 0.0.0.0 says nothing about where others can reach us: pick the first

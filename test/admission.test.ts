@@ -2,7 +2,8 @@
 // connections carry bulk traffic. Real libp2p nodes over TCP on 127.0.0.1 (Noise + yamux);
 // wire-format checks drive one end by hand over libp2p's in-memory connection pair.
 
-import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, generateKeyPairSync, hkdfSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { ristretto255, ristretto255_hasher } from '@noble/curves/ed25519.js';
 import net from 'node:net';
 import { inspect } from 'node:util';
 import v8 from 'node:v8';
@@ -20,10 +21,11 @@ import {
   ADMISSION_REJECTED,
   ADMISSION_VERSION,
   HEADER_LENGTH,
+  MAX_PENDING_INBOUND,
   MeshAdmissionError,
   meshAdmission,
   type AdmissionAdmittedInfo,
-  type ExtraKey,
+  type ApiTokenCredential,
   type AdmissionRejectedInfo,
 } from '../mesh/admission.ts';
 import { deriveMeshKey } from '../mesh/mesh-key.ts';
@@ -60,19 +62,20 @@ afterEach(async () => {
   await Promise.allSettled(nodes.splice(0).map((node) => node.stop()));
 });
 
-async function startNode(key: Uint8Array, opts: { timeoutMs?: number; monitor?: boolean; extraKeys?: () => ExtraKey[] } = {}): Promise<{ node: Libp2p; events: Events }> {
+async function startNode(key: Uint8Array | undefined, opts: { timeoutMs?: number; monitor?: boolean; apiToken?: ApiTokenCredential; apiTokenKey?: (id: string) => KeyObject | undefined } = {}): Promise<{ node: Libp2p; events: Events }> {
   const events: Events = { rejected: [], admitted: [] };
   const node = await createLibp2p({
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionManager: { inboundConnectionThreshold: INBOUND_THRESHOLD },
+    connectionManager: { inboundConnectionThreshold: INBOUND_THRESHOLD, maxIncomingPendingConnections: MAX_PENDING_INBOUND },
     connectionMonitor: { enabled: opts.monitor ?? true },
     connectionProtector: meshAdmission({
       key,
       timeoutMs: opts.timeoutMs,
-      extraKeys: opts.extraKeys,
+      apiToken: opts.apiToken,
+      apiTokenKey: opts.apiTokenKey,
       onRejected: (info) => events.rejected.push(info),
       onAdmitted: (info) => events.admitted.push(info),
     }),
@@ -195,7 +198,7 @@ describe('mesh admission over TCP', () => {
 
     expect(await echoThrough(a.node, b.node, 'hello mesh')).toBe('echo: hello mesh');
 
-    expect(a.events.admitted).toEqual([{ remoteAddr: expect.stringContaining(`/tcp/${tcpPortOf(b.node)}`), direction: 'outbound', credential: 'mesh' }]);
+    expect(a.events.admitted).toEqual([{ remoteAddr: expect.stringContaining(`/tcp/${tcpPortOf(b.node)}`), direction: 'outbound', credential: 'mesh', connection: expect.anything() }]);
     await until('the listener to admit', () => b.events.admitted.length === 1);
     expect(b.events.admitted[0]?.direction).toBe('inbound');
     expect(a.events.rejected).toEqual([]);
@@ -386,36 +389,60 @@ describe('mesh admission over TCP', () => {
   });
 });
 
-// The handshake as the spec words it, computed here independently of admission.ts.
-describe('admission wire format', () => {
-  const hmac = (role: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array) =>
-    createHmac('sha256', KEY).update('weft/admission/v1/proof').update(role).update(dialerNonce).update(listenerNonce).digest();
-  const streamCipher = (info: string, dialerNonce: Uint8Array, listenerNonce: Uint8Array) =>
-    createCipheriv('chacha20', Buffer.from(hkdfSync('sha256', KEY, Buffer.concat([dialerNonce, listenerNonce]), info, 32)), Buffer.alloc(16));
+// The handshake as the spec (the header of mesh/admission.ts) words it, computed here with
+// the curve library directly, independently of admission.ts and cpace.ts.
+const Point = ristretto255.Point;
+type RPoint = InstanceType<typeof Point>;
+const lp = (b: Uint8Array) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+const th = (...parts: Uint8Array[]) => {
+  const h = createHash('sha512');
+  for (const p of parts) h.update(lp(p));
+  return h.digest();
+};
+const specGenerator = (key: Uint8Array, sid: Uint8Array) =>
+  ristretto255_hasher.hashToCurve(Buffer.concat([lp(key), lp(sid)]), { DST: 'weft/admission/v2/cpace/generator' }) as RPoint;
+const randomScalar = () => (BigInt(`0x${randomBytes(64).toString('hex')}`) % (Point.Fn.ORDER - 1n)) + 1n;
+const specIsk = (k: Uint8Array, transcript: Uint8Array) => th(Buffer.from('weft/admission/v2/isk'), transcript, k).subarray(0, 32);
+const specConfirm = (isk: Uint8Array, role: string, transcript: Uint8Array) => createHmac('sha256', isk).update(role).update(transcript).digest();
+const specStream = (isk: Uint8Array, sid: Uint8Array, info: string) =>
+  createCipheriv('chacha20', Buffer.from(hkdfSync('sha256', isk, sid, info, 32)), Buffer.alloc(16));
+const header = (nonce: Uint8Array) => Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION]), nonce]);
 
-  test('bytes the dialer sends right behind its proof reach the admitted stream, and the reply is encrypted per direction', async () => {
+/** A dialer driven by hand over the wire: headers, then a mesh hello under `key`. */
+async function handDialer(wire: ReturnType<typeof byteStream>, key: Uint8Array) {
+  const dialerNonce = randomBytes(32);
+  await wire.write(header(dialerNonce));
+  const listenerHeader = Buffer.from((await wire.read({ bytes: HEADER_LENGTH })).subarray());
+  const sid = Buffer.concat([dialerNonce, listenerHeader.subarray(5)]);
+  const y = randomScalar();
+  const hello = Buffer.concat([Buffer.from([0x4d]), Buffer.alloc(8), specGenerator(key, sid).multiply(y).toBytes()]);
+  await wire.write(hello);
+  const share = Buffer.from((await wire.read({ bytes: 32 })).subarray());
+  const transcript = th(header(dialerNonce), listenerHeader, hello, share);
+  const isk = specIsk(Point.fromBytes(share).multiply(y).toBytes(), transcript);
+  return { sid, transcript, isk, listenerHeader };
+}
+
+describe('admission wire format', () => {
+  test('bytes the dialer sends right behind its confirmation reach the admitted stream, and the reply is encrypted per direction', async () => {
     const [dialerEnd, listenerEnd] = multiaddrConnectionPair();
     const admitted = meshAdmission({ key: KEY })().protect(listenerEnd);
 
-    // Hand-driven dialer.
     const wire = byteStream(dialerEnd);
-    const dialerNonce = randomBytes(32);
-    await wire.write(Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION]), dialerNonce]));
-    const header = (await wire.read({ bytes: HEADER_LENGTH })).subarray();
-    expect(Buffer.from(header.subarray(0, 5))).toEqual(Buffer.concat([ADMISSION_MAGIC, Buffer.from([1])]));
-    const listenerNonce = header.subarray(5);
-    const toListener = streamCipher('weft/admission/v1/stream/dialer-to-listener', dialerNonce, listenerNonce);
-    // Proof and first payload in ONE write, so they arrive together in the handshake's buffer.
-    await wire.write(Buffer.concat([hmac('D', dialerNonce, listenerNonce), toListener.update('first bytes after the proof')]));
-    const listenerProof = (await wire.read({ bytes: 32 })).subarray();
-    expect(Buffer.from(listenerProof)).toEqual(hmac('L', dialerNonce, listenerNonce));
+    const { sid, transcript, isk, listenerHeader } = await handDialer(wire, KEY);
+    expect(listenerHeader.subarray(0, 5)).toEqual(Buffer.concat([ADMISSION_MAGIC, Buffer.from([2])]));
+    const toListener = specStream(isk, sid, 'weft/admission/v2/stream/dialer-to-listener');
+    // Confirmation and first payload in ONE write, so they arrive together in the handshake's buffer.
+    await wire.write(Buffer.concat([specConfirm(isk, 'D', transcript), toListener.update('first bytes after the confirmation')]));
+    const listenerConfirm = Buffer.from((await wire.read({ bytes: 32 })).subarray());
+    expect(listenerConfirm).toEqual(specConfirm(isk, 'L', transcript));
 
     const stream = await admitted;
     const received: Buffer[] = [];
     const gotIt = new Promise<void>((resolve) => {
       stream.addEventListener('message', (evt) => {
         received.push(Buffer.from(evt.data.subarray()));
-        if (Buffer.concat(received).toString() === 'first bytes after the proof') resolve();
+        if (Buffer.concat(received).toString() === 'first bytes after the confirmation') resolve();
       });
     });
     await gotIt;
@@ -423,21 +450,19 @@ describe('admission wire format', () => {
     stream.send(Buffer.from('reply from the listener'));
     const ciphertext = (await wire.read({ bytes: 'reply from the listener'.length })).subarray();
     expect(Buffer.from(ciphertext).toString()).not.toBe('reply from the listener');
-    const fromListener = streamCipher('weft/admission/v1/stream/listener-to-dialer', dialerNonce, listenerNonce);
+    const fromListener = specStream(isk, sid, 'weft/admission/v2/stream/listener-to-dialer');
     expect(fromListener.update(ciphertext).toString()).toBe('reply from the listener');
   }, 10_000);
 
-  test('a peer that replays the listener proof back as its own is refused', async () => {
+  test('a peer that sends the listener confirmation back as its own is refused', async () => {
     const [dialerEnd, listenerEnd] = multiaddrConnectionPair();
     const rejected: AdmissionRejectedInfo[] = [];
     const admitted = meshAdmission({ key: KEY, onRejected: (info) => rejected.push(info) })().protect(listenerEnd);
     admitted.catch(() => {});
 
     const wire = byteStream(dialerEnd);
-    const dialerNonce = randomBytes(32);
-    await wire.write(Buffer.concat([ADMISSION_MAGIC, Buffer.from([ADMISSION_VERSION]), dialerNonce]));
-    const listenerNonce = (await wire.read({ bytes: HEADER_LENGTH })).subarray().subarray(5);
-    await wire.write(hmac('L', dialerNonce, listenerNonce)); // right key, wrong role
+    const { transcript, isk } = await handDialer(wire, KEY);
+    await wire.write(specConfirm(isk, 'L', transcript)); // right key, wrong role
 
     await expect(admitted).rejects.toBeInstanceOf(MeshAdmissionError);
     expect(rejected.map((r) => r.reason)).toEqual([ADMISSION_REJECTED.wrongPassword]);
@@ -462,35 +487,59 @@ describe('admission wire format', () => {
   }, 10_000);
 });
 
-describe('other credentials than the mesh key (API tokens)', () => {
-  const TOKEN_KEY = createHash('sha256').update('an api token secret').digest();
+// The attacker of issue 8, item 5: someone without the password who receives a member's
+// connection (a token holder that asked a peer to `connect` to it) or who connects to one,
+// records everything, and then tries a dictionary offline. With the old HMAC proof the real
+// password was the one entry whose proof matched; here no entry can be told apart.
+describe('no one without the password can test guesses offline', () => {
+  const dictionary = [PASSWORD, 'password', 'hunter2', OTHER_PASSWORD].map((p) => ({ p, key: deriveMeshKey(p) }));
 
-  test('a dialer proving a token key is admitted as that credential, and its traffic flows', async () => {
-    let valid: ExtraKey[] = [{ id: 'api:t1', key: TOKEN_KEY }];
-    const peer = await startNode(KEY, { extraKeys: () => valid });
-    await serveEcho(peer.node);
-    const client = await startNode(TOKEN_KEY);
-    expect(await echoThrough(client.node, peer.node, 'via token')).toBe('echo: via token');
-    await until('the listener to admit', () => peer.events.admitted.length === 1);
-    expect(peer.events.admitted[0]?.credential).toBe('api:t1');
+  /** Every offline check the recorded run allows: for each guess, the session key the attacker
+   *  would compute under it, and whether the victim's confirmation verifies with it. */
+  function offlineMatches(record: { transcript: Buffer; theirShare: Uint8Array; myScalar: bigint; myGuessKey: Uint8Array; sid: Buffer; theirConfirm: Buffer; role: string }): string[] {
+    const hits: string[] = [];
+    for (const { p, key } of dictionary) {
+      // The attacker's share was y * G(its one guess). Under another guess g it knows no
+      // scalar x with share = x * G(g); the best it has is its own y, tried against each guess.
+      const ks = [Point.fromBytes(record.theirShare).multiply(record.myScalar).toBytes()];
+      if (Buffer.from(key).equals(Buffer.from(record.myGuessKey))) ks.push(ks[0]!);
+      for (const k of ks) {
+        if (specConfirm(specIsk(k, record.transcript), record.role, record.transcript).equals(record.theirConfirm)) hits.push(p);
+      }
+      // Also the dumb check: the generator for this guess times the attacker's scalar.
+      const k2 = specGenerator(key, record.sid).multiply(record.myScalar).toBytes();
+      if (specConfirm(specIsk(k2, record.transcript), record.role, record.transcript).equals(record.theirConfirm)) hits.push(p);
+    }
+    return hits;
+  }
 
-    // Revoked: the next connection is refused as a wrong password on both sides.
-    valid = [];
-    await client.node.hangUp(peer.node.peerId);
-    await expect(echoThrough(client.node, peer.node, 'again')).rejects.toThrow();
-    await until('both sides to refuse', () => peer.events.rejected.length === 1 && client.events.rejected.length === 1);
-    expect(peer.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
-    expect(client.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
-  });
+  test('a listener that a member dials, playing along with a guessed password, can check only that one guess', async () => {
+    const [dialerEnd, listenerEnd] = multiaddrConnectionPair();
+    const rejected: AdmissionRejectedInfo[] = [];
+    const member = meshAdmission({ key: KEY, onRejected: (i) => rejected.push(i) })().protect(dialerEnd);
+    member.catch(() => {});
+    const wire = byteStream(listenerEnd);
+    const listenerNonce = randomBytes(32);
+    await wire.write(header(listenerNonce));
+    const dialerHeader = Buffer.from((await wire.read({ bytes: HEADER_LENGTH })).subarray());
+    const sid = Buffer.concat([dialerHeader.subarray(5), listenerNonce]);
+    const hello = Buffer.from((await wire.read({ bytes: 41 })).subarray());
+    const guess = deriveMeshKey('hunter2');
+    const y = randomScalar();
+    const share = specGenerator(guess, sid).multiply(y).toBytes();
+    await wire.write(share);
+    const transcript = th(dialerHeader, header(listenerNonce), hello, share);
+    const confirm = Buffer.from((await wire.read({ bytes: 32 })).subarray());
+    // Everything a recording attacker has; the real password is not identifiable in it.
+    const hits = offlineMatches({ transcript, theirShare: hello.subarray(9), myScalar: y, myGuessKey: guess, sid, theirConfirm: confirm, role: 'D' });
+    expect(hits).not.toContain(PASSWORD);
+    expect(hits).toEqual([]);
+    await wire.write(randomBytes(32));
+    await expect(member).rejects.toBeInstanceOf(MeshAdmissionError);
+    expect(rejected.map((r) => r.reason)).toEqual([ADMISSION_REJECTED.wrongPassword]);
+  }, 10_000);
 
-  test('a token key admits nothing as a mesh member: a peer dialing with it is not a mesh peer', async () => {
-    const peer = await startNode(KEY, { extraKeys: () => [{ id: 'api:t1', key: TOKEN_KEY }] });
-    // The token holder can dial in, but a mesh peer cannot dial out to a token holder's listener.
-    const tokenListener = await startNode(TOKEN_KEY);
-    await expect(peer.node.dial(addrOf(tokenListener.node))).rejects.toThrow();
-  });
-
-  test('a stranger who connects gets no proof to guess the password from offline', async () => {
+  test('a stranger who connects gets only a share and random bytes: nothing to guess against', async () => {
     const peer = await startNode(KEY);
     const socket = net.connect(tcpPortOf(peer.node), '127.0.0.1');
     sockets.push(socket);
@@ -498,18 +547,93 @@ describe('other credentials than the mesh key (API tokens)', () => {
     socket.on('data', (d) => received.push(d));
     const myNonce = randomBytes(32);
     await new Promise<void>((r) => socket.once('connect', () => r()));
-    socket.write(Buffer.concat([ADMISSION_MAGIC, Buffer.of(ADMISSION_VERSION), myNonce]));
+    socket.write(header(myNonce));
     await until('the listener header', () => Buffer.concat(received).length >= HEADER_LENGTH);
-    // Nothing beyond the header until we prove something.
+    // Nothing beyond the header until we say hello.
     await new Promise((r) => setTimeout(r, 200));
     expect(Buffer.concat(received).length).toBe(HEADER_LENGTH);
-    const listenerNonce = Buffer.concat(received).subarray(5, HEADER_LENGTH);
-    socket.write(randomBytes(32)); // a wrong proof
-    await until('the listener answer', () => Buffer.concat(received).length >= HEADER_LENGTH + 32);
-    const answer = Buffer.concat(received).subarray(HEADER_LENGTH, HEADER_LENGTH + 32);
-    const realProof = createHmac('sha256', Buffer.from(KEY)).update('weft/admission/v1/proof').update(Buffer.of(0x4c)).update(myNonce).update(listenerNonce).digest();
-    expect(answer.equals(realProof)).toBe(false);
+    const listenerHeader = Buffer.concat(received).subarray(0, HEADER_LENGTH);
+    const sid = Buffer.concat([myNonce, listenerHeader.subarray(5)]);
+    const guess = deriveMeshKey('password');
+    const y = randomScalar();
+    const hello = Buffer.concat([Buffer.from([0x4d]), Buffer.alloc(8), specGenerator(guess, sid).multiply(y).toBytes()]);
+    socket.write(hello);
+    await until('the listener share', () => Buffer.concat(received).length >= HEADER_LENGTH + 32);
+    const share = Buffer.concat(received).subarray(HEADER_LENGTH, HEADER_LENGTH + 32);
+    const transcript = th(header(myNonce), listenerHeader, hello, share);
+    const isk = specIsk(Point.fromBytes(share).multiply(y).toBytes(), transcript);
+    socket.write(specConfirm(isk, 'D', transcript));
+    await until('the listener answer', () => Buffer.concat(received).length >= HEADER_LENGTH + 64);
+    const answer = Buffer.concat(received).subarray(HEADER_LENGTH + 32, HEADER_LENGTH + 64);
+    expect(offlineMatches({ transcript, theirShare: share, myScalar: y, myGuessKey: guess, sid, theirConfirm: answer, role: 'L' })).toEqual([]);
     await until('the refusal', () => peer.events.rejected.length === 1);
     expect(peer.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
   });
+});
+
+describe('API tokens', () => {
+  const token = (() => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    return { id: '0123456789abcdef', privateKey, publicKey };
+  })();
+
+  test('a dialer signing with a valid token is admitted as that token, and its traffic flows; revoked, it is refused', async () => {
+    let valid = true;
+    const peer = await startNode(KEY, { apiTokenKey: (id) => (valid && id === token.id ? token.publicKey : undefined) });
+    await serveEcho(peer.node);
+    const client = await startNode(undefined, { apiToken: { id: token.id, privateKey: token.privateKey } });
+    expect(await echoThrough(client.node, peer.node, 'via token')).toBe('echo: via token');
+    await until('the listener to admit', () => peer.events.admitted.length === 1);
+    expect(peer.events.admitted[0]?.credential).toBe(`api:${token.id}`);
+
+    // Revoked: the next connection is refused as a wrong password on both sides.
+    valid = false;
+    await client.node.hangUp(peer.node.peerId);
+    await expect(echoThrough(client.node, peer.node, 'again')).rejects.toThrow();
+    await until('both sides to refuse', () => peer.events.rejected.length === 1 && client.events.rejected.length === 1);
+    expect(peer.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
+    expect(client.events.rejected[0]?.reason).toBe(ADMISSION_REJECTED.wrongPassword);
+  });
+
+  test('what a peer stores of a token (its public key) does not admit anyone', async () => {
+    // An attacker who read the record signs with a key of its own under the token's id.
+    const peer = await startNode(KEY, { apiTokenKey: (id) => (id === token.id ? token.publicKey : undefined) });
+    const forger = generateKeyPairSync('ed25519');
+    const client = await startNode(undefined, { apiToken: { id: token.id, privateKey: forger.privateKey } });
+    await expect(client.node.dial(addrOf(peer.node))).rejects.toThrow();
+    await until('the refusal', () => peer.events.rejected.length === 1);
+    expect(peer.events.admitted).toEqual([]);
+    expect(sign(null, Buffer.from('x'), forger.privateKey)).toBeDefined();
+  });
+
+  test('an API client admits nobody: a peer dialing a token holder is refused', async () => {
+    const peer = await startNode(KEY);
+    const tokenListener = await startNode(undefined, { apiToken: { id: token.id, privateKey: token.privateKey } });
+    await expect(peer.node.dial(addrOf(tokenListener.node))).rejects.toThrow();
+  });
+});
+
+describe('silent connections do not lock members out', () => {
+  test('200 silent sockets from four addresses: a member still connects at once', async () => {
+    const peer = await startNode(KEY, { timeoutMs: 5_000 });
+    await serveEcho(peer.node);
+    const port = tcpPortOf(peer.node);
+    for (let i = 0; i < 200; i++) {
+      // From 127.0.0.2-5; the member below dials from 127.0.0.1.
+      const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 4)}` });
+      s.on('error', () => {});
+      sockets.push(s);
+    }
+    await until('the silent sockets to connect', () => sockets.every((s) => !s.connecting), 10_000);
+    // A member from another address of the same machine: its handshake is not queued behind them.
+    const member = await startNode(KEY);
+    const started = Date.now();
+    expect(await echoThrough(member.node, peer.node, 'through the crowd')).toBe('echo: through the crowd');
+    const took = Date.now() - started;
+    // Not a timing assertion on the machine: the deadline of the silent ones is 5 s, so a member
+    // queued behind them would take at least that. Logged for the note.
+    console.log(`member admitted past 200 silent sockets in ${took} ms`);
+    expect(took).toBeLessThan(5_000);
+    expect(peer.events.rejected.some((r) => r.reason === ADMISSION_REJECTED.busy)).toBe(true);
+  }, 30_000);
 });
