@@ -146,6 +146,17 @@ export async function launch(o: LaunchOptions): Promise<void> {
   const config = launchConfig(o);
   const log = logger('launch');
   const peer = await Peer.start(config);
+  // Every handler on the network path catches its own failures (the hostile-input battery
+  // checks it). A promise that still rejects unhandled is a bug, and ending the peer for it
+  // would take the host's DNS and control plane down on whatever input reached it: it is
+  // logged loudly and counted instead. A synchronous throw still ends the process, since the
+  // state it left half-changed cannot be trusted.
+  let unhandled = 0;
+  process.on('unhandledRejection', (reason) => {
+    unhandled++;
+    log.error('unhandled promise rejection (a bug in weft: please report it)', { err: errorText(reason) });
+  });
+  peer.metrics.counter('weft_unhandled_rejections_total', 'Promise rejections no handler caught (bugs; the peer keeps running).', () => unhandled);
   let dns: DnsService | undefined;
   try {
     dns = await startDns(peer, config);

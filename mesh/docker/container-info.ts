@@ -76,9 +76,20 @@ export function containerInfo(inspect: any): ContainerInfo {
   };
 }
 
-/** The container's resolver: the peer's DNS on the bridge, names searched in the container's
- *  stack first, then the mesh domain (so `web` and `web-1` resolve as with Docker links). */
-export function resolvConf(dnsAddr: string, domain: string, stack?: string): string {
+/** Resolver options for a container with a second nameserver. glibc waits `timeout`
+ *  seconds per server and round (default 5, far too long for a lookup) and makes `attempts`
+ *  rounds; musl asks all servers at once and retries after timeout/attempts. A server that is
+ *  down usually answers with ICMP port unreachable, which glibc and busybox take as "next
+ *  server" at once; 1 s covers a peer that is up but not answering. */
+const FAILOVER_OPTIONS = 'timeout:1 attempts:2';
+
+/** The container's resolver: the peer's DNS on the bridge, then (when given) another host's
+ *  peer through the overlay, which answers the same names from the same replicated registry
+ *  while this host's peer restarts. Names are searched in the container's stack first, then
+ *  the mesh domain (so `web` and `web-1` resolve as with Docker links). */
+export function resolvConf(dnsAddr: string, domain: string, stack?: string, fallback?: string): string {
   const search = stack ? `${stack}.${domain} ${domain}` : domain;
-  return `# written by weft: the peer's DNS answers ${domain} and forwards the rest\nsearch ${search}\nnameserver ${dnsAddr}\noptions ndots:1\n`;
+  const second = fallback && fallback !== dnsAddr ? `nameserver ${fallback}\n` : '';
+  const options = second ? `ndots:1 ${FAILOVER_OPTIONS}` : 'ndots:1';
+  return `# written by weft: the peer's DNS answers ${domain} and forwards the rest${second ? "; the second is another host's peer, for while this one restarts" : ''}\nsearch ${search}\nnameserver ${dnsAddr}\n${second}options ${options}\n`;
 }

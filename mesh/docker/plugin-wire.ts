@@ -8,8 +8,25 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export const PLUGIN_CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
 
 /** Request bodies are a few hundred bytes (the largest, CreateNetwork, carries the user's
- *  --opt map and labels); 1 MiB bounds what one caller can make the peer buffer. */
-export const MAX_BODY_BYTES = 1024 * 1024;
+ *  --opt map and labels: a few KiB even when generous). 256 KiB is far above any real one and,
+ *  times MAX_IN_FLIGHT, keeps what all callers together can make the peer buffer to 16 MiB. */
+export const MAX_BODY_BYTES = 256 * 1024;
+
+/** dockerd writes each request in one go on a local socket, so a request whose headers or body
+ *  take longer than this comes from a stuck or hostile client; 10 s leaves room for a loaded
+ *  machine. The connection is answered with an error and closed. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+/** Requests being read or served at once. dockerd makes a few calls per container start, in
+ *  parallel across containers; an allocation may wait for address space. 64 covers a large
+ *  `docker compose up`; past it a caller is told the plugin is busy instead of the peer holding
+ *  ever more bodies and pending allocations. */
+export const MAX_IN_FLIGHT = 64;
+
+/** Open connections to the socket. dockerd keeps a handful alive; each costs a socket and an
+ *  HTTP parser. Past this the kernel's accepted connection is closed at once (nothing can be
+ *  answered on it without reading it). */
+export const MAX_CONNECTIONS = 256;
 
 /** Longest string field accepted: Docker's ids are 64 hex digits, names and paths (the
  *  sandbox key) are short; 4 KiB leaves room for any option value without risking memory. */
@@ -26,8 +43,10 @@ export class PluginError extends Error {
   }
 }
 
-/** Reads the whole body, or rejects with a 413 PluginError once it passes `limit` bytes. */
-export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+/** Reads the whole body, or rejects with a 413 PluginError once it passes `limit` bytes and
+ *  with a 408 when it has not all arrived within `timeoutMs`. After a rejection the rest of the
+ *  body is not read: the caller answers and closes the connection. */
+export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
@@ -37,26 +56,42 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    req.on('data', (b: Buffer) => {
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      req.off('data', onData);
+    };
+    const timer = setTimeout(() => {
+      if (done) return;
+      finish();
+      req.pause();
+      reject(new PluginError(`request body did not arrive within ${timeoutMs / 1000} s`, 408));
+    }, timeoutMs);
+    const onData = (b: Buffer): void => {
       if (done) return;
       size += b.length;
       if (size > limit) {
-        done = true;
+        finish();
+        req.pause();
         reject(new PluginError(`request body is over the ${limit}-byte limit`, 413));
         return;
       }
       chunks.push(b);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
       if (done) return;
-      done = true;
+      finish();
       resolve(Buffer.concat(chunks));
     });
-    req.on('error', (e) => {
+    const fail = (e: Error): void => {
       if (done) return;
-      done = true;
+      finish();
       reject(e);
-    });
+    };
+    req.on('error', fail);
+    // The client went away before sending it all: nobody to answer.
+    req.on('close', () => fail(new PluginError('the client closed the connection before sending the whole request', 400)));
   });
 }
 
@@ -112,9 +147,37 @@ export function strMap(o: Record<string, unknown>, key: string): Record<string, 
   return out;
 }
 
-export function reply(res: ServerResponse, status: number, body: unknown): void {
+/** Writes one JSON answer. `close` ends the connection after it (a request whose body was
+ *  not read to the end leaves the connection unusable). Never throws: an answer that cannot
+ *  be encoded becomes a 500 with a sentence. */
+export function reply(res: ServerResponse, status: number, body: unknown, close = false): void {
   if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': PLUGIN_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
+  let text: string;
+  try {
+    text = JSON.stringify(body);
+  } catch (e) {
+    const msg = `weft's docker plugin could not encode its answer: ${(e as Error).message}`;
+    status = 500;
+    text = JSON.stringify({ Err: msg, Error: msg });
+  }
+  const headers: Record<string, string | number> = { 'Content-Type': PLUGIN_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) };
+  if (close) {
+    headers.Connection = 'close';
+    // The unread rest of the body stays unread: once the answer is out the connection goes
+    // (on a unix socket the client still reads what was written before).
+    const socket = res.socket;
+    res.on('finish', () => socket?.destroy());
+  }
+  res.writeHead(status, headers);
   res.end(text);
+}
+
+/** A whole HTTP/1.1 error answer for a connection whose request never became one (bad
+ *  syntax, headers too large or too slow): written straight to the socket, then closed. */
+export function rawErrorReply(status: number, reason: string, message: string): string {
+  const text = JSON.stringify({ Err: message, Error: message });
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${PLUGIN_CONTENT_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  );
 }

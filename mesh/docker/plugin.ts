@@ -3,7 +3,12 @@
 // /run/docker/plugins. Every real action (allocating an address, making a veth, recording an
 // endpoint) is a callback of the peer; this file only speaks the protocol and keeps the
 // little state the protocol needs between calls (which endpoint has which veth, which
-// address came from which allocation).
+// address came from which allocation). The endpoints are kept in the peer's store
+// (plugin-endpoints.ts), so Leave and DeleteEndpoint of endpoints made before a restart work.
+//
+// The socket is root-only by its location, yet what arrives on it is treated as input from
+// anyone: bodies, time per request, requests in flight and connections are bounded, and every
+// request gets one answer, `{"Err": ...}` when it cannot be served.
 //
 //   docker network create -d weft --ipam-driver weft weftnet
 //   docker run --network weftnet ...
@@ -18,9 +23,16 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import type stream from 'node:stream';
 import { formatAddr, parseAddr, parseCidr, type Cidr } from '../ipam-cidr.ts';
+import { LogOnce } from '../log-once.ts';
 import { errorText, type Logger } from '../log.ts';
-import { obj, objs, parseObject, PluginError, readBody, reply, str, strMap } from './plugin-wire.ts';
+import { dockerEndpointIds, type DockerNetworks } from './plugin-census.ts';
+import { EndpointBook, ID_RE, staleEndpoints, type PluginEndpoint, type PluginStore } from './plugin-endpoints.ts';
+import {
+  MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_IN_FLIGHT, obj, objs, parseObject, PluginError, rawErrorReply, readBody, reply,
+  REQUEST_TIMEOUT_MS, str, strMap,
+} from './plugin-wire.ts';
 
 /** Where dockerd looks for legacy plugin sockets (pkg/plugins discovery). It is machine-wide:
  *  dockerd's --exec-root does not move it, so several dockerds on one machine share it and
@@ -72,7 +84,8 @@ export interface PluginBackend {
   prepareVeth(addr: string): Promise<{ hostIf: string; containerIf: string; mac: string }>;
   removeVeth(hostIf: string): Promise<void>;
   /** The endpoint is now in a container (Join) / left it (Leave). sandboxKey is Docker's
-   *  netns path. */
+   *  netns path. Also called when the plugin starts, for each stored endpoint that was joined
+   *  before the restart (and whose container Docker still has). */
   joined(ep: { endpointId: string; networkId: string; addr: string; mac: string; sandboxKey: string }): Promise<void>;
   left(endpointId: string): Promise<void>;
 }
@@ -84,16 +97,27 @@ export interface DockerPluginOptions {
   dir?: string;
   backend: PluginBackend;
   log: Logger;
+  /** Where endpoints are kept across restarts (the peer's Store). Without one they live only
+   *  in memory, and a restarted plugin cannot serve endpoints made before. */
+  store?: PluginStore;
+  /** The dockerd this plugin serves, asked at start which stored endpoints it still has:
+   *  the others (deleted while the plugin was down) lose their veth and address. Without it
+   *  stored endpoints are kept until Docker deletes them. */
+  docker?: DockerNetworks;
+  /** Bounds, for tests; the defaults are plugin-wire.ts's constants. */
+  limits?: Partial<PluginLimits>;
 }
 
-interface Endpoint {
-  networkId: string;
-  addr: string;
-  /** The MAC the container's interface gets: ours, or the user's --mac-address. */
-  mac: string;
-  hostIf: string;
-  containerIf: string;
+export interface PluginLimits {
+  maxBodyBytes: number;
+  requestTimeoutMs: number;
+  maxInFlight: number;
+  maxConnections: number;
 }
+
+/** How often Node looks for connections whose request is overdue (its default is 30 s, which
+ *  would let a slow client hold a connection three times the timeout). */
+const MAX_TIMEOUT_CHECK_MS = 1_000;
 
 /** What a handler gets besides the request: whether dockerd is still waiting for the answer. */
 interface Call {
@@ -123,7 +147,16 @@ export class DockerPlugin {
   /** Networks Docker created with this driver since the plugin started. Not enforced: after a
    *  restart dockerd does not create its networks again, yet their endpoints must work. */
   private readonly networks = new Set<string>();
-  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly endpoints = new Map<string, PluginEndpoint>();
+  /** Endpoint ids whose CreateEndpoint is under way: a second one for the same id is refused. */
+  private readonly creating = new Set<string>();
+  private readonly book: EndpointBook;
+  private readonly docker: DockerNetworks | undefined;
+  private readonly limits: PluginLimits;
+  private readonly logOnce = new LogOnce();
+  private inFlight = 0;
+  /** Settles when the start-up comparison with dockerd's endpoints is done (tests wait on it). */
+  reconciled: Promise<void> = Promise.resolve();
   /** Address -> allocation handle, for ReleaseAddress (which names only the address). */
   private readonly handles = new Map<string, string>();
   private closed = false;
@@ -137,8 +170,28 @@ export class DockerPlugin {
     this.gateway = gateway;
     // Stable across restarts of the plugin: Docker keeps pool ids in its own store.
     this.poolId = `weft-${range.text}`;
+    this.book = new EndpointBook(opts.store, opts.name);
+    this.docker = opts.docker;
+    this.limits = {
+      maxBodyBytes: opts.limits?.maxBodyBytes ?? MAX_BODY_BYTES,
+      requestTimeoutMs: opts.limits?.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+      maxInFlight: opts.limits?.maxInFlight ?? MAX_IN_FLIGHT,
+      maxConnections: opts.limits?.maxConnections ?? MAX_CONNECTIONS,
+    };
     this.handlers = this.makeHandlers();
-    this.server = http.createServer((req, res) => this.serve(req, res));
+    const t = this.limits.requestTimeoutMs;
+    this.server = http.createServer(
+      {
+        // Headers must arrive within the timeout; the body has its own timer (readBody), which
+        // answers in JSON; Node's whole-request timeout is the backstop behind it.
+        headersTimeout: t,
+        requestTimeout: 2 * t,
+        connectionsCheckingInterval: Math.max(50, Math.min(MAX_TIMEOUT_CHECK_MS, Math.floor(t / 4))),
+      },
+      (req, res) => this.serve(req, res),
+    );
+    this.server.maxConnections = this.limits.maxConnections;
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => this.clientError(err, socket));
   }
 
   /** Validates the options, replaces a stale socket, and listens. Refuses to take over a
@@ -159,6 +212,8 @@ export class DockerPlugin {
     const socketPath = path.join(dir, `${opts.name}.sock`);
     await removeStaleSocket(socketPath);
     const plugin = new DockerPlugin(opts, socketPath, range, formatAddr(gw));
+    // Before listening: Docker's first call may be the Leave of an endpoint made before.
+    const loaded = await plugin.load();
     await new Promise<void>((resolve, reject) => {
       plugin.server.once('error', reject);
       plugin.server.listen(socketPath, () => {
@@ -169,8 +224,75 @@ export class DockerPlugin {
     plugin.server.on('error', (e) => plugin.log.error('docker plugin socket failed', { socket: socketPath, err: errorText(e) }));
     // dockerd runs as root; nobody else may drive the host's networking through this socket.
     fs.chmodSync(socketPath, 0o600);
-    plugin.log.info('docker plugin listening', { name: opts.name, socket: socketPath, range: range.text, gateway: plugin.gateway });
+    plugin.log.info('docker plugin listening', { name: opts.name, socket: socketPath, range: range.text, gateway: plugin.gateway, endpoints: loaded.size });
+    // After listening: dockerd may be busy retrying calls to this very socket, and asking it
+    // must not hold up the peer's start.
+    plugin.reconciled = plugin.reconcile(loaded).catch((e) => plugin.log.warn('docker plugin could not check its stored endpoints against dockerd', { err: errorText(e) }));
     return plugin;
+  }
+
+  /** The stored endpoints, into memory; unusable records are dropped with a logged reason. */
+  private async load(): Promise<Map<string, PluginEndpoint>> {
+    const { endpoints, dropped } = await this.book.load();
+    for (const d of dropped) this.log.warn('dropped an unusable stored docker endpoint', { endpoint: short(d.id), reason: d.reason });
+    for (const [id, ep] of endpoints) this.endpoints.set(id, ep);
+    return endpoints;
+  }
+
+  /** Stored endpoints Docker no longer has lose their veth and address; those it has and that
+   *  were joined are announced to the backend again (it forgot them with the restart). */
+  private async reconcile(loaded: ReadonlyMap<string, PluginEndpoint>): Promise<void> {
+    if (loaded.size === 0) return;
+    let has: Set<string>;
+    if (this.docker === undefined) {
+      has = new Set(loaded.keys());
+    } else {
+      try {
+        has = await dockerEndpointIds(this.docker, this.name);
+      } catch (e) {
+        // dockerd starting after the peer cleans up its own stale endpoints, with calls to
+        // this plugin, which now knows them: keeping them all is safe.
+        this.log.warn('cannot ask dockerd which endpoints it still has; stored endpoints kept until Docker deletes them', { endpoints: loaded.size, err: errorText(e) });
+        has = new Set(loaded.keys());
+      }
+    }
+    for (const id of staleEndpoints(loaded, has, Date.now())) {
+      if (this.closed) return;
+      const ep = this.endpoints.get(id);
+      // Docker may have deleted it through the socket meanwhile.
+      if (ep !== loaded.get(id)) continue;
+      await this.dropStale(id, ep as PluginEndpoint);
+    }
+    for (const [id, ep] of loaded) {
+      if (this.closed || this.endpoints.get(id) !== ep || ep.sandboxKey === undefined) continue;
+      await this.backend
+        .joined({ endpointId: id, networkId: ep.networkId, addr: ep.addr, mac: ep.mac, sandboxKey: ep.sandboxKey })
+        .catch((e) => this.log.warn('docker endpoint could not be announced again after the restart', { endpoint: short(id), err: errorText(e) }));
+    }
+  }
+
+  /** An endpoint Docker deleted while the plugin could not hear it: its veth goes, and the
+   *  address it held, which Docker's ReleaseAddress never reached. */
+  private async dropStale(id: string, ep: PluginEndpoint): Promise<void> {
+    try {
+      await this.backend.removeVeth(ep.hostIf);
+    } catch (e) {
+      this.log.warn('cannot remove the veth of a docker endpoint Docker no longer has; kept for the next start', { endpoint: short(id), hostIf: ep.hostIf, err: errorText(e) });
+      return;
+    }
+    const handle = this.handles.get(ep.addr) ?? this.backend.handleOf?.(ep.addr);
+    if (handle !== undefined) {
+      try {
+        await this.backend.release(handle);
+        this.handles.delete(ep.addr);
+      } catch (e) {
+        this.log.warn('cannot release the address of a docker endpoint Docker no longer has', { endpoint: short(id), addr: ep.addr, err: errorText(e) });
+      }
+    }
+    if (ep.sandboxKey !== undefined) await this.backend.left(id).catch(() => undefined);
+    await this.book.remove(id);
+    if (this.endpoints.get(id) === ep) this.endpoints.delete(id);
+    this.log.info('removed a docker endpoint Docker deleted while the plugin was down', { endpoint: short(id), addr: ep.addr, hostIf: ep.hostIf, released: handle !== undefined });
   }
 
   /** Stops serving and removes the socket file. Endpoints stay as they are: the containers
@@ -188,38 +310,85 @@ export class DockerPlugin {
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // A throw out of a request listener would end the peer: nothing escapes this one.
+    try {
+      this.serveRequest(req, res);
+    } catch (e) {
+      this.log.error('docker plugin request failed unexpectedly', { err: errorText(e) });
+      reply(res, 500, { Err: `weft's docker plugin failed: ${errorText(e)}`, Error: `weft's docker plugin failed: ${errorText(e)}` }, true);
+    }
+  }
+
+  private serveRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     // Bounded: the method ends up in log lines and error messages.
     const method = ((req.url ?? '').replace(/^\/+/, '').split('?')[0] ?? '').slice(0, 80);
-    const fail = (e: unknown): void => {
+    const fail = (e: unknown, close = false): void => {
       // A backend failure (no space, a veth that would not come up) is an operation that
       // could not complete: `{"Err"}` with 200, so dockerd shows the backend's sentence as it
       // is ("remote: ..."); with an HTTP error it would prefix the method name.
       const status = e instanceof PluginError ? e.status : 200;
       const msg = errorText(e);
-      if (status >= 400) this.log.warn('docker plugin request rejected', { method, status, err: msg });
-      else if (e instanceof PluginError) this.log.info('docker plugin request refused', { method, err: msg });
-      else this.log.warn('docker plugin backend failed', { method, err: msg });
+      // Said once a minute per kind: whoever can reach the socket cannot flood the log.
+      const said = this.logOnce.shouldLog(`${method} ${status} ${msg}`, Date.now());
+      if (said !== undefined) {
+        const fields = { method, status, err: msg, ...(said > 0 ? { repeated: said } : {}) };
+        if (status >= 400) this.log.warn('docker plugin request rejected', fields);
+        else if (e instanceof PluginError) this.log.info('docker plugin request refused', fields);
+        else this.log.warn('docker plugin backend failed', fields);
+      }
       // Two spellings: the network driver's responses carry `Err`, the IPAM driver's `Error`
       // (libnetwork's ipams/remote/api), and dockerd ignores the one it does not read.
-      reply(res, status, { Err: msg, Error: msg });
+      reply(res, status, { Err: msg, Error: msg }, close);
     };
     if (req.method !== 'POST') {
-      req.resume();
-      fail(new PluginError(`${req.method} is not supported: the plugin protocol is POST /<Interface>.<Method>`, 405));
+      fail(new PluginError(`${req.method} is not supported: the plugin protocol is POST /<Interface>.<Method>`, 405), true);
       return;
     }
     const handler = Object.hasOwn(this.handlers, method) ? this.handlers[method] : undefined;
     if (handler === undefined) {
-      req.resume();
       // 404 tells dockerd the method is not implemented (remote.md), which it tolerates.
-      fail(new PluginError(`weft's docker plugin does not implement ${method || '(empty method)'}`, 404));
+      fail(new PluginError(`weft's docker plugin does not implement ${method || '(empty method)'}`, 404), true);
       return;
     }
+    if (this.inFlight >= this.limits.maxInFlight) {
+      fail(new PluginError(`weft's docker plugin is busy with ${this.inFlight} requests; try again`, 503), true);
+      return;
+    }
+    // Released when the handler is done, not when the caller goes: the work is still being done.
+    this.inFlight++;
     this.log.debug('docker plugin request', { method });
-    readBody(req)
-      .then((b) => parseObject(b))
+    let bodyRead = false;
+    readBody(req, this.limits.maxBodyBytes, this.limits.requestTimeoutMs)
+      .then((b) => {
+        bodyRead = true;
+        return parseObject(b);
+      })
       .then((body) => handler({ body, gone: () => res.destroyed || req.socket.destroyed }))
-      .then((out) => reply(res, 200, out ?? {}), fail);
+      .then((out) => reply(res, 200, out ?? {}))
+      .catch((e: unknown) => fail(e, !bodyRead))
+      .catch((e: unknown) => this.log.error('docker plugin could not answer', { method, err: errorText(e) }))
+      .finally(() => this.inFlight--);
+  }
+
+  /** A connection whose bytes never became a request (not HTTP, headers too large or too
+   *  slow): one JSON error and the connection closes, as Node would do without the JSON. */
+  private clientError(err: NodeJS.ErrnoException, socket: stream.Duplex): void {
+    const answering = (socket as { _httpMessage?: http.ServerResponse })._httpMessage?.headersSent === true;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, msg] =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', `the request did not arrive within ${this.limits.requestTimeoutMs / 1000} s`]
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', 'the request headers are too large']
+          : [400, 'Bad Request', `the request is not HTTP the plugin protocol can read (${err.code ?? err.message})`];
+    const said = this.logOnce.shouldLog(`client ${status}`, Date.now());
+    if (said !== undefined) this.log.warn('docker plugin connection rejected', { status, err: msg, ...(said > 0 ? { repeated: said } : {}) });
+    socket.end(rawErrorReply(status, reason, msg));
+    // end() waits for the client; a client that never reads must not hold the socket.
+    setTimeout(() => socket.destroy(), this.limits.requestTimeoutMs).unref();
   }
 
   private makeHandlers(): Record<string, Handler> {
@@ -253,7 +422,9 @@ export class DockerPlugin {
         this.log.info('docker network deleted', { network: short(id) });
         return {};
       },
-      'NetworkDriver.AllocateNetwork': async ({ body }) => ({ Options: obj(body, 'Options') }),
+      // Only strings go back (remote.md: a map of strings): echoing any JSON would let a
+      // caller make the peer encode whatever it sent, however deep.
+      'NetworkDriver.AllocateNetwork': async ({ body }) => ({ Options: strMap(body, 'Options') }),
       'NetworkDriver.FreeNetwork': async () => ({}),
       'NetworkDriver.CreateEndpoint': async ({ body }) => this.createEndpoint(body),
       'NetworkDriver.EndpointOperInfo': async ({ body }) => {
@@ -262,13 +433,7 @@ export class DockerPlugin {
       },
       'NetworkDriver.DeleteEndpoint': async ({ body }) => this.deleteEndpoint(body),
       'NetworkDriver.Join': async ({ body }) => this.join(body),
-      'NetworkDriver.Leave': async ({ body }) => {
-        const id = str(body, 'EndpointID', true);
-        const ep = this.endpoint(body, 'Leave');
-        await this.backend.left(id);
-        this.log.info('docker endpoint left its container', { endpoint: short(id), addr: ep.addr });
-        return {};
-      },
+      'NetworkDriver.Leave': async ({ body }) => this.leave(body),
       // Node discovery (swarm's and the old cluster store's): the mesh has its own.
       'NetworkDriver.DiscoverNew': async () => ({}),
       'NetworkDriver.DiscoverDelete': async () => ({}),
@@ -374,10 +539,12 @@ export class DockerPlugin {
   }
 
   private async createEndpoint(body: Record<string, unknown>): Promise<unknown> {
-    const networkId = str(body, 'NetworkID', true);
-    const id = str(body, 'EndpointID', true);
+    const networkId = dockerId(body, 'NetworkID');
+    const id = dockerId(body, 'EndpointID');
     const iface = obj(body, 'Interface');
     const cidr = str(iface, 'Address');
+    const dockerMac = str(iface, 'MacAddress');
+    if (dockerMac !== '' && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(dockerMac)) throw new PluginError(`"${dockerMac.slice(0, 40)}" is not a MAC address`, 400);
     if (str(iface, 'AddressIPv6') !== '') throw new PluginError('weft has no IPv6 addresses: leave --ip6 out');
     if (cidr === '') throw new PluginError(`endpoint ${short(id)} has no IPv4 address: create the network with --ipam-driver ${this.name}`);
     const addr = cidr.split('/')[0] as string;
@@ -385,40 +552,62 @@ export class DockerPlugin {
     if (n === undefined || n < this.range.base || n >= this.range.base + this.range.size) {
       throw new PluginError(`endpoint address ${cidr} is outside weft's range ${this.range.text}: create the network with --ipam-driver ${this.name}`);
     }
-    if (this.endpoints.has(id)) throw new PluginError(`endpoint ${short(id)} exists already`);
+    if (this.endpoints.has(id) || this.creating.has(id)) throw new PluginError(`endpoint ${short(id)} exists already`);
     if (!this.handles.has(addr) && this.backend.handleOf?.(addr) === undefined) {
       throw new PluginError(`${addr} was not allocated by weft: create the network with --ipam-driver ${this.name}`);
     }
+    const user = [...this.endpoints.entries()].find(([, e]) => e.addr === addr);
+    if (user !== undefined) throw new PluginError(`${addr} belongs to endpoint ${short(user[0])} already`);
     if (!this.networks.has(networkId)) this.log.info('docker endpoint on a network created before this plugin started', { network: short(networkId) });
-    const dockerMac = str(iface, 'MacAddress');
-    // The veth is made now rather than at Join: Docker wants the endpoint's MAC in this
-    // reply, and the veth's is the one the container keeps (unless the user gave one, which
-    // Docker then sets on the interface itself when it moves it).
-    const veth = await this.backend.prepareVeth(addr);
-    const mac = dockerMac || veth.mac;
-    this.endpoints.set(id, { networkId, addr, mac, hostIf: veth.hostIf, containerIf: veth.containerIf });
-    this.log.info('docker endpoint created', { endpoint: short(id), network: short(networkId), addr, mac, hostIf: veth.hostIf });
+    this.creating.add(id);
+    try {
+      // The veth is made now rather than at Join: Docker wants the endpoint's MAC in this
+      // reply, and the veth's is the one the container keeps (unless the user gave one, which
+      // Docker then sets on the interface itself when it moves it).
+      const veth = await this.backend.prepareVeth(addr);
+      const ep: PluginEndpoint = { networkId, addr, mac: dockerMac || veth.mac, hostIf: veth.hostIf, containerIf: veth.containerIf, created: Date.now() };
+      try {
+        // Stored before Docker hears of it: whatever Docker learns, a restarted plugin knows.
+        await this.book.save(id, ep);
+      } catch (e) {
+        await this.backend.removeVeth(veth.hostIf).catch(() => undefined);
+        throw new Error(`cannot record endpoint ${short(id)} in the peer's store: ${errorText(e)}`);
+      }
+      this.endpoints.set(id, ep);
+    } finally {
+      this.creating.delete(id);
+    }
+    const { mac, hostIf } = this.endpoints.get(id) as PluginEndpoint;
+    this.log.info('docker endpoint created', { endpoint: short(id), network: short(networkId), addr, mac, hostIf });
     // remote.md: when Docker sent an Interface, answering with one again is an error, so
     // the MAC goes back only when Docker had none.
-    return { Interface: dockerMac === '' ? { MacAddress: veth.mac } : {} };
+    return { Interface: dockerMac === '' ? { MacAddress: mac } : {} };
   }
 
   private async deleteEndpoint(body: Record<string, unknown>): Promise<unknown> {
-    const id = str(body, 'EndpointID', true);
+    const id = dockerId(body, 'EndpointID');
     const ep = this.endpoint(body, 'DeleteEndpoint');
     // After Leave, Docker has moved the container end back and renamed it; deleting either
     // end of a veth removes both.
-    await this.backend.removeVeth(ep.hostIf);
-    this.endpoints.delete(id);
+    const removed = await this.backend.removeVeth(ep.hostIf).then(() => undefined, (e: unknown) => e);
+    // Forgotten even when the veth would not go: Docker forgets the endpoint whatever we answer
+    // and then releases its address, and a veth left behind is replaced when the address is
+    // used again (the veth's name comes from it).
+    await this.book.remove(id);
+    if (this.endpoints.get(id) === ep) this.endpoints.delete(id);
+    if (removed !== undefined) throw removed;
     this.log.info('docker endpoint deleted', { endpoint: short(id), addr: ep.addr });
     return {};
   }
 
   private async join(body: Record<string, unknown>): Promise<unknown> {
-    const networkId = str(body, 'NetworkID', true);
-    const endpointId = str(body, 'EndpointID', true);
-    const sandboxKey = str(body, 'SandboxKey', true);
+    const endpointId = dockerId(body, 'EndpointID');
     const ep = this.endpoint(body, 'Join');
+    const sandboxKey = str(body, 'SandboxKey', true);
+    const networkId = ep.networkId;
+    const joined: PluginEndpoint = { ...ep, sandboxKey };
+    await this.book.save(endpointId, joined);
+    if (this.endpoints.get(endpointId) === ep) this.endpoints.set(endpointId, joined);
     await this.backend.joined({ endpointId, networkId, addr: ep.addr, mac: ep.mac, sandboxKey });
     this.log.info('docker endpoint joined a container', { endpoint: short(endpointId), addr: ep.addr, sandbox: sandboxKey });
     return {
@@ -432,10 +621,28 @@ export class DockerPlugin {
     };
   }
 
-  private endpoint(body: Record<string, unknown>, method: string): Endpoint {
-    const id = str(body, 'EndpointID', true);
+  private async leave(body: Record<string, unknown>): Promise<unknown> {
+    const id = dockerId(body, 'EndpointID');
+    const ep = this.endpoint(body, 'Leave');
+    await this.backend.left(id);
+    if (ep.sandboxKey !== undefined && this.endpoints.get(id) === ep) {
+      const { sandboxKey: _, ...left } = ep;
+      await this.book.save(id, left);
+      this.endpoints.set(id, left);
+    }
+    this.log.info('docker endpoint left its container', { endpoint: short(id), addr: ep.addr });
+    return {};
+  }
+
+  /** The endpoint a call names. A NetworkID, when given, must be the endpoint's own. */
+  private endpoint(body: Record<string, unknown>, method: string): PluginEndpoint {
+    const id = dockerId(body, 'EndpointID');
+    const networkId = str(body, 'NetworkID');
     const ep = this.endpoints.get(id);
-    if (ep === undefined) throw new PluginError(`${method}: weft knows no endpoint ${short(id)} (was the peer restarted since it was created?)`);
+    if (ep === undefined) throw new PluginError(`${method}: weft knows no endpoint ${short(id)}`);
+    if (networkId !== '' && networkId !== ep.networkId) {
+      throw new PluginError(`${method}: endpoint ${short(id)} is on network ${short(ep.networkId)}, not ${short(networkId)}`);
+    }
     return ep;
   }
 }
@@ -448,6 +655,14 @@ function canonical(cidr: string): string {
   if (a === undefined || !(p >= 0 && p <= 32)) return cidr;
   const size = 2 ** (32 - p);
   return `${formatAddr(a - (a % size))}/${p}`;
+}
+
+/** A required id field: Docker's are 64 hex digits; anything that could not be one is a 400
+ *  (endpoint ids become store keys). */
+function dockerId(body: Record<string, unknown>, key: string): string {
+  const v = str(body, key, true);
+  if (!ID_RE.test(v)) throw new PluginError(`"${key}" is not a Docker id (letters, digits, _ . -, at most 128)`, 400);
+  return v;
 }
 
 /** Docker's ids are 64 hex digits; 12 is what `docker ps` shows. */
