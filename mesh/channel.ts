@@ -180,8 +180,10 @@ export class Channel {
     }
     const decoder = new FrameDecoder(this.opts.maxFrameBytes);
     this.inbound.add(stream);
-    this.opts.onInbound?.(from, conn);
     try {
+      // Inside the try: whatever a callback throws on a peer's input ends this stream, with a
+      // logged reason, and never the peer.
+      this.opts.onInbound?.(from, conn);
       for await (const chunk of stream) {
         const bytes = chunk instanceof Uint8Array ? chunk : chunk.subarray();
         this.stats.bytesIn += bytes.byteLength;

@@ -165,7 +165,7 @@ export class IpamShell {
       this.log.warn('rejected IPAM message', { peer: from, reason: msg });
       return;
     }
-    this.apply(this.core.receive(from, msg, Date.now()));
+    this.apply(this.core.receive(from, msg, Date.now())).catch((err) => this.log.error('cannot carry out an IPAM message', { peer: from, err: errorText(err) }));
   }
 
   /** Queues what the core decided; a single loop writes the state, then lets it out. The

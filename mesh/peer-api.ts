@@ -91,7 +91,7 @@ export function peerApi(peer: Peer): ApiHandler {
           // A token makes tokens no stronger than itself, and they die with it.
           const own = tokenId ? peer.apiToken(tokenId)?.scope : undefined;
           if (tokenId && own !== 'admin') throw new UserError('only an admin API token can make tokens');
-          return peer.createApiToken(name, scope, tokenId);
+          return peer.createApiToken(name, scope, tokenId).catch((err: Error) => { throw new UserError(err.message); });
         }
         // A join token carries the mesh key: only a holder of the mesh secret may make one.
         if (tokenId) throw new UserError('an API token cannot create join tokens (that needs the mesh secret)');

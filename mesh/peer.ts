@@ -465,6 +465,7 @@ export class Peer {
     });
     m.gauge('weft_ipam_pending_allocations', 'Allocations waiting for address space.', () => this.ipam.status().pending);
     m.gauge('weft_replica_entries', 'Replicated entries held (tombstones included).', () => this.replica.size());
+    m.counter('weft_replica_refused_total', 'Entries of other owners not stored because their owner is past its quota.', () => this.replica.refused());
   }
 
   /** Stops the timers of a peer whose start failed half-way (start() closes the rest). */

@@ -1,6 +1,7 @@
 // What one replica holds of one owner: its entries indexed by key and by version, how far its
 // history is known (complete, floor, ranges known beyond), and a checksum of its live entries.
 
+import { Usage } from './replica-quota.ts';
 import { type Entry, type KeyRange, entryWireBytes } from './replica-wire.ts';
 
 /** Out-of-order ranges kept while waiting for the gap below them to fill. Entries pushed or
@@ -71,6 +72,12 @@ export class OwnerLog {
   /** Highest version ever stored here; with no pending ranges and this ≤ complete, the log holds
    *  nothing above complete and the checksum is comparable. */
   maxHeld = 0;
+  /** What this owner's entries cost here, for the quotas (replica-quota.ts). */
+  readonly usage = new Usage();
+  /** Set when an entry of this owner was refused for quota: the checksum then no longer stands
+   *  for the owner's state, so it is not offered or compared (no repair exchange that could
+   *  only be refused again). Cleared by the next deletion, which may make room. */
+  overQuota = false;
 
   // Append-only by version; superseded recs stay until compaction (lazy deletion keeps a merge of
   // n entries O(n log n) instead of O(n²) splices). Sorted on demand.
@@ -90,7 +97,7 @@ export class OwnerLog {
   }
 
   clean(): boolean {
-    return this.pending.length === 0 && this.maxHeld <= this.complete;
+    return !this.overQuota && this.pending.length === 0 && this.maxHeld <= this.complete;
   }
 
   /** Stores rec as the current one for its key; returns the one it replaced. */
@@ -99,7 +106,11 @@ export class OwnerLog {
     if (prev !== undefined) this.unlink(prev);
     this.byKey.set(rec.e.key, rec);
     this.hash = (this.hash ^ rec.hash) >>> 0;
-    if (rec.e.value === null) this.tombs.add(rec);
+    this.usage.add(rec.e, rec.size, 1);
+    if (rec.e.value === null) {
+      this.tombs.add(rec);
+      this.overQuota = false;
+    }
     const last = this.byVersion[this.byVersion.length - 1];
     if (last !== undefined && last.e.version > rec.e.version) this.sorted = false;
     this.byVersion.push(rec);
@@ -117,8 +128,16 @@ export class OwnerLog {
 
   private unlink(rec: Rec): void {
     this.hash = (this.hash ^ rec.hash) >>> 0;
+    this.usage.add(rec.e, rec.size, -1);
     this.tombs.delete(rec);
     this.stale++;
+  }
+
+  /** The highest version held now (0 if none). */
+  top(): number {
+    let top = 0;
+    for (const rec of this.byKey.values()) if (rec.e.version > top) top = rec.e.version;
+    return top;
   }
 
   /** Current recs with version > after, ascending by version. */

@@ -2,6 +2,7 @@ import type { Connection, Libp2p } from '@libp2p/interface';
 import { Channel, type ChannelStats } from './channel.ts';
 import type { Identity } from './identity.ts';
 import { errorText, type Logger } from './log.ts';
+import { LogOnce } from './log-once.ts';
 import type { MembershipEvent } from './membership.ts';
 import {
   Replica, entryStorageKey, parseReplicaMessage,
@@ -50,6 +51,8 @@ export class ReplicaShell {
   private readonly pending = new Map<string, Entry | null>();
   private persistTimer?: NodeJS.Timeout;
   private readonly listeners = new Set<(changes: Change[]) => void>();
+  /** One line per owner past its quota (and a count now and then), not one per message. */
+  private readonly quotaLog = new LogOnce();
 
   private constructor(replica: Replica, store: Store, log: Logger) {
     this.replica = replica;
@@ -87,7 +90,9 @@ export class ReplicaShell {
     return () => this.listeners.delete(fn);
   }
 
-  /** Writes a value owned by this peer (null deletes); resolves once it is on disk. */
+  /** Writes a value owned by this peer (null deletes); resolves once it is on disk. Rejects
+   *  with a QuotaError, whose message is a sentence for the user, if this peer's space for that
+   *  kind of entry is full (a deletion never is); nothing is then stored or sent. */
   async put(key: string, value: string | null): Promise<{ version: number }> {
     const { entry, change, push } = this.replica.write(key, value, Date.now());
     this.pending.set(entryStorageKey(entry.owner, entry.key), entry);
@@ -105,6 +110,11 @@ export class ReplicaShell {
 
   size(): number {
     return this.replica.size();
+  }
+
+  /** Entries of other owners refused for quota since start. */
+  refused(): number {
+    return this.replica.refused();
   }
 
   stats(): ChannelStats {
@@ -163,6 +173,10 @@ export class ReplicaShell {
     if (res.rejected) {
       this.stats().rejected++;
       this.log.warn('rejected replicated entries', { peer: from, reason: res.rejected });
+    }
+    for (const r of res.refused ?? []) {
+      const suppressed = this.quotaLog.shouldLog(r.owner, Date.now());
+      if (suppressed !== undefined) this.log.warn('refused replicated entries past their owner\'s quota', { peer: from, owner: r.owner, reason: r.reason, entries: r.entries, repeats: suppressed });
     }
     for (const reply of res.reply) this.channel?.send(from, reply);
     this.broadcast(res.broadcast);

@@ -36,8 +36,12 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
  *  may exceed a small configured maxMessageBytes, never this. */
 export const MAX_FRAME_BYTES = 2 * MAX_MESSAGE_BYTES;
 
-/** Versions and levels must stay exact in a JSON number (an IEEE double). */
-export const MAX_VERSION = Number.MAX_SAFE_INTEGER;
+/** The highest version or level any peer accepts, and the most writes an owner can make. An
+ *  owner numbers its writes 1, 2, 3, ..., so at 10,000 writes a second (far above what any
+ *  consumer writes) it takes 890 years to get here: a higher number can only be a forgery or a
+ *  bug, and is refused with a reason. It sits far below 2^53, where a JSON number stops being
+ *  exact, so no arithmetic on levels can lose precision. */
+export const MAX_VERSION = 2 ** 48;
 
 export interface Entry {
   owner: string;
@@ -212,7 +216,7 @@ export function parseEntry(u: unknown): Entry | string {
   const sig = field(u, 'sig');
   const bad = checkOwner(owner) ?? checkKey(key) ?? checkValue(value);
   if (bad !== undefined) return bad;
-  if (!isVersion(version)) return 'entry version must be an integer ≥ 1';
+  if (!isVersion(version)) return `entry version must be an integer from 1 to ${MAX_VERSION}`;
   if (typeof sig !== 'string' || sig.length === 0 || sig.length > MAX_SIG_LENGTH) return 'entry sig must be a short non-empty string';
   return { owner: owner as string, key: key as string, version, value: value as string | null, sig };
 }
@@ -257,7 +261,7 @@ function parseDigest(u: unknown, owners: KeyRange | undefined): Digest | string 
     const complete = field(row, 'complete');
     const floor = field(row, 'floor');
     const hash = field(row, 'hash');
-    if (!isLevel(complete) || !isLevel(floor) || floor > complete) return 'digest row needs integer levels with floor ≤ complete';
+    if (!isLevel(complete) || !isLevel(floor) || floor > complete) return `digest row needs integer levels up to ${MAX_VERSION} with floor ≤ complete`;
     if (hash !== undefined && !(typeof hash === 'number' && Number.isInteger(hash) && hash >= 0 && hash <= 0xffffffff)) {
       return 'digest hash must be a 32-bit unsigned integer';
     }
@@ -296,7 +300,7 @@ function parseUnchecked(u: unknown): ReplicaMessage | string {
       const from = field(u, 'from');
       const to = field(u, 'to');
       if (checkOwner(owner) !== undefined) return 'delta owner id is invalid';
-      if (!isLevel(from) || !isLevel(to) || from >= to) return 'delta range must be integers with from < to';
+      if (!isLevel(from) || !isLevel(to) || from >= to) return `delta range must be integers up to ${MAX_VERSION} with from < to`;
       const keys = parseRange(field(u, 'keys'), 'key', checkKey);
       if (typeof keys === 'string') return keys;
       const entries = parseEntries(field(u, 'entries'));
@@ -317,7 +321,7 @@ function parseUnchecked(u: unknown): ReplicaMessage | string {
       const floor = field(u, 'floor');
       const replace = field(u, 'replace');
       if (checkOwner(owner) !== undefined) return 'snapshot owner id is invalid';
-      if (!isLevel(level) || !isLevel(floor) || floor > level) return 'snapshot needs integer levels with floor ≤ level';
+      if (!isLevel(level) || !isLevel(floor) || floor > level) return `snapshot needs integer levels up to ${MAX_VERSION} with floor ≤ level`;
       if (typeof replace !== 'boolean') return 'snapshot replace flag must be boolean';
       const keys = parseRange(field(u, 'keys'), 'key', checkKey);
       if (typeof keys === 'string') return keys;

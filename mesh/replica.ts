@@ -6,9 +6,18 @@
 // digest can say how far it knows each owner's history, and a delta is "every entry of O above
 // version n". Deletions are tombstones, garbage-collected after TOMBSTONE_GC_MS; a peer that fell
 // behind a collected deletion gets a snapshot that replaces its view of that owner.
+//
+// What a peer says is trusted only as far as its owner signed it. Entries carry their owner's
+// signature; digests and the range claims of deltas and snapshots do not, so: a digest only
+// decides what we send (never our levels, never our own counter); a claim raises an owner's
+// level at most to the highest version of that owner we hold signed (every honest level is
+// witnessed by one, see gc), so nobody can make us believe we are up to date beyond what the
+// owner wrote; and our own entries are never removed on another peer's word. How much one owner
+// may make every peer hold is bounded by replica-quota.ts.
 
 import { keyChunks, pushChunks } from './replica-chunks.ts';
 import { OwnerLog, type Rec, makeRec, tieBreak } from './replica-owner.ts';
+import { QuotaError, localRefusal, remoteRefusal } from './replica-quota.ts';
 import type { ReplicaMeta, ReplicaSnapshot } from './replica-store.ts';
 import {
   type Change,
@@ -31,6 +40,7 @@ import {
   parseEntry,
 } from './replica-wire.ts';
 
+export * from './replica-quota.ts';
 export * from './replica-store.ts';
 export * from './replica-wire.ts';
 export { MAX_COVER_CHUNKS, MAX_PENDING_RANGES } from './replica-owner.ts';
@@ -70,6 +80,9 @@ export interface ReceiveResult {
   broadcast: ReplicaMessage[];
   /** Why some or all of the message was refused; accepted parts took effect. */
   rejected?: string;
+  /** Entries not stored because their owner is past its quota here (replica-quota.ts), one row
+   *  per owner: not a forgery (the owner signed them), but not ours to hold. */
+  refused?: Array<{ owner: string; reason: string; entries: number }>;
 }
 
 export interface WriteResult {
@@ -101,6 +114,8 @@ export class Replica {
    *  peer could not take one (it reused a version the previous incarnation had used before
    *  losing it), we write it again under a fresh version instead of dropping it. */
   private restoredLevel = 0;
+  /** Entries of other owners refused for quota since start, for metrics. */
+  private refusedCount = 0;
 
   constructor(selfId: string, opts: ReplicaOptions) {
     const bad = checkOwner(selfId);
@@ -116,20 +131,27 @@ export class Replica {
     return this.counter;
   }
 
+  /** Writes one of our entries. Throws QuotaError (a sentence for the user) if this peer's
+   *  space for that kind is full; nothing is then stored or sent. A deletion always succeeds. */
   write(key: string, value: string | null, now: number): WriteResult {
     const bad = checkKey(key) ?? checkValue(value);
     if (bad !== undefined) throw new RangeError(`replica: cannot write ${JSON.stringify(String(key).slice(0, 64))}: ${bad}`);
-    const { entry, change } = this.issue(key, value, now);
+    const { entry, change } = this.issue(key, value, now, true);
     return { entry, change, push: { t: 'push', v: 1, entries: [entry] } };
   }
 
-  private issue(key: string, value: string | null, now: number): { entry: Entry; change: Change | null } {
+  private issue(key: string, value: string | null, now: number, quota = false): { entry: Entry; change: Change | null } {
     const log = this.logFor(this.self);
     this.counter = Math.max(this.counter, log.complete, log.maxHeld);
     if (this.counter >= MAX_VERSION) throw new RangeError('replica: version counter exhausted');
-    const version = ++this.counter;
+    const version = this.counter + 1;
     const unsigned = { owner: this.self, key, version, value };
     const entry: Entry = { ...unsigned, sig: this.opts.sign(entrySigningBytes(unsigned)) };
+    if (quota) {
+      const full = localRefusal(log.usage, entry, log.byKey.get(key)?.e);
+      if (full !== undefined) throw new QuotaError(full);
+    }
+    this.counter = version;
     const prev = log.put(makeRec(entry, now));
     log.seen(version - 1, version);
     const previous = prev?.e.value ?? null;
@@ -141,6 +163,11 @@ export class Replica {
     let n = 0;
     for (const log of this.logs.values()) n += log.size;
     return n;
+  }
+
+  /** Entries of other owners refused for quota since start. */
+  refused(): number {
+    return this.refusedCount;
   }
 
   /** The entry for (owner, key), a tombstone (value null) included. */
@@ -237,7 +264,7 @@ export class Replica {
         if (!ok || this.dropped.has(msg.owner)) break;
         const log = this.logFor(msg.owner);
         const proved = log.covered({ keys: msg.keys, from: msg.from, to: msg.to, floor: undefined });
-        if (proved !== undefined) log.seen(proved.from, proved.to);
+        if (proved !== undefined) log.seen(proved.from, Math.min(proved.to, log.maxHeld));
         break;
       }
       case 'snapshot':
@@ -256,8 +283,9 @@ export class Replica {
     for (const owner of Object.keys(theirs)) {
       const d = theirs[owner] as OwnerDigest;
       if (this.dropped.has(owner)) continue;
-      // We lost writes they hold: never reuse those versions, even before the entries arrive.
-      if (owner === this.self && d.complete > this.counter) this.counter = d.complete;
+      // A row is their unsigned word: it only decides what we ask for. About our own entries it
+      // never moves our counter; if they hold writes of ours we lost, the signed entries they
+      // send raise it (and a version reused meanwhile is repaired by reissue).
       const log = this.logs.get(owner);
       const mine = log?.complete ?? 0;
       if (d.complete > mine) theyKnowMore = true;
@@ -279,9 +307,13 @@ export class Replica {
     const reissue: Rec[] = [];
     for (const rec of [...log.byKey.values()]) {
       if (rec.e.version > msg.level || present.has(rec.e.key) || !inRange(rec.e.key, msg.keys)) continue;
-      if (own && rec.e.version > this.restoredLevel) {
-        reissue.push(rec);
-      } else if (msg.replace) {
+      if (own) {
+        // Our own entries are never removed on another peer's word. One it lacks that we wrote
+        // since restarting, it took for a version of our previous incarnation; one it says is
+        // gone (a replacing snapshot) was deleted by a write of ours our disk lost, or not at
+        // all: either way what we hold now is what we mean, so we write it again above its level.
+        if (rec.e.version > this.restoredLevel || msg.replace) reissue.push(rec);
+      } else {
         log.remove(rec.e.key);
         out.remove.push({ owner: msg.owner, key: rec.e.key });
         if (rec.e.value !== null) out.changes.push({ owner: msg.owner, key: rec.e.key, value: null, previous: rec.e.value });
@@ -290,7 +322,7 @@ export class Replica {
     if (msg.replace) {
       const proved = log.covered({ keys: msg.keys, from: 0, to: msg.level, floor: msg.floor });
       if (proved !== undefined) {
-        log.seen(proved.from, proved.to);
+        log.seen(proved.from, Math.min(proved.to, log.maxHeld));
         if (proved.floor !== undefined) log.floor = Math.max(log.floor, Math.min(proved.floor, log.complete));
       }
     }
@@ -301,7 +333,10 @@ export class Replica {
    *  ones our previous incarnation used (and it may have collected their deletion). Writing the
    *  same values again above its level is the only way they reach everyone. */
   private reissue(recs: Rec[], level: number, now: number, out: ReceiveResult): void {
-    this.counter = Math.max(this.counter, level);
+    // Its level is its word; only the part of it we signed (our newest entry it sent) moves our
+    // counter, so a forged level cannot use up our versions. If its level is higher than what
+    // it sent so far, the next exchange reissues above it.
+    this.counter = Math.max(this.counter, Math.min(level, this.logFor(this.self).maxHeld));
     const fresh: Rec[] = [];
     for (const rec of recs) {
       const { entry } = this.issue(rec.e.key, rec.e.value, now);
@@ -328,6 +363,19 @@ export class Replica {
       if (e.version < cur.e.version || (e.version === cur.e.version && tieBreak(e, cur.e) <= 0)) return true;
     } else if (e.version <= log.floor) {
       // Absent at or below our floor: deleted here and collected; this is a stale copy.
+      return true;
+    }
+    // Our own entries (our signature) were within quota when we wrote them; another owner's may
+    // not be. A refused one counts as seen, like one stored and dropped, so it is not fetched
+    // again; the owner's checksum is set aside until a deletion makes room.
+    const full = e.owner === this.self ? undefined : remoteRefusal(log.usage, e, cur?.e);
+    if (full !== undefined) {
+      log.overQuota = true;
+      this.refusedCount++;
+      out.refused ??= [];
+      const row = out.refused.find((r) => r.owner === e.owner);
+      if (row === undefined) out.refused.push({ owner: e.owner, reason: full, entries: 1 });
+      else row.entries++;
       return true;
     }
     log.put(makeRec(e, now));
@@ -359,10 +407,14 @@ export class Replica {
   gc(now: number): { dropped: Entry[] } {
     const dropped: Entry[] = [];
     for (const log of this.logs.values()) {
+      if (log.tombs.size === 0) continue;
+      // The owner's newest entry is kept even if it is a tombstone: it is the signed witness of
+      // the owner's level that receivers of our deltas and snapshots need (see receive).
+      const top = log.top();
       for (const rec of [...log.tombs]) {
         if (rec.seen === undefined) {
           rec.seen = now;
-        } else if (now - rec.seen >= this.gcMs && rec.e.version <= log.complete) {
+        } else if (now - rec.seen >= this.gcMs && rec.e.version <= log.complete && rec.e.version < top) {
           log.remove(rec.e.key);
           log.floor = Math.max(log.floor, rec.e.version);
           dropped.push(rec.e);
@@ -433,6 +485,14 @@ export class Replica {
       if (cur !== undefined && (e.version < cur.e.version || (e.version === cur.e.version && tieBreak(e, cur.e) <= 0))) continue;
       log.put(makeRec(e, undefined));
       log.seen(e.version - 1, e.version);
+    }
+    // State written by a version that believed forged levels (up to 2^53 − 1): levels past the
+    // bound fall back to what the stored entries witness, so a poisoned counter heals.
+    if (r.counter > MAX_VERSION) r.counter = 0;
+    for (const log of r.logs.values()) {
+      if (log.complete <= MAX_VERSION) continue;
+      log.complete = log.maxHeld;
+      log.floor = Math.min(log.floor, log.complete);
     }
     const self = r.logs.get(selfId);
     if (self !== undefined) {

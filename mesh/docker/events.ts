@@ -77,7 +77,13 @@ export class DockerEvents {
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl).trim();
           buf = buf.slice(nl + 1);
-          if (line) this.parse(line);
+          if (!line) continue;
+          try {
+            this.parse(line);
+          } catch (err) {
+            // What dockerd sends (or a handler does with it) costs one event, never the peer.
+            this.log.error('docker event not handled', { err: errorText(err) });
+          }
         }
       });
       const lost = (why: string) => {

@@ -12,6 +12,7 @@ import {
   type ReplicaMeta,
   type ReplicaOptions,
   type ReplicaSnapshot,
+  entrySigningBytes,
   entryStorageKey,
   ownerStoragePrefix,
   parseReplicaMessage,
@@ -120,6 +121,10 @@ export interface WorldOptions {
   /** Invariants after every delivered message (for the receiver) and every round (for all),
    *  or only every round (large worlds). */
   check?: 'message' | 'round';
+  /** Members that lie (the test sends their forged messages with `inject`): what they send may
+   *  be rejected, and their own entries are not expected to converge (they may be over quota),
+   *  only to stay bounded. */
+  hostile?: string[];
 }
 
 interface Disk {
@@ -142,7 +147,8 @@ export class World {
   private readonly fresh = new Map<string, Entry[]>();
   /** Highest complete level each peer has reported per owner, within one incarnation. */
   private readonly levels = new Map<string, Map<string, number>>();
-  private readonly opts: Required<Omit<WorldOptions, 'maxMessageBytes' | 'tombstoneGcMs'>> & WorldOptions;
+  private readonly opts: Required<Omit<WorldOptions, 'maxMessageBytes' | 'tombstoneGcMs' | 'hostile'>> & WorldOptions;
+  readonly hostile: ReadonlySet<string>;
   round = 0;
   delivered = 0;
   /** Delivered messages by kind ('digest', 'push', 'delta', 'replace', 'union') and re-issued
@@ -151,6 +157,7 @@ export class World {
 
   constructor(opts: WorldOptions) {
     this.opts = { loss: 0, aeFanout: 1, pushFanout: 'all', rumor: false, wire: false, check: 'message', ...opts };
+    this.hostile = new Set(opts.hostile ?? []);
     this.rng = new Rng(opts.seed);
     this.net = new SimNetwork<ReplicaMessage>(new Rng(opts.seed ^ 0x5eed), { loss: this.opts.loss });
     this.ids = Array.from({ length: opts.peers }, (_, i) => peerId(i));
@@ -218,6 +225,18 @@ export class World {
     this.net.send(from, to, msg);
   }
 
+  /** Sends a hostile member's crafted message. Entries in it that carry their owner's valid
+   *  signature become part of the ground truth (the owner did sign them); any other is a forgery
+   *  no peer may ever hold. */
+  inject(from: string, to: string, msg: ReplicaMessage): void {
+    if (!this.hostile.has(from)) throw new Error(`${from} is not a hostile member of this world`);
+    if ('entries' in msg) {
+      const sigOk = fakeCrypto(from).verify;
+      for (const e of msg.entries) if (sigOk(e.owner, entrySigningBytes(e), e.sig)) this.oracle.record(e);
+    }
+    this.net.send(from, to, msg);
+  }
+
   /** One anti-entropy period: rumors forwarded, digests sent, all traffic delivered, gc ticked. */
   runRound(): void {
     const start = this.now;
@@ -263,13 +282,23 @@ export class World {
         throw new Error(`message of ${bytes} bytes exceeds the bound (${msg.t}, ${entries} entries)`);
       }
       const back = parseReplicaMessage(JSON.parse(json));
-      if (typeof back === 'string') throw new Error(`honest peer sent an invalid message: ${back}`);
+      if (typeof back === 'string') {
+        if (this.hostile.has(env.from)) {
+          this.count('invalid');
+          return;
+        }
+        throw new Error(`honest peer sent an invalid message: ${back}`);
+      }
       msg = back;
     }
     const res = r.receive(msg, this.now);
     this.delivered++;
     this.count(msg.t === 'snapshot' ? (msg.replace ? 'replace' : 'union') : msg.t);
-    if (res.rejected !== undefined) throw new Error(`honest message rejected at ${env.to}: ${res.rejected}`);
+    if (res.rejected !== undefined && !this.hostile.has(env.from)) throw new Error(`honest message rejected at ${env.to}: ${res.rejected}`);
+    if (res.refused !== undefined) {
+      for (const row of res.refused) if (!this.hostile.has(row.owner)) throw new Error(`${env.to} refused entries of honest ${row.owner}: ${row.reason}`);
+      this.count('refused', res.refused.reduce((n, row) => n + row.entries, 0));
+    }
     this.applyResult(env.to, res);
     for (const m of res.reply) this.send(env.to, env.from, m);
     for (const m of res.broadcast) {
@@ -398,7 +427,9 @@ export class World {
       seen.set(owner, complete);
       if (owner === id && r.lastVersion() < complete) fail(`own counter ${r.lastVersion()} below own complete ${complete}`);
       if (this.dropped.has(owner) || this.oracle.collided.has(owner)) continue;
+      // Nobody, hostile or not, can make a peer believe in versions no owner signed.
       if (complete > (this.oracle.maxVersion.get(owner) ?? 0)) fail(`complete ${complete} for ${owner} beyond its last write`);
+      if (this.hostile.has(owner)) continue;
       // Completeness: for every key, we hold its latest write at or below our level (or newer),
       // or it was deleted at some point since.
       for (const [key, list] of this.oracle.history.get(owner) ?? []) {
@@ -416,15 +447,18 @@ export class World {
     for (const e of live) {
       if (e.owner === id && e.version > r.lastVersion()) fail(`holds own v${e.version} above its counter ${r.lastVersion()}`);
     }
+    // Our counter moves only with versions we signed: what others say cannot use it up.
+    if (r.lastVersion() > (this.oracle.maxVersion.get(id) ?? 0)) fail(`own counter ${r.lastVersion()} above its last write v${this.oracle.maxVersion.get(id) ?? 0}`);
   }
 
   /** Every live peer holds exactly the oracle's final state and is complete to every owner's
    *  last write. */
   converged(): boolean {
-    const want = this.oracle.expected(this.dropped);
+    const skip = new Set([...this.dropped, ...this.hostile]);
+    const want = this.oracle.expected(skip);
     for (const id of this.live()) {
       const r = this.replica(id);
-      const have = r.entries();
+      const have = r.entries().filter((e) => !this.hostile.has(e.owner));
       if (have.length !== want.size) return false;
       for (const e of have) {
         const w = want.get(`${e.owner}\u0000${e.key}`);
@@ -432,7 +466,7 @@ export class World {
       }
       const d = r.digest();
       for (const [owner, max] of this.oracle.maxVersion) {
-        if (this.dropped.has(owner)) continue;
+        if (skip.has(owner)) continue;
         if ((d[owner]?.complete ?? 0) !== max) return false;
       }
     }
