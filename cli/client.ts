@@ -124,6 +124,14 @@ export class ApiClient {
   }
 
   private onFrame(f: Record<string, unknown>): void {
+    if (f.id === -1 && f.error) {
+      // An error the peer could not tie to a request (one too large to read): it is about
+      // what we sent last, and the peer reads nothing more on this connection.
+      const err = new CliError(String((f.error as { message?: unknown }).message));
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      return;
+    }
     const p = this.pending.get(f.id as number);
     if (!p) return;
     if ('event' in f) {

@@ -1,55 +1,37 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
-import type { Connection, Libp2p, Stream } from '@libp2p/interface';
-import { encodeFrame, FrameDecoder } from './framing.ts';
-import { errorText, type Logger } from './log.ts';
+import type { Connection, Libp2p, Stream, StreamCloseEvent } from '@libp2p/interface';
+import type { Logger } from './log.ts';
+import type { ApiHandler } from './api-request.ts';
+import { ApiSession, type ApiTransport } from './api-session.ts';
+import { CallerBudget } from './api-limits.ts';
+import { LogOnce } from './log-once.ts';
+
+export { UserError, type ApiContext, type ApiHandler, type ApiRequest } from './api-request.ts';
 
 /** The libp2p protocol remote CLIs use; the connection is admitted by the mesh secret. */
 export const API_PROTOCOL = '/weft/api/1.0.0';
-/** API requests are small; this bounds what one client can make us buffer. */
-const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Concurrent API streams one connection may open: a CLI opens one; a few for scripts. */
+const MAX_STREAMS_PER_CONNECTION = 16;
 
-/** A request: `{ id, method, params }`. Replies: `{ id, result }`, `{ id, error }`, or for
- *  streaming methods any number of `{ id, event }` and then `{ id, end: true }`. */
-export interface ApiRequest {
-  id: number;
-  method: string;
-  params: Record<string, unknown>;
+/** What the server holds for its clients right now (for tests and metrics). */
+export interface ApiServerStats {
+  /** Open client connections: unix sockets and libp2p streams. */
+  sessions: number;
+  /** Requests started whose final reply has not yet been handed to a transport. */
+  requestsInFlight: number;
+  /** Reply bytes written or queued that clients have not taken yet. */
+  bytesQueued: number;
 }
 
-export interface ApiContext {
-  /** Streams one event to the client (for `events --follow`). */
-  emit(event: unknown): void;
-  /** Resolves when the client goes away. */
-  closed: Promise<void>;
-  /** 'local' for the unix socket, else the remote peer id. */
-  caller: string;
-}
-
-export type ApiHandler = (req: ApiRequest, ctx: ApiContext) => Promise<unknown>;
-
-/** An error whose message is meant for the user of the CLI as it is. */
-export class UserError extends Error {}
-
-interface Duplex {
-  send(frame: unknown): void;
-  close(): void;
-}
-
-function parseRequest(u: unknown): ApiRequest | string {
-  if (typeof u !== 'object' || u === null) return 'request is not an object';
-  const r = u as Record<string, unknown>;
-  if (typeof r.id !== 'number' || !Number.isSafeInteger(r.id)) return 'request id must be an integer';
-  if (typeof r.method !== 'string' || r.method.length > 64) return 'request method must be a short string';
-  const params = r.params ?? {};
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) return 'request params must be an object';
-  return { id: r.id, method: r.method, params: params as Record<string, unknown> };
-}
-
-/** Serves the API on a unix socket (local CLI) and on the mesh's libp2p host (remote CLI). */
+/** Serves the API on a unix socket (local CLI) and on the mesh's libp2p host (remote CLI).
+ *  Each connection is an ApiSession, which bounds what its client can make us hold. */
 export class ApiServer {
   private server?: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<ApiSession>();
+  private readonly budget = new CallerBudget();
+  private readonly rejections = new LogOnce();
   private readonly handler: ApiHandler;
   private readonly log: Logger;
 
@@ -60,7 +42,9 @@ export class ApiServer {
 
   async listenUnix(path: string): Promise<void> {
     await removeStaleSocket(path);
-    const server = createServer((sock) => this.serveSocket(sock));
+    // Half-open so that a client that sends its requests and then ends its side still gets
+    // its replies.
+    const server = createServer({ allowHalfOpen: true }, (sock) => this.serveSocket(sock));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
@@ -70,11 +54,22 @@ export class ApiServer {
     this.server = server;
   }
 
-  /** `callerOf` names who is calling: an API token's id, or the remote peer id. */
+  /** `callerOf` names who is calling: an API token's id, or the remote peer id. Requests in
+   *  flight and queued replies are bounded per caller across all of its streams. */
   async listenMesh(node: Libp2p, callerOf: (conn: Connection) => string = (c) => c.remotePeer.toString()): Promise<void> {
     await node.handle(API_PROTOCOL, (stream, conn) => this.serveStream(stream, callerOf(conn)), {
-      maxInboundStreams: 16,
+      maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
     });
+  }
+
+  stats(): ApiServerStats {
+    let requestsInFlight = 0;
+    let bytesQueued = 0;
+    for (const s of this.sessions) {
+      requestsInFlight += s.requestsInFlight;
+      bytesQueued += s.bytesQueued;
+    }
+    return { sessions: this.sessions.size, requestsInFlight, bytesQueued };
   }
 
   async close(): Promise<void> {
@@ -82,69 +77,99 @@ export class ApiServer {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
+  private open(transport: ApiTransport, caller: string): ApiSession {
+    const session = new ApiSession({
+      transport, caller, budget: this.budget, handler: this.handler, log: this.log, rejections: this.rejections,
+    });
+    this.sessions.add(session);
+    return session;
+  }
+
   private serveSocket(sock: Socket): void {
     this.sockets.add(sock);
-    let closedResolve!: () => void;
-    const closed = new Promise<void>((r) => (closedResolve = r));
+    const transport: ApiTransport = {
+      write: (b) => (sock.destroyed || !sock.writable ? true : sock.write(b)),
+      drained: () => new Promise<void>((resolve) => {
+        if (!sock.writableNeedDrain || sock.destroyed) return resolve();
+        const done = () => {
+          sock.off('drain', done);
+          sock.off('close', done);
+          resolve();
+        };
+        sock.on('drain', done);
+        sock.on('close', done);
+      }),
+      buffered: () => sock.writableLength,
+      pauseReading: () => sock.pause(),
+      resumeReading: () => sock.resume(),
+      finish: () => sock.end(),
+      abort: () => sock.destroy(),
+    };
+    const session = this.open(transport, 'local');
+    sock.on('data', (data) => session.receive(data));
+    sock.on('end', () => session.endOfInput());
     sock.on('close', () => {
       this.sockets.delete(sock);
-      closedResolve();
+      this.sessions.delete(session);
+      session.onClose();
     });
     sock.on('error', () => undefined);
-    const duplex: Duplex = {
-      send: (f) => { if (!sock.destroyed) sock.write(encodeFrame(f)); },
-      close: () => sock.end(),
-    };
-    const decoder = new FrameDecoder(MAX_REQUEST_BYTES);
-    sock.on('data', (data) => {
-      let frames: unknown[];
-      try {
-        frames = decoder.push(data);
-      } catch (err) {
-        this.log.warn('rejected API request', { caller: 'local', reason: errorText(err) });
-        sock.destroy();
-        return;
-      }
-      for (const f of frames) void this.dispatch(f, duplex, closed, 'local');
-    });
   }
 
-  private async serveStream(stream: Stream, caller: string): Promise<void> {
-    let closedResolve!: () => void;
-    const closed = new Promise<void>((r) => (closedResolve = r));
-    const duplex: Duplex = {
-      send: (f) => { if (stream.writeStatus === 'writable') stream.send(encodeFrame(f)); },
-      close: () => void stream.close().catch(() => undefined),
-    };
-    const decoder = new FrameDecoder(MAX_REQUEST_BYTES);
-    try {
-      for await (const chunk of stream) {
-        for (const f of decoder.push(chunk instanceof Uint8Array ? chunk : chunk.subarray())) {
-          void this.dispatch(f, duplex, closed, caller);
+  private serveStream(stream: Stream, caller: string): void {
+    const transport: ApiTransport = {
+      write: (b) => {
+        if (stream.writeStatus !== 'writable') return true; // closing: 'close' follows
+        try {
+          return stream.send(b);
+        } catch {
+          return true;
         }
+      },
+      drained: () => streamDrained(stream),
+      buffered: () => stream.writeBufferLength,
+      pauseReading: () => { if (stream.readStatus === 'readable') stream.pause(); },
+      resumeReading: () => { if (stream.readStatus === 'paused') stream.resume(); },
+      finish: () => void stream.close().catch((err: Error) => stream.abort(err)),
+      abort: (reason) => stream.abort(new Error(reason)),
+    };
+    const session = this.open(transport, caller);
+    const closed = (e?: StreamCloseEvent) => {
+      // libp2p resets a stream whose client sent more than its read buffer (4 MiB) while we
+      // held its requests; our own drops are logged where they are decided.
+      if (e?.local && e.error?.name === 'StreamBufferError') {
+        this.log.warn('dropped API client', { caller, reason: `it sent more than the stream buffers while its requests waited: ${e.error.message}` });
       }
-    } catch (err) {
-      this.log.warn('rejected API request', { caller, reason: errorText(err) });
-      stream.abort(err instanceof Error ? err : new Error(String(err)));
-    } finally {
-      closedResolve();
-    }
+      this.sessions.delete(session);
+      session.onClose();
+    };
+    stream.addEventListener('message', (e) => session.receive(e.data instanceof Uint8Array ? e.data : e.data.subarray()));
+    stream.addEventListener('end', () => session.endOfInput());
+    stream.addEventListener('close', closed);
+    if (stream.status !== 'open') closed();
+    else if (stream.readableEnded) session.endOfInput();
   }
+}
 
-  private async dispatch(frame: unknown, duplex: Duplex, closed: Promise<void>, caller: string): Promise<void> {
-    const req = parseRequest(frame);
-    if (typeof req === 'string') {
-      duplex.send({ id: -1, error: { message: req } });
-      return;
-    }
-    try {
-      const result = await this.handler(req, { emit: (event) => duplex.send({ id: req.id, event }), closed, caller });
-      duplex.send({ id: req.id, result: result ?? null });
-    } catch (err) {
-      if (!(err instanceof UserError)) this.log.error('API request failed', { method: req.method, err: errorText(err) });
-      duplex.send({ id: req.id, error: { message: errorText(err) } });
-    }
-  }
+/** Resolves once the stream has handed everything written to the connection (or is closed).
+ *  Not `onDrain` alone: a stream also gets 'drain' when the shared connection drains while its
+ *  own yamux window is still shut, and writing on each of those would let a client that never
+ *  reads grow the stream's buffer by one reply per drain of its other streams. */
+function streamDrained(stream: Stream): Promise<void> {
+  const ready = () => stream.writeStatus !== 'writable' || (stream.writeBufferLength === 0 && !stream.writableNeedsDrain);
+  if (ready()) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const check = () => {
+      if (!ready()) return;
+      stream.removeEventListener('drain', check);
+      stream.removeEventListener('idle', check);
+      stream.removeEventListener('close', check);
+      resolve();
+    };
+    stream.addEventListener('drain', check);
+    stream.addEventListener('idle', check);
+    stream.addEventListener('close', check);
+  });
 }
 
 /** A socket file left by a peer that died is removed; one that answers belongs to a live peer. */
