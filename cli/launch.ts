@@ -114,6 +114,8 @@ function registerDnsMetrics(peer: Peer, dns: DnsService): void {
   m.counter('weft_dns_cache_hits_total', 'Upstream answers served from the cache.', () => dns.stats().cacheHits);
   m.counter('weft_dns_upstream_failures_total', 'Forwarded queries answered SERVFAIL because no upstream answered.', () => dns.stats().upstreamFailures);
   m.gauge('weft_dns_records', 'Names answered from the registry.', () => dns.stats().records);
+  m.counter('weft_dns_dropped_total', 'DNS messages dropped unanswered (malformed beyond a reply, or from source port 0).', () => dns.stats().dropped);
+  m.gauge('weft_dns_tcp_unsent_bytes', 'DNS answers over TCP waiting for their clients to read them.', () => dns.stats().tcpUnsentBytes);
 }
 
 /** Longest TTL accepted: answers must follow redeploys, and an hour is already far too long. */
@@ -137,6 +139,11 @@ async function startDns(peer: Peer, config: PeerConfig): Promise<DnsService | un
     reverse: [config.ipallocRange ?? DEFAULT_IPAM_RANGE], log: logger('dns'),
   });
   if (listen.length && peer.network) await dns.addListener({ host: peer.network.dnsAddress, port: BRIDGE_DNS_PORT });
+  // Other hosts' containers list this peer's DNS second, on an overlay address of its own, so
+  // they keep resolving while their own host's peer restarts.
+  peer.network?.offerDns(async (addr) => {
+    await dns.addListener({ host: addr, port: BRIDGE_DNS_PORT });
+  });
   return dns;
 }
 

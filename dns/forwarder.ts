@@ -90,7 +90,14 @@ export class Forwarder {
       return Promise.resolve({ failure: `${this.maxInFlight} questions are already waiting for upstream resolvers` });
     }
     this.counters.forwarded++;
-    const p = this.ask(q, msg, key).finally(() => this.inFlight.delete(key));
+    // ask() settles through event handlers that each catch what they call; should anything
+    // still throw, the question fails like any other, and the promise never rejects.
+    const p = this.ask(q, msg, key)
+      .catch((err: unknown): ForwardOutcome => {
+        this.counters.failures++;
+        return { failure: `forwarding failed: ${(err as Error)?.message ?? String(err)}` };
+      })
+      .finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, p);
     return p;
   }
@@ -163,24 +170,44 @@ export class Forwarder {
       this.cancels.add(cancel);
       sock.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNREFUSED' ? 'nothing answers there (port unreachable)' : err.message));
       sock.on('message', (m) => {
-        const s = matching(m, id, q);
+        let s: ScannedResponse | undefined;
+        try {
+          s = matching(m, id, q);
+        } catch (err) {
+          return finish(`its answer could not be read: ${(err as Error).message}`);
+        }
         if (s) finish({ msg: m, scanned: s });
       });
       // Node passes a failed connect (ENETUNREACH: no route to this upstream; EACCES: a
       // broadcast address) to this callback; sending then would throw out of the event loop.
-      sock.connect(up.port, up.host, (err?: Error) => {
-        if (done) return;
-        if (err) return finish(`cannot reach it: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
-        sock.send(query, (e) => {
-          if (e) finish(e.message);
+      // connect and send throw synchronously for what node:dgram refuses outright (a bad
+      // port, a closed socket); that too is this upstream failing, not the process.
+      try {
+        sock.connect(up.port, up.host, (err?: Error) => {
+          if (done) return;
+          if (err) return finish(`cannot reach it: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+          try {
+            sock.send(query, (e) => {
+              if (e) finish(e.message);
+            });
+          } catch (e) {
+            finish((e as Error).message);
+          }
         });
-      });
+      } catch (err) {
+        finish(`cannot reach it: ${(err as Error).message}`);
+      }
     });
   }
 
   private exchangeTcp(up: UpstreamAddress, query: Buffer, id: number, q: Query, timeoutMs: number): Promise<Exchange | string> {
     return new Promise((resolve) => {
-      const sock = net.connect({ host: up.host, port: up.port });
+      let sock: net.Socket;
+      try {
+        sock = net.connect({ host: up.host, port: up.port });
+      } catch (err) {
+        return resolve(`over TCP: cannot reach it: ${(err as Error).message}`);
+      }
       const reader = new FrameReader();
       let done = false;
       const finish = (r: Exchange | string) => {
@@ -198,9 +225,13 @@ export class Forwarder {
       sock.on('close', () => finish('closed the TCP connection without an answer'));
       sock.on('connect', () => sock.write(frame(query)));
       sock.on('data', (chunk) => {
-        for (const m of reader.push(chunk)) {
-          const s = matching(m, id, q);
-          if (s) return finish({ msg: m, scanned: s });
+        try {
+          for (const m of reader.push(chunk)) {
+            const s = matching(m, id, q);
+            if (s) return finish({ msg: m, scanned: s });
+          }
+        } catch (err) {
+          finish(`its answer over TCP could not be read: ${(err as Error).message}`);
         }
       });
     });

@@ -79,7 +79,12 @@ export class SlicedRebuild {
       }
       if (r.done) {
         this.running = undefined;
-        this.install(r.value);
+        try {
+          this.install(r.value);
+        } catch (err) {
+          // Runs in setImmediate: a throw would end the process.
+          this.fail(err);
+        }
       }
     } while (performance.now() < until && (this.running || this.next));
     if (this.running || this.next) this.schedule();

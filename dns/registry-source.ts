@@ -19,6 +19,7 @@ import type { Entry } from '../mesh/replica-wire.ts';
 import type { MeshView, PeerLiveness } from '../mesh/mesh-view.ts';
 import { CONTAINER_PREFIX, type ContainerEndpoint, parseContainerEndpoint, preferEndpoint } from '../mesh/endpoint.ts';
 import { errorText, logger, type Logger } from '../mesh/log.ts';
+import { LogOnce } from '../mesh/log-once.ts';
 import { isIPv4 } from 'node:net';
 import { DEFAULT_DOMAIN, normalizeName, qualify } from './names.ts';
 import {
@@ -433,6 +434,7 @@ export class RegistryRecordSource implements DnsRecordSource {
   private lastFlush = -Infinity;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
+  private readonly failures = new LogOnce();
   private reportedInvalid = 0;
   private closed = false;
 
@@ -444,12 +446,24 @@ export class RegistryRecordSource implements DnsRecordSource {
     this.set = { names: this.index.names };
     // Subscribe first, then read: a change that lands in between is applied twice, which is
     // harmless (setContainer ignores a value it already holds).
+    // These run inside the mesh's gossip and membership handlers: an entry we cannot use is
+    // logged and skipped, never thrown back at them.
     this.unsubscribe.push(view.onEntries((changes) => {
-      for (const c of changes) this.feed(c.owner, c.key, c.value);
+      for (const c of changes) {
+        try {
+          this.feed(c.owner, c.key, c.value);
+        } catch (err) {
+          this.failed(`entry ${c.key.slice(0, 200)}`, err);
+        }
+      }
       this.schedule();
     }));
     this.unsubscribe.push(view.onLiveness((id) => {
-      this.index.ownerChanged(id);
+      try {
+        this.index.ownerChanged(id);
+      } catch (err) {
+        this.failed(`liveness of ${id}`, err);
+      }
       this.schedule();
     }));
     for (const e of view.entries(CONTAINER_PREFIX)) this.index.setContainer(e.owner, e.key, e.value);
@@ -480,9 +494,25 @@ export class RegistryRecordSource implements DnsRecordSource {
       this.log.error('DNS records from the registry could not be updated', { error: errorText(err) });
       return;
     }
-    this.reportInvalid();
+    try {
+      this.reportInvalid();
+    } catch (err) {
+      this.failed('reporting invalid records', err);
+    }
     if (changed.length === 0) return;
-    for (const l of [...this.listeners]) l(changed);
+    for (const l of [...this.listeners]) {
+      try {
+        l(changed);
+      } catch (err) {
+        this.failed('a DNS record listener', err);
+      }
+    }
+  }
+
+  /** Said once a minute per kind: entries come from other peers. */
+  private failed(what: string, err: unknown): void {
+    const n = this.failures.shouldLog(what.split(' ')[0] ?? what, Date.now());
+    if (n !== undefined) this.log.error('DNS records: skipped what could not be applied', { what, error: errorText(err), ...(n ? { repeats: n } : {}) });
   }
 
   close(): void {

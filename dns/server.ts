@@ -29,7 +29,7 @@ import {
 } from './packet.ts';
 import type { DnsRecordSource } from './records.ts';
 import { FrameReader, frame } from './tcp-frames.ts';
-import { STAT, STAT_SLOTS, type UdpContext, bindUdp, onUdpMessage } from './udp.ts';
+import { STAT, STAT_SLOTS, type UdpContext, bindUdp, handlerFailed, onUdpMessage, sendUdp } from './udp.ts';
 import { type FromWorker, type ToWorker, WORKER_KIND, type WorkerInit } from './udp-worker.ts';
 import { formatUpstream, readResolvConf, type UpstreamAddress } from './upstream-config.ts';
 import { SlicedRebuild } from './rebuild.ts';
@@ -45,6 +45,11 @@ export const TCP_MESSAGE_DEADLINE_MS = 5_000;
 export const MAX_TCP_CONNECTIONS = 256;
 /** Unanswered queries per TCP connection before we stop reading from it. */
 export const MAX_TCP_PIPELINE = 32;
+/** Answers written to one TCP connection and not yet taken by its client, beyond which the
+ *  connection is closed: a client that asks and never reads would otherwise have us buffer
+ *  without limit (questions of 35 octets can ask for answers of 64 KiB). Room for several
+ *  largest answers to a client that reads slowly; 256 connections at most hold 64 MiB. */
+export const MAX_TCP_UNSENT_BYTES = 256 * 1024;
 /** Bounded retries to get the same free port for UDP and TCP when the caller asks for 0. */
 const SAME_PORT_ATTEMPTS = 20;
 /** A worker that has not closed its sockets by then is terminated. */
@@ -88,12 +93,17 @@ export interface DnsStats {
   /** Responses sent, by RCODE name. */
   responses: Record<string, number>;
   truncated: number;
-  /** Messages given no reply (not a query at all: too short, or a response). */
+  /** Messages given no reply (not a query at all: too short, or a response; or from
+   *  source port 0). */
   dropped: number;
+  /** Datagrams from source port 0, where no reply can be received (also in `dropped`). */
+  droppedSourcePort0: number;
   forwarded: number;
   cacheHits: number;
   upstreamFailures: number;
   tcpConnections: number;
+  /** Answers written to TCP clients and not yet taken by them, in octets. */
+  tcpUnsentBytes: number;
   zoneBuilds: number;
   records: number;
 }
@@ -162,7 +172,7 @@ export class DnsServer {
       counters: new Float64Array(STAT_SLOTS),
       malformed: new LogOnce(),
       delegate: (q, msg, limit, sock, rinfo) => this.answer(q, msg, limit, (a) => {
-        if (!this.stopped) sock.send(a.bytes, rinfo.port, rinfo.address);
+        if (!this.stopped) sendUdp(sock, a.bytes, rinfo.port, rinfo.address);
       }),
     };
     // Right after the first build, in the same turn: no change can fall in between.
@@ -265,10 +275,12 @@ export class DnsServer {
       responses,
       truncated: sum[STAT.TRUNCATED]!,
       dropped: sum[STAT.DROPPED]!,
+      droppedSourcePort0: sum[STAT.PORT0]!,
       forwarded: f.forwarded,
       cacheHits: f.cacheHits,
       upstreamFailures: f.failures,
       tcpConnections: this.tcpConnections,
+      tcpUnsentBytes: [...this.conns].reduce((n, c) => n + c.writableLength, 0),
       zoneBuilds: this.zoneBuilds,
       records: this.ctx.zone.records,
     };
@@ -382,22 +394,38 @@ export class DnsServer {
     const now = this.opts.now ?? Date.now;
     const hit = this.forwarder.cached(q);
     if (hit) return this.sent(replyFromUpstream(hit, q, msg, maxSize, this.maxUdp, now()), send);
-    void this.forwarder.forward(q, msg).then((outcome: ForwardOutcome) => {
+    let replied = false;
+    this.forwarder.forward(q, msg).then((outcome: ForwardOutcome) => {
       if (this.stopped) return;
+      let a: Answer;
       if ('failure' in outcome) {
         if (this.ctx.malformed.shouldLog(`upstream:${outcome.failure}`, Date.now()) !== undefined) {
           log.warn('upstream resolvers failed; answering SERVFAIL', { reason: outcome.failure });
         }
-        return this.sent(reply(q, msg, RCODE.SERVFAIL, false, maxSize, this.maxUdp), send);
+        a = reply(q, msg, RCODE.SERVFAIL, false, maxSize, this.maxUdp);
+      } else {
+        a = replyFromUpstream(outcome.answer, q, msg, maxSize, this.maxUdp, now());
       }
-      this.sent(replyFromUpstream(outcome.answer, q, msg, maxSize, this.maxUdp, now()), send);
+      replied = true;
+      this.sent(a, send);
+    }).catch((err: unknown) => {
+      // Building the reply from what the upstream sent failed (a bug): the client gets
+      // SERVFAIL rather than silence, and the process carries on.
+      handlerFailed('forwarded answer', err);
+      if (!replied && !this.stopped) this.sent(reply(q, msg, RCODE.SERVFAIL, false, maxSize, this.maxUdp), send);
     });
   }
 
+  /** Counts and sends an answer. `send` never throws out of here: it may run in a promise
+   *  callback or an event handler, where a throw would end the process. */
   private sent(a: Answer, send: (a: Answer) => void): void {
     this.ctx.counters[STAT.RCODE + (a.rcode & 31)]!++;
     if (a.truncated) this.ctx.counters[STAT.TRUNCATED]!++;
-    send(a);
+    try {
+      send(a);
+    } catch (err) {
+      handlerFailed('sending an answer', err);
+    }
   }
 
   // ---- TCP -----------------------------------------------------------------------------
@@ -413,49 +441,91 @@ export class DnsServer {
     const reader = new FrameReader();
     let outstanding = 0;
     let messageStarted = 0;
-    let blocked = false; // by a full send buffer or too many outstanding queries
+    // Reading stops (the socket is paused, and messages already read wait in the reader)
+    // while MAX_TCP_PIPELINE questions are unanswered or the client has not taken what was
+    // written: a client that never reads costs one read chunk and MAX_TCP_UNSENT_BYTES.
+    let blocked = false;
     const from = socket.remoteAddress ?? 'unknown';
-    const maybeResume = () => {
-      if (blocked && outstanding < MAX_TCP_PIPELINE && !socket.writableNeedDrain) {
+    const write = (bytes: Buffer) => {
+      if (socket.destroyed) return;
+      if (socket.writableLength + bytes.length > MAX_TCP_UNSENT_BYTES + MAX_MESSAGE + 2) {
+        // It has not read the answers it already has: it is no DNS client.
+        socket.destroy();
+        return;
+      }
+      socket.write(bytes);
+    };
+    const handle = (msg: Buffer, now: number) => {
+      counters[STAT.TCP]!++;
+      const q = parseQuery(msg);
+      if ('reject' in q) {
+        const n = this.ctx.malformed.shouldLog(`${q.reject}:${q.reason}`, now);
+        if (n !== undefined) log.debug('malformed DNS message', { from, reason: q.reason, transport: 'tcp' });
+        if (q.reject === 'drop') {
+          counters[STAT.DROPPED]!++;
+          return void socket.destroy(); // not a query: this is no DNS client
+        }
+        const rcode = q.reject === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR;
+        counters[STAT.RCODE + rcode]!++;
+        return write(frame(headerOnlyReply(msg, rcode)));
+      }
+      outstanding++;
+      this.answer(q, msg, MAX_MESSAGE, (a) => {
+        outstanding--;
+        write(frame(a.bytes));
+        // An answer that came later (from upstream) may let us read again.
+        if (blocked) pump(Date.now());
+      });
+    };
+    let pumping = false;
+    /** Answers the messages read so far, as far as the bounds allow. Not re-entered: an
+     *  answer given at once calls back into here, and the loop running already goes on. */
+    const pump = (now: number) => {
+      if (pumping) return;
+      pumping = true;
+      try {
+        pumpLoop(now);
+      } finally {
+        pumping = false;
+      }
+    };
+    const pumpLoop = (now: number) => {
+      while (!socket.destroyed) {
+        if (outstanding >= MAX_TCP_PIPELINE || socket.writableLength >= MAX_TCP_UNSENT_BYTES || socket.writableNeedDrain) {
+          if (!blocked) {
+            blocked = true;
+            socket.pause();
+          }
+          return;
+        }
+        const msg = reader.next();
+        if (msg === undefined) break;
+        messageStarted = now;
+        handle(msg, now);
+      }
+      if (blocked && !socket.destroyed) {
         blocked = false;
         socket.resume();
       }
     };
-    socket.on('drain', maybeResume);
-    socket.on('data', (chunk: Buffer) => {
-      const now = Date.now();
-      if (reader.pending === 0) messageStarted = now;
-      else if (now - messageStarted > TCP_MESSAGE_DEADLINE_MS) return void socket.destroy();
-      for (const msg of reader.push(chunk)) {
-        messageStarted = now;
-        counters[STAT.TCP]!++;
-        const q = parseQuery(msg);
-        if ('reject' in q) {
-          const n = this.ctx.malformed.shouldLog(`${q.reject}:${q.reason}`, now);
-          if (n !== undefined) log.debug('malformed DNS message', { from, reason: q.reason, transport: 'tcp' });
-          if (q.reject === 'drop') {
-            counters[STAT.DROPPED]!++;
-            return void socket.destroy(); // not a query: this is no DNS client
-          }
-          const rcode = q.reject === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR;
-          counters[STAT.RCODE + rcode]!++;
-          socket.write(frame(headerOnlyReply(msg, rcode)));
-          continue;
-        }
-        outstanding++;
-        this.answer(q, msg, MAX_MESSAGE, (a) => {
-          outstanding--;
-          if (socket.destroyed) return;
-          if (!socket.write(frame(a.bytes))) {
-            blocked = true;
-            socket.pause();
-          }
-          maybeResume();
-        });
+    socket.on('drain', () => {
+      try {
+        if (blocked) pump(Date.now());
+      } catch (err) {
+        handlerFailed('TCP message', err);
+        socket.destroy();
       }
-      if (outstanding >= MAX_TCP_PIPELINE && !blocked) {
-        blocked = true;
-        socket.pause();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        const now = Date.now();
+        if (reader.pending === 0) messageStarted = now;
+        else if (now - messageStarted > TCP_MESSAGE_DEADLINE_MS) return void socket.destroy();
+        reader.add(chunk);
+        pump(now);
+      } catch (err) {
+        handlerFailed('TCP message', err);
+        socket.destroy();
       }
     });
   }
@@ -519,14 +589,20 @@ export class DnsServer {
     return new Promise((resolve, rejectStart) => {
       let ready = false;
       const reject = (err: Error) => {
-        void worker.terminate();
+        void worker.terminate().catch(() => {});
         rejectStart(err);
       };
       const onStart = (m: FromWorker) => {
         if (m.t === 'ready') {
           ready = true;
           worker.off('message', onStart);
-          worker.on('message', (msg: FromWorker) => this.onWorkerMessage(worker, msg));
+          worker.on('message', (msg: FromWorker) => {
+            try {
+              this.onWorkerMessage(worker, msg);
+            } catch (err) {
+              handlerFailed('question from a UDP worker', err);
+            }
+          });
           resolve();
         } else if (m.t === 'error') {
           reject(listenError(Object.assign(new Error(m.message), { code: m.code }), m.host, m.port, 'UDP'));
@@ -548,7 +624,9 @@ export class DnsServer {
 
   private replaceWorker(): void {
     if (this.stopped) return;
-    this.startWorker().catch((err) => {
+    // Through a promise: `new Worker` throws synchronously when a thread cannot be made, and
+    // this runs in a timer, where a throw would end the process.
+    Promise.resolve().then(() => this.startWorker()).catch((err: unknown) => {
       log.error('DNS UDP worker could not be replaced; trying again', { error: errorText(err) });
       setTimeout(() => this.replaceWorker(), WORKER_RESTART_MS).unref();
     });
@@ -571,7 +649,7 @@ export class DnsServer {
 /** Asks a worker to close its sockets; terminates it if it does not within WORKER_STOP_MS. */
 function stopWorker(w: Worker): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => void w.terminate(), WORKER_STOP_MS);
+    const timer = setTimeout(() => void w.terminate().catch(() => {}), WORKER_STOP_MS);
     w.once('exit', () => {
       clearTimeout(timer);
       resolve();

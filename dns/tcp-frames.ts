@@ -11,27 +11,38 @@ export class FrameReader {
   /** Length of the message being read, or -1 while its prefix is incomplete. */
   private need = -1;
 
-  /** Octets held toward an unfinished message (0 between messages). */
+  /** Octets held and not yet taken as messages (0 between messages). */
   get pending(): number {
     return this.buffered;
   }
 
   /** Feeds bytes; returns the messages they complete, in order. */
   push(chunk: Buffer): Buffer[] {
+    this.add(chunk);
     const out: Buffer[] = [];
-    if (chunk.length === 0) return out;
+    for (let m = this.next(); m !== undefined; m = this.next()) out.push(m);
+    return out;
+  }
+
+  /** Feeds bytes without taking messages out (a server that takes them one at a time, as it
+   *  can answer them, holds at most what it has read). */
+  add(chunk: Buffer): void {
+    if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    for (;;) {
-      if (this.need < 0) {
-        if (this.buffered < 2) return out;
-        const head = this.take(2);
-        this.need = (head[0]! << 8) | head[1]!;
-      }
-      if (this.buffered < this.need) return out;
-      out.push(this.take(this.need));
-      this.need = -1;
+  }
+
+  /** The next whole message, or undefined until more bytes come. */
+  next(): Buffer | undefined {
+    if (this.need < 0) {
+      if (this.buffered < 2) return undefined;
+      const head = this.take(2);
+      this.need = (head[0]! << 8) | head[1]!;
     }
+    if (this.buffered < this.need) return undefined;
+    const m = this.take(this.need);
+    this.need = -1;
+    return m;
   }
 
   private take(n: number): Buffer {

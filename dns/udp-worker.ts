@@ -10,7 +10,7 @@ import type dgram from 'node:dgram';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { LogOnce } from '../mesh/log-once.ts';
 import type { DnsName } from './records.ts';
-import { type UdpContext, bindUdp, onUdpMessage } from './udp.ts';
+import { type UdpContext, bindUdp, handlerFailed, onUdpMessage, sendUdp } from './udp.ts';
 import { SlicedRebuild } from './rebuild.ts';
 import { ZoneBuilder } from './zone-builder.ts';
 import type { ZoneOptions } from './zone.ts';
@@ -70,7 +70,7 @@ async function run(init: WorkerInit): Promise<void> {
   // update per burst, of every name patched since the last.
   const pending = new Set<string>();
   let serial = init.serial;
-  port.on('message', (m: ToWorker) => {
+  const onMain = (m: ToWorker): void => {
     if (m.t === 'patch') {
       for (const [raw, data] of m.upserts) {
         names.set(raw, data);
@@ -88,7 +88,7 @@ async function run(init: WorkerInit): Promise<void> {
       });
     } else if (m.t === 'reply') {
       const s = sockets[m.sock];
-      if (s) s.send(m.bytes, m.port, m.address);
+      if (s) sendUdp(s, m.bytes, m.port, m.address);
     } else if (m.t === 'stop') {
       rebuild.stop();
       let open = sockets.length;
@@ -101,7 +101,22 @@ async function run(init: WorkerInit): Promise<void> {
         open = 1;
         done();
       }
-      for (const s of sockets) s.close(done);
+      for (const s of sockets) {
+        try {
+          s.close(done);
+        } catch {
+          done(); // already closed
+        }
+      }
+    }
+  };
+  port.on('message', (m: ToWorker) => {
+    try {
+      onMain(m);
+    } catch (err) {
+      // A throw here would end the thread, and with it UDP on every address until the main
+      // thread notices and starts another.
+      handlerFailed('UDP worker message', err);
     }
   });
   for (const l of init.listen) {
@@ -118,5 +133,9 @@ async function run(init: WorkerInit): Promise<void> {
 }
 
 if (!isMainThread && (workerData as WorkerInit | undefined)?.kind === WORKER_KIND) {
-  void run(workerData as WorkerInit);
+  run(workerData as WorkerInit).catch((err) => {
+    // Unexpected (binding errors are posted): the main thread sees the exit and replaces us.
+    handlerFailed('UDP worker start', err);
+    process.exit(1);
+  });
 }

@@ -11,8 +11,8 @@ import { type Answer, answerFromZone, reply } from './answer.ts';
 import { type Query, RCODE, headerOnlyReply, parseQuery, udpLimit } from './packet.ts';
 import type { Zone } from './zone.ts';
 
-/** Slots of a counters array. */
-export const STAT = { UDP: 0, TCP: 1, TRUNCATED: 2, DROPPED: 3, RCODE: 8 } as const;
+/** Slots of a counters array. PORT0 counts datagrams from source port 0 (also in DROPPED). */
+export const STAT = { UDP: 0, TCP: 1, TRUNCATED: 2, DROPPED: 3, PORT0: 4, RCODE: 8 } as const;
 export const STAT_SLOTS = STAT.RCODE + 32;
 
 /** Asked of the kernel for each UDP socket (it caps this at net.core.rmem_max): room for
@@ -20,6 +20,41 @@ export const STAT_SLOTS = STAT.RCODE + 32;
 const UDP_RECV_BUFFER = 4 * 1024 * 1024;
 
 const log = logger('dns');
+
+/** Failed sends and handler failures, said once a minute per kind: the sender chooses the
+ *  addresses we reply to, so one line per datagram would let anyone flood the log. */
+const sendFailures = new LogOnce();
+
+/** The callback of every UDP reply: a send that fails asynchronously (an address we may not
+ *  send to, a full buffer) costs that reply and a rate-limited line, never the socket. One
+ *  function for all sends, so the hot path allocates no closure. */
+export function onUdpSent(err: Error | null): void {
+  if (!err) return;
+  const code = (err as NodeJS.ErrnoException).code ?? err.message;
+  const n = sendFailures.shouldLog(`send:${code}`, Date.now());
+  if (n !== undefined) log.warn('a DNS reply could not be sent', { error: err.message, ...(n ? { repeats: n } : {}) });
+}
+
+/**
+ * Sends a UDP reply without ever throwing: node:dgram throws synchronously for a port it
+ * will not send to (0) or a socket already closed, and a throw here would escape the
+ * 'message' handler and end the process.
+ */
+export function sendUdp(sock: dgram.Socket, bytes: Uint8Array, port: number, address: string): void {
+  try {
+    sock.send(bytes, port, address, onUdpSent);
+  } catch (err) {
+    onUdpSent(err as Error);
+  }
+}
+
+/** The last line of defence around a handler of network input: a bug costs that input and a
+ *  rate-limited line, never the process. */
+export function handlerFailed(what: string, err: unknown): void {
+  const e = err as Error;
+  const n = sendFailures.shouldLog(`handler:${what}:${e?.message}`, Date.now());
+  if (n !== undefined) log.error(`DNS ${what} failed; dropped`, { error: e?.stack ?? String(err), ...(n ? { repeats: n } : {}) });
+}
 
 export interface UdpContext {
   zone: Zone;
@@ -57,8 +92,14 @@ export function bindUdp(host: string, port: number, reusePort: boolean, onMessag
     sock.once('error', onError);
     sock.bind({ port, address: host, exclusive: true }, () => {
       sock.off('error', onError);
-      sock.on('error', (err) => log.warn('DNS UDP socket error', { error: err.message }));
-      sock.on('message', (msg, rinfo) => onMessage(sock, msg, rinfo));
+      sock.on('error', (err) => onUdpSent(err));
+      sock.on('message', (msg, rinfo) => {
+        try {
+          onMessage(sock, msg, rinfo);
+        } catch (err) {
+          handlerFailed('UDP datagram', err);
+        }
+      });
       resolve(sock);
     });
   });
@@ -68,6 +109,13 @@ export function bindUdp(host: string, port: number, reusePort: boolean, onMessag
 export function onUdpMessage(ctx: UdpContext, sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
   const counters = ctx.counters;
   counters[STAT.UDP]!++;
+  if (rinfo.port === 0) {
+    // Nothing can receive a reply at port 0 (node:dgram refuses to send there): only a raw
+    // socket sends from it, and its sender gets nothing, not even a forwarded question.
+    counters[STAT.PORT0]!++;
+    counters[STAT.DROPPED]!++;
+    return;
+  }
   const q = parseQuery(msg);
   if ('reject' in q) {
     const n = ctx.malformed.shouldLog(`${q.reject}:${q.reason}`, Date.now());
@@ -78,7 +126,7 @@ export function onUdpMessage(ctx: UdpContext, sock: dgram.Socket, msg: Buffer, r
     }
     const rcode = q.reject === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR;
     counters[STAT.RCODE + rcode]!++;
-    sock.send(headerOnlyReply(msg, rcode), rinfo.port, rinfo.address);
+    sendUdp(sock, headerOnlyReply(msg, rcode), rinfo.port, rinfo.address);
     return;
   }
   const limit = udpLimit(q.edns, ctx.maxUdp);
@@ -96,5 +144,5 @@ export function onUdpMessage(ctx: UdpContext, sock: dgram.Socket, msg: Buffer, r
   }
   counters[STAT.RCODE + a.rcode]!++;
   if (a.truncated) counters[STAT.TRUNCATED]!++;
-  sock.send(a.bytes, rinfo.port, rinfo.address);
+  sendUdp(sock, a.bytes, rinfo.port, rinfo.address);
 }

@@ -4,9 +4,11 @@
 // decisions (who to route where, which record wins) live in small pure functions.
 
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import { isIPv4 } from 'node:net';
 import type Docker from 'dockerode';
 import { Dataplane } from './dataplane/dataplane.ts';
+import { Shell } from './dataplane/exec.ts';
 import {
   CONTAINER_PREFIX, DATAPLANE_PREFIX, parseContainerEndpoint, parseDataplaneRecord, preferEndpoint,
   type ContainerEndpoint, type DataplaneRecord,
@@ -16,7 +18,7 @@ import { DockerEvents, dockerClient, type ContainerEvent } from './docker/events
 import { DockerPlugin } from './docker/plugin.ts';
 import type { IpamShell } from './ipam-shell.ts';
 import { errorText, type Logger } from './log.ts';
-import type { MeshView } from './mesh-view.ts';
+import type { MeshView, PeerLiveness } from './mesh-view.ts';
 import type { Store } from './store.ts';
 
 /** A stopped container keeps its address this long in case it is restarted (Weave Net holds
@@ -28,6 +30,15 @@ export const MESH_DOMAIN = 'weft.local';
 const MAX_CLOCK_SKEW_MS = 60_000;
 const ATTACH_PREFIX = 'attach/';
 const EXPOSE_HANDLE = 'weft:expose';
+/** The IPAM handle of the overlay address this peer's DNS answers other hosts' containers on. */
+const DNS_HANDLE = 'weft:dns';
+/** A peer's DNS offered to other hosts' containers as their second resolver:
+ *  `dns/resolver/<peer id>` → `{"v":1,"addr":"10.32.x.y"}`, port 53 (resolv.conf cannot name
+ *  another). Written once the DNS answers there, withdrawn by reset. Every host routes the
+ *  address to its peer like a container's. */
+export const DNS_RESOLVER_PREFIX = 'dns/resolver/';
+/** While IPAM cannot give the host its overlay address yet (a mesh still forming): retry. */
+const DNS_OFFER_RETRY_MS = 5_000;
 
 /** What this peer remembers of a container it attached (kept across restarts). */
 interface Attachment {
@@ -60,7 +71,7 @@ export interface NetworkOptions {
  *  preferred record (running first, then newest) is on another host. Liveness is not
  *  consulted: a peer restarting or cut off does not stop its containers, so their routes stay
  *  until their records go. */
-export function remoteRoutes(self: string, containers: readonly ContainerEndpoint[], hosts: ReadonlyMap<string, DataplaneRecord>): { addr: string; peer: string }[] {
+export function remoteRoutes(self: string, containers: readonly ContainerEndpoint[], hosts: ReadonlyMap<string, DataplaneRecord>, resolvers: readonly { peer: string; addr: string }[] = []): { addr: string; peer: string }[] {
   const best = new Map<string, ContainerEndpoint>();
   for (const c of containers) {
     const cur = best.get(c.addr);
@@ -69,7 +80,54 @@ export function remoteRoutes(self: string, containers: readonly ContainerEndpoin
   const out: { addr: string; peer: string }[] = [];
   for (const c of best.values()) if (c.peer !== self && hosts.has(c.peer)) out.push({ addr: c.addr, peer: c.peer });
   for (const [peer, h] of hosts) if (peer !== self && h.exposed && !best.has(h.exposed)) out.push({ addr: h.exposed, peer });
+  // Other peers' DNS addresses (their second-resolver offers), where no container claims them.
+  for (const r of resolvers) if (r.peer !== self && hosts.has(r.peer) && !best.has(r.addr)) out.push({ addr: r.addr, peer: r.peer });
   return out.sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+}
+
+/** The DNS a peer offers, from its registry record; undefined if the record is not one. */
+export function parseResolverOffer(text: string): string | undefined {
+  try {
+    const r = JSON.parse(text) as { v?: unknown; addr?: unknown };
+    return r && r.v === 1 && typeof r.addr === 'string' && isIPv4(r.addr) ? r.addr : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The second resolver for this host's containers: the DNS of another peer that is alive,
+ * reached through the overlay while our own peer restarts. Each host picks by rendezvous hash
+ * of its id and the candidate's, so the hosts spread over the candidates and a host's choice
+ * changes only when its chosen peer goes (or a peer whose hash beats it comes). With no peer
+ * alive, `previous` stays if it is still offered by a peer that has not left: just after our
+ * own restart every peer is briefly suspect, and a second resolver that may be down costs a
+ * lookup nothing while the first answers, where none would cost everything if the first fails.
+ */
+export function chooseFallbackResolver(self: string, offers: readonly { peer: string; addr: string }[], liveness: (id: string) => PeerLiveness | undefined, previous?: string): string | undefined {
+  let best: { rank: string; addr: string } | undefined;
+  for (const o of offers) {
+    if (o.peer === self || liveness(o.peer) !== 'alive') continue;
+    const rank = createHash('sha256').update(`${self}/${o.peer}`).digest('hex');
+    if (!best || rank < best.rank) best = { rank, addr: o.addr };
+  }
+  if (best) return best.addr;
+  return offers.find((o) => o.addr === previous && o.peer !== self && liveness(o.peer) !== 'left')?.addr;
+}
+
+/** Replaces a file's content in place: Docker bind-mounts resolv.conf into the container, so
+ *  a new file renamed over it would go unseen. Unchanged content is not written, and the new
+ *  content goes over the old before the rest is cut, so a reader never finds it empty. */
+async function rewriteInPlace(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    if ((await fh.readFile('utf8')) === text) return;
+    const bytes = Buffer.from(text);
+    await fh.write(bytes, 0, bytes.length, 0);
+    await fh.truncate(bytes.length);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Two peers publishing one WireGuard key or VXLAN MAC (a copied data dir, or a member
@@ -103,7 +161,18 @@ export class Network {
   private syncQueued = false;
   private syncing: Promise<void> = Promise.resolve();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeLiveness: () => void;
   private exposed?: string;
+  /** Set by offerDns: how to make the DNS answer on an address. */
+  private dnsOffer?: { listen: (addr: string) => Promise<void>; offering?: string; running: boolean };
+  /** Another host's DNS, second in our containers' resolv.conf. */
+  private fallbackDns?: string;
+  /** Attached containers' resolv.conf files (host paths) and search stacks, to rewrite when
+   *  the second resolver changes. */
+  private readonly resolvFiles = new Map<string, { path: string; stack?: string; name: string }>();
+  private fallbackQueued = false;
+  /** For the DNS address on lo (the data plane owns the bridge and tunnel, not lo). */
+  private readonly shell = new Shell();
   private stopped = false;
   private plugin?: DockerPlugin;
   /** Plugin endpoints joined to a container: endpoint id -> address and MAC. */
@@ -119,8 +188,11 @@ export class Network {
       onConnected: () => void this.resync(),
     });
     this.unsubscribe = o.view.onEntries((changes) => {
-      if (changes.some((c) => c.key.startsWith(CONTAINER_PREFIX) || c.key.startsWith(DATAPLANE_PREFIX))) this.scheduleSync();
+      if (changes.some((c) => c.key.startsWith(CONTAINER_PREFIX) || c.key.startsWith(DATAPLANE_PREFIX) || c.key.startsWith(DNS_RESOLVER_PREFIX))) this.scheduleSync();
+      if (changes.some((c) => c.key.startsWith(DNS_RESOLVER_PREFIX))) this.scheduleFallbackCheck();
     });
+    this.unsubscribeLiveness = o.view.onLiveness(() => this.scheduleFallbackCheck());
+    this.fallbackDns = this.currentFallback();
   }
 
   static async start(o: NetworkOptions): Promise<Network> {
@@ -144,6 +216,7 @@ export class Network {
     this.plugin = await DockerPlugin.start({
       name,
       log: this.o.log.child('plugin'),
+      store: this.o.store, docker: this.docker,
       backend: {
         range: this.o.range,
         gateway: dp.gateway,
@@ -272,6 +345,10 @@ export class Network {
       // interface alone so traffic is not interrupted; only say again that it runs.
       const rec = this.record(info, prior, 'running');
       await this.o.view.put(CONTAINER_PREFIX + info.id, JSON.stringify(rec));
+      // The second resolver may have changed while we were down; until the peers are known
+      // again (just after our restart) the file keeps the one it has.
+      if (this.fallbackDns !== undefined) await this.setResolver(info);
+      else this.rememberResolver(info);
       return rec;
     }
     const addr = await this.o.ipam.allocate(info.id, info.identity);
@@ -284,10 +361,7 @@ export class Network {
       if (!prior) await this.o.ipam.release(info.id);
       throw err;
     }
-    if (info.resolvConfPath) {
-      const text = resolvConf(this.dnsAddress, MESH_DOMAIN, info.labels['weft.stack'] ?? info.labels['com.docker.compose.project']);
-      await writeFile(info.resolvConfPath, text).catch((err) => this.o.log.warn('cannot set the container resolver', { container: info.name, err: errorText(err) }));
-    }
+    await this.setResolver(info);
     const a: Attachment = { id: info.id, addr, mac, manual: manual || (prior?.manual ?? false), since: Date.now(), pid: info.pid };
     this.attached.set(info.id, a);
     await this.o.store.put(ATTACH_PREFIX + info.id, a);
@@ -295,6 +369,111 @@ export class Network {
     await this.o.view.put(CONTAINER_PREFIX + info.id, JSON.stringify(rec));
     this.o.log.info('attached container', { container: info.name, id: info.id.slice(0, 12), addr, identity: info.identity });
     return rec;
+  }
+
+  /** Points the container's resolv.conf at our DNS, and another host's second. */
+  private async setResolver(info: ContainerInfo): Promise<void> {
+    this.rememberResolver(info);
+    await this.writeResolver(info.id);
+  }
+
+  private rememberResolver(info: ContainerInfo): void {
+    if (!info.resolvConfPath) return;
+    const stack = info.labels['weft.stack'] ?? info.labels['com.docker.compose.project'];
+    this.resolvFiles.set(info.id, { path: info.resolvConfPath, name: info.name, ...(stack ? { stack } : {}) });
+  }
+
+  private async writeResolver(id: string): Promise<void> {
+    const f = this.resolvFiles.get(id);
+    if (!f) return;
+    const text = resolvConf(this.dnsAddress, MESH_DOMAIN, f.stack, this.fallbackDns);
+    await rewriteInPlace(f.path, text).catch((err) => this.o.log.warn('cannot set the container resolver', { container: f.name, err: errorText(err) }));
+  }
+
+  // ---- the second resolver ------------------------------------------------------------------
+
+  /** Every peer's DNS offer in the registry (peers removed by rmpeer left out). */
+  private resolverOffers(): { peer: string; addr: string }[] {
+    const offers: { peer: string; addr: string }[] = [];
+    const removed = new Set(this.o.ipam.removedPeers());
+    for (const e of this.o.view.entries(DNS_RESOLVER_PREFIX)) {
+      if (e.value === null || e.key !== DNS_RESOLVER_PREFIX + e.owner || removed.has(e.owner)) continue;
+      const addr = parseResolverOffer(e.value);
+      if (addr) offers.push({ peer: e.owner, addr });
+    }
+    return offers;
+  }
+
+  /** Our pick among the live peers' offers. */
+  private currentFallback(): string | undefined {
+    return chooseFallbackResolver(this.o.view.self.id, this.resolverOffers(), (id) => this.o.view.liveness(id), this.fallbackDns);
+  }
+
+  private scheduleFallbackCheck(): void {
+    if (this.fallbackQueued || this.stopped) return;
+    this.fallbackQueued = true;
+    setImmediate(() => {
+      this.fallbackQueued = false;
+      if (this.stopped) return;
+      const next = this.currentFallback();
+      if (next === this.fallbackDns) return;
+      this.o.log.info('second resolver for containers', { was: this.fallbackDns ?? 'none', now: next ?? 'none' });
+      this.fallbackDns = next;
+      for (const id of this.resolvFiles.keys()) {
+        void this.serial(id, () => this.writeResolver(id)).catch(() => undefined);
+      }
+    });
+  }
+
+  /**
+   * Offers this peer's DNS to the containers of other hosts as their second resolver, for
+   * while their own peer restarts. The DNS gets an overlay address of its own (from IPAM, kept
+   * across restarts), put on `lo` with host scope: it receives what other hosts route to it,
+   * but the host never uses it as the source of its own traffic, so the host stays as
+   * unexposed as it was (unlike `weft expose`). `listen` makes the DNS answer there; then the
+   * offer is published and every host routes the address here. Runs in the background until
+   * it succeeds (IPAM may not be ready yet).
+   */
+  offerDns(listen: (addr: string) => Promise<void>): void {
+    this.dnsOffer = { listen, running: false };
+    void this.ensureDnsOffer();
+  }
+
+  private async ensureDnsOffer(): Promise<void> {
+    const offer = this.dnsOffer;
+    if (!offer || offer.running) return;
+    offer.running = true;
+    try {
+      for (let attempt = 1; !this.stopped && this.dnsOffer === offer; attempt++) {
+        try {
+          const addr = await this.o.ipam.allocate(DNS_HANDLE, `dns/${this.o.view.self.id}`);
+          if (offer.offering !== addr) {
+            await this.shell.run(['ip', 'addr', 'replace', `${addr}/32`, 'dev', 'lo', 'scope', 'host']);
+            await offer.listen(addr);
+            await this.o.view.put(DNS_RESOLVER_PREFIX + this.o.view.self.id, JSON.stringify({ v: 1, addr }));
+            offer.offering = addr;
+            this.o.log.info('DNS offered to other hosts\' containers', { addr });
+          }
+          return;
+        } catch (err) {
+          if (attempt === 1 || attempt % 12 === 0) this.o.log.warn('cannot offer DNS to other hosts yet; retrying', { err: errorText(err) });
+          await new Promise((r) => setTimeout(r, DNS_OFFER_RETRY_MS).unref());
+        }
+      }
+    } finally {
+      offer.running = false;
+    }
+  }
+
+  /** Takes the offer back (`weft reset`): the record, the address on lo, the allocation. */
+  private async withdrawDnsOffer(): Promise<void> {
+    this.dnsOffer = undefined;
+    const key = DNS_RESOLVER_PREFIX + this.o.view.self.id;
+    if (this.o.view.entries(key).some((e) => e.owner === this.o.view.self.id && e.key === key && e.value !== null)) await this.o.view.put(key, null);
+    const addr = this.o.ipam.lookup(DNS_HANDLE);
+    if (addr === undefined) return;
+    await this.shell.run(['ip', 'addr', 'del', `${addr}/32`, 'dev', 'lo']).catch(() => undefined); // not there: fine
+    await this.o.ipam.release(DNS_HANDLE);
   }
 
   private record(info: ContainerInfo, a: Attachment, state: 'running' | 'stopped'): ContainerEndpoint {
@@ -311,6 +490,7 @@ export class Network {
     this.cancelHold(id);
     const a = this.attached.get(id);
     this.attached.delete(id);
+    this.resolvFiles.delete(id);
     if (a) await this.dataplane.detach(a.addr).catch((err) => this.o.log.warn('cannot detach', { id, err: errorText(err) }));
     await this.o.ipam.release(id);
     await this.o.store.del(ATTACH_PREFIX + id);
@@ -431,6 +611,8 @@ export class Network {
     await this.plugin?.close();
     this.plugin = undefined;
     const ids = [...this.attached.keys()];
+    // Other hosts must stop listing our DNS before its address goes.
+    await this.withdrawDnsOffer();
     for (const id of ids) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
     if (this.exposed) await this.hide();
     await this.dataplane.reset();
@@ -476,7 +658,7 @@ export class Network {
     // A record from the future would win every address conflict (preferEndpoint): clamp it.
     const latest = Date.now() + MAX_CLOCK_SKEW_MS;
     const containers = this.containerRecords().map((c) => (c.since > latest ? { ...c, since: latest } : c));
-    await this.dataplane.sync({ hosts, remote: remoteRoutes(this.o.view.self.id, containers, hosts) });
+    await this.dataplane.sync({ hosts, remote: remoteRoutes(this.o.view.self.id, containers, hosts, this.resolverOffers()) });
   }
 
   /** Stops watching; the kernel state and attached containers stay as they are. */
@@ -484,6 +666,7 @@ export class Network {
     this.stopped = true;
     this.events.stop();
     this.unsubscribe();
+    this.unsubscribeLiveness();
     await this.plugin?.close();
     for (const t of this.holds.values()) clearTimeout(t);
     this.holds.clear();

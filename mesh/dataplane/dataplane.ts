@@ -13,8 +13,9 @@ import { batch, CommandError, missingTools, SerialQueue, Shell } from './exec.ts
 import { firewallRules, missingJumps } from './firewall.ts';
 import { overlayMtu, underlayInterface } from './mtu.ts';
 import { chainHooks, chainNames, checkIfName, DEFAULT_BRIDGE, DEFAULT_CONTAINER_IF, GATEWAY, hostIfName, preparedIfName, randomMac, vxlanIfName, wgIfName } from './names.ts';
-import { parseFdb, parseHostRoutes, parseLink, parseNeigh, parseWgDump, remoteState } from './observe.ts';
-import { DEFAULT_VXLAN_PORT, DEFAULT_WG_PORT, desiredRemote, isEmpty, planRemote, type Mode, type RemoteState, type Self, type View } from './plan.ts';
+import { checkHandshakes, nextDue, weReinitiate, type PendingHandshake } from './handshake.ts';
+import { parseFdb, parseHandshakes, parseHostRoutes, parseLink, parseNeigh, parseWgDump, remoteState } from './observe.ts';
+import { DEFAULT_VXLAN_PORT, DEFAULT_WG_PORT, desiredRemote, isEmpty, planRemote, reinitiateArgs, type Mode, type RemoteState, type Self, type View } from './plan.ts';
 import { ALREADY_GONE, containerSide, hostSide, removal } from './veth.ts';
 import { ensureBridge } from './bridge.ts';
 import { resetHost } from './reset.ts';
@@ -45,6 +46,15 @@ export interface DataplaneConfig {
 
 export type SyncView = View;
 
+/** After a reconciliation failed, the next try comes this long after, doubling up to the
+ *  maximum while it keeps failing. Without it the routes would stay wrong until the next
+ *  gossip change, which may never come (a quiet mesh). A transient failure (a busy
+ *  wireguard-go socket, the xtables lock held by dockerd) clears within a second. */
+export const RECONCILE_RETRY_MS = 1_000;
+/** A failure that persists (a tool removed, a broken kernel) is tried and logged twice a
+ *  minute, not flooded. */
+export const RECONCILE_RETRY_MAX_MS = 30_000;
+
 const TOOLS = ['ip', 'bridge', 'iptables', 'iptables-restore', 'sysctl'];
 const WG_TOOLS = ['wg', 'wireguard-go'];
 
@@ -71,6 +81,11 @@ export class Dataplane {
   private firewallPeers: string | undefined;
   private view: View | undefined;
   private stopped = false;
+  /** Peers added lately whose first handshake we must see complete (handshake.ts). */
+  private pendingHandshakes = new Map<string, PendingHandshake>();
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RECONCILE_RETRY_MS;
 
   private constructor(c: DataplaneConfig, range: Cidr, mtu: number, shell: Shell, key: WgKey | undefined, vxlanMac: string | undefined) {
     this.c = c;
@@ -196,7 +211,12 @@ export class Dataplane {
   sync(view: View): Promise<void> {
     return this.serial(async () => {
       this.view = view;
-      await this.reconcile();
+      try {
+        await this.reconcile();
+      } catch (e) {
+        this.scheduleRetry();
+        throw e;
+      }
     });
   }
 
@@ -231,6 +251,7 @@ export class Dataplane {
   reset(): Promise<void> {
     return this.serial(async () => {
       this.stopped = true;
+      this.clearTimers();
       await resetHost(this.shell, { bridge: this.bridge, suffix: this.c.suffix, range: this.range.text, log: this.c.log });
       this.local.clear();
       this.applied = undefined;
@@ -240,6 +261,7 @@ export class Dataplane {
   /** Stops using the kernel; everything made stays and keeps forwarding. */
   stop(): void {
     this.stopped = true;
+    this.clearTimers();
   }
 
   /** Addresses attached here, for the caller's checks. */
@@ -299,7 +321,89 @@ export class Dataplane {
       await this.reconcile();
     } catch (e) {
       this.applied = undefined;
-      this.c.log.error('cannot bring the remote routes up to date; retrying at the next change', { err: errorText(e) });
+      this.c.log.error('cannot bring the remote routes up to date; retrying', { err: errorText(e), inMs: this.retryMs });
+      this.scheduleRetry();
+    }
+  }
+
+  /** Tries the reconciliation again later (RECONCILE_RETRY_MS), until one succeeds. */
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined || this.stopped) return;
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, RECONCILE_RETRY_MAX_MS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.serial(() => this.reconcile()).then(
+        () => this.c.log.info('data plane reconciled after an earlier failure'),
+        (e) => {
+          if (this.stopped) return;
+          this.c.log.warn('data plane reconciliation failed again', { err: errorText(e), retryInMs: this.retryMs });
+          this.scheduleRetry();
+        },
+      );
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.handshakeTimer);
+    this.retryTimer = undefined;
+    this.handshakeTimer = undefined;
+    this.pendingHandshakes.clear();
+  }
+
+  /** Remembers the WireGuard peers this reconciliation added (those we re-initiate with) to
+   *  check their first handshake, and forgets the removed ones. */
+  private trackNewPeers(before: RemoteState, after: RemoteState): void {
+    const ours = this.key?.publicKey;
+    if (ours === undefined) return;
+    const now = Date.now();
+    for (const key of after.wgPeers.keys()) {
+      if (!before.wgPeers.has(key) && weReinitiate(ours, key)) this.pendingHandshakes.set(key, { since: now, checks: 0 });
+    }
+    for (const key of this.pendingHandshakes.keys()) if (!after.wgPeers.has(key)) this.pendingHandshakes.delete(key);
+    this.scheduleHandshakeCheck();
+  }
+
+  private scheduleHandshakeCheck(): void {
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
+    const at = nextDue(this.pendingHandshakes);
+    if (at === undefined || this.stopped) return;
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = undefined;
+      this.serial(() => this.reinitiateStuckPeers()).catch((e) => {
+        if (!this.stopped) this.c.log.warn('cannot check the WireGuard handshakes; leaving the retries to WireGuard', { err: errorText(e) });
+      });
+    }, Math.max(0, at - Date.now()));
+    this.handshakeTimer.unref();
+  }
+
+  /** Re-initiates with the new peers that have no handshake yet (handshake.ts). */
+  private async reinitiateStuckPeers(): Promise<void> {
+    if (this.pendingHandshakes.size === 0) return;
+    let handshakes: Map<string, number>;
+    try {
+      handshakes = parseHandshakes(await this.shell.run(['wg', 'show', this.device, 'dump']));
+    } catch (e) {
+      this.pendingHandshakes.clear();
+      throw e;
+    }
+    const r = checkHandshakes(Date.now(), this.pendingHandshakes, handshakes);
+    this.pendingHandshakes = r.pending;
+    const args = this.applied === undefined ? undefined : reinitiateArgs(this.device, r.reinitiate, this.applied.wgPeers);
+    try {
+      if (args !== undefined) {
+        this.c.log.info('no WireGuard handshake yet with a new peer; initiating again', { peers: r.reinitiate.map((k) => k.slice(0, 8)).join(',') });
+        await this.shell.run(['wg', ...args]);
+      }
+    } catch (e) {
+      // The peers' configuration is unknown now: read it again before the next diff.
+      this.applied = undefined;
+      throw e;
+    } finally {
+      this.scheduleHandshakeCheck();
     }
   }
 
@@ -316,7 +420,8 @@ export class Dataplane {
     for (const s of desired.skipped) this.c.log.debug('not routed', { why: s });
     for (let attempt = 1; ; attempt++) {
       this.applied ??= await this.observeRemote();
-      const cmds = planRemote(this.applied, desired.state, this.device);
+      const before = this.applied;
+      const cmds = planRemote(before, desired.state, this.device);
       try {
         if (!isEmpty(cmds)) {
           if (cmds.wg !== undefined) await this.shell.run(['wg', ...cmds.wg]);
@@ -325,7 +430,11 @@ export class Dataplane {
           this.c.log.debug('data plane synced', { wg: cmds.wg === undefined ? 0 : 1, bridge: cmds.bridge.length, ip: cmds.ip.length });
         }
         this.applied = desired.state;
+        this.trackNewPeers(before, desired.state);
         if (this.mode === 'fast') await this.installFirewall(desired.underlays);
+        clearTimeout(this.retryTimer);
+        this.retryTimer = undefined;
+        this.retryMs = RECONCILE_RETRY_MS;
         return;
       } catch (e) {
         this.applied = undefined;

@@ -38,6 +38,18 @@ export function parseWgDump(text: string): { listenPort: number | undefined; pee
   return { listenPort: Number.isInteger(port) && port > 0 ? port : undefined, peers };
 }
 
+/** Each peer's latest handshake in `wg show IF dump` (Unix seconds, 0 = none yet), by key. */
+export function parseHandshakes(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const l of text.split('\n').slice(1)) {
+    const [key, , , , at] = l.split('\t');
+    if (key === undefined || key === '' || at === undefined) continue;
+    const n = Number(at);
+    out.set(key, Number.isFinite(n) && n > 0 ? n : 0);
+  }
+  return out;
+}
+
 interface NeighJson {
   dst: string;
   lladdr?: string;

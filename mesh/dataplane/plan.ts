@@ -187,7 +187,7 @@ export function planRemote(applied: RemoteState, desired: RemoteState, dev: stri
   for (const [key, peer] of desired.wgPeers) {
     const had = applied.wgPeers.get(key);
     if (had !== undefined && had.endpoint === peer.endpoint && had.keepalive === peer.keepalive && sameList(had.allowed, peer.allowed)) continue;
-    wg.push('peer', key, 'endpoint', peer.endpoint, 'persistent-keepalive', peer.keepalive === 0 ? 'off' : String(peer.keepalive), 'allowed-ips', peer.allowed.join(','));
+    wg.push(...peerArgs(key, peer));
   }
   for (const key of applied.wgPeers.keys()) if (!desired.wgPeers.has(key)) wg.push('peer', key, 'remove');
 
@@ -208,6 +208,23 @@ export function planRemote(applied: RemoteState, desired: RemoteState, dev: stri
     ip.push(`route replace ${addr}/32 dev ${dev}${src === undefined ? '' : ` src ${src}`}`);
   }
   return { wg: wg.length > 0 ? ['set', dev, ...wg] : undefined, ip, bridge };
+}
+
+/** `wg set` arguments that configure one peer completely. */
+function peerArgs(key: string, peer: WgPeer): string[] {
+  return ['peer', key, 'endpoint', peer.endpoint, 'persistent-keepalive', peer.keepalive === 0 ? 'off' : String(peer.keepalive), 'allowed-ips', peer.allowed.join(',')];
+}
+
+/** Arguments after `wg` that remove the peers `keys` and add them again as `peers` says, in
+ *  one command: a new peer object initiates a handshake at once, where the old one would wait
+ *  out WireGuard's 5 s between initiations (handshake.ts). Peers not in `peers` are skipped. */
+export function reinitiateArgs(dev: string, keys: readonly string[], peers: ReadonlyMap<string, WgPeer>): string[] | undefined {
+  const args: string[] = [];
+  for (const key of keys) {
+    const peer = peers.get(key);
+    if (peer !== undefined) args.push('peer', key, 'remove', ...peerArgs(key, peer));
+  }
+  return args.length > 0 ? ['set', dev, ...args] : undefined;
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

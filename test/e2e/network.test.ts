@@ -60,7 +60,8 @@ for (const mode of ['encrypted', 'fast'] as const) {
         const dns = await h1.weftJson<any>(['status', 'dns', '--json']);
         expect(dns.domain).toBe('weft.local');
         const scrape = (await h1.exec(['busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:6782/metrics'])).stdout;
-        expect(scrape).toMatch(/weft_ipam_addresses\{state="in_use"\} 1/);
+        // One container, and this peer's own DNS address (the second resolver of other hosts).
+        expect(scrape).toMatch(/weft_ipam_addresses\{state="in_use"\} 2/);
         expect(scrape).toMatch(/weft_dns_records \d+/);
         expect(scrape).toMatch(/weft_dns_queries_total\{transport="udp"\} \d+/);
         expect(JSON.stringify(dns.listeners)).toContain('169.254.53.1');
