@@ -16,7 +16,9 @@ export interface ChannelOptions {
   /** Largest backlog we keep for one slow peer before dropping messages. Dropping is safe:
    *  control messages are periodic and replication is repaired by anti-entropy. */
   maxQueueBytes: number;
-  onMessage(from: string, msg: unknown, conn: Connection): void;
+  /** May return a promise while it cannot take more from this peer: the read loop waits for
+   *  it, so a fast sender is slowed by the stream's flow control instead of losing messages. */
+  onMessage(from: string, msg: unknown, conn: Connection): void | Promise<void>;
   /** Whether a connection may use this channel at all (API-token clients may not). */
   accept?(conn: Connection): boolean;
   /** A peer opened its side of the channel to us. */
@@ -189,7 +191,8 @@ export class Channel {
         this.stats.bytesIn += bytes.byteLength;
         for (const msg of decoder.push(bytes)) {
           this.stats.messagesIn++;
-          this.opts.onMessage(from, msg, conn);
+          const wait = this.opts.onMessage(from, msg, conn);
+          if (wait) await wait;
         }
       }
     } catch (err) {

@@ -3,9 +3,10 @@ import { Channel, type ChannelStats } from './channel.ts';
 import type { Identity } from './identity.ts';
 import { errorText, type Logger } from './log.ts';
 import { LogOnce } from './log-once.ts';
+import { ReplicaInbox } from './replica-inbox.ts';
 import type { MembershipEvent } from './membership.ts';
 import {
-  Replica, entryStorageKey, parseReplicaMessage,
+  Replica, entrySigningBytes, entryStorageKey, parseReplicaMessage,
   type Change, type Entry, type ReplicaMessage, type ReplicaMeta,
 } from './replica.ts';
 import type { Store } from './store.ts';
@@ -53,18 +54,41 @@ export class ReplicaShell {
   private readonly listeners = new Set<(changes: Change[]) => void>();
   /** One line per owner past its quota (and a count now and then), not one per message. */
   private readonly quotaLog = new LogOnce();
+  /** One line per sender whose backlog overflowed, not one per dropped message. */
+  private readonly backlogLog = new LogOnce();
+  /** Received messages, their signatures checked a slice per turn so a flood cannot stall us. */
+  private readonly inbox: ReplicaInbox;
 
-  private constructor(replica: Replica, store: Store, log: Logger) {
+  private constructor(replica: Replica, store: Store, log: Logger, verify: Verify) {
     this.replica = replica;
     this.store = store;
     this.log = log;
+    this.inbox = new ReplicaInbox({
+      check: (e) => {
+        try {
+          return verify(e.owner, entrySigningBytes(e), e.sig) === true;
+        } catch {
+          return false;
+        }
+      },
+      held: (e) => {
+        const cur = replica.get(e.owner, e.key);
+        return cur !== undefined && cur.version === e.version && cur.sig === e.sig && cur.value === e.value;
+      },
+      apply: (from, msg, checked) => this.apply(from, msg, checked),
+      dropped: (from) => {
+        this.stats().dropped++;
+        const suppressed = this.backlogLog.shouldLog(from, Date.now());
+        if (suppressed !== undefined) this.log.warn('dropped replication messages: the peer sends faster than we can check its signatures', { peer: from, repeats: suppressed });
+      },
+    });
   }
 
   static async open(init: { store: Store; identity: Identity; log: Logger; verify: Verify }): Promise<ReplicaShell> {
     const meta = await init.store.get<ReplicaMeta>(META_KEY);
     const rows = await init.store.scan<Entry>(ENTRY_PREFIX);
     const replica = Replica.load(init.identity.id, meta, rows.map((r) => r.value), { sign: init.identity.sign, verify: init.verify });
-    return new ReplicaShell(replica, init.store, init.log);
+    return new ReplicaShell(replica, init.store, init.log, init.verify);
   }
 
   attach(node: Libp2p, opts: ReplicaAttach): void {
@@ -162,14 +186,36 @@ export class ReplicaShell {
     for (const id of this.attachOpts?.alive() ?? []) for (const m of msgs) this.channel?.send(id, m);
   }
 
-  private onMessage(from: string, raw: unknown): void {
+  /** Queues a received message; returns a promise while its sender has a large backlog (see
+   *  ReplicaInbox.push), for a reader that holds off reading until it resolves. */
+  private onMessage(from: string, raw: unknown): Promise<void> | undefined {
     const msg = parseReplicaMessage(raw);
     if (typeof msg === 'string') {
       this.stats().rejected++;
       this.log.warn('rejected replication message', { peer: from, reason: msg });
-      return;
+      return undefined;
     }
-    const res = this.replica.receive(msg, Date.now());
+    return this.inbox.push(from, msg);
+  }
+
+  /** Entries received and not yet checked or merged. */
+  backlog(): number {
+    return this.inbox.backlog();
+  }
+
+  /** A message whose signatures the inbox has checked, merged in one synchronous step. */
+  private apply(from: string, msg: ReplicaMessage, checked: ReadonlyMap<Entry, boolean>): void {
+    try {
+      this.merge(from, msg, checked);
+    } catch (err) {
+      // Runs outside the channel's read loop: nothing a peer sent may end the process.
+      this.stats().rejected++;
+      this.log.error('cannot apply replication message', { peer: from, err: errorText(err) });
+    }
+  }
+
+  private merge(from: string, msg: ReplicaMessage, checked: ReadonlyMap<Entry, boolean>): void {
+    const res = this.replica.receive(msg, Date.now(), checked);
     if (res.rejected) {
       this.stats().rejected++;
       this.log.warn('rejected replicated entries', { peer: from, reason: res.rejected });
@@ -226,6 +272,7 @@ export class ReplicaShell {
   }
 
   async stop(): Promise<void> {
+    this.inbox.stop();
     clearTimeout(this.persistTimer);
     this.persistTimer = undefined;
     await this.channel?.stop();

@@ -23,7 +23,7 @@ import { waitFor } from './harness/wait.ts';
 import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
 
 const KEY = deriveMeshKey('api-token-test-password');
-const loop = new LoopbackPeers({ key: KEY, net: '127.1', port: 7300, first: 10 });
+const loop = new LoopbackPeers({ key: KEY, net: '127.3', port: 7500, first: 10 });
 const servers: ApiServer[] = [];
 const clients: ApiClient[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -98,15 +98,15 @@ describe('what an API token may do', () => {
 
 describe('a token never becomes membership', () => {
   test('a token holder that relays the peer\'s own dial to a member from its token connection\'s address stays API-only', async () => {
-    // The attack of issue 8, item 2: the token holder T dials peer A from 127.1.250.7:P, then
+    // The attack of issue 8, item 2: the token holder T dials peer A from 127.3.250.7:P, then
     // listens on that same address and port and relays whatever arrives to the member B.
-    // A is made to dial 127.1.250.7:P (as `weft connect` would): that connection is B's, and
-    // when it closes, the old code dropped the mark of every connection from 127.1.250.7:P,
+    // A is made to dial 127.3.250.7:P (as `weft connect` would): that connection is B's, and
+    // when it closes, the old code dropped the mark of every connection from 127.3.250.7:P,
     // T's token connection included, which then got membership and replication channels.
     const a = await servingPeer('a');
     const b = await loop.start(loop.config('b'));
     const { token } = await a.createApiToken('attacker', 'admin');
-    const host = '127.1.250.7';
+    const host = '127.3.250.7';
     const port = 7390 + (process.pid % 50);
     const t = await createLibp2p({
       transports: [tcp({ dialOpts: { localAddress: host, localPort: port } as never })],
