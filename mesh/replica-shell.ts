@@ -203,6 +203,11 @@ export class ReplicaShell {
     return this.inbox.backlog();
   }
 
+  /** Most signatures checked in one turn of the event loop so far (see ReplicaInbox). */
+  mostCheckedInOneTurn(): number {
+    return this.inbox.mostCheckedInOneTurn();
+  }
+
   /** A message whose signatures the inbox has checked, merged in one synchronous step. */
   private apply(from: string, msg: ReplicaMessage, checked: ReadonlyMap<Entry, boolean>): void {
     try {

@@ -125,11 +125,14 @@ test('a member flooding the sync channel with signed entries does not make its v
   expect(during.length).toBeGreaterThan(0);
   expect(during.filter((s) => s !== 'alive')).toEqual([]);
   expect(a.membership.members().find((m) => m.id === bId)?.state).toBe('alive');
-  // Structural, not a timing race: checking the flood's signatures message by message inside the
-  // channel's handler stalled this loop for 1.5-2 s at a time (measured before the fix, ~0.45 s per
-  // message of 4096 entries, several messages per read); in 10 ms slices the longest delay is
-  // the decoding and merge of one message (measured 90-170 ms). 500 ms is far from both.
-  expect(maxMs).toBeLessThan(500);
+  // Structural, not timing: checking the flood's signatures message by message inside the
+  // channel's handler stalled this loop for 1.5-2 s at a time (measured before the fix, ~0.45 s
+  // per message of 4096 entries, several messages per read); now no turn of the event loop
+  // checks more than 10 ms worth (~90 signatures at 108 us each, fewer on a loaded machine),
+  // never a whole message. The delay itself is printed above (90-190 ms on a quiet machine)
+  // but not asserted: under the suite's load it swings with everything else.
+  expect(a.replica.mostCheckedInOneTurn()).toBeGreaterThan(0);
+  expect(a.replica.mostCheckedInOneTurn()).toBeLessThan(MAX_ENTRIES_PER_MESSAGE);
   // a still replicates with b after the flood.
   b.worker.postMessage({ t: 'put', key: 'after-flood', value: 'yes' });
   await b.next('put');
