@@ -9,7 +9,7 @@ const execFileP = promisify(execFile);
 
 /** The sender: IPv4 header (the kernel fills in length, ID and checksum), UDP header with
  *  checksum 0 (none, which IPv4 allows), then the payload given in hex. */
-const SCRIPT = `
+export const RAW_UDP_SCRIPT = `
 import socket, struct, sys
 src, dst, sport, dport, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
 udp = struct.pack('!HHHH', sport, dport, 8 + len(payload), 0) + payload
@@ -33,5 +33,5 @@ export const rawUdpUnavailable: string | undefined = probe();
 
 /** Sends one datagram from `src:sport` to `dst:dport`, any port including 0. */
 export async function sendRawUdp(src: string, sport: number, dst: string, dport: number, payload: Buffer): Promise<void> {
-  await execFileP('python3', ['-c', SCRIPT, src, dst, String(sport), String(dport), payload.toString('hex')], { timeout: 10_000 });
+  await execFileP('python3', ['-c', RAW_UDP_SCRIPT, src, dst, String(sport), String(dport), payload.toString('hex')], { timeout: 10_000 });
 }

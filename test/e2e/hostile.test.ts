@@ -15,6 +15,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
+import { RAW_UDP_SCRIPT } from '../dns/raw-udp.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
 import { hostMac } from '../harness/names.ts';
 import { ApiClient } from '../../cli/client.ts';
@@ -366,7 +367,7 @@ describe('a live peer under hostile input', () => {
       for (const dst of [HOST_DNS, BRIDGE_DNS]) {
         for (const name of names) {
           const src = dst === HOST_DNS ? '127.0.0.99' : BRIDGE_DNS;
-          const r = await h1.exec(['python3', '-c', RAW_UDP, src, dst, '0', '53', query(name).toString('hex')]);
+          const r = await h1.exec(['python3', '-c', RAW_UDP_SCRIPT, src, dst, '0', '53', query(name).toString('hex')]);
           expect(r.code, `raw datagram from port 0: ${r.stderr}`).toBe(0);
         }
       }
@@ -486,17 +487,6 @@ function pluginPost(h: Host, path: string, body: string): Promise<{ status: numb
   });
 }
 
-/** Sends one UDP datagram from any source port, 0 included, through a raw IPv4 socket with
- *  IP_HDRINCL (the kernel fills in length, id and checksum; UDP checksum 0 = none). */
-const RAW_UDP = `
-import socket, struct, sys
-src, dst, sport, dport, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), bytes.fromhex(sys.argv[5])
-udp = struct.pack('!HHHH', sport, dport, 8 + len(payload), 0) + payload
-ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 0, 0, 0, 64, socket.IPPROTO_UDP, 0, socket.inet_aton(src), socket.inet_aton(dst))
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-s.sendto(ip + udp, (dst, 0))
-`;
 
 function query(name: string): Buffer {
   const labels = name.split('.').map((l) => Buffer.concat([Buffer.of(l.length), Buffer.from(l)]));
