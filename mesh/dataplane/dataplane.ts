@@ -77,8 +77,10 @@ export class Dataplane {
   private exposed: string | undefined;
   /** What the kernel holds for the remote side; undefined = unknown, observe before diffing. */
   private applied: RemoteState | undefined;
-  /** Peers the VXLAN port is open to, as installed (fast mode). */
-  private firewallPeers: string | undefined;
+  /** What the installed rules were made from (VXLAN peers, exposed address); skip if unchanged. */
+  private firewallKey: string | undefined;
+  /** The VXLAN peers last installed (fast mode), for reinstalling when the exposed address changes. */
+  private firewallPeers: readonly string[] = [];
   private view: View | undefined;
   private stopped = false;
   /** Peers added lately whose first handshake we must see complete (handshake.ts). */
@@ -230,6 +232,7 @@ export class Dataplane {
       const old = this.exposed;
       await this.shell.run(['ip', 'addr', 'replace', `${addr}/32`, 'dev', this.bridge]);
       this.exposed = addr;
+      await this.installFirewall();
       await this.reconcile();
       if (old !== undefined) await this.removeLines([`addr del ${old}/32 dev ${this.bridge}`]);
     });
@@ -243,6 +246,7 @@ export class Dataplane {
       this.exposed = undefined;
       // Routes first (without src): the kernel deletes routes whose source address goes away.
       await this.reconcile();
+      await this.installFirewall();
       await this.removeLines([`addr del ${old}/32 dev ${this.bridge}`]);
     });
   }
@@ -444,16 +448,18 @@ export class Dataplane {
     }
   }
 
-  private async installFirewall(peers: readonly string[]): Promise<void> {
-    const key = peers.join(',');
-    if (this.firewallPeers === key) return;
+  private async installFirewall(peers: readonly string[] = this.firewallPeers): Promise<void> {
+    const key = `${peers.join(',')} ${this.exposed ?? ''}`;
+    if (this.firewallKey === key) return;
     const vxlan = this.mode === 'fast' ? { port: this.c.vxlanPort ?? DEFAULT_VXLAN_PORT, peers } : undefined;
-    await this.shell.run(['iptables-restore', '-w', '--noflush'], firewallRules({ ...this.chains, bridge: this.bridge, tunnel: this.device, vxlan }));
+    const exposed = this.exposed !== undefined ? { exposed: this.exposed } : {};
+    await this.shell.run(['iptables-restore', '-w', '--noflush'], firewallRules({ ...this.chains, bridge: this.bridge, tunnel: this.device, range: this.range.text, ...exposed, vxlan }));
     // At the top: ahead of Docker's FORWARD rules and its policy DROP.
     for (const [hook, chain] of missingJumps(await this.shell.run(['iptables', '-w', '-S']), chainHooks(this.bridge))) {
       await this.shell.run(['iptables', '-w', '-I', hook, '1', '-j', chain]);
     }
-    this.firewallPeers = key;
+    this.firewallKey = key;
+    this.firewallPeers = peers;
   }
 
   /** Local containers and the exposed address, from the bridge's routes and addresses. */

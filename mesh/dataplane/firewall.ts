@@ -7,12 +7,19 @@
 // drop our own traffic, so it is accepted explicitly.
 // INPUT → WEFT-IN: in fast mode VXLAN has no authentication, so its port accepts only the known
 // peers' underlay addresses; the gateway address answers only local containers and the host.
+// What arrives from the tunnel for a local overlay address is either for the exposed address
+// (`weft expose`: the host wanted to be reachable) or for the peer's DNS address on lo (the
+// second resolver of other hosts' containers): that one answers DNS (53/udp, 53/tcp) and
+// nothing else, so remote containers cannot reach the host's other services through it.
 // OUTPUT → WEFT-OUT: no ICMP redirects to containers. Two containers on one host talk through
 // the gateway, out the port the packet came in, and the kernel would tell the sender to go
 // direct (send_redirects on the bridge alone does not stop it: the kernel ORs it with
 // conf.all). A container that obeys caches the peer as on-link and keeps sending to its old MAC
 // after the peer moves to another host, until its neighbour entry times out.
 import { GATEWAY } from './names.ts';
+
+/** The only port the DNS address answers on to other hosts' containers. */
+const DNS_PORT = 53;
 
 export interface FirewallSpec {
   forward: string;
@@ -21,6 +28,10 @@ export interface FirewallSpec {
   bridge: string;
   /** The WireGuard or VXLAN device. */
   tunnel: string;
+  /** The overlay range: from the tunnel, a local address in it is the DNS address or `exposed`. */
+  range: string;
+  /** The host's exposed overlay address (`weft expose`), open to the overlay on every port. */
+  exposed?: string;
   /** fast mode: the VXLAN port and the peers allowed to send to it. */
   vxlan?: { port: number; peers: readonly string[] };
 }
@@ -42,6 +53,10 @@ export function firewallRules(s: FirewallSpec): string {
     `-A ${s.input} -d ${GATEWAY}/32 -i ${s.bridge} -j RETURN`,
     `-A ${s.input} -d ${GATEWAY}/32 -i lo -j RETURN`,
     `-A ${s.input} -d ${GATEWAY}/32 -j DROP`,
+    ...(s.exposed !== undefined ? [`-A ${s.input} -i ${s.tunnel} -d ${s.exposed}/32 -j RETURN`] : []),
+    `-A ${s.input} -i ${s.tunnel} -d ${s.range} -p udp --dport ${DNS_PORT} -j RETURN`,
+    `-A ${s.input} -i ${s.tunnel} -d ${s.range} -p tcp --dport ${DNS_PORT} -j RETURN`,
+    `-A ${s.input} -i ${s.tunnel} -d ${s.range} -j DROP`,
     `-A ${s.output} -o ${s.bridge} -p icmp --icmp-type redirect -j DROP`,
   ];
   if (s.vxlan !== undefined) {

@@ -193,8 +193,13 @@ describe('names, rules and keys', () => {
   });
 
   test('firewall: overlay traffic accepted, everything else to the bridge or tunnel dropped, VXLAN only from peers', () => {
-    const r = firewallRules({ forward: 'WEFT', input: 'WEFT-IN', output: 'WEFT-OUT', bridge: 'weft', tunnel: 'vx1', vxlan: { port: 6784, peers: ['192.0.2.2'] } });
+    const r = firewallRules({ forward: 'WEFT', input: 'WEFT-IN', output: 'WEFT-OUT', bridge: 'weft', tunnel: 'vx1', range: '10.32.0.0/12', vxlan: { port: 6784, peers: ['192.0.2.2'] } });
     const lines = r.split('\n');
+    // From the tunnel, a local overlay address (the DNS address on lo) answers DNS only.
+    expect(lines.indexOf('-A WEFT-IN -i vx1 -d 10.32.0.0/12 -p udp --dport 53 -j RETURN')).toBeLessThan(lines.indexOf('-A WEFT-IN -i vx1 -d 10.32.0.0/12 -j DROP'));
+    expect(lines.some((l) => l.includes('-j RETURN') && l.includes('10.32.0.9'))).toBe(false);
+    const exposed = firewallRules({ forward: 'WEFT', input: 'WEFT-IN', output: 'WEFT-OUT', bridge: 'weft', tunnel: 'vx1', range: '10.32.0.0/12', exposed: '10.32.0.9' }).split('\n');
+    expect(exposed.indexOf('-A WEFT-IN -i vx1 -d 10.32.0.9/32 -j RETURN')).toBeLessThan(exposed.indexOf('-A WEFT-IN -i vx1 -d 10.32.0.0/12 -j DROP'));
     expect(lines.indexOf('-A WEFT -i weft -o vx1 -j ACCEPT')).toBeLessThan(lines.indexOf('-A WEFT -o vx1 -j DROP'));
     expect(lines).toContain('-A WEFT-IN -s 192.0.2.2/32 -p udp --dport 6784 -j RETURN');
     expect(lines.at(-3)).toBe('-A WEFT-IN -p udp --dport 6784 -j DROP');

@@ -3,6 +3,8 @@
 // first and another live host's peer, through the overlay, second. The peer on h1 is
 // restarted while a container on h1 resolves a name on h2 in a bounded loop: no lookup fails.
 // Then the peer serving as second resolver is killed, and the container's second moves on.
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
@@ -11,6 +13,14 @@ import { addressOf, runContainer, startNetworkMesh } from './network-helpers.ts'
 /** The loop's bound: at most this many lookups (about a minute and a half at worst with
  *  busybox's 1 s timeout), and it also stops when the test says so. */
 const MAX_LOOKUPS = 600;
+/** A port with a listener on the second resolver's host, to show its DNS address answers
+ *  nothing but DNS to other hosts' containers. */
+const PROBE_PORT = 7777;
+/** A listener that logs each connection it accepts, for at most this long. */
+const PROBE_LISTENER = [
+  'timeout', '300', 'python3', '-u', '-c',
+  `import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',${PROBE_PORT}))\ns.listen(8)\nwhile True:\n c,a=s.accept()\n print('hit',a[0],flush=True)\n c.close()`,
+];
 /** Lookups seen before the restart, and after the peer is back, so the loop spans it. */
 const AROUND_RESTART = 10;
 
@@ -37,6 +47,20 @@ for (const mode of ['encrypted', 'fast'] as const) {
       // It answers the mesh's names as the first does, asked directly.
       await waitFor(async () => (await docker.docker(['exec', 'client', 'nslookup', '-type=a', 'target.weft.local', second], { timeoutMs: 15_000 })).stdout.includes(target),
         { timeoutMs: 20_000, what: `the second resolver ${second} to answer target.weft.local` });
+
+      // The DNS address answers DNS only: a service listening on all of that host's addresses
+      // is not reachable through it from another host's container, though the host reaches it.
+      const dnsAddrOf = async (h: Host) => /inet (10\.[\d.]+)\/32 scope host/.exec((await h.exec(['ip', 'addr', 'show', 'dev', 'lo'])).stdout)?.[1] ?? '';
+      const [a2, a3] = [await dnsAddrOf(h2), await dnsAddrOf(h3)];
+      expect([a2, a3]).toContain(second);
+      const secondHost = second === a2 ? h2 : h3;
+      await secondHost.spawn('probe-listener', PROBE_LISTENER);
+      const hits = () => fs.readFileSync(path.join(secondHost.dir, 'probe-listener.log'), 'utf8').split('\n').filter((l) => l.startsWith('hit'));
+      await waitFor(async () => (await secondHost.exec(['busybox', 'nc', '-w', '2', second, String(PROBE_PORT)], { timeoutMs: 5000 })).code === 0 && hits().length > 0,
+        { timeoutMs: 20_000, what: `the probe listener on ${secondHost.name} to accept a connection from its own host` });
+      const before = hits().length;
+      await docker.docker(['exec', 'client', 'nc', '-w', '3', second, String(PROBE_PORT)], { timeoutMs: 10_000 });
+      expect(hits().length, `a remote container reached port ${PROBE_PORT} on the DNS address ${second}`).toBe(before);
 
       // The loop: one line per lookup, "ok SERVER" or "FAIL N", into a file in the container.
       // busybox nslookup reads only the nameservers from resolv.conf and waits its own timeout
@@ -73,9 +97,6 @@ for (const mode of ['encrypted', 'fast'] as const) {
 
       // Kept current: when the host serving as second resolver goes, the other one takes its place.
       // Each peer's DNS address sits on its host's lo (host scope: the host sends nothing from it).
-      const dnsAddrOf = async (h: Host) => /inet (10\.[\d.]+)\/32 scope host/.exec((await h.exec(['ip', 'addr', 'show', 'dev', 'lo'])).stdout)?.[1] ?? '';
-      const [a2, a3] = [await dnsAddrOf(h2), await dnsAddrOf(h3)];
-      expect([a2, a3]).toContain(second);
       const [gone, other] = second === a2 ? [h2, a3] : [h3, a2];
       await gone.kill();
       await waitFor(async () => (await docker.mustDocker(['exec', 'client', 'cat', '/etc/resolv.conf'])).includes(`nameserver ${other}\n`),
