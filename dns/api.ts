@@ -2,7 +2,6 @@
 // delegate `dns.*` to. Every answer is plain JSON; every refusal one sentence (UserError).
 
 import { isIPv4 } from 'node:net';
-import { Packet } from 'dns2';
 import { type ApiHandler, UserError } from '../mesh/api-server.ts';
 import { errorText } from '../mesh/log.ts';
 import { qualify, reverseName } from './names.ts';
@@ -69,6 +68,8 @@ export async function lookup(s: DnsService, name: string, typeText: string): Pro
     throw new UserError(errorText(err));
   }
   const bytes = await s.server.resolve(qname, LOOKUP_TYPES[type as LookupType]);
+  // dns2 only parses answers for this command: loaded on its first use, not by every peer.
+  const { Packet } = await import('dns2');
   const packet = Packet.parse(bytes);
   const records: LookupRecord[] = [];
   const add = (section: LookupRecord['section'], rrs: any[]) => {

@@ -22,7 +22,7 @@ import { ReplicaShell } from './replica-shell.ts';
 import { IpamShell } from './ipam-shell.ts';
 import { DEFAULT_IPAM_RANGE } from './ipam.ts';
 import type { MeshView, PeerLiveness } from './mesh-view.ts';
-import { Network } from './network.ts';
+import type { Network } from './network.ts';
 import { checkRangeAgainstRoutes } from './route-overlap.ts';
 import { Store } from './store.ts';
 import { LogOnce } from './log-once.ts';
@@ -230,6 +230,9 @@ export class Peer {
     if (this.config.dataplane) {
       const range = this.config.ipallocRange ?? DEFAULT_IPAM_RANGE;
       await checkRangeAgainstRoutes(range);
+      // Loaded only here: the Docker client and its dependencies cost a mesh-only peer
+      // (--no-dataplane) ~15 MB of memory it never uses.
+      const { Network } = await import('./network.ts');
       this.network = await Network.start({
         mode: this.config.dataplaneMode ?? 'encrypted', range, underlay: this.advertise.host, dataDir: this.config.dataDir,
         dockerHost: this.config.dockerHost, pluginName: this.config.pluginName, view: this.view(), ipam: this.ipam, store: this.store, log: this.log.child('network'),
