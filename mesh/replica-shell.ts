@@ -3,6 +3,7 @@ import { Channel, type ChannelStats } from './channel.ts';
 import type { Identity } from './identity.ts';
 import { errorText, type Logger } from './log.ts';
 import { LogOnce } from './log-once.ts';
+import { pickTargets, PUSH_FANOUT } from './gossip-targets.ts';
 import { ReplicaInbox } from './replica-inbox.ts';
 import type { MembershipEvent } from './membership.ts';
 import {
@@ -36,9 +37,10 @@ export interface ReplicaAttach {
 type Verify = (owner: string, bytes: Uint8Array, sig: string) => boolean;
 
 /**
- * The I/O shell around the replica core: pushes our writes to every live member at once,
- * runs anti-entropy with one random member per period, persists to LevelDB, and tells
- * local consumers (DNS, IPAM) what changed.
+ * The I/O shell around the replica core: pushes our writes to PUSH_FANOUT random live members
+ * at once and relays what others' pushes told us first the same way (gossip-targets.ts), runs
+ * anti-entropy with one random member per period, persists to LevelDB, and tells local
+ * consumers (DNS, IPAM) what changed.
  */
 export class ReplicaShell {
   private readonly replica: Replica;
@@ -182,8 +184,12 @@ export class ReplicaShell {
     for (const m of this.replica.digestMessages()) this.channel?.send(to, m);
   }
 
-  private broadcast(msgs: ReplicaMessage[]): void {
-    for (const id of this.attachOpts?.alive() ?? []) for (const m of msgs) this.channel?.send(id, m);
+  /** Sends `msgs` to PUSH_FANOUT random live members other than `exclude`. */
+  private broadcast(msgs: readonly ReplicaMessage[], exclude?: ReadonlySet<string>): void {
+    if (msgs.length === 0) return;
+    for (const id of pickTargets(this.attachOpts?.alive() ?? [], PUSH_FANOUT, Math.random, exclude)) {
+      for (const m of msgs) this.channel?.send(id, m);
+    }
   }
 
   /** Queues a received message; returns a promise while its sender has a large backlog (see
@@ -231,6 +237,8 @@ export class ReplicaShell {
     }
     for (const reply of res.reply) this.channel?.send(from, reply);
     this.broadcast(res.broadcast);
+    // The sender and the owners hold what we relay already.
+    if (res.relay.length > 0) this.broadcast(res.relay, new Set([from, ...res.relay.flatMap((m) => m.entries.map((e) => e.owner))]));
     for (const e of res.persist) this.pending.set(entryStorageKey(e.owner, e.key), e);
     for (const r of res.remove) this.pending.set(entryStorageKey(r.owner, r.key), null);
     if (res.persist.length || res.remove.length || res.broadcast.length) this.schedulePersist();

@@ -75,9 +75,12 @@ export interface ReceiveResult {
   remove: EntryRef[];
   /** Messages for the peer that sent this one. */
   reply: ReplicaMessage[];
-  /** Messages for every connected member, like the push of a local write (we re-issued own
+  /** Messages to push like a local write, to PUSH_FANOUT random members (we re-issued own
    *  entries a peer could not accept, see Replica.reissue). */
   broadcast: ReplicaMessage[];
+  /** Entries of other owners this push told us first: the rumor to pass on once, to
+   *  PUSH_FANOUT random members other than the sender and the owners (gossip-targets.ts). */
+  relay: PushMessage[];
   /** Why some or all of the message was refused; accepted parts took effect. */
   rejected?: string;
   /** Entries not stored because their owner is past its quota here (replica-quota.ts), one row
@@ -88,7 +91,7 @@ export interface ReceiveResult {
 export interface WriteResult {
   entry: Entry;
   change: Change | null;
-  /** The push to send to every connected member. */
+  /** The push to send to PUSH_FANOUT random members (gossip-targets.ts). */
   push: PushMessage;
 }
 
@@ -97,7 +100,7 @@ function row(d: Digest, owner: string): OwnerDigest | undefined {
 }
 
 function emptyResult(): ReceiveResult {
-  return { changes: [], persist: [], remove: [], reply: [], broadcast: [] };
+  return { changes: [], persist: [], remove: [], reply: [], broadcast: [], relay: [] };
 }
 
 export class Replica {
@@ -256,9 +259,20 @@ export class Replica {
       case 'digest':
         this.onDigest(msg, out);
         break;
-      case 'push':
+      case 'push': {
+        const before = out.persist.length;
         for (const e of msg.entries) this.accept(e, now, out, checked);
+        // What was news to us is likely news to others: pass it on once (rumor mongering).
+        // Entries we already held end the rumor here, which bounds it; anti-entropy repairs
+        // what it misses.
+        const news: Rec[] = [];
+        for (const e of out.persist.slice(before)) {
+          const rec = e.owner === this.self ? undefined : this.logs.get(e.owner)?.byKey.get(e.key);
+          if (rec !== undefined && rec.e === e) news.push(rec);
+        }
+        out.relay.push(...pushChunks(news, this.maxBytes));
         break;
+      }
       case 'delta': {
         let ok = true;
         for (const e of msg.entries) ok = this.accept(e, now, out, checked) && ok;

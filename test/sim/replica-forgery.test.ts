@@ -124,6 +124,8 @@ describe('a member cannot fill the others\' memory', () => {
     const w = new World({ seed, peers: 6, loss: 0.01, wire: true, hostile: [HOSTILE], check: 'round' });
     let version = 0;
     let junk = 0;
+    // A flood of new keys of its own, past its quota once enough of them arrived.
+    const flood = (): ReplicaMessage => ({ t: 'push', v: 1, entries: Array.from({ length: 400 }, () => signed(HOSTILE, `junk/${junk++}`, ++version, `x${junk}`)) });
     const forge = (to: string): ReplicaMessage => {
       const level = w.rng.pick([MAX_VERSION, MAX_VERSION - 1, w.rng.int(1e9), w.rng.int(50)]);
       switch (w.rng.int(5)) {
@@ -143,11 +145,8 @@ describe('a member cannot fill the others\' memory', () => {
           const owner = w.rng.chance(0.5) ? to : HOSTILE;
           return { t: 'snapshot', v: 1, owner, level, floor: w.rng.int(level + 1), replace: w.rng.chance(0.7), keys: ALL, entries: [] };
         }
-        case 3: {
-          // A flood of new keys of its own, past its quota.
-          const entries = Array.from({ length: 400 }, () => signed(HOSTILE, `junk/${junk++}`, ++version, `x${junk}`));
-          return { t: 'push', v: 1, entries };
-        }
+        case 3:
+          return flood();
         default: {
           // Deletions of its own keys, held and not held.
           const entries = Array.from({ length: 20 }, () => signed(HOSTILE, `junk/${w.rng.int(junk + 100)}`, ++version, null));
@@ -155,6 +154,9 @@ describe('a member cannot fill the others\' memory', () => {
         }
       }
     };
+    // Past its quota on one peer whatever the draws below (each seed must exercise refusal).
+    const target = w.rng.pick(w.ids.filter((id) => id !== HOSTILE));
+    for (let i = 0; i * 400 <= OTHER_QUOTA * REMOTE_SLACK; i++) w.inject(HOSTILE, target, flood());
     for (let round = 0; round < 15; round++) {
       for (let i = 0; i < 3; i++) w.randomWrite();
       for (let i = 0; i < 4; i++) {

@@ -19,6 +19,7 @@ import {
   utf8Length,
 } from '../../mesh/replica.ts';
 import { tieBreak } from '../../mesh/replica-owner.ts';
+import { pickTargets, PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { type Envelope, SimNetwork } from './network.ts';
 import { Rng } from './rng.ts';
 
@@ -109,10 +110,12 @@ export interface WorldOptions {
   loss?: number;
   /** Digests each peer sends per round, each to one random connected peer. */
   aeFanout?: number;
-  /** Peers a local write is pushed to at once; 'all' is what the shell does. */
+  /** Peers a local write is pushed to at once, distinct and random as the shell picks them
+   *  (default PUSH_FANOUT, what the shell does); 'all' is every connected peer. */
   pushFanout?: number | 'all';
-  /** Peers forward entries they first learnt from a push, at their next round, to pushFanout
-   *  random peers (rumor mongering); off means only the writer pushes. */
+  /** Peers relay what a push told them first (the core's `relay`) at once to pushFanout random
+   *  peers other than the sender and the owners, as the shell does (default on); off means
+   *  only the writer pushes. */
   rumor?: boolean;
   /** Round-trip every message through JSON and parseReplicaMessage, checking its size. */
   wire?: boolean;
@@ -144,7 +147,6 @@ export class World {
   /** Each peer's view rebuilt only from the changes it reported: must equal its live entries. */
   private readonly shadow = new Map<string, Map<string, string>>();
   private readonly disks = new Map<string, Disk>();
-  private readonly fresh = new Map<string, Entry[]>();
   /** Highest complete level each peer has reported per owner, within one incarnation. */
   private readonly levels = new Map<string, Map<string, number>>();
   private readonly opts: Required<Omit<WorldOptions, 'maxMessageBytes' | 'tombstoneGcMs' | 'hostile'>> & WorldOptions;
@@ -156,7 +158,7 @@ export class World {
   readonly stats = new Map<string, number>();
 
   constructor(opts: WorldOptions) {
-    this.opts = { loss: 0, aeFanout: 1, pushFanout: 'all', rumor: false, wire: false, check: 'message', ...opts };
+    this.opts = { loss: 0, aeFanout: 1, pushFanout: PUSH_FANOUT, rumor: true, wire: false, check: 'message', ...opts };
     this.hostile = new Set(opts.hostile ?? []);
     this.rng = new Rng(opts.seed);
     this.net = new SimNetwork<ReplicaMessage>(new Rng(opts.seed ^ 0x5eed), { loss: this.opts.loss });
@@ -205,10 +207,11 @@ export class World {
     return this.write(id, key, value);
   }
 
-  private pushTargets(id: string): string[] {
+  private pushTargets(id: string, exclude?: ReadonlySet<string>): string[] {
     const f = this.opts.pushFanout;
-    if (f === 'all') return this.ids.filter((o) => o !== id && this.net.connected(id, o));
-    return Array.from({ length: f }, () => this.randomPeer(id)).filter((o) => o !== undefined);
+    const connected = this.ids.filter((o) => o !== id && this.net.connected(id, o) && !this.dropped.has(o));
+    if (f === 'all') return connected;
+    return pickTargets(connected, f, () => this.rng.next(), exclude);
   }
 
   /** A random peer `id` has a connection to, as the shell picks among connected members. */
@@ -242,11 +245,6 @@ export class World {
     const start = this.now;
     for (const id of this.live()) {
       const r = this.replica(id);
-      const fresh = this.fresh.get(id);
-      if (fresh !== undefined && fresh.length > 0 && this.opts.rumor) {
-        this.fresh.set(id, []);
-        for (const to of this.pushTargets(id)) this.send(id, to, { t: 'push', v: 1, entries: fresh });
-      }
       for (let i = 0; i < this.opts.aeFanout; i++) {
         const to = this.randomPeer(id);
         if (to === undefined) continue;
@@ -306,10 +304,10 @@ export class World {
       if (m.t === 'push') this.count('reissued', m.entries.length);
       for (const to of this.pushTargets(env.to)) this.send(env.to, to, m);
     }
-    if (msg.t === 'push' && this.opts.rumor && res.persist.length > 0) {
-      const list = this.fresh.get(env.to) ?? [];
-      list.push(...res.persist);
-      this.fresh.set(env.to, list);
+    if (this.opts.rumor && res.relay.length > 0) {
+      const exclude = new Set([env.from, ...res.relay.flatMap((m) => m.entries.map((e) => e.owner))]);
+      const targets = this.pushTargets(env.to, exclude);
+      for (const m of res.relay) for (const to of targets) this.send(env.to, to, m);
     }
     if (this.opts.check === 'message') this.checkPeer(env.to);
   }
@@ -360,7 +358,6 @@ export class World {
     this.replicas.set(id, r);
     this.shadow.set(id, new Map(r.entries().map((e) => [`${e.owner}\u0000${e.key}`, e.value as string])));
     this.levels.set(id, new Map());
-    this.fresh.set(id, []);
     this.net.restart(id);
     return r;
   }

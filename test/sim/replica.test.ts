@@ -17,6 +17,7 @@ import {
   utf8Length,
 } from '../../mesh/replica.ts';
 import { ROUND_MS, World, fakeCrypto, fakeSig, peerId } from './replica-world.ts';
+import { PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { Rng, seeds } from './rng.ts';
 
 /** Sends messages through JSON and the validator, as the shell does. */
@@ -84,6 +85,55 @@ describe('writes from random peers reach every peer', () => {
     expect(p1000 - p100).toBeLessThan(p100 - p10 + 3);
     expect(a1000 - a100).toBeLessThan(a100 - a10 + 3);
     expect(p1000).toBeGreaterThanOrEqual(p10);
+  });
+});
+
+describe('a write costs each peer a bounded number of messages, whatever the size of the mesh', () => {
+  test('push with rumor relays (the shell\'s fanout): messages per peer flat from 10 to 1,000 peers, nearly all reached before any anti-entropy', () => {
+    // One write in a world with anti-entropy off, 1% loss: the writer pushes to PUSH_FANOUT
+    // random peers and every peer that learns it from a push relays it once to PUSH_FANOUT
+    // others. Counted: push messages received per peer, the share of peers reached within one
+    // round, and the simulated time until the last peer reached got it.
+    const sizes = [10, 100, 1000];
+    const rows = sizes.map((n) => {
+      const runs = n === 1000 ? seeds(4) : seeds(20);
+      let perPeer = 0;
+      let reachedShare = 0;
+      let allReached = 0;
+      const lastAt: number[] = [];
+      for (const seed of runs) {
+        const w = new World({ seed, peers: n, loss: 0.01, aeFanout: 0, check: 'round' });
+        const writer = w.rng.pick(w.ids);
+        const t0 = w.now;
+        const e = w.write(writer, 'k', `v${seed}`);
+        const has = (id: string) => w.replica(id).entries({ owner: writer, prefix: 'k' }).some((x) => x.version === e.version);
+        let last = t0;
+        let missing = w.ids.filter((id) => !has(id));
+        for (let t = t0; t < t0 + ROUND_MS && missing.length > 0; t += 10) {
+          w.runUntil(t + 10);
+          const still = missing.filter((id) => !has(id));
+          if (still.length < missing.length) last = w.now;
+          missing = still;
+        }
+        w.runUntil(t0 + ROUND_MS);
+        perPeer += (w.stats.get('push') ?? 0) / n;
+        reachedShare += (n - missing.length) / n;
+        if (missing.length === 0) {
+          allReached++;
+          lastAt.push(last - t0);
+        }
+      }
+      lastAt.sort((a, b) => a - b);
+      return { n, perPeer: perPeer / runs.length, reached: reachedShare / runs.length, all: allReached / runs.length, p50: lastAt[Math.floor(lastAt.length / 2)] ?? NaN };
+    });
+    console.log(['', ' peers | pushes received / peer / write | share reached by push | writes reaching all by push | time to the last (sim ms, p50)',
+      ...rows.map((r) => `${String(r.n).padStart(6)} | ${r.perPeer.toFixed(2).padStart(32)} | ${(100 * r.reached).toFixed(2).padStart(20)} % | ${(100 * r.all).toFixed(0).padStart(26)} % | ${r.p50}`)].join('\n'));
+    const [r10, , r1000] = rows as [typeof rows[0], typeof rows[0], typeof rows[0]];
+    // Flat in N: the cost of a write to each peer does not grow with the mesh.
+    expect(r1000.perPeer).toBeLessThan(1.5 * r10.perPeer);
+    expect(r1000.perPeer).toBeLessThanOrEqual(PUSH_FANOUT + 1);
+    // Push alone reaches nearly every peer; anti-entropy (off here) repairs the rest.
+    for (const r of rows) expect(r.reached).toBeGreaterThan(0.99);
   });
 });
 
