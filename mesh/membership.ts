@@ -295,6 +295,14 @@ export class Membership {
     return e ? snapshot(e) : undefined;
   }
 
+  /** Ids of the members in `state`, unsorted and uncopied: for callers on a hot path (each
+   *  replicated push asks who is alive). */
+  idsIn(state: MemberState): string[] {
+    const out: string[] = [];
+    for (const e of this.table.values()) if (e.rec.state === state) out.push(e.rec.id);
+    return out;
+  }
+
   wanted(): Member[] {
     return [...this.table.values()].filter((e) => e.rec.state !== 'left').map(snapshot).sort(byId);
   }

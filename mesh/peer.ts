@@ -208,7 +208,7 @@ export class Peer {
       protocol: SYNC_PROTOCOL,
       maxFrameBytes: SYNC_MAX_FRAME,
       maxQueueBytes: SYNC_MAX_QUEUE,
-      alive: () => this.membership.members().filter((m) => m.state === 'alive').map((m) => m.id),
+      alive: () => this.membership.idsIn('alive'),
       accept: (conn) => this.isMember(conn),
     });
     await this.replica.start();
@@ -289,7 +289,8 @@ export class Peer {
 
   liveness(id: string): PeerLiveness | undefined {
     if (id === this.identity.id) return 'alive';
-    return this.membership.members().find((m) => m.id === id)?.state;
+    // A lookup, not a scan: DNS and the network ask this per container.
+    return this.membership.get(id)?.state;
   }
 
   private onControl(from: string, raw: unknown): void {
