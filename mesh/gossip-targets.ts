@@ -1,6 +1,6 @@
 // Whom to tell: k distinct members picked uniformly at random, the same way by the shells
-// (with Math.random) and by the simulations (with a seeded generator), so what is simulated is
-// what runs.
+// (with Math.random), the membership core and the simulations (with a seeded generator), so
+// what is simulated is what runs.
 
 /** Members a replicated change is pushed to by its writer, and relayed to by every peer that
  *  first learns it from a push (rumor mongering: each peer forwards a rumor once). In push
@@ -14,12 +14,12 @@ export const PUSH_FANOUT = 6;
 
 /** Up to k distinct entries of `candidates` not in `exclude`, uniformly at random (a partial
  *  Fisher-Yates shuffle); all of them, in random order, if there are no more than k. */
-export function pickTargets(candidates: readonly string[], k: number, random: () => number, exclude?: ReadonlySet<string>): string[] {
+export function pickTargets<T>(candidates: readonly T[], k: number, random: () => number, exclude?: ReadonlySet<T>): T[] {
   const pool = exclude === undefined ? [...candidates] : candidates.filter((c) => !exclude.has(c));
   const n = Math.min(k, pool.length);
   for (let i = 0; i < n; i++) {
     const j = i + Math.floor(random() * (pool.length - i));
-    [pool[i], pool[j]] = [pool[j] as string, pool[i] as string];
+    [pool[i], pool[j]] = [pool[j] as T, pool[i] as T];
   }
   return pool.slice(0, n);
 }

@@ -35,6 +35,7 @@ import { HEALTH_DECAY_MS, HEALTH_MAX, LocalHealth, STALL_GRACE_MS, STALL_THRESHO
 import { Outbox, type OutboxView } from './membership-outbox.ts';
 import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precedence.ts';
 import { claimBytes, signedBySubject, type Signer } from './membership-claim.ts';
+import { pickTargets } from './gossip-targets.ts';
 
 export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './membership-wire.ts';
 export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './membership-wire.ts';
@@ -874,13 +875,7 @@ export class Membership {
 
   /** Up to k distinct items, uniformly, from our deterministic source. */
   private pick<T>(items: T[], k: number): T[] {
-    const a = [...items];
-    const n = Math.min(k, a.length);
-    for (let i = 0; i < n; i++) {
-      const j = i + Math.floor(this.o.random() * (a.length - i));
-      [a[i], a[j]] = [a[j] as T, a[i] as T];
-    }
-    return a.slice(0, n);
+    return pickTargets(items, k, this.o.random);
   }
 }
 
