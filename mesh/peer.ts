@@ -13,10 +13,11 @@ import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
 import { Channel } from './channel.ts';
 import type { PeerConfig } from './config.ts';
 import { Dialer } from './dialer.ts';
-import { EventLog } from './events.ts';
+import type { EventLog } from './events.ts';
 import { loadIdentity, verifySignature, type Identity } from './identity.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage, type Member, type MembershipEvent, type Output } from './membership.ts';
+import { MEMBERSHIP_PROTOCOL, type Membership, type MembershipEvent } from './membership.ts';
+import { MembershipShell } from './membership-shell.ts';
 import { Metrics } from './metrics.ts';
 import { ReplicaShell } from './replica-shell.ts';
 import { IpamShell } from './ipam-shell.ts';
@@ -36,17 +37,12 @@ export const SYNC_PROTOCOL = '/weft/sync/1.0.0';
 /** The membership core's clock: a tick every 100 ms is fine-grained against its 200 ms
  *  heartbeat and sub-second timeouts, and costs nothing measurable. */
 const TICK_MS = 100;
-/** Control messages are heartbeats and member lists; 1 MiB bounds a list of thousands. */
-const CONTROL_MAX_FRAME = 1024 * 1024;
-const CONTROL_MAX_QUEUE = 1024 * 1024;
 /** Replication messages are chunked at 1 MiB by the replica core (MAX_MESSAGE_BYTES); headroom for JSON escaping. */
 const SYNC_MAX_FRAME = 8 * 1024 * 1024;
 /** A full state transfer to a new peer is queued at once; 96 MiB covers the 64 MiB test
  *  state with room to spare, and anti-entropy resends anything dropped beyond it. */
 const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
 
-const SELF_INC_KEY = 'membership/self-inc';
-const MEMBER_PREFIX = 'membership/member/';
 const TARGET_PREFIX = 'dial/';
 
 /** One weft peer: identity, libp2p host, membership, replication, API. */
@@ -55,31 +51,29 @@ export class Peer {
   readonly identity: Identity;
   readonly node: Libp2p;
   readonly store: Store;
+  /** The membership core (read it here; the shell drives it). */
   readonly membership: Membership;
   readonly replica: ReplicaShell;
   readonly ipam: IpamShell;
   /** The container network; absent with --no-dataplane. */
   network?: Network;
-  readonly events = new EventLog();
   readonly metrics = new Metrics();
   readonly startedAt = Date.now();
   readonly advertise: HostPort;
-  private readonly control: Channel;
+  private readonly members: MembershipShell;
   private readonly dialer: Dialer;
   private readonly log: Logger;
   private timer?: NodeJS.Timeout;
   private metricsServer?: Server;
   private stopping = false;
-  private lastSelfInc: number;
   readonly rejectedAdmissions: { count: number };
   /** What each admitted connection proved ('mesh' or 'api:<token id>'), keyed by the raw
    *  connection object itself: never by address, which another connection can share (a
    *  token holder could otherwise clear its own mark), and gone with the connection. */
   private readonly credentials: WeakMap<object, string>;
-  private readonly livenessListeners = new Set<(id: string, state: PeerLiveness | 'forgotten') => void>();
 
   private constructor(init: {
-    config: PeerConfig; identity: Identity; node: Libp2p; store: Store; membership: Membership;
+    config: PeerConfig; identity: Identity; node: Libp2p; store: Store; members: MembershipShell;
     advertise: HostPort; log: Logger; replica: ReplicaShell; ipam: IpamShell; rejectedAdmissions: { count: number };
     credentials: WeakMap<object, string>;
   }) {
@@ -89,24 +83,17 @@ export class Peer {
     this.identity = init.identity;
     this.node = init.node;
     this.store = init.store;
-    this.membership = init.membership;
+    this.members = init.members;
+    this.membership = init.members.core;
     this.advertise = init.advertise;
     this.log = init.log;
     this.replica = init.replica;
     this.ipam = init.ipam;
-    this.lastSelfInc = this.membership.self().inc;
-    this.control = new Channel(this.node, {
-      protocol: CONTROL_PROTOCOL,
-      maxFrameBytes: CONTROL_MAX_FRAME,
-      maxQueueBytes: CONTROL_MAX_QUEUE,
-      onMessage: (from, msg) => this.onControl(from, msg),
-      accept: (conn) => this.isMember(conn),
-      onInbound: (from) => this.apply(this.membership.connected(from, Date.now())),
-    }, this.log.child('control'));
+    this.members.attach(this.node);
     this.dialer = new Dialer(this.node, {
       log: this.log.child('dial'),
       selfAddrs: [formatHostPort(this.advertise), formatHostPort(this.config.listen)],
-      onConnected: (_addr, id) => this.apply(this.membership.connected(id, Date.now())),
+      onConnected: (_addr, id) => this.members.connected(id),
     });
   }
 
@@ -118,15 +105,14 @@ export class Peer {
     try {
       const identity = await loadIdentity(store);
       const advertise = config.advertise ?? defaultAdvertise(config.listen);
-      const now = Date.now();
-      const restoredInc = (await store.get<number>(SELF_INC_KEY)) ?? 0;
-      const restoredMembers = (await store.scan<Member>(MEMBER_PREFIX)).map((r) => r.value);
-      const membership = new Membership(
+      // Bound once the peer exists: members' events feed its dial targets and the replica.
+      let onMemberEvent: (e: MembershipEvent) => void = () => undefined;
+      let isMember: (conn: Connection) => boolean = () => false;
+      const members = await MembershipShell.open(
         { id: identity.id, name: config.name, addrs: [formatHostPort(advertise)], tags: config.tags, role: config.role },
-        now,
         // Gossiped records carry their subject's signed claim: no member can speak for another.
         { sign: (bytes) => identity.sign(bytes), verify: verifySignature },
-        { inc: restoredInc, members: restoredMembers },
+        { store, log, accept: (conn) => isMember(conn), onEvent: (e) => onMemberEvent(e) },
       );
       const admissionLog = logger('admission');
       const once = new LogOnce();
@@ -175,7 +161,9 @@ export class Peer {
         store, self: identity.id, range: config.ipallocRange ?? DEFAULT_IPAM_RANGE,
         expectedPeers: config.ipallocInit ?? 1 + config.peers.length, log: log.child('ipam'),
       });
-      const peer = new Peer({ config, identity, node, store, membership, advertise, log, replica, ipam, rejectedAdmissions, credentials });
+      const peer = new Peer({ config, identity, node, store, members, advertise, log, replica, ipam, rejectedAdmissions, credentials });
+      onMemberEvent = (e) => peer.onMemberEvent(e);
+      isMember = (conn) => peer.isMember(conn);
       try {
         await peer.run();
       } catch (err) {
@@ -203,7 +191,7 @@ export class Peer {
       }
       throw err;
     }
-    await this.control.start();
+    await this.members.start();
     this.replica.attach(this.node, {
       protocol: SYNC_PROTOCOL,
       maxFrameBytes: SYNC_MAX_FRAME,
@@ -216,10 +204,9 @@ export class Peer {
     await this.ipam.start();
     this.node.addEventListener('peer:disconnect', (evt) => {
       const id = evt.detail.toString();
-      this.control.reset(id);
       this.replica.reset(id);
       this.ipam.reset(id);
-      this.apply(this.membership.disconnected(id, Date.now()));
+      this.members.disconnected(id);
     });
     const now = Date.now();
     for (const { value } of await this.store.scan<string>(TARGET_PREFIX)) this.dialer.add(value, now);
@@ -251,7 +238,7 @@ export class Peer {
 
   private tick(): void {
     const now = Date.now();
-    this.apply(this.membership.tick(now));
+    this.members.tick(now);
     for (const m of this.membership.wanted()) {
       for (const addr of m.addrs) this.dialer.add(addr, now, m.id);
     }
@@ -279,10 +266,7 @@ export class Peer {
       entries: (prefix) => this.replica.lookup(prefix, true),
       onEntries: (fn) => this.replica.onChange(fn),
       liveness: (id) => this.liveness(id),
-      onLiveness: (fn) => {
-        this.livenessListeners.add(fn);
-        return () => this.livenessListeners.delete(fn);
-      },
+      onLiveness: (fn) => this.members.onLiveness(fn),
       put: (key, value) => this.replica.put(key, value),
     };
   }
@@ -293,55 +277,17 @@ export class Peer {
     return this.membership.get(id)?.state;
   }
 
-  private onControl(from: string, raw: unknown): void {
-    const msg = parseMembershipMessage(raw);
-    if (typeof msg === 'string') {
-      this.log.warn('rejected control message', { peer: from, reason: msg });
-      return;
-    }
-    this.apply(this.membership.receive(from, msg, Date.now()));
+  /** The peer's log of membership events (`weft events`). */
+  get events(): EventLog {
+    return this.members.events;
   }
 
-  /** Carries out what the membership core decided: send, log, record, persist. */
-  private apply(out: Output): void {
-    for (const { to, msg } of out.send) this.control.send(to, msg);
-    for (const e of out.events) this.onMemberEvent(e);
-    const rejected = out.rejected[0];
-    if (rejected) {
-      // One line per call (all from one sender): a member sending a table of forgeries must
-      // not flood the log; the metric counts every record.
-      const more = out.rejected.length - 1;
-      this.log.warn('rejected membership record', { peer: rejected.from, reason: rejected.reason, more: more || undefined });
-      this.control.stats.rejected += out.rejected.length;
-    }
-    const inc = this.membership.self().inc;
-    if (inc !== this.lastSelfInc) {
-      this.lastSelfInc = inc;
-      void this.store.put(SELF_INC_KEY, inc).catch((err) => this.log.error('cannot persist incarnation', { err: errorText(err) }));
-    }
-  }
-
+  /** What the peer itself does on a membership event, after the shell logged and stored it. */
   private onMemberEvent(e: MembershipEvent): void {
-    const m = e.member;
-    const address = m.addrs[0];
-    this.events.add({ type: e.type, peer: { id: m.id, name: m.name, address } }, new Date(e.at));
-    const level = e.type === 'dead' || e.type === 'suspect' ? 'warn' : 'info';
-    this.log[level](`peer ${e.type}`, { peer: m.id, name: m.name, addr: address, inc: m.inc });
     if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'updated') {
-      for (const addr of m.addrs) void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
+      for (const addr of e.member.addrs) void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
     }
-    // A forgotten member must not come back from our own disk at the next restart.
-    const persist = e.type === 'forgotten' ? this.store.del(MEMBER_PREFIX + m.id, false) : this.store.put(MEMBER_PREFIX + m.id, m, false);
-    void persist.catch((err) => this.log.error('cannot persist member', { err: errorText(err) }));
     this.replica.onMember(e);
-    const state: PeerLiveness | 'forgotten' = e.type === 'forgotten' ? 'forgotten' : m.state;
-    for (const fn of this.livenessListeners) {
-      try {
-        fn(m.id, state);
-      } catch (err) {
-        this.log.error('liveness listener failed', { err: errorText(err) });
-      }
-    }
   }
 
   /** `weft connect`: dial now and keep the address across restarts. */
@@ -362,8 +308,7 @@ export class Peer {
       await this.store.del(TARGET_PREFIX + a);
     }
     if (member) {
-      this.apply(this.membership.forget(member.id, Date.now()));
-      await this.store.del(MEMBER_PREFIX + member.id);
+      await this.members.forget(member.id);
       await this.node.hangUp(this.node.getConnections().find((c) => c.remotePeer.toString() === member.id)?.remotePeer ?? this.node.peerId).catch(() => undefined);
     }
     return { addrs: [...addrs], member: member?.id };
@@ -444,7 +389,7 @@ export class Peer {
     });
     const chan = (name: string, pick: (s: Channel['stats']) => number) =>
       () => [
-        { labels: { channel: 'control' }, value: pick(this.control.stats) },
+        { labels: { channel: 'control' }, value: pick(this.members.stats) },
         { labels: { channel: 'sync' }, value: pick(this.replica.stats()) },
         { labels: { channel: 'ipam' }, value: pick(this.ipam.stats()) },
       ];
@@ -454,7 +399,7 @@ export class Peer {
     m.counter('weft_gossip_bytes_sent_total', 'Mesh bytes sent.', chan('bout', (s) => s.bytesOut));
     m.counter('weft_gossip_messages_dropped_total', 'Mesh messages dropped on a full queue.', chan('drop', (s) => s.dropped));
     m.counter('weft_gossip_messages_rejected_total', 'Malformed, oversized or forged messages rejected.', () => [
-      { labels: { channel: 'control' }, value: this.control.stats.rejected },
+      { labels: { channel: 'control' }, value: this.members.stats.rejected },
       { labels: { channel: 'sync' }, value: this.replica.stats().rejected },
     ]);
     m.counter('weft_admission_rejected_total', 'Connections refused by mesh admission (wrong password, not a weft peer).', () => this.rejectedAdmissions.count);
@@ -487,14 +432,14 @@ export class Peer {
     this.stopping = true;
     clearInterval(this.timer);
     try {
-      this.apply(this.membership.leave(Date.now()));
+      this.members.leave();
       // Give the leave notice a moment to be flushed before the connections close.
       await new Promise((r) => setTimeout(r, 200));
     } catch (err) {
       this.log.warn('leave notice failed', { err: errorText(err) });
     }
     await this.network?.stop();
-    await this.control.stop();
+    await this.members.stop();
     await this.replica.stop();
     await this.ipam.stop();
     await Promise.resolve(this.node.stop()).catch(() => undefined);
