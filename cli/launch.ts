@@ -175,8 +175,8 @@ export async function launch(o: LaunchOptions): Promise<void> {
   const meshApi = peerApi(peer);
   const dnsHandler = dnsApi(() => dns);
   const handler: ApiHandler = (req, ctx) => (req.method.startsWith('dns.') ? dnsHandler(req, ctx) : meshApi(req, ctx));
-  const api = new ApiServer(authorize(handler, (caller) => peer.scopeOf(caller)), logger('api'));
-  await api.listenMesh(peer.node, (conn) => peer.credentialOf(conn));
+  const api = new ApiServer(authorize(handler, (caller) => peer.tokens.scopeOf(caller)), logger('api'));
+  await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
   peer.metrics.gauge('weft_api_requests_in_flight', 'API requests being served or waiting for their client to read the reply.', () => api.stats().requestsInFlight);
   peer.metrics.gauge('weft_api_reply_bytes_queued', 'API reply bytes waiting for clients to read them.', () => api.stats().bytesQueued);
   try {

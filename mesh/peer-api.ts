@@ -89,9 +89,9 @@ export function peerApi(peer: Peer): ApiHandler {
           const scope = p.scope === undefined ? 'operator' : p.scope;
           if (scope !== 'operator' && scope !== 'admin') throw new UserError(`scope must be operator or admin, not "${String(scope)}"`);
           // A token makes tokens no stronger than itself, and they die with it.
-          const own = tokenId ? peer.apiToken(tokenId)?.scope : undefined;
+          const own = tokenId ? peer.tokens.get(tokenId)?.scope : undefined;
           if (tokenId && own !== 'admin') throw new UserError('only an admin API token can make tokens');
-          return peer.createApiToken(name, scope, tokenId).catch((err: Error) => { throw new UserError(err.message); });
+          return peer.tokens.create(name, scope, tokenId).catch((err: Error) => { throw new UserError(err.message); });
         }
         // A join token carries the mesh key: only a holder of the mesh secret may make one.
         if (tokenId) throw new UserError('an API token cannot create join tokens (that needs the mesh secret)');
@@ -103,7 +103,7 @@ export function peerApi(peer: Peer): ApiHandler {
         };
       }
       case 'token.list':
-        return peer.apiTokens();
+        return peer.tokens.list();
       case 'token.revoke': {
         const id = str(p, 'id');
         // An admin token may revoke itself and the tokens made under it, not its makers or
@@ -112,7 +112,7 @@ export function peerApi(peer: Peer): ApiHandler {
           throw new UserError(`an API token can revoke only itself and the tokens it made, not "${id}"`);
         }
         try {
-          await peer.revokeApiToken(id);
+          await peer.tokens.revoke(id);
         } catch (err) {
           throw new UserError((err as Error).message);
         }
@@ -161,7 +161,7 @@ export function peerApi(peer: Peer): ApiHandler {
 
 /** Whether token `id` is `ancestor` or was made, directly or not, by it. */
 function descendsFrom(peer: Peer, id: string, ancestor: string): boolean {
-  const byId = new Map(peer.apiTokens().map((t) => [t.id, t]));
+  const byId = new Map(peer.tokens.list().map((t) => [t.id, t]));
   let current: string | null | undefined = id;
   for (let depth = 0; current && depth <= MAX_TOKEN_DEPTH; depth++) {
     if (current === ancestor) return true;

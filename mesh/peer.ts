@@ -8,9 +8,9 @@ import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { INBOUND_CONNECTIONS_PER_SECOND, MAX_PENDING_INBOUND, meshAdmission } from './admission.ts';
-import { listApiTokens, newApiToken, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, validToken, validTokenKey, type ApiTokenRecord, type ApiTokenView, type TokenScope } from './api-token.ts';
+import { validTokenKey } from './api-token.ts';
+import { ApiTokens } from './peer-tokens.ts';
 import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
-import { Channel } from './channel.ts';
 import type { PeerConfig } from './config.ts';
 import { Dialer } from './dialer.ts';
 import type { EventLog } from './events.ts';
@@ -19,6 +19,7 @@ import { errorText, logger, type Logger } from './log.ts';
 import { MEMBERSHIP_PROTOCOL, type Membership, type MembershipEvent } from './membership.ts';
 import { MembershipShell } from './membership-shell.ts';
 import { Metrics } from './metrics.ts';
+import { registerPeerMetrics } from './peer-metrics.ts';
 import { ReplicaShell } from './replica-shell.ts';
 import { IpamShell } from './ipam-shell.ts';
 import { DEFAULT_IPAM_RANGE } from './ipam.ts';
@@ -45,7 +46,8 @@ const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
 
 const TARGET_PREFIX = 'dial/';
 
-/** One weft peer: identity, libp2p host, membership, replication, API. */
+/** One weft peer, composed: identity, the libp2p host with admission, and the membership,
+ *  replication and IPAM shells, API tokens, metrics, and the container network when asked. */
 export class Peer {
   readonly config: PeerConfig;
   readonly identity: Identity;
@@ -61,23 +63,21 @@ export class Peer {
   readonly startedAt = Date.now();
   readonly advertise: HostPort;
   private readonly members: MembershipShell;
+  /** API tokens and the credential each admitted connection proved. */
+  readonly tokens: ApiTokens;
   private readonly dialer: Dialer;
   private readonly log: Logger;
   private timer?: NodeJS.Timeout;
   private metricsServer?: Server;
   private stopping = false;
   readonly rejectedAdmissions: { count: number };
-  /** What each admitted connection proved ('mesh' or 'api:<token id>'), keyed by the raw
-   *  connection object itself: never by address, which another connection can share (a
-   *  token holder could otherwise clear its own mark), and gone with the connection. */
-  private readonly credentials: WeakMap<object, string>;
 
   private constructor(init: {
     config: PeerConfig; identity: Identity; node: Libp2p; store: Store; members: MembershipShell;
     advertise: HostPort; log: Logger; replica: ReplicaShell; ipam: IpamShell; rejectedAdmissions: { count: number };
     credentials: WeakMap<object, string>;
   }) {
-    this.credentials = init.credentials;
+    this.tokens = new ApiTokens({ replica: init.replica, node: init.node, credentials: init.credentials });
     this.rejectedAdmissions = init.rejectedAdmissions;
     this.config = init.config;
     this.identity = init.identity;
@@ -163,7 +163,7 @@ export class Peer {
       });
       const peer = new Peer({ config, identity, node, store, members, advertise, log, replica, ipam, rejectedAdmissions, credentials });
       onMemberEvent = (e) => peer.onMemberEvent(e);
-      isMember = (conn) => peer.isMember(conn);
+      isMember = (conn) => peer.tokens.isMember(conn);
       try {
         await peer.run();
       } catch (err) {
@@ -197,10 +197,10 @@ export class Peer {
       maxFrameBytes: SYNC_MAX_FRAME,
       maxQueueBytes: SYNC_MAX_QUEUE,
       alive: () => this.membership.idsIn('alive'),
-      accept: (conn) => this.isMember(conn),
+      accept: (conn) => this.tokens.isMember(conn),
     });
     await this.replica.start();
-    this.ipam.attach(this.node, (conn) => this.isMember(conn));
+    this.ipam.attach(this.node, (conn) => this.tokens.isMember(conn));
     await this.ipam.start();
     this.node.addEventListener('peer:disconnect', (evt) => {
       const id = evt.detail.toString();
@@ -314,59 +314,6 @@ export class Peer {
     return { addrs: [...addrs], member: member?.id };
   }
 
-  /** Who is on the other end of a connection: 'api:<token id>' for an API client, else the
-   *  peer id of a mesh member (or of a CLI holding the mesh secret). A connection we have no
-   *  mark for is treated as the least trusted kind there is. */
-  credentialOf(conn: Connection): string {
-    const mark = this.markOf(conn);
-    if (mark === 'mesh') return conn.remotePeer.toString();
-    return mark ?? 'api:unknown';
-  }
-
-  /** The scope of a caller as credentialOf() names it: full for the local socket and mesh
-   *  members, the token's own for an API client (undefined once it is no longer valid). */
-  scopeOf(caller: string): TokenScope | 'member' | undefined {
-    if (!caller.startsWith('api:')) return 'member';
-    return validToken((key) => this.replica.lookup(key), caller.slice(4))?.scope;
-  }
-
-  private markOf(conn: Connection): string | undefined {
-    // libp2p keeps the raw connection it handed to the protector as `maConn`.
-    const raw = (conn as unknown as { maConn?: object }).maConn;
-    return raw ? this.credentials.get(raw) : undefined;
-  }
-
-  private isMember(conn: Connection): boolean {
-    return this.markOf(conn) === 'mesh';
-  }
-
-  /** `weft token create --api`: a token that reaches the API of any peer, and nothing else.
-   *  `parent` is the token that asks for it, if a token does: the new one dies with it. */
-  async createApiToken(name: string, scope: TokenScope, parent?: string): Promise<{ token: string; id: string; scope: TokenScope }> {
-    const t = newApiToken(name, scope, parent);
-    await this.replica.put(TOKEN_RECORD_PREFIX + t.id, JSON.stringify(t.record));
-    return { token: t.text, id: t.id, scope };
-  }
-
-  apiTokens(): ApiTokenView[] {
-    return listApiTokens(this.replica.lookup(TOKEN_RECORD_PREFIX, true), (key) => this.replica.lookup(key));
-  }
-
-  apiToken(id: string): ApiTokenRecord | undefined {
-    return validToken((key) => this.replica.lookup(key), id);
-  }
-
-  async revokeApiToken(id: string): Promise<void> {
-    if (!this.apiTokens().some((t) => t.id === id)) throw new Error(`no API token "${id}" is known (see weft token ls)`);
-    await this.replica.put(TOKEN_REVOKED_PREFIX + id, new Date().toISOString());
-    // Connections already admitted with it end now, not at their next reconnect.
-    // (Tokens it made die with it: their connections close too.)
-    for (const conn of this.node.getConnections()) {
-      const caller = this.credentialOf(conn);
-      if (caller.startsWith('api:') && this.scopeOf(caller) === undefined) await conn.close().catch(() => undefined);
-    }
-  }
-
   connectedPeers(): Set<string> {
     return new Set(this.node.getConnections().filter((c) => c.status === 'open').map((c) => c.remotePeer.toString()));
   }
@@ -380,41 +327,14 @@ export class Peer {
   }
 
   private registerMetrics(): void {
-    const m = this.metrics;
-    m.gauge('weft_connections', 'Open libp2p connections.', () => this.node.getConnections().length);
-    m.gauge('weft_peers', 'Known peers by state (this peer excluded).', () => {
-      const counts: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
-      for (const p of this.membership.members()) counts[p.state] = (counts[p.state] ?? 0) + 1;
-      return Object.entries(counts).map(([state, value]) => ({ labels: { state }, value }));
+    registerPeerMetrics(this.metrics, {
+      connections: () => this.node.getConnections().length,
+      members: () => this.membership.members(),
+      channels: { control: () => this.members.stats, sync: () => this.replica.stats(), ipam: () => this.ipam.stats() },
+      rejectedAdmissions: () => this.rejectedAdmissions.count,
+      ipam: this.ipam,
+      replica: this.replica,
     });
-    const chan = (name: string, pick: (s: Channel['stats']) => number) =>
-      () => [
-        { labels: { channel: 'control' }, value: pick(this.members.stats) },
-        { labels: { channel: 'sync' }, value: pick(this.replica.stats()) },
-        { labels: { channel: 'ipam' }, value: pick(this.ipam.stats()) },
-      ];
-    m.counter('weft_gossip_messages_received_total', 'Mesh messages received.', chan('in', (s) => s.messagesIn));
-    m.counter('weft_gossip_messages_sent_total', 'Mesh messages sent.', chan('out', (s) => s.messagesOut));
-    m.counter('weft_gossip_bytes_received_total', 'Mesh bytes received.', chan('bin', (s) => s.bytesIn));
-    m.counter('weft_gossip_bytes_sent_total', 'Mesh bytes sent.', chan('bout', (s) => s.bytesOut));
-    m.counter('weft_gossip_messages_dropped_total', 'Mesh messages dropped on a full queue.', chan('drop', (s) => s.dropped));
-    m.counter('weft_gossip_messages_rejected_total', 'Malformed, oversized or forged messages rejected.', () => [
-      { labels: { channel: 'control' }, value: this.members.stats.rejected },
-      { labels: { channel: 'sync' }, value: this.replica.stats().rejected },
-    ]);
-    m.counter('weft_admission_rejected_total', 'Connections refused by mesh admission (wrong password, not a weft peer).', () => this.rejectedAdmissions.count);
-    m.gauge('weft_ipam_addresses', 'Container addresses by state, as this peer sees the ring.', () => {
-      const st = this.ipam.status();
-      return [
-        { labels: { state: 'owned' }, value: st.owned },
-        { labels: { state: 'free' }, value: st.free },
-        { labels: { state: 'in_use' }, value: st.inUse },
-        { labels: { state: 'unreachable' }, value: st.unreachable },
-      ];
-    });
-    m.gauge('weft_ipam_pending_allocations', 'Allocations waiting for address space.', () => this.ipam.status().pending);
-    m.gauge('weft_replica_entries', 'Replicated entries held (tombstones included).', () => this.replica.size());
-    m.counter('weft_replica_refused_total', 'Entries of other owners not stored because their owner is past its quota.', () => this.replica.refused());
   }
 
   /** Stops the timers of a peer whose start failed half-way (start() closes the rest). */

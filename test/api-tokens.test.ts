@@ -38,8 +38,8 @@ afterEach(async () => {
 /** A peer serving its API over the mesh as `weft launch` does (authorization included). */
 async function servingPeer(name: string, peers: string[] = []): Promise<Peer> {
   const p = await loop.start(loop.config(name, peers));
-  const api = new ApiServer(authorize(peerApi(p), (c) => p.scopeOf(c)), logger('api'));
-  await api.listenMesh(p.node, (conn) => p.credentialOf(conn));
+  const api = new ApiServer(authorize(peerApi(p), (c) => p.tokens.scopeOf(c)), logger('api'));
+  await api.listenMesh(p.node, (conn) => p.tokens.credentialOf(conn));
   servers.push(api);
   return p;
 }
@@ -59,7 +59,7 @@ async function asMember(p: Peer): Promise<ApiClient> {
 describe('what an API token may do', () => {
   test('an operator token reads the mesh and uses kv, but cannot connect, forget, rmpeer, reset or touch tokens', async () => {
     const a = await servingPeer('a');
-    const { token } = await a.createApiToken('ops', 'operator');
+    const { token } = await a.tokens.create('ops', 'operator');
     const op = await asToken(a, token);
     expect(await op.call('status')).toMatchObject({ name: 'a' });
     await op.call('kv.put', { key: 'k', value: 'v' });
@@ -70,13 +70,13 @@ describe('what an API token may do', () => {
     ] as const) {
       await expect(op.call(method, params)).rejects.toThrow(/not allowed for an API token of scope operator/);
     }
-    expect(a.apiTokens()).toHaveLength(1); // it made none
+    expect(a.tokens.list()).toHaveLength(1); // it made none
     expect(a.membership.members()).toEqual([]);
   });
 
   test('an admin token makes tokens no stronger than itself, never a join token, and they die with it', async () => {
     const a = await servingPeer('a');
-    const { token, id } = await a.createApiToken('admin', 'admin');
+    const { token, id } = await a.tokens.create('admin', 'admin');
     const admin = await asToken(a, token);
     await expect(admin.call('token.create', {})).rejects.toThrow(/cannot create join tokens/);
     const child = await admin.call<{ token: string; id: string }>('token.create', { api: true, name: 'child', scope: 'admin' });
@@ -89,8 +89,8 @@ describe('what an API token may do', () => {
     await expect((await asToken(a, child.token)).call('token.revoke', { id })).rejects.toThrow(/only itself and the tokens it made/);
 
     // Revoke the root from the local socket: every token under it stops at once.
-    await a.revokeApiToken(id);
-    await waitFor(() => a.apiTokens().every((t) => t.revoked), { what: 'the whole chain to read as revoked' });
+    await a.tokens.revoke(id);
+    await waitFor(() => a.tokens.list().every((t) => t.revoked), { what: 'the whole chain to read as revoked' });
     await expect(gc.call('status')).rejects.toThrow();
     await expect(asToken(a, grandchild.token)).rejects.toThrow(/refused our API token/);
   });
@@ -105,7 +105,7 @@ describe('a token never becomes membership', () => {
     // T's token connection included, which then got membership and replication channels.
     const a = await servingPeer('a');
     const b = await loop.start(loop.config('b'));
-    const { token } = await a.createApiToken('attacker', 'admin');
+    const { token } = await a.tokens.create('attacker', 'admin');
     const host = '127.3.250.7';
     const port = 7390 + (process.pid % 50);
     const t = await createLibp2p({
@@ -161,7 +161,7 @@ describe('a token never becomes membership', () => {
 describe('what a peer keeps at rest', () => {
   test('a token record holds a public key only, and the token text works while the record alone does not', async () => {
     const a = await servingPeer('a');
-    const { token, id } = await a.createApiToken('t', 'operator');
+    const { token, id } = await a.tokens.create('t', 'operator');
     const [record] = a.replica.lookup(TOKEN_RECORD_PREFIX + id);
     const stored = JSON.parse(record!.value!);
     expect(Object.keys(stored).sort()).toEqual(['created', 'name', 'publicKey', 'scope']);

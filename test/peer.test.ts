@@ -91,7 +91,7 @@ describe('replication through the admitted mesh', () => {
 
   test('an API-token client may call the API but may not join membership or replication', async () => {
     const a = await start(config('a'));
-    const { token } = await a.createApiToken('test', 'admin');
+    const { token } = await a.tokens.create('test', 'admin');
     const { parseApiToken } = await import('../mesh/api-token.ts');
     const { CONTROL_PROTOCOL } = await import('../mesh/peer.ts');
     const client = await createLibp2p({
