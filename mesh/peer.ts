@@ -1,5 +1,5 @@
 import { createLibp2p } from 'libp2p';
-import { tcp } from '@libp2p/tcp';
+import { tcp, type TCPSocketOptions } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Connection, Libp2p } from '@libp2p/interface';
@@ -123,7 +123,11 @@ export class Peer {
       node = await createLibp2p({
         privateKey: identity.libp2pKey,
         addresses: { listen: [`/ip4/${config.listen.host}/tcp/${config.listen.port}`] },
-        transports: [tcp()],
+        // Outgoing connections leave from the address we listen on, when that is one address:
+        // admission bounds handshakes per remote address (admission.ts), and peers sharing a
+        // host's default source address (several peers on 127.0.1.x, all dialing from
+        // 127.0.0.1) would otherwise share one bound. Node passes localAddress to connect().
+        transports: [tcp(config.listen.host === '0.0.0.0' ? {} : { dialOpts: { localAddress: config.listen.host } as TCPSocketOptions })],
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
         connectionProtector: meshAdmission({
