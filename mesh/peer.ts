@@ -145,7 +145,10 @@ export class Peer {
           },
         }),
         connectionManager: {
-          maxConnections: 1024,
+          // A full mesh of 1,000 peers (999 connections, ~100 kB and one fd each, measured by
+          // bench/connections.ts) with room for API clients and crossed dials; past this the
+          // bound guards memory (~200 MB of connections).
+          maxConnections: 2048,
           // libp2p's default of 10 pending inbound connections lets ten silent sockets lock
           // every member out; admission bounds what one address may hold (MAX_PENDING_PER_HOST),
           // so the mesh-wide bound only guards memory.
