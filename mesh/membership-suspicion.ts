@@ -8,18 +8,18 @@
 // mesh needs more rounds of gossip for the suspicion to reach the accused, and its refutation
 // to come back, so a slow but live member is not buried before it could answer.
 
-/** The minimum timeout per log10(N) probe periods: 0.6 s up to 10 peers, 1.2 s at 100,
- *  1.8 s at 1,000 with 200 ms periods. Two requirements pull on it. Detection (median 2 s at
- *  100 peers, ~0.5 s of which is the failed direct and indirect probe) wants it short; a
- *  member frozen for a GC pause or a starved 2-core host (the simulations freeze peers for
- *  1.2 s) must have woken and refuted before its suspicion, confirmed by several probers,
- *  runs out, which wants it long. Three periods per log10(N) is where both hold on paper; the
- *  wired detector's simulations (failure detection and stall tests) are what settle it. */
-export const SUSPICION_MULT = 3;
+/** The minimum timeout per log10(N) probe periods: 0.8 s up to 10 peers, 1.6 s at 100,
+ *  2.4 s at 1,000 with 200 ms periods. Two requirements pull on it. Detection (median 2 s,
+ *  of which ~0.3 s is the failed direct and indirect probe; after a kill -9 the connection
+ *  resets and every peer probes at once, so confirmations bring the minimum) wants it short. A
+ *  member frozen for a GC pause or a starved 2-core host must have woken and refuted before
+ *  its suspicion, confirmed by the several peers that probed it meanwhile, runs out: the
+ *  simulations freeze peers for 1.2 s, and 3 periods per log10(N) let some die there. */
+export const SUSPICION_MULT = 4;
 /** The maximum, as a multiple of the minimum, for a suspicion nobody confirms: one member's
  *  word alone waits 3x as long, which is what protects a member whose only trouble is a bad
  *  link to its accuser. memberlist uses 6 with 1 s periods; 3 keeps an unconfirmed verdict at
- *  N = 100 within 3.6 s. */
+ *  N = 100 within 4.8 s. */
 export const SUSPICION_MAX_MULT = 3;
 /** Confirmations after which the timeout is at its minimum: memberlist's SuspicionMult - 2.
  *  With k probe helpers per failed probe, three independent accusers are rare unless the

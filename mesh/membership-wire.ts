@@ -66,7 +66,7 @@ export type HeldState = MemberState | 'forgotten' | 'unknown';
 export type MembershipMessage =
   /** "I am alive at incarnation `inc`", plus a digest of the sender's member table so that
    *  two peers notice when they disagree and exchange full lists (anti-entropy). */
-  | { t: 'hb'; inc: number; sum: number }
+  | { t: 'hb'; inc: number; sum: number; ack?: true }
   /** Reply to a heartbeat that disagrees with what we hold about its sender. */
   | { t: 'you'; inc: number; state: HeldState }
   /** Full member table (sent on connect and when digests disagree): the sender's standing
@@ -79,7 +79,10 @@ export type MembershipMessage =
   | { t: 'probe-req'; target: string }
   /** Answer from the helper's own direct evidence; null when the helper does not know it.
    *  `linked`: the helper still has a transport connection to the target. */
-  | { t: 'probe-ack'; target: string; heardAgoMs: number | null; linked: boolean };
+  | { t: 'probe-ack'; target: string; heardAgoMs: number | null; linked: boolean }
+  /** "My own probe of `target` at incarnation `inc` failed": an independent confirmation of a
+   *  suspicion, which shortens its timeout (Lifeguard); changes no state by itself. */
+  | { t: 'suspect'; target: string; inc: number };
 
 const STATES: readonly string[] = ['alive', 'suspect', 'dead', 'left'];
 const HELD_STATES: readonly string[] = [...STATES, 'forgotten', 'unknown'];
@@ -172,7 +175,7 @@ function decode(u: unknown): MembershipMessage {
   const t = field(u, 't');
   switch (t) {
     case 'hb':
-      return { t, inc: int(u, 'inc', MAX_INCARNATION, t), sum: int(u, 'sum', 0xffffffff, t) };
+      return { t, inc: int(u, 'inc', MAX_INCARNATION, t), sum: int(u, 'sum', 0xffffffff, t), ...((u as Record<string, unknown>).ack === true ? { ack: true as const } : {}) };
     case 'you':
       return { t, inc: int(u, 'inc', MAX_INCARNATION, t), state: oneOf<HeldState>(u, 'state', HELD_STATES, t) };
     case 'members':
@@ -184,6 +187,8 @@ function decode(u: unknown): MembershipMessage {
       };
     case 'probe-req':
       return { t, target: str(u, 'target', MAX_ID_LENGTH, t) };
+    case 'suspect':
+      return { t, target: str(u, 'target', MAX_ID_LENGTH, t), inc: int(u, 'inc', MAX_INCARNATION, t) };
     case 'probe-ack': {
       const target = str(u, 'target', MAX_ID_LENGTH, t);
       const ago = field(u, 'heardAgoMs');

@@ -2,12 +2,17 @@
 // messages, connection changes and a tick with the current time, and carries out what it
 // returns. No clock, timer, socket or randomness of its own, so a simulation can replay it.
 //
-// Protocol, in one paragraph. Every peer heartbeats every member it believes alive or suspect
-// (dead ones more slowly, so a healed partition is noticed). A member silent for
-// SUSPECT_AFTER_MS is not suspected at once: we ask a few other members whether *they* heard it
-// (the link may be ours); only if none did is it suspected, and the suspicion is broadcast.
-// A suspected member that hears of it refutes by raising its incarnation. One still suspected
-// after SUSPICION_TIMEOUT_MS, and still silent to us, is declared dead. Records merge by the
+// Protocol, in one paragraph: SWIM with Lifeguard. Each period a peer pings one member, in a
+// shuffled round-robin (membership-schedule.ts), and one member it holds dead every second (so
+// a healed partition is noticed); every ping is answered. A ping unanswered within
+// PROBE_TIMEOUT_MS is not a suspicion yet: we ping again and ask PROBE_HELPERS members to ping
+// it for us (the link may be ours); only if neither we nor they hear it is it suspected, and the
+// suspicion is broadcast. Each peer whose own probe fails tells a few others (`suspect`), and
+// the suspicion timeout falls from its maximum to its minimum as such independent accusers
+// add up (membership-suspicion.ts, scaled with log N). A suspect is pinged every period with
+// the suspicion, so a live one refutes at once by raising its incarnation; one still suspected
+// when its timeout runs out, and not heard by us for SUSPECT_AFTER_MS, is declared dead. So the
+// messages a peer sends and receives per period do not grow with the mesh. Records merge by the
 // precedence in membership-precedence.ts, so tables converge however messages are ordered;
 // heartbeats carry a table digest and disagreeing peers swap full tables (anti-entropy).
 // One exception, for accusations (suspect, dead) about a member we know: we do not take one
@@ -36,6 +41,8 @@ import { Outbox, type OutboxView } from './membership-outbox.ts';
 import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precedence.ts';
 import { claimBytes, signedBySubject, type Signer } from './membership-claim.ts';
 import { pickTargets } from './gossip-targets.ts';
+import { ProbeSchedule } from './membership-schedule.ts';
+import { suspicionBounds, suspicionTimeout } from './membership-suspicion.ts';
 
 export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './membership-wire.ts';
 export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './membership-wire.ts';
@@ -45,37 +52,44 @@ export { HEALTH_DECAY_MS, HEALTH_MAX, STALL_GRACE_MS, STALL_THRESHOLD_MS } from 
 /** The shell's tick period. Short enough that a deadline is acted on within 100 ms of passing,
  *  which is 5% of the 2 s detection budget; long enough to cost nothing on an idle peer. */
 export const TICK_MS = 100;
-/** Heartbeat period to live members. Five heartbeats fit in SUSPECT_AFTER_MS, so a member is
- *  only probed after five in a row went missing (at 5% loss: about 3 in 10 million windows). */
+/** The probe period: one member pinged per period. With N peers each pinging one, a member is
+ *  pinged about once per period, so a failure is noticed within ~200 ms plus the probe
+ *  timeout, inside the 2 s detection budget; the cost is one ping and one ack sent and
+ *  received per period, whatever N. */
 export const HEARTBEAT_INTERVAL_MS = 200;
-/** Heartbeat period to members we believe dead: rare enough to cost little over a day of a
- *  dead host, frequent enough that a healed partition is noticed within a second. */
+/** How often one member we believe dead is pinged (round-robin): rare enough to cost little
+ *  over a day of dead hosts, frequent enough that a healed partition is noticed in seconds. */
 export const DEAD_HEARTBEAT_INTERVAL_MS = 1000;
-/** Silence after which we ask others about a member. Their sum with SUSPICION_TIMEOUT_MS is
- *  the one trade-off here: it sets detection (~1.6 s median in simulation, under the 2 s
- *  requirement with room for real scheduling) and how long a peer may be frozen (GC, CPU
- *  starvation on 2 shared cores) without being declared dead (sum - heartbeat - delay,
- *  ~1.35 s). The split favours silence: with helpers vouching, probes are cheap to avoid. */
+/** No member is declared dead by a peer that heard it directly within this (a suspect is
+ *  pinged every period, so a live one is heard); also how long what a peer only just back from
+ *  a cut says of others is taken as old news (see cutOff). */
 export const SUSPECT_AFTER_MS = 1000;
 /** A helper vouches for a member it heard within this window: 2.5 heartbeats, so one lost
  *  heartbeat at the helper does not turn a vouch into an accusation. */
 export const VOUCH_WINDOW_MS = 500;
-/** Helpers asked before suspecting (SWIM's k). Three independent paths make a false
- *  suspicion from lost probe traffic need three losses at once. */
-export const PROBE_HELPERS = 3;
-/** How long to wait for helpers. Answers take one round trip (a few ms on a LAN, 100 ms on a
- *  loaded sim); when every helper answered "not heard" we decide at once, so this only
- *  matters when helpers are unreachable too. */
+/** Helpers asked to ping a member that did not answer us (SWIM's k). Each helper path is four
+ *  messages (request, ping, ack, answer), so at 15% loss one fails half the time: with five,
+ *  plus our own second ping, a live member is suspected after about 1 in 500 probes even
+ *  then; with three the simulations' heals at 15% loss saw healthy peers suspected. */
+export const PROBE_HELPERS = 5;
+/** How long a ping may go unanswered before the indirect probe, and how long we then wait for
+ *  helpers (they wait 2/3 of it for the member). A round trip is a few ms on a LAN and up to
+ *  100 ms on a loaded simulation; when every helper answered "not heard" we decide at once. */
 export const PROBE_TIMEOUT_MS = 300;
-/** Time a suspected member has to refute before it is declared dead. A refutation needs the
- *  suspicion to reach it and its answer to come back: a round trip plus a tick or two. */
-export const SUSPICION_TIMEOUT_MS = 600;
+/** A helper answers "not heard" after this share of the prober's wait, so its answer arrives
+ *  before the prober gives up on it. */
+const HELPER_WAIT_SHARE = 2 / 3;
 // Local health (stall detection, Lifeguard penalty) has its constants in membership-health.ts.
 
 /** Peers each adopter forwards a changed record to. The originator already sent it to all;
  *  relays only cover links that are down, and 3 random ones reach a given peer with
  *  probability ~95% over the adopters of a 50-peer mesh without an N^2 storm. */
 export const RELAY_FANOUT = 3;
+/** Members each peer tells of its own failed probe of a suspect (Lifeguard's confirmations):
+ *  with a accusers, each peer hears from about 6a/N of them, so a real failure, which every
+ *  prober sees, brings the timeout to its minimum, and one or two accusers of a slow but live
+ *  member mostly do not. Constant, so the cost per peer does not grow with N. */
+export const CONFIRM_FANOUT = 6;
 /** Consecutive disagreeing digests from one peer before we push it our table: one may just
  *  race a broadcast still in flight; two (>= 200 ms apart) is a real divergence. */
 export const SYNC_AFTER_MISMATCHES = 2;
@@ -119,7 +133,6 @@ export interface MembershipOptions extends Signer {
   vouchWindowMs: number;
   probeHelpers: number;
   probeTimeoutMs: number;
-  suspicionTimeoutMs: number;
   stallThresholdMs: number;
   stallGraceMs: number;
   healthMax: number;
@@ -161,6 +174,15 @@ interface Entry {
   earlyProbed: boolean;
   probe: Probe | null;
   lastHbSent: number;
+  /** Live-clock time of our ping still unanswered (null: none). */
+  pingL: number | null;
+  /** Probers that asked us (a helper) to ping this member, and until when we wait. */
+  relayFor: Set<string>;
+  relayDeadlineL: number;
+  /** Distinct peers we heard accuse it at its current suspicion. */
+  accusers: Set<string>;
+  /** We sent our own accusation of its current suspicion (see suspect). */
+  confirmed: boolean;
   mismatches: number;
   lastSyncSent: number;
 }
@@ -182,7 +204,6 @@ function defaults(selfId: string): Omit<MembershipOptions, keyof Signer> {
     vouchWindowMs: VOUCH_WINDOW_MS,
     probeHelpers: PROBE_HELPERS,
     probeTimeoutMs: PROBE_TIMEOUT_MS,
-    suspicionTimeoutMs: SUSPICION_TIMEOUT_MS,
     stallThresholdMs: STALL_THRESHOLD_MS,
     stallGraceMs: STALL_GRACE_MS,
     healthMax: HEALTH_MAX,
@@ -234,6 +255,10 @@ export class Membership {
   private readonly health: LocalHealth;
   private readonly view: OutboxView;
   private sumCache: number | null = null;
+  private readonly schedule: ProbeSchedule;
+  private readonly deadSchedule: ProbeSchedule;
+  private lastProbe = -Infinity;
+  private lastDeadProbe = -Infinity;
 
   /** `opts` must bring the signer: `sign` as this peer, `verify` any member's signature. */
   constructor(self: MemberInfo, now: number, opts: Partial<MembershipOptions> & Signer, restored?: { inc: number; members: Member[] }) {
@@ -242,6 +267,8 @@ export class Membership {
     this.o = { ...defaults(self.id), ...opts };
     this.startedAt = now;
     this.health = new LocalHealth(this.o, now);
+    this.schedule = new ProbeSchedule(this.o.random);
+    this.deadSchedule = new ProbeSchedule(this.o.random);
     this.view = {
       selfId: this.selfId,
       peers: () => [...this.table.values()].map((e) => ({ id: e.rec.id, state: e.rec.state })),
@@ -319,6 +346,11 @@ export class Membership {
       sender.evidenceL = Math.max(sender.evidenceL, L);
       sender.lastHeard = now;
       sender.probe = null;
+      sender.pingL = null;
+      if (sender.relayFor.size > 0) {
+        for (const r of sender.relayFor) p.send(r, { t: 'probe-ack', target: from, heardAgoMs: 0, linked: true });
+        sender.relayFor.clear();
+      }
     }
     if (this.leftAt !== null) {
       // We said goodbye; tell whoever still heartbeats us, in case they missed it.
@@ -327,6 +359,7 @@ export class Membership {
     }
     switch (msg.t) {
       case 'hb':
+        if (msg.ack !== true && sender) p.send(from, { t: 'hb', inc: this.inc, sum: this.digest(), ack: true });
         this.onHeartbeat(from, msg.inc, msg.sum, sender, now, p);
         break;
       case 'you':
@@ -342,6 +375,11 @@ export class Membership {
       case 'probe-ack':
         this.onProbeAck(from, msg.target, msg.heardAgoMs, msg.linked, now, L, p);
         break;
+      case 'suspect': {
+        const t = this.table.get(msg.target);
+        if (t && t.rec.state === 'suspect' && t.rec.inc === msg.inc && from !== msg.target) t.accusers.add(from);
+        break;
+      }
     }
     return this.finish(p);
   }
@@ -352,16 +390,39 @@ export class Membership {
     this.health.decay(now);
     this.reap(now, p);
     const hb: MembershipMessage = { t: 'hb', inc: this.inc, sum: this.digest() };
-    // Half a tick of slack: a tick that fires a few ms early must not push a heartbeat to the
+    // Half a tick of slack: a tick that fires a few ms early must not push a probe to the
     // tick after, stretching the period by 50%.
     const slack = this.o.tickMs / 2;
+    const L0 = this.live(now);
     for (const e of this.table.values()) {
-      if (e.rec.state === 'left') continue;
-      const every = e.rec.state === 'dead' ? this.o.deadHeartbeatIntervalMs : this.o.heartbeatIntervalMs;
-      if (now - e.lastHbSent >= every - slack) {
+      const id = e.rec.id;
+      if (isLive(e.rec.state)) {
+        this.schedule.add(id);
+        this.deadSchedule.remove(id);
+      } else {
+        this.schedule.remove(id);
+        if (e.rec.state === 'dead') this.deadSchedule.add(id);
+        else this.deadSchedule.remove(id);
+      }
+      if (e.relayFor.size > 0 && L0 >= e.relayDeadlineL) {
+        for (const r of e.relayFor) p.send(r, { t: 'probe-ack', target: id, heardAgoMs: null, linked: e.linked });
+        e.relayFor.clear();
+      }
+    }
+    if (now - this.lastProbe >= this.o.heartbeatIntervalMs - slack) {
+      this.lastProbe = now;
+      const id = this.schedule.pick();
+      const e = id === undefined ? undefined : this.table.get(id);
+      if (e) {
         p.send(e.rec.id, hb);
         e.lastHbSent = now;
+        e.pingL ??= L0;
       }
+    }
+    if (now - this.lastDeadProbe >= this.o.deadHeartbeatIntervalMs - slack) {
+      this.lastDeadProbe = now;
+      const id = this.deadSchedule.pick();
+      if (id !== undefined) p.send(id, hb);
     }
     if (this.health.judging(now)) {
       const L = this.live(now);
@@ -469,17 +530,33 @@ export class Membership {
     if (e.rec.state === 'alive') {
       if (e.probe) {
         if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
-      } else if (silence >= suspectAfter) {
+      } else if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
+        e.pingL = null;
         this.startProbe(e, false, now, L, p);
       } else if (!e.linked && !e.earlyProbed) {
         e.earlyProbed = true;
         this.startProbe(e, true, now, L, p);
       }
     } else if (e.rec.state === 'suspect') {
+      // Lifeguard's buddy system: ping a suspect every period with the suspicion itself, so a
+      // live one refutes at once and its answer keeps our silence short (it cannot die here).
+      if (now - e.lastHbSent >= this.o.heartbeatIntervalMs - this.o.tickMs / 2) {
+        e.lastHbSent = now;
+        p.send(e.rec.id, { t: 'hb', inc: this.inc, sum: this.digest() });
+        p.to(e.rec.id, e.rec.id);
+        e.pingL ??= L;
+      }
+      if (e.probe) {
+        if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
+      } else if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
+        e.pingL = null;
+        this.startProbe(e, false, now, L, p);
+      }
       // Death needs both: the suspicion went unrefuted, and we ourselves hear nothing. A peer
       // that adopted someone else's suspicion but still hears the member never kills it.
       const suspectedFor = L - e.stateSinceL;
-      if (suspectedFor >= this.o.suspicionTimeoutMs * this.health.stretch() && silence >= suspectAfter) {
+      const timeout = suspicionTimeout(suspicionBounds(this.table.size + 1, this.o.heartbeatIntervalMs), e.accusers.size);
+      if (suspectedFor >= timeout * this.health.stretch() && silence >= suspectAfter) {
         this.setState(e, 'dead', now, p);
         p.toLive(e.rec.id);
         p.to(e.rec.id, e.rec.id);
@@ -488,10 +565,9 @@ export class Membership {
   }
 
   private startProbe(e: Entry, early: boolean, now: number, L: number, p: Outbox): void {
-    const fresh = this.o.suspectAfterMs * this.health.stretch();
-    const candidates = [...this.table.values()].filter(
-      (h) => h !== e && h.rec.state === 'alive' && h.linked && L - h.heardL < fresh,
-    );
+    // Helpers: members we hold alive and are connected to. With probing we hear a member only
+    // when one of us probes it, so recent word from a helper cannot be asked for.
+    const candidates = [...this.table.values()].filter((h) => h !== e && h.rec.state === 'alive' && h.linked);
     const helpers = this.pick(candidates, this.o.probeHelpers);
     if (helpers.length === 0) {
       if (early) return;
@@ -507,6 +583,9 @@ export class Membership {
       early,
     };
     for (const h of helpers) p.send(h.rec.id, { t: 'probe-req', target: e.rec.id });
+    // And ask it again ourselves, as memberlist does over TCP: one lost ping or ack alone must
+    // not need three helper paths to fail as well to turn into a suspicion.
+    p.send(e.rec.id, { t: 'hb', inc: this.inc, sum: this.digest() });
   }
 
   private concludeProbe(e: Entry, now: number, p: Outbox): void {
@@ -523,6 +602,16 @@ export class Membership {
   }
 
   private suspect(e: Entry, now: number, p: Outbox): void {
+    // Our own failed probe: an independent accusation, sent once per suspicion to a few random
+    // members, who count distinct accusers (Lifeguard's confirmations). A few, not all: with
+    // many accusers (a real failure) each peer still hears from several, and the cost stays
+    // bounded per peer whatever N.
+    if (!e.confirmed) {
+      e.confirmed = true;
+      const confirm: MembershipMessage = { t: 'suspect', target: e.rec.id, inc: e.rec.inc };
+      const others = [...this.table.values()].filter((o) => o !== e && o.rec.state === 'alive');
+      for (const o of this.pick(others, CONFIRM_FANOUT)) p.send(o.rec.id, confirm);
+    }
     if (e.rec.state !== 'alive') return;
     this.setState(e, 'suspect', now, p);
     p.toLive(e.rec.id);
@@ -540,6 +629,16 @@ export class Membership {
       // in a circle and keep a dead member alive.
       if (t.heardL > -Infinity) heardAgoMs = Math.min(MAX_HEARD_AGO_MS, Math.max(0, Math.round(L - t.heardL)));
       linked = t.linked;
+      if (!(heardAgoMs !== null && heardAgoMs < this.o.vouchWindowMs && linked)) {
+        // Not heard lately (with SWIM we hear a member only when someone probes it): ping it
+        // and answer when it answers, or when our wait is over.
+        t.relayFor.add(from);
+        if (t.relayFor.size === 1) {
+          t.relayDeadlineL = L + this.o.probeTimeoutMs * HELPER_WAIT_SHARE;
+          p.send(target, { t: 'hb', inc: this.inc, sum: this.digest() });
+        }
+        return;
+      }
     }
     p.send(from, { t: 'probe-ack', target, heardAgoMs, linked });
   }
@@ -719,6 +818,10 @@ export class Membership {
     e.probe = null;
     this.sumCache = null;
     if (r.state === 'alive' && r.inc > before.inc) e.evidenceL = Math.max(e.evidenceL, this.live(now));
+    if (before.state !== r.state || before.inc !== r.inc) {
+      e.accusers.clear();
+      e.confirmed = false;
+    }
     if (before.state !== r.state) {
       e.stateSince = now;
       e.stateSinceL = this.live(now);
@@ -821,6 +924,11 @@ export class Membership {
       earlyProbed: false,
       probe: null,
       lastHbSent: -Infinity,
+      pingL: null,
+      relayFor: new Set(),
+      relayDeadlineL: 0,
+      accusers: new Set(),
+      confirmed: false,
       mismatches: 0,
       lastSyncSent: -Infinity,
     };
@@ -839,6 +947,10 @@ export class Membership {
 
   private setState(e: Entry, state: MemberState, now: number, p: Outbox): void {
     const before = e.rec.state;
+    if (state !== before) {
+      e.accusers.clear();
+      e.confirmed = false;
+    }
     e.rec = { ...e.rec, state };
     e.stateSince = now;
     e.stateSinceL = this.live(now);

@@ -14,12 +14,13 @@ import {
   HEARTBEAT_INTERVAL_MS,
   Membership,
   parseMembershipMessage,
+  PROBE_TIMEOUT_MS,
   SUSPECT_AFTER_MS,
-  SUSPICION_TIMEOUT_MS,
   VOUCH_WINDOW_MS,
   type Member,
   type MembershipMessage,
 } from '../../mesh/membership.ts';
+import { suspicionBounds } from '../../mesh/membership-suspicion.ts';
 import { median, percentile, World, type SeenEvent } from './membership-world.ts';
 import { fakeSigner, signedAs } from './membership-signer.ts';
 import { Rng, seeds } from './rng.ts';
@@ -282,7 +283,9 @@ describe('partitions', () => {
         return w.now - start;
       };
       detections.first.push(cut());
-      w.runUntil(() => rest.every((r) => w.view(lone, r)?.state === 'dead'), 5_000);
+      // The cut-off peer probes one member per period and, hearing no helper either, stretches
+      // its own timeouts (it is the likely culprit): burying all four takes it a while.
+      w.runUntil(() => rest.every((r) => w.view(lone, r)?.state === 'dead'), 15_000);
       w.run(3_000);
       w.heal();
       w.runUntil(() => w.allAlive(), 5_000);
@@ -374,11 +377,12 @@ describe('local health: a stalled event loop', () => {
   // reads, then gets the whole backlog at once):
   //  1. it never suspects nor declares anyone dead because of its own stall, for any S: the
   //     stalled time does not count as anyone's silence;
-  //  2. nobody declares it dead if S < SUSPECT_AFTER + SUSPICION - HEARTBEAT - one-way delay
-  //     (1000 + 600 - 200 - 50 = 1350 ms here); others may suspect it, and it refutes;
+  //  2. nobody declares it dead if S < its last unanswered ping's timeout + the helpers' wait
+  //     + the minimum suspicion timeout - one-way delay (300 + 200 + 800 - 50 = 1250 ms for
+  //     the 8 peers here); others may suspect it, and it refutes;
   //  3. for longer stalls others may declare it dead, and it is alive everywhere again within
   //     a second of waking (it refutes at once on noticing its own stall).
-  const GUARANTEED_STALL_MS = SUSPECT_AFTER_MS + SUSPICION_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS - 50;
+  const GUARANTEED_STALL_MS = PROBE_TIMEOUT_MS * (1 + 2 / 3) + suspicionBounds(8, HEARTBEAT_INTERVAL_MS).minMs - 50;
   const declaredDead: Record<number, number> = {};
   let suspectedBy = 0;
 
