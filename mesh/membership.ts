@@ -42,7 +42,7 @@ import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precede
 import { claimBytes, signedBySubject, type Signer } from './membership-claim.ts';
 import { pickTargets } from './gossip-targets.ts';
 import { ProbeSchedule } from './membership-schedule.ts';
-import { suspicionBounds, suspicionTimeout } from './membership-suspicion.ts';
+import { SUSPICION_CONFIRMATIONS, suspicionBounds, suspicionTimeout } from './membership-suspicion.ts';
 
 export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './membership-wire.ts';
 export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './membership-wire.ts';
@@ -555,7 +555,10 @@ export class Membership {
       // Death needs both: the suspicion went unrefuted, and we ourselves hear nothing. A peer
       // that adopted someone else's suspicion but still hears the member never kills it.
       const suspectedFor = L - e.stateSinceL;
-      const timeout = suspicionTimeout(suspicionBounds(this.table.size + 1, this.o.heartbeatIntervalMs), e.accusers.size);
+      // As memberlist: no more confirmations are expected than there are other members who
+      // could give one (N - 2), so in a mesh of three one is enough for the minimum.
+      const n = this.table.size + 1;
+      const timeout = suspicionTimeout(suspicionBounds(n, this.o.heartbeatIntervalMs), e.accusers.size, Math.min(SUSPICION_CONFIRMATIONS, n - 2));
       if (suspectedFor >= timeout * this.health.stretch() && silence >= suspectAfter) {
         this.setState(e, 'dead', now, p);
         p.toLive(e.rec.id);
