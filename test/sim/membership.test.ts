@@ -767,8 +767,10 @@ describe('hostile and malformed messages', () => {
         sig: rng.pick(['AAAA', 'x'.repeat(88), `${rng.int(2 ** 32).toString(16)}`]),
       };
     };
-    switch (rng.int(6)) {
+    switch (rng.int(8)) {
       case 0: return { t: 'hb', inc: rng.int(30), sum: rng.int(2 ** 32) };
+      case 5: return { t: 'hb', inc: rng.int(30), sum: rng.int(2 ** 32), ack: true };
+      case 6: return { t: 'suspect', target: `n${rng.int(8)}`, inc: rng.int(30) };
       case 1: return { t: 'you', inc: rng.int(30), state: rng.pick(['alive', 'suspect', 'dead', 'left', 'forgotten', 'unknown'] as const) };
       case 2: return { t: rng.chance(0.5) ? 'members' : 'update', records: Array.from({ length: rng.int(5) }, rec), forgotten: rng.chance(0.2) ? [{ id: `n${rng.int(8)}`, inc: rng.int(30) }] : [] };
       case 3: return { t: 'probe-req', target: `n${rng.int(8)}` };
