@@ -359,7 +359,7 @@ export class Membership {
     }
     switch (msg.t) {
       case 'hb':
-        if (msg.ack !== true && sender) p.send(from, { t: 'hb', inc: this.inc, sum: this.digest(), ack: true });
+        if (msg.ack !== true && sender) p.send(from, { ...this.ping(), ack: true });
         this.onHeartbeat(from, msg.inc, msg.sum, sender, now, p);
         break;
       case 'you':
@@ -389,7 +389,7 @@ export class Membership {
     if (this.leftAt !== null) return this.finish(p);
     this.health.decay(now);
     this.reap(now, p);
-    const hb: MembershipMessage = { t: 'hb', inc: this.inc, sum: this.digest() };
+    const hb = this.ping();
     // Half a tick of slack: a tick that fires a few ms early must not push a probe to the
     // tick after, stretching the period by 50%.
     const slack = this.o.tickMs / 2;
@@ -528,12 +528,8 @@ export class Membership {
     const silence = L - e.evidenceL;
     const suspectAfter = this.o.suspectAfterMs * this.health.stretch();
     if (e.rec.state === 'alive') {
-      if (e.probe) {
-        if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
-      } else if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
-        e.pingL = null;
-        this.startProbe(e, false, now, L, p);
-      } else if (!e.linked && !e.earlyProbed) {
+      // A lost connection is a hint: probe early, unless a probe is under way already.
+      if (!this.advanceProbe(e, now, L, p) && !e.linked && !e.earlyProbed) {
         e.earlyProbed = true;
         this.startProbe(e, true, now, L, p);
       }
@@ -542,16 +538,11 @@ export class Membership {
       // live one refutes at once and its answer keeps our silence short (it cannot die here).
       if (now - e.lastHbSent >= this.o.heartbeatIntervalMs - this.o.tickMs / 2) {
         e.lastHbSent = now;
-        p.send(e.rec.id, { t: 'hb', inc: this.inc, sum: this.digest() });
+        p.send(e.rec.id, this.ping());
         p.to(e.rec.id, e.rec.id);
         e.pingL ??= L;
       }
-      if (e.probe) {
-        if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
-      } else if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
-        e.pingL = null;
-        this.startProbe(e, false, now, L, p);
-      }
+      this.advanceProbe(e, now, L, p);
       // Death needs both: the suspicion went unrefuted, and we ourselves hear nothing. A peer
       // that adopted someone else's suspicion but still hears the member never kills it.
       const suspectedFor = L - e.stateSinceL;
@@ -565,6 +556,21 @@ export class Membership {
         p.to(e.rec.id, e.rec.id);
       }
     }
+  }
+
+  /** Our own probe of `e`: concludes the indirect probe under way, or starts one once our ping
+   *  went unanswered. False if neither applies. */
+  private advanceProbe(e: Entry, now: number, L: number, p: Outbox): boolean {
+    if (e.probe) {
+      if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
+      return true;
+    }
+    if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
+      e.pingL = null;
+      this.startProbe(e, false, now, L, p);
+      return true;
+    }
+    return false;
   }
 
   private startProbe(e: Entry, early: boolean, now: number, L: number, p: Outbox): void {
@@ -588,7 +594,7 @@ export class Membership {
     for (const h of helpers) p.send(h.rec.id, { t: 'probe-req', target: e.rec.id });
     // And ask it again ourselves, as memberlist does over TCP: one lost ping or ack alone must
     // not need three helper paths to fail as well to turn into a suspicion.
-    p.send(e.rec.id, { t: 'hb', inc: this.inc, sum: this.digest() });
+    p.send(e.rec.id, this.ping());
   }
 
   private concludeProbe(e: Entry, now: number, p: Outbox): void {
@@ -638,7 +644,7 @@ export class Membership {
         t.relayFor.add(from);
         if (t.relayFor.size === 1) {
           t.relayDeadlineL = L + this.o.probeTimeoutMs * HELPER_WAIT_SHARE;
-          p.send(target, { t: 'hb', inc: this.inc, sum: this.digest() });
+          p.send(target, this.ping());
         }
         return;
       }
@@ -968,6 +974,11 @@ export class Membership {
     for (const e of [...this.table.values()]) {
       if (!isLive(e.rec.state) && now - e.stateSince >= this.o.reapAfterMs) this.remove(e, e.rec.inc, now, p);
     }
+  }
+
+  /** A ping: our incarnation and table digest, answered by an `hb` with `ack`. */
+  private ping(): { t: 'hb'; inc: number; sum: number } {
+    return { t: 'hb', inc: this.inc, sum: this.digest() };
   }
 
   private digest(): number {
