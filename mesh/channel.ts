@@ -157,7 +157,13 @@ export class Channel {
   private async open(to: string, o: Outbound): Promise<Stream | undefined> {
     o.stream = undefined;
     try {
-      const stream = await this.node.dialProtocol(peerIdFromString(to), this.opts.protocol, { signal: AbortSignal.timeout(5000) });
+      // Over a connection we have, never by dialing: connecting to members is the dialer's
+      // job (it knows their addresses and backs off). Asking libp2p to dial a peer id it has
+      // no address for throws after a peer-routing lookup, and with a probe every 200 ms to
+      // members not yet connected that was a visible share of a joining peer's CPU.
+      const conn = this.node.getConnections(peerIdFromString(to)).find((c) => c.status === 'open');
+      if (!conn) return undefined;
+      const stream = await conn.newStream(this.opts.protocol, { signal: AbortSignal.timeout(5000) });
       o.stream = stream;
       // We never read from our outbound stream; drain anything the remote writes.
       void (async () => {

@@ -6,6 +6,12 @@ import { errorText, type Logger } from './log.ts';
 /** How long one dial may take: a live peer on a LAN answers in milliseconds; a cut-off one
  *  would otherwise hold the attempt for the kernel's SYN retries (over two minutes). */
 const DIAL_TIMEOUT_MS = 3000;
+/** Dials in flight at once. A peer joining a mesh of N learns N-1 addresses at once, and each
+ *  dial is a handshake (CPace and Noise) on both sides: at 50 peers on two cores, dialing all
+ *  at once starved every event loop and made the whole mesh flap. Four at a time connects a
+ *  joiner to 100 peers in seconds (a handshake takes milliseconds), and the members that dial
+ *  the joiner themselves, having heard of it, spread the rest. */
+export const MAX_CONCURRENT_DIALS = 4;
 
 interface Target {
   attempt: number;
@@ -61,15 +67,22 @@ export class Dialer {
     return [...this.targets].map(([addr, t]) => ({ addr, peerId: t.peerId, attempt: t.attempt, lastError: t.lastError }));
   }
 
-  /** Dials every target that is not connected and whose backoff has expired. */
+  /** Dials targets that are not connected and whose backoff has expired, a few at a time. */
   tick(now: number): void {
+    let inFlight = 0;
+    for (const t of this.targets.values()) if (t.dialing) inFlight++;
+    if (inFlight >= MAX_CONCURRENT_DIALS) return;
+    // One pass over the connections per tick, not one per target (N^2 at every tick).
+    const connected = new Set<string>();
+    for (const c of this.node.getConnections()) if (c.status === 'open') connected.add(c.remotePeer.toString());
     for (const [addr, t] of this.targets) {
       if (t.dialing || now < t.nextAt) continue;
-      if (t.peerId && this.node.getConnections().some((c) => c.remotePeer.toString() === t.peerId && c.status === 'open')) {
+      if (t.peerId && connected.has(t.peerId)) {
         t.attempt = 0;
         continue;
       }
       void this.dial(addr, t);
+      if (++inFlight >= MAX_CONCURRENT_DIALS) return;
     }
   }
 

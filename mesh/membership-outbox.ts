@@ -1,7 +1,9 @@
 // What one call into the membership core sends. Records to disseminate are gathered by id
 // during the call and turned into messages at its end, so each peer gets at most one 'update'
 // per call, holding each record as it stands when the call returns (a suspicion refuted later
-// in the same call is never sent).
+// in the same call is never sent). News to spread by gossip is handed back to the core
+// (`news`), which queues it and chooses where it goes; pings and acks carry what the core's
+// queue gives them (`finish`).
 
 import type { MembershipEvent, Output } from './membership.ts';
 import { MAX_RECORDS, type MemberRecord, type MemberState, type MembershipMessage, type Tombstone } from './membership-wire.ts';
@@ -18,8 +20,8 @@ export interface OutboxView {
 
 export class Outbox {
   private readonly out: Output = { send: [], events: [], rejected: [] };
-  /** Ids whose record goes to every member believed alive or suspect. */
-  private readonly live = new Set<string>();
+  /** Ids whose record the core spreads by gossip. */
+  private readonly gossiped = new Set<string>();
   /** Ids whose record goes to every member we might reach (alive, suspect, dead). */
   private readonly all = new Set<string>();
   private readonly direct = new Map<string, Set<string>>();
@@ -36,8 +38,13 @@ export class Outbox {
     this.out.rejected.push({ from, reason });
   }
 
-  toLive(id: string): void {
-    this.live.add(id);
+  /** News: the core queues it for piggybacking and sends it to a few members at once. */
+  gossip(id: string): void {
+    this.gossiped.add(id);
+  }
+
+  news(): string[] {
+    return [...this.gossiped];
   }
 
   toAll(id: string): void {
@@ -50,8 +57,14 @@ export class Outbox {
     ids.add(id);
   }
 
-  finish(view: OutboxView): Output {
-    if (this.live.size === 0 && this.all.size === 0 && this.direct.size === 0) return this.out;
+  /** `piggyback`: ids of the records (or tombstones) to attach to one outgoing ping or ack. */
+  finish(view: OutboxView, piggyback: () => string[]): Output {
+    for (const s of this.out.send) {
+      if (s.msg.t !== 'hb') continue;
+      const { records, forgotten } = resolve(view, piggyback());
+      if (records.length > 0 || forgotten.length > 0) s.msg = { ...s.msg, ...(records.length ? { records } : {}), ...(forgotten.length ? { forgotten } : {}) };
+    }
+    if (this.all.size === 0 && this.direct.size === 0) return this.out;
     const byPeer = new Map<string, Set<string>>();
     const add = (to: string, ids: Iterable<string>) => {
       if (to === view.selfId) return;
@@ -61,19 +74,10 @@ export class Outbox {
         set.add(id);
       }
     };
-    for (const { id, state } of view.peers()) {
-      if (state === 'alive' || state === 'suspect') add(id, this.live);
-      if (state !== 'left') add(id, this.all);
-    }
+    if (this.all.size > 0) for (const { id, state } of view.peers()) if (state !== 'left') add(id, this.all);
     for (const [to, ids] of this.direct) add(to, ids);
     for (const [to, ids] of byPeer) {
-      const records: MemberRecord[] = [];
-      const forgotten: Tombstone[] = [];
-      for (const id of ids) {
-        const found = view.lookup(id);
-        if (found && 'record' in found) records.push(found.record);
-        else if (found) forgotten.push(found.tombstone);
-      }
+      const { records, forgotten } = resolve(view, ids);
       this.sendChunked(to, 'update', records, forgotten);
     }
     return this.out;
@@ -85,4 +89,16 @@ export class Outbox {
       this.send(to, { t, records: records.slice(i, i + MAX_RECORDS), forgotten: forgotten.slice(i, i + MAX_RECORDS) });
     }
   }
+}
+
+/** The records and tombstones for `ids` as they stand now; ids we hold no proof of are left out. */
+function resolve(view: OutboxView, ids: Iterable<string>): { records: MemberRecord[]; forgotten: Tombstone[] } {
+  const records: MemberRecord[] = [];
+  const forgotten: Tombstone[] = [];
+  for (const id of ids) {
+    const found = view.lookup(id);
+    if (found && 'record' in found) records.push(found.record);
+    else if (found) forgotten.push(found.tombstone);
+  }
+  return { records, forgotten };
 }

@@ -4,22 +4,28 @@
 //
 // The timeout starts at a maximum and falls towards a minimum as independent members confirm
 // the suspicion (each one that suspects the member on its own probe is evidence that the
-// trouble is the member's, not the first accuser's). Both scale with log N, because a larger
-// mesh needs more rounds of gossip for the suspicion to reach the accused, and its refutation
-// to come back, so a slow but live member is not buried before it could answer.
+// trouble is the member's, not the first accuser's). The maximum scales with log N, because a
+// larger mesh needs more rounds of gossip for an unconfirmed rumor to meet its refutation;
+// the minimum does not (see SUSPICION_MULT).
 
-/** The minimum timeout per log10(N) probe periods: 0.8 s up to 10 peers, 1.6 s at 100,
- *  2.4 s at 1,000 with 200 ms periods. Two requirements pull on it. Detection (median 2 s,
- *  of which ~0.3 s is the failed direct and indirect probe; after a kill -9 the connection
- *  resets and every peer probes at once, so confirmations bring the minimum) wants it short. A
- *  member frozen for a GC pause or a starved 2-core host must have woken and refuted before
- *  its suspicion, confirmed by the several peers that probed it meanwhile, runs out: the
- *  simulations freeze peers for 1.2 s, and 3 periods per log10(N) let some die there. */
+/** The minimum timeout, in probe periods (0.8 s with 200 ms periods), reached once enough
+ *  independent accusers confirm the suspicion. Lifeguard and memberlist scale it with log N
+ *  as well; we do not. The time a live suspect needs to refute does not grow with N: every
+ *  member that suspects it pings it each period with the suspicion (the buddy system), so it
+ *  answers each of them directly, in one round trip, however large the mesh; and the number of
+ *  members probing it per period is about one whatever N, so confirmations pile up with time,
+ *  not with N. Scaling the minimum put kill -9 detection at N = 100 past the 2 s budget (1.6 s
+ *  of minimum alone). Two requirements pull on it: detection (median 2 s, of which ~0.5 s is
+ *  the failed direct and indirect probe; after a kill -9 every peer probes at once, so
+ *  confirmations bring the minimum) wants it short; a member frozen for a GC pause or on a
+ *  starved host must have woken and refuted before its confirmed suspicion runs out: the
+ *  simulations freeze peers for 1.2 s, and 3 periods let some die there. */
 export const SUSPICION_MULT = 4;
-/** The maximum, as a multiple of the minimum, for a suspicion nobody confirms: one member's
- *  word alone waits 3x as long, which is what protects a member whose only trouble is a bad
- *  link to its accuser. memberlist uses 6 with 1 s periods; 3 keeps an unconfirmed verdict at
- *  N = 100 within 4.8 s. */
+/** The maximum, as a multiple of the minimum, per log10(N), for a suspicion nobody confirms:
+ *  one member's word alone waits 3x as long up to 10 peers, 6x at 100, 9x at 1,000: it is
+ *  what protects a member whose only trouble is a bad link to its accuser, and an unconfirmed
+ *  rumor takes about log N rounds to meet its refutation everywhere. memberlist uses 6 with
+ *  1 s periods and a minimum that also scales. */
 export const SUSPICION_MAX_MULT = 3;
 /** Confirmations after which the timeout is at its minimum: memberlist's SuspicionMult - 2.
  *  With k probe helpers per failed probe, three independent accusers are rare unless the
@@ -34,8 +40,8 @@ export interface SuspicionBounds {
 /** The bounds for a mesh of `n` members probed every `periodMs`. */
 export function suspicionBounds(n: number, periodMs: number, mult = SUSPICION_MULT, maxMult = SUSPICION_MAX_MULT): SuspicionBounds {
   const scale = Math.max(1, Math.log10(Math.max(1, n)));
-  const minMs = Math.round(mult * scale * periodMs);
-  return { minMs, maxMs: maxMult * minMs };
+  const minMs = Math.round(mult * periodMs);
+  return { minMs, maxMs: Math.round(maxMult * scale * minMs) };
 }
 
 /** The timeout after `confirmations` independent confirmations (not counting the first

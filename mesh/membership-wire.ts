@@ -65,8 +65,9 @@ export type HeldState = MemberState | 'forgotten' | 'unknown';
 
 export type MembershipMessage =
   /** "I am alive at incarnation `inc`", plus a digest of the sender's member table so that
-   *  two peers notice when they disagree and exchange full lists (anti-entropy). */
-  | { t: 'hb'; inc: number; sum: number; ack?: true }
+   *  two peers notice when they disagree and exchange full lists (anti-entropy). A ping, or
+   *  with `ack` the answer to one; either may carry changes being spread (piggyback). */
+  | { t: 'hb'; inc: number; sum: number; ack?: true; records?: MemberRecord[]; forgotten?: Tombstone[] }
   /** Reply to a heartbeat that disagrees with what we hold about its sender. */
   | { t: 'you'; inc: number; state: HeldState }
   /** Full member table (sent on connect and when digests disagree): the sender's standing
@@ -175,7 +176,15 @@ function decode(u: unknown): MembershipMessage {
   const t = field(u, 't');
   switch (t) {
     case 'hb':
-      return { t, inc: int(u, 'inc', MAX_INCARNATION, t), sum: int(u, 'sum', 0xffffffff, t), ...((u as Record<string, unknown>).ack === true ? { ack: true as const } : {}) };
+      return {
+        t,
+        inc: int(u, 'inc', MAX_INCARNATION, t),
+        sum: int(u, 'sum', 0xffffffff, t),
+        ...(field(u, 'ack') === true ? { ack: true as const } : {}),
+        // News piggybacked on the ping or ack, as in an 'update'.
+        ...(field(u, 'records') !== undefined ? { records: list(u, 'records', t).map(parseRecord) } : {}),
+        ...(field(u, 'forgotten') !== undefined ? { forgotten: list(u, 'forgotten', t).map(parseTombstone) } : {}),
+      };
     case 'you':
       return { t, inc: int(u, 'inc', MAX_INCARNATION, t), state: oneOf<HeldState>(u, 'state', HELD_STATES, t) };
     case 'members':

@@ -41,6 +41,7 @@ import { Outbox, type OutboxView } from './membership-outbox.ts';
 import { digestShare, fnv1a, outranks, RANK, rankOf } from './membership-precedence.ts';
 import { claimBytes, signedBySubject, type Signer } from './membership-claim.ts';
 import { pickTargets } from './gossip-targets.ts';
+import { Broadcasts } from './membership-broadcasts.ts';
 import { ProbeSchedule } from './membership-schedule.ts';
 import { SUSPICION_CONFIRMATIONS, suspicionBounds, suspicionTimeout } from './membership-suspicion.ts';
 
@@ -81,10 +82,19 @@ export const PROBE_TIMEOUT_MS = 300;
 const HELPER_WAIT_SHARE = 2 / 3;
 // Local health (stall detection, Lifeguard penalty) has its constants in membership-health.ts.
 
-/** Peers each adopter forwards a changed record to. The originator already sent it to all;
- *  relays only cover links that are down, and 3 random ones reach a given peer with
- *  probability ~95% over the adopters of a 50-peer mesh without an N^2 storm. */
-export const RELAY_FANOUT = 3;
+/** Members a change is sent to at once by each peer that originates or first learns it
+ *  (SWIM's infection-style dissemination, memberlist's GossipNodes): every holder telling 3
+ *  reaches N peers in about log3(N) hops of network latency, milliseconds rather than probe
+ *  periods, at 3 sends per peer per change whatever N. What a lost message misses, the
+ *  piggyback on pings (below) and the digest exchange repair. */
+export const GOSSIP_FANOUT = 3;
+/** News piggybacked on each ping and ack, at most this many bytes of records (~10): a ping
+ *  stays one small frame, and a change is retransmitted a bounded number of times (see
+ *  membership-broadcasts.ts) on traffic that flows anyway. */
+export const PIGGYBACK_MAX_BYTES = 4096;
+/** What one immediate gossip message carries at most: the new change and older ones still
+ *  being spread, in one frame. */
+const GOSSIP_MAX_BYTES = 16_384;
 /** Members each peer tells of its own failed probe of a suspect (Lifeguard's confirmations):
  *  with a accusers, each peer hears from about 6a/N of them, so a real failure, which every
  *  prober sees, brings the timeout to its minimum, and one or two accusers of a slow but live
@@ -137,7 +147,7 @@ export interface MembershipOptions extends Signer {
   stallGraceMs: number;
   healthMax: number;
   healthDecayMs: number;
-  relayFanout: number;
+  gossipFanout: number;
   syncAfterMismatches: number;
   syncMinIntervalMs: number;
   reapAfterMs: number;
@@ -208,7 +218,7 @@ function defaults(selfId: string): Omit<MembershipOptions, keyof Signer> {
     stallGraceMs: STALL_GRACE_MS,
     healthMax: HEALTH_MAX,
     healthDecayMs: HEALTH_DECAY_MS,
-    relayFanout: RELAY_FANOUT,
+    gossipFanout: GOSSIP_FANOUT,
     syncAfterMismatches: SYNC_AFTER_MISMATCHES,
     syncMinIntervalMs: SYNC_MIN_INTERVAL_MS,
     reapAfterMs: REAP_AFTER_MS,
@@ -259,6 +269,9 @@ export class Membership {
   private readonly deadSchedule: ProbeSchedule;
   private lastProbe = -Infinity;
   private lastDeadProbe = -Infinity;
+  /** Changes being spread, by subject id (the record or tombstone is looked up when sent, so
+   *  it is always the latest). */
+  private readonly broadcasts = new Broadcasts<string>();
 
   /** `opts` must bring the signer: `sign` as this peer, `verify` any member's signature. */
   constructor(self: MemberInfo, now: number, opts: Partial<MembershipOptions> & Signer, restored?: { inc: number; members: Member[] }) {
@@ -359,6 +372,8 @@ export class Membership {
     }
     switch (msg.t) {
       case 'hb':
+        // Piggybacked news first: the digest below is then compared with it taken in.
+        if (msg.records || msg.forgotten) this.merge(from, 'update', msg.records ?? [], msg.forgotten ?? [], now, p);
         if (msg.ack !== true && sender) p.send(from, { ...this.ping(), ack: true });
         this.onHeartbeat(from, msg.inc, msg.sum, sender, now, p);
         break;
@@ -440,9 +455,16 @@ export class Membership {
       e.earlyProbed = false;
     }
     // A new connection may be to a peer that knows nobody yet, or that was cut off from us:
-    // give it everything we know, so it learns the peers of its peers.
+    // give it everything we know, so it learns the peers of its peers. A member we hold alive
+    // learned the table from whoever told us of it; a ping's digest finds any difference. (A
+    // table to every member on every connection was N^2 records per join, N^3 to form a mesh.)
     if (this.leftAt !== null) p.to(id, this.selfId);
-    else this.sendMembers(id, p);
+    else if (!e || !isLive(e.rec.state) || e.rec.sig === null) this.sendMembers(id, p);
+    else {
+      // Our own signed record still: it may know us only by a seed address, unsigned.
+      p.to(id, this.selfId);
+      p.send(id, this.ping());
+    }
     return this.finish(p);
   }
 
@@ -485,6 +507,7 @@ export class Membership {
     this.leftAt = now;
     this.signSelf();
     this.sumCache = null;
+    // To every member at once, dead ones included: after this we send nothing more.
     p.toAll(this.selfId);
     return this.finish(p);
   }
@@ -496,7 +519,7 @@ export class Membership {
     if (e) this.remove(e, e.rec.inc, now, p);
     // Gossip the tombstone: every peer drops the member and ignores records of that life.
     // A member forgotten while actually alive hears of it on its next heartbeat and refutes.
-    p.toLive(id);
+    p.gossip(id);
     return this.finish(p);
   }
 
@@ -509,7 +532,7 @@ export class Membership {
     // Refuting at once saves the round trip of waiting to hear of it.
     if (stalled >= this.o.suspectAfterMs - this.o.heartbeatIntervalMs && this.leftAt === null) {
       this.raiseIncarnation(this.inc);
-      p.toAll(this.selfId);
+      p.gossip(this.selfId);
     }
     return p;
   }
@@ -518,8 +541,22 @@ export class Membership {
     return this.health.live(now);
   }
 
+  /** Turns the call's news into sends: queued for piggybacking, and sent at once to a few
+   *  live members; then every ping and ack of the call carries what is queued. */
   private finish(p: Outbox): Output {
-    return p.finish(this.view);
+    const news = p.news();
+    const n = this.table.size + 1;
+    if (news.length > 0) {
+      for (const id of news) {
+        const found = this.view.lookup(id);
+        if (found) this.broadcasts.enqueue(id, id, JSON.stringify('record' in found ? found.record : found.tombstone).length);
+      }
+      const live = [...this.table.values()].filter((e) => isLive(e.rec.state));
+      for (const t of this.pick(live, this.o.gossipFanout)) {
+        for (const id of this.broadcasts.take(GOSSIP_MAX_BYTES, n)) p.to(t.rec.id, id);
+      }
+    }
+    return p.finish(this.view, () => (this.broadcasts.size === 0 ? [] : this.broadcasts.take(PIGGYBACK_MAX_BYTES, n)));
   }
 
   // ---- failure detection -----------------------------------------------------------------
@@ -552,7 +589,7 @@ export class Membership {
       const timeout = suspicionTimeout(suspicionBounds(n, this.o.heartbeatIntervalMs), e.accusers.size, Math.min(SUSPICION_CONFIRMATIONS, n - 2));
       if (suspectedFor >= timeout * this.health.stretch() && silence >= suspectAfter) {
         this.setState(e, 'dead', now, p);
-        p.toLive(e.rec.id);
+        p.gossip(e.rec.id);
         p.to(e.rec.id, e.rec.id);
       }
     }
@@ -623,7 +660,9 @@ export class Membership {
     }
     if (e.rec.state !== 'alive') return;
     this.setState(e, 'suspect', now, p);
-    p.toLive(e.rec.id);
+    p.gossip(e.rec.id);
+    // The accused hears it from us directly, so it refutes at once if it is alive.
+    p.to(e.rec.id, e.rec.id);
   }
 
   private onProbeRequest(from: string, target: string, L: number, p: Outbox): void {
@@ -680,7 +719,9 @@ export class Membership {
       if (g?.rec && g.inc > inc) p.send(from, { t: 'update', records: [g.rec], forgotten: [] });
       return;
     }
-    if (inc !== e.rec.inc || e.rec.state !== 'alive') this.say(p, from, e.rec.inc, e.rec.state);
+    // What we hold unsigned (a seed address) we ask its subject for: we cannot pass it on.
+    if (e.rec.sig === null) this.say(p, from, 0, 'unknown');
+    else if (inc !== e.rec.inc || e.rec.state !== 'alive') this.say(p, from, e.rec.inc, e.rec.state);
     // Likewise for a life it does not know of: the signed record, not just our word.
     if (inc < e.rec.inc) p.to(from, from);
     if (sum === this.digest()) {
@@ -736,7 +777,7 @@ export class Membership {
   private refute(heldInc: number, p: Outbox): void {
     if (this.leftAt !== null) return;
     this.raiseIncarnation(heldInc);
-    p.toAll(this.selfId);
+    p.gossip(this.selfId);
   }
 
   private raiseIncarnation(atLeast: number): void {
@@ -759,9 +800,8 @@ export class Membership {
     for (const r of records) if (this.applyRecord(from, r, standing, now, p)) adopted.push(r.id);
     for (const t of forgotten) if (this.applyTombstone(from, t, now, p)) adopted.push(t.id);
     if (adopted.length === 0) return;
-    // Relay what was news to us to a few others, in case the originator cannot reach them.
-    const targets = [...this.table.values()].filter((e) => isLive(e.rec.state) && e.rec.id !== from);
-    for (const t of this.pick(targets, this.o.relayFanout)) for (const id of adopted) p.to(t.rec.id, id);
+    // What was news to us, we spread in turn (see finish).
+    for (const id of adopted) p.gossip(id);
     // And make sure an accused member hears the accusation, so it can refute.
     for (const id of adopted) {
       const e = this.table.get(id);

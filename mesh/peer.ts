@@ -45,6 +45,8 @@ const SYNC_MAX_FRAME = 8 * 1024 * 1024;
 const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
 
 const TARGET_PREFIX = 'dial/';
+/** How often the dialer is given the whole member table (see tick). */
+const WANTED_REFRESH_MS = 1000;
 
 /** One weft peer, composed: identity, the libp2p host with admission, and the membership,
  *  replication and IPAM shells, API tokens, metrics, and the container network when asked. */
@@ -68,6 +70,9 @@ export class Peer {
   private readonly dialer: Dialer;
   private readonly log: Logger;
   private timer?: NodeJS.Timeout;
+  private lastWantedAt = -Infinity;
+  /** Dial targets on disk (or being written), so each is written once, not per event. */
+  private readonly storedTargets = new Set<string>();
   private metricsServer?: Server;
   private stopping = false;
   readonly rejectedAdmissions: { count: number };
@@ -216,9 +221,13 @@ export class Peer {
       this.members.disconnected(id);
     });
     const now = Date.now();
-    for (const { value } of await this.store.scan<string>(TARGET_PREFIX)) this.dialer.add(value, now);
+    for (const { value } of await this.store.scan<string>(TARGET_PREFIX)) {
+      this.dialer.add(value, now);
+      this.storedTargets.add(value);
+    }
     for (const addr of this.config.peers) {
       this.dialer.add(addr, now);
+      this.storedTargets.add(addr);
       await this.store.put(TARGET_PREFIX + addr, addr, false);
     }
     if (this.config.dataplane) {
@@ -246,8 +255,13 @@ export class Peer {
   private tick(): void {
     const now = Date.now();
     this.members.tick(now);
-    for (const m of this.membership.wanted()) {
-      for (const addr of m.addrs) this.dialer.add(addr, now, m.id);
+    // Members' addresses reach the dialer as they are learned (onMemberEvent); this pass
+    // catches what was restored from disk, and costs a sort of the table, so not every tick.
+    if (now - this.lastWantedAt >= WANTED_REFRESH_MS) {
+      this.lastWantedAt = now;
+      for (const m of this.membership.wanted()) {
+        for (const addr of m.addrs) this.dialer.add(addr, now, m.id);
+      }
     }
     this.dialer.tick(now);
     this.replica.tick(now);
@@ -292,7 +306,12 @@ export class Peer {
   /** What the peer itself does on a membership event, after the shell logged and stored it. */
   private onMemberEvent(e: MembershipEvent): void {
     if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'updated') {
-      for (const addr of e.member.addrs) void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
+      for (const addr of e.member.addrs) {
+        this.dialer.add(addr, e.at, e.member.id);
+        if (this.storedTargets.has(addr)) continue;
+        this.storedTargets.add(addr);
+        void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
+      }
     }
     this.replica.onMember(e);
   }
@@ -300,6 +319,7 @@ export class Peer {
   /** `weft connect`: dial now and keep the address across restarts. */
   async connect(addr: string): Promise<string> {
     const id = await this.dialer.dialNow(addr);
+    this.storedTargets.add(addr);
     await this.store.put(TARGET_PREFIX + addr, addr);
     return id;
   }
@@ -312,6 +332,7 @@ export class Peer {
     if (!member && addrs.size === 0) throw new Error(`no peer or address "${what}" is known here (see weft peers)`);
     for (const a of addrs) {
       this.dialer.remove(a);
+      this.storedTargets.delete(a);
       await this.store.del(TARGET_PREFIX + a);
     }
     if (member) {

@@ -153,7 +153,10 @@ export class ReplicaShell {
 
   onMember(e: MembershipEvent): void {
     // A member that (re)appears gets a repair exchange now: this is what heals partitions fast.
-    if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'alive') this.sendDigest(e.member.id);
+    // Not one that refuted a suspicion (suspect to alive): it never left, so there is nothing to
+    // repair, and every peer sending it a digest at once (N digests of N owners each) hit just
+    // the peer that was slow to answer, and kept a 50-peer mesh on two cores flapping.
+    if (e.type === 'joined' || e.type === 'rejoined') this.sendDigest(e.member.id);
   }
 
   /** A peer removed from the mesh for good: its entries go, and gossip cannot bring them back. */

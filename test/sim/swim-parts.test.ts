@@ -50,12 +50,12 @@ describe('probe schedule (shuffled round-robin)', () => {
 });
 
 describe('suspicion timeout (Lifeguard)', () => {
-  test('scales with log N, falls with confirmations to the minimum, never below it', () => {
+  test('the maximum scales with log N, the minimum does not; falls with confirmations to the minimum, never below it', () => {
     const period = 200;
     expect(suspicionBounds(3, period)).toEqual({ minMs: 800, maxMs: 2400 });
-    expect(suspicionBounds(10, period).minMs).toBe(800);
-    expect(suspicionBounds(100, period).minMs).toBe(1600);
-    expect(suspicionBounds(1000, period).minMs).toBe(2400);
+    expect(suspicionBounds(10, period)).toEqual({ minMs: 800, maxMs: 2400 });
+    expect(suspicionBounds(100, period)).toEqual({ minMs: 800, maxMs: 4800 });
+    expect(suspicionBounds(1000, period)).toEqual({ minMs: 800, maxMs: 7200 });
     const b = suspicionBounds(100, period);
     const t = Array.from({ length: SUSPICION_CONFIRMATIONS + 3 }, (_, c) => suspicionTimeout(b, c));
     expect(t[0]).toBe(b.maxMs);
