@@ -6,21 +6,21 @@
 // the suspicion (each one that suspects the member on its own probe is evidence that the
 // trouble is the member's, not the first accuser's). The maximum scales with log N, because a
 // larger mesh needs more rounds of gossip for an unconfirmed rumor to meet its refutation;
-// the minimum does not (see SUSPICION_MULT).
+// the minimum does not (see SUSPICION_MIN_MS).
 
-/** The minimum timeout, in probe periods (0.8 s with 200 ms periods), reached once enough
- *  independent accusers confirm the suspicion. Lifeguard and memberlist scale it with log N
- *  as well; we do not. The time a live suspect needs to refute does not grow with N: every
- *  member that suspects it pings it each period with the suspicion (the buddy system), so it
- *  answers each of them directly, in one round trip, however large the mesh; and the number of
- *  members probing it per period is about one whatever N, so confirmations pile up with time,
- *  not with N. Scaling the minimum put kill -9 detection at N = 100 past the 2 s budget (1.6 s
- *  of minimum alone). Two requirements pull on it: detection (median 2 s, of which ~0.5 s is
- *  the failed direct and indirect probe; after a kill -9 every peer probes at once, so
- *  confirmations bring the minimum) wants it short; a member frozen for a GC pause or on a
- *  starved host must have woken and refuted before its confirmed suspicion runs out: the
- *  simulations freeze peers for 1.2 s, and 3 periods let some die there. */
-export const SUSPICION_MULT = 4;
+/** The minimum timeout, reached once enough independent accusers confirm the suspicion.
+ *  Lifeguard and memberlist scale it with log N (and with the probe period); we do not. The
+ *  time a live suspect needs to refute does not grow with N: every member that suspects it
+ *  pings it each period with the suspicion (the buddy system), so it answers each of them
+ *  directly, in one round trip, however large the mesh; and about one member probes it per
+ *  period whatever N, so confirmations pile up with time, not with N. Scaling the minimum put
+ *  kill -9 detection at N = 100 past the 2 s budget (1.6 s of minimum alone). Two requirements
+ *  pull on it: detection (median 2 s, of which ~0.6 s is the failed direct and indirect probe;
+ *  after a kill -9 every peer probes at once, so confirmations bring the minimum) wants it
+ *  short; a member frozen for a GC pause or on a starved host must have woken and refuted
+ *  before its confirmed suspicion runs out: the simulations freeze peers for 1.2 s, and 600 ms
+ *  let some die there. */
+export const SUSPICION_MIN_MS = 800;
 /** The maximum, as a multiple of the minimum, per log10(N), for a suspicion nobody confirms:
  *  one member's word alone waits 3x as long up to 10 peers, 6x at 100, 9x at 1,000: it is
  *  what protects a member whose only trouble is a bad link to its accuser, and an unconfirmed
@@ -37,10 +37,9 @@ export interface SuspicionBounds {
   maxMs: number;
 }
 
-/** The bounds for a mesh of `n` members probed every `periodMs`. */
-export function suspicionBounds(n: number, periodMs: number, mult = SUSPICION_MULT, maxMult = SUSPICION_MAX_MULT): SuspicionBounds {
+/** The bounds for a mesh of `n` members. */
+export function suspicionBounds(n: number, minMs = SUSPICION_MIN_MS, maxMult = SUSPICION_MAX_MULT): SuspicionBounds {
   const scale = Math.max(1, Math.log10(Math.max(1, n)));
-  const minMs = Math.round(mult * periodMs);
   return { minMs, maxMs: Math.round(maxMult * scale * minMs) };
 }
 

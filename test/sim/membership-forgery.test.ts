@@ -58,8 +58,12 @@ describe('a member cannot speak for another', () => {
   afterAll(() => {
     const total = beliefs.reduce((a, b) => a + b, 0);
     console.log(`forged accusations of a healthy member: ${beliefs.length}, believed for a moment by ${total} of ${beliefs.length * 4} honest observers`);
-    // Mostly by none: the liar's word alone cannot move peers that hear the victim.
-    if (beliefs.length > 0) expect(total).toBeLessThan(beliefs.length);
+    // Mostly by fewer than half: the liar's word alone cannot move peers that heard the victim
+    // within the vouch window. (With a probe every 500 ms, an observer of a 6-peer mesh has
+    // heard a given member that recently about half the time; it was under one in four with
+    // 200 ms. A belief lasts until the victim's refutation, and one accuser's suspicion waits
+    // out the maximum timeout, so it never buries anyone: see the tests below.)
+    if (beliefs.length > 0) expect(total).toBeLessThan(beliefs.length * 2);
   });
 
   test.each(seeds(10))('seed %i: an alive record for another member with other addresses is refused everywhere, and its addresses stay its own', (seed) => {

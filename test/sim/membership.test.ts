@@ -297,7 +297,10 @@ describe('partitions', () => {
       if (detections.first.length > 0) {
         const [first, after] = [median(detections.first), median(detections.afterHeal)];
         console.log(`detection of a cut, ${detections.first.length} seeds: median ${first} ms before a heal, ${after} ms 3 s after one`);
-        expect(after).toBeLessThanOrEqual(first + 50);
+        // Within half a probe period: when the cut-off peer is next probed sets the start of
+        // detection to a period's resolution, so 20 seeds' medians differ by that much; a
+        // stretched timeout (Lifeguard's penalty, at least doubling) would differ by seconds.
+        expect(after).toBeLessThanOrEqual(first + HEARTBEAT_INTERVAL_MS / 2);
       }
       for (const [what, s] of Object.entries(stats)) {
         console.log(
@@ -382,7 +385,7 @@ describe('local health: a stalled event loop', () => {
   //     the 8 peers here); others may suspect it, and it refutes;
   //  3. for longer stalls others may declare it dead, and it is alive everywhere again within
   //     a second of waking (it refutes at once on noticing its own stall).
-  const GUARANTEED_STALL_MS = PROBE_TIMEOUT_MS * (1 + 2 / 3) + suspicionBounds(8, HEARTBEAT_INTERVAL_MS).minMs - 50;
+  const GUARANTEED_STALL_MS = PROBE_TIMEOUT_MS * (1 + 2 / 3) + suspicionBounds(8).minMs - 50;
   const declaredDead: Record<number, number> = {};
   let suspectedBy = 0;
 
@@ -553,7 +556,9 @@ describe('leaving and forgetting', () => {
     w.run(4_000);
     for (const o of others) {
       expect(w.view(o, victim)).toBeUndefined();
-      expect(w.events.filter((e) => e.observer === o && e.member.id === victim).map((e) => e.type)).toEqual(['joined', 'suspect', 'dead', 'forgotten']);
+      // Suspected first, or (the death reaching it by gossip before its own suspicion) not.
+      const seen = w.events.filter((e) => e.observer === o && e.member.id === victim).map((e) => e.type);
+      expect([['joined', 'suspect', 'dead', 'forgotten'], ['joined', 'dead', 'forgotten']]).toContainEqual(seen);
     }
     w.run(10_000);
     for (const o of others) expect(w.view(o, victim)).toBeUndefined();

@@ -51,12 +51,11 @@ describe('probe schedule (shuffled round-robin)', () => {
 
 describe('suspicion timeout (Lifeguard)', () => {
   test('the maximum scales with log N, the minimum does not; falls with confirmations to the minimum, never below it', () => {
-    const period = 200;
-    expect(suspicionBounds(3, period)).toEqual({ minMs: 800, maxMs: 2400 });
-    expect(suspicionBounds(10, period)).toEqual({ minMs: 800, maxMs: 2400 });
-    expect(suspicionBounds(100, period)).toEqual({ minMs: 800, maxMs: 4800 });
-    expect(suspicionBounds(1000, period)).toEqual({ minMs: 800, maxMs: 7200 });
-    const b = suspicionBounds(100, period);
+    expect(suspicionBounds(3)).toEqual({ minMs: 800, maxMs: 2400 });
+    expect(suspicionBounds(10)).toEqual({ minMs: 800, maxMs: 2400 });
+    expect(suspicionBounds(100)).toEqual({ minMs: 800, maxMs: 4800 });
+    expect(suspicionBounds(1000)).toEqual({ minMs: 800, maxMs: 7200 });
+    const b = suspicionBounds(100);
     const t = Array.from({ length: SUSPICION_CONFIRMATIONS + 3 }, (_, c) => suspicionTimeout(b, c));
     expect(t[0]).toBe(b.maxMs);
     for (let c = 1; c < t.length; c++) expect(t[c]).toBeLessThanOrEqual(t[c - 1] as number);
