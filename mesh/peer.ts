@@ -273,9 +273,12 @@ export class Peer {
   private ipamView(): { live: Set<string>; known: Set<string> } {
     const live = new Set<string>([this.identity.id]);
     const known = new Set<string>([this.identity.id]);
-    for (const m of this.membership.members()) {
-      known.add(m.id);
-      if (m.state === 'alive' || m.state === 'suspect') live.add(m.id);
+    // Every tick: states only, not the sorted copies of every record that members() makes.
+    for (const state of ['alive', 'suspect', 'dead', 'left'] as const) {
+      for (const id of this.membership.idsIn(state)) {
+        known.add(id);
+        if (state === 'alive' || state === 'suspect') live.add(id);
+      }
     }
     return { live, known };
   }

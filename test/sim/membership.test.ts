@@ -774,7 +774,13 @@ describe('hostile and malformed messages', () => {
     };
     switch (rng.int(8)) {
       case 0: return { t: 'hb', inc: rng.int(30), sum: rng.int(2 ** 32) };
-      case 5: return { t: 'hb', inc: rng.int(30), sum: rng.int(2 ** 32), ack: true };
+      case 5: {
+        // A ping or ack, sometimes carrying piggybacked records and tombstones.
+        const hb: MembershipMessage = { t: 'hb', inc: rng.int(30), sum: rng.int(2 ** 32), ...(rng.chance(0.5) ? { ack: true as const } : {}) };
+        if (rng.chance(0.5)) hb.records = Array.from({ length: rng.int(5) }, rec);
+        if (rng.chance(0.2)) hb.forgotten = [{ id: `n${rng.int(8)}`, inc: rng.int(30) }];
+        return hb;
+      }
       case 6: return { t: 'suspect', target: `n${rng.int(8)}`, inc: rng.int(30) };
       case 1: return { t: 'you', inc: rng.int(30), state: rng.pick(['alive', 'suspect', 'dead', 'left', 'forgotten', 'unknown'] as const) };
       case 2: return { t: rng.chance(0.5) ? 'members' : 'update', records: Array.from({ length: rng.int(5) }, rec), forgotten: rng.chance(0.2) ? [{ id: `n${rng.int(8)}`, inc: rng.int(30) }] : [] };
