@@ -269,6 +269,12 @@ async function control(a: Args): Promise<unknown> {
       f({ t: 'members', records: [rec(victim, victim.inc, 'left'), rec(other, other.inc, 'left')], forgotten: [] }),
       f({ t: 'update', records: [rec(other, 2 ** 31 - 1, 'alive')], forgotten: [] }),
     ]));
+    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'pings and acks carrying forged, malformed and oversized piggyback', [
+      f({ t: 'hb', inc: 1, sum: 0, records: [rec(victim, victim.inc + 1, 'dead')], forgotten: [{ id: other.id, inc: 2 ** 31 - 1 }] }),
+      f({ t: 'hb', inc: 1, sum: 0, ack: true, records: [rec(other, other.inc, 'left'), rec(victim, 2 ** 31 - 1, 'suspect')] }),
+      f({ t: 'hb', inc: 1, sum: 0, records: 'all' }), f({ t: 'hb', inc: 1, sum: 0, forgotten: [{ id: 5 }] }),
+      f({ t: 'hb', inc: 1, sum: 0, ack: true, records: Array.from({ length: 513 }, (_, i) => rec({ id: `12D3KooW${String(i).padStart(44, 'z')}`, name: `ghost-${i}` }, 1, 'alive')) }),
+    ]));
     out.push(await onStream(node, target, CONTROL_PROTOCOL, 'incarnations past the bound', [
       f({ t: 'update', records: [rec(other, 2 ** 53 - 1, 'dead')], forgotten: [] }),
       f({ t: 'update', records: [], forgotten: [{ id: other.id, inc: 2 ** 53 - 1 }] }),
