@@ -7,12 +7,16 @@
 // a healed partition is noticed); every ping is answered. A ping unanswered within
 // PROBE_TIMEOUT_MS is not a suspicion yet: we ping again and ask PROBE_HELPERS members to ping
 // it for us (the link may be ours); only if neither we nor they hear it is it suspected, and the
-// suspicion is broadcast. Each peer whose own probe fails tells a few others (`suspect`), and
+// suspicion is gossiped. Each peer whose own probe fails tells a few others (`suspect`), and
 // the suspicion timeout falls from its maximum to its minimum as such independent accusers
-// add up (membership-suspicion.ts, scaled with log N). A suspect is pinged every period with
+// add up (membership-suspicion.ts: the maximum scales with log N). A suspect is pinged every period with
 // the suspicion, so a live one refutes at once by raising its incarnation; one still suspected
 // when its timeout runs out, and not heard by us for SUSPECT_AFTER_MS, is declared dead. So the
-// messages a peer sends and receives per period do not grow with the mesh. Records merge by the
+// messages a peer sends and receives per period do not grow with the mesh. Changes (suspect,
+// dead, refutations, tombstones) spread by gossip: each peer that learns one tells
+// GOSSIP_FANOUT members at once and piggybacks it on its pings and acks a bounded number of
+// times (membership-broadcasts.ts), so a change costs each peer the same few sends whatever N.
+// Records merge by the
 // precedence in membership-precedence.ts, so tables converge however messages are ordered;
 // heartbeats carry a table digest and disagreeing peers swap full tables (anti-entropy).
 // One exception, for accusations (suspect, dead) about a member we know: we do not take one
@@ -72,8 +76,9 @@ export const SUSPECT_AFTER_MS = 1000;
 /** A stall of our own at least this long may have let others suspect us (a probe timeout, the
  *  helpers' wait, and scheduling): we refute at once on waking rather than wait to hear it. */
 const STALL_REFUTE_MS = 800;
-/** A helper vouches for a member it heard within this window: 2.5 heartbeats, so one lost
- *  heartbeat at the helper does not turn a vouch into an accusation. */
+/** A helper vouches for a member it heard within this window; otherwise it pings the member
+ *  itself and answers from that (onProbeRequest), so a longer window would only let staler
+ *  word stand in for a fresh ping. One probe period. */
 export const VOUCH_WINDOW_MS = 500;
 /** Helpers asked to ping a member that did not answer us (SWIM's k). Each helper path is four
  *  messages (request, ping, ack, answer), so at 15% loss one fails half the time: with five,
@@ -563,7 +568,7 @@ export class Membership {
         for (const id of this.broadcasts.take(GOSSIP_MAX_BYTES, n)) p.to(t.rec.id, id);
       }
     }
-    return p.finish(this.view, () => (this.broadcasts.size === 0 ? [] : this.broadcasts.take(PIGGYBACK_MAX_BYTES, n)));
+    return p.finish(this.view, () => this.broadcasts.take(PIGGYBACK_MAX_BYTES, n));
   }
 
   // ---- failure detection -----------------------------------------------------------------
