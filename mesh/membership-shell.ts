@@ -9,6 +9,7 @@ import { errorText, type Logger } from './log.ts';
 import { MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage, type Member, type MemberInfo, type MembershipEvent, type Output, type Signer } from './membership.ts';
 import type { PeerLiveness } from './mesh-view.ts';
 import type { Store } from './store.ts';
+import { WriteBehind } from './write-behind.ts';
 
 /** Control messages are heartbeats and member lists; 1 MiB bounds a list of thousands. */
 const CONTROL_MAX_FRAME = 1024 * 1024;
@@ -47,9 +48,7 @@ export class MembershipShell {
   private control?: Channel;
   /** The incarnation bound on disk (or being written): see INCARNATION_RESERVE. */
   private reservedInc: number;
-  private readonly pending = new Map<string, Member | undefined>();
-  private persistTimer?: ReturnType<typeof setTimeout>;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly rows: WriteBehind;
   private readonly livenessListeners = new Set<LivenessListener>();
 
   private constructor(core: Membership, o: MembershipShellOptions, reservedInc: number) {
@@ -57,6 +56,7 @@ export class MembershipShell {
     this.o = o;
     this.log = o.log;
     this.reservedInc = reservedInc;
+    this.rows = new WriteBehind({ store: o.store, log: o.log, what: 'members', delayMs: PERSIST_DEBOUNCE_MS });
   }
 
   /** The core, restored from disk: a restart is a new life above the persisted incarnation. */
@@ -87,9 +87,7 @@ export class MembershipShell {
 
   async stop(): Promise<void> {
     await this.control?.stop();
-    clearTimeout(this.persistTimer);
-    this.persistTimer = undefined;
-    await this.flush();
+    await this.rows.write(false);
   }
 
   get stats(): Channel['stats'] {
@@ -159,25 +157,6 @@ export class MembershipShell {
     if (wait) await write;
   }
 
-  private persist(m: Member, forgotten: boolean): void {
-    this.pending.set(MEMBER_PREFIX + m.id, forgotten ? undefined : m);
-    this.persistTimer ??= setTimeout(() => {
-      this.persistTimer = undefined;
-      void this.flush();
-    }, PERSIST_DEBOUNCE_MS);
-  }
-
-  /** Writes what is pending in one batch, after any batch still being written. */
-  private flush(): Promise<void> {
-    if (this.pending.size === 0) return this.flushing;
-    const ops = [...this.pending].map(([key, value]) => ({ key, value }));
-    this.pending.clear();
-    this.flushing = this.flushing
-      .then(() => this.o.store.batch(ops, false))
-      .catch((err) => this.log.error('cannot persist members', { err: errorText(err) }));
-    return this.flushing;
-  }
-
   private onEvent(e: MembershipEvent): void {
     const m = e.member;
     const address = m.addrs[0];
@@ -185,7 +164,8 @@ export class MembershipShell {
     const level = e.type === 'dead' || e.type === 'suspect' ? 'warn' : 'info';
     this.log[level](`peer ${e.type}`, { peer: m.id, name: m.name, addr: address, inc: m.inc });
     // A forgotten member must not come back from our own disk at the next restart.
-    this.persist(m, e.type === 'forgotten');
+    this.rows.set(MEMBER_PREFIX + m.id, e.type === 'forgotten' ? undefined : m);
+    this.rows.schedule();
     this.o.onEvent(e);
     const state: PeerLiveness | 'forgotten' = e.type === 'forgotten' ? 'forgotten' : m.state;
     for (const fn of this.livenessListeners) {

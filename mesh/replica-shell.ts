@@ -11,6 +11,7 @@ import {
   type Change, type Entry, type ReplicaMessage, type ReplicaMeta,
 } from './replica.ts';
 import type { Store } from './store.ts';
+import { WriteBehind } from './write-behind.ts';
 
 /** Anti-entropy period: one digest exchange with one random member per second repairs
  *  anything push missed (loss, partitions) within a few seconds on a mesh of tens. */
@@ -50,9 +51,8 @@ export class ReplicaShell {
   private attachOpts?: ReplicaAttach;
   private lastAntiEntropy = 0;
   private lastGc = 0;
-  /** Entry rows changed since the last batch: an Entry to write, null to delete. */
-  private readonly pending = new Map<string, Entry | null>();
-  private persistTimer?: NodeJS.Timeout;
+  /** Entry rows changed since the last batch, written with the meta record beside them. */
+  private readonly rows: WriteBehind;
   private readonly listeners = new Set<(changes: Change[]) => void>();
   /** One line per owner past its quota (and a count now and then), not one per message. */
   private readonly quotaLog = new LogOnce();
@@ -65,6 +65,11 @@ export class ReplicaShell {
     this.replica = replica;
     this.store = store;
     this.log = log;
+    this.rows = new WriteBehind({
+      store, log, what: 'replicated state', delayMs: PERSIST_DEBOUNCE_MS,
+      // In every batch: the meta on disk never claims more than the rows beside it.
+      extra: () => [{ key: META_KEY, value: this.replica.meta() }],
+    });
     this.inbox = new ReplicaInbox({
       check: (e) => {
         try {
@@ -121,8 +126,8 @@ export class ReplicaShell {
    *  kind of entry is full (a deletion never is); nothing is then stored or sent. */
   async put(key: string, value: string | null): Promise<{ version: number }> {
     const { entry, change, push } = this.replica.write(key, value, Date.now());
-    this.pending.set(entryStorageKey(entry.owner, entry.key), entry);
-    await this.persist(true);
+    this.rows.set(ENTRY_PREFIX + entryStorageKey(entry.owner, entry.key), entry);
+    await this.rows.write(true);
     if (change) this.emit([change]);
     this.broadcast([push]);
     return { version: entry.version };
@@ -163,9 +168,9 @@ export class ReplicaShell {
   async dropOwner(owner: string): Promise<void> {
     const changes = this.replica.dropOwner(owner);
     for (const { key } of (await this.store.scan<Entry>(ENTRY_PREFIX + entryStorageKey(owner, '')))) {
-      this.pending.set(key.slice(ENTRY_PREFIX.length), null);
+      this.rows.set(key, undefined);
     }
-    await this.persist(true);
+    await this.rows.write(true);
     if (changes.length) this.emit(changes);
   }
 
@@ -178,8 +183,8 @@ export class ReplicaShell {
     if (now - this.lastGc >= GC_EVERY_MS) {
       this.lastGc = now;
       const { dropped } = this.replica.gc(now);
-      for (const e of dropped) this.pending.set(entryStorageKey(e.owner, e.key), null);
-      if (dropped.length) this.schedulePersist();
+      for (const e of dropped) this.rows.set(ENTRY_PREFIX + entryStorageKey(e.owner, e.key), undefined);
+      if (dropped.length) this.rows.schedule();
     }
   }
 
@@ -242,9 +247,9 @@ export class ReplicaShell {
     this.broadcast(res.broadcast);
     // The sender and the owners hold what we relay already.
     if (res.relay.length > 0) this.broadcast(res.relay, new Set([from, ...res.relay.flatMap((m) => m.entries.map((e) => e.owner))]));
-    for (const e of res.persist) this.pending.set(entryStorageKey(e.owner, e.key), e);
-    for (const r of res.remove) this.pending.set(entryStorageKey(r.owner, r.key), null);
-    if (res.persist.length || res.remove.length || res.broadcast.length) this.schedulePersist();
+    for (const e of res.persist) this.rows.set(ENTRY_PREFIX + entryStorageKey(e.owner, e.key), e);
+    for (const r of res.remove) this.rows.set(ENTRY_PREFIX + entryStorageKey(r.owner, r.key), undefined);
+    if (res.persist.length || res.remove.length || res.broadcast.length) this.rows.schedule();
     if (res.changes.length) this.emit(res.changes);
   }
 
@@ -258,39 +263,14 @@ export class ReplicaShell {
     }
   }
 
-  private schedulePersist(): void {
-    this.persistTimer ??= setTimeout(() => {
-      this.persistTimer = undefined;
-      void this.persist(false);
-    }, PERSIST_DEBOUNCE_MS);
-  }
-
-  /** Writes the changed rows and the meta record in one atomic batch, so that the meta on
-   *  disk never claims more than the rows beside it. */
-  private async persist(durable: boolean): Promise<void> {
-    const ops: { key: string; value?: unknown }[] = [];
-    for (const [k, e] of this.pending) ops.push({ key: ENTRY_PREFIX + k, value: e ?? undefined });
-    this.pending.clear();
-    ops.push({ key: META_KEY, value: this.replica.meta() });
-    try {
-      await this.store.batch(ops, durable);
-    } catch (err) {
-      this.log.error('cannot persist replicated state', { err: errorText(err) });
-      if (durable) throw new Error(`cannot write to the data dir: ${errorText(err)}`);
-    }
-  }
-
   /** Writes whatever is pending (at shutdown). */
   async flush(): Promise<void> {
-    clearTimeout(this.persistTimer);
-    this.persistTimer = undefined;
-    await this.persist(true);
+    await this.rows.write(true);
   }
 
   async stop(): Promise<void> {
     this.inbox.stop();
-    clearTimeout(this.persistTimer);
-    this.persistTimer = undefined;
+    this.rows.cancel();
     await this.channel?.stop();
   }
 }
