@@ -39,6 +39,7 @@ import { meshAdmission } from '../mesh/admission.ts';
 import { deriveMeshKey } from '../mesh/mesh-key.ts';
 import { CONTROL_PROTOCOL } from '../mesh/peer.ts';
 import { printEnvironment } from './lib/env.ts';
+import { cpuSeconds, statusBytes } from './lib/scale-procs.ts';
 import { median, printTable } from './lib/stats.ts';
 import { now, sleep, withTimeout } from './lib/time.ts';
 
@@ -48,8 +49,6 @@ const CENTER_PORT = 6783;
 const CLIENT_BASE = 10;
 /** 127.0.2.10 .. 127.0.2.254. */
 const MAX_CLIENTS = 245;
-/** sysconf(_SC_CLK_TCK) on Linux x86-64: the unit of utime and stime in /proc/<pid>/stat. */
-const CLOCK_TICKS = 100;
 const START_TIMEOUT_MS = 60_000;
 const DIAL_TIMEOUT_MS = 15_000;
 /** Connections opened at once: the center runs one CPace handshake per connection. */
@@ -114,21 +113,7 @@ process.once('exit', () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-// ---- /proc --------------------------------------------------------------------------------------
-
-function statusBytes(pid: number, field: string): number {
-  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
-  if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
-  return Number(m[1]) * 1024;
-}
-
-/** utime + stime in seconds; fields after the last ')' since the peer renames itself. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
+// ---- /proc (VmRSS, RssAnon and CPU: bench/lib/scale-procs.ts) ---------------------------------
 
 const fdCount = (pid: number): number => fs.readdirSync(`/proc/${pid}/fd`).length;
 

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
 import { printEnvironment } from './lib/env.ts';
+import { cpuSeconds, statusBytes } from './lib/scale-procs.ts';
 import { SerfMesh } from './lib/serf.ts';
 import { max, median, printTable, ratio } from './lib/stats.ts';
 import { sleep } from './lib/time.ts';
@@ -22,9 +23,8 @@ import { startWeftMesh, stopWeftMesh } from './lib/weft.ts';
 const PASSWORD = 'bench-memory-password';
 /** The target for one idle weft peer. */
 const TARGET_BYTES = 120e6;
-const CLOCK_TICKS = 100;
 /** An idle `node -e` has nothing to settle; it only needs to be past start-up. */
-const BARE_SETTLE_MS = 2_000; // sysconf(_SC_CLK_TCK) on Linux x86-64
+const BARE_SETTLE_MS = 2_000;
 
 const { values: opt } = parseArgs({
   options: {
@@ -43,20 +43,7 @@ if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 600_000) throw new
 if (!Number.isInteger(samples) || samples < 1 || samples > 1000) throw new Error(`--samples must be 1..1000, got ${samples}`);
 if (!Number.isInteger(intervalMs) || intervalMs < 10 || intervalMs > 60_000) throw new Error(`--interval must be 10..60000 ms, got ${intervalMs}`);
 
-/** A field of /proc/<pid>/status in bytes ("VmRSS:  81234 kB"). */
-function statusBytes(pid: number, field: string): number {
-  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text);
-  if (!m) throw new Error(`/proc/${pid}/status has no ${field}`);
-  return Number(m[1]) * 1024;
-}
 
-/** User + system CPU seconds of a process so far. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime (fields 14, 15)
-}
 
 interface ProcMemory {
   host: string;
