@@ -3,10 +3,13 @@
 // namespaces, mesh only: `--no-dataplane`, DNS, metrics and plugin off).
 //
 //   node bench/scale.ts [--sizes 50,100] [--soak 600] [--writes 10] [--poll 20]
-//                       [--converge-timeout 180] [--systems weft,serf] [--keep]
+//                       [--converge-timeout 180] [--systems weft,serf] [--start paced|burst] [--keep]
 //
 // Per N and system, one after the other (weft's processes are gone before Serf's start):
-//  1. start: the first member, then the others joining it, two starting at a time;
+//  1. start: the first member, then the others joining it: `paced` (default) one at a time, each
+//     once the one before sees all earlier members alive (at most 15 s), as hosts are added
+//     to a mesh; `burst` two at a time as soon as the one before answers its API, which on 2
+//     cores at N = 100 measures mostly the start storm of 100 Node processes;
 //  2. convergence: from the last member's start until a round of polls (every 500 ms) in
 //     which every member sees N−1 others alive;
 //  3. idle soak (--soak s): suspect and dead lines in every member's log, CPU per member from
@@ -26,7 +29,7 @@ import { printEnvironment } from './lib/env.ts';
 import type { Fleet } from './lib/scale-fleet.ts';
 import {
   converge, KILLS, killSome, POLL_CONCURRENCY, soak, startAll, writes, WRITE_WARMUP,
-  type ConvergeResult, type KillResult, type SoakResult, type StartResult, type WriteResult,
+  type ConvergeResult, type KillResult, type StartMode, type SoakResult, type StartResult, type WriteResult,
 } from './lib/scale-phases.ts';
 import { installCleanup, makeTempDir, removeTempDirs } from './lib/scale-procs.ts';
 import { SerfFleet } from './lib/scale-serf.ts';
@@ -56,6 +59,7 @@ const { values: opt } = parseArgs({
     poll: { type: 'string', default: '20' },
     'converge-timeout': { type: 'string', default: '180' },
     systems: { type: 'string', default: 'weft,serf' },
+    start: { type: 'string', default: 'paced' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -65,6 +69,8 @@ const trials = Number(opt.writes);
 const pollMs = Number(opt.poll);
 const convergeS = Number(opt['converge-timeout']);
 const systems = opt.systems.split(',');
+const startMode = opt.start as StartMode;
+if (startMode !== 'paced' && startMode !== 'burst') throw new Error(`--start must be paced or burst, got ${startMode}`);
 for (const s of sizes) if (!Number.isInteger(s) || s < MIN_SIZE || s > MAX_SIZE) throw new Error(`--sizes: each size must be ${MIN_SIZE}..${MAX_SIZE}, got ${s}`);
 if (!Number.isInteger(soakS) || soakS < 1 || soakS > 3600) throw new Error(`--soak must be 1..3600 s, got ${soakS}`);
 if (!Number.isInteger(trials) || trials < 1 || trials > 1000) throw new Error(`--writes must be 1..1000, got ${trials}`);
@@ -101,7 +107,7 @@ async function measure(f: Fleet): Promise<Result> {
     }
   };
   try {
-    r.start = await phase('start', () => startAll(f));
+    r.start = await phase('start', () => startAll(f, startMode));
     r.ran = f.describe();
     if (!r.start) return r;
     r.converge = await phase('converge', () => converge(f, (r.start as StartResult).lastSpawn, convergeS * 1000));

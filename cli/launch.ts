@@ -152,6 +152,30 @@ export async function launch(o: LaunchOptions): Promise<void> {
   if (o.logLevel) setLogLevel(o.logLevel);
   const config = launchConfig(o);
   const log = logger('launch');
+  // Signals are ours from the first moment: one that arrives while the peer is still starting
+  // (a supervisor giving up, an operator's ^C) is acted on once it has started, so the stop is
+  // the same clean one as later, never Node's default of dying mid-start.
+  let stop: ((signal: string) => Promise<void>) | undefined;
+  let early: string | undefined;
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) {
+      log.warn('second signal: exiting at once', { signal });
+      process.exit(1);
+    }
+    if (!stop) {
+      if (early === undefined) log.info('signal while starting: stopping once started', { signal });
+      early ??= signal;
+      return;
+    }
+    stopping = true;
+    stop(signal).catch((err) => {
+      log.error('could not stop cleanly', { err: errorText(err) });
+      process.exit(1);
+    });
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   const peer = await Peer.start(config);
   // Every handler on the network path catches its own failures (the hostile-input battery
   // checks it). A promise that still rejects unhandled is a bug, and ending the peer for it
@@ -186,25 +210,14 @@ export async function launch(o: LaunchOptions): Promise<void> {
     await peer.stop();
     throw err;
   }
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) {
-      log.warn('second signal: exiting at once', { signal });
-      process.exit(1);
-    }
-    stopping = true;
+  stop = async (signal: string) => {
     log.info('stopping', { signal });
     await api.close();
     await dns?.stop();
     await peer.stop();
     process.exit(0);
   };
-  const onSignal = (signal: string) => stop(signal).catch((err) => {
-    log.error('could not stop cleanly', { err: errorText(err) });
-    process.exit(1);
-  });
-  process.on('SIGINT', () => void onSignal('SIGINT'));
-  process.on('SIGTERM', () => void onSignal('SIGTERM'));
+  if (early !== undefined) onSignal(early);
 }
 
 export { DEFAULT_METRICS };

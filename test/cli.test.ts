@@ -1,6 +1,6 @@
 // The weft command as a user meets it: exit codes and one-line errors.
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -74,5 +74,39 @@ describe('the weft command', () => {
     } finally {
       server.close();
     }
+  });
+
+  test('a mesh-only peer loads neither the Docker client, the data plane nor a cloud SDK', async () => {
+    // Issue 9: what a peer does not use costs it no memory. Every module the process resolves
+    // is listed by a loader hook (test/harness/fixtures/module-list.mjs), written at exit.
+    const list = join(dir, 'modules');
+    const hook = join(import.meta.dirname, 'harness/fixtures/module-list.mjs');
+    const child = spawn(WEFT, [
+      '--data-dir', join(dir, 'lean'), 'launch', '--listen', '127.0.0.1:0', '--no-dataplane',
+      '--dns-listen', 'off', '--metrics-listen', 'off', '--plugin-name', 'off',
+    ], { env: { ...process.env, WEFT_PASSWORD: 'pw', WEFT_MODULE_LIST: list, NODE_OPTIONS: `--import ${hook}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "peer started" within 20 s: ${out}`)), 20_000);
+        const read = (b: Buffer) => {
+          out += b.toString();
+          if (out.includes('peer started')) { clearTimeout(timer); resolve(); }
+        };
+        child.stdout.on('data', read);
+        child.stderr.on('data', read);
+        child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`peer exited ${code}: ${out}`)); });
+      });
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      child.kill('SIGKILL');
+    }
+    const modules = readFileSync(list, 'utf8').trim().split('\n');
+    // The hook itself works: the peer's own core and libp2p are there.
+    expect(modules.some((m) => /\/mesh\/membership\.(ts|js)$/.test(m))).toBe(true);
+    expect(modules.some((m) => m.includes('/node_modules/libp2p/'))).toBe(true);
+    expect(modules.filter((m) => /\/node_modules\/(dockerode|docker-modem|@aws-sdk)\/|\/mesh\/(dataplane|docker)\//.test(m))).toEqual([]);
   });
 });

@@ -60,19 +60,35 @@ export interface StartResult {
   lastSpawnToReadyMs: number;
 }
 
-/** Starts the first member, waits for it, then the others, START_PARALLEL at a time. */
-export async function startAll(f: Fleet): Promise<StartResult> {
+/** How a fleet is started: `burst` START_PARALLEL at a time, each as soon as the one before
+ *  answers its API; `paced` one at a time, each once the one before sees every member started
+ *  before it alive (or after PACED_JOIN_MS), as an operator adds hosts one after another. */
+export type StartMode = 'burst' | 'paced';
+/** A paced joiner that does not see the others alive by then is left to converge later. */
+const PACED_JOIN_MS = 15_000;
+const PACED_POLL_MS = 100;
+
+/** Starts the first member, waits for it, then the others (see StartMode). */
+export async function startAll(f: Fleet, mode: StartMode = 'burst'): Promise<StartResult> {
   const [first, ...rest] = f.members;
   if (!first) throw new Error('no members');
   const t0 = now();
   f.spawn(first);
   await f.connect(first, START_TIMEOUT_MS);
   let lastSpawn = now();
-  await mapLimit(rest, START_PARALLEL, async (m) => {
+  let started = 1;
+  await mapLimit(rest, mode === 'paced' ? 1 : START_PARALLEL, async (m) => {
     checkMemory(MIN_FREE_TO_START, `not starting ${m.name}`);
     f.spawn(m);
     lastSpawn = now();
+    const others = started++;
     await f.connect(m, START_TIMEOUT_MS);
+    if (mode !== 'paced') return;
+    const until = now() + PACED_JOIN_MS;
+    for (let i = 0; i < PACED_JOIN_MS / PACED_POLL_MS && now() < until; i++) {
+      if ((await f.aliveOthers(m).catch(() => -1)) >= others) break;
+      await sleep(PACED_POLL_MS);
+    }
   });
   const r = { allReadyMs: now() - t0, lastSpawn, lastSpawnToReadyMs: now() - lastSpawn };
   log(f, `all ${f.members.length} started and answering after ${(r.allReadyMs / 1000).toFixed(1)} s`);
