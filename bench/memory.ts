@@ -8,13 +8,16 @@
 // samples; the system's figure is the median over its processes (the largest is printed
 // too, and is what the target is checked against). `bin/weft` execs Node and the harness
 // execs through nsenter, so the pid the harness holds is the peer's own. The CPU time the
-// idle processes used during the sampling window is printed as well.
+// idle processes used during the sampling window is printed as well, and, for context, the
+// same figures of idle Node processes that only import the libp2p stack, then all of weft.
 // MB here is 10^6 bytes.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
 import { printEnvironment } from './lib/env.ts';
-import { cpuSeconds, statusBytes } from './lib/scale-procs.ts';
+import { cpuSeconds, pssBytes, statusBytes } from './lib/scale-procs.ts';
 import { SerfMesh } from './lib/serf.ts';
 import { max, median, printTable, ratio } from './lib/stats.ts';
 import { sleep } from './lib/time.ts';
@@ -51,6 +54,7 @@ interface ProcMemory {
   exe: string;
   rss: number;
   rssAnon: number;
+  pss: number;
   /** Share of one core used while idle during the sampling window. */
   cpu: number;
 }
@@ -58,6 +62,7 @@ interface ProcMemory {
 async function measure(procs: readonly { host: Host; pid: number }[]): Promise<ProcMemory[]> {
   const rss = procs.map(() => [] as number[]);
   const anon = procs.map(() => [] as number[]);
+  const pss = procs.map(() => [] as number[]);
   const cpu0 = procs.map((p) => cpuSeconds(p.pid));
   const t0 = performance.now();
   for (let i = 0; i < samples; i++) {
@@ -65,6 +70,7 @@ async function measure(procs: readonly { host: Host; pid: number }[]): Promise<P
     procs.forEach((p, k) => {
       rss[k]?.push(statusBytes(p.pid, 'VmRSS'));
       anon[k]?.push(statusBytes(p.pid, 'RssAnon'));
+      pss[k]?.push(pssBytes(p.pid));
     });
   }
   const wallS = Math.max(1, performance.now() - t0) / 1000;
@@ -74,8 +80,36 @@ async function measure(procs: readonly { host: Host; pid: number }[]): Promise<P
     exe: fs.readlinkSync(`/proc/${p.pid}/exe`),
     rss: median(rss[k] as number[]),
     rssAnon: median(anon[k] as number[]),
+    pss: median(pss[k] as number[]),
     cpu: samples > 1 ? (cpuSeconds(p.pid) - (cpu0[k] as number)) / wallS : NaN,
   }));
+}
+
+/** The floor under a weft peer, step by step: idle Node processes that only import, with the
+ *  peer's own V8 flag (bin/weft), so that what the libp2p stack alone costs is seen apart from
+ *  what weft adds. Each runs in the root namespace from the project root. */
+const ROOT = path.join(import.meta.dirname, '..');
+const FLOOR_STEPS: { label: string; imports: string[] }[] = [
+  { label: 'node, nothing imported', imports: [] },
+  { label: 'node + libp2p, tcp, noise, yamux imported', imports: ['libp2p', '@libp2p/tcp', '@chainsafe/libp2p-noise', '@chainsafe/libp2p-yamux'] },
+  {
+    label: 'node + every module of a mesh-only peer imported',
+    imports: [fs.existsSync(path.join(ROOT, 'dist/cli/launch.js')) ? path.join(ROOT, 'dist/cli/launch.js') : path.join(ROOT, 'cli/launch.ts')],
+  },
+];
+
+async function floor(step: (typeof FLOOR_STEPS)[number]): Promise<ProcMemory> {
+  const urls = step.imports.map((m) => (m.startsWith('/') ? `file://${m}` : import.meta.resolve(m)));
+  const code = `${urls.map((u) => `await import(${JSON.stringify(u)});`).join(' ')} setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', '--disable-warning=ExperimentalWarning', '--input-type=module', '-e', code], { cwd: ROOT, stdio: 'ignore' });
+  try {
+    await sleep(BARE_SETTLE_MS);
+    if (child.exitCode !== null || child.pid === undefined) throw new Error(`${step.label}: the process exited (${child.exitCode})`);
+    const [m] = await measure([{ host: { name: 'root ns' } as Host, pid: child.pid }]);
+    return m as ProcMemory;
+  } finally {
+    child.kill('SIGKILL');
+  }
 }
 
 const mb = (b: number) => (Number.isFinite(b) ? (b / 1e6).toFixed(1) : '–');
@@ -87,7 +121,6 @@ async function main(): Promise<void> {
   const mesh = await Harness.create({ hosts: peers, name: 'bench-memory' });
   let weft: ProcMemory[];
   let serf: ProcMemory[];
-  let bareNode: ProcMemory | undefined;
   try {
     await startWeftMesh(mesh.hosts, PASSWORD);
     await sleep(settleMs);
@@ -102,23 +135,18 @@ async function main(): Promise<void> {
       await serfMesh.stop();
     }
 
-    // Context, not the anchor: the floor any Node program starts from on this machine.
-    const h1 = mesh.hosts[0] as Host;
-    const bare = await h1.spawn('bare-node', [process.execPath, '-e', 'setInterval(() => {}, 1000)']);
-    await sleep(BARE_SETTLE_MS);
-    [bareNode] = await measure([{ host: h1, pid: bare.pid }]);
-    await bare.kill();
   } finally {
     await mesh.cleanup();
   }
+  // Context, not the anchor: the floor a Node program with the libp2p stack starts from here.
+  const floors: [string, ProcMemory][] = [];
+  for (const step of FLOOR_STEPS) floors.push([step.label, await floor(step)]);
 
   console.log();
   printTable(
-    ['system', 'host', 'pid', 'exe', 'RSS MB', 'RssAnon MB', 'idle CPU'],
-    [...weft.map((p) => ['weft', p]), ...serf.map((p) => ['serf', p]), ...(bareNode ? [['bare node (context)', bareNode]] : [])].map(([s, p]) => {
-      const m = p as ProcMemory;
-      return [s as string, m.host, String(m.pid), m.exe, mb(m.rss), mb(m.rssAnon), pct(m.cpu)];
-    }),
+    ['system', 'host', 'pid', 'exe', 'RSS MB', 'RssAnon MB', 'PSS MB', 'idle CPU'],
+    [...weft.map((p) => ['weft', p] as const), ...serf.map((p) => ['serf', p] as const), ...floors].map(([s, m]) =>
+      [s, m.host, String(m.pid), m.exe, mb(m.rss), mb(m.rssAnon), mb(m.pss), pct(m.cpu)]),
   );
   const w = median(weft.map((p) => p.rss));
   const s = median(serf.map((p) => p.rss));

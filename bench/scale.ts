@@ -13,7 +13,7 @@
 //  2. convergence: from the last member's start until a round of polls (every 500 ms) in
 //     which every member sees N−1 others alive;
 //  3. idle soak (--soak s): suspect and dead lines in every member's log, CPU per member from
-//     /proc/<pid>/stat, VmRSS and RssAnon from /proc/<pid>/status at the end;
+//     /proc/<pid>/stat, VmRSS and RssAnon from /proc/<pid>/status and PSS from smaps_rollup at the end;
 //  4. writes (--writes trials): weft `kv.put` on one peer until every peer's `kv.get` has it
 //     (polled every --poll ms); Serf a user event until every agent's RPC stream had it;
 //  5. kill -9 of five members at once (never the first): until every survivor marked each
@@ -146,6 +146,8 @@ function figures(r: Result | undefined) {
     rssMax: s ? max(finite(s.rss)) : NaN,
     anonMedian: s ? median(finite(s.rssAnon)) : NaN,
     anonMax: s ? max(finite(s.rssAnon)) : NaN,
+    pssMedian: s ? median(finite(s.pss)) : NaN,
+    pssMax: s ? max(finite(s.pss)) : NaN,
     detectMedian: k ? median(k.pairs) : NaN,
     detectMax: k && k.missed === 0 ? max(k.pairs) : NaN,
     writeP50: w ? quantile(w.ms, 0.5) : NaN,
@@ -192,6 +194,7 @@ function printSize(n: number, wr: Result | undefined, sr: Result | undefined): s
     ['RSS per member at the end, median MB', mb(w.rssMedian), mb(s.rssMedian), ratio(w.rssMedian, s.rssMedian), ''],
     ['RSS per member, max MB', mb(w.rssMax), mb(s.rssMax), ratio(w.rssMax, s.rssMax), `≤ ${TARGET_RSS_BYTES / 1e6} MB: ${verdict.rss}`],
     ['RssAnon per member, median / max MB', `${mb(w.anonMedian)} / ${mb(w.anonMax)}`, `${mb(s.anonMedian)} / ${mb(s.anonMax)}`, ratio(w.anonMedian, s.anonMedian), ''],
+    ['PSS per member (shared pages split), median / max MB', `${mb(w.pssMedian)} / ${mb(w.pssMax)}`, `${mb(s.pssMedian)} / ${mb(s.pssMax)}`, ratio(w.pssMedian, s.pssMedian), ''],
     [`kill -9 ×${victims}: detected, median s`, sec(w.detectMedian), sec(s.detectMedian), ratio(w.detectMedian, s.detectMedian), `≤ ${TARGET_DETECT_MEDIAN_MS / 1000} s`],
     ['  max s (– if a pair was missed)', sec(w.detectMax), sec(s.detectMax), ratio(w.detectMax, s.detectMax), `≤ ${TARGET_DETECT_MAX_MS / 1000} s: ${verdict.detect}`],
     ['  pairs detected/timed', pairsText(wr), pairsText(sr), '', ''],

@@ -10,10 +10,11 @@
 
 /** The minimum timeout, reached once enough independent accusers confirm the suspicion.
  *  Lifeguard and memberlist scale it with log N (and with the probe period); we do not. The
- *  time a live suspect needs to refute does not grow with N: every member that suspects it
- *  pings it each period with the suspicion (the buddy system), so it answers each of them
- *  directly, in one round trip, however large the mesh; and about one member probes it per
- *  period whatever N, so confirmations pile up with time, not with N. Scaling the minimum put
+ *  time a live suspect needs to refute does not grow with N: every member that suspects it on
+ *  its own probe pings it each period with the suspicion (the buddy system), so it answers
+ *  them directly, in one round trip, however large the mesh, and the refutation spreads by
+ *  gossip in milliseconds; and about SUSPICION_CHECKERS members check it once whatever N, so
+ *  confirmations of a real failure come within a probe timeout, not with N. Scaling the minimum put
  *  kill -9 detection at N = 100 past the 2 s budget (1.6 s of minimum alone). Two requirements
  *  pull on it: detection (median 2 s, of which ~0.6 s is the failed direct and indirect probe;
  *  after a kill -9 every peer probes at once, so confirmations bring the minimum) wants it

@@ -9,8 +9,10 @@
 // it for us (the link may be ours); only if neither we nor they hear it is it suspected, and the
 // suspicion is gossiped. Each peer whose own probe fails tells a few others (`suspect`), and
 // the suspicion timeout falls from its maximum to its minimum as such independent accusers
-// add up (membership-suspicion.ts: the maximum scales with log N). A suspect is pinged every period with
-// the suspicion, so a live one refutes at once by raising its incarnation; one still suspected
+// add up (membership-suspicion.ts: the maximum scales with log N). A suspect is pinged every
+// period with the suspicion by its accusers (and once by a few holders that check it, and by
+// those that lost their connection to it), so a live one refutes at once by raising its
+// incarnation, and its refutation spreads by gossip; one still suspected
 // when its timeout runs out, and not heard by us for SUSPECT_AFTER_MS, is declared dead. So the
 // messages a peer sends and receives per period do not grow with the mesh. Changes (suspect,
 // dead, refutations, tombstones) spread by gossip: each peer that learns one tells
@@ -69,8 +71,8 @@ export const HEARTBEAT_INTERVAL_MS = 500;
 /** How often one member we believe dead is pinged (round-robin): rare enough to cost little
  *  over a day of dead hosts, frequent enough that a healed partition is noticed in seconds. */
 export const DEAD_HEARTBEAT_INTERVAL_MS = 1000;
-/** No member is declared dead by a peer that heard it directly within this (a suspect is
- *  pinged every period, so a live one is heard); also how long what a peer only just back from
+/** No member is declared dead by a peer that heard it directly within this (its accusers ping
+ *  a suspect every period, so a live one is heard); also how long what a peer only just back from
  *  a cut says of others is taken as old news (see cutOff). */
 export const SUSPECT_AFTER_MS = 1000;
 /** A stall of our own at least this long may have let others suspect us (a probe timeout, the
@@ -112,6 +114,10 @@ const GOSSIP_MAX_BYTES = 16_384;
  *  prober sees, brings the timeout to its minimum, and one or two accusers of a slow but live
  *  member mostly do not. Constant, so the cost per peer does not grow with N. */
 export const CONFIRM_FANOUT = 6;
+/** Peers, on average, that check a suspicion they only heard of with a ping of their own (see
+ *  judge): twice the confirmations that bring its timeout to the minimum, so a real failure
+ *  is confirmed within one probe timeout even with a few pings lost, whatever N. */
+export const SUSPICION_CHECKERS = 2 * SUSPICION_CONFIRMATIONS;
 /** Consecutive disagreeing digests from one peer before we push it our table: one may just
  *  race a broadcast still in flight; two (>= 200 ms apart) is a real divergence. */
 export const SYNC_AFTER_MISMATCHES = 2;
@@ -205,6 +211,8 @@ interface Entry {
   accusers: Set<string>;
   /** We sent our own accusation of its current suspicion (see suspect). */
   confirmed: boolean;
+  /** We decided whether to check its current suspicion ourselves (see judge). */
+  checked: boolean;
   mismatches: number;
   lastSyncSent: number;
 }
@@ -583,15 +591,43 @@ export class Membership {
         this.startProbe(e, true, now, L, p);
       }
     } else if (e.rec.state === 'suspect') {
-      // Lifeguard's buddy system: ping a suspect every period with the suspicion itself, so a
-      // live one refutes at once and its answer keeps our silence short (it cannot die here).
-      if (now - e.lastHbSent >= this.o.heartbeatIntervalMs - this.o.tickMs / 2) {
+      // Lifeguard's buddy system, from the accusers only: a peer whose own probe failed pings
+      // the suspect every period with the suspicion itself, so a live one refutes at once and
+      // its answer keeps that peer's silence short. A peer that only adopted the suspicion
+      // hears the refutation by gossip. When every holder pinged it, and probed it through
+      // five helpers whenever a ping went unanswered, a suspicion cost the member that was
+      // already slow ~7N messages a period and made every holder an accuser at once: on 2
+      // starved cores a 40-peer mesh went on suspecting one member after another.
+      if (e.confirmed && now - e.lastHbSent >= this.o.heartbeatIntervalMs - this.o.tickMs / 2) {
         e.lastHbSent = now;
         p.send(e.rec.id, this.ping());
         p.to(e.rec.id, e.rec.id);
         e.pingL ??= L;
       }
-      this.advanceProbe(e, now, L, p);
+      // A peer whose own connection to it is gone too (a kill -9 resets every peer's at once)
+      // checks it itself, and confirms unless it answers within the probe timeout. Without
+      // this, a crash that every peer saw was confirmed only by the few whose own probes the
+      // gossip did not overtake.
+      // So does a few of the peers that only heard of the suspicion, chosen at random once per
+      // suspicion (SUSPICION_CHECKERS of them on average): confirmations of a real failure
+      // arrive within a probe timeout, and a live but slow member gets a bounded number of
+      // pings, not one from every holder.
+      if (!e.confirmed && !e.checked && !e.probe && e.pingL === null) {
+        e.checked = true;
+        const others = Math.max(1, this.table.size - 1);
+        if (!e.linked || this.o.random() < SUSPICION_CHECKERS / others) {
+          p.send(e.rec.id, this.ping());
+          e.pingL = L;
+        }
+      }
+      if (e.probe) {
+        if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
+      } else if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
+        // Our own ping (the round-robin's or a buddy's) went unanswered: an independent failed
+        // probe, which confirms the suspicion (Lifeguard). No indirect round: it stands already.
+        e.pingL = null;
+        this.suspect(e, now, p);
+      }
       // Death needs both: the suspicion went unrefuted, and we ourselves hear nothing. A peer
       // that adopted someone else's suspicion but still hears the member never kills it.
       const suspectedFor = L - e.stateSinceL;
@@ -882,6 +918,7 @@ export class Membership {
     if (before.state !== r.state || before.inc !== r.inc) {
       e.accusers.clear();
       e.confirmed = false;
+      e.checked = false;
     }
     if (before.state !== r.state) {
       e.stateSince = now;
@@ -990,6 +1027,7 @@ export class Membership {
       relayDeadlineL: 0,
       accusers: new Set(),
       confirmed: false,
+      checked: false,
       mismatches: 0,
       lastSyncSent: -Infinity,
     };
@@ -1011,6 +1049,7 @@ export class Membership {
     if (state !== before) {
       e.accusers.clear();
       e.confirmed = false;
+      e.checked = false;
     }
     e.rec = { ...e.rec, state };
     e.stateSince = now;

@@ -16,6 +16,10 @@ import { WriteBehind } from './write-behind.ts';
 /** Anti-entropy period: one digest exchange with one random member per second repairs
  *  anything push missed (loss, partitions) within a few seconds on a mesh of tens. */
 export const ANTI_ENTROPY_MS = 1000;
+/** Repair exchanges started, on average, by the members for one that joins or returns, and by
+ *  it for itself (see onMember). Each is a two-way repair, so with about 3 + 3 the chance that
+ *  none happens is e^-6 (0.25 %), and anti-entropy repairs that within seconds. */
+const JOIN_REPAIR_FANOUT = 3;
 /** How often tombstones are checked for garbage collection; GC itself is age-based. */
 const GC_EVERY_MS = 60_000;
 /** Received entries are written in coalesced background batches: they can be fetched again
@@ -158,10 +162,16 @@ export class ReplicaShell {
 
   onMember(e: MembershipEvent): void {
     // A member that (re)appears gets a repair exchange now: this is what heals partitions fast.
-    // Not one that refuted a suspicion (suspect to alive): it never left, so there is nothing to
-    // repair, and every peer sending it a digest at once (N digests of N owners each) hit just
-    // the peer that was slow to answer, and kept a 50-peer mesh on two cores flapping.
-    if (e.type === 'joined' || e.type === 'rejoined') this.sendDigest(e.member.id);
+    // Not from every peer, though: all N hear of a join at once, and N digests of N owners each,
+    // each answered with a full state, landed on the one peer busy starting (the joiner, which
+    // also sent one to each member it learned). One exchange repairs a pair both ways, and any
+    // member's state is the whole mesh's, so a few suffice: each peer takes part with
+    // probability JOIN_REPAIR_FANOUT / N, about that many exchanges per (re)appearing member from
+    // each side; anti-entropy covers the rare member none picked. Not one that refuted a
+    // suspicion (suspect to alive): it never left, so there is nothing to repair.
+    if (e.type !== 'joined' && e.type !== 'rejoined') return;
+    const n = this.attachOpts?.alive().length ?? 0;
+    if (Math.random() < JOIN_REPAIR_FANOUT / Math.max(1, n)) this.sendDigest(e.member.id);
   }
 
   /** A peer removed from the mesh for good: its entries go, and gossip cannot bring them back. */

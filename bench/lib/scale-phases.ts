@@ -5,7 +5,7 @@
 import os from 'node:os';
 import type { Fleet, Member } from './scale-fleet.ts';
 import { UP_STATES } from './scale-fleet.ts';
-import { checkMemory, countLines, cpuSeconds, fileSize, killNow, machineTicks, mapLimit, memAvailable, statusBytes } from './scale-procs.ts';
+import { checkMemory, countLines, cpuSeconds, fileSize, killNow, machineTicks, mapLimit, memAvailable, pssBytes, statusBytes } from './scale-procs.ts';
 import { now, sleep, jitter } from './time.ts';
 
 /** Peers starting at once: one per core. A Node start is ~0.3 s of CPU, and N of them at
@@ -147,6 +147,8 @@ export interface SoakResult {
   /** Per member at the end, bytes. */
   rss: number[];
   rssAnon: number[];
+  /** Shared pages split among the processes mapping them (pssBytes). */
+  pss: number[];
   /** Members whose process exited during the soak. */
   exited: string[];
   /** The bench process's own share of one core during the soak (its event streams). */
@@ -206,6 +208,7 @@ export async function soak(f: Fleet, seconds: number): Promise<SoakResult> {
     cpu: procs.map((p, k) => (p.exit === undefined ? ((cpu1[k] ?? NaN) - (cpu0[k] ?? NaN)) / wallS : NaN)),
     rss: procs.map((p) => tryStatus(p.pid, 'VmRSS')),
     rssAnon: procs.map((p) => tryStatus(p.pid, 'RssAnon')),
+    pss: procs.map((p) => { try { return pssBytes(p.pid); } catch { return NaN; } }),
     exited: procs.filter((p) => p.exit !== undefined).map((p) => `${p.name} (${p.exit})`),
     benchCpu: (bench.user + bench.system) / 1e6 / wallS,
     machineCpu: ((machine1.busy - machine0.busy) / Math.max(1, machine1.total - machine0.total)) * os.cpus().length,

@@ -125,6 +125,16 @@ export function statusBytes(pid: number, field: string): number {
   return Number(m[1]) * 1024;
 }
 
+/** Proportional set size: resident pages, each shared page divided among the processes that
+ *  map it. N peers share one Node binary's pages (~55 MB of each VmRSS here), so PSS is what
+ *  one more peer costs the machine, where VmRSS counts the shared pages in full for each. */
+export function pssBytes(pid: number): number {
+  const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const m = /^Pss:\s+(\d+) kB$/m.exec(text);
+  if (!m) throw new Error(`/proc/${pid}/smaps_rollup has no Pss`);
+  return Number(m[1]) * 1024;
+}
+
 /** The last lines of a log, for an error message: the temp dir is gone once it prints. */
 export function logTail(file: string, lines = 3): string {
   try {

@@ -154,6 +154,9 @@ describe('failure detection', () => {
           `p90 ${percentile(d.all, 90)} ms, max ${Math.max(...d.all)} ms; per observer: median ${median(d.each)} ms, ` +
           `min ${Math.min(...d.each)} ms, max ${Math.max(...d.each)} ms`,
       );
+    }
+    // Both figures printed before either is checked.
+    for (const d of Object.values(detection)) {
       expect(d.all.length).toBe(40);
       expect(median(d.all)).toBeLessThan(2_000);
     }
