@@ -106,6 +106,9 @@ export const GOSSIP_FANOUT = 3;
  *  stays one small frame, and a change is retransmitted a bounded number of times (see
  *  membership-broadcasts.ts) on traffic that flows anyway. */
 export const PIGGYBACK_MAX_BYTES = 4096;
+/** Gossip rounds are at least this far apart (see finish): one tick, so a hop of a burst waits
+ *  at most 100 ms, and a lone change none. */
+const GOSSIP_ROUND_MIN_MS = 100;
 /** What one immediate gossip message carries at most: the new change and older ones still
  *  being spread, in one frame. */
 const GOSSIP_MAX_BYTES = 16_384;
@@ -289,6 +292,11 @@ export class Membership {
   private readonly deadSchedule: ProbeSchedule;
   private lastProbe = -Infinity;
   private lastDeadProbe = -Infinity;
+  /** When the last gossip round went out, whether news waits for the next, and the time of the
+   *  call being served (see finish). */
+  private lastGossipRound = -Infinity;
+  private gossipOwed = false;
+  private callNow = 0;
   /** Changes being spread, by subject id (the record or tombstone is looked up when sent, so
    *  it is always the latest). */
   private readonly broadcasts = new Broadcasts<string>();
@@ -547,6 +555,7 @@ export class Membership {
 
   private begin(now: number): Outbox {
     const p = new Outbox();
+    this.callNow = now;
     const stalled = this.health.observe(now);
     // Others heard nothing from us during the stall and may already be suspecting us.
     // Refuting at once saves the round trip of waiting to hear of it.
@@ -566,11 +575,18 @@ export class Membership {
   private finish(p: Outbox): Output {
     const news = p.news();
     const n = this.table.size + 1;
-    if (news.length > 0) {
-      for (const id of news) {
-        const found = this.view.lookup(id);
-        if (found) this.broadcasts.enqueue(id, id, JSON.stringify('record' in found ? found.record : found.tombstone).length);
-      }
+    for (const id of news) {
+      const found = this.view.lookup(id);
+      if (found) this.broadcasts.enqueue(id, id, JSON.stringify('record' in found ? found.record : found.tombstone).length);
+    }
+    if (news.length > 0) this.gossipOwed = true;
+    // At most one round per GOSSIP_ROUND_MIN_MS: a lone change goes out at once, a burst (a
+    // thousand peers joining) goes out in rounds that each carry what queued meanwhile, so a
+    // peer sends g messages per round, not g per change it learns (memberlist gossips on a
+    // timer for the same reason). What is owed goes out on the tick after the gap.
+    if (this.gossipOwed && this.callNow - this.lastGossipRound >= GOSSIP_ROUND_MIN_MS) {
+      this.gossipOwed = false;
+      this.lastGossipRound = this.callNow;
       const live = [...this.table.values()].filter((e) => isLive(e.rec.state));
       for (const t of this.pick(live, this.o.gossipFanout)) {
         for (const id of this.broadcasts.take(GOSSIP_MAX_BYTES, n)) p.to(t.rec.id, id);
