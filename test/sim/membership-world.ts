@@ -15,6 +15,7 @@ import {
   type Output,
 } from '../../mesh/membership.ts';
 import { fakeSigner } from './membership-signer.ts';
+import { received, sent, WireEncoder, type Wire } from './membership-wire-share.ts';
 import { SimNetwork, type Envelope } from './network.ts';
 import { Rng } from './rng.ts';
 
@@ -47,7 +48,7 @@ interface SimNode {
   down: boolean;
   stalledUntil: number;
   /** Messages that reached a stalled peer's socket and wait to be read. */
-  backlog: Envelope<string>[];
+  backlog: Envelope<Wire>[];
   /** When a stall ends: deliver the backlog before the late tick (true) or after it. */
   backlogFirst: boolean;
   random: () => number;
@@ -55,7 +56,7 @@ interface SimNode {
 
 export class World {
   readonly rng: Rng;
-  readonly net: SimNetwork<string>;
+  readonly net: SimNetwork<Wire>;
   readonly nodes = new Map<string, SimNode>();
   readonly ids: string[];
   readonly events: SeenEvent[] = [];
@@ -65,16 +66,28 @@ export class World {
   /** Called for every event as it happens, for invariants that must hold at every instant. */
   onEvent: (e: SeenEvent) => void = () => {};
   private readonly links = new Set<string>();
+  /** Per peer, members it may want and has no link to: what the dialer visits each round,
+   *  instead of every peer's whole `wanted()` list, which is N^2 snapshots and sorts per 100 ms
+   *  and made N = 1,000 take hours. A superset, checked against the core when visited: every
+   *  member that enters a core's table, or comes back from left, does so with an event (see
+   *  `apply`), and every dropped link puts both ends back here. */
+  private readonly unlinked = new Map<string, Set<string>>();
+  /** Per peer, such members the network does not reach now (a cut, a crash): set aside until
+   *  the network changes (`partition`, `heal`, `restart`), so a long cut costs no round a scan. */
+  private readonly unreachable = new Map<string, Set<string>>();
+  /** The observer `allAlive` last found not seeing everyone alive: its next sweep starts there. */
+  private notAlive: string | undefined;
   /** Messages sent across a cut that carries them (see `partition`), to deliver on healing. */
-  private carried: { from: string; to: string; text: string }[] = [];
+  private carried: { from: string; to: string; wire: Wire }[] = [];
   private readonly carrying = new Set<string>();
   private readonly opts: Partial<MembershipOptions>;
+  private readonly wires = new WireEncoder();
   messages = 0;
   bytes = 0;
 
   constructor(o: WorldOptions) {
     this.rng = new Rng(o.seed);
-    this.net = new SimNetwork<string>(new Rng(o.seed * 7919 + 1), {
+    this.net = new SimNetwork<Wire>(new Rng(o.seed * 7919 + 1), {
       loss: o.loss ?? 0,
       minDelayMs: o.minDelayMs ?? 1,
       maxDelayMs: o.maxDelayMs ?? 50,
@@ -85,6 +98,8 @@ export class World {
       const info: MemberInfo = { id, name: `host-${id}`, addrs: [`/ip4/10.0.0.${this.ids.indexOf(id) + 1}/tcp/6783`], tags: [], role: 'worker' };
       const nodeRng = new Rng(o.seed * 31 + this.ids.indexOf(id) + 1);
       const random = () => nodeRng.next();
+      this.unlinked.set(id, new Set());
+      this.unreachable.set(id, new Set());
       this.nodes.set(id, {
         info,
         m: new Membership(info, 0, { ...this.opts, random, ...fakeSigner(id) }),
@@ -124,9 +139,20 @@ export class World {
     return this.m(observer).get(subject);
   }
 
-  /** Every running peer sees every other running peer alive. */
+  /** Every running peer sees every other running peer alive. The sweep starts at the observer
+   *  that failed last time and wraps around: while a mesh converges that one usually still
+   *  fails, so a run waiting for this costs one row per step rather than up to N^2 lookups;
+   *  true still means every pair was checked by this call. */
   allAlive(among = this.up()): boolean {
-    return among.every((a) => among.every((b) => a === b || this.view(a, b)?.state === 'alive'));
+    const start = Math.max(0, this.notAlive === undefined ? 0 : among.indexOf(this.notAlive));
+    for (let k = 0; k < among.length; k++) {
+      const a = among[(start + k) % among.length]!;
+      if (!among.every((b) => a === b || this.view(a, b)?.state === 'alive')) {
+        this.notAlive = a;
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Advances simulated time by `ms`, calling `check` after every 100 ms step. */
@@ -162,7 +188,10 @@ export class World {
 
   private subStep(): void {
     const now = this.now + SUB_STEP_MS;
-    if (now % TICK_MS === 0) this.dial();
+    if (now % TICK_MS === 0) {
+      this.wires.sweep(now);
+      this.dial();
+    }
     for (const env of this.net.advance(now)) {
       const n = this.node(env.to);
       if (n.down) continue;
@@ -189,23 +218,25 @@ export class World {
     for (const env of burst) this.deliver(env, now);
   }
 
-  private deliver(env: Envelope<string>, now: number): void {
-    const msg = parseMembershipMessage(JSON.parse(env.msg));
+  private deliver(env: Envelope<Wire>, now: number): void {
+    const msg = parseMembershipMessage(received(env.msg));
     // Everything a core sends must pass its own decoder, or real peers would drop it.
-    if (typeof msg === 'string') throw new Error(`${env.from} sent ${env.to} a message the decoder rejects: ${msg}: ${env.msg.slice(0, 200)}`);
+    if (typeof msg === 'string') throw new Error(`${env.from} sent ${env.to} a message the decoder rejects: ${msg}: ${env.msg.text.slice(0, 200)}`);
     this.apply(env.to, this.m(env.to).receive(env.from, msg, now));
   }
 
   apply(id: string, out: Output): void {
     for (const { to, msg } of out.send) {
-      const text = JSON.stringify(msg);
+      const wire = this.wires.encode(id, msg, this.now);
       this.messages++;
-      this.bytes += text.length;
+      this.bytes += wire.text.length;
       if (!this.nodes.has(to)) continue;
-      if (this.carrying.has(pair(id, to)) && !this.net.connected(id, to)) this.carried.push({ from: id, to, text });
-      else this.net.send(id, to, text);
+      if (this.carrying.has(pair(id, to)) && !this.net.connected(id, to)) this.carried.push({ from: id, to, wire });
+      else this.send(id, to, wire);
     }
     for (const e of out.events) {
+      // Any change to a member may be one to what the core wants (see `unlinked`).
+      if (!this.links.has(pair(id, e.member.id))) this.unlinked.get(id)?.add(e.member.id);
       const seen = { ...e, observer: id };
       this.events.push(seen);
       this.onEvent(seen);
@@ -213,26 +244,56 @@ export class World {
     for (const r of out.rejected) this.rejected.push({ ...r, observer: id });
   }
 
+  private send(from: string, to: string, wire: Wire): void {
+    const queued = this.net.inFlight;
+    this.net.send(from, to, wire);
+    if (this.net.inFlight > queued) sent(wire);
+  }
+
   /** Member `from` sends `msg` as it is to `to` (default: every other running peer), through
    *  the real decoder, delivered now and never lost: how a hostile member's forgery arrives.
    *  What the receivers do about it travels the simulated network as usual. */
   forge(from: string, msg: MembershipMessage, to: string[] = this.up().filter((id) => id !== from)): void {
-    for (const t of to) this.deliver({ from, to: t, msg: JSON.stringify(msg), deliverAt: this.now }, this.now);
+    for (const t of to) this.deliver({ from, to: t, msg: { text: JSON.stringify(msg), pending: 1 }, deliverAt: this.now }, this.now);
   }
 
-  /** The shell's dialer: connect to every wanted member not yet connected, if reachable. */
+  /** The shell's dialer: connect to every wanted member not yet connected, if reachable.
+   *  Peers in `ids` order and each one's members by id, as `wanted()` lists them: the order of
+   *  the `connected` calls decides what is sent when, so it is that of a full scan. */
   private dial(): void {
     for (const a of this.ids) {
       const na = this.node(a);
-      if (na.down || this.now < na.stalledUntil) continue;
-      for (const w of na.m.wanted()) {
-        const b = w.id;
-        if (!this.nodes.has(b) || this.links.has(pair(a, b)) || !this.net.connected(a, b)) continue;
-        if (this.now < this.node(b).stalledUntil) continue;
-        this.links.add(pair(a, b));
-        this.apply(a, na.m.connected(b, this.now));
-        this.apply(b, this.m(b).connected(a, this.now));
+      const todo = this.unlinked.get(a)!;
+      if (na.down || this.now < na.stalledUntil || todo.size === 0) continue;
+      // `connected` changes no core's table, so what a wants is the same all round.
+      for (const b of [...todo].sort(byString)) {
+        const w = na.m.get(b);
+        if (!w || w.state === 'left' || !this.nodes.has(b) || this.links.has(pair(a, b))) {
+          todo.delete(b);
+        } else if (!this.net.connected(a, b)) {
+          todo.delete(b);
+          this.unreachable.get(a)!.add(b);
+        } else if (this.now >= this.node(b).stalledUntil) {
+          this.link(a, b);
+          this.apply(a, na.m.connected(b, this.now));
+          this.apply(b, this.m(b).connected(a, this.now));
+        }
       }
+    }
+  }
+
+  private link(a: string, b: string): void {
+    this.links.add(pair(a, b));
+    this.unlinked.get(a)!.delete(b);
+    this.unlinked.get(b)!.delete(a);
+  }
+
+  /** The network changed: whatever was out of reach may be dialled again. */
+  private retryUnreachable(): void {
+    for (const [id, away] of this.unreachable) {
+      const todo = this.unlinked.get(id)!;
+      for (const b of away) todo.add(b);
+      away.clear();
     }
   }
 
@@ -241,6 +302,8 @@ export class World {
       const [a, b] = key.split('|') as [string, string];
       if (!pred(a, b)) continue;
       this.links.delete(key);
+      this.unlinked.get(a)!.add(b);
+      this.unlinked.get(b)!.add(a);
       if (!notify) continue;
       for (const [x, y] of [[a, b], [b, a]] as const) {
         if (!this.node(x).down) this.apply(x, this.m(x).disconnected(y, this.now));
@@ -271,6 +334,11 @@ export class World {
     n.down = false;
     n.nextTick = this.now + TICK_MS;
     this.net.restart(id);
+    // A restored table comes with no events: the dialer takes it from the core. (Its links all
+    // went with the crash.)
+    this.unlinked.set(id, new Set(n.m.wanted().map((w) => w.id)));
+    this.unreachable.set(id, new Set());
+    this.retryUnreachable();
     if (!restored) this.apply(id, n.m.addSeed(first.info, this.now));
   }
 
@@ -283,14 +351,16 @@ export class World {
     this.net.partition(groups);
     if (o.carry) for (const key of this.links) if (!this.net.connected(...(key.split('|') as [string, string]))) this.carrying.add(key);
     this.dropLinks((a, b) => !this.net.connected(a, b), false);
+    this.retryUnreachable();
   }
 
   heal(): void {
     this.net.heal();
+    this.retryUnreachable();
     const carried = this.carried;
     this.carried = [];
     this.carrying.clear();
-    for (const { from, to, text } of carried) if (!this.node(from).down) this.net.send(from, to, text);
+    for (const { from, to, wire } of carried) if (!this.node(from).down) this.send(from, to, wire);
   }
 
   /** Freezes a peer's event loop for `ms`: it neither ticks nor reads; messages queue up. */
@@ -299,6 +369,11 @@ export class World {
     n.stalledUntil = this.now + ms;
     n.backlogFirst = backlogFirst;
   }
+}
+
+/** The order `Membership.wanted()` sorts members in. */
+function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function pair(a: string, b: string): string {
