@@ -3,7 +3,7 @@
 // asks for its table.
 //
 //   node bench/swim-sim.ts [--sizes 10,100,1000] [--loss 0.01] [--idle 20] [--window 60]
-//                          [--kills 3] [--seed 1]
+//                          [--kills 10] [--seed 1]
 //
 // Per N:
 //  1. every peer told of the first (as `--peers`), run until all see all alive;
@@ -14,7 +14,14 @@
 //     after another: the time until every other running peer holds each dead, and every
 //     suspicion and death of a peer that was only frozen (false positives).
 // Nothing is asserted (test/sim asserts the invariants at small N); the table is printed.
+//
+// Cost: forming the mesh dominates from a few hundred peers on. All peers start at once, every
+// pair connects, and while tables still differ each new connection's digests disagree, so
+// nearly every pair swaps full tables: ~N^3 bytes (14 GB at N = 500, ~100 GB at N = 1,000).
+import { spawnSync } from 'node:child_process';
+import { totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
+import { getHeapStatistics } from 'node:v8';
 import { HEARTBEAT_INTERVAL_MS } from '../mesh/membership.ts';
 import { median, percentile, World } from '../test/sim/membership-world.ts';
 
@@ -28,6 +35,26 @@ const { values: opt } = parseArgs({
     seed: { type: 'string', default: '1' },
   },
 });
+
+/** Heap for N = 1,000, scaled by N^2 for others: what is in flight at once while the mesh
+ *  forms (new connections' pings, each carrying up to 4 KiB of news, and tables) and the
+ *  tables themselves. Live heap peaked at 2.1 GB at N = 600; N = 1,000 ran out of 4.5 GB
+ *  (Node's default here) and of 8 GB. */
+const HEAP_MB_AT_1000 = 12_000;
+/** Leave this share of the machine's memory to everything else. */
+const HEAP_MAX_SHARE = 0.6;
+
+const largest = Math.max(...opt.sizes.split(',').map(Number));
+const heapMb = Math.min(Math.round(HEAP_MB_AT_1000 * (largest / 1000) ** 2), Math.floor((HEAP_MAX_SHARE * totalmem()) / 2 ** 20));
+if (getHeapStatistics().heap_size_limit < heapMb * 2 ** 20 && !process.env.WEFT_SWIM_SIM_HEAP) {
+  // A flag only the command line can set: run again with it.
+  console.log(`swim-sim: N = ${largest} needs a ${heapMb} MB heap; running again with --max-old-space-size=${heapMb}`);
+  const r = spawnSync(process.execPath, [...process.execArgv, `--max-old-space-size=${heapMb}`, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, WEFT_SWIM_SIM_HEAP: String(heapMb) },
+  });
+  process.exit(r.status ?? 1);
+}
 
 /** Share of peers frozen each second, and for how long (the issue's figures). */
 const FROZEN_SHARE = 0.05;
@@ -56,6 +83,8 @@ function runSize(n: number, seed: number): Row {
   const w = new World({ seed, n, loss: Number(opt.loss) });
   const convergeMs = w.runUntil(() => w.allAlive(), CONVERGE_LIMIT_MS);
   w.run(5_000);
+  // The tables swapped while the mesh forms go on after all see all alive: counted 5 s later.
+  console.log(`swim-sim N=${n}: formed in ${((performance.now() - wall) / 1000).toFixed(0)} s of wall time, ${(w.bytes / 1e9).toFixed(1)} GB of messages sent`);
   const m0 = w.messages;
   const b0 = w.bytes;
   const idleMs = Number(opt.idle) * 1000;

@@ -636,14 +636,9 @@ export class Membership {
           e.pingL = L;
         }
       }
-      if (e.probe) {
-        if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
-      } else if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
-        // Our own ping (the round-robin's or a buddy's) went unanswered: an independent failed
-        // probe, which confirms the suspicion (Lifeguard). No indirect round: it stands already.
-        e.pingL = null;
-        this.suspect(e, now, p);
-      }
+      // Our own ping (the round-robin's or a buddy's) unanswered is an independent failed probe,
+      // which confirms the suspicion (Lifeguard). No indirect round: it stands already.
+      this.advanceProbe(e, now, L, p, false);
       // Death needs both: the suspicion went unrefuted, and we ourselves hear nothing. A peer
       // that adopted someone else's suspicion but still hears the member never kills it.
       const suspectedFor = L - e.stateSinceL;
@@ -659,16 +654,18 @@ export class Membership {
     }
   }
 
-  /** Our own probe of `e`: concludes the indirect probe under way, or starts one once our ping
-   *  went unanswered. False if neither applies. */
-  private advanceProbe(e: Entry, now: number, L: number, p: Outbox): boolean {
+  /** Our own probe of `e`: concludes the indirect probe under way, or acts once our ping went
+   *  unanswered: with `indirect`, asks helpers (an alive member); without, accuses it at once
+   *  (a suspect). False if neither applies. */
+  private advanceProbe(e: Entry, now: number, L: number, p: Outbox, indirect = true): boolean {
     if (e.probe) {
       if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
       return true;
     }
     if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
       e.pingL = null;
-      this.startProbe(e, false, now, L, p);
+      if (indirect) this.startProbe(e, false, now, L, p);
+      else this.suspect(e, now, p);
       return true;
     }
     return false;
