@@ -32,13 +32,22 @@ export class Dialer {
   private readonly log: Logger;
   private readonly self: Set<string>;
   private readonly onConnected: (addr: string, peerId: string) => void;
+  private readonly onFailed: (addr: string, peerId: string) => void;
   private readonly random: () => number;
 
-  constructor(node: Libp2p, opts: { log: Logger; selfAddrs: string[]; onConnected: (addr: string, peerId: string) => void; random?: () => number }) {
+  constructor(node: Libp2p, opts: {
+    log: Logger;
+    selfAddrs: string[];
+    onConnected: (addr: string, peerId: string) => void;
+    /** A dial to a known peer's address failed (not a seed's, whose peer is not known yet). */
+    onFailed?: (addr: string, peerId: string) => void;
+    random?: () => number;
+  }) {
     this.node = node;
     this.log = opts.log;
     this.self = new Set(opts.selfAddrs);
     this.onConnected = opts.onConnected;
+    this.onFailed = opts.onFailed ?? (() => undefined);
     this.random = opts.random ?? Math.random;
   }
 
@@ -114,6 +123,7 @@ export class Dialer {
       t.lastError = reason;
       t.nextAt = Date.now() + backoffDelay(t.attempt, this.random());
       t.attempt++;
+      if (t.peerId) this.onFailed(addr, t.peerId);
     } finally {
       t.dialing = false;
     }

@@ -107,6 +107,11 @@ export class MembershipShell {
     this.apply(this.core.connected(id, Date.now()));
   }
 
+  /** A dial to `id` failed: the core counts our silence from it as evidence from now on. */
+  unreachable(id: string): void {
+    this.apply(this.core.unreachable(id, Date.now()));
+  }
+
   /** The connection to `id` is gone: its stream state goes, and the core takes it as a hint. */
   disconnected(id: string): void {
     this.control?.reset(id);

@@ -79,8 +79,9 @@ export type MembershipMessage =
   /** "I have not heard `target` for a while; have you?" */
   | { t: 'probe-req'; target: string }
   /** Answer from the helper's own direct evidence; null when the helper does not know it.
-   *  `linked`: the helper still has a transport connection to the target. */
-  | { t: 'probe-ack'; target: string; heardAgoMs: number | null; linked: boolean }
+   *  `linked`: the helper still has a transport connection to the target. `abstain`: the
+   *  helper never reached the target, so its silence says nothing (neither vouch nor failure). */
+  | { t: 'probe-ack'; target: string; heardAgoMs: number | null; linked: boolean; abstain?: true }
   /** "My own probe of `target` at incarnation `inc` failed": an independent confirmation of a
    *  suspicion, which shortens its timeout (Lifeguard); changes no state by itself. */
   | { t: 'suspect'; target: string; inc: number };
@@ -204,7 +205,9 @@ function decode(u: unknown): MembershipMessage {
       const heardAgoMs = ago === null ? null : int(u, 'heardAgoMs', MAX_HEARD_AGO_MS, t);
       const linked = field(u, 'linked');
       if (typeof linked !== 'boolean') fail(`${t}: linked is not a boolean`);
-      return { t, target, heardAgoMs, linked };
+      const abstain = field(u, 'abstain');
+      if (abstain !== undefined && abstain !== true) fail(`${t}: abstain is not true`);
+      return abstain ? { t, target, heardAgoMs, linked, abstain } : { t, target, heardAgoMs, linked };
     }
     default:
       return fail(typeof t === 'string' ? `unknown message type "${t.slice(0, 32)}"` : 'message has no type');

@@ -181,6 +181,8 @@ interface Probe {
   deadlineL: number;
   waiting: Set<string>;
   negatives: number;
+  /** Helpers that never reached the member (see `witness`): an answer, but no evidence. */
+  abstained: number;
   /** Started on a hint (a transport disconnect, an accusation we did not take as news)
    *  rather than on silence: needs a helper to confirm. */
   early: boolean;
@@ -201,7 +203,11 @@ interface Entry {
   evidenceL: number;
   /** Live-clock time we last saw it come back from dead or left (-Infinity: never). */
   returnedL: number;
+  /** We hold a connection to it (the shell said `connected`, and no `disconnected` since). */
   linked: boolean;
+  /** Live-clock time we lost our connection to it, or failed to make one (null: neither since
+   *  we last held one, or ever). See `witness`. */
+  linkLostL: number | null;
   earlyProbed: boolean;
   probe: Probe | null;
   lastHbSent: number;
@@ -263,6 +269,23 @@ function sameInfo(a: MemberInfo, b: MemberInfo): boolean {
   return a.name === b.name && a.role === b.role && same(a.addrs, b.addrs) && same(a.tags, b.tags);
 }
 
+/** Every helper answered and one at least did not hear the member either: decide at once.
+ *  Abstentions alone come back in one round trip, before the answer to our own second ping
+ *  could: then the deadline decides. */
+function answeredAgainst(probe: Probe): boolean {
+  return probe.waiting.size === 0 && probe.negatives > 0;
+}
+
+/** Whether our own silence from `e` says anything about it: we hold a connection to it, or
+ *  we lost one or failed to make one (a kill -9 resets every peer's connection; a host that is
+ *  gone refuses or times out). A member we have not yet reached (a joiner whose dials, on a
+ *  loaded host, take seconds; a table restored from disk) is neither probed nor judged by us:
+ *  the transport drops what we send it, and counting that silence made a 30-peer start flap
+ *  for a minute, every new member suspected by the members still dialing it. */
+function witness(e: Entry): boolean {
+  return e.linked || e.linkLostL !== null;
+}
+
 function isLive(state: MemberState): boolean {
   return state === 'alive' || state === 'suspect';
 }
@@ -285,6 +308,9 @@ export class Membership {
   private readonly o: MembershipOptions;
   private readonly table = new Map<string, Entry>();
   private readonly graves = new Map<string, Grave>();
+  /** Peers the shell says we hold a connection to, members or not yet: a connection often
+   *  comes before the record of the peer behind it (its first message is its table). */
+  private readonly links = new Set<string>();
   private readonly health: LocalHealth;
   private readonly view: OutboxView;
   private sumCache: number | null = null;
@@ -416,7 +442,7 @@ export class Membership {
         this.onProbeRequest(from, msg.target, L, p);
         break;
       case 'probe-ack':
-        this.onProbeAck(from, msg.target, msg.heardAgoMs, msg.linked, now, L, p);
+        this.onProbeAck(from, msg, now, L, p);
         break;
       case 'suspect': {
         const t = this.table.get(msg.target);
@@ -456,7 +482,9 @@ export class Membership {
       this.lastProbe = now;
       const id = this.schedule.pick();
       const e = id === undefined ? undefined : this.table.get(id);
-      if (e) {
+      // A member we never reached is skipped: the transport drops a ping it has no connection
+      // for, and its silence would be ours (see `witness`).
+      if (e && witness(e)) {
         p.send(e.rec.id, hb);
         e.lastHbSent = now;
         e.pingL ??= L0;
@@ -477,9 +505,11 @@ export class Membership {
   connected(id: string, now: number): Output {
     const p = this.begin(now);
     if (id === this.selfId) return this.finish(p);
+    this.links.add(id);
     const e = this.table.get(id);
     if (e) {
       e.linked = true;
+      e.linkLostL = null;
       e.earlyProbed = false;
     }
     // A new connection may be to a peer that knows nobody yet, or that was cut off from us:
@@ -498,11 +528,24 @@ export class Membership {
 
   disconnected(id: string, now: number): Output {
     const p = this.begin(now);
+    this.links.delete(id);
     const e = this.table.get(id);
     // Only a hint: connections drop for many reasons. The next tick asks helpers at once, and
     // only a helper that also lost the member turns the hint into a suspicion; death still
     // needs SUSPECT_AFTER_MS of silence, so a healthy peer that merely reconnects is safe.
-    if (e) e.linked = false;
+    if (e) {
+      e.linked = false;
+      e.linkLostL = this.live(now);
+    }
+    return this.finish(p);
+  }
+
+  /** The shell could not connect to `id` (refused, timed out): evidence, as a lost connection
+   *  is, from then on (see `witness`). */
+  unreachable(id: string, now: number): Output {
+    const p = this.begin(now);
+    const e = this.table.get(id);
+    if (e && !e.linked && e.linkLostL === null) e.linkLostL = this.live(now);
     return this.finish(p);
   }
 
@@ -602,7 +645,7 @@ export class Membership {
     const suspectAfter = this.o.suspectAfterMs * this.health.stretch();
     if (e.rec.state === 'alive') {
       // A lost connection is a hint: probe early, unless a probe is under way already.
-      if (!this.advanceProbe(e, now, L, p) && !e.linked && !e.earlyProbed) {
+      if (!this.advanceProbe(e, now, L, p) && !e.linked && e.linkLostL !== null && !e.earlyProbed) {
         e.earlyProbed = true;
         this.startProbe(e, true, now, L, p);
       }
@@ -631,7 +674,8 @@ export class Membership {
       if (!e.confirmed && !e.checked && !e.probe && e.pingL === null) {
         e.checked = true;
         const others = Math.max(1, this.table.size - 1);
-        if (!e.linked || this.o.random() < SUSPICION_CHECKERS / others) {
+        const lost = !e.linked && e.linkLostL !== null;
+        if (lost || (e.linked && this.o.random() < SUSPICION_CHECKERS / others)) {
           p.send(e.rec.id, this.ping());
           e.pingL = L;
         }
@@ -659,7 +703,7 @@ export class Membership {
    *  (a suspect). False if neither applies. */
   private advanceProbe(e: Entry, now: number, L: number, p: Outbox, indirect = true): boolean {
     if (e.probe) {
-      if (e.probe.waiting.size === 0 || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
+      if (answeredAgainst(e.probe) || L >= e.probe.deadlineL) this.concludeProbe(e, now, p);
       return true;
     }
     if (e.pingL !== null && L - e.pingL >= this.o.probeTimeoutMs * this.health.stretch()) {
@@ -687,6 +731,7 @@ export class Membership {
       deadlineL: L + this.o.probeTimeoutMs * this.health.stretch(),
       waiting: new Set(helpers.map((h) => h.rec.id)),
       negatives: 0,
+      abstained: 0,
       early,
     };
     for (const h of helpers) p.send(h.rec.id, { t: 'probe-req', target: e.rec.id });
@@ -702,8 +747,9 @@ export class Membership {
     if (probe.negatives === 0) {
       // An early probe is only a hint confirmed by others; without them, wait for silence.
       if (probe.early) return;
-      // Not even one helper answered: the trouble may well be ours.
-      this.health.bump(now);
+      // Not even one helper answered: the trouble may well be ours. (Helpers that abstained
+      // did answer; our own failed probe then stands alone.)
+      if (probe.abstained === 0) this.health.bump(now);
     }
     this.suspect(e, now, p);
   }
@@ -733,7 +779,11 @@ export class Membership {
     if (target === this.selfId) {
       heardAgoMs = 0;
       linked = true;
-    } else if (t) {
+    } else if (!t || !witness(t)) {
+      // We never reached it: we can neither vouch for it nor count its silence against it.
+      p.send(from, { t: 'probe-ack', target, heardAgoMs: null, linked: false, abstain: true });
+      return;
+    } else {
       // Only direct evidence: answering from a vouch would let helpers vouch for each other
       // in a circle and keep a dead member alive.
       if (t.heardL > -Infinity) heardAgoMs = Math.min(MAX_HEARD_AGO_MS, Math.max(0, Math.round(L - t.heardL)));
@@ -752,19 +802,20 @@ export class Membership {
     p.send(from, { t: 'probe-ack', target, heardAgoMs, linked });
   }
 
-  private onProbeAck(from: string, target: string, heardAgoMs: number | null, linked: boolean, now: number, L: number, p: Outbox): void {
+  private onProbeAck(from: string, ack: Extract<MembershipMessage, { t: 'probe-ack' }>, now: number, L: number, p: Outbox): void {
+    const { target, heardAgoMs, linked } = ack;
     const e = this.table.get(target);
     const probe = e?.probe;
     if (!e || !probe || !probe.waiting.delete(from)) return;
-    if (heardAgoMs !== null && heardAgoMs < this.o.vouchWindowMs && linked) {
+    if (ack.abstain) probe.abstained++;
+    else if (heardAgoMs !== null && heardAgoMs < this.o.vouchWindowMs && linked) {
       // Someone hears it: the trouble is between us and it, not with it.
       e.evidenceL = Math.max(e.evidenceL, L - heardAgoMs);
       e.lastHeard = Math.max(e.lastHeard, now - heardAgoMs);
       e.probe = null;
       return;
-    }
-    probe.negatives++;
-    if (probe.waiting.size === 0 && this.health.judging(now)) this.concludeProbe(e, now, p);
+    } else probe.negatives++;
+    if (answeredAgainst(probe) && this.health.judging(now)) this.concludeProbe(e, now, p);
   }
 
   // ---- dissemination ---------------------------------------------------------------------
@@ -1031,7 +1082,8 @@ export class Membership {
       heardL: -Infinity,
       evidenceL: L,
       returnedL: -Infinity,
-      linked: true,
+      linked: this.links.has(r.id),
+      linkLostL: null,
       earlyProbed: false,
       probe: null,
       lastHbSent: -Infinity,

@@ -99,6 +99,7 @@ export class Peer {
       log: this.log.child('dial'),
       selfAddrs: [formatHostPort(this.advertise), formatHostPort(this.config.listen)],
       onConnected: (_addr, id) => this.members.connected(id),
+      onFailed: (_addr, id) => this.members.unreachable(id),
     });
   }
 

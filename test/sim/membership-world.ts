@@ -28,6 +28,9 @@ export interface WorldOptions {
   loss?: number;
   minDelayMs?: number;
   maxDelayMs?: number;
+  /** How long a dial takes to become a connection: 0 (default) connects on the dialer's next
+   *  round; seconds model a loaded host, where each dial is a handshake waiting for a CPU. */
+  dialDelayMs?: number;
   opts?: Partial<MembershipOptions>;
 }
 
@@ -80,10 +83,15 @@ export class World {
   /** Messages sent across a cut that carries them (see `partition`), to deliver on healing. */
   private carried: { from: string; to: string; wire: Wire }[] = [];
   private readonly carrying = new Set<string>();
+  /** Dials under way (see `dialDelayMs`): pair -> when it connects. */
+  private readonly dialing = new Map<string, number>();
+  private readonly dialDelayMs: number;
   private readonly opts: Partial<MembershipOptions>;
   private readonly wires = new WireEncoder();
   messages = 0;
   bytes = 0;
+  /** Messages dropped because their sender had no connection to the receiver. */
+  linkless = 0;
 
   constructor(o: WorldOptions) {
     this.rng = new Rng(o.seed);
@@ -93,6 +101,7 @@ export class World {
       maxDelayMs: o.maxDelayMs ?? 50,
     });
     this.opts = o.opts ?? {};
+    this.dialDelayMs = o.dialDelayMs ?? 0;
     this.ids = Array.from({ length: o.n }, (_, i) => `n${i}`);
     for (const id of this.ids) {
       const info: MemberInfo = { id, name: `host-${id}`, addrs: [`/ip4/10.0.0.${this.ids.indexOf(id) + 1}/tcp/6783`], tags: [], role: 'worker' };
@@ -232,7 +241,9 @@ export class World {
       this.bytes += wire.text.length;
       if (!this.nodes.has(to)) continue;
       if (this.carrying.has(pair(id, to)) && !this.net.connected(id, to)) this.carried.push({ from: id, to, wire });
-      else this.send(id, to, wire);
+      // As the shell's channel: without a connection, a message is dropped (it never dials).
+      else if (this.links.has(pair(id, to))) this.send(id, to, wire);
+      else this.linkless++;
     }
     for (const e of out.events) {
       // Any change to a member may be one to what the core wants (see `unlinked`).
@@ -273,13 +284,30 @@ export class World {
         } else if (!this.net.connected(a, b)) {
           todo.delete(b);
           this.unreachable.get(a)!.add(b);
-        } else if (this.now >= this.node(b).stalledUntil) {
+          this.dialing.delete(pair(a, b));
+          // Refused, or timed out: the shell tells the core (the same call either way).
+          this.apply(a, na.m.unreachable(b, this.now));
+        } else if (this.now >= this.node(b).stalledUntil && this.connectsNow(a, b)) {
           this.link(a, b);
           this.apply(a, na.m.connected(b, this.now));
           this.apply(b, this.m(b).connected(a, this.now));
         }
       }
     }
+  }
+
+  /** Whether a dial from `a` to `b` (reachable) completes now; starts it if not under way. */
+  private connectsNow(a: string, b: string): boolean {
+    if (this.dialDelayMs === 0) return true;
+    const key = pair(a, b);
+    const at = this.dialing.get(key);
+    if (at === undefined) {
+      this.dialing.set(key, this.now + this.dialDelayMs);
+      return false;
+    }
+    if (this.now < at) return false;
+    this.dialing.delete(key);
+    return true;
   }
 
   private link(a: string, b: string): void {
