@@ -12,6 +12,19 @@ const DIAL_TIMEOUT_MS = 3000;
  *  joiner to 100 peers in seconds (a handshake takes milliseconds), and the members that dial
  *  the joiner themselves, having heard of it, spread the rest. */
 export const MAX_CONCURRENT_DIALS = 4;
+/** A member learned by gossip is dialled after a random delay of up to this much per target
+ *  we keep (capped below). Every member learns of a new peer within milliseconds of each
+ *  other, and all dialling it at once is N−1 handshakes on a process that has only just
+ *  started: at 32 peers on 2 cores a joiner could not admit them within DIAL_TIMEOUT_MS, and
+ *  the dials that timed out began a minute of flapping. Spread this way, it receives about
+ *  ten a second, which a cold process admits; it dials the others itself, four at a time. */
+export const DIAL_SPREAD_PER_TARGET_MS = 100;
+/** Beyond a few hundred members a full mesh is not the design (mesh/cost-model.md). */
+export const DIAL_SPREAD_MAX_MS = 30_000;
+/** Failed dials in a row before the member counts as unreachable (onFailed): one refused dial
+ *  may be a restart, one timeout a host too busy to answer; three take ~1.5 s when refused
+ *  (the process is gone) and ~10 s when timing out. */
+export const UNREACHABLE_AFTER_FAILURES = 3;
 
 interface Target {
   attempt: number;
@@ -39,7 +52,8 @@ export class Dialer {
     log: Logger;
     selfAddrs: string[];
     onConnected: (addr: string, peerId: string) => void;
-    /** A dial to a known peer's address failed (not a seed's, whose peer is not known yet). */
+    /** Dials to a known peer's address failed UNREACHABLE_AFTER_FAILURES times in a row (not a
+     *  seed's: its peer is not known yet). */
     onFailed?: (addr: string, peerId: string) => void;
     random?: () => number;
   }) {
@@ -52,8 +66,9 @@ export class Dialer {
   }
 
   /** Keeps `addr` connected; `peerId`, when known, lets us see a connection the peer made
-   *  to us and not dial a second one. */
-  add(addr: string, now: number, peerId?: string): void {
+   *  to us and not dial a second one. `spread`: learned by gossip, so dialled after a random
+   *  delay (see DIAL_SPREAD_PER_TARGET_MS); it may well dial us first. */
+  add(addr: string, now: number, peerId?: string, spread = false): void {
     if (this.self.has(addr)) return;
     const t = this.targets.get(addr);
     if (t) {
@@ -61,7 +76,8 @@ export class Dialer {
       return;
     }
     parseHostPort(addr);
-    this.targets.set(addr, { attempt: 0, nextAt: now, dialing: false, peerId });
+    const delay = spread ? this.random() * Math.min(DIAL_SPREAD_MAX_MS, this.targets.size * DIAL_SPREAD_PER_TARGET_MS) : 0;
+    this.targets.set(addr, { attempt: 0, nextAt: now + delay, dialing: false, peerId });
   }
 
   remove(addr: string): void {
@@ -123,7 +139,7 @@ export class Dialer {
       t.lastError = reason;
       t.nextAt = Date.now() + backoffDelay(t.attempt, this.random());
       t.attempt++;
-      if (t.peerId) this.onFailed(addr, t.peerId);
+      if (t.peerId && t.attempt >= UNREACHABLE_AFTER_FAILURES) this.onFailed(addr, t.peerId);
     } finally {
       t.dialing = false;
     }

@@ -311,7 +311,7 @@ export class Peer {
   private onMemberEvent(e: MembershipEvent): void {
     if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'updated') {
       for (const addr of e.member.addrs) {
-        this.dialer.add(addr, e.at, e.member.id);
+        this.dialer.add(addr, e.at, e.member.id, true);
         if (this.storedTargets.has(addr)) continue;
         this.storedTargets.add(addr);
         void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
