@@ -1127,9 +1127,12 @@ export class Membership {
 
   private reap(now: number, p: Outbox): void {
     for (const [id, g] of this.graves) if (now >= g.expires) this.graves.delete(id);
-    for (const e of [...this.table.values()]) {
-      if (!isLive(e.rec.state) && now - e.stateSince >= this.o.reapAfterMs) this.remove(e, e.rec.inc, now, p);
+    // No copy of the table per tick: one is made only when there is something to remove.
+    let doomed: Entry[] | undefined;
+    for (const e of this.table.values()) {
+      if (!isLive(e.rec.state) && now - e.stateSince >= this.o.reapAfterMs) (doomed ??= []).push(e);
     }
+    for (const e of doomed ?? []) this.remove(e, e.rec.inc, now, p);
   }
 
   /** A ping: our incarnation and table digest, answered by an `hb` with `ack`. */

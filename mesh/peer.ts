@@ -47,6 +47,13 @@ const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
 const TARGET_PREFIX = 'dial/';
 /** How often the dialer is given the whole member table (see tick). */
 const WANTED_REFRESH_MS = 1000;
+/** A mesh connection with no traffic for this long is closed. Membership's pings are what
+ *  keeps a pair's connection busy (at N = 100 a pair exchanges one every ~25 s on average,
+ *  with the replica's anti-entropy besides), so libp2p's 2 minutes would close a few quiet
+ *  pairs of a large mesh every minute, each then re-admitted with a handshake; 10 minutes
+ *  closes none at the sizes a full mesh is meant for, and still reclaims a connection to a
+ *  host that vanished without a reset. */
+const SOCKET_INACTIVITY_TIMEOUT_MS = 10 * 60_000;
 
 /** One weft peer, composed: identity, the libp2p host with admission, and the membership,
  *  replication and IPAM shells, API tokens, metrics, and the container network when asked. */
@@ -133,9 +140,16 @@ export class Peer {
         // admission bounds handshakes per remote address (admission.ts), and peers sharing a
         // host's default source address (several peers on 127.0.1.x, all dialing from
         // 127.0.0.1) would otherwise share one bound. Node passes localAddress to connect().
-        transports: [tcp(config.listen.host === '0.0.0.0' ? {} : { dialOpts: { localAddress: config.listen.host } as TCPSocketOptions })],
+        transports: [tcp({
+          inboundSocketInactivityTimeout: SOCKET_INACTIVITY_TIMEOUT_MS,
+          outboundSocketInactivityTimeout: SOCKET_INACTIVITY_TIMEOUT_MS,
+          ...(config.listen.host === '0.0.0.0' ? {} : { dialOpts: { localAddress: config.listen.host } as TCPSocketOptions }),
+        })],
         connectionEncrypters: [noise()],
-        streamMuxers: [yamux()],
+        // No yamux keep-alive: a ping on every connection every 30 s from each side was, at
+        // N = 50, ~13 frames a second through Noise and admission's cipher per peer, a third
+        // of an idle peer's CPU, to learn what membership's probes already tell.
+        streamMuxers: [yamux({ enableKeepAlive: false })],
         connectionProtector: meshAdmission({
           key: config.meshKey,
           apiTokenKey: (id) => tokenKey(id),
@@ -220,6 +234,7 @@ export class Peer {
       this.replica.reset(id);
       this.ipam.reset(id);
       this.members.disconnected(id);
+      this.dialer.wake();
     });
     const now = Date.now();
     for (const { value } of await this.store.scan<string>(TARGET_PREFIX)) {
