@@ -16,11 +16,13 @@ export const MAX_CONCURRENT_DIALS = 4;
  *  we keep (capped below). Every member learns of a new peer within milliseconds of each
  *  other, and all dialling it at once is N−1 handshakes on a process that has only just
  *  started: at 32 peers on 2 cores a joiner could not admit them within DIAL_TIMEOUT_MS, and
- *  the dials that timed out began a minute of flapping. Spread this way, it receives about
- *  ten a second, which a cold process admits; it dials the others itself, four at a time. */
-export const DIAL_SPREAD_PER_TARGET_MS = 100;
+ *  the dials that timed out began a minute of flapping. The joiner dials every member itself,
+ *  four at a time, and a member it reached no longer needs to dial it: the members' own dials
+ *  are the fallback, about three a second at the joiner. (At 100 ms per target, ten a second,
+ *  a joiner at N = 85 on a host whose 84 idle peers took most of a core still timed out.) */
+export const DIAL_SPREAD_PER_TARGET_MS = 300;
 /** Beyond a few hundred members a full mesh is not the design (mesh/cost-model.md). */
-export const DIAL_SPREAD_MAX_MS = 30_000;
+export const DIAL_SPREAD_MAX_MS = 60_000;
 /** Failed dials in a row before the member counts as unreachable (onFailed): one refused dial
  *  may be a restart, one timeout a host too busy to answer; three take ~1.5 s when refused
  *  (the process is gone) and ~10 s when timing out. */
