@@ -26,6 +26,9 @@
 // cut (old news: see `believes`); we pass it to the accused instead, whose refutation then
 // outranks it everywhere. So a peer cut off long enough to bury everyone cannot, on healing,
 // bury the healthy peers in each other's tables.
+// Silence counts only over a connection (`witness`): a peer probes, judges and answers helpers
+// about a member once it holds a connection to it, lost one, or could not make one; until then
+// the transport drops what it sends there, and a helper in that position abstains.
 // Local health (Lifeguard): time during which our own event loop was stalled is not counted
 // as anyone's silence, and after signs that we are the unhealthy one, our timeouts stretch.
 // Records carry their subject's signed claim (membership-claim.ts): a member can accuse another
