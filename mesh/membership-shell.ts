@@ -107,7 +107,8 @@ export class MembershipShell {
     this.apply(this.core.connected(id, Date.now()));
   }
 
-  /** A dial to `id` failed: the core counts our silence from it as evidence from now on. */
+  /** Dials to `id` keep failing (the dialer's UNREACHABLE_AFTER_FAILURES): the core counts our
+   *  silence from it as evidence from now on. */
   unreachable(id: string): void {
     this.apply(this.core.unreachable(id, Date.now()));
   }

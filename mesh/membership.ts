@@ -206,8 +206,6 @@ interface Entry {
   evidenceL: number;
   /** Live-clock time we last saw it come back from dead or left (-Infinity: never). */
   returnedL: number;
-  /** We hold a connection to it (the shell said `connected`, and no `disconnected` since). */
-  linked: boolean;
   /** Live-clock time we lost our connection to it, or failed to make one (null: neither since
    *  we last held one, or ever). See `witness`. */
   linkLostL: number | null;
@@ -277,16 +275,6 @@ function sameInfo(a: MemberInfo, b: MemberInfo): boolean {
  *  could: then the deadline decides. */
 function answeredAgainst(probe: Probe): boolean {
   return probe.waiting.size === 0 && probe.negatives > 0;
-}
-
-/** Whether our own silence from `e` says anything about it: we hold a connection to it, or
- *  we lost one or failed to make one (a kill -9 resets every peer's connection; a host that is
- *  gone refuses or times out). A member we have not yet reached (a joiner whose dials, on a
- *  loaded host, take seconds; a table restored from disk) is neither probed nor judged by us:
- *  the transport drops what we send it, and counting that silence made a 30-peer start flap
- *  for a minute, every new member suspected by the members still dialing it. */
-function witness(e: Entry): boolean {
-  return e.linked || e.linkLostL !== null;
 }
 
 function isLive(state: MemberState): boolean {
@@ -477,7 +465,7 @@ export class Membership {
         else this.deadSchedule.remove(id);
       }
       if (e.relayFor.size > 0 && L0 >= e.relayDeadlineL) {
-        for (const r of e.relayFor) p.send(r, { t: 'probe-ack', target: id, heardAgoMs: null, linked: e.linked });
+        for (const r of e.relayFor) p.send(r, { t: 'probe-ack', target: id, heardAgoMs: null, linked: this.linked(e) });
         e.relayFor.clear();
       }
     }
@@ -487,7 +475,7 @@ export class Membership {
       const e = id === undefined ? undefined : this.table.get(id);
       // A member we never reached is skipped: the transport drops a ping it has no connection
       // for, and its silence would be ours (see `witness`).
-      if (e && witness(e)) {
+      if (e && this.witness(e)) {
         p.send(e.rec.id, hb);
         e.lastHbSent = now;
         e.pingL ??= L0;
@@ -511,7 +499,6 @@ export class Membership {
     this.links.add(id);
     const e = this.table.get(id);
     if (e) {
-      e.linked = true;
       e.linkLostL = null;
       e.earlyProbed = false;
     }
@@ -536,10 +523,7 @@ export class Membership {
     // Only a hint: connections drop for many reasons. The next tick asks helpers at once, and
     // only a helper that also lost the member turns the hint into a suspicion; death still
     // needs SUSPECT_AFTER_MS of silence, so a healthy peer that merely reconnects is safe.
-    if (e) {
-      e.linked = false;
-      e.linkLostL = this.live(now);
-    }
+    if (e) e.linkLostL = this.live(now);
     return this.finish(p);
   }
 
@@ -548,7 +532,7 @@ export class Membership {
   unreachable(id: string, now: number): Output {
     const p = this.begin(now);
     const e = this.table.get(id);
-    if (e && !e.linked && e.linkLostL === null) e.linkLostL = this.live(now);
+    if (e && !this.linked(e) && e.linkLostL === null) e.linkLostL = this.live(now);
     return this.finish(p);
   }
 
@@ -612,6 +596,26 @@ export class Membership {
     return p;
   }
 
+  /** Whether our own silence from `e` says anything about it: we hold a connection to it, or
+   *  we lost one or failed to make one (a kill -9 resets every peer's connection; a host that is
+   *  gone refuses or times out). A member we have not yet reached (a joiner whose dials, on a
+   *  loaded host, take seconds; a table restored from disk) is neither probed nor judged by us:
+   *  the transport drops what we send it, and counting that silence made a 30-peer start flap
+   *  for a minute, every new member suspected by the members still dialing it. */
+  private witness(e: Entry): boolean {
+    return this.linked(e) || e.linkLostL !== null;
+  }
+
+  /** We hold a connection to it (the shell said `connected`, and no `disconnected` since). */
+  private linked(e: Entry): boolean {
+    return this.links.has(e.rec.id);
+  }
+
+  /** We held a connection to it and lost it, or could not make one: a kill -9's sign. */
+  private lostLink(e: Entry): boolean {
+    return !this.linked(e) && e.linkLostL !== null;
+  }
+
   private live(now: number): number {
     return this.health.live(now);
   }
@@ -648,7 +652,7 @@ export class Membership {
     const suspectAfter = this.o.suspectAfterMs * this.health.stretch();
     if (e.rec.state === 'alive') {
       // A lost connection is a hint: probe early, unless a probe is under way already.
-      if (!this.advanceProbe(e, now, L, p) && !e.linked && e.linkLostL !== null && !e.earlyProbed) {
+      if (!this.advanceProbe(e, now, L, p) && this.lostLink(e) && !e.earlyProbed) {
         e.earlyProbed = true;
         this.startProbe(e, true, now, L, p);
       }
@@ -677,8 +681,7 @@ export class Membership {
       if (!e.confirmed && !e.checked && !e.probe && e.pingL === null) {
         e.checked = true;
         const others = Math.max(1, this.table.size - 1);
-        const lost = !e.linked && e.linkLostL !== null;
-        if (lost || (e.linked && this.o.random() < SUSPICION_CHECKERS / others)) {
+        if (this.lostLink(e) || (this.linked(e) && this.o.random() < SUSPICION_CHECKERS / others)) {
           p.send(e.rec.id, this.ping());
           e.pingL = L;
         }
@@ -721,7 +724,7 @@ export class Membership {
   private startProbe(e: Entry, early: boolean, now: number, L: number, p: Outbox): void {
     // Helpers: members we hold alive and are connected to. With probing we hear a member only
     // when one of us probes it, so recent word from a helper cannot be asked for.
-    const candidates = [...this.table.values()].filter((h) => h !== e && h.rec.state === 'alive' && h.linked);
+    const candidates = [...this.table.values()].filter((h) => h !== e && h.rec.state === 'alive' && this.linked(h));
     const helpers = this.pick(candidates, this.o.probeHelpers);
     if (helpers.length === 0) {
       if (early) return;
@@ -782,7 +785,7 @@ export class Membership {
     if (target === this.selfId) {
       heardAgoMs = 0;
       linked = true;
-    } else if (!t || !witness(t)) {
+    } else if (!t || !this.witness(t)) {
       // We never reached it: we can neither vouch for it nor count its silence against it.
       p.send(from, { t: 'probe-ack', target, heardAgoMs: null, linked: false, abstain: true });
       return;
@@ -790,7 +793,7 @@ export class Membership {
       // Only direct evidence: answering from a vouch would let helpers vouch for each other
       // in a circle and keep a dead member alive.
       if (t.heardL > -Infinity) heardAgoMs = Math.min(MAX_HEARD_AGO_MS, Math.max(0, Math.round(L - t.heardL)));
-      linked = t.linked;
+      linked = this.linked(t);
       if (!(heardAgoMs !== null && heardAgoMs < this.o.vouchWindowMs && linked)) {
         // Not heard lately (with SWIM we hear a member only when someone probes it): ping it
         // and answer when it answers, or when our wait is over.
@@ -1030,7 +1033,7 @@ export class Membership {
 
   /** What a helper's vouch needs (onProbeAck): direct word within the window, and a link. */
   private wouldVouch(e: Entry, now: number): boolean {
-    return e.linked && this.live(now) - e.heardL < this.o.vouchWindowMs;
+    return this.linked(e) && this.live(now) - e.heardL < this.o.vouchWindowMs;
   }
 
   private applyTombstone(from: string, t: Tombstone, now: number, p: Outbox): boolean {
@@ -1085,7 +1088,6 @@ export class Membership {
       heardL: -Infinity,
       evidenceL: L,
       returnedL: -Infinity,
-      linked: this.links.has(r.id),
       linkLostL: null,
       earlyProbed: false,
       probe: null,
