@@ -263,6 +263,11 @@ async function control(a: Args): Promise<unknown> {
       f(null), f([]), f('hb'), f({ t: 'hb' }), f({ t: 'hb', inc: -1, sum: 0 }), f({ t: 'hb', inc: 2 ** 53, sum: 2 ** 40 }),
       f({ t: 'nope' }), f({ t: 'probe-req', target: 'x'.repeat(1000) }), f({ t: 'probe-ack', target: victim.id, heardAgoMs: -5, linked: 'yes' }),
       f({ t: 'members', records: 'all', forgotten: [] }), f({ t: '__proto__', records: [] }),
+      f({ t: 'probe-ack', target: victim.id, heardAgoMs: null, linked: false, abstain: 'yes' }),
+      // Well formed but answering no probe (replayed, or made up): ignored.
+      f({ t: 'probe-ack', target: victim.id, heardAgoMs: null, linked: false, abstain: true }),
+      // About a peer nobody knows: answered with an abstention, nothing else.
+      f({ t: 'probe-req', target: `12D3KooW${'u'.repeat(44)}` }),
     ]));
     out.push(await onStream(node, target, CONTROL_PROTOCOL, 'forged records about the victim and a member', [
       f({ t: 'update', records: [rec(victim, victim.inc + 1, 'dead'), rec(other, other.inc + 1, 'dead')], forgotten: [] }),
