@@ -2,9 +2,9 @@
 //
 //   node bench/ipam.ts [--count 100000] [--shell-count 5000] [--rounds 3]
 //
-// 1. The core (mesh/ipam.ts) alone: allocations/s and releases/s for --count handles on a lone
+// 1. The core (mesh/ipam/ipam.ts) alone: allocations/s and releases/s for --count handles on a lone
 //    peer that owns the whole default range (no messages, no disk).
-// 2. The shell (mesh/ipam-shell.ts) on LevelDB: --shell-count allocations one at a time and
+// 2. The shell (mesh/ipam/shell.ts) on LevelDB: --shell-count allocations one at a time and
 //    all at once. Every allocation is on disk (synced) before it is acknowledged, so the anchor
 //    is the disk: synced LevelDB puts/s of a record the same size, measured in the same run.
 //    The shell beats it when concurrent allocations share one write.
@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Ipam } from '../mesh/ipam.ts';
-import { IpamShell } from '../mesh/ipam-shell.ts';
+import { Ipam } from '../mesh/ipam/ipam.ts';
+import { IpamShell } from '../mesh/ipam/shell.ts';
 import { logger } from '../mesh/log.ts';
 import { Store } from '../mesh/store.ts';
 import { printEnvironment } from './lib/env.ts';

@@ -22,7 +22,7 @@ import { spawnSync } from 'node:child_process';
 import { totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
-import { HEARTBEAT_INTERVAL_MS } from '../mesh/membership.ts';
+import { HEARTBEAT_INTERVAL_MS } from '../mesh/membership/membership.ts';
 import { median, percentile, World } from '../test/sim/membership-world.ts';
 
 const { values: opt } = parseArgs({

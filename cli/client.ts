@@ -5,8 +5,8 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { join } from 'node:path';
-import { meshAdmission, type ApiTokenCredential } from '../mesh/admission.ts';
-import { API_PROTOCOL } from '../mesh/api-server.ts';
+import { meshAdmission, type ApiTokenCredential } from '../mesh/admission/admission.ts';
+import { API_PROTOCOL } from '../mesh/api/server.ts';
 import { encodeFrame, FrameDecoder } from '../mesh/framing.ts';
 import { parseHostPort, toMultiaddr, formatHostPort } from '../mesh/address.ts';
 

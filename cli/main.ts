@@ -5,7 +5,7 @@ import { ago, formatIpamStatus, table } from './format.ts';
 import { CliError } from './client.ts';
 import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { MESH_PORT } from '../mesh/address.ts';
-import { DEFAULT_IPAM_RANGE } from '../mesh/ipam-cidr.ts';
+import { DEFAULT_IPAM_RANGE } from '../mesh/ipam/cidr.ts';
 import { errorText } from '../mesh/log.ts';
 
 const DEFAULT_DATA_DIR = '/var/lib/weft';

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { deriveMeshKey } from '../mesh/mesh-key.ts';
-import { decodeJoinToken, type JoinToken } from '../mesh/join-token.ts';
+import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
+import { decodeJoinToken, type JoinToken } from '../mesh/admission/join-token.ts';
 import { CliError } from './client.ts';
-import { parseApiToken } from '../mesh/api-token.ts';
-import type { ApiTokenCredential } from '../mesh/admission.ts';
+import { parseApiToken } from '../mesh/admission/api-token.ts';
+import type { ApiTokenCredential } from '../mesh/admission/admission.ts';
 
 export interface SecretOptions {
   passwordFile?: string;

@@ -2,7 +2,7 @@
 // delegate `dns.*` to. Every answer is plain JSON; every refusal one sentence (UserError).
 
 import { isIPv4 } from 'node:net';
-import { type ApiHandler, UserError } from '../mesh/api-server.ts';
+import { type ApiHandler, UserError } from '../mesh/api/server.ts';
 import { errorText } from '../mesh/log.ts';
 import { qualify, reverseName } from './names.ts';
 import { RCODE_NAME } from './packet.ts';

@@ -15,7 +15,7 @@
 // Extras do not depend on the liveness of the peer that wrote them: they are mesh-wide
 // configuration, and stay while that peer's entries stay (until it is removed from the mesh).
 
-import type { Entry } from '../mesh/replica-wire.ts';
+import type { Entry } from '../mesh/replication/wire.ts';
 import type { MeshView, PeerLiveness } from '../mesh/mesh-view.ts';
 import { CONTAINER_PREFIX, type ContainerEndpoint, parseContainerEndpoint, preferEndpoint } from '../mesh/endpoint.ts';
 import { errorText, logger, type Logger } from '../mesh/log.ts';

@@ -1,5 +1,5 @@
 import type { HostPort } from './address.ts';
-import type { Role } from './membership.ts';
+import type { Role } from './membership/membership.ts';
 
 /** Everything a peer is started with; `weft launch` builds it from flags and environment. */
 export interface PeerConfig {

@@ -1,7 +1,7 @@
 // The registry's records of observed state that the data plane, DNS and `weft ps` share: one
 // record per attached container, written by the peer of the host it runs on, and one record
 // per peer's data plane (its WireGuard key and underlay endpoint, its VXLAN MAC). They live in
-// the replicated space (mesh/replica.ts) as owner-signed entries, so only a host's own peer can
+// the replicated space (mesh/replication/replica.ts) as owner-signed entries, so only a host's own peer can
 // say what runs on it, and a dead peer's records are recognisable by their owner.
 
 /** Replicated keys: `container/<container id>` and `dataplane/<peer id>`. */

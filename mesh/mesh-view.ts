@@ -2,7 +2,7 @@
 // later the scheduler): the replicated registry and the liveness of peers, as typed state and
 // events, without reaching into the Peer class. dns/ depends on mesh/, never the reverse.
 
-import type { Change, Entry } from './replica-wire.ts';
+import type { Change, Entry } from './replication/wire.ts';
 
 export type PeerLiveness = 'alive' | 'suspect' | 'dead' | 'left';
 

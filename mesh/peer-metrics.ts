@@ -1,11 +1,11 @@
 // The mesh's own figures on the peer's /metrics (Prometheus text): connections, members by
 // state, traffic per channel, refusals, IPAM and replica sizes. Subsystems composed beside the
 // peer (DNS, the API server) register theirs where they are composed.
-import type { ChannelStats } from './channel.ts';
-import type { IpamShell } from './ipam-shell.ts';
-import type { Member } from './membership.ts';
+import type { ChannelStats } from './transport/channel.ts';
+import type { IpamShell } from './ipam/shell.ts';
+import type { Member } from './membership/membership.ts';
 import type { Metrics } from './metrics.ts';
-import type { ReplicaShell } from './replica-shell.ts';
+import type { ReplicaShell } from './replication/shell.ts';
 
 export interface PeerMetricSources {
   connections(): number;

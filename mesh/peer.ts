@@ -7,25 +7,25 @@ import { networkInterfaces } from 'node:os';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { INBOUND_CONNECTIONS_PER_SECOND, MAX_PENDING_INBOUND, meshAdmission } from './admission.ts';
-import { validTokenKey } from './api-token.ts';
-import { ApiTokens } from './peer-tokens.ts';
+import { INBOUND_CONNECTIONS_PER_SECOND, MAX_PENDING_INBOUND, meshAdmission } from './admission/admission.ts';
+import { validTokenKey } from './admission/api-token.ts';
+import { ApiTokens } from './admission/tokens.ts';
 import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
 import type { PeerConfig } from './config.ts';
-import { Dialer } from './dialer.ts';
+import { Dialer } from './transport/dialer.ts';
 import type { EventLog } from './events.ts';
-import { loadIdentity, verifySignature, type Identity } from './identity.ts';
+import { loadIdentity, verifySignature, type Identity } from './admission/identity.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { MEMBERSHIP_PROTOCOL, type Membership, type MembershipEvent } from './membership.ts';
-import { MembershipShell } from './membership-shell.ts';
+import { MEMBERSHIP_PROTOCOL, type Membership, type MembershipEvent } from './membership/membership.ts';
+import { MembershipShell } from './membership/shell.ts';
 import { Metrics } from './metrics.ts';
 import { registerPeerMetrics } from './peer-metrics.ts';
-import { ReplicaShell } from './replica-shell.ts';
-import { IpamShell } from './ipam-shell.ts';
-import { DEFAULT_IPAM_RANGE } from './ipam.ts';
+import { ReplicaShell } from './replication/shell.ts';
+import { IpamShell } from './ipam/shell.ts';
+import { DEFAULT_IPAM_RANGE } from './ipam/ipam.ts';
 import type { MeshView, PeerLiveness } from './mesh-view.ts';
-import type { Network } from './network.ts';
-import { checkRangeAgainstRoutes } from './route-overlap.ts';
+import type { Network } from './network/network.ts';
+import { checkRangeAgainstRoutes } from './network/route-overlap.ts';
 import { Store } from './store.ts';
 import { LogOnce } from './log-once.ts';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -252,7 +252,7 @@ export class Peer {
       await checkRangeAgainstRoutes(range);
       // Loaded only here: the Docker client and its dependencies cost a mesh-only peer
       // (--no-dataplane) ~15 MB of memory it never uses.
-      const { Network } = await import('./network.ts');
+      const { Network } = await import('./network/network.ts');
       this.network = await Network.start({
         mode: this.config.dataplaneMode ?? 'encrypted', range, underlay: this.advertise.host, dataDir: this.config.dataDir,
         dockerHost: this.config.dockerHost, pluginName: this.config.pluginName, view: this.view(), ipam: this.ipam, store: this.store, log: this.log.child('network'),

@@ -27,8 +27,8 @@ import {
   type AdmissionAdmittedInfo,
   type ApiTokenCredential,
   type AdmissionRejectedInfo,
-} from '../mesh/admission.ts';
-import { deriveMeshKey } from '../mesh/mesh-key.ts';
+} from '../mesh/admission/admission.ts';
+import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 
 // Distinctive, so a leak into any captured text is unmistakable.
 const PASSWORD = `weft-test-password-${randomBytes(6).toString('hex')}`;
@@ -389,7 +389,7 @@ describe('mesh admission over TCP', () => {
   });
 });
 
-// The handshake as the spec (the header of mesh/admission.ts) words it, computed here with
+// The handshake as the spec (the header of mesh/admission/admission.ts) words it, computed here with
 // the curve library directly, independently of admission.ts and cpace.ts.
 const Point = ristretto255.Point;
 type RPoint = InstanceType<typeof Point>;

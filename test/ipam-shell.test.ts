@@ -2,7 +2,7 @@
 // concurrent allocation on every peer without a duplicate, state kept across a restart, rmpeer
 // refused while the peer is alive and done once it is gone.
 import { afterEach, describe, expect, test } from 'vitest';
-import { deriveMeshKey } from '../mesh/mesh-key.ts';
+import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 import type { Peer } from '../mesh/peer.ts';
 import type { PeerConfig } from '../mesh/config.ts';
 import { waitFor } from './harness/wait.ts';

@@ -8,12 +8,12 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { afterEach, describe, expect, test } from 'vitest';
-import { meshAdmission } from '../mesh/admission.ts';
+import { meshAdmission } from '../mesh/admission/admission.ts';
 import { encodeFrame } from '../mesh/framing.ts';
-import { deriveMeshKey } from '../mesh/mesh-key.ts';
+import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 import { Peer, SYNC_PROTOCOL } from '../mesh/peer.ts';
 import type { PeerConfig } from '../mesh/config.ts';
-import { entrySigningBytes } from '../mesh/replica.ts';
+import { entrySigningBytes } from '../mesh/replication/replica.ts';
 import { setLogSink } from '../mesh/log.ts';
 import { waitFor } from './harness/wait.ts';
 import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
@@ -92,7 +92,7 @@ describe('replication through the admitted mesh', () => {
   test('an API-token client may call the API but may not join membership or replication', async () => {
     const a = await start(config('a'));
     const { token } = await a.tokens.create('test', 'admin');
-    const { parseApiToken } = await import('../mesh/api-token.ts');
+    const { parseApiToken } = await import('../mesh/admission/api-token.ts');
     const { CONTROL_PROTOCOL } = await import('../mesh/peer.ts');
     const client = await createLibp2p({
       transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()],
@@ -119,8 +119,8 @@ describe('replication through the admitted mesh', () => {
   test('events --follow streams membership events over the local API as they happen', async () => {
     const ca = config('a');
     const a = await start(ca);
-    const { ApiServer } = await import('../mesh/api-server.ts');
-    const { peerApi } = await import('../mesh/peer-api.ts');
+    const { ApiServer } = await import('../mesh/api/server.ts');
+    const { peerApi } = await import('../mesh/api/peer-methods.ts');
     const { ApiClient } = await import('../cli/client.ts');
     const { logger } = await import('../mesh/log.ts');
     const api = new ApiServer(peerApi(a), logger('api'));

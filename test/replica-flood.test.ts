@@ -10,12 +10,12 @@ import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { afterEach, expect, test } from 'vitest';
-import { meshAdmission } from '../mesh/admission.ts';
+import { meshAdmission } from '../mesh/admission/admission.ts';
 import { encodeFrame } from '../mesh/framing.ts';
-import { identityFromSeed } from '../mesh/identity.ts';
-import { deriveMeshKey } from '../mesh/mesh-key.ts';
+import { identityFromSeed } from '../mesh/admission/identity.ts';
+import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 import { SYNC_PROTOCOL } from '../mesh/peer.ts';
-import { entrySigningBytes, MAX_ENTRIES_PER_MESSAGE, type Entry } from '../mesh/replica.ts';
+import { entrySigningBytes, MAX_ENTRIES_PER_MESSAGE, type Entry } from '../mesh/replication/replica.ts';
 import { waitFor } from './harness/wait.ts';
 import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
 

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
 import type { MeshView } from '../../mesh/mesh-view.ts';
-import type { Change, Entry } from '../../mesh/replica-wire.ts';
+import type { Change, Entry } from '../../mesh/replication/wire.ts';
 import { DnsServer } from '../../dns/server.ts';
 import { MemoryRecordSource, buildRecordSet, type ContainerRecord, type DnsRecordSource } from '../../dns/records.ts';
 import { RegistryRecordSource } from '../../dns/registry-source.ts';

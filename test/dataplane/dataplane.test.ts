@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { waitFor, type Host } from '../harness/harness.ts';
 import { useHarness } from '../harness/vitest.ts';
 import { mustRun, run } from '../harness/run.ts';
-import { Dataplane } from '../../mesh/dataplane/dataplane.ts';
-import { daemonPids, WG_SOCKET_DIR } from '../../mesh/dataplane/wireguard.ts';
-import { wgIfName } from '../../mesh/dataplane/names.ts';
-import type { Mode } from '../../mesh/dataplane/plan.ts';
+import { Dataplane } from '../../mesh/network/dataplane/dataplane.ts';
+import { daemonPids, WG_SOCKET_DIR } from '../../mesh/network/dataplane/wireguard.ts';
+import { wgIfName } from '../../mesh/network/dataplane/names.ts';
+import type { Mode } from '../../mesh/network/dataplane/plan.ts';
 import { logger } from '../../mesh/log.ts';
 import { containerNs, echoesReceived, makeNamespace, nsPath, nsRun, ping, RANGE, suffixOf, TestMesh, type Container } from './fixture.ts';
 
@@ -249,7 +249,7 @@ describe.each<Mode>(['encrypted', 'fast'])('data plane in %s mode, 3 member host
   });
 });
 
-// First contact in encrypted mode (mesh/dataplane/handshake.ts). Each host initiates a
+// First contact in encrypted mode (mesh/network/dataplane/handshake.ts). Each host initiates a
 // WireGuard handshake the moment it adds the other; when both do so at once the initiations
 // cross and both are answered but neither completes, and WireGuard by itself then waits 5 s
 // before it tries again (packets sent meanwhile cannot start a handshake). Losing both first

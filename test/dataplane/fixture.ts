@@ -8,11 +8,11 @@
 import fs from 'node:fs';
 import type { Harness, Host } from '../harness/harness.ts';
 import { mustRun, run } from '../harness/run.ts';
-import { Dataplane, resetHost } from '../../mesh/dataplane/dataplane.ts';
-import { Shell } from '../../mesh/dataplane/exec.ts';
-import { daemonPids, WG_SOCKET_DIR } from '../../mesh/dataplane/wireguard.ts';
-import { wgIfName } from '../../mesh/dataplane/names.ts';
-import type { Mode } from '../../mesh/dataplane/plan.ts';
+import { Dataplane, resetHost } from '../../mesh/network/dataplane/dataplane.ts';
+import { Shell } from '../../mesh/network/dataplane/exec.ts';
+import { daemonPids, WG_SOCKET_DIR } from '../../mesh/network/dataplane/wireguard.ts';
+import { wgIfName } from '../../mesh/network/dataplane/names.ts';
+import type { Mode } from '../../mesh/network/dataplane/plan.ts';
 import type { DataplaneRecord } from '../../mesh/endpoint.ts';
 import { logger } from '../../mesh/log.ts';
 

@@ -2,9 +2,9 @@
 // handshake started again, when, and by which of the two hosts; the commands and the parser
 // it relies on. The real-kernel counterpart is in dataplane.test.ts.
 import { describe, expect, test } from 'vitest';
-import { checkHandshakes, HANDSHAKE_CHECKS_MS, nextDue, weReinitiate, type PendingHandshake } from '../../mesh/dataplane/handshake.ts';
-import { parseHandshakes } from '../../mesh/dataplane/observe.ts';
-import { reinitiateArgs, WG_KEEPALIVE_S, type WgPeer } from '../../mesh/dataplane/plan.ts';
+import { checkHandshakes, HANDSHAKE_CHECKS_MS, nextDue, weReinitiate, type PendingHandshake } from '../../mesh/network/dataplane/handshake.ts';
+import { parseHandshakes } from '../../mesh/network/dataplane/observe.ts';
+import { reinitiateArgs, WG_KEEPALIVE_S, type WgPeer } from '../../mesh/network/dataplane/plan.ts';
 
 const KEY = (c: string) => `${c.repeat(43)}=`;
 const [FIRST, SECOND] = HANDSHAKE_CHECKS_MS as [number, number];

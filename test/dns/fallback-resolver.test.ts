@@ -1,11 +1,11 @@
-// The second resolver a container gets (mesh/network.ts, mesh/docker/container-info.ts): which
+// The second resolver a container gets (mesh/network/network.ts, mesh/network/docker/container-info.ts): which
 // other peer's DNS a host's containers list second, and the resolv.conf that lists it.
 
 import { describe, expect, test } from 'vitest';
-import { resolvConf } from '../../mesh/docker/container-info.ts';
+import { resolvConf } from '../../mesh/network/docker/container-info.ts';
 import type { DataplaneRecord } from '../../mesh/endpoint.ts';
 import type { PeerLiveness } from '../../mesh/mesh-view.ts';
-import { chooseFallbackResolver, parseResolverOffer, remoteRoutes } from '../../mesh/network.ts';
+import { chooseFallbackResolver, parseResolverOffer, remoteRoutes } from '../../mesh/network/network.ts';
 
 const offers = [
   { peer: 'p1', addr: '10.32.0.1' },

@@ -5,7 +5,7 @@
 // real replica: a peer writes only its own.
 
 import type { MeshView, PeerLiveness } from '../../mesh/mesh-view.ts';
-import type { Change, Entry } from '../../mesh/replica-wire.ts';
+import type { Change, Entry } from '../../mesh/replication/wire.ts';
 import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
 
 export class MemoryRegistry {

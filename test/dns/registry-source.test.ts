@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
 import type { PeerLiveness } from '../../mesh/mesh-view.ts';
-import type { Entry } from '../../mesh/replica-wire.ts';
+import type { Entry } from '../../mesh/replication/wire.ts';
 import { buildRecordSet, type DnsName, type DnsRecordSet } from '../../dns/records.ts';
 import {
   EXTRA_PREFIX,

@@ -2,8 +2,8 @@
 // it, and an in-memory backend (a counter allocator and pretend veths).
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PluginBackend } from '../../mesh/docker/plugin.ts';
-import { PLUGIN_CONTENT_TYPE } from '../../mesh/docker/plugin-wire.ts';
+import type { PluginBackend } from '../../mesh/network/docker/plugin.ts';
+import { PLUGIN_CONTENT_TYPE } from '../../mesh/network/docker/plugin-wire.ts';
 import type { Fields, Logger } from '../../mesh/log.ts';
 
 export const RANGE = '10.99.0.0/16';

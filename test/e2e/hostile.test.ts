@@ -19,7 +19,7 @@ import { RAW_UDP_SCRIPT } from '../dns/raw-udp.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
 import { hostMac } from '../harness/names.ts';
 import { ApiClient } from '../../cli/client.ts';
-import { DEFAULT_PLUGIN_DIR } from '../../mesh/docker/plugin.ts';
+import { DEFAULT_PLUGIN_DIR } from '../../mesh/network/docker/plugin.ts';
 
 const PASSWORD = 'e2e-hostile-password-5b1e';
 const ROOT = join(import.meta.dirname, '../..');
@@ -39,11 +39,11 @@ const LORIS_HOSTS = [201, 202, 203, 204];
 /** 4 addresses x 50 = 200 connections, the figure. */
 const LORIS_PER_ADDRESS = 50;
 /** kv entries the attacker floods with, as a member, past the kv quota of 10,000 per owner
- *  (receivers hold at most twice that: replica-quota.ts REMOTE_SLACK). */
+ *  (receivers hold at most twice that: mesh/replication/quota.ts REMOTE_SLACK). */
 const FLOOD = 30_000;
 const FLOOD_LIMIT = 20_000;
 /** Memory the victim may grow while 4 streams x 200 pipelined reads of a 200 KiB value go
- *  unread: the API bounds one caller's queued replies at 16 MiB (api-limits.ts); without
+ *  unread: the API bounds one caller's queued replies at 16 MiB (mesh/api/limits.ts); without
  *  back-pressure they would be ~160 MiB. */
 const PIPELINE_RSS_GROWTH_MAX = 64 * 1024 * 1024;
 

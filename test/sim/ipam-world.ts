@@ -13,11 +13,11 @@ import {
   type PeerView,
   formatAddr,
   parseIpamMessage,
-} from '../../mesh/ipam.ts';
+} from '../../mesh/ipam/ipam.ts';
 import { SimNetwork } from './network.ts';
 import { Rng } from './rng.ts';
 
-/** The shell ticks the core with membership's tick (mesh/membership.ts TICK_MS). */
+/** The shell ticks the core with membership's tick (mesh/membership/membership.ts TICK_MS). */
 export const TICK_MS = 100;
 /** Network processing granularity (messages take 1-20 ms). */
 const STEP_MS = 5;

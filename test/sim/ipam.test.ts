@@ -4,7 +4,7 @@
 // it is down) and no address is handed to two containers (an oracle of every acknowledged one).
 
 import { describe, expect, test } from 'vitest';
-import { Ipam, MAX_TOKENS, parseIpamMessage, parseIpamSnapshot } from '../../mesh/ipam.ts';
+import { Ipam, MAX_TOKENS, parseIpamMessage, parseIpamSnapshot } from '../../mesh/ipam/ipam.ts';
 import { IpamWorld, addrNum, peerId } from './ipam-world.ts';
 import { Rng, seeds } from './rng.ts';
 

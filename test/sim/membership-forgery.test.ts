@@ -1,10 +1,10 @@
 // A member that holds the mesh secret but lies: deterministic simulations of what it can and
 // cannot make the others believe about a third member. Every record carries its subject's
-// signed claim (mesh/membership-claim.ts); the hostile member signs with its own key only.
+// signed claim (mesh/membership/claim.ts); the hostile member signs with its own key only.
 
 import { afterAll, describe, expect, test } from 'vitest';
-import { MAX_INCARNATION } from '../../mesh/membership-wire.ts';
-import { claimBytes, claimKind, type Member, type MemberRecord, type MembershipMessage } from '../../mesh/membership.ts';
+import { MAX_INCARNATION } from '../../mesh/membership/wire.ts';
+import { claimBytes, claimKind, type Member, type MemberRecord, type MembershipMessage } from '../../mesh/membership/membership.ts';
 import { fakeSigner } from './membership-signer.ts';
 import { World, type SeenEvent } from './membership-world.ts';
 import { seeds } from './rng.ts';

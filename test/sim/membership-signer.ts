@@ -3,7 +3,7 @@
 // brute-force 64 bits, but a core only ever forges by reusing what it was sent, which this
 // catches just as the real thing does. Cheap, so thousands of seeds stay fast.
 
-import { claimBytes, claimKind, type MemberRecord, type Signer } from '../../mesh/membership.ts';
+import { claimBytes, claimKind, type MemberRecord, type Signer } from '../../mesh/membership/membership.ts';
 
 function secretOf(id: string): string {
   return `secret of ${id}`;

@@ -13,7 +13,7 @@ import {
   type MembershipMessage,
   type MembershipOptions,
   type Output,
-} from '../../mesh/membership.ts';
+} from '../../mesh/membership/membership.ts';
 import { fakeSigner } from './membership-signer.ts';
 import { received, sent, WireEncoder, type Wire } from './membership-wire-share.ts';
 import { SimNetwork, type Envelope } from './network.ts';

@@ -9,7 +9,7 @@ import {
   MAX_RECORDS,
   MAX_SIG_LENGTH,
   type MemberRecord,
-} from '../../mesh/membership-wire.ts';
+} from '../../mesh/membership/wire.ts';
 import {
   HEARTBEAT_INTERVAL_MS,
   Membership,
@@ -19,8 +19,8 @@ import {
   VOUCH_WINDOW_MS,
   type Member,
   type MembershipMessage,
-} from '../../mesh/membership.ts';
-import { suspicionBounds } from '../../mesh/membership-suspicion.ts';
+} from '../../mesh/membership/membership.ts';
+import { suspicionBounds } from '../../mesh/membership/suspicion.ts';
 import { median, percentile, World, type SeenEvent } from './membership-world.ts';
 import { fakeSigner, signedAs } from './membership-signer.ts';
 import { Rng, seeds } from './rng.ts';

@@ -14,7 +14,7 @@ import {
   entrySigningBytes,
   kindOf,
   parseReplicaMessage,
-} from '../../mesh/replica.ts';
+} from '../../mesh/replication/replica.ts';
 import { World, fakeCrypto, fakeSig } from './replica-world.ts';
 import { seeds } from './rng.ts';
 

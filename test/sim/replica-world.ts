@@ -17,8 +17,8 @@ import {
   ownerStoragePrefix,
   parseReplicaMessage,
   utf8Length,
-} from '../../mesh/replica.ts';
-import { tieBreak } from '../../mesh/replica-owner.ts';
+} from '../../mesh/replication/replica.ts';
+import { tieBreak } from '../../mesh/replication/owner.ts';
 import { pickTargets, PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { type Envelope, SimNetwork } from './network.ts';
 import { Rng } from './rng.ts';

@@ -15,7 +15,7 @@ import {
   entrySigningBytes,
   parseReplicaMessage,
   utf8Length,
-} from '../../mesh/replica.ts';
+} from '../../mesh/replication/replica.ts';
 import { ROUND_MS, World, fakeCrypto, fakeSig, peerId } from './replica-world.ts';
 import { PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { Rng, seeds } from './rng.ts';

@@ -3,9 +3,9 @@
 // piggybacked on probe traffic with a bounded retransmit count. Deterministic (seeded).
 import { describe, expect, test } from 'vitest';
 import { mulberry32 } from '../../mesh/seeded-random.ts';
-import { ProbeSchedule } from '../../mesh/membership-schedule.ts';
-import { SUSPICION_CONFIRMATIONS, suspicionBounds, suspicionTimeout } from '../../mesh/membership-suspicion.ts';
-import { Broadcasts, retransmitLimit } from '../../mesh/membership-broadcasts.ts';
+import { ProbeSchedule } from '../../mesh/membership/schedule.ts';
+import { SUSPICION_CONFIRMATIONS, suspicionBounds, suspicionTimeout } from '../../mesh/membership/suspicion.ts';
+import { Broadcasts, retransmitLimit } from '../../mesh/membership/broadcasts.ts';
 import { seeds } from './rng.ts';
 
 const ids = (n: number, prefix = 'm') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);

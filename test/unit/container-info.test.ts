@@ -1,6 +1,6 @@
 // What weft reads from `docker inspect`, and the resolver it gives a container.
 import { describe, expect, test } from 'vitest';
-import { containerInfo, resolvConf } from '../../mesh/docker/container-info.ts';
+import { containerInfo, resolvConf } from '../../mesh/network/docker/container-info.ts';
 
 const id = 'f'.repeat(64);
 const inspect = (over: Record<string, unknown> = {}, config: Record<string, unknown> = {}) => ({

@@ -1,6 +1,6 @@
-// Which remote addresses a host routes where, from the registry (pure parts of mesh/network.ts).
+// Which remote addresses a host routes where, from the registry (pure parts of mesh/network/network.ts).
 import { describe, expect, test } from 'vitest';
-import { dropSharedKeys, remoteRoutes } from '../../mesh/network.ts';
+import { dropSharedKeys, remoteRoutes } from '../../mesh/network/network.ts';
 import type { ContainerEndpoint, DataplaneRecord } from '../../mesh/endpoint.ts';
 
 const key = (c: string) => c.repeat(43) + '=';

@@ -1,8 +1,8 @@
 // The sync channel's inbox: signatures checked a slice per turn of the event loop, messages
 // merged whole and in order, a sender's backlog bounded.
 import { expect, test } from 'vitest';
-import { MAX_BACKLOG_ENTRIES, ReplicaInbox, TURN_BUDGET_MS } from '../../mesh/replica-inbox.ts';
-import { Replica, type Entry, type ReplicaMessage } from '../../mesh/replica.ts';
+import { MAX_BACKLOG_ENTRIES, ReplicaInbox, TURN_BUDGET_MS } from '../../mesh/replication/inbox.ts';
+import { Replica, type Entry, type ReplicaMessage } from '../../mesh/replication/replica.ts';
 
 const OWNER = 'owner-one';
 // A stand-in for a signature: good only over exactly this content.

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { EXTRA_PREFIX } from '../../dns/registry-source.ts';
-import { TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX } from '../../mesh/api-token.ts';
+import { TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX } from '../../mesh/admission/api-token.ts';
 import { CONTAINER_PREFIX, DATAPLANE_PREFIX } from '../../mesh/endpoint.ts';
-import { identityFromSeed, verifySignature } from '../../mesh/identity.ts';
+import { identityFromSeed, verifySignature } from '../../mesh/admission/identity.ts';
 import { logger } from '../../mesh/log.ts';
 import {
   type Entry,
@@ -23,8 +23,8 @@ import {
   kindOf,
   localRefusal,
   remoteRefusal,
-} from '../../mesh/replica.ts';
-import { ReplicaShell } from '../../mesh/replica-shell.ts';
+} from '../../mesh/replication/replica.ts';
+import { ReplicaShell } from '../../mesh/replication/shell.ts';
 import { Store } from '../../mesh/store.ts';
 import { fakeCrypto } from '../sim/replica-world.ts';
 

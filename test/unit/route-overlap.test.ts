@@ -1,7 +1,7 @@
 // --ipalloc-range against the host's routes: a clash is refused, weft's own routes are not one.
 import { describe, expect, test } from 'vitest';
-import { overlappingRoute, parseRoutes } from '../../mesh/route-overlap.ts';
-import { parseCidr, type Cidr } from '../../mesh/ipam-cidr.ts';
+import { overlappingRoute, parseRoutes } from '../../mesh/network/route-overlap.ts';
+import { parseCidr, type Cidr } from '../../mesh/ipam/cidr.ts';
 
 const range = parseCidr('10.32.0.0/12') as Cidr;
 const routes = (json: unknown[]) => parseRoutes(JSON.stringify(json));

@@ -1,9 +1,9 @@
 // The small decoders and helpers every peer runs on input from the network or the user.
 import { describe, expect, test } from 'vitest';
 import { encodeFrame, FrameDecoder, FrameError } from '../../mesh/framing.ts';
-import { decodeJoinToken, encodeJoinToken } from '../../mesh/join-token.ts';
+import { decodeJoinToken, encodeJoinToken } from '../../mesh/admission/join-token.ts';
 import { parseHostPort } from '../../mesh/address.ts';
-import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffDelay } from '../../mesh/backoff.ts';
+import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, backoffDelay } from '../../mesh/transport/backoff.ts';
 import { LogOnce, REPEAT_WINDOW_MS } from '../../mesh/log-once.ts';
 import { EventLog } from '../../mesh/events.ts';
 import { Rng, seeds } from '../sim/rng.ts';
