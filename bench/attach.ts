@@ -11,6 +11,7 @@
 // UDP query takes); a peer's time is the first poll that answers. Reachable: a ping loop in a
 // container on h2 (one busybox ping per try, through nsenter into its namespace) started at t0,
 // against the address the registry gave; its time is the first reply.
+import * as dnsApi from '../dns/api-contract.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
@@ -18,11 +19,12 @@ import Docker from 'dockerode';
 import { Harness, type Host } from '../test/harness/harness.ts';
 import { BUSYBOX_IMAGE } from '../test/harness/dockerd.ts';
 import { startNetworkMesh } from '../test/e2e/network-helpers.ts';
-import type { ApiClient } from '../cli/client.ts';
+import type { ApiClient } from '../mesh/api/client.ts';
+import * as meshApi from '../mesh/api/contract.ts';
 import { printEnvironment } from './lib/env.ts';
 import { ms, printTable, summarize } from './lib/stats.ts';
 import { now, sleep } from './lib/time.ts';
-import { call, connectWeft, type KvEntry } from './lib/weft.ts';
+import { call, connectWeft } from './lib/weft.ts';
 
 const exec = promisify(execFile);
 const TRIAL_TIMEOUT_MS = 20_000;
@@ -50,7 +52,7 @@ async function until<T>(fn: () => Promise<T | undefined>, deadline: number): Pro
 }
 
 async function answered(c: ApiClient, name: string): Promise<string | undefined> {
-  const r = await call<{ records: { section: string; type: string; data: string }[] }>(c, 'dns.lookup', { name, type: 'A' });
+  const r = await call(c, dnsApi.dnsLookup, { name, type: 'A' });
   return r.records.find((x) => x.section === 'answer' && x.type === 'A')?.data;
 }
 
@@ -108,8 +110,8 @@ try {
     // The anchor: one replicated write from h1 until every other peer has it.
     const k0 = now();
     const value = `v${t}`;
-    await call(apis[0]!, 'kv.put', { key: `bench/${t}`, value });
-    const kv = await Promise.all(others.map((a) => until(async () => ((await call<KvEntry[]>(a, 'kv.get', { key: `bench/${t}` })).some((e) => e.value === value) ? now() : undefined), k0 + TRIAL_TIMEOUT_MS)));
+    await call(apis[0]!, meshApi.kvPut, { key: `bench/${t}`, value });
+    const kv = await Promise.all(others.map((a) => until(async () => ((await call(a, meshApi.kvGet, { key: `bench/${t}` })).some((e) => e.value === value) ? now() : undefined), k0 + TRIAL_TIMEOUT_MS)));
     if (kv.every((x) => x !== undefined)) kvAll.push(Math.max(...(kv as number[])) - k0);
     await c.remove({ force: true });
     await sleep(200);

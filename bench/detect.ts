@@ -18,12 +18,13 @@
 // suspicion or false death.
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
-import type { ApiClient } from '../cli/client.ts';
+import type { ApiClient } from '../mesh/api/client.ts';
+import * as meshApi from '../mesh/api/contract.ts';
 import { printEnvironment } from './lib/env.ts';
 import { SERF_PORT, SerfMesh, type SerfRpc, type StreamRecord } from './lib/serf.ts';
 import { max, median, min, printTable, ratio, sec } from './lib/stats.ts';
 import { now, sleep } from './lib/time.ts';
-import { connectWeft, startWeftMesh, stopWeftMesh, waitWeftConverged, type WeftEvent } from './lib/weft.ts';
+import { connectWeft, startWeftMesh, stopWeftMesh, waitWeftConverged } from './lib/weft.ts';
 
 /** A victim not marked dead everywhere after this is a miss. Serf needs ~6 s; 30 s means
  *  "it is not going to happen". */
@@ -141,9 +142,9 @@ async function weftSubject(hosts: readonly Host[]): Promise<{ subject: Subject; 
     const c = await connectWeft(h);
     clients.push(c);
     // The stream starts with the history; it lands before the first trial's mark.
-    c.call('events', { follow: true }, (e) => {
+    c.call(meshApi.events, { follow: true }, (e) => {
       const at = now();
-      const ev = e as WeftEvent;
+      const ev = e;
       if ((ev.type === 'dead' || ev.type === 'suspect') && ev.peer) seen.push({ at, observer: h.name, kind: ev.type, name: ev.peer.name });
     }).catch(() => undefined); // ends when the bench closes the client
   }

@@ -14,12 +14,13 @@
 // The polling adds on average half a poll period to weft's figure; Serf's is pushed.
 import { parseArgs } from 'node:util';
 import { Harness, type Host } from '../test/harness/harness.ts';
-import type { ApiClient } from '../cli/client.ts';
+import type { ApiClient } from '../mesh/api/client.ts';
+import * as meshApi from '../mesh/api/contract.ts';
 import { printEnvironment } from './lib/env.ts';
 import { SerfMesh, type SerfRpc, type StreamRecord } from './lib/serf.ts';
 import { max, ms, printTable, ratio, summarize, type Summary } from './lib/stats.ts';
 import { jitter, now, sleep } from './lib/time.ts';
-import { call, connectWeft, startWeftMesh, stopWeftMesh, type KvEntry } from './lib/weft.ts';
+import { call, connectWeft, startWeftMesh, stopWeftMesh } from './lib/weft.ts';
 
 /** A write not seen everywhere after this is a miss, not a slow sample. */
 const TRIAL_TIMEOUT_MS = 10_000;
@@ -55,7 +56,7 @@ interface Result {
 
 async function pollUntilVisible(c: ApiClient, key: string, value: string, deadline: number): Promise<number> {
   for (let i = 0; i < TRIAL_TIMEOUT_MS / Math.max(1, pollMs) + 1; i++) {
-    const entries = await call<KvEntry[]>(c, 'kv.get', { key });
+    const entries = await call(c, meshApi.kvGet, { key });
     const t = now();
     if (entries.some((e) => e.value === value)) return t;
     if (t > deadline) break;
@@ -74,7 +75,7 @@ async function weftTrials(hosts: readonly Host[], runId: string): Promise<Result
       const value = `${runId}-${i}`;
       const t0 = now();
       let ackAt = NaN;
-      const put = call(writer, 'kv.put', { key, value }).then(() => { ackAt = now(); });
+      const put = call(writer, meshApi.kvPut, { key, value }).then(() => { ackAt = now(); });
       const seen = await Promise.all(clients.map((c) => pollUntilVisible(c, key, value, t0 + TRIAL_TIMEOUT_MS)));
       await put;
       if (i >= warmup) {

@@ -1,3 +1,5 @@
+import type { IpamStatus } from '../mesh/ipam/ipam.ts';
+
 /** Plain-text tables for the terminal; --json output bypasses these. */
 export function table(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map((r) => r.map(String))];
@@ -15,7 +17,7 @@ export function ago(iso: string | null): string {
 }
 
 /** `weft status ipam`, from the IpamStatus the peer returns. */
-export function formatIpamStatus(s: any): string {
+export function formatIpamStatus(s: IpamStatus): string {
   const lines = [
     `range:       ${s.range} (${s.size} addresses)`,
     `state:       ${s.message === s.state ? s.state : `${s.state}: ${s.message}`}`,

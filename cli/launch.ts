@@ -1,18 +1,18 @@
 import { hostname } from 'node:os';
 import { formatHostPort, MESH_PORT, parseHostPort } from '../mesh/address.ts';
-import { ApiServer, type ApiHandler } from '../mesh/api/server.ts';
-import { authorize } from '../mesh/api/scope.ts';
+import { ApiServer } from '../mesh/api/server.ts';
+import { MethodTable } from '../mesh/api/table.ts';
 import type { PeerConfig } from '../mesh/config.ts';
 import { errorText, logger, setLogLevel } from '../mesh/log.ts';
 import { Peer } from '../mesh/peer.ts';
-import { peerApi } from '../mesh/api/peer-methods.ts';
+import { registerPeerMethods } from '../mesh/api/peer-methods.ts';
 import type { Role } from '../mesh/membership/membership.ts';
-import { CliError } from './client.ts';
+import { CliError } from './error.ts';
 import { readMeshSecret } from './secret.ts';
 import { join } from 'node:path';
 import { DEFAULT_IPAM_RANGE, parseCidr } from '../mesh/ipam/cidr.ts';
 import { BRIDGE_DNS_PORT, DEFAULT_DNS_LISTEN, DEFAULT_DNS_TTL, DnsService } from '../dns/service.ts';
-import { dnsApi } from '../dns/api.ts';
+import { registerDnsMethods } from '../dns/api.ts';
 import { parseUpstream } from '../dns/upstream-config.ts';
 
 /** Weave Net's metrics port, on loopback: metrics are for the host's own scraper. */
@@ -196,10 +196,10 @@ export async function launch(o: LaunchOptions): Promise<void> {
     throw new CliError(`cannot start the DNS server: ${errorText(err)} (choose another --dns-listen, or --dns-listen off)`);
   }
   if (dns) registerDnsMetrics(peer, dns);
-  const meshApi = peerApi(peer);
-  const dnsHandler = dnsApi(() => dns);
-  const handler: ApiHandler = (req, ctx) => (req.method.startsWith('dns.') ? dnsHandler(req, ctx) : meshApi(req, ctx));
-  const api = new ApiServer(authorize(handler, (caller) => peer.tokens.scopeOf(caller)), logger('api'));
+  const methods = new MethodTable();
+  registerPeerMethods(methods, peer);
+  registerDnsMethods(methods, () => dns);
+  const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
   peer.metrics.gauge('weft_api_requests_in_flight', 'API requests being served or waiting for their client to read the reply.', () => api.stats().requestsInFlight);
   peer.metrics.gauge('weft_api_reply_bytes_queued', 'API reply bytes waiting for clients to read them.', () => api.stats().bytesQueued);

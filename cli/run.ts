@@ -1,7 +1,9 @@
 // What every CLI command shares: the global options, reaching a peer, printing a result.
 import type { Command } from 'commander';
 import { readApiToken, readMeshSecret } from './secret.ts';
-import { ApiClient, CliError } from './client.ts';
+import { ApiClient } from '../mesh/api/client.ts';
+import { CliError } from './error.ts';
+import type { MethodSpec, ParamsOf, ParamsSchema, ResultOf } from '../mesh/api/method.ts';
 
 export interface Globals {
   dataDir: string;
@@ -30,14 +32,15 @@ export async function client(g: Globals): Promise<ApiClient> {
 }
 
 /** Runs one API call and prints its result as JSON or through `human`. */
-export async function run(cmd: Command, method: string, params: Record<string, unknown>, human: (r: any) => string, json: (r: any) => unknown = (r) => r): Promise<void> {
+export async function run<M extends MethodSpec<ParamsSchema, unknown, unknown>>(
+  cmd: Command, spec: M, params: ParamsOf<M>, human: (r: ResultOf<M>) => string, json: (r: ResultOf<M>) => unknown = (r) => r,
+): Promise<void> {
   const g = cmd.optsWithGlobals<Globals>();
   const c = await client(g);
   try {
-    const result = await c.call(method, params);
+    const result = await c.call(spec, params);
     process.stdout.write((g.json ? JSON.stringify(json(result), null, 2) : human(result)) + '\n');
   } finally {
     await c.close();
   }
 }
-

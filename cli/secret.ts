@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 import { decodeJoinToken, type JoinToken } from '../mesh/admission/join-token.ts';
-import { CliError } from './client.ts';
+import { CliError } from './error.ts';
 import { parseApiToken } from '../mesh/admission/api-token.ts';
 import type { ApiTokenCredential } from '../mesh/admission/admission.ts';
 

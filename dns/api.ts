@@ -1,58 +1,32 @@
-// The API methods of `weft dns ...` and `weft status dns`, for the peer's API server to
-// delegate `dns.*` to. Every answer is plain JSON; every refusal one sentence (UserError).
+// The API methods of `weft dns ...` and `weft status dns`: the handlers behind the specs of
+// api-contract.ts. Every answer is plain JSON; every refusal one sentence (UserError).
 
 import { isIPv4 } from 'node:net';
-import { type ApiHandler, UserError } from '../mesh/api/server.ts';
+import { UserError } from '../mesh/api/request.ts';
+import type { MethodTable } from '../mesh/api/table.ts';
 import { errorText } from '../mesh/log.ts';
+import * as api from './api-contract.ts';
+import { LOOKUP_TYPES, type LookupRecord, type LookupResult, type LookupType } from './api-contract.ts';
 import { qualify, reverseName } from './names.ts';
 import { RCODE_NAME } from './packet.ts';
 import { DnsInputError } from './registry-source.ts';
 import type { DnsService } from './service.ts';
 
-/** Query types `weft dns lookup --type` accepts. */
-export const LOOKUP_TYPES = { A: 1, PTR: 12, SRV: 33, AAAA: 28, TXT: 16, MX: 15, CNAME: 5, NS: 2, SOA: 6 } as const;
-export type LookupType = keyof typeof LOOKUP_TYPES;
-
-export interface LookupRecord {
-  section: 'answer' | 'authority' | 'additional';
-  name: string;
-  type: string;
-  ttl: number;
-  /** The record's data as dig prints it (`10.32.0.2`, `0 1 80 web-1.shop.weft.local.`). */
-  data: string;
-}
-
-export interface LookupResult {
-  name: string;
-  type: string;
-  rcode: string;
-  /** Answered from the mesh's own records (AA), not an upstream's. */
-  authoritative: boolean;
-  truncated: boolean;
-  records: LookupRecord[];
-}
-
-/** The `dns.*` methods; anything else is refused as unknown. */
-export function dnsApi(service: () => DnsService | undefined): ApiHandler {
-  return async (req) => {
+/** Registers the `dns.*` methods; `service` is undefined on a peer without DNS. */
+export function registerDnsMethods(table: MethodTable, service: () => DnsService | undefined): void {
+  const running = (): DnsService => {
     const s = service();
     if (!s) throw new UserError('DNS is not running on this peer');
-    const p = req.params;
-    switch (req.method) {
-      case 'dns.lookup':
-        return lookup(s, str(p, 'name'), optStr(p, 'type') ?? 'A');
-      case 'dns.ls':
-        return s.list();
-      case 'dns.add':
-        return user(() => s.add(str(p, 'name'), str(p, 'ip')));
-      case 'dns.remove':
-        return user(() => s.remove(str(p, 'name'), optStr(p, 'ip')));
-      case 'dns.status':
-        return { ...s.status(), stats: s.stats() };
-      default:
-        throw new UserError(`unknown API method "${req.method}" (is the CLI newer than the peer?)`);
-    }
+    return s;
   };
+  table.register(api.dnsLookup, ({ name, type }) => lookup(running(), name, type ?? 'A'));
+  table.register(api.dnsList, () => running().list());
+  table.register(api.dnsAdd, ({ name, ip }) => user(() => running().add(name, ip)));
+  table.register(api.dnsRemove, ({ name, ip }) => user(() => running().remove(name, ip)));
+  table.register(api.dnsStatus, () => {
+    const s = running();
+    return { ...s.status(), stats: s.stats() };
+  });
 }
 
 /** Resolves through the same path as a query from the network (zone, cache, upstreams). */
@@ -116,19 +90,6 @@ function rdata(r: any): string {
     default:
       return '(data not shown)';
   }
-}
-
-function str(params: Record<string, unknown>, name: string): string {
-  const v = params[name];
-  if (typeof v !== 'string' || v === '') throw new UserError(`missing parameter "${name}"`);
-  return v;
-}
-
-function optStr(params: Record<string, unknown>, name: string): string | undefined {
-  const v = params[name];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string' || v === '') throw new UserError(`parameter "${name}" must be a non-empty string`);
-  return v;
 }
 
 /** The service's sentences (bad name, bad address, nothing to remove) reach the user as they

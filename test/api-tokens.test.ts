@@ -1,5 +1,6 @@
 // API tokens against live peers on loopback (real libp2p, admission, the API over the mesh):
 // what a token holder can and cannot do, and that no trick turns a token into membership.
+import * as meshApi from '../mesh/api/contract.ts';
 import net from 'node:net';
 import { join } from 'node:path';
 import { statSync, chmodSync, mkdirSync } from 'node:fs';
@@ -15,10 +16,10 @@ import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 import { CONTROL_PROTOCOL, privateDataDir, SYNC_PROTOCOL, type Peer } from '../mesh/peer.ts';
 import { parseApiToken, TOKEN_RECORD_PREFIX } from '../mesh/admission/api-token.ts';
 import { API_PROTOCOL, ApiServer } from '../mesh/api/server.ts';
-import { authorize } from '../mesh/api/scope.ts';
-import { peerApi } from '../mesh/api/peer-methods.ts';
+import { registerPeerMethods } from '../mesh/api/peer-methods.ts';
+import { MethodTable } from '../mesh/api/table.ts';
 import { logger } from '../mesh/log.ts';
-import { ApiClient } from '../cli/client.ts';
+import { ApiClient } from '../mesh/api/client.ts';
 import { waitFor } from './harness/wait.ts';
 import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
 
@@ -38,7 +39,9 @@ afterEach(async () => {
 /** A peer serving its API over the mesh as `weft launch` does (authorization included). */
 async function servingPeer(name: string, peers: string[] = []): Promise<Peer> {
   const p = await loop.start(loop.config(name, peers));
-  const api = new ApiServer(authorize(peerApi(p), (c) => p.tokens.scopeOf(c)), logger('api'));
+  const methods = new MethodTable();
+  registerPeerMethods(methods, p);
+  const api = new ApiServer(methods.handler((c) => p.tokens.accessOf(c)), logger('api'));
   await api.listenMesh(p.node, (conn) => p.tokens.credentialOf(conn));
   servers.push(api);
   return p;
@@ -61,14 +64,14 @@ describe('what an API token may do', () => {
     const a = await servingPeer('a');
     const { token } = await a.tokens.create('ops', 'operator');
     const op = await asToken(a, token);
-    expect(await op.call('status')).toMatchObject({ name: 'a' });
-    await op.call('kv.put', { key: 'k', value: 'v' });
-    expect(await op.call('kv.get', { key: 'k' })).toMatchObject([{ value: 'v' }]);
+    expect(await op.call(meshApi.status, {})).toMatchObject({ name: 'a' });
+    await op.call(meshApi.kvPut, { key: 'k', value: 'v' });
+    expect(await op.call(meshApi.kvGet, { key: 'k' })).toMatchObject([{ value: 'v' }]);
     for (const [method, params] of [
       ['connect', { address: '127.0.0.1:1' }], ['forget', { target: 'x' }], ['rmpeer', { peer: 'x' }],
-      ['reset', {}], ['token.create', { api: true }], ['token.revoke', { id: '0000000000000000' }],
+      ['reset', {}], ['token.create', {}], ['token.revoke', { id: '0000000000000000' }],
     ] as const) {
-      await expect(op.call(method, params)).rejects.toThrow(/not allowed for an API token of scope operator/);
+      await expect(op.raw(method, params)).rejects.toThrow(/not allowed for an API token of scope operator/);
     }
     expect(a.tokens.list()).toHaveLength(1); // it made none
     expect(a.membership.members()).toEqual([]);
@@ -78,20 +81,21 @@ describe('what an API token may do', () => {
     const a = await servingPeer('a');
     const { token, id } = await a.tokens.create('admin', 'admin');
     const admin = await asToken(a, token);
-    await expect(admin.call('token.create', {})).rejects.toThrow(/cannot create join tokens/);
-    const child = await admin.call<{ token: string; id: string }>('token.create', { api: true, name: 'child', scope: 'admin' });
-    const grandchild = await (await asToken(a, child.token)).call<{ token: string; id: string }>('token.create', { api: true, name: 'gc', scope: 'operator' });
+    await expect(admin.call(meshApi.tokenJoin, {})).rejects.toThrow(/cannot create join tokens/);
+    await expect(admin.call(meshApi.tokenCreate, { scope: 'root' as never })).rejects.toThrow(/"scope" must be one of operator, admin/);
+    const child = await admin.call(meshApi.tokenCreate, { name: 'child', scope: 'admin' });
+    const grandchild = await (await asToken(a, child.token)).call(meshApi.tokenCreate, { name: 'gc', scope: 'operator' });
     const gc = await asToken(a, grandchild.token);
-    expect(await gc.call('status')).toMatchObject({ name: 'a' });
+    expect(await gc.call(meshApi.status, {})).toMatchObject({ name: 'a' });
     // An operator token cannot mint, even below itself.
-    await expect(gc.call('token.create', { api: true })).rejects.toThrow(/not allowed|only an admin/);
+    await expect(gc.call(meshApi.tokenCreate, {})).rejects.toThrow(/not allowed|only an admin/);
     // The child may revoke itself and its own, not its maker.
-    await expect((await asToken(a, child.token)).call('token.revoke', { id })).rejects.toThrow(/only itself and the tokens it made/);
+    await expect((await asToken(a, child.token)).call(meshApi.tokenRevoke, { id })).rejects.toThrow(/only itself and the tokens it made/);
 
     // Revoke the root from the local socket: every token under it stops at once.
     await a.tokens.revoke(id);
     await waitFor(() => a.tokens.list().every((t) => t.revoked), { what: 'the whole chain to read as revoked' });
-    await expect(gc.call('status')).rejects.toThrow();
+    await expect(gc.call(meshApi.status, {})).rejects.toThrow();
     await expect(asToken(a, grandchild.token)).rejects.toThrow(/refused our API token/);
   });
 });
@@ -153,7 +157,7 @@ describe('a token never becomes membership', () => {
   test('a member\'s CLI with the mesh password keeps full rights', async () => {
     const a = await servingPeer('a');
     const m = await asMember(a);
-    const made = await m.call<{ token: string }>('token.create', {});
+    const made = await m.call(meshApi.tokenJoin, {});
     expect(made.token).toMatch(/^weft1\./);
   });
 });

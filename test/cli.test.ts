@@ -105,8 +105,8 @@ describe('the weft command', () => {
     }
     const modules = readFileSync(list, 'utf8').trim().split('\n');
     // The hook itself works: the peer's own core and libp2p are there.
-    expect(modules.some((m) => /\/mesh\/membership\.(ts|js)$/.test(m))).toBe(true);
+    expect(modules.some((m) => /\/mesh\/membership\/membership\.(ts|js)$/.test(m))).toBe(true);
     expect(modules.some((m) => m.includes('/node_modules/libp2p/'))).toBe(true);
-    expect(modules.filter((m) => /\/node_modules\/(dockerode|docker-modem|@aws-sdk)\/|\/mesh\/(dataplane|docker)\//.test(m))).toEqual([]);
+    expect(modules.filter((m) => /\/node_modules\/(dockerode|docker-modem|@aws-sdk)\/|\/mesh\/network\/(network\.(ts|js)$|dataplane\/|docker\/)/.test(m))).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 // The peer's shell with real libp2p over TCP on loopback (no namespaces, no root needed):
 // bulk state transfer through admission, hostile replication traffic, persistence.
+import * as meshApi from '../mesh/api/contract.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createLibp2p } from 'libp2p';
@@ -120,22 +121,25 @@ describe('replication through the admitted mesh', () => {
     const ca = config('a');
     const a = await start(ca);
     const { ApiServer } = await import('../mesh/api/server.ts');
-    const { peerApi } = await import('../mesh/api/peer-methods.ts');
-    const { ApiClient } = await import('../cli/client.ts');
+    const { registerPeerMethods } = await import('../mesh/api/peer-methods.ts');
+    const { MethodTable } = await import('../mesh/api/table.ts');
+    const { ApiClient } = await import('../mesh/api/client.ts');
     const { logger } = await import('../mesh/log.ts');
-    const api = new ApiServer(peerApi(a), logger('api'));
+    const methods = new MethodTable();
+    registerPeerMethods(methods, a);
+    const api = new ApiServer(methods.handler(() => 'member'), logger('api'));
     await api.listenUnix(join(ca.dataDir, 'weft.sock'));
     const client = await ApiClient.local(ca.dataDir);
     try {
       const seen: { type: string; peer?: { name: string } }[] = [];
-      void client.call('events', { follow: true }, (e) => seen.push(e as never)).catch(() => undefined);
+      void client.call(meshApi.events, { follow: true }, (e) => seen.push(e)).catch(() => undefined);
       const b = await start(config('b', [addr(a)]));
       await waitFor(() => seen.some((e) => e.type === 'joined' && e.peer?.name === 'b'), { what: 'a joined event for b' });
       await loop.stop(b);
       await waitFor(() => seen.some((e) => e.type === 'left' && e.peer?.name === 'b'), { what: 'a left event for b' });
       // An unknown method is one clear error, and the connection stays usable.
-      await expect(client.call('no.such.method')).rejects.toThrow(/unknown API method "no.such.method"/);
-      expect(await client.call('status')).toMatchObject({ name: 'a' });
+      await expect(client.raw('no.such.method')).rejects.toThrow(/unknown API method "no.such.method"/);
+      expect(await client.call(meshApi.status, {})).toMatchObject({ name: 'a' });
     } finally {
       await client.close();
       await api.close();

@@ -8,11 +8,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiClient } from '../../cli/client.ts';
+import { ApiClient } from '../../mesh/api/client.ts';
+import * as meshApi from '../../mesh/api/contract.ts';
+import type { KvValue } from '../../mesh/api/contract.ts';
 import type { Death, Fleet, Member } from './scale-fleet.ts';
 import { killAll, logTail, mapLimit, spawnTracked } from './scale-procs.ts';
 import { now, sleep, withTimeout } from './time.ts';
-import { API_TIMEOUT_MS, call, type KvEntry, type WeftEvent } from './weft.ts';
+import { API_TIMEOUT_MS, call } from './weft.ts';
 
 const WEFT_BIN = fileURLToPath(new URL('../../bin/weft', import.meta.url));
 /** weft's default mesh port, on each peer's own 127.0.1.I. */
@@ -90,12 +92,12 @@ export class WeftFleet implements Fleet {
       try {
         const c = await withTimeout(ApiClient.local(this.dataDir(m)), API_TIMEOUT_MS, `connect to ${m.name}'s API`);
         // Answered once: the API is serving, not only listening.
-        await call(c, 'status');
+        await call(c, meshApi.status, {});
         this.clients.set(m, c);
         // Replays the history first, then follows; ends when the peer dies or the bench
         // closes the client.
-        c.call('events', { follow: true }, (e) => {
-          const ev = e as WeftEvent;
+        c.call(meshApi.events, { follow: true }, (e) => {
+          const ev = e;
           if (ev.type === 'dead' && ev.peer) this.deaths.push({ at: now(), observer: m.name, name: ev.peer.name });
         }).catch(() => undefined);
         return;
@@ -116,12 +118,12 @@ export class WeftFleet implements Fleet {
   async aliveOthers(m: Member): Promise<number> {
     // `status` counts the member table, which holds every peer but this one; its reply is a
     // few hundred bytes where `peers` is ~300 bytes per member.
-    const s = await call<{ peers: { alive: number } }>(this.client(m), 'status');
+    const s = await call(this.client(m), meshApi.status, {});
     return s.peers.alive;
   }
 
   async view(m: Member): Promise<Map<string, string>> {
-    const peers = await call<{ name: string; state: string }[]>(this.client(m), 'peers');
+    const peers = await call(this.client(m), meshApi.peers, {});
     return new Map(peers.map((p) => [p.name, p.state]));
   }
 
@@ -132,12 +134,12 @@ export class WeftFleet implements Fleet {
     const value = `${this.runId}-${i}`;
     const seenAt = new Map<Member, number>();
     const t0 = now();
-    const put = call(this.client(writer), 'kv.put', { key, value }).catch((e: Error) => e);
+    const put = call(this.client(writer), meshApi.kvPut, { key, value }).catch((e: Error) => e);
     for (let round = 0; round < timeoutMs / this.o.pollMs + 1 && seenAt.size < n && now() - t0 < timeoutMs; round++) {
       const roundStart = now();
       const unseen = this.members.filter((m) => !seenAt.has(m));
       await mapLimit(unseen, this.o.concurrency, async (m) => {
-        const entries = await call<KvEntry[]>(this.client(m), 'kv.get', { key }).catch(() => [] as KvEntry[]);
+        const entries = await call(this.client(m), meshApi.kvGet, { key }).catch(() => [] as KvValue[]);
         if (entries.some((e) => e.value === value)) seenAt.set(m, now());
       });
       const period = Math.max(this.o.pollMs, (now() - t0) / POLL_RESOLUTION);

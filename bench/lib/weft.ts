@@ -1,6 +1,8 @@
 // weft peers on harness hosts, and in-process API clients on their unix sockets (the CLI's
 // own ApiClient), so that no measurement includes a Node start-up.
-import { ApiClient } from '../../cli/client.ts';
+import * as meshApi from '../../mesh/api/contract.ts';
+import { ApiClient } from '../../mesh/api/client.ts';
+import type { MethodSpec, ParamsOf, ParamsSchema, ResultOf } from '../../mesh/api/method.ts';
 import type { Host } from '../../test/harness/harness.ts';
 import { now, sleep, withTimeout } from './time.ts';
 
@@ -9,28 +11,9 @@ export const API_TIMEOUT_MS = 10_000;
 /** Ten Node peers starting at once on 2 loaded cores take tens of seconds to converge. */
 export const CONVERGE_TIMEOUT_MS = 120_000;
 
-export interface WeftStatus {
-  name: string;
-  peers: { alive: number; suspect: number; dead: number; left: number };
-}
-
-export interface KvEntry {
-  owner: string;
-  key: string;
-  version: number;
-  value: string | null;
-}
-
-export interface WeftEvent {
-  seq: number;
-  at: string;
-  type: string;
-  peer?: { id: string; name: string; address?: string };
-}
-
 /** `client.call` with a time limit. */
-export function call<T>(c: ApiClient, method: string, params: Record<string, unknown> = {}): Promise<T> {
-  return withTimeout(c.call<T>(method, params), API_TIMEOUT_MS, `weft API ${method}`);
+export function call<M extends MethodSpec<ParamsSchema, unknown, unknown>>(c: ApiClient, spec: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
+  return withTimeout(c.call(spec, params), API_TIMEOUT_MS, `weft API ${spec.name}`);
 }
 
 /** An API client on `h`'s socket, retried while the peer starts. */
@@ -61,7 +44,7 @@ export async function withWeft<T>(h: Host, fn: (c: ApiClient) => Promise<T>): Pr
 
 /** Peer states as `h` sees them, by name (itself excluded). */
 export async function peerStates(h: Host): Promise<Map<string, string>> {
-  const peers = await withWeft(h, (c) => call<{ name: string; state: string }[]>(c, 'peers'));
+  const peers = await withWeft(h, (c) => call(c, meshApi.peers, {}));
   return new Map(peers.map((p) => [p.name, p.state]));
 }
 

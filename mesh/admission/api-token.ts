@@ -10,9 +10,9 @@ import type { Entry } from '../replication/replica.ts';
  * key, in the replicated space, so every peer can admit the token and nothing any peer stores
  * (a data dir copied off a host, a replica read by a member) can be used to log in with it.
  *
- * A token has a scope: `operator` (read the mesh, kv, dns: see mesh/api/scope.ts) or `admin`
- * (everything a holder of the mesh secret may do through the API, but never the mesh secret
- * itself). Only an admin token can make tokens, never with more scope than its own, and a
+ * A token has a scope: `operator` (read the mesh, kv, dns) or `admin` (everything a holder
+ * of the mesh secret may do through the API, but never the mesh secret itself); each method's
+ * level is declared with it (mesh/api/contract.ts, dns/api-contract.ts). Only an admin token can make tokens, never with more scope than its own, and a
  * token made by a token is revoked with it: validity follows the chain of parents.
  * Records: `apitoken/<id>` written by the peer that made it; `apitoken-revoked/<id>` that any
  * peer may write (a revocation wins over the record, whoever owns either).

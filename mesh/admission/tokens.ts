@@ -1,6 +1,6 @@
 // API tokens as the peer holds them: their records in the replicated space (public keys only,
 // see api-token.ts), and the credential each admitted connection proved, which decides what a
-// caller may do (mesh/api/scope.ts) and which channels it may open (members only).
+// caller may do (each method's access in mesh/api/contract.ts) and which channels it may open (members only).
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { listApiTokens, newApiToken, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, validToken, type ApiTokenRecord, type ApiTokenView, type TokenScope } from './api-token.ts';
 import type { ReplicaShell } from '../replication/shell.ts';
@@ -28,9 +28,9 @@ export class ApiTokens {
     return mark ?? 'api:unknown';
   }
 
-  /** The scope of a caller as credentialOf() names it: full for the local socket and mesh
-   *  members, the token's own for an API client (undefined once it is no longer valid). */
-  scopeOf(caller: string): TokenScope | 'member' | undefined {
+  /** What a caller as credentialOf() names it may call (mesh/api/method.ts Access): all for mesh
+   *  members, its scope for an API token (undefined once the token is no longer valid). */
+  accessOf(caller: string): TokenScope | 'member' | undefined {
     if (!caller.startsWith('api:')) return 'member';
     return this.get(caller.slice(4))?.scope;
   }
@@ -63,7 +63,7 @@ export class ApiTokens {
     // (Tokens it made die with it: their connections close too.)
     for (const conn of this.node.getConnections()) {
       const caller = this.credentialOf(conn);
-      if (caller.startsWith('api:') && this.scopeOf(caller) === undefined) await conn.close().catch(() => undefined);
+      if (caller.startsWith('api:') && this.accessOf(caller) === undefined) await conn.close().catch(() => undefined);
     }
   }
 

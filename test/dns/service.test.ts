@@ -5,7 +5,8 @@
 import { TCPClient, UDPClient } from 'dns2';
 import { describe, expect, test } from 'vitest';
 import { UserError } from '../../mesh/api/server.ts';
-import { dnsApi } from '../../dns/api.ts';
+import { registerDnsMethods } from '../../dns/api.ts';
+import { MethodTable } from '../../mesh/api/table.ts';
 import { DnsService, type DnsServiceOptions } from '../../dns/service.ts';
 import { formatDnsStatus, formatList, formatLookup } from '../../cli/dns.ts';
 import { addressesOf, decode, dig, makeQuery, QTYPE, stopAfterTest, tcpExchange, udpExchange } from './helpers.ts';
@@ -17,7 +18,9 @@ const HOST_B = '127.0.53.41';
 async function start(view: MemoryMeshView, o: Partial<DnsServiceOptions> = {}, host = HOST) {
   const service = stopAfterTest(await DnsService.start({ view, listen: [{ host, port: 0 }], upstreams: [], ...o }));
   const { port } = service.server.addresses()[0]!;
-  const call = dnsApi(() => service);
+  const methods = new MethodTable();
+  registerDnsMethods(methods, () => service);
+  const call = methods.handler(() => 'member');
   const api = (method: string, params: Record<string, unknown> = {}) =>
     call({ id: 1, method, params }, { emit: () => {}, closed: new Promise(() => {}), caller: 'local' }) as Promise<any>;
   return { service, host, port, api };
@@ -221,7 +224,9 @@ describe('extra records and the API the CLI uses', () => {
     expect(await refused('dns.remove', { name: 'nothing' })).toBe('no extra record named nothing.weft.local');
     expect(await refused('dns.remove', { name: 'web.shop.weft.local' })).toMatch(/is a container's name, not an extra record/);
     expect(await refused('dns.lookup', { name: 'web', type: 'MX2' })).toMatch(/^--type MX2 is not one of A, PTR, SRV/);
-    expect(await refused('dns.add', { name: 'db' })).toBe('missing parameter "ip"');
+    expect(await refused('dns.add', { name: 'db' })).toBe('dns.add: missing parameter "ip"');
+    expect(await refused('dns.add', { name: 'db', ip: '10.0.0.3', ttl: 5 })).toBe('dns.add: unknown parameter "ttl"');
+    expect(await refused('dns.lookup', { name: 'x'.repeat(300) })).toBe('dns.lookup: parameter "name" is too long (300 characters, at most 253)');
   });
 
   test('`dns lookup` answers through the same path as the wire, parsed; ls and status have all the CLI prints', async () => {

@@ -6,7 +6,8 @@ import { useHarness } from '../harness/vitest.ts';
 import type { Host } from '../harness/harness.ts';
 import { BUSYBOX_IMAGE } from '../harness/dockerd.ts';
 import { ps, startNetworkMesh } from './network-helpers.ts';
-import { ApiClient } from '../../cli/client.ts';
+import { ApiClient } from '../../mesh/api/client.ts';
+import * as meshApi from '../../mesh/api/contract.ts';
 import type { ContainerEndpoint } from '../../mesh/endpoint.ts';
 
 const TOTAL = 500;
@@ -33,7 +34,7 @@ describe('churn', () => {
     const apis = await Promise.all(hosts.map((h) => ApiClient.local(h.dataDir)));
     const watcher = (async () => {
       for (let i = 0; i < 100_000 && !done; i++) {
-        const views = await Promise.all(apis.map((c) => c.call<ContainerEndpoint[]>('ps', { local: true }).catch(() => [] as ContainerEndpoint[])));
+        const views = await Promise.all(apis.map((c) => c.call(meshApi.ps, { local: true }).catch(() => [] as ContainerEndpoint[])));
         const byAddr = new Map<string, string>();
         for (const c of views.flat()) {
           seenAddrs.add(c.addr);

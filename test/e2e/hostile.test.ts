@@ -18,7 +18,10 @@ import { useHarness } from '../harness/vitest.ts';
 import { RAW_UDP_SCRIPT } from '../dns/raw-udp.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
 import { hostMac } from '../harness/names.ts';
-import { ApiClient } from '../../cli/client.ts';
+import { ApiClient } from '../../mesh/api/client.ts';
+import * as meshApi from '../../mesh/api/contract.ts';
+import * as dnsApi from '../../dns/api-contract.ts';
+import type { MethodSpec, ParamsOf, ParamsSchema, ResultOf } from '../../mesh/api/method.ts';
 import { DEFAULT_PLUGIN_DIR } from '../../mesh/network/docker/plugin.ts';
 
 const PASSWORD = 'e2e-hostile-password-5b1e';
@@ -62,10 +65,10 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-async function api<T>(h: Host, method: string, params: Record<string, unknown> = {}): Promise<T> {
+async function api<M extends MethodSpec<ParamsSchema, unknown, unknown>>(h: Host, spec: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
   const c = await ApiClient.local(h.dataDir);
   try {
-    return await c.call<T>(method, params);
+    return await c.call(spec, params);
   } finally {
     await c.close();
   }
@@ -94,10 +97,10 @@ describe('a live peer under hostile input', () => {
    *  hostile...) are left out; so is what membership says of liveness (checked apart). */
   async function snapshot(): Promise<Snapshot> {
     const [h1] = hosts();
-    const kv = await api<{ owner: string; key: string; bytes: number }[]>(h1, 'kv.list', {});
-    const members = await api<{ id: string; name: string }[]>(h1, 'peers');
-    const toks = await api<{ id: string; scope: string; revoked: boolean }[]>(h1, 'token.list');
-    const ipam = await api<Record<string, unknown>>(h1, 'ipam.status');
+    const kv = await api(h1, meshApi.kvList, {});
+    const members = await api(h1, meshApi.peers, {});
+    const toks = await api(h1, meshApi.tokenList, {});
+    const ipam = await api(h1, meshApi.ipamStatus, {});
     return {
       // Owner, key and size, not version: an owner may re-sign its own entries at a new version
       // when a peer claims to hold more of them than it wrote (replica.ts), which changes nothing.
@@ -114,15 +117,15 @@ describe('a live peer under hostile input', () => {
     expect(h1.peer?.running, `h1's peer exited after ${label}: ${JSON.stringify(h1.peer?.exit)}`).toBe(true);
     const st = await h1.weftJson<{ name: string }>(['status', '--json']);
     expect(st.name).toBe('h1');
-    const stateOf = async (h: Host, name: string) => (await api<{ name: string; state: string }[]>(h, 'peers')).find((p) => p.name === name)?.state;
+    const stateOf = async (h: Host, name: string) => (await api(h, meshApi.peers, {})).find((p) => p.name === name)?.state;
     await waitFor(async () => (await stateOf(h2, 'h1')) === 'alive', { timeoutMs: CONVERGE_MS, what: `h2 to see h1 alive after ${label}` });
     await waitFor(async () => (await stateOf(h1, 'h2')) === 'alive', { timeoutMs: CONVERGE_MS, what: `h1 to see h2 alive after ${label}` });
     // Writes flow both ways: h1 takes h2's, and h1's own writes still work and spread.
     const nonce = `${label}-${Date.now()}`;
-    await api(h2, 'kv.put', { key: `probe/from-h2/${nonce}`, value: nonce });
-    await api(h1, 'kv.put', { key: `probe/from-h1/${nonce}`, value: nonce });
-    await waitFor(async () => (await api<unknown[]>(h1, 'kv.get', { key: `probe/from-h2/${nonce}` })).length === 1, { timeoutMs: CONVERGE_MS, what: `a write on h2 to reach h1 after ${label}` });
-    await waitFor(async () => (await api<unknown[]>(h2, 'kv.get', { key: `probe/from-h1/${nonce}` })).length === 1, { timeoutMs: CONVERGE_MS, what: `a write on h1 to reach h2 after ${label}` });
+    await api(h2, meshApi.kvPut, { key: `probe/from-h2/${nonce}`, value: nonce });
+    await api(h1, meshApi.kvPut, { key: `probe/from-h1/${nonce}`, value: nonce });
+    await waitFor(async () => (await api(h1, meshApi.kvGet, { key: `probe/from-h2/${nonce}` })).length === 1, { timeoutMs: CONVERGE_MS, what: `a write on h2 to reach h1 after ${label}` });
+    await waitFor(async () => (await api(h2, meshApi.kvGet, { key: `probe/from-h1/${nonce}` })).length === 1, { timeoutMs: CONVERGE_MS, what: `a write on h1 to reach h2 after ${label}` });
     const log = logOf(h1);
     const fresh = log.slice(logMark);
     logMark = log.length;
@@ -133,7 +136,7 @@ describe('a live peer under hostile input', () => {
   /** Runs a probe whose input must all be refused: h1 keeps serving, its state is unchanged,
    *  and it logged why (each of `reasons`). */
   /** How often h2 has declared h1 dead so far. */
-  const deadVerdicts = async () => (await api<{ type: string; peer?: { name: string } }[]>(hosts()[1], 'events'))
+  const deadVerdicts = async () => ((await api(hosts()[1], meshApi.events, {})) ?? [])
     .filter((e) => e.type === 'dead' && e.peer?.name === 'h1').length;
 
   async function refused(label: string, run: () => Promise<void>, reasons: RegExp[] = []): Promise<string> {
@@ -156,10 +159,10 @@ describe('a live peer under hostile input', () => {
     await h1.startPeer({ password: PASSWORD, dataplane: true, args: ['--dataplane-mode', 'fast', '--dns-upstream', UPSTREAM] });
     await h1.spawn('upstream', [NODE, '--disable-warning=ExperimentalWarning', ATTACKER, 'upstream', JSON.stringify({ host: UPSTREAM, port: 53 })]);
     await h2.startPeer({ password: PASSWORD, peers: [h1.address] });
-    await waitFor(async () => (await api<{ peers: { alive: number } }>(h1, 'status')).peers.alive === 1, { timeoutMs: CONVERGE_MS, what: 'h1 to see h2' });
-    await waitFor(async () => (await api<{ peers: { alive: number } }>(h2, 'status')).peers.alive === 1, { timeoutMs: CONVERGE_MS, what: 'h2 to see h1' });
-    ids.h1 = (await api<{ id: string }>(h1, 'status')).id;
-    ids.h2 = (await api<{ id: string }>(h2, 'status')).id;
+    await waitFor(async () => (await api(h1, meshApi.status, {})).peers.alive === 1, { timeoutMs: CONVERGE_MS, what: 'h1 to see h2' });
+    await waitFor(async () => (await api(h2, meshApi.status, {})).peers.alive === 1, { timeoutMs: CONVERGE_MS, what: 'h2 to see h1' });
+    ids.h1 = (await api(h1, meshApi.status, {})).id;
+    ids.h2 = (await api(h2, meshApi.status, {})).id;
     // Extra addresses for the slow-loris, with h1 knowing their MAC as it knows every host's.
     const id = mesh().id;
     for (const n of LORIS_HOSTS) {
@@ -170,20 +173,20 @@ describe('a live peer under hostile input', () => {
     for (const scope of ['operator', 'admin'] as const) {
       tokens[scope] = await h1.weftJson<{ token: string; id: string }>(['token', 'create', '--api', '--name', `hostile-${scope}`, '--scope', scope, '--json']);
     }
-    await api(h1, 'kv.put', { key: 'base-h1', value: 'one' });
-    await api(h2, 'kv.put', { key: 'base-h2', value: 'two' });
-    await api(h1, 'dns.add', { name: 'web', ip: '10.32.9.9' });
-    await waitFor(async () => (await api<unknown[]>(h1, 'kv.get', { key: 'base-h2' })).length === 1, { timeoutMs: CONVERGE_MS, what: "h2's entry to reach h1" });
+    await api(h1, meshApi.kvPut, { key: 'base-h1', value: 'one' });
+    await api(h2, meshApi.kvPut, { key: 'base-h2', value: 'two' });
+    await api(h1, dnsApi.dnsAdd, { name: 'web', ip: '10.32.9.9' });
+    await waitFor(async () => (await api(h1, meshApi.kvGet, { key: 'base-h2' })).length === 1, { timeoutMs: CONVERGE_MS, what: "h2's entry to reach h1" });
     await waitFor(() => logOf(h1).includes('docker plugin listening'), { timeoutMs: CONVERGE_MS, what: "h1's plugin to listen" });
     // One address taken through the plugin, as dockerd takes one for a container: h1's ring
     // exists (IPAM makes it at the first allocation) and has an address in use to keep.
     const pool = JSON.parse((await pluginPost(h1, '/IpamDriver.RequestPool', JSON.stringify({ AddressSpace: '', Pool: '', SubPool: '', Options: {}, V6: false }))).body) as { PoolID: string };
     poolId = pool.PoolID;
     // (The peer's own DNS address, the second resolver of other hosts, may already be in use.)
-    const before = (await api<{ inUse: number }>(h1, 'ipam.status')).inUse;
+    const before = (await api(h1, meshApi.ipamStatus, {})).inUse;
     const got = await pluginPost(h1, '/IpamDriver.RequestAddress', JSON.stringify({ PoolID: poolId, Address: '', Options: {} }));
     expect(got.body).toMatch(/"Address":"10\./);
-    await waitFor(async () => (await api<{ state: string; inUse: number }>(h1, 'ipam.status')).inUse >= before + 1, { timeoutMs: CONVERGE_MS, what: "h1's IPAM to hold the address" });
+    await waitFor(async () => (await api(h1, meshApi.ipamStatus, {})).inUse >= before + 1, { timeoutMs: CONVERGE_MS, what: "h1's IPAM to hold the address" });
     await stillServing('setup');
     baseline = await snapshot();
     expect(baseline.kv.some((k) => k.startsWith(`${ids.h2} base-h2 `))).toBe(true);
@@ -251,13 +254,15 @@ describe('a live peer under hostile input', () => {
     const [h1, , h3] = hosts();
     const forbidden: Array<[string, Record<string, unknown>]> = [
       ['connect', { address: `${h3.ip}:6783` }], ['forget', { target: 'h2' }], ['rmpeer', { peer: 'h2' }], ['reset', {}],
-      ['token.create', {}], ['token.create', { api: true, scope: 'admin' }], ['token.revoke', { id: tokens.admin.id }],
+      ['token.join', {}], ['token.create', { scope: 'admin' }], ['token.revoke', { id: tokens.admin.id }],
       ['expose', {}], ['attach', { container: 'x' }],
     ];
     await refused('operator token', async () => {
       const r = await attack<any>(h3, 'api', { target: target(), token: tokens.operator.token, forbidden, channels: true, pipelineCount: 0, pipelineStreams: 0, holdMs: 0 });
       expect(r.status).toBe(true);
-      for (const f of r.forbidden) expect(f.error, `${f.method} with an operator token`).toMatch(/not allowed for an API token of scope operator/);
+      for (const f of r.forbidden) {
+        expect(f.error, `${f.method} with an operator token`).toMatch(f.method === 'token.join' ? /not allowed for an API token.*cannot create join tokens/ : /not allowed for an API token of scope operator/);
+      }
       expect(r.afterMalformed).toBe(true);
       for (const k of ['oversized', 'hugeLength']) {
         expect(r[k].refusals.join(' '), `${k} request`).toMatch(/exceeds the limit/);
@@ -272,14 +277,14 @@ describe('a live peer under hostile input', () => {
   test('an admin token cannot mint join tokens, revoke other tokens, or use member channels', async () => {
     const [, , h3] = hosts();
     const forbidden: Array<[string, Record<string, unknown>]> = [
-      ['token.create', {}], ['token.revoke', { id: tokens.operator.id }], ['token.create', { api: true, scope: 'root' }],
+      ['token.join', {}], ['token.revoke', { id: tokens.operator.id }], ['token.create', { scope: 'root' }],
     ];
     await refused('admin token', async () => {
       const r = await attack<any>(h3, 'api', { target: target(), token: tokens.admin.token, forbidden, channels: true, pipelineCount: 0, pipelineStreams: 0, holdMs: 0 });
       const errors = r.forbidden.map((f: { method: string; error: string | null }) => `${f.method}: ${f.error}`);
       expect(errors[0]).toMatch(/cannot create join tokens/);
       expect(errors[1]).toMatch(/can revoke only itself and the tokens it made/);
-      expect(errors[2]).toMatch(/scope must be operator or admin/);
+      expect(errors[2]).toMatch(/"scope" must be one of operator, admin/);
       for (const c of r.channels) expect(c.opened && !c.resetByPeer, `${c.name} channel open to a token`).toBe(false);
       expect(r.afterAll).toBe(true);
     });
@@ -288,8 +293,8 @@ describe('a live peer under hostile input', () => {
   test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {
     const [h1, h2, h3] = hosts();
     // 200 KiB, written through the API by h2 (the local CLI's argv could not carry it).
-    await api(h2, 'kv.put', { key: 'hostile-big', value: 'b'.repeat(200 * 1024) });
-    await waitFor(async () => (await api<unknown[]>(h1, 'kv.get', { key: 'hostile-big' })).length === 1, { timeoutMs: CONVERGE_MS, what: 'the big value to reach h1' });
+    await api(h2, meshApi.kvPut, { key: 'hostile-big', value: 'b'.repeat(200 * 1024) });
+    await waitFor(async () => (await api(h1, meshApi.kvGet, { key: 'hostile-big' })).length === 1, { timeoutMs: CONVERGE_MS, what: 'the big value to reach h1' });
     for (const who of ['member', 'token'] as const) {
       await refused(`pipelined reads from a ${who}`, async () => {
         const pid = h1.peer!.pid;
@@ -318,7 +323,7 @@ describe('a live peer under hostile input', () => {
 
   test('a member sending garbage and forgeries on the control channel changes nobody\'s membership', async () => {
     const [h1, h2, h3] = hosts();
-    const inc = async (h: Host) => (await api<{ incarnation: number }>(h, 'status')).incarnation;
+    const inc = async (h: Host) => (await api(h, meshApi.status, {})).incarnation;
     await refused('control channel', async () => {
       const r = await attack<any>(h3, 'control', {
         target: target(), password: PASSWORD,
@@ -327,7 +332,7 @@ describe('a live peer under hostile input', () => {
       expect(r.streams.every((s: { opened: boolean }) => s.opened)).toBe(true);
     }, [/rejected control message|closing stream from peer/, /rejected membership record/]);
     // No ghost of the 512 badly signed records is a member, on h1 or on h2.
-    expect((await api<{ name: string }[]>(h2, 'peers')).map((p) => p.name)).toEqual(['h1']);
+    expect((await api(h2, meshApi.peers, {})).map((p) => p.name)).toEqual(['h1']);
   });
 
   test('a member sending forged digests, others\' rows and huge versions on the sync channel changes no entry, and is held to its quota', async () => {
@@ -339,8 +344,8 @@ describe('a live peer under hostile input', () => {
       expect(r.streams.every((s: { opened: boolean }) => s.opened)).toBe(true);
     }, [/rejected replication message|closing stream from peer/, /rejected replicated entries/]);
     // The forged entries are nowhere; the flood is held to the quota (with the receivers' slack).
-    expect(await api<unknown[]>(h1, 'kv.get', { key: 'hostile-forged' })).toEqual([]);
-    const held = (await api<{ owner: string; key: string }[]>(h1, 'kv.list', { prefix: 'hostile-flood/' })).filter((e) => e.owner === attacker).length;
+    expect(await api(h1, meshApi.kvGet, { key: 'hostile-forged' })).toEqual([]);
+    const held = (await api(h1, meshApi.kvList, { prefix: 'hostile-flood/' })).filter((e) => e.owner === attacker).length;
     console.log(`sync flood: h1 holds ${held} of the attacker's ${FLOOD} entries`);
     expect(held).toBeGreaterThan(0);
     expect(held).toBeLessThanOrEqual(FLOOD_LIMIT);

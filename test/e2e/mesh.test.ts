@@ -95,8 +95,9 @@ describe('a mesh of four hosts', () => {
     // A token is for the API only: it cannot mint a join token (which carries the mesh key).
     const mint = await remote(['token', 'create']);
     expect(mint.code).toBe(1);
-    // (An operator token, the default, is refused any token command; an admin one join tokens.)
-    expect(mint.stderr).toMatch(/"token.create" is not allowed for an API token of scope operator/);
+    expect(mint.stderr).toMatch(/"token.join" is not allowed for an API token: a join token carries the mesh secret/);
+    const mintApi = await remote(['token', 'create', '--api']);
+    expect(mintApi.stderr).toMatch(/"token.create" is not allowed for an API token of scope operator/);
     expect((await h2.weft(['token', 'revoke', id])).code).toBe(0);
     await waitFor(async () => /refused our API token/.test((await remote(['status'])).stderr), { what: 'the revoked token to be refused' });
     const listed = await h1.weftJson<{ id: string; revoked: boolean }[]>(['token', 'ls', '--json']);

@@ -5,17 +5,19 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { join } from 'node:path';
-import { meshAdmission, type ApiTokenCredential } from '../mesh/admission/admission.ts';
-import { API_PROTOCOL } from '../mesh/api/server.ts';
-import { encodeFrame, FrameDecoder } from '../mesh/framing.ts';
-import { parseHostPort, toMultiaddr, formatHostPort } from '../mesh/address.ts';
+import { meshAdmission, type ApiTokenCredential } from '../admission/admission.ts';
+import { API_PROTOCOL } from './server.ts';
+import { encodeFrame, FrameDecoder } from '../framing.ts';
+import { parseHostPort, toMultiaddr, formatHostPort } from '../address.ts';
+import type { EventOf, MethodSpec, ParamsOf, ParamsSchema, ResultOf } from './method.ts';
 
 /** Replies can be large (`weft peers` on a big mesh); bounded all the same. */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 /** A peer answers in milliseconds; a silent one should not hang the terminal. */
 const CONNECT_TIMEOUT_MS = 5000;
 
-export class CliError extends Error {}
+/** A call that failed: the peer's refusal or error, or the connection, in one sentence. */
+export class ApiCallError extends Error {}
 
 interface Transport {
   write(bytes: Uint8Array): void;
@@ -24,7 +26,9 @@ interface Transport {
   close(): Promise<void>;
 }
 
-/** Talks to a peer's API, over the local unix socket or over the mesh. */
+/** Talks to a peer's API, over the local unix socket or over the mesh: the one client the
+ *  CLI, the tests and the benchmarks share. `call` takes a method's spec (mesh/api/contract.ts,
+ *  dns/api-contract.ts) and is typed by it. */
 export class ApiClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; onEvent?: (e: unknown) => void }>();
@@ -37,7 +41,7 @@ export class ApiClient {
       for (const f of this.decoder.push(bytes)) this.onFrame(f as Record<string, unknown>);
     });
     transport.onClose(() => {
-      for (const p of this.pending.values()) p.reject(new CliError('the peer closed the connection'));
+      for (const p of this.pending.values()) p.reject(new ApiCallError('the peer closed the connection'));
       this.pending.clear();
     });
   }
@@ -47,7 +51,7 @@ export class ApiClient {
     const sock = connect(path);
     await new Promise<void>((resolve, reject) => {
       sock.once('connect', resolve);
-      sock.once('error', (err: NodeJS.ErrnoException) => reject(new CliError(
+      sock.once('error', (err: NodeJS.ErrnoException) => reject(new ApiCallError(
         err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
           ? `no weft peer is running with data dir ${dataDir} (start one with \`weft launch\`, or give --data-dir or --peer)`
           : err.code === 'EACCES'
@@ -78,15 +82,15 @@ export class ApiClient {
     } catch (err) {
       await Promise.resolve(node.stop()).catch(() => undefined);
       if (refusal === 'wrong mesh password') {
-        throw new CliError('apiToken' in credential
+        throw new ApiCallError('apiToken' in credential
           ? `cannot reach ${target}: the peer refused our API token (unknown or revoked: see weft token ls)`
           : `cannot reach ${target}: the peer refused our mesh password (check --password-file or WEFT_PASSWORD)`);
       }
-      if (refusal) throw new CliError(`cannot reach ${target}: ${refusal}`);
+      if (refusal) throw new ApiCallError(`cannot reach ${target}: ${refusal}`);
       const msg = (err as Error).message;
-      if (/ECONNREFUSED/.test(msg)) throw new CliError(`cannot reach ${target}: connection refused (is a weft peer listening there?)`);
-      if (/abort|timeout/i.test(msg)) throw new CliError(`cannot reach ${target}: no answer within ${CONNECT_TIMEOUT_MS / 1000} s`);
-      throw new CliError(`cannot reach ${target}: ${msg}`);
+      if (/ECONNREFUSED/.test(msg)) throw new ApiCallError(`cannot reach ${target}: connection refused (is a weft peer listening there?)`);
+      if (/abort|timeout/i.test(msg)) throw new ApiCallError(`cannot reach ${target}: no answer within ${CONNECT_TIMEOUT_MS / 1000} s`);
+      throw new ApiCallError(`cannot reach ${target}: ${msg}`);
     }
     let closeFn: (() => void) | undefined;
     const dataFns: ((b: Uint8Array) => void)[] = [];
@@ -110,11 +114,17 @@ export class ApiClient {
     });
   }
 
-  /** Calls `method`; for streaming methods, `onEvent` receives each event until the call ends. */
-  call<T = unknown>(method: string, params: Record<string, unknown> = {}, onEvent?: (e: unknown) => void): Promise<T> {
+  /** Calls a method; for streaming methods, `onEvent` receives each event until the call ends. */
+  call<M extends MethodSpec<ParamsSchema, unknown, unknown>>(spec: M, params: ParamsOf<M>, onEvent?: (e: EventOf<M>) => void): Promise<ResultOf<M>> {
+    return this.raw(spec.name, params as Record<string, unknown>, onEvent as ((e: unknown) => void) | undefined) as Promise<ResultOf<M>>;
+  }
+
+  /** Any method by name with any parameters, unchecked: for tests of what the peer does with
+   *  requests no typed client would send. */
+  raw(method: string, params: Record<string, unknown> = {}, onEvent?: (e: unknown) => void): Promise<unknown> {
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onEvent });
+    return new Promise<unknown>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onEvent });
       this.transport.write(encodeFrame({ id, method, params }));
     });
   }
@@ -127,7 +137,7 @@ export class ApiClient {
     if (f.id === -1 && f.error) {
       // An error the peer could not tie to a request (one too large to read): it is about
       // what we sent last, and the peer reads nothing more on this connection.
-      const err = new CliError(String((f.error as { message?: unknown }).message));
+      const err = new ApiCallError(String((f.error as { message?: unknown }).message));
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
       return;
@@ -139,7 +149,7 @@ export class ApiClient {
       return;
     }
     this.pending.delete(f.id as number);
-    if (f.error) p.reject(new CliError(String((f.error as { message?: unknown }).message)));
+    if (f.error) p.reject(new ApiCallError(String((f.error as { message?: unknown }).message)));
     else p.resolve(f.result);
   }
 }

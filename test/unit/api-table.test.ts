@@ -1,0 +1,119 @@
+// The API's method table: every method's access level as declared, callers below it refused in
+// one sentence, parameters checked against the schema (unknown fields, missing ones, sizes)
+// before any handler runs, and random parameters never reaching a handler unchecked.
+
+import { describe, expect, test } from 'vitest';
+import * as meshApi from '../../mesh/api/contract.ts';
+import * as dnsApi from '../../dns/api-contract.ts';
+import { v, type Access, type MethodSpec, type ParamsSchema } from '../../mesh/api/method.ts';
+import { UserError, type ApiContext } from '../../mesh/api/request.ts';
+import { MethodTable } from '../../mesh/api/table.ts';
+import { mulberry32 } from '../../mesh/seeded-random.ts';
+
+type AnySpec = MethodSpec<ParamsSchema, unknown, unknown>;
+
+function specsOf(mod: Record<string, unknown>): AnySpec[] {
+  return Object.values(mod).filter((x): x is AnySpec => typeof x === 'object' && x !== null && 'access' in x && 'params' in x);
+}
+const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi)];
+
+/** A table of every real spec whose handlers record what reached them. */
+function table(): { t: MethodTable; reached: Array<{ name: string; params: unknown }> } {
+  const t = new MethodTable();
+  const reached: Array<{ name: string; params: unknown }> = [];
+  for (const s of SPECS) t.register(s, (params) => { reached.push({ name: s.name, params }); return 'ok'; });
+  return { t, reached };
+}
+
+const CALLERS: Record<string, Access | undefined> = { 'api:op': 'operator', 'api:adm': 'admin', member: 'member', 'api:gone': undefined };
+const ctx = (caller: string): ApiContext => ({ caller, emit: () => undefined, closed: new Promise(() => undefined) });
+
+/** Valid parameters for each method that takes any. */
+const VALID: Record<string, Record<string, unknown>> = {
+  connect: { address: '10.0.0.1:6783' }, forget: { target: 'h2' }, 'token.revoke': { id: '0123456789abcdef' },
+  'kv.put': { key: 'k', value: 'v' }, 'kv.get': { key: 'k' }, attach: { container: 'web' }, detach: { container: 'web' },
+  rmpeer: { peer: 'h2' }, 'dns.lookup': { name: 'web' }, 'dns.add': { name: 'db', ip: '10.0.0.3' }, 'dns.remove': { name: 'db' },
+};
+
+describe('the API method table', () => {
+  test('what an operator token may call is exactly the reading and kv/dns methods; join tokens need the mesh secret', () => {
+    const byLevel = (a: Access) => SPECS.filter((s) => s.access === a).map((s) => s.name).sort();
+    expect(byLevel('operator')).toEqual([
+      'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
+      'kv.get', 'kv.list', 'kv.put', 'peers', 'ps', 'status', 'token.list',
+    ]);
+    expect(byLevel('member')).toEqual(['token.join']);
+    expect(byLevel('local')).toEqual([]);
+    expect(new Set(SPECS.map((s) => s.name)).size).toBe(SPECS.length);
+  });
+
+  test('each caller reaches exactly the methods at or below its level, others get one sentence', async () => {
+    const { t, reached } = table();
+    for (const [caller, level] of [['local', 'local'] as const, ...Object.entries(CALLERS)]) {
+      const handler = t.handler((c) => CALLERS[c]);
+      for (const s of SPECS) {
+        reached.length = 0;
+        const call = handler({ id: 1, method: s.name, params: VALID[s.name] ?? {} }, ctx(caller));
+        const order: Access[] = ['operator', 'admin', 'member', 'local'];
+        const allowed = level !== undefined && order.indexOf(level) >= order.indexOf(s.access);
+        if (allowed) {
+          await expect(call, `${caller} -> ${s.name}`).resolves.toBe('ok');
+          expect(reached).toEqual([{ name: s.name, params: VALID[s.name] ?? {} }]);
+        } else {
+          const err = await call.then(() => undefined, (e: unknown) => e);
+          expect(err, `${caller} -> ${s.name}`).toBeInstanceOf(UserError);
+          expect((err as Error).message).toMatch(level === undefined ? /revoked/ : /not allowed/);
+          expect(reached).toEqual([]);
+        }
+      }
+    }
+  });
+
+  test('parameters: unknown, missing, too long and mistyped fields are refused by name before the handler', async () => {
+    const { t, reached } = table();
+    const call = (method: string, params: Record<string, unknown>) =>
+      t.handler(() => 'member')({ id: 1, method, params }, ctx('member')).then(() => 'ok', (e: Error) => e.message);
+    expect(await call('kv.put', { key: 'k', value: 'v', owner: 'someone-else' })).toBe('kv.put: unknown parameter "owner"');
+    expect(await call('kv.put', { value: 'v' })).toBe('kv.put: missing parameter "key"');
+    expect(await call('kv.put', { key: '', value: 'v' })).toBe('kv.put: parameter "key" must not be empty');
+    expect(await call('kv.put', { key: 'k', value: 7 })).toMatch(/^kv\.put: parameter "value" must be a/);
+    expect(await call('kv.put', { key: 'k', value: 'x'.repeat(256 * 1024 + 1) })).toBe('kv.put: parameter "value" is too long (262145 characters, at most 262144)');
+    expect(await call('token.create', { scope: 'root' })).toBe('token.create: parameter "scope" must be one of operator, admin, not "root"');
+    expect(await call('events', { follow: 'yes' })).toMatch(/^events: parameter "follow" must be a boolean/);
+    expect(await call('no.such', {})).toMatch(/unknown API method "no.such"/);
+    expect(reached).toEqual([]);
+    expect(await call('kv.put', { key: 'k', value: null })).toBe('ok');
+  });
+
+  test('fuzz: random parameters reach a handler only when they match its schema, and fail as one UserError otherwise', async () => {
+    const { t, reached } = table();
+    const handler = t.handler(() => 'member');
+    const rand = mulberry32(20261203);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+    const keys = ['key', 'value', 'name', 'ip', 'follow', 'local', 'scope', 'address', 'peer', 'container', 'target', 'id', 'prefix', 'type', '__proto__', 'constructor'];
+    const values = (): unknown => pick([
+      '', 'x', 'a'.repeat(300), 'a'.repeat(70_000), 0, -1, 1e300, NaN, true, false, null, undefined, [], ['x'], {}, { nested: { deeper: 1 } }, 'operator', 'admin',
+    ]);
+    let accepted = 0;
+    for (let i = 0; i < 3000; i++) {
+      const s = pick(SPECS);
+      const params: Record<string, unknown> = {};
+      const n = Math.floor(rand() * 4);
+      for (let k = 0; k < n; k++) params[pick(keys)] = values();
+      if (rand() < 0.3) Object.assign(params, VALID[s.name] ?? {});
+      reached.length = 0;
+      try {
+        await handler({ id: i, method: s.name, params }, ctx('member'));
+        accepted++;
+        expect(reached).toHaveLength(1);
+        expect(v.is(s.params, reached[0]?.params), `${s.name} got ${JSON.stringify(params)}`).toBe(true);
+      } catch (err) {
+        expect(err, `${s.name} ${JSON.stringify(params)}`).toBeInstanceOf(UserError);
+        expect((err as Error).message.startsWith(`${s.name}: `)).toBe(true);
+        expect(reached).toEqual([]);
+      }
+    }
+    // Some random calls were valid (the test exercised the accepting path too).
+    expect(accepted).toBeGreaterThan(100);
+  });
+});
