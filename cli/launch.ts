@@ -1,105 +1,16 @@
-import { hostname } from 'node:os';
-import { formatHostPort, MESH_PORT, parseHostPort } from '../mesh/address.ts';
+// `weft launch`: a peer in the foreground, with its DNS, API and metrics, until SIGINT or
+// SIGTERM. The options and the configs they make are in launch-options.ts.
+
+import { join } from 'node:path';
 import { ApiServer } from '../mesh/api/server.ts';
 import { MethodTable } from '../mesh/api/table.ts';
-import type { PeerConfig } from '../mesh/config.ts';
 import { errorText, logger, setLogLevel } from '../mesh/log.ts';
 import { Peer } from '../mesh/peer.ts';
 import { registerPeerMethods } from '../mesh/api/peer-methods.ts';
-import type { Role } from '../mesh/membership/membership.ts';
-import { CliError } from './error.ts';
-import { readMeshSecret } from './secret.ts';
-import { join } from 'node:path';
-import { DEFAULT_IPAM_RANGE, parseCidr } from '../mesh/ipam/cidr.ts';
-import { BRIDGE_DNS_PORT, DEFAULT_DNS_LISTEN, DEFAULT_DNS_TTL, DnsService } from '../dns/service.ts';
+import { BRIDGE_DNS_PORT, DnsService } from '../dns/service.ts';
 import { registerDnsMethods } from '../dns/api.ts';
-import { parseUpstream } from '../dns/upstream-config.ts';
-
-/** Weave Net's metrics port, on loopback: metrics are for the host's own scraper. */
-const DEFAULT_METRICS = '127.0.0.1:6782';
-
-export interface LaunchOptions {
-  dataDir: string;
-  listen: string;
-  advertise?: string;
-  peers?: string;
-  name?: string;
-  tags?: string;
-  role: string;
-  passwordFile?: string;
-  token?: string;
-  tokenFile?: string;
-  dataplane: boolean;
-  dataplaneMode?: string;
-  ipallocRange?: string;
-  ipallocInit?: string;
-  dockerHost?: string;
-  pluginName?: string;
-  dnsListen?: string;
-  dnsTtl?: string;
-  dnsUpstream?: string;
-  metricsListen: string;
-  logLevel?: string;
-}
-
-function list(text: string | undefined): string[] {
-  return (text ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-}
-
-export function launchConfig(o: LaunchOptions): PeerConfig {
-  // The token may be on the command line: replace the process title (what ps shows) at once.
-  process.title = o.name ? `weft launch ${o.name}` : 'weft launch';
-  const secret = readMeshSecret(o);
-  if (!secret) {
-    throw new CliError('no mesh secret: give --password-file FILE, WEFT_PASSWORD, or --token (every peer of a mesh needs the same one)');
-  }
-  if (o.role !== 'manager' && o.role !== 'worker') throw new CliError(`--role must be manager or worker, not "${o.role}"`);
-  const parse = (t: string) => {
-    try {
-      return formatHostPort(parseHostPort(t));
-    } catch (err) {
-      throw new CliError(errorText(err));
-    }
-  };
-  const listen = parseHostPort(parse(o.listen), MESH_PORT);
-  const range = parseCidr(o.ipallocRange ?? DEFAULT_IPAM_RANGE);
-  if (typeof range === 'string') throw new CliError(`--ipalloc-range: ${range}`);
-  let ipallocInit: number | undefined;
-  if (o.ipallocInit !== undefined) {
-    const m = /^consensus=(\d{1,4})$/.exec(o.ipallocInit);
-    if (!m || Number(m[1]) < 1) throw new CliError(`--ipalloc-init must be consensus=N with N >= 1 (the number of peers starting together), not "${o.ipallocInit}"`);
-    ipallocInit = Number(m[1]);
-  }
-  if (o.dataplaneMode !== undefined && o.dataplaneMode !== 'encrypted' && o.dataplaneMode !== 'fast') {
-    throw new CliError(`--dataplane-mode must be encrypted or fast, not "${o.dataplaneMode}"`);
-  }
-  return {
-    dataDir: o.dataDir,
-    listen,
-    advertise: o.advertise ? parseHostPort(parse(o.advertise)) : undefined,
-    peers: [...new Set([...list(o.peers), ...secret.peers].map(parse))],
-    name: o.name ?? hostname(),
-    tags: list(o.tags),
-    role: o.role as Role,
-    meshKey: secret.key,
-    dataplane: o.dataplane,
-    dataplaneMode: (o.dataplaneMode ?? 'encrypted') as 'encrypted' | 'fast',
-    ipallocRange: range.text,
-    ipallocInit,
-    dockerHost: o.dockerHost ?? process.env.DOCKER_HOST ?? undefined,
-    pluginName: o.pluginName === 'off' ? null : (o.pluginName ?? 'weft'),
-    metricsListen: o.metricsListen === 'off' ? null : parseHostPort(parse(o.metricsListen)),
-    dnsListen: o.dnsListen === 'off' ? null : parseHostPort(parse(o.dnsListen ?? formatHostPort(DEFAULT_DNS_LISTEN)), DEFAULT_DNS_LISTEN.port),
-    dnsTtl: parseTtl(o.dnsTtl),
-    dnsUpstreams: o.dnsUpstream === undefined ? undefined : list(o.dnsUpstream).map((u) => {
-      try {
-        return parseUpstream(u);
-      } catch (err) {
-        throw new CliError(`--dns-upstream: ${errorText(err)}`);
-      }
-    }),
-  };
-}
+import { CliError } from './error.ts';
+import { launchConfig, type DnsLaunchConfig, type LaunchOptions } from './launch-options.ts';
 
 /** The DNS server's counters on the peer's /metrics. */
 function registerDnsMetrics(peer: Peer, dns: DnsService): void {
@@ -118,25 +29,15 @@ function registerDnsMetrics(peer: Peer, dns: DnsService): void {
   m.gauge('weft_dns_tcp_unsent_bytes', 'DNS answers over TCP waiting for their clients to read them.', () => dns.stats().tcpUnsentBytes);
 }
 
-/** Longest TTL accepted: answers must follow redeploys, and an hour is already far too long. */
-const MAX_DNS_TTL = 3600;
-
-function parseTtl(text: string | undefined): number {
-  if (text === undefined) return DEFAULT_DNS_TTL;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > MAX_DNS_TTL) throw new CliError(`--dns-ttl must be whole seconds from 0 to ${MAX_DNS_TTL}, not "${text}"`);
-  return n;
-}
-
 /** The mesh DNS: on --dns-listen at once, and on the bridge's gateway once the data plane is up.
  *  Composed here, not in the peer: dns/ builds on mesh/, never the reverse. */
-async function startDns(peer: Peer, config: PeerConfig): Promise<DnsService | undefined> {
-  const listen = config.dnsListen ? [config.dnsListen] : [];
+async function startDns(peer: Peer, config: DnsLaunchConfig): Promise<DnsService | undefined> {
+  const listen = config.listen ? [config.listen] : [];
   if (listen.length === 0 && !peer.network) return undefined;
   const dns = await DnsService.start({
     view: peer.view(), listen: listen.length ? listen : [{ host: peer.network!.dnsAddress, port: BRIDGE_DNS_PORT }],
-    ttl: config.dnsTtl, ...(config.dnsUpstreams ? { upstreams: config.dnsUpstreams } : {}),
-    reverse: [config.ipallocRange ?? DEFAULT_IPAM_RANGE], log: logger('dns'),
+    ttl: config.ttl, ...(config.upstreams ? { upstreams: config.upstreams } : {}),
+    reverse: [peer.config.ipallocRange], log: logger('dns'),
   });
   if (listen.length && peer.network) await dns.addListener({ host: peer.network.dnsAddress, port: BRIDGE_DNS_PORT });
   // Other hosts' containers list this peer's DNS second, on an overlay address of its own, so
@@ -149,8 +50,10 @@ async function startDns(peer: Peer, config: PeerConfig): Promise<DnsService | un
 
 /** Runs a peer in the foreground until SIGINT or SIGTERM. */
 export async function launch(o: LaunchOptions): Promise<void> {
-  if (o.logLevel) setLogLevel(o.logLevel);
+  // The token may be on the command line: replace the process title (what ps shows) at once.
+  process.title = o.name ? `weft launch ${o.name}` : 'weft launch';
   const config = launchConfig(o);
+  setLogLevel(config.logLevel);
   const log = logger('launch');
   // Signals are ours from the first moment: one that arrives while the peer is still starting
   // (a supervisor giving up, an operator's ^C) is acted on once it has started, so the stop is
@@ -176,7 +79,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  const peer = await Peer.start(config);
+  const peer = await Peer.start(config.peer);
   // Every handler on the network path catches its own failures (the hostile-input battery
   // checks it). A promise that still rejects unhandled is a bug, and ending the peer for it
   // would take the host's DNS and control plane down on whatever input reached it: it is
@@ -190,7 +93,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   peer.metrics.counter('weft_unhandled_rejections_total', 'Promise rejections no handler caught (bugs; the peer keeps running).', () => unhandled);
   let dns: DnsService | undefined;
   try {
-    dns = await startDns(peer, config);
+    dns = await startDns(peer, config.dns);
   } catch (err) {
     await peer.stop();
     throw new CliError(`cannot start the DNS server: ${errorText(err)} (choose another --dns-listen, or --dns-listen off)`);
@@ -204,7 +107,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   peer.metrics.gauge('weft_api_requests_in_flight', 'API requests being served or waiting for their client to read the reply.', () => api.stats().requestsInFlight);
   peer.metrics.gauge('weft_api_reply_bytes_queued', 'API reply bytes waiting for clients to read them.', () => api.stats().bytesQueued);
   try {
-    await api.listenUnix(join(config.dataDir, 'weft.sock'));
+    await api.listenUnix(join(config.peer.dataDir, 'weft.sock'));
   } catch (err) {
     await dns?.stop();
     await peer.stop();
@@ -220,4 +123,3 @@ export async function launch(o: LaunchOptions): Promise<void> {
   if (early !== undefined) onSignal(early);
 }
 
-export { DEFAULT_METRICS };

@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { client, EXIT_USAGE, fail, run, type Globals } from './run.ts';
-import { DEFAULT_METRICS, launch } from './launch.ts';
+import { launch } from './launch.ts';
+import { commanderOption, LAUNCH_OPTIONS } from './launch-options.ts';
 import { ago, formatIpamStatus, table } from './format.ts';
 import { CliError } from './error.ts';
 import * as api from '../mesh/api/contract.ts';
@@ -8,10 +9,8 @@ import type { MeshEvent } from '../mesh/events.ts';
 import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { dnsStatus } from '../dns/api-contract.ts';
 import { MESH_PORT } from '../mesh/address.ts';
-import { DEFAULT_IPAM_RANGE } from '../mesh/ipam/cidr.ts';
+import { DEFAULT_DATA_DIR } from '../mesh/config.ts';
 import { errorText } from '../mesh/log.ts';
-
-const DEFAULT_DATA_DIR = '/var/lib/weft';
 
 const program = new Command('weft')
   .description('weft: an overlay mesh and service-discovery runtime for Docker hosts')
@@ -23,32 +22,13 @@ const program = new Command('weft')
   .showHelpAfterError('(run weft --help for usage)')
   .exitOverride();
 
-program.command('launch')
-  .description('run a weft peer in the foreground until SIGINT or SIGTERM')
-  .option('--listen <ip:port>', 'mesh address to listen on', `0.0.0.0:${MESH_PORT}`)
-  .option('--advertise <ip:port>', 'address other peers dial (default: the listen address, or the first non-loopback one)')
-  .option('--peers <ip[:port],...>', 'peers to join')
-  .option('--name <name>', 'peer name (default: the hostname)')
-  .option('--tags <a,b>', 'tags for placement')
-  .addOption(new Option('--role <role>', 'manager or worker').default('manager'))
-  .option('--password-file <file>', 'file holding the mesh password (or WEFT_PASSWORD)')
-  .option('--token <token>', 'join token from `weft token create` (or --token-file, WEFT_TOKEN)')
-  .option('--token-file <file>', 'file holding a join token')
-  .option('--no-dataplane', 'mesh only: no container networking, no root needed')
-  .addOption(new Option('--dataplane-mode <mode>', 'encrypted (WireGuard on 6783/udp) or fast (VXLAN on 6784/udp, trusted underlays only)').choices(['encrypted', 'fast']).default('encrypted'))
-  .option('--ipalloc-range <cidr>', 'container address space, the same on every peer', DEFAULT_IPAM_RANGE)
-  .option('--ipalloc-init <consensus=N>', 'peers whose majority creates the first address ring (default: 1 + the number of --peers)')
-  .option('--docker-host <url>', 'the dockerd to watch (default: DOCKER_HOST, else unix:///var/run/docker.sock)')
-  .option('--dns-listen <ip:port|off>', 'host address of the mesh DNS (containers use the bridge address)', '127.0.0.153:53')
-  .option('--dns-ttl <seconds>', 'TTL of mesh answers (and the minimum of negative ones)', '1')
-  .option('--dns-upstream <ip[:port],...>', 'resolvers for other names (default: those of /etc/resolv.conf)')
-  .option('--plugin-name <name|off>', 'name of the Docker network and IPAM plugin (docker network create -d NAME --ipam-driver NAME)', 'weft')
-  .option('--metrics-listen <ip:port|off>', 'Prometheus metrics address', DEFAULT_METRICS)
-  .option('--log-level <level>', 'debug, info, warn or error', 'info')
-  .action(async (opts, cmd: Command) => {
-    const g = cmd.optsWithGlobals<Globals & { passwordFile?: string }>();
-    await launch({ ...opts, dataDir: g.dataDir, passwordFile: opts.passwordFile ?? g.passwordFile });
-  });
+const launchCommand = program.command('launch')
+  .description('run a weft peer in the foreground until SIGINT or SIGTERM');
+for (const spec of LAUNCH_OPTIONS) launchCommand.addOption(commanderOption(spec));
+launchCommand.action(async (opts, cmd: Command) => {
+  const g = cmd.optsWithGlobals<Globals & { passwordFile?: string }>();
+  await launch({ ...opts, dataDir: g.dataDir, passwordFile: opts.passwordFile ?? g.passwordFile });
+});
 
 program.command('status [what]')
   .description("this peer's identity and a count of the mesh's peers by state; `status ipam` for the address space")

@@ -14,15 +14,16 @@ import {
   nameToWire,
   normalizeName,
 } from './names.ts';
+import { DEFAULT_IPAM_RANGE } from '../mesh/ipam/cidr.ts';
 import { CLASS_IN, HEADER_LEN, TYPE } from './packet.ts';
 import type { DnsSrv } from './records.ts';
 
 /** The issue's default: short enough that a moved container is answered correctly almost at
  *  once by resolvers that cache, cheap for us because every answer is precomputed. */
 export const DEFAULT_TTL_S = 1;
-/** Reverse ranges answered authoritatively (PTR, NXDOMAIN) and never forwarded: the
- *  container address space of ARCHITECTURE.md. */
-export const DEFAULT_REVERSE = ['10.32.0.0/12'] as const;
+/** Reverse ranges answered authoritatively (PTR, NXDOMAIN) and never forwarded: the default
+ *  container address space (a peer passes its own --ipalloc-range). */
+export const DEFAULT_REVERSE = [DEFAULT_IPAM_RANGE] as const;
 /** SOA timers matter only to secondary servers, of which there are none; RFC 1912 values. */
 const SOA_REFRESH = 3600;
 const SOA_RETRY = 600;

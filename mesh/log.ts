@@ -1,7 +1,8 @@
 /** Structured one-line logs (logfmt) on stderr: `ts=… level=info comp=mesh msg="…" key=value`.
  *  One line per event so that `grep` and log shippers need no parser of their own. */
 
-export type Level = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LOG_LEVELS)[number];
 const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export type Fields = Record<string, string | number | boolean | undefined | null>;

@@ -22,7 +22,6 @@ import { Metrics } from './metrics.ts';
 import { registerPeerMetrics } from './peer-metrics.ts';
 import { ReplicaShell } from './replication/shell.ts';
 import { IpamShell } from './ipam/shell.ts';
-import { DEFAULT_IPAM_RANGE } from './ipam/ipam.ts';
 import type { MeshView, PeerLiveness } from './mesh-view.ts';
 import type { Network } from './network/network.ts';
 import { checkRangeAgainstRoutes } from './network/route-overlap.ts';
@@ -186,8 +185,8 @@ export class Peer {
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
       tokenKey = (id) => validTokenKey((key) => replica.lookup(key), id);
       const ipam = await IpamShell.open({
-        store, self: identity.id, range: config.ipallocRange ?? DEFAULT_IPAM_RANGE,
-        expectedPeers: config.ipallocInit ?? 1 + config.peers.length, log: log.child('ipam'),
+        store, self: identity.id, range: config.ipallocRange,
+        expectedPeers: config.ipallocInit, log: log.child('ipam'),
       });
       const peer = new Peer({ config, identity, node, store, members, advertise, log, replica, ipam, rejectedAdmissions, credentials });
       onMemberEvent = (e) => peer.onMemberEvent(e);
@@ -248,13 +247,13 @@ export class Peer {
       await this.store.put(TARGET_PREFIX + addr, addr, false);
     }
     if (this.config.dataplane) {
-      const range = this.config.ipallocRange ?? DEFAULT_IPAM_RANGE;
+      const range = this.config.ipallocRange;
       await checkRangeAgainstRoutes(range);
       // Loaded only here: the Docker client and its dependencies cost a mesh-only peer
       // (--no-dataplane) ~15 MB of memory it never uses.
       const { Network } = await import('./network/network.ts');
       this.network = await Network.start({
-        mode: this.config.dataplaneMode ?? 'encrypted', range, underlay: this.advertise.host, dataDir: this.config.dataDir,
+        mode: this.config.dataplaneMode, range, underlay: this.advertise.host, dataDir: this.config.dataDir,
         dockerHost: this.config.dockerHost, pluginName: this.config.pluginName, view: this.view(), ipam: this.ipam, store: this.store, log: this.log.child('network'),
       });
     }

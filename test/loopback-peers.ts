@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Peer } from '../mesh/peer.ts';
-import type { PeerConfig } from '../mesh/config.ts';
+import { peerConfig, type PeerConfig } from '../mesh/config.ts';
 
 export class LoopbackPeers {
   readonly running: Peer[] = [];
@@ -26,10 +26,10 @@ export class LoopbackPeers {
   config(name: string, peers: string[] = [], extra: Partial<PeerConfig> = {}): PeerConfig {
     const dir = mkdtempSync(join(tmpdir(), `weft-peer-${name}-`));
     this.dirs.push(dir);
-    return {
-      dataDir: dir, listen: { host: `${this.net}.${this.nextHost++ % 250}.1`, port: this.port }, peers, name, tags: [], role: 'manager',
+    return peerConfig({
+      dataDir: dir, listen: { host: `${this.net}.${this.nextHost++ % 250}.1`, port: this.port }, peers, name,
       meshKey: this.key, dataplane: false, metricsListen: null, ...extra,
-    };
+    });
   }
 
   async start(c: PeerConfig): Promise<Peer> {

@@ -40,7 +40,7 @@ export function registerPeerMethods(table: MethodTable, peer: Peer): void {
       tags: self.tags,
       incarnation: self.inc,
       uptimeSeconds: Math.round((Date.now() - peer.startedAt) / 1000),
-      dataplane: peer.network ? (peer.config.dataplaneMode ?? 'encrypted') : 'off',
+      dataplane: peer.network ? peer.config.dataplaneMode : 'off',
       peers: { alive: count('alive'), suspect: count('suspect'), dead: count('dead'), left: count('left') },
       connections: peer.connectedPeers().size,
       replica: { entries: peer.replica.size() },
