@@ -9,7 +9,7 @@ import * as api from './api-contract.ts';
 import { LOOKUP_TYPES, type LookupRecord, type LookupResult, type LookupType } from './api-contract.ts';
 import { qualify, reverseName } from './names.ts';
 import { RCODE_NAME } from './packet.ts';
-import { DnsInputError } from './registry-source.ts';
+import { DnsInputError } from './extra-votes.ts';
 import type { DnsService } from './service.ts';
 
 /** Registers the `dns.*` methods; `service` is undefined on a peer without DNS. */

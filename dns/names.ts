@@ -9,7 +9,8 @@ import { isIPv4 } from 'node:net';
 export const MAX_NAME_WIRE = 255;
 export const MAX_LABEL = 63;
 
-/** The mesh domain, as in the issue (`web.shop.weft.local`). */
+/** The mesh domain (`web.shop.weft.local`): `.local` is never delegated on the Internet, so no
+ *  real name is shadowed, and it is Weave Net's choice, which its users' tooling expects. */
 export const DEFAULT_DOMAIN = 'weft.local';
 
 /** Labels we accept in records: letters, digits, hyphen and underscore (Docker container

@@ -144,7 +144,7 @@ export interface BuiltRecords {
 }
 
 /** What one input (a container, an extra) puts at one name; a name's data is the union of
- *  its contributions. Record sources that keep an index by input (dns/registry-source.ts)
+ *  its contributions. Record sources that keep an index by input (dns/registry-index.ts)
  *  use these to change only the names of the inputs that changed. */
 export interface NameContribution {
   /** Normalized FQDN. */
@@ -198,7 +198,7 @@ export function extraNames(e: ExtraRecord, domain: string = DEFAULT_DOMAIN, skip
 }
 
 /**
- * The names of the issue: for service `web` of stack `shop` with containers `web-1..3`,
+ * The names a stack's containers get: for service `web` of stack `shop` with containers `web-1..3`,
  * `web.shop.DOMAIN` holds every container's address and `web-1.shop.DOMAIN` one; hostnames
  * and aliases resolve in the container's stack (or the domain outside a stack); containers
  * sharing a name (two aliases alike) share it round-robin. Short names (`web`, `web-1`) work

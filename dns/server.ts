@@ -1,18 +1,17 @@
 // The DNS server: UDP and TCP listeners around the pure core. A query is decoded
 // (packet.ts), answered from the precomputed zone (answer.ts) or handed to the forwarder
-// (forwarder.ts), and the bytes go back. UDP runs on the main thread, or with `workers` on
-// that many threads of its own (udp-worker.ts); TCP and the forwarder stay here. The zone
-// is rebuilt from the record source when it signals a change, at most once per turn of the
-// event loop.
+// (forwarder.ts), and the bytes go back. UDP runs on the main thread (udp.ts), or with
+// `workers` on that many threads of its own (udp-worker-pool.ts, udp-worker.ts); TCP
+// (tcp.ts) and the forwarder stay here. The zone is rebuilt from the record source when it
+// signals a change, at most once per turn of the event loop.
 
 import type dgram from 'node:dgram';
-import net from 'node:net';
-import { Worker } from 'node:worker_threads';
 import { errorText, logger } from '../mesh/log.ts';
 import { LogOnce } from '../mesh/log-once.ts';
 import { type Answer, answerFromZone, reply } from './answer.ts';
 import { replyFromUpstream } from './cache.ts';
 import { Forwarder, type ForwardOutcome } from './forwarder.ts';
+import { listenError } from './listen-error.ts';
 import { nameToWire, normalizeName } from './names.ts';
 import {
   CLASS_IN,
@@ -23,39 +22,21 @@ import {
   type Query,
   RCODE,
   RCODE_NAME,
-  headerOnlyReply,
   parseQuery,
   writeHeader,
 } from './packet.ts';
 import type { DnsRecordSource } from './records.ts';
-import { FrameReader, frame } from './tcp-frames.ts';
+import { TcpListeners } from './tcp.ts';
 import { STAT, STAT_SLOTS, type UdpContext, bindUdp, handlerFailed, onUdpMessage, sendUdp } from './udp.ts';
-import { type FromWorker, type ToWorker, WORKER_KIND, type WorkerInit } from './udp-worker.ts';
+import { UdpWorkerPool } from './udp-worker-pool.ts';
+import type { ToWorker } from './udp-worker.ts';
 import { formatUpstream, readResolvConf, type UpstreamAddress } from './upstream-config.ts';
 import { SlicedRebuild } from './rebuild.ts';
 import { ZoneBuilder } from './zone-builder.ts';
 import { DEFAULT_REVERSE, DEFAULT_TTL_S, type Zone, type ZoneOptions } from './zone.ts';
 
-/** RFC 7766 §6.2.3 recommends a few seconds idle; a container's resolver reconnects cheaply. */
-export const TCP_IDLE_MS = 10_000;
-/** A message must arrive whole within this time of its first octet (a client dribbling one
- *  octet at a time would otherwise hold a connection forever). */
-export const TCP_MESSAGE_DEADLINE_MS = 5_000;
-/** TCP clients at once; UDP is the normal path, TCP is for truncated answers. */
-export const MAX_TCP_CONNECTIONS = 256;
-/** Unanswered queries per TCP connection before we stop reading from it. */
-export const MAX_TCP_PIPELINE = 32;
-/** Answers written to one TCP connection and not yet taken by its client, beyond which the
- *  connection is closed: a client that asks and never reads would otherwise have us buffer
- *  without limit (questions of 35 octets can ask for answers of 64 KiB). Room for several
- *  largest answers to a client that reads slowly; 256 connections at most hold 64 MiB. */
-export const MAX_TCP_UNSENT_BYTES = 256 * 1024;
 /** Bounded retries to get the same free port for UDP and TCP when the caller asks for 0. */
 const SAME_PORT_ATTEMPTS = 20;
-/** A worker that has not closed its sockets by then is terminated. */
-const WORKER_STOP_MS = 2_000;
-/** Before a dead worker is replaced: a crash loop costs a log line a second, not a core. */
-const WORKER_RESTART_MS = 1_000;
 /** More UDP threads than this cannot help on the machines weft targets. */
 export const MAX_WORKERS = 16;
 
@@ -124,15 +105,10 @@ export class DnsServer {
   private readonly opts: DnsServerOptions;
   private readonly forwarder: Forwarder;
   private readonly maxUdp: number;
-  private readonly workerCount: number;
   private readonly ctx: UdpContext;
   private readonly udp: dgram.Socket[] = [];
-  private readonly tcp: net.Server[] = [];
-  private readonly conns = new Set<net.Socket>();
-  private readonly workers: Worker[] = [];
-  /** Workers being replaced on purpose: their exit starts no other. */
-  private readonly retiring = new Set<Worker>();
-  private readonly workerCounters: Float64Array[] = [];
+  private readonly tcp: TcpListeners;
+  private readonly workers: UdpWorkerPool;
   private readonly bound: ListenAddress[] = [];
   private unsubscribe: () => void = () => {};
   private readonly builder: ZoneBuilder;
@@ -150,7 +126,6 @@ export class DnsServer {
   );
   private serial: number;
   private stopped = false;
-  private tcpConnections = 0;
   private zoneBuilds = 0;
 
   private constructor(opts: DnsServerOptions, upstreams: readonly UpstreamAddress[]) {
@@ -159,8 +134,8 @@ export class DnsServer {
     if (!(Number.isInteger(this.maxUdp) && this.maxUdp >= 512 && this.maxUdp <= MAX_MESSAGE)) {
       throw new Error(`the DNS UDP size ${this.maxUdp} is not a whole number from 512 to ${MAX_MESSAGE}`);
     }
-    this.workerCount = opts.workers ?? 0;
-    if (!(Number.isInteger(this.workerCount) && this.workerCount >= 0 && this.workerCount <= MAX_WORKERS)) {
+    const workerCount = opts.workers ?? 0;
+    if (!(Number.isInteger(workerCount) && workerCount >= 0 && workerCount <= MAX_WORKERS)) {
       throw new Error(`DNS workers must be a whole number from 0 to ${MAX_WORKERS}, not ${opts.workers}`);
     }
     this.serial = Math.floor(Date.now() / 1000);
@@ -175,6 +150,22 @@ export class DnsServer {
         if (!this.stopped) sendUdp(sock, a.bytes, rinfo.port, rinfo.address);
       }),
     };
+    this.tcp = new TcpListeners({
+      counters: this.ctx.counters,
+      malformed: this.ctx.malformed,
+      answer: (q, msg, maxSize, send) => this.answer(q, msg, maxSize, send),
+    });
+    this.workers = new UdpWorkerPool({
+      size: workerCount,
+      init: () => ({
+        listen: this.bound.map((b) => ({ ...b })),
+        zone: this.zoneOptions(),
+        set: { names: this.builder.applied() },
+        serial: this.serial,
+        maxUdp: this.maxUdp,
+      }),
+      ask: (msg, limit, replyWith) => this.answerForWorker(msg, limit, replyWith),
+    });
     // Right after the first build, in the same turn: no change can fall in between.
     this.unsubscribe = opts.source.subscribe((changed) => this.scheduleRebuild(changed));
     this.forwarder = new Forwarder({
@@ -201,7 +192,7 @@ export class DnsServer {
     const server = new DnsServer(opts, upstreams);
     try {
       for (const l of opts.listen) await server.listenOn(l);
-      for (let i = 0; i < server.workerCount; i++) await server.startWorker();
+      await server.workers.start();
     } catch (err) {
       await server.stop();
       throw err;
@@ -211,7 +202,7 @@ export class DnsServer {
       listen: server.bound.map((b) => `${b.host}:${b.port}`).join(','),
       upstreams: upstreams.map(formatUpstream).join(',') || 'none',
       records: server.ctx.zone.records,
-      ...(server.workerCount ? { workers: server.workerCount } : {}),
+      ...(server.workers.size ? { workers: server.workers.size } : {}),
     });
     return server;
   }
@@ -228,12 +219,7 @@ export class DnsServer {
     if (had) return { ...had };
     await this.listenOn(l);
     const added = this.bound[this.bound.length - 1]!;
-    if (this.workerCount > 0) {
-      const old = [...this.workers];
-      for (const w of old) this.retiring.add(w);
-      for (let i = 0; i < this.workerCount; i++) await this.startWorker();
-      await Promise.all(old.map((w) => stopWorker(w)));
-    }
+    if (this.workers.size > 0) await this.workers.renew();
     log.info('DNS listening', { listen: `${added.host}:${added.port}` });
     return { ...added };
   }
@@ -257,13 +243,13 @@ export class DnsServer {
       upstreams: this.forwarder.upstreams.map(formatUpstream),
       records: zone.records,
       names: zone.nodes.size,
-      workers: this.workerCount,
+      workers: this.workers.size,
     };
   }
 
   stats(): DnsStats {
     const sum = new Float64Array(STAT_SLOTS);
-    for (const c of [this.ctx.counters, ...this.workerCounters]) for (let i = 0; i < STAT_SLOTS; i++) sum[i]! += c[i]!;
+    for (const c of [this.ctx.counters, ...this.workers.counters()]) for (let i = 0; i < STAT_SLOTS; i++) sum[i]! += c[i]!;
     const responses: Record<string, number> = {};
     for (let rcode = 0; rcode < 32; rcode++) {
       const n = sum[STAT.RCODE + rcode]!;
@@ -279,8 +265,8 @@ export class DnsServer {
       forwarded: f.forwarded,
       cacheHits: f.cacheHits,
       upstreamFailures: f.failures,
-      tcpConnections: this.tcpConnections,
-      tcpUnsentBytes: [...this.conns].reduce((n, c) => n + c.writableLength, 0),
+      tcpConnections: this.tcp.connections,
+      tcpUnsentBytes: this.tcp.unsentBytes(),
       zoneBuilds: this.zoneBuilds,
       records: this.ctx.zone.records,
     };
@@ -308,7 +294,7 @@ export class DnsServer {
     this.unsubscribe();
     this.rebuild.stop();
     this.forwarder.close();
-    for (const c of this.conns) c.destroy();
+    this.tcp.dropConnections();
     await Promise.all([
       ...this.udp.map((s) => new Promise<void>((r) => {
         try {
@@ -317,8 +303,8 @@ export class DnsServer {
           r();
         }
       })),
-      ...this.tcp.map((s) => new Promise<void>((r) => s.close(() => r()))),
-      ...[...this.workers].map((w) => stopWorker(w)),
+      ...this.tcp.close(),
+      this.workers.stop(),
     ]);
   }
 
@@ -364,14 +350,14 @@ export class DnsServer {
       this.hinted = new Set();
       if (changed.length === 0) return (function* () { return undefined; })();
       const serial = ++this.serial;
-      if (this.workers.length) {
+      if (this.workers.running) {
         const m: ToWorker = {
           t: 'patch',
           upserts: changed.filter((raw) => set.names.has(raw)).map((raw) => [raw, set.names.get(raw)!]),
           removes: changed.filter((raw) => !set.names.has(raw)),
           serial,
         };
-        for (const w of this.workers) w.postMessage(m);
+        this.workers.post(m);
       }
       return this.builder.update(set, serial, changed);
     });
@@ -428,105 +414,13 @@ export class DnsServer {
     }
   }
 
-  // ---- TCP -----------------------------------------------------------------------------
-
-  private onTcp(socket: net.Socket): void {
-    this.tcpConnections++;
-    this.conns.add(socket);
-    socket.setNoDelay(true);
-    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
-    socket.on('error', () => {}); // resets and timeouts end the connection; nothing to report
-    socket.on('close', () => this.conns.delete(socket));
-    const counters = this.ctx.counters;
-    const reader = new FrameReader();
-    let outstanding = 0;
-    let messageStarted = 0;
-    // Reading stops (the socket is paused, and messages already read wait in the reader)
-    // while MAX_TCP_PIPELINE questions are unanswered or the client has not taken what was
-    // written: a client that never reads costs one read chunk and MAX_TCP_UNSENT_BYTES.
-    let blocked = false;
-    const from = socket.remoteAddress ?? 'unknown';
-    const write = (bytes: Buffer) => {
-      if (socket.destroyed) return;
-      if (socket.writableLength + bytes.length > MAX_TCP_UNSENT_BYTES + MAX_MESSAGE + 2) {
-        // It has not read the answers it already has: it is no DNS client.
-        socket.destroy();
-        return;
-      }
-      socket.write(bytes);
-    };
-    const handle = (msg: Buffer, now: number) => {
-      counters[STAT.TCP]!++;
-      const q = parseQuery(msg);
-      if ('reject' in q) {
-        const n = this.ctx.malformed.shouldLog(`${q.reject}:${q.reason}`, now);
-        if (n !== undefined) log.debug('malformed DNS message', { from, reason: q.reason, transport: 'tcp' });
-        if (q.reject === 'drop') {
-          counters[STAT.DROPPED]!++;
-          return void socket.destroy(); // not a query: this is no DNS client
-        }
-        const rcode = q.reject === 'notimp' ? RCODE.NOTIMP : RCODE.FORMERR;
-        counters[STAT.RCODE + rcode]!++;
-        return write(frame(headerOnlyReply(msg, rcode)));
-      }
-      outstanding++;
-      this.answer(q, msg, MAX_MESSAGE, (a) => {
-        outstanding--;
-        write(frame(a.bytes));
-        // An answer that came later (from upstream) may let us read again.
-        if (blocked) pump(Date.now());
-      });
-    };
-    let pumping = false;
-    /** Answers the messages read so far, as far as the bounds allow. Not re-entered: an
-     *  answer given at once calls back into here, and the loop running already goes on. */
-    const pump = (now: number) => {
-      if (pumping) return;
-      pumping = true;
-      try {
-        pumpLoop(now);
-      } finally {
-        pumping = false;
-      }
-    };
-    const pumpLoop = (now: number) => {
-      while (!socket.destroyed) {
-        if (outstanding >= MAX_TCP_PIPELINE || socket.writableLength >= MAX_TCP_UNSENT_BYTES || socket.writableNeedDrain) {
-          if (!blocked) {
-            blocked = true;
-            socket.pause();
-          }
-          return;
-        }
-        const msg = reader.next();
-        if (msg === undefined) break;
-        messageStarted = now;
-        handle(msg, now);
-      }
-      if (blocked && !socket.destroyed) {
-        blocked = false;
-        socket.resume();
-      }
-    };
-    socket.on('drain', () => {
-      try {
-        if (blocked) pump(Date.now());
-      } catch (err) {
-        handlerFailed('TCP message', err);
-        socket.destroy();
-      }
-    });
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        const now = Date.now();
-        if (reader.pending === 0) messageStarted = now;
-        else if (now - messageStarted > TCP_MESSAGE_DEADLINE_MS) return void socket.destroy();
-        reader.add(chunk);
-        pump(now);
-      } catch (err) {
-        handlerFailed('TCP message', err);
-        socket.destroy();
-      }
+  /** A question a UDP worker's zone did not answer, as the main thread answers UDP's. */
+  private answerForWorker(msg: Buffer, limit: number, replyWith: (bytes: Buffer) => void): void {
+    if (this.stopped) return;
+    const q = parseQuery(msg);
+    if ('reject' in q) return;
+    this.answer(q, msg, limit, (a) => {
+      if (!this.stopped) replyWith(a.bytes);
     });
   }
 
@@ -546,10 +440,9 @@ export class DnsServer {
       }
       const port = udp.address().port;
       try {
-        const tcp = await this.listenTcp({ host: l.host, port });
-        this.tcp.push(tcp);
+        await this.tcp.listen(l.host, port);
         this.bound.push({ host: l.host, port });
-        if (this.workerCount > 0) await new Promise<void>((r) => udp.close(() => r()));
+        if (this.workers.size > 0) await new Promise<void>((r) => udp.close(() => r()));
         else this.udp.push(udp);
         return;
       } catch (err) {
@@ -558,114 +451,4 @@ export class DnsServer {
       }
     }
   }
-
-  private listenTcp(l: ListenAddress): Promise<net.Server> {
-    const server = net.createServer((s) => this.onTcp(s));
-    server.maxConnections = MAX_TCP_CONNECTIONS;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: l.port, host: l.host, exclusive: true }, () => {
-        server.off('error', reject);
-        server.on('error', (err) => log.warn('DNS TCP listener error', { error: errorText(err) }));
-        resolve(server);
-      });
-    });
-  }
-
-  private startWorker(): Promise<void> {
-    const counters = new SharedArrayBuffer(STAT_SLOTS * Float64Array.BYTES_PER_ELEMENT);
-    const init: WorkerInit = {
-      kind: WORKER_KIND,
-      listen: this.bound.map((b) => ({ ...b })),
-      zone: this.zoneOptions(),
-      set: { names: this.builder.applied() },
-      serial: this.serial,
-      maxUdp: this.maxUdp,
-      counters,
-    };
-    const worker = new Worker(new URL('./udp-worker.ts', import.meta.url), { workerData: init, name: 'weft-dns-udp' });
-    this.workers.push(worker);
-    this.workerCounters.push(new Float64Array(counters));
-    return new Promise((resolve, rejectStart) => {
-      let ready = false;
-      const reject = (err: Error) => {
-        void worker.terminate().catch(() => {});
-        rejectStart(err);
-      };
-      const onStart = (m: FromWorker) => {
-        if (m.t === 'ready') {
-          ready = true;
-          worker.off('message', onStart);
-          worker.on('message', (msg: FromWorker) => {
-            try {
-              this.onWorkerMessage(worker, msg);
-            } catch (err) {
-              handlerFailed('question from a UDP worker', err);
-            }
-          });
-          resolve();
-        } else if (m.t === 'error') {
-          reject(listenError(Object.assign(new Error(m.message), { code: m.code }), m.host, m.port, 'UDP'));
-        }
-      };
-      worker.on('message', onStart);
-      worker.once('error', (err) => reject(new Error(`the DNS UDP worker failed to start: ${errorText(err)}`)));
-      worker.on('error', (err) => log.error('DNS UDP worker failed', { error: errorText(err) }));
-      // With workers, UDP is answered nowhere else: one that dies is replaced.
-      worker.once('exit', (code) => {
-        const i = this.workers.indexOf(worker);
-        if (i >= 0) this.workers.splice(i, 1);
-        if (this.retiring.delete(worker) || this.stopped || !ready) return;
-        log.error('DNS UDP worker stopped; starting another', { code });
-        setTimeout(() => this.replaceWorker(), WORKER_RESTART_MS).unref();
-      });
-    });
-  }
-
-  private replaceWorker(): void {
-    if (this.stopped) return;
-    // Through a promise: `new Worker` throws synchronously when a thread cannot be made, and
-    // this runs in a timer, where a throw would end the process.
-    Promise.resolve().then(() => this.startWorker()).catch((err: unknown) => {
-      log.error('DNS UDP worker could not be replaced; trying again', { error: errorText(err) });
-      setTimeout(() => this.replaceWorker(), WORKER_RESTART_MS).unref();
-    });
-  }
-
-  /** A worker's question that the zone does not answer: answered here, sent from there. */
-  private onWorkerMessage(worker: Worker, m: FromWorker): void {
-    if (m.t !== 'ask' || this.stopped) return;
-    const msg = Buffer.from(m.msg.buffer, m.msg.byteOffset, m.msg.byteLength);
-    const q = parseQuery(msg);
-    if ('reject' in q) return;
-    this.answer(q, msg, m.limit, (a) => {
-      if (this.stopped) return;
-      // A copy of just the reply: Buffers share pooled memory, which would be cloned whole.
-      worker.postMessage({ t: 'reply', sock: m.sock, bytes: new Uint8Array(a.bytes), port: m.port, address: m.address } satisfies ToWorker);
-    });
-  }
-}
-
-/** Asks a worker to close its sockets; terminates it if it does not within WORKER_STOP_MS. */
-function stopWorker(w: Worker): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => void w.terminate().catch(() => {}), WORKER_STOP_MS);
-    w.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    w.postMessage({ t: 'stop' } satisfies ToWorker);
-  });
-}
-
-/** One sentence for the person at the terminal. */
-function listenError(err: unknown, host: string, port: number, proto: 'UDP' | 'TCP'): Error {
-  const code = (err as NodeJS.ErrnoException).code;
-  const where = `${host}:${port}`;
-  if (code === 'EADDRINUSE') {
-    return new Error(`the DNS address ${where} is in use over ${proto} (another DNS server such as dnsmasq or systemd-resolved may hold it; stop it or choose another with --dns-listen)`);
-  }
-  if (code === 'EACCES') return new Error(`serving DNS on ${where} needs root or CAP_NET_BIND_SERVICE (ports below 1024), or choose another port with --dns-listen`);
-  if (code === 'EADDRNOTAVAIL') return new Error(`cannot serve DNS on ${where}: ${host} is not an address of this host (check --dns-listen)`);
-  return new Error(`cannot serve DNS on ${where} over ${proto}: ${errorText(err)}`);
 }

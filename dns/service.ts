@@ -7,7 +7,9 @@ import type { MeshView } from '../mesh/mesh-view.ts';
 import { logger, type Logger } from '../mesh/log.ts';
 import { DEFAULT_DOMAIN, normalizeName } from './names.ts';
 import { type DnsName } from './records.ts';
-import { DnsInputError, EXTRA_PREFIX, RegistryRecordSource, type ExtraVote, extraKey, extraTarget, nextVoteAt } from './registry-source.ts';
+import { DnsInputError, type ExtraVote, extraKey, extraTarget, nextVoteAt } from './extra-votes.ts';
+import { RegistryRecordSource } from './registry-source.ts';
+import { DNS_EXTRA_PREFIX } from '../mesh/keyspace.ts';
 import { DnsServer, type DnsStats, type DnsStatus } from './server.ts';
 import type { UpstreamAddress } from './upstream-config.ts';
 import { DEFAULT_TTL_S } from './zone.ts';
@@ -19,7 +21,9 @@ import { DEFAULT_TTL_S } from './zone.ts';
 export const DEFAULT_DNS_LISTEN: HostPort = { host: '127.0.0.153', port: 53 };
 /** `--dns-ttl` default (zone.ts has the reason). */
 export const DEFAULT_DNS_TTL = DEFAULT_TTL_S;
-/** `--dns-domain` default. */
+/** The mesh's DNS domain when `DnsService.start` is given none. `weft launch` has no flag for
+ *  it (cli/launch-options.ts; cli/launch.ts passes no domain), so a peer started from the
+ *  command line always serves this one (tests pass others). */
 export const DEFAULT_DNS_DOMAIN = DEFAULT_DOMAIN;
 /** The DNS port on the bridge address, which containers get as their nameserver. */
 export const BRIDGE_DNS_PORT = 53;
@@ -148,7 +152,7 @@ export class DnsService {
 
   /**
    * `weft dns remove NAME [IP]`: removes one extra address, or all of a name's. Works for
-   * extras added through any peer (see registry-source.ts: a newer vote of ours). Throws a
+   * extras added through any peer (see extra-votes.ts: a newer vote of ours). Throws a
    * sentence if there is nothing to remove.
    */
   async remove(name: string, ip?: string): Promise<{ name: string; removed: string[] }> {
@@ -190,4 +194,3 @@ function compareAddr(a: string, b: string): number {
   return 0;
 }
 
-export { EXTRA_PREFIX };

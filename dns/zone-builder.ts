@@ -158,201 +158,250 @@ export function buildZoneSteps(set: DnsRecordSet, options: ZoneOptions = {}): Ge
 }
 
 // ---- Applying changes -------------------------------------------------------------------
+//
+// One pass of `apply` runs in phases, each working through what the one before marked: the
+// raw names given decide which DNS names changed; those names decide which addresses and SRV
+// sets changed; those give A, SRV and PTR records; and every node touched is then checked for
+// whether it still exists. Each unit of work in any phase counts towards the next yield, so a
+// large pass is sliced evenly whatever its mix.
+
+/** What a pass has marked for its later phases, and how much work it has done. */
+interface Pass {
+  /** Normalized names whose raw names changed (from phase 1). */
+  readonly dirtyNames: Set<string>;
+  /** SRV owners whose entries or glue may have changed (from phase 2). */
+  readonly dirtyOwners: Set<string>;
+  /** Addresses whose holders changed: their PTR sets (from phase 2). */
+  readonly dirtyAddrs: Set<number>;
+  /** Node keys whose records or naming changed: their existence (from phases 2–4). */
+  readonly touched: Set<string>;
+  skippedChanged: boolean;
+  /** Units of work so far, to yield every BUILD_STEP. */
+  work: number;
+}
 
 function* apply(s: State, changes: Iterable<readonly [string, DnsName | undefined]>): Generator<void, void, void> {
-  const zone = s.zone;
-  const dirtyNames = new Set<string>();
-  const dirtyOwners = new Set<string>();
-  const dirtyAddrs = new Set<number>();
-  const touched = new Set<string>();
-  let skippedChanged = false;
-  let work = 0;
+  const p: Pass = { dirtyNames: new Set(), dirtyOwners: new Set(), dirtyAddrs: new Set(), touched: new Set(), skippedChanged: false, work: 0 };
+  yield* sliced(p, changes, ([raw, data]) => placeRawName(s, p, raw, data));
+  yield* sliced(p, p.dirtyNames, (norm) => applyName(s, p, norm));
+  yield* sliced(p, p.dirtyOwners, (owner) => applySrvSet(s, p, owner));
+  yield* sliced(p, p.dirtyAddrs, (addr) => applyPtr(s, p, addr));
+  yield* sliced(p, p.touched, (key) => settleExistence(s, key));
+  if (p.skippedChanged) (s.zone as { skipped: Zone['skipped'] }).skipped = [...s.skippedBy.values()].flat();
+}
 
-  // 1. Raw names: which normalized name each belongs to now.
-  for (const [raw, data] of changes) {
-    if (++work % BUILD_STEP === 0) yield;
-    const oldNorm = s.normOf.get(raw);
-    if (oldNorm !== undefined) {
-      const raws = s.rawsOf.get(oldNorm)!;
-      raws.delete(raw);
-      if (raws.size === 0) s.rawsOf.delete(oldNorm);
-      s.normOf.delete(raw);
-      dirtyNames.add(oldNorm);
-    }
-    s.entries.delete(raw);
-    if (s.skippedBy.delete(raw)) skippedChanged = true;
-    if (!data) continue;
-    s.entries.set(raw, data);
-    const reasons: { name: string; reason: string }[] = [];
-    let norm: string | undefined;
-    try {
-      norm = isNormalName(raw) ? raw : normalizeName(raw);
-      if (norm === '') throw new Error('the root cannot hold records');
-    } catch (err) {
-      reasons.push({ name: raw, reason: (err as Error).message });
-      norm = undefined;
-    }
-    if (norm !== undefined) {
-      for (const a of data.addrs) if (parseIPv4(a) < 0) reasons.push({ name: raw, reason: `"${a}" is not an IPv4 address` });
-      for (const e of data.srv ?? []) {
-        const why = srvProblem(e);
-        if (why) reasons.push({ name: raw, reason: `SRV ${e.service ?? e.port}/${e.proto}: ${why}` });
-      }
-      s.normOf.set(raw, norm);
-      let raws = s.rawsOf.get(norm);
-      if (!raws) s.rawsOf.set(norm, (raws = new Set()));
-      raws.add(raw);
-      dirtyNames.add(norm);
-    }
-    if (reasons.length) {
-      s.skippedBy.set(raw, reasons);
-      skippedChanged = true;
-    }
+/** Runs `step` on each item, yielding every BUILD_STEP units of the pass's work. */
+function* sliced<T>(p: Pass, items: Iterable<T>, step: (item: T) => void): Generator<void, void, void> {
+  for (const item of items) {
+    if (++p.work % BUILD_STEP === 0) yield;
+    step(item);
   }
+}
 
-  // 2. Names: their A records, their existence, the SRV entries they contribute.
-  for (const norm of dirtyNames) {
-    if (++work % BUILD_STEP === 0) yield;
-    const raws = s.rawsOf.get(norm);
-    const key = textToKey(norm);
-    const addrSet = new Set<number>();
-    const contrib = new Map<string, DnsSrv[]>();
-    for (const raw of raws ?? []) {
-      const data = s.entries.get(raw)!;
-      for (const a of data.addrs) {
-        const n = parseIPv4(a);
-        if (n >= 0) addrSet.add(n);
-      }
-      for (const e of data.srv ?? []) {
-        if (srvProblem(e)) continue;
-        const entry = { ...e, target: isNormalName(e.target) ? e.target : normalizeName(e.target) };
-        const owners = [norm, `_${e.port}._${e.proto}.${norm}`];
-        if (e.service) owners.push(`_${e.service}._${e.proto}.${norm}`);
-        for (const o of owners) {
-          let owner: string;
-          try {
-            owner = isNormalName(o) ? o : normalizeName(o);
-          } catch {
-            continue; // `_PORT._PROTO.` made a long name too long: only that owner is lost
-          }
-          let list = contrib.get(owner);
-          if (!list) contrib.set(owner, (list = []));
-          list.push(entry);
+/** Phase 1, per raw name given: which normalized name it belongs to now (if any), and what
+ *  of its data cannot be served (reported in the zone's `skipped`, the rest still is). */
+function placeRawName(s: State, p: Pass, raw: string, data: DnsName | undefined): void {
+  const oldNorm = s.normOf.get(raw);
+  if (oldNorm !== undefined) {
+    const raws = s.rawsOf.get(oldNorm)!;
+    raws.delete(raw);
+    if (raws.size === 0) s.rawsOf.delete(oldNorm);
+    s.normOf.delete(raw);
+    p.dirtyNames.add(oldNorm);
+  }
+  s.entries.delete(raw);
+  if (s.skippedBy.delete(raw)) p.skippedChanged = true;
+  if (!data) return;
+  s.entries.set(raw, data);
+  const reasons: { name: string; reason: string }[] = [];
+  let norm: string | undefined;
+  try {
+    norm = isNormalName(raw) ? raw : normalizeName(raw);
+    if (norm === '') throw new Error('the root cannot hold records');
+  } catch (err) {
+    reasons.push({ name: raw, reason: (err as Error).message });
+    norm = undefined;
+  }
+  if (norm !== undefined) {
+    for (const a of data.addrs) if (parseIPv4(a) < 0) reasons.push({ name: raw, reason: `"${a}" is not an IPv4 address` });
+    for (const e of data.srv ?? []) {
+      const why = srvProblem(e);
+      if (why) reasons.push({ name: raw, reason: `SRV ${e.service ?? e.port}/${e.proto}: ${why}` });
+    }
+    s.normOf.set(raw, norm);
+    let raws = s.rawsOf.get(norm);
+    if (!raws) s.rawsOf.set(norm, (raws = new Set()));
+    raws.add(raw);
+    p.dirtyNames.add(norm);
+  }
+  if (reasons.length) {
+    s.skippedBy.set(raw, reasons);
+    p.skippedChanged = true;
+  }
+}
+
+/** Phase 2, per changed name: the union of its raw names' data becomes its A records, its
+ *  count of raw names (a named name exists even without records), and the SRV entries it
+ *  contributes to its owners; what changed marks addresses and SRV owners for phases 3–4. */
+function applyName(s: State, p: Pass, norm: string): void {
+  const raws = s.rawsOf.get(norm);
+  const key = textToKey(norm);
+  const { addrs, contrib } = gatherName(s, norm, raws);
+  setAddresses(s, p, norm, key, addrs);
+  const m = metaOf(s, key);
+  if (m.named !== (raws?.size ?? 0)) {
+    m.named = raws?.size ?? 0;
+    node(s, key); // a name in the set exists, even without records
+  }
+  p.touched.add(key);
+  setContributions(s, p, norm, contrib);
+}
+
+/** A name's sorted, unique addresses and its SRV entries by owner (the name itself,
+ *  `_PORT._PROTO.` and `_NAME._PROTO.` below it), from the raw names that make it up. */
+function gatherName(s: State, norm: string, raws: ReadonlySet<string> | undefined): { addrs: number[]; contrib: Map<string, DnsSrv[]> } {
+  const addrSet = new Set<number>();
+  const contrib = new Map<string, DnsSrv[]>();
+  for (const raw of raws ?? []) {
+    const data = s.entries.get(raw)!;
+    for (const a of data.addrs) {
+      const n = parseIPv4(a);
+      if (n >= 0) addrSet.add(n);
+    }
+    for (const e of data.srv ?? []) {
+      if (srvProblem(e)) continue;
+      const entry = { ...e, target: isNormalName(e.target) ? e.target : normalizeName(e.target) };
+      const owners = [norm, `_${e.port}._${e.proto}.${norm}`];
+      if (e.service) owners.push(`_${e.service}._${e.proto}.${norm}`);
+      for (const o of owners) {
+        let owner: string;
+        try {
+          owner = isNormalName(o) ? o : normalizeName(o);
+        } catch {
+          continue; // `_PORT._PROTO.` made a long name too long: only that owner is lost
         }
+        let list = contrib.get(owner);
+        if (!list) contrib.set(owner, (list = []));
+        list.push(entry);
       }
     }
-    const addrs = [...addrSet].sort((x, y) => x - y);
-    const old = s.addrsOf.get(norm) ?? [];
-    if (!sameNumbers(old, addrs)) {
-      for (const a of old) {
-        const h = s.holders.get(a)!;
-        h.delete(norm);
-        if (h.size === 0) s.holders.delete(a);
-        dirtyAddrs.add(a);
-      }
-      for (const a of addrs) {
-        let h = s.holders.get(a);
-        if (!h) s.holders.set(a, (h = new Set()));
-        h.add(norm);
-        dirtyAddrs.add(a);
-      }
-      if (addrs.length) s.addrsOf.set(norm, addrs);
-      else s.addrsOf.delete(norm);
-      setRRSet(s, key, 'a', addrs.length ? aRRSet(zone.ttl, addrs) : undefined);
-      for (const owner of s.ownersOfTarget.get(norm) ?? []) dirtyOwners.add(owner);
-    }
-    const m = metaOf(s, key);
-    if (m.named !== (raws?.size ?? 0)) {
-      m.named = raws?.size ?? 0;
-      node(s, key); // a name in the set exists, even without records
-    }
-    touched.add(key);
-    const oldContrib = s.srvOf.get(norm);
-    for (const owner of oldContrib?.keys() ?? []) {
-      if (!contrib.has(owner)) {
-        const c = s.contributors.get(owner)!;
-        c.delete(norm);
-        if (c.size === 0) s.contributors.delete(owner);
-      }
-      dirtyOwners.add(owner);
-    }
-    for (const owner of contrib.keys()) {
-      let c = s.contributors.get(owner);
-      if (!c) s.contributors.set(owner, (c = new Set()));
-      c.add(norm);
-      dirtyOwners.add(owner);
-    }
-    if (contrib.size) s.srvOf.set(norm, contrib);
-    else s.srvOf.delete(norm);
   }
+  return { addrs: [...addrSet].sort((x, y) => x - y), contrib };
+}
 
-  // 3. SRV sets, with their targets' addresses as glue.
-  for (const owner of dirtyOwners) {
-    if (++work % BUILD_STEP === 0) yield;
-    const unique = new Map<string, DnsSrv>();
-    for (const norm of s.contributors.get(owner) ?? []) {
-      for (const e of s.srvOf.get(norm)?.get(owner) ?? []) unique.set(`${e.priority ?? 0}/${e.weight ?? ''}/${e.port}/${e.target}`, e);
-    }
-    const entries = [...unique.values()].sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : x.port - y.port));
-    for (const t of s.targetsOf.get(owner) ?? []) {
-      const o = s.ownersOfTarget.get(t)!;
-      o.delete(owner);
-      if (o.size === 0) s.ownersOfTarget.delete(t);
-    }
-    const targets = new Set(entries.map((e) => e.target));
-    for (const t of targets) {
-      let o = s.ownersOfTarget.get(t);
-      if (!o) s.ownersOfTarget.set(t, (o = new Set()));
-      o.add(owner);
-    }
-    if (targets.size) s.targetsOf.set(owner, targets);
-    else s.targetsOf.delete(owner);
-    const key = textToKey(owner);
-    setRRSet(s, key, 'srv', entries.length ? srvRRSet(zone.ttl, owner, entries, (t) => s.addrsOf.get(t) ?? []) : undefined);
-    touched.add(key);
+/** A name's A records, if its addresses changed: the holders of each address (for PTR) and
+ *  the SRV sets that carry this name's addresses as glue follow. */
+function setAddresses(s: State, p: Pass, norm: string, key: string, addrs: number[]): void {
+  const old = s.addrsOf.get(norm) ?? [];
+  if (sameNumbers(old, addrs)) return;
+  for (const a of old) {
+    const h = s.holders.get(a)!;
+    h.delete(norm);
+    if (h.size === 0) s.holders.delete(a);
+    p.dirtyAddrs.add(a);
   }
-
-  // 4. PTR: an address names the names that hold it alone (its containers), else all.
-  for (const addr of dirtyAddrs) {
-    if (++work % BUILD_STEP === 0) yield;
-    const rev = reverseOf(zone, addr);
-    const h = s.holders.get(addr);
-    let rrset: RRSet | undefined;
-    if (h && h.size) {
-      const all = [...h];
-      const alone = all.filter((n) => s.addrsOf.get(n)!.length === 1);
-      rrset = ptrRRSet(zone.ttl, (alone.length ? alone : all).sort());
-    }
-    setRRSet(s, rev.key, 'ptr', rrset, rev.negative);
-    touched.add(rev.key);
+  for (const a of addrs) {
+    let h = s.holders.get(a);
+    if (!h) s.holders.set(a, (h = new Set()));
+    h.add(norm);
+    p.dirtyAddrs.add(a);
   }
+  if (addrs.length) s.addrsOf.set(norm, addrs);
+  else s.addrsOf.delete(norm);
+  setRRSet(s, key, 'a', addrs.length ? aRRSet(s.zone.ttl, addrs) : undefined);
+  for (const owner of s.ownersOfTarget.get(norm) ?? []) p.dirtyOwners.add(owner);
+}
 
-  // 5. Existence: a name exists while it holds records, is named, or has names below it;
-  //    levels above names in the domain exist as empty non-terminals (RFC 8020).
-  for (const key of touched) {
-    if (++work % BUILD_STEP === 0) yield;
-    const m = s.meta.get(key);
-    if (!m) continue;
-    const live = isLive(s, key, m);
-    if (live !== m.live) {
-      m.live = live;
-      if (key !== s.domainKey && key.endsWith(s.domainKey)) {
-        const delta = live ? 1 : -1;
-        let k = key;
-        for (;;) {
-          k = k.slice(k.charCodeAt(0) + 1);
-          if (k === s.domainKey) break;
-          const am = metaOf(s, k);
-          node(s, k);
-          am.below += delta;
-          if (am.below === 0) forgetIfGone(s, k, am);
-        }
-      }
+/** The SRV owners a name contributes to now, in place of those it did: every owner it
+ *  contributed to before or does now is marked for phase 3. */
+function setContributions(s: State, p: Pass, norm: string, contrib: Map<string, DnsSrv[]>): void {
+  const oldContrib = s.srvOf.get(norm);
+  for (const owner of oldContrib?.keys() ?? []) {
+    if (!contrib.has(owner)) {
+      const c = s.contributors.get(owner)!;
+      c.delete(norm);
+      if (c.size === 0) s.contributors.delete(owner);
     }
-    forgetIfGone(s, key, m);
+    p.dirtyOwners.add(owner);
   }
+  for (const owner of contrib.keys()) {
+    let c = s.contributors.get(owner);
+    if (!c) s.contributors.set(owner, (c = new Set()));
+    c.add(norm);
+    p.dirtyOwners.add(owner);
+  }
+  if (contrib.size) s.srvOf.set(norm, contrib);
+  else s.srvOf.delete(norm);
+}
 
-  if (skippedChanged) (zone as { skipped: Zone['skipped'] }).skipped = [...s.skippedBy.values()].flat();
+/** Phase 3, per marked owner: its SRV set from every name contributing to it (duplicates
+ *  merged, in a fixed order), with its targets' addresses as glue; which targets it lists is
+ *  remembered, so that a target's new addresses mark it again. */
+function applySrvSet(s: State, p: Pass, owner: string): void {
+  const unique = new Map<string, DnsSrv>();
+  for (const norm of s.contributors.get(owner) ?? []) {
+    for (const e of s.srvOf.get(norm)?.get(owner) ?? []) unique.set(`${e.priority ?? 0}/${e.weight ?? ''}/${e.port}/${e.target}`, e);
+  }
+  const entries = [...unique.values()].sort((x, y) => (x.target < y.target ? -1 : x.target > y.target ? 1 : x.port - y.port));
+  for (const t of s.targetsOf.get(owner) ?? []) {
+    const o = s.ownersOfTarget.get(t)!;
+    o.delete(owner);
+    if (o.size === 0) s.ownersOfTarget.delete(t);
+  }
+  const targets = new Set(entries.map((e) => e.target));
+  for (const t of targets) {
+    let o = s.ownersOfTarget.get(t);
+    if (!o) s.ownersOfTarget.set(t, (o = new Set()));
+    o.add(owner);
+  }
+  if (targets.size) s.targetsOf.set(owner, targets);
+  else s.targetsOf.delete(owner);
+  const key = textToKey(owner);
+  setRRSet(s, key, 'srv', entries.length ? srvRRSet(s.zone.ttl, owner, entries, (t) => s.addrsOf.get(t) ?? []) : undefined);
+  p.touched.add(key);
+}
+
+/** Phase 4, per marked address: its PTR set names the names that hold it alone (its
+ *  containers), else all that hold it. */
+function applyPtr(s: State, p: Pass, addr: number): void {
+  const rev = reverseOf(s.zone, addr);
+  const h = s.holders.get(addr);
+  let rrset: RRSet | undefined;
+  if (h && h.size) {
+    const all = [...h];
+    const alone = all.filter((n) => s.addrsOf.get(n)!.length === 1);
+    rrset = ptrRRSet(s.zone.ttl, (alone.length ? alone : all).sort());
+  }
+  setRRSet(s, rev.key, 'ptr', rrset, rev.negative);
+  p.touched.add(rev.key);
+}
+
+/** Phase 5, per touched node: a name exists while it holds records, is named, or has names
+ *  below it; levels above names in the domain exist as empty non-terminals (RFC 8020). A
+ *  name that starts or stops existing changes the count of every level above it. */
+function settleExistence(s: State, key: string): void {
+  const m = s.meta.get(key);
+  if (!m) return;
+  const live = isLive(s, key, m);
+  if (live !== m.live) {
+    m.live = live;
+    if (key !== s.domainKey && key.endsWith(s.domainKey)) countBelow(s, key, live ? 1 : -1);
+  }
+  forgetIfGone(s, key, m);
+}
+
+/** Adds `delta` to the live names below each level between `key` and the domain, creating
+ *  the levels as empty non-terminals and forgetting those left with nothing. */
+function countBelow(s: State, key: string, delta: 1 | -1): void {
+  let k = key;
+  for (;;) {
+    k = k.slice(k.charCodeAt(0) + 1);
+    if (k === s.domainKey) break;
+    const am = metaOf(s, k);
+    node(s, k);
+    am.below += delta;
+    if (am.below === 0) forgetIfGone(s, k, am);
+  }
 }
 
 function srvProblem(e: DnsSrv): string | undefined {

@@ -18,8 +18,8 @@ import { DEFAULT_IPAM_RANGE } from '../mesh/ipam/cidr.ts';
 import { CLASS_IN, HEADER_LEN, TYPE } from './packet.ts';
 import type { DnsSrv } from './records.ts';
 
-/** The issue's default: short enough that a moved container is answered correctly almost at
- *  once by resolvers that cache, cheap for us because every answer is precomputed. */
+/** Short enough that a moved container is answered correctly almost at once by resolvers that
+ *  cache, cheap for us because every answer is precomputed. */
 export const DEFAULT_TTL_S = 1;
 /** Reverse ranges answered authoritatively (PTR, NXDOMAIN) and never forwarded: the default
  *  container address space (a peer passes its own --ipalloc-range). */

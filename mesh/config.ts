@@ -13,7 +13,8 @@ export type DataplaneMode = 'encrypted' | 'fast';
 export const DEFAULT_DATA_DIR = '/var/lib/weft';
 /** Every interface, on Weave Net's port: a host is reached on whichever address routes. */
 export const DEFAULT_LISTEN: HostPort = { host: '0.0.0.0', port: MESH_PORT };
-/** Every peer may become a manager until the managers issue gives roles their meaning. */
+/** Every peer may become a manager: roles have no effect until managers run Raft, and then a
+ *  small mesh needs every peer to be eligible. */
 export const DEFAULT_ROLE: Role = 'manager';
 /** Encrypted between hosts unless the operator says the underlay is trusted: an overlay that
  *  leaks container traffic by default is the worse mistake. */

@@ -1,12 +1,9 @@
 // The registry's records of observed state that the data plane, DNS and `weft ps` share: one
 // record per attached container, written by the peer of the host it runs on, and one record
 // per peer's data plane (its WireGuard key and underlay endpoint, its VXLAN MAC). They live in
-// the replicated space (mesh/replication/replica.ts) as owner-signed entries, so only a host's own peer can
-// say what runs on it, and a dead peer's records are recognisable by their owner.
-
-/** Replicated keys: `container/<container id>` and `dataplane/<peer id>`. */
-export const CONTAINER_PREFIX = 'container/';
-export const DATAPLANE_PREFIX = 'dataplane/';
+// the replicated space (mesh/replication/replica.ts) as owner-signed entries under
+// CONTAINER_PREFIX and DATAPLANE_PREFIX (keyspace.ts), so only a host's own peer can say what
+// runs on it, and a dead peer's records are recognisable by their owner.
 
 /** Bounds for decoding records that came over gossip (signed by a member, but still bounded:
  *  a buggy or hostile member must not make the others allocate without limit). */

@@ -1,5 +1,6 @@
 // API tokens against live peers on loopback (real libp2p, admission, the API over the mesh):
 // what a token holder can and cannot do, and that no trick turns a token into membership.
+import { API_TOKEN_PREFIX } from '../mesh/keyspace.ts';
 import * as meshApi from '../mesh/api/contract.ts';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { meshAdmission } from '../mesh/admission/admission.ts';
 import { encodeFrame } from '../mesh/framing.ts';
 import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
 import { CONTROL_PROTOCOL, privateDataDir, SYNC_PROTOCOL, type Peer } from '../mesh/peer.ts';
-import { parseApiToken, TOKEN_RECORD_PREFIX } from '../mesh/admission/api-token.ts';
+import { parseApiToken } from '../mesh/admission/api-token.ts';
 import { API_PROTOCOL, ApiServer } from '../mesh/api/server.ts';
 import { registerPeerMethods } from '../mesh/api/peer-methods.ts';
 import { MethodTable } from '../mesh/api/table.ts';
@@ -166,7 +167,7 @@ describe('what a peer keeps at rest', () => {
   test('a token record holds a public key only, and the token text works while the record alone does not', async () => {
     const a = await servingPeer('a');
     const { token, id } = await a.tokens.create('t', 'operator');
-    const [record] = a.replica.lookup(TOKEN_RECORD_PREFIX + id);
+    const [record] = a.replica.lookup(API_TOKEN_PREFIX + id);
     const stored = JSON.parse(record!.value!);
     expect(Object.keys(stored).sort()).toEqual(['created', 'name', 'publicKey', 'scope']);
     expect(token).not.toContain(stored.publicKey);

@@ -9,9 +9,10 @@
 // and a change is one record rewritten, as gossip delivers it. `feeder: 'records'` rebuilds the
 // whole record set with buildRecordSet on every change (how this benchmark fed the server
 // before the registry source existed).
+import { CONTAINER_PREFIX } from '../../mesh/keyspace.ts';
 import { readFileSync } from 'node:fs';
 import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
-import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
+import { type ContainerEndpoint } from '../../mesh/endpoint.ts';
 import type { MeshView } from '../../mesh/mesh-view.ts';
 import type { Change, Entry } from '../../mesh/replication/wire.ts';
 import { DnsServer } from '../../dns/server.ts';

@@ -1,3 +1,4 @@
+import { API_TOKEN_PREFIX, API_TOKEN_REVOKED_PREFIX } from '../keyspace.ts';
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { ApiTokenCredential } from './admission.ts';
 import { ed25519PrivateKey, ed25519PublicKey, ed25519RawPublicKey } from './identity.ts';
@@ -18,8 +19,6 @@ import type { Entry } from '../replication/replica.ts';
  * peer may write (a revocation wins over the record, whoever owns either).
  */
 const PREFIX = 'weftapi2.';
-export const TOKEN_RECORD_PREFIX = 'apitoken/';
-export const TOKEN_REVOKED_PREFIX = 'apitoken-revoked/';
 /** 64 bits of id: unique among the handful of tokens a mesh has, short to type. */
 const ID_BYTES = 8;
 /** An Ed25519 seed: 256 bits, guessing is hopeless. */
@@ -75,8 +74,8 @@ export function validToken(lookup: TokenLookup, id: string): ApiTokenRecord | un
   let first: ApiTokenRecord | undefined;
   for (let depth = 0; current !== undefined; depth++) {
     if (depth > MAX_TOKEN_DEPTH) return undefined;
-    if (lookup(TOKEN_REVOKED_PREFIX + current).some((e) => e.value !== null)) return undefined;
-    const rec = recordOf(lookup(TOKEN_RECORD_PREFIX + current));
+    if (lookup(API_TOKEN_REVOKED_PREFIX + current).some((e) => e.value !== null)) return undefined;
+    const rec = recordOf(lookup(API_TOKEN_PREFIX + current));
     if (!rec) return undefined;
     first ??= rec;
     current = rec.parent;
@@ -102,7 +101,7 @@ export function listApiTokens(records: Entry[], lookup: TokenLookup): ApiTokenVi
   for (const e of records) {
     const rec = parseRecord(e.value);
     if (!rec) continue;
-    const id = e.key.slice(TOKEN_RECORD_PREFIX.length);
+    const id = e.key.slice(API_TOKEN_PREFIX.length);
     out.push({ id, name: rec.name, created: rec.created, issuer: e.owner, scope: rec.scope, parent: rec.parent ?? null, revoked: validToken(lookup, id) === undefined });
   }
   return out;

@@ -1,3 +1,4 @@
+import { IDENTITY_KEY } from '../keyspace.ts';
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
@@ -7,7 +8,6 @@ import type { Store } from '../store.ts';
 /** DER prefixes that wrap a raw 32-byte Ed25519 seed / public key for node:crypto (RFC 8410). */
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-const IDENTITY_KEY = 'identity/seed';
 /** Public keys are derived from peer ids on every signature check; a small cache keeps that
  *  off the gossip hot path. Bounded because ids arrive from the network. */
 const VERIFY_KEY_CACHE_MAX = 4096;

@@ -1,8 +1,9 @@
 // API tokens as the peer holds them: their records in the replicated space (public keys only,
 // see api-token.ts), and the credential each admitted connection proved, which decides what a
 // caller may do (each method's access in mesh/api/contract.ts) and which channels it may open (members only).
+import { API_TOKEN_PREFIX, API_TOKEN_REVOKED_PREFIX } from '../keyspace.ts';
 import type { Connection, Libp2p } from '@libp2p/interface';
-import { listApiTokens, newApiToken, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, validToken, type ApiTokenRecord, type ApiTokenView, type TokenScope } from './api-token.ts';
+import { listApiTokens, newApiToken, validToken, type ApiTokenRecord, type ApiTokenView, type TokenScope } from './api-token.ts';
 import type { ReplicaShell } from '../replication/shell.ts';
 
 export class ApiTokens {
@@ -43,12 +44,12 @@ export class ApiTokens {
    *  `parent` is the token that asks for it, if a token does: the new one dies with it. */
   async create(name: string, scope: TokenScope, parent?: string): Promise<{ token: string; id: string; scope: TokenScope }> {
     const t = newApiToken(name, scope, parent);
-    await this.replica.put(TOKEN_RECORD_PREFIX + t.id, JSON.stringify(t.record));
+    await this.replica.put(API_TOKEN_PREFIX + t.id, JSON.stringify(t.record));
     return { token: t.text, id: t.id, scope };
   }
 
   list(): ApiTokenView[] {
-    return listApiTokens(this.replica.lookup(TOKEN_RECORD_PREFIX, true), (key) => this.replica.lookup(key));
+    return listApiTokens(this.replica.lookup(API_TOKEN_PREFIX, true), (key) => this.replica.lookup(key));
   }
 
   /** A token that is valid now (it and every token above it unrevoked). */
@@ -58,7 +59,7 @@ export class ApiTokens {
 
   async revoke(id: string): Promise<void> {
     if (!this.list().some((t) => t.id === id)) throw new Error(`no API token "${id}" is known (see weft token ls)`);
-    await this.replica.put(TOKEN_REVOKED_PREFIX + id, new Date().toISOString());
+    await this.replica.put(API_TOKEN_REVOKED_PREFIX + id, new Date().toISOString());
     // Connections already admitted with it end now, not at their next reconnect.
     // (Tokens it made die with it: their connections close too.)
     for (const conn of this.node.getConnections()) {

@@ -2,6 +2,7 @@
 // types. The handlers are in peer-methods.ts; dns/api-contract.ts declares the DNS methods the
 // same way. Importing this file loads no peer code (the result types are types only).
 
+import { KV_PREFIX } from '../keyspace.ts';
 import type { ContainerEndpoint } from '../endpoint.ts';
 import type { MeshEvent } from '../events.ts';
 import type { IpamStatus } from '../ipam/ipam.ts';
@@ -10,8 +11,6 @@ import type { MemberState } from '../membership/membership.ts';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../replication/wire.ts';
 import { method, NONE, text, v } from './method.ts';
 
-/** Keys written by `weft kv` live under their own prefix, apart from the system's records. */
-export const KV_PREFIX = 'kv/';
 /** `ip:port`, a name, or a peer id (52 characters): generous for all three. */
 const MAX_PEER_REF = 256;
 /** A container's name or id as Docker takes it (names are at most 253 characters in practice). */

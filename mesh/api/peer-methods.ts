@@ -1,6 +1,7 @@
 // The mesh's API methods, bound to a peer: the handlers behind the specs of contract.ts. The
 // table (table.ts) has checked the caller's access and the parameters before any runs.
 
+import { KV_PREFIX } from '../keyspace.ts';
 import { formatHostPort, parseHostPort } from '../address.ts';
 import { encodeJoinToken } from '../admission/join-token.ts';
 import { MAX_TOKEN_DEPTH } from '../admission/api-token.ts';
@@ -92,11 +93,11 @@ export function registerPeerMethods(table: MethodTable, peer: Peer): void {
     await userAsync(() => peer.tokens.revoke(id));
     return { id, revoked: true as const };
   });
-  table.register(api.kvPut, ({ key, value }) => userAsync(() => peer.replica.put(api.KV_PREFIX + key, value)));
+  table.register(api.kvPut, ({ key, value }) => userAsync(() => peer.replica.put(KV_PREFIX + key, value)));
   table.register(api.kvGet, ({ key }) =>
-    peer.replica.lookup(api.KV_PREFIX + key).map((e) => ({ owner: e.owner, key: e.key.slice(api.KV_PREFIX.length), version: e.version, value: e.value })));
+    peer.replica.lookup(KV_PREFIX + key).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, value: e.value })));
   table.register(api.kvList, ({ prefix = '' }) =>
-    peer.replica.lookup(api.KV_PREFIX + prefix, true).map((e) => ({ owner: e.owner, key: e.key.slice(api.KV_PREFIX.length), version: e.version, bytes: e.value?.length ?? 0 })));
+    peer.replica.lookup(KV_PREFIX + prefix, true).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, bytes: e.value?.length ?? 0 })));
   table.register(api.attach, ({ container }) => withNetwork(peer, (n) => n.attach(container)));
   table.register(api.detach, ({ container }) => withNetwork(peer, (n) => n.detach(container)));
   table.register(api.ps, ({ local }) => withNetwork(peer, async (n) => n.ps(local === true)));

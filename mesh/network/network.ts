@@ -3,16 +3,14 @@
 // every other host where each container is. This is the shell that composes them; the
 // decisions (who to route where, which record wins) live in small pure functions.
 
+import { ATTACH_PREFIX, EXPOSE_KEY, CONTAINER_PREFIX, DATAPLANE_PREFIX, DNS_RESOLVER_PREFIX } from '../keyspace.ts';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import type Docker from 'dockerode';
 import { Dataplane } from './dataplane/dataplane.ts';
 import { Shell } from './dataplane/exec.ts';
-import {
-  CONTAINER_PREFIX, DATAPLANE_PREFIX, parseContainerEndpoint, parseDataplaneRecord, preferEndpoint,
-  type ContainerEndpoint, type DataplaneRecord,
-} from '../endpoint.ts';
+import { parseContainerEndpoint, parseDataplaneRecord, preferEndpoint, type ContainerEndpoint, type DataplaneRecord } from '../endpoint.ts';
 import { containerInfo, resolvConf, type ContainerInfo } from './docker/container-info.ts';
 import { DockerEvents, dockerClient, type ContainerEvent } from './docker/events.ts';
 import { DockerPlugin } from './docker/plugin.ts';
@@ -28,7 +26,6 @@ export const DIE_HOLD_MS = 30_000;
 export const MESH_DOMAIN = 'weft.local';
 /** How far ahead of our clock a record's `since` may be: hosts' clocks differ a little. */
 const MAX_CLOCK_SKEW_MS = 60_000;
-const ATTACH_PREFIX = 'attach/';
 const EXPOSE_HANDLE = 'weft:expose';
 /** The IPAM handle of the overlay address this peer's DNS answers other hosts' containers on. */
 const DNS_HANDLE = 'weft:dns';
@@ -36,7 +33,6 @@ const DNS_HANDLE = 'weft:dns';
  *  `dns/resolver/<peer id>` → `{"v":1,"addr":"10.32.x.y"}`, port 53 (resolv.conf cannot name
  *  another). Written once the DNS answers there, withdrawn by reset. Every host routes the
  *  address to its peer like a container's. */
-export const DNS_RESOLVER_PREFIX = 'dns/resolver/';
 /** While IPAM cannot give the host its overlay address yet (a mesh still forming): retry. */
 const DNS_OFFER_RETRY_MS = 5_000;
 
@@ -200,7 +196,7 @@ export class Network {
     const dataplane = await Dataplane.start({ mode: o.mode, range: o.range, underlay: o.underlay, dataDir: o.dataDir, suffix, log: o.log.child('dataplane') });
     const net = new Network(o, dataplane);
     for (const { value } of await o.store.scan<Attachment>(ATTACH_PREFIX)) net.attached.set(value.id, value);
-    net.exposed = await o.store.get<string>('expose/addr');
+    net.exposed = await o.store.get<string>(EXPOSE_KEY);
     if (net.exposed) await dataplane.expose(net.exposed);
     await net.publishDataplane();
     net.scheduleSync();
@@ -588,7 +584,7 @@ export class Network {
     const addr = await this.o.ipam.allocate(EXPOSE_HANDLE, `host/${this.o.view.self.id}`);
     await this.dataplane.expose(addr);
     this.exposed = addr;
-    await this.o.store.put('expose/addr', addr);
+    await this.o.store.put(EXPOSE_KEY, addr);
     await this.publishDataplane();
     return addr;
   }
@@ -597,7 +593,7 @@ export class Network {
     const addr = this.exposed ?? null;
     await this.dataplane.hide();
     this.exposed = undefined;
-    await this.o.store.del('expose/addr');
+    await this.o.store.del(EXPOSE_KEY);
     await this.o.ipam.release(EXPOSE_HANDLE);
     await this.publishDataplane();
     return addr;

@@ -9,7 +9,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { buildRecordSet, MemoryRecordSource } from '../../dns/records.ts';
-import { MAX_TCP_UNSENT_BYTES } from '../../dns/server.ts';
+import { MAX_TCP_UNSENT_BYTES } from '../../dns/tcp.ts';
 import { frame } from '../../dns/tcp-frames.ts';
 import { FakeUpstream } from './fake-upstream.ts';
 import { addressesOf, decode, makeQuery, QTYPE, startServer, stopAfterTest, tcpExchange, udpExchange } from './helpers.ts';

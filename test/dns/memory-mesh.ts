@@ -6,7 +6,8 @@
 
 import type { MeshView, PeerLiveness } from '../../mesh/mesh-view.ts';
 import type { Change, Entry } from '../../mesh/replication/wire.ts';
-import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
+import type { ContainerEndpoint } from '../../mesh/endpoint.ts';
+import { CONTAINER_PREFIX } from '../../mesh/keyspace.ts';
 
 export class MemoryRegistry {
   private readonly map = new Map<string, Entry>();

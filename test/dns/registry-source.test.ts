@@ -3,20 +3,14 @@
 // and the incremental index checked against a build from scratch over random histories.
 
 import { describe, expect, test } from 'vitest';
-import { CONTAINER_PREFIX, type ContainerEndpoint } from '../../mesh/endpoint.ts';
+import type { ContainerEndpoint } from '../../mesh/endpoint.ts';
+import { CONTAINER_PREFIX, DNS_EXTRA_PREFIX } from '../../mesh/keyspace.ts';
 import type { PeerLiveness } from '../../mesh/mesh-view.ts';
 import type { Entry } from '../../mesh/replication/wire.ts';
 import { buildRecordSet, type DnsName, type DnsRecordSet } from '../../dns/records.ts';
-import {
-  EXTRA_PREFIX,
-  type ExtraVote,
-  RegistryIndex,
-  decidingVote,
-  extraKey,
-  nextVoteAt,
-  parseExtraKey,
-  registryInputs,
-} from '../../dns/registry-source.ts';
+import { type ExtraVote, decidingVote, extraKey, nextVoteAt, parseExtraKey } from '../../dns/extra-votes.ts';
+import { RegistryIndex } from '../../dns/registry-index.ts';
+import { registryInputs } from '../../dns/registry-inputs.ts';
 import { Rng, seeds } from '../sim/rng.ts';
 
 const ep = (owner: string, o: Partial<ContainerEndpoint> & { id: string; name: string; addr: string }): ContainerEndpoint => ({
@@ -115,9 +109,9 @@ describe('extra records added and removed through any peer', () => {
 
   test('keys carry a normalized name and an IPv4 address; anything else is ignored', () => {
     expect(parseExtraKey(extraKey('db.weft.local', '10.0.0.1'))).toEqual({ name: 'db.weft.local', addr: '10.0.0.1' });
-    expect(parseExtraKey(`${EXTRA_PREFIX}DB.weft.local/10.0.0.1`)).toBeUndefined();
-    expect(parseExtraKey(`${EXTRA_PREFIX}db.weft.local/10.0.0.300`)).toBeUndefined();
-    expect(parseExtraKey(`${EXTRA_PREFIX}/10.0.0.1`)).toBeUndefined();
+    expect(parseExtraKey(`${DNS_EXTRA_PREFIX}DB.weft.local/10.0.0.1`)).toBeUndefined();
+    expect(parseExtraKey(`${DNS_EXTRA_PREFIX}db.weft.local/10.0.0.300`)).toBeUndefined();
+    expect(parseExtraKey(`${DNS_EXTRA_PREFIX}/10.0.0.1`)).toBeUndefined();
     expect(parseExtraKey('container/x')).toBeUndefined();
   });
 });

@@ -214,7 +214,7 @@ describe('starting and stopping', () => {
 
   test('a UDP worker thread that dies is replaced', async () => {
     const { server, host, port } = await startServer({ host: HOST, source: shopSource(), workers: 1 });
-    const workers = (server as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+    const workers = (server as unknown as { workers: { workers: { terminate(): Promise<number> }[] } }).workers.workers;
     await workers[0]!.terminate();
     let answered: string[] = [];
     for (let i = 0; i < 40 && answered.length === 0; i++) {

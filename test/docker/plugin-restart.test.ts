@@ -2,6 +2,7 @@
 // Docker's Leave and DeleteEndpoint of endpoints made before a restart remove their veths, and
 // endpoints Docker deleted while the plugin was down are cleaned up when it starts. First
 // over the socket with an in-memory backend, then with a real dockerd in a harness host.
+import { dockerPluginEndpointPrefix } from '../../mesh/keyspace.ts';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -10,7 +11,7 @@ import Docker from 'dockerode';
 import { afterAll, afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { DEFAULT_PLUGIN_DIR, DockerPlugin, type PluginBackend } from '../../mesh/network/docker/plugin.ts';
 import type { DockerNetworks } from '../../mesh/network/docker/plugin-census.ts';
-import { endpointPrefix, parseEndpoint, staleEndpoints, STALE_GRACE_MS, type PluginEndpoint } from '../../mesh/network/docker/plugin-endpoints.ts';
+import { parseEndpoint, staleEndpoints, STALE_GRACE_MS, type PluginEndpoint } from '../../mesh/network/docker/plugin-endpoints.ts';
 import { PLUGIN_CONTENT_TYPE } from '../../mesh/network/docker/plugin-wire.ts';
 import { Store } from '../../mesh/store.ts';
 import { waitFor } from '../harness/harness.ts';
@@ -86,7 +87,7 @@ describe('the plugin keeps its endpoints across restarts (no dockerd)', () => {
     expect(fake.state.veths.size).toBe(0);
     expect((await call(sock, 'IpamDriver.ReleaseAddress', { PoolID: POOL, Address: addr })).body).toEqual({});
     expect(fake.state.released).toHaveLength(1);
-    expect(await store.scan(endpointPrefix(NAME))).toEqual([]);
+    expect(await store.scan(dockerPluginEndpointPrefix(NAME))).toEqual([]);
   });
 
   test('at start, endpoints Docker deleted while the plugin was down lose their veth and address; the rest stay', async () => {
@@ -100,7 +101,7 @@ describe('the plugin keeps its endpoints across restarts (no dockerd)', () => {
     expect([...fake.state.veths].sort()).toEqual([`vh${keptAddr.split('.')[3]}`, 'vh3'].sort());
     expect(fake.state.released).toEqual([goneHandle]);
     expect(fake.state.lefts).toEqual([gone]);
-    expect((await store.scan(endpointPrefix(NAME))).map((e) => e.key.slice(-64)).sort()).toEqual([kept, fresh]);
+    expect((await store.scan(dockerPluginEndpointPrefix(NAME))).map((e) => e.key.slice(-64)).sort()).toEqual([kept, fresh]);
     expect((await call(sock, 'NetworkDriver.EndpointOperInfo', { NetworkID: NET_ID, EndpointID: gone })).body.Err).toContain('knows no endpoint');
     expect((await call(sock, 'NetworkDriver.EndpointOperInfo', { NetworkID: NET_ID, EndpointID: kept })).body).toMatchObject({ Value: { addr: keptAddr } });
     expect(log.lines.some((l) => l.includes('removed a docker endpoint Docker deleted while the plugin was down'))).toBe(true);
@@ -132,13 +133,13 @@ describe('the plugin keeps its endpoints across restarts (no dockerd)', () => {
 
   test('an unusable stored record is dropped with its reason, and the others load', async () => {
     const good: PluginEndpoint = { networkId: NET_ID, addr: '10.99.0.7', mac: '02:00:0a:63:00:07', hostIf: 'vh7', containerIf: 'vc7', created: 1 };
-    await store.put(endpointPrefix(NAME) + '6'.repeat(64), { v: 1, ...good });
-    await store.put(endpointPrefix(NAME) + '7'.repeat(64), { v: 1, ...good, hostIf: 'eth0; reboot' });
-    await store.put(endpointPrefix(NAME) + '8'.repeat(64), { v: 9, ...good });
+    await store.put(dockerPluginEndpointPrefix(NAME) + '6'.repeat(64), { v: 1, ...good });
+    await store.put(dockerPluginEndpointPrefix(NAME) + '7'.repeat(64), { v: 1, ...good, hostIf: 'eth0; reboot' });
+    await store.put(dockerPluginEndpointPrefix(NAME) + '8'.repeat(64), { v: 9, ...good });
     const sock = await start();
     expect((await call(sock, 'NetworkDriver.EndpointOperInfo', { EndpointID: '6'.repeat(64) })).body).toMatchObject({ Value: { hostIf: 'vh7' } });
     expect(log.lines.filter((l) => l.startsWith('warn dropped an unusable stored docker endpoint')).map((l) => /"reason":"([^"]+)"/.exec(l)?.[1])).toEqual(['bad hostIf', 'version 9 is not 1']);
-    expect((await store.scan(endpointPrefix(NAME))).length).toBe(1);
+    expect((await store.scan(dockerPluginEndpointPrefix(NAME))).length).toBe(1);
   });
 
   test('which stored endpoints are stale: unknown to Docker, unless created moments ago and not joined', () => {
@@ -246,7 +247,7 @@ describe('a real dockerd and a restarted plugin (one harness host)', () => {
     await sh(['rm', '-f', 'c2']);
     await waitFor(() => released_(a2), { what: `c2's address ${a2} to be released` });
     expect(await links()).not.toContain(hostIf(a2));
-    expect(await store.scan(endpointPrefix(name))).toEqual([]);
+    expect(await store.scan(dockerPluginEndpointPrefix(name))).toEqual([]);
 
     // While the peer is down Docker removes a container: every call it makes fails (a stand-in
     // answers each with an error, as dockerd sees a plugin that is not there, minus its 15 s
@@ -272,7 +273,7 @@ describe('a real dockerd and a restarted plugin (one harness host)', () => {
     await start();
     expect(await links()).not.toContain(hostIf(a3));
     expect(released_(a3)).toBe(true);
-    expect(await store.scan(endpointPrefix(name))).toEqual([]);
+    expect(await store.scan(dockerPluginEndpointPrefix(name))).toEqual([]);
     await sh(['network', 'rm', 'weftnet']);
   });
 });

@@ -39,7 +39,8 @@ const CONVERGE_MS = 30_000;
 /** Extra addresses of the attacker host for the slow-loris (slow connections from a few
  *  addresses); above the harness's MAX_HOSTS, which leaves .201-.254 for tests. */
 const LORIS_HOSTS = [201, 202, 203, 204];
-/** 4 addresses x 50 = 200 connections, the figure. */
+/** 4 addresses x 50 = 200 silent connections: twenty times libp2p's default bound on pending
+ *  connections (10, which ten would fill), and each address past admission's own (16). */
 const LORIS_PER_ADDRESS = 50;
 /** kv entries the attacker floods with, as a member, past the kv quota of 10,000 per owner
  *  (receivers hold at most twice that: mesh/replication/quota.ts REMOTE_SLACK). */

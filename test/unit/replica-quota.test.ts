@@ -1,13 +1,12 @@
 // Quotas on replicated entries: what a user is told when this peer's space is full, what is
 // refused from other owners, and that a refused write leaves nothing on disk.
 
+import { CONTAINER_PREFIX, DATAPLANE_PREFIX, DNS_EXTRA_PREFIX, API_TOKEN_PREFIX, API_TOKEN_REVOKED_PREFIX } from '../../mesh/keyspace.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { EXTRA_PREFIX } from '../../dns/registry-source.ts';
-import { TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX } from '../../mesh/admission/api-token.ts';
-import { CONTAINER_PREFIX, DATAPLANE_PREFIX } from '../../mesh/endpoint.ts';
+
 import { identityFromSeed, verifySignature } from '../../mesh/admission/identity.ts';
 import { logger } from '../../mesh/log.ts';
 import {
@@ -35,9 +34,9 @@ function entry(key: string, value: string | null, owner = 'p0001'): Entry {
 describe('kinds', () => {
   test('the prefixes are the ones their writers use', () => {
     const prefixes = KINDS.map((k) => k.prefix);
-    for (const p of [CONTAINER_PREFIX, DATAPLANE_PREFIX, TOKEN_RECORD_PREFIX, TOKEN_REVOKED_PREFIX, EXTRA_PREFIX, 'kv/']) expect(prefixes).toContain(p);
+    for (const p of [CONTAINER_PREFIX, DATAPLANE_PREFIX, API_TOKEN_PREFIX, API_TOKEN_REVOKED_PREFIX, DNS_EXTRA_PREFIX, 'kv/']) expect(prefixes).toContain(p);
     // apitoken-revoked/ must not be read as apitoken/.
-    expect(kindOf(`${TOKEN_REVOKED_PREFIX}abc`).prefix).toBe(TOKEN_REVOKED_PREFIX);
+    expect(kindOf(`${API_TOKEN_REVOKED_PREFIX}abc`).prefix).toBe(API_TOKEN_REVOKED_PREFIX);
     expect(kindOf('something/else').name).toBe('other');
   });
 });

@@ -4,6 +4,8 @@
 // before the plugin answers CreateEndpoint or Join and removed when DeleteEndpoint is done.
 // Which stored endpoints are stale after a restart is decided here too, without I/O.
 
+import { dockerPluginEndpointPrefix } from '../../keyspace.ts';
+
 /** One endpoint of a weft Docker network on this host. */
 export interface PluginEndpoint {
   networkId: string;
@@ -42,10 +44,6 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const ADDR_RE = /^\d{1,3}(\.\d{1,3}){3}$/;
 
-export function endpointPrefix(pluginName: string): string {
-  return `docker-plugin/${pluginName}/endpoint/`;
-}
-
 /** A stored record, checked: the store is ours, but a record from an older or damaged run must
  *  not put a wrong interface name into `ip link del`. Returns the reason when it is unusable. */
 export function parseEndpoint(v: unknown): PluginEndpoint | string {
@@ -73,7 +71,7 @@ export class EndpointBook {
 
   constructor(store: PluginStore | undefined, pluginName: string) {
     this.store = store;
-    this.prefix = endpointPrefix(pluginName);
+    this.prefix = dockerPluginEndpointPrefix(pluginName);
   }
 
   get persistent(): boolean {

@@ -1,0 +1,58 @@
+// Every key a peer writes, in one list: what it holds and who writes it. Two spaces share the
+// peer's LevelDB (mesh/store.ts): the peer's own rows, which never leave it, and the replicated
+// space, whose entries are owner-signed, gossiped to every peer and stored here under
+// REPLICA_ENTRY_PREFIX. A new kind of row or entry gets its prefix here, with its writer, so
+// that no two writers ever share a prefix by accident.
+
+// ---- the peer's own rows (LevelDB) ---------------------------------------------------------
+
+/** The peer's Ed25519 identity seed (base64); written once, at first start (admission/identity.ts). */
+export const IDENTITY_KEY = 'identity/seed';
+/** `dial/<ip:port>`: addresses this peer keeps dialling across restarts: --peers, `weft connect`,
+ *  and members' addresses as they are learned (peer.ts). */
+export const DIAL_TARGET_PREFIX = 'dial/';
+/** The incarnation bound reserved on disk ahead of the one in use, so a restart never reuses
+ *  an incarnation (membership/shell.ts). */
+export const MEMBERSHIP_SELF_INC_KEY = 'membership/self-inc';
+/** `membership/member/<peer id>`: the last record of each member, to rejoin after a restart
+ *  (membership/shell.ts, written behind). */
+export const MEMBERSHIP_MEMBER_PREFIX = 'membership/member/';
+/** `replica/e/<owner>\0<key>`: every replicated entry held here, every owner's
+ *  (replication/shell.ts; layout in replication/store.ts). */
+export const REPLICA_ENTRY_PREFIX = 'replica/e/';
+/** The replica's own counters (its version and range claims) (replication/shell.ts). */
+export const REPLICA_META_KEY = 'replica/meta';
+/** The IPAM core's whole state (ring, allocations, removals), persisted before any address or
+ *  message leaves the peer (ipam/shell.ts). */
+export const IPAM_STATE_KEY = 'ipam/state';
+/** `attach/<container id>`: the containers this host attached and how (address, MAC, pid), to
+ *  adopt them after a restart (network/network.ts). */
+export const ATTACH_PREFIX = 'attach/';
+/** The host's own overlay address while `weft expose` holds one (network/network.ts). */
+export const EXPOSE_KEY = 'expose/addr';
+/** `docker-plugin/<plugin name>/endpoint/<endpoint id>`: endpoints Docker created through the
+ *  plugin, persisted before the plugin answers (network/docker/plugin-endpoints.ts). */
+export function dockerPluginEndpointPrefix(pluginName: string): string {
+  return `docker-plugin/${pluginName}/endpoint/`;
+}
+
+// ---- the replicated space (owner-signed entries, on every peer) ----------------------------
+
+/** `container/<container id>`: a container attached on the owner's host (endpoint.ts's
+ *  ContainerEndpoint); written by that host's peer (network/network.ts). */
+export const CONTAINER_PREFIX = 'container/';
+/** `dataplane/<peer id>`: the owner's data plane (WireGuard key and endpoint, VXLAN MAC, exposed
+ *  address) (network/network.ts). */
+export const DATAPLANE_PREFIX = 'dataplane/';
+/** `dns/resolver/<peer id>`: the overlay address where the owner's DNS answers other hosts'
+ *  containers as their second resolver (network/network.ts). */
+export const DNS_RESOLVER_PREFIX = 'dns/resolver/';
+/** `dns/extra/<fqdn>/<address>`: `weft dns add`'s records, one entry per owner's vote
+ *  (dns/, through the API). */
+export const DNS_EXTRA_PREFIX = 'dns/extra/';
+/** `apitoken/<token id>`: an API token's public key, scope and maker (admission/tokens.ts). */
+export const API_TOKEN_PREFIX = 'apitoken/';
+/** `apitoken-revoked/<token id>`: a revocation, written by whichever peer was asked (admission/tokens.ts). */
+export const API_TOKEN_REVOKED_PREFIX = 'apitoken-revoked/';
+/** `kv/<key>`: `weft kv put`'s values (api/peer-methods.ts). */
+export const KV_PREFIX = 'kv/';
