@@ -7,7 +7,8 @@
 
 import type { PeerLiveness } from '../mesh/mesh-view.ts';
 import { type ContainerEndpoint, parseContainerEndpoint, preferEndpoint } from '../mesh/endpoint.ts';
-import { type ContainerRecord, identityFromLabels } from './records.ts';
+import type { ContainerRecord } from './records.ts';
+import { identityFromLabels } from '../mesh/naming.ts';
 
 /** What membership believes of a peer now (undefined: it does not know the peer). */
 export type Liveness = (peerId: string) => PeerLiveness | undefined;

@@ -109,22 +109,6 @@ export interface ContainerRecord {
   ports?: readonly { port: number; proto: 'tcp' | 'udp'; name?: string }[];
 }
 
-/**
- * A container's place in the names, from its labels: weft's own (`weft.stack`,
- * `weft.service`) or Docker Compose's (`com.docker.compose.project`, `…service`,
- * `…container-number`), so that a Compose project attached to weft resolves as a stack with
- * no configuration. A Compose container is named `SERVICE-NUMBER` (`web-1`, as with
- * `docker compose` itself), any other by its Docker name.
- */
-export function identityFromLabels(dockerName: string, labels: Readonly<Record<string, string>>): Pick<ContainerRecord, 'name' | 'stack' | 'service'> {
-  const stack = labels['weft.stack'] ?? labels['com.docker.compose.project'];
-  const service = labels['weft.service'] ?? labels['com.docker.compose.service'];
-  const number = labels['com.docker.compose.container-number'];
-  const composeService = labels['com.docker.compose.service'];
-  const name = composeService && number ? `${composeService}-${number}` : dockerName.replace(/^\//, '');
-  return { name, ...(stack ? { stack } : {}), ...(service ? { service } : {}) };
-}
-
 /** `weft dns add NAME IP`: one address at one name (repeat for more). A single label is
  *  relative to the domain; anything with a dot is taken as written. */
 export interface ExtraRecord {

@@ -2,6 +2,7 @@
 // (registry-source.ts), and the writes of `weft dns add` / `weft dns remove`. The peer starts
 // it with its MeshView and stops it; the API (api.ts) calls it.
 
+import { compareIPv4 } from '../mesh/ipv4.ts';
 import type { HostPort } from '../mesh/address.ts';
 import type { MeshView } from '../mesh/mesh-view.ts';
 import { logger, type Logger } from '../mesh/log.ts';
@@ -21,10 +22,6 @@ import { DEFAULT_TTL_S } from './zone.ts';
 export const DEFAULT_DNS_LISTEN: HostPort = { host: '127.0.0.153', port: 53 };
 /** `--dns-ttl` default (zone.ts has the reason). */
 export const DEFAULT_DNS_TTL = DEFAULT_TTL_S;
-/** The mesh's DNS domain when `DnsService.start` is given none. `weft launch` has no flag for
- *  it (cli/launch-options.ts; cli/launch.ts passes no domain), so a peer started from the
- *  command line always serves this one (tests pass others). */
-export const DEFAULT_DNS_DOMAIN = DEFAULT_DOMAIN;
 /** The DNS port on the bridge address, which containers get as their nameserver. */
 export const BRIDGE_DNS_PORT = 53;
 
@@ -83,7 +80,9 @@ export class DnsService {
   /** Starts answering; rejects with one sentence (and nothing left open) if an address
    *  cannot be used. */
   static async start(o: DnsServiceOptions): Promise<DnsService> {
-    const domain = normalizeName(o.domain ?? DEFAULT_DNS_DOMAIN);
+    // A peer serves the mesh's domain (weft launch has no flag for another: containers' search
+    // domains are written with it); tests pass others.
+    const domain = normalizeName(o.domain ?? DEFAULT_DOMAIN);
     const log = o.log ?? logger('dns');
     const source = new RegistryRecordSource(o.view, { domain, log });
     try {
@@ -181,16 +180,9 @@ export class DnsService {
 function entryOf(name: string, data: DnsName, extras: string[]): DnsListEntry {
   return {
     name,
-    addrs: [...data.addrs].sort(compareAddr),
+    addrs: [...data.addrs].sort(compareIPv4),
     srv: (data.srv ?? []).map((s) => `${s.port}/${s.proto} ${s.target}`).sort(),
-    extras: extras.sort(compareAddr),
+    extras: extras.sort(compareIPv4),
   };
-}
-
-function compareAddr(a: string, b: string): number {
-  const x = a.split('.').map(Number);
-  const y = b.split('.').map(Number);
-  for (let i = 0; i < 4; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
-  return 0;
 }
 

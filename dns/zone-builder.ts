@@ -6,6 +6,7 @@
 // zone instead, in slices (the generator yields), and swaps it in when done.
 // Pure: no I/O, no clock, no randomness.
 
+import { parseIPv4 } from '../mesh/ipv4.ts';
 import { DEFAULT_DOMAIN, isNormalName, normalizeName } from './names.ts';
 import { type DnsName, type DnsRecordSet, type DnsSrv, sameDnsName } from './records.ts';
 import {
@@ -19,7 +20,6 @@ import {
   emptyZone,
   newNode,
   nxdomainSoa,
-  parseIPv4,
   ptrRRSet,
   reverseOf,
   setSerial,
@@ -223,7 +223,7 @@ function placeRawName(s: State, p: Pass, raw: string, data: DnsName | undefined)
     norm = undefined;
   }
   if (norm !== undefined) {
-    for (const a of data.addrs) if (parseIPv4(a) < 0) reasons.push({ name: raw, reason: `"${a}" is not an IPv4 address` });
+    for (const a of data.addrs) if (parseIPv4(a) === undefined) reasons.push({ name: raw, reason: `"${a}" is not an IPv4 address` });
     for (const e of data.srv ?? []) {
       const why = srvProblem(e);
       if (why) reasons.push({ name: raw, reason: `SRV ${e.service ?? e.port}/${e.proto}: ${why}` });
@@ -266,7 +266,7 @@ function gatherName(s: State, norm: string, raws: ReadonlySet<string> | undefine
     const data = s.entries.get(raw)!;
     for (const a of data.addrs) {
       const n = parseIPv4(a);
-      if (n >= 0) addrSet.add(n);
+      if (n !== undefined) addrSet.add(n);
     }
     for (const e of data.srv ?? []) {
       if (srvProblem(e)) continue;

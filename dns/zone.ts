@@ -6,7 +6,6 @@
 
 import {
   DEFAULT_DOMAIN,
-  ipv4ToInt,
   keyIsUnder,
   keyLabels,
   keyToName,
@@ -15,6 +14,7 @@ import {
   normalizeName,
 } from './names.ts';
 import { DEFAULT_IPAM_RANGE } from '../mesh/ipam/cidr.ts';
+import { parseIPv4 } from '../mesh/ipv4.ts';
 import { CLASS_IN, HEADER_LEN, TYPE } from './packet.ts';
 import type { DnsSrv } from './records.ts';
 
@@ -87,7 +87,7 @@ export interface Zone {
 
 export function parseCidr(text: string): ReverseRange {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(text.trim());
-  const base = m ? ipv4ToInt(m[1] as string) : undefined;
+  const base = m ? parseIPv4(m[1] as string) : undefined;
   const prefix = m ? Number(m[2]) : NaN;
   if (base === undefined || !(prefix >= 8 && prefix <= 32)) {
     throw new Error(`"${text}" is not an IPv4 range of the form A.B.C.D/N with N from 8 to 32`);
@@ -151,30 +151,6 @@ export function textToKey(name: string): string {
   return key + '\x00';
 }
 
-/** A dotted-quad IPv4 address as an unsigned integer, or -1. */
-export function parseIPv4(s: string): number {
-  let value = 0;
-  let octet = -1;
-  let parts = 0;
-  let digits = 0;
-  for (let i = 0; i <= s.length; i++) {
-    const c = i < s.length ? s.charCodeAt(i) : 0x2e;
-    if (c === 0x2e) {
-      if (octet < 0 || parts === 4) return -1;
-      value = value * 256 + octet;
-      parts++;
-      octet = -1;
-      digits = 0;
-    } else if (c >= 0x30 && c <= 0x39) {
-      if (digits > 0 && octet === 0) return -1; // no leading zeros
-      octet = (octet < 0 ? 0 : octet * 10) + (c - 0x30);
-      if (++digits > 3 || octet > 255) return -1;
-    } else {
-      return -1;
-    }
-  }
-  return parts === 4 ? value : -1;
-}
 
 /** Where a reverse name falls in our reverse ranges: the offset of its zone apex within the
  *  name, and whether a miss there is NXDOMAIN (a full address, or junk below the apex) or

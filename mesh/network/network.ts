@@ -3,6 +3,7 @@
 // every other host where each container is. This is the shell that composes them; the
 // decisions (who to route where, which record wins) live in small pure functions.
 
+import { MESH_DOMAIN, stackOf } from '../naming.ts';
 import { ATTACH_PREFIX, EXPOSE_KEY, CONTAINER_PREFIX, DATAPLANE_PREFIX, DNS_RESOLVER_PREFIX } from '../keyspace.ts';
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
@@ -22,8 +23,6 @@ import type { Store } from '../store.ts';
 /** A stopped container keeps its address this long in case it is restarted (Weave Net holds
  *  30 s): a restart policy brings it back within seconds, and its peers' caches stay right. */
 export const DIE_HOLD_MS = 30_000;
-/** The mesh DNS domain the containers search. */
-export const MESH_DOMAIN = 'weft.local';
 /** How far ahead of our clock a record's `since` may be: hosts' clocks differ a little. */
 const MAX_CLOCK_SKEW_MS = 60_000;
 const EXPOSE_HANDLE = 'weft:expose';
@@ -375,7 +374,7 @@ export class Network {
 
   private rememberResolver(info: ContainerInfo): void {
     if (!info.resolvConfPath) return;
-    const stack = info.labels['weft.stack'] ?? info.labels['com.docker.compose.project'];
+    const stack = stackOf(info.labels);
     this.resolvFiles.set(info.id, { path: info.resolvConfPath, name: info.name, ...(stack ? { stack } : {}) });
   }
 

@@ -4,7 +4,8 @@
 import { describe, expect, test } from 'vitest';
 import { answerFromZone } from '../../dns/answer.ts';
 import { parseQuery, udpLimit } from '../../dns/packet.ts';
-import { buildRecordSet, type ContainerRecord, type DnsRecordSet, identityFromLabels } from '../../dns/records.ts';
+import { buildRecordSet, type ContainerRecord, type DnsRecordSet } from '../../dns/records.ts';
+import { identityFromLabels } from '../../mesh/naming.ts';
 import { BUILD_STEP, buildZone, buildZoneSteps, ZoneBuilder } from '../../dns/zone-builder.ts';
 import type { ZoneOptions } from '../../dns/zone.ts';
 import { Rng, seeds } from '../sim/rng.ts';
