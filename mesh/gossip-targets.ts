@@ -1,6 +1,5 @@
-// Whom to tell: k distinct members picked uniformly at random, the same way by the shells
-// (with Math.random), the membership core and the simulations (with a seeded generator), so
-// what is simulated is what runs.
+// Whom to tell: k distinct members picked uniformly at random, by the membership and replica
+// cores with their seeded generators, so what the simulations replay is what runs.
 
 /** Members a replicated change is pushed to by its writer, and relayed to by every peer that
  *  first learns it from a push (rumor mongering: each peer forwards a rumor once). In push

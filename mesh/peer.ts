@@ -16,11 +16,12 @@ import { Dialer } from './transport/dialer.ts';
 import type { EventLog } from './events.ts';
 import { loadIdentity, verifySignature, type Identity } from './admission/identity.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { MEMBERSHIP_PROTOCOL, type Membership, type MembershipEvent } from './membership/membership.ts';
+import { MEMBERSHIP_PROTOCOL, TICK_MS, type Membership, type MembershipEvent } from './membership/membership.ts';
 import { MembershipShell } from './membership/shell.ts';
 import { Metrics } from './metrics.ts';
 import { registerPeerMetrics } from './peer-metrics.ts';
 import { ReplicaShell } from './replication/shell.ts';
+import { SYNC_MAX_FRAME, SYNC_MAX_QUEUE, SYNC_PROTOCOL } from './replication/wire.ts';
 import { IpamShell } from './ipam/shell.ts';
 import type { MeshView, PeerLiveness } from './mesh-view.ts';
 import type { Network } from './network/network.ts';
@@ -32,16 +33,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 /** libp2p protocol ids. Versioned so that a future incompatible change can run beside this one. */
 /** The control channel carries membership messages only; its id is the membership wire's. */
 export const CONTROL_PROTOCOL = MEMBERSHIP_PROTOCOL;
-export const SYNC_PROTOCOL = '/weft/sync/1.0.0';
-
-/** The membership core's clock: a tick every 100 ms is fine-grained against its 200 ms
- *  heartbeat and sub-second timeouts, and costs nothing measurable. */
-const TICK_MS = 100;
-/** Replication messages are chunked at 1 MiB by the replica core (MAX_MESSAGE_BYTES); headroom for JSON escaping. */
-const SYNC_MAX_FRAME = 8 * 1024 * 1024;
-/** A full state transfer to a new peer is queued at once; 96 MiB covers the 64 MiB test
- *  state with room to spare, and anti-entropy resends anything dropped beyond it. */
-const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
+export { SYNC_PROTOCOL } from './replication/wire.ts';
 
 const TARGET_PREFIX = 'dial/';
 /** How often the dialer is given the whole member table (see tick). */

@@ -114,6 +114,14 @@ export class Bootstrap {
     return { quorum: this.ballotQuorum, agreed: [...this.heard].sort() };
   }
 
+  /** When a tick next has work for time's sake: the current phase's deadline, or the retry
+   *  after a refused or timed-out ballot; Infinity while this peer does not propose. */
+  nextDeadline(): number {
+    if (!this.want) return Infinity;
+    if (this.phase === 'prepare' || this.phase === 'accept') return this.deadline;
+    return this.phase === 'idle' ? this.nextTry : Infinity;
+  }
+
   tick(now: number, live: readonly string[], random: () => number): BootstrapStep {
     const out = step();
     if (!this.want || this.phase === 'done') return out;

@@ -18,7 +18,7 @@
 // owner of the range they cut, and rings travel whole, so an owner always knows where its range
 // ends. Allocations happen only inside a believed range, and a range is given away only where
 // nothing is allocated. The shell keeps this across crashes by persisting export() before it
-// sends anything or acknowledges an allocation (Output.persist).
+// sends anything or acknowledges an allocation (IpamReady.persist, mesh/ready.ts).
 //
 // The shell must run this core on every peer, also on peers that never host a container: they
 // vote in the bootstrap and acknowledge removals, and a peer that never answers holds both up.
@@ -30,6 +30,7 @@
 // peer's replicated entries are dropped wholesale (Replica.dropOwner), erasing history the ring
 // still needs. A whole ring is small (tens of KiB for a hundred peers), which is what Weave sends.
 
+import type { Ready } from '../ready.ts';
 import { mulberry32 } from '../seeded-random.ts';
 import { Bootstrap, type BootstrapMessage, type BootstrapStep, type GenesisValue, genesisId } from './bootstrap.ts';
 import { type Cidr, DEFAULT_IPAM_RANGE, formatAddr, parseCidr } from './cidr.ts';
@@ -55,7 +56,7 @@ export { MAX_TOKENS } from './ring.ts';
 export { MAX_IDENTITY_LENGTH, MAX_RESERVATIONS } from './reservations.ts';
 export * from './wire.ts';
 
-/** Anti-entropy period: one full state to one random live peer. Same as replication's, so a
+/** Anti-entropy period: one full state to one random live peer. Same as replication's (ANTI_ENTROPY_MS), so a
  *  healed partition converges within a few seconds, at one ring (~tens of KiB) per second. */
 export const GOSSIP_INTERVAL_MS = 1000;
 /** A request for space unanswered this long is sent to the next-best peer. A donation is one
@@ -96,26 +97,26 @@ export type IpamEvent =
   /** Something a correct mesh never produces (two rings met, a token owned twice, an allocation
    *  outside owned space): log it as an error, with the detail. */
   | { type: 'conflict'; detail: string }
-  | { type: 'rejected'; from: string; reason: string };
+  /** An allocation that was pending is done: hand the address to the container. */
+  | { type: 'allocated'; handle: string; addr: string }
+  /** A pending allocation that will never be done (this peer was removed). */
+  | { type: 'allocation-refused'; handle: string; reason: string };
 
-export interface Output {
-  /** Messages to send, each to one peer. */
-  send: { to: string; msg: IpamMessage }[];
-  /** State changed: write export() to disk BEFORE sending `send` or reporting `allocated`.
-   *  This order is what keeps addresses unique across kill -9. */
-  persist: boolean;
-  /** Allocations that were pending and are now done. */
-  allocated: { handle: string; addr: string }[];
-  /** Pending allocations that will never be done (this peer was removed). */
-  refused: { handle: string; reason: string }[];
-  events: IpamEvent[];
-}
+/** IPAM's state is one record, written whole: 'state' asks the shell to write export() as it
+ *  stands when the write is made, synced, BEFORE any of the ready's messages or allocations
+ *  leave. That state includes the ready's decisions (and perhaps later ones: persisting newer
+ *  state before releasing older decisions keeps the order). This is what keeps addresses
+ *  unique across kill -9: a restarted peer never forgets an allocation or a donation that
+ *  someone else may already have acted on. */
+export type IpamPersist = 'state';
+
+export type IpamReady = Ready<IpamMessage, IpamPersist, IpamEvent>;
 
 export type AllocateResult =
-  | { status: 'allocated'; addr: string; out: Output }
-  /** Waiting for space, a ring, or a reserved address; done later in some Output.allocated. */
-  | { status: 'pending'; reason: string; out: Output }
-  | { status: 'refused'; reason: string; out: Output };
+  | { status: 'allocated'; addr: string; out: IpamReady }
+  /** Waiting for space, a ring, or a reserved address; done later, as an 'allocated' event. */
+  | { status: 'pending'; reason: string; out: IpamReady }
+  | { status: 'refused'; reason: string; out: IpamReady };
 
 export interface AllocateOptions {
   /** The container's identity; its reserved address, or a new one reserved for it. */
@@ -163,11 +164,6 @@ interface Pending {
 
 const EMPTY_VIEW: PeerView = { live: new Set(), known: new Set() };
 
-function emptyOutput(): Output {
-  return { send: [], persist: false, allocated: [], refused: [], events: [] };
-}
-
-
 export class Ipam {
   readonly self: string;
   readonly cidr: Cidr;
@@ -183,6 +179,8 @@ export class Ipam {
   private view: PeerView = EMPTY_VIEW;
   private lastGossip = -Infinity;
   private lastWant: { to: string; at: number } | null = null;
+  /** The earliest time a waiting allocation is retried for time's sake (see nextDeadline). */
+  private retryAt = Infinity;
   private readonly asked = new Map<string, number>();
   /** Own state changed by our own decision: broadcast it at the end of the call. */
   private dirty = false;
@@ -248,9 +246,9 @@ export class Ipam {
   // ---- inputs -------------------------------------------------------------------------------
 
   /** Call every membership tick (100 ms) with membership's current view. */
-  tick(now: number, view: PeerView): Output {
+  tick(now: number, view: PeerView): IpamReady {
     this.view = view;
-    const out = emptyOutput();
+    const out = this.output(now);
     if (this.evicted()) return this.finish(now, out);
     if (this.ring === null && this.boot.want) this.applyBoot(this.boot.tick(now, this.liveList(), this.random), out);
     if (now - this.lastGossip >= GOSSIP_INTERVAL_MS) {
@@ -267,12 +265,11 @@ export class Ipam {
   }
 
   /** A message from peer `from`, validated by parseIpamMessage. */
-  receive(from: string, msg: IpamMessage, now: number): Output {
-    const out = emptyOutput();
+  receive(from: string, msg: IpamMessage, now: number): IpamReady {
+    const out = this.output(now);
     if (from === this.self) return out;
     if (msg.range !== this.cidr.text) {
-      out.events.push({
-        type: 'rejected',
+      out.rejected.push({
         from,
         reason: `peer uses IPAM range ${msg.range} and this peer ${this.cidr.text}: launch every peer with the same --ipalloc-range`,
       });
@@ -280,7 +277,7 @@ export class Ipam {
     }
     if (this.removals.has(from)) {
       // Once we acked its removal, nothing it says may reach us (removal.ts).
-      out.events.push({ type: 'rejected', from, reason: 'message from a peer removed by rmpeer; ignored' });
+      out.rejected.push({ from, reason: 'message from a peer removed by rmpeer; ignored' });
       return out;
     }
     switch (msg.t) {
@@ -303,7 +300,7 @@ export class Ipam {
   /** Allocates an address for `handle` (a container id). Idempotent: the same handle gets the
    *  same address. With an identity, the address reserved for it, wherever it was last used. */
   allocate(handle: string, now: number, opts: AllocateOptions = {}): AllocateResult {
-    const out = emptyOutput();
+    const out = this.output(now);
     const identity = opts.identity ?? null;
     if (typeof handle !== 'string' || handle.length === 0 || handle.length > MAX_HANDLE_LENGTH) {
       return { status: 'refused', reason: `container handle must be 1-${MAX_HANDLE_LENGTH} characters`, out };
@@ -318,46 +315,46 @@ export class Ipam {
       this.pending.set(handle, { identity, since: now, fallbackAfterMs: opts.fallbackAfterMs, lastAsk: -Infinity, reason: 'queued' });
     }
     this.finish(now, out);
-    const i = out.allocated.findIndex((a) => a.handle === handle);
+    const i = out.events.findIndex((e) => e.type === 'allocated' && e.handle === handle);
     if (i >= 0) {
-      const [done] = out.allocated.splice(i, 1);
+      const [done] = out.events.splice(i, 1);
       return { status: 'allocated', addr: (done as { addr: string }).addr, out };
     }
     const p = this.pending.get(handle);
     if (p === undefined) {
-      const r = out.refused.find((x) => x.handle === handle);
-      return { status: 'refused', reason: r?.reason ?? 'refused', out };
+      const r = out.events.find((e) => e.type === 'allocation-refused' && e.handle === handle);
+      return { status: 'refused', reason: r?.type === 'allocation-refused' ? r.reason : 'refused', out };
     }
     return { status: 'pending', reason: p.reason, out };
   }
 
   /** Frees a handle's address (or cancels its pending allocation). Its reservation stays. */
-  release(handle: string, now: number): { addr: string | null; out: Output } {
-    const out = emptyOutput();
+  release(handle: string, now: number): { addr: string | null; out: IpamReady } {
+    const out = this.output(now);
     let addr: string | null = null;
     if (this.pending.delete(handle)) return { addr, out: this.finish(now, out) };
     const a = this.space.remove(handle);
     if (a !== undefined) {
       addr = this.addr(a.off);
-      out.persist = true;
+      out.persist = 'state';
     }
     return { addr, out: this.finish(now, out) };
   }
 
   /** Forgets an identity's reservation everywhere (its service was deleted). */
-  unreserve(identity: string, now: number): Output {
-    const out = emptyOutput();
+  unreserve(identity: string, now: number): IpamReady {
+    const out = this.output(now);
     if (this.reservations.get(identity) !== undefined) {
       this.resOut.push(this.reservations.set(identity, null, this.self));
-      out.persist = true;
+      out.persist = 'state';
     }
     return this.finish(now, out);
   }
 
   /** `weft rmpeer`: starts taking over the space of `dead`, which must be gone for good. The
    *  takeover completes (here or at a lower-id claimer) once every known peer acknowledged. */
-  rmpeer(dead: string, now: number): { status: 'started' | 'done' | 'refused'; reason: string; out: Output } {
-    const out = emptyOutput();
+  rmpeer(dead: string, now: number): { status: 'started' | 'done' | 'refused'; reason: string; out: IpamReady } {
+    const out = this.output(now);
     if (this.evicted()) return { status: 'refused', reason: this.evictedReason(), out };
     if (this.ring === null) return { status: 'refused', reason: 'this peer has no IPAM ring yet, so there is no space to take over', out };
     if (dead === this.self) return { status: 'refused', reason: 'a peer cannot remove itself; use weft reset to hand its space to others', out };
@@ -371,7 +368,7 @@ export class Ipam {
     if (heir !== null) return { status: 'done', reason: `peer ${dead} was already removed; ${heir} took its space`, out };
     if (this.removals.claim(dead, this.self)) {
       this.dirty = true;
-      out.persist = true;
+      out.persist = 'state';
     }
     this.finish(now, out);
     const h = this.removals.heirOf(dead);
@@ -387,8 +384,8 @@ export class Ipam {
   /** `weft reset`: gives every range this peer owns to the live peers, so the space is not lost
    *  with it. Only the owner gives away (a plain donation), and only when nothing here is in use
    *  or waiting, so no address can end up with two holders. */
-  handOff(now: number): { status: 'done' | 'refused'; reason: string; out: Output } {
-    const out = emptyOutput();
+  handOff(now: number): { status: 'done' | 'refused'; reason: string; out: IpamReady } {
+    const out = this.output(now);
     if (this.evicted() || this.ring === null) return { status: 'done', reason: 'this peer owns no address space', out };
     if (this.space.inUse() > 0 || this.pending.size > 0) {
       return { status: 'refused', reason: `${this.space.inUse()} address(es) still in use here: detach the containers first`, out };
@@ -481,20 +478,20 @@ export class Ipam {
 
   // ---- message handling ---------------------------------------------------------------------
 
-  private onState(from: string, msg: StateMessage, out: Output): void {
+  private onState(from: string, msg: StateMessage, out: IpamReady): void {
     // An answer from the peer we asked for space: if it gave none, ask the next one now.
     if (this.lastWant?.to === from) this.lastWant = null;
     if (msg.ring !== null) {
       const theirs = Ring.fromWire(this.cidr.size, msg.ring);
       if (typeof theirs === 'string') {
-        out.events.push({ type: 'rejected', from, reason: `bad ring: ${theirs}` });
+        out.rejected.push({ from, reason: `bad ring: ${theirs}` });
         return;
       }
       if (this.ring === null) {
         this.ring = theirs;
         this.boot.settled();
         this.ringChanged = true;
-        out.persist = true;
+        out.persist = 'state';
         out.events.push({ type: 'ring-adopted', from });
       } else if (theirs.genesis !== this.ring.genesis) {
         out.events.push({
@@ -507,12 +504,12 @@ export class Ipam {
         for (const c of m.conflicts) out.events.push({ type: 'conflict', detail: `ring merge with ${from}: ${c}` });
         if (m.changed) {
           this.ringChanged = true;
-          out.persist = true;
+          out.persist = 'state';
         }
       }
     }
     const rm = this.removals.merge(msg.removed);
-    if (rm.changed) out.persist = true;
+    if (rm.changed) out.persist = 'state';
     for (const [peer, free, seq] of msg.hints) {
       if (peer === this.self) continue;
       const cur = this.hints.get(peer);
@@ -523,12 +520,12 @@ export class Ipam {
     if (this.reservations.hash() !== msg.resHash) for (const m of this.resMessages(this.reservations.all())) out.send.push({ to: from, msg: m });
   }
 
-  private mergeReservations(items: readonly ReservationWire[], out: Output): void {
+  private mergeReservations(items: readonly ReservationWire[], out: IpamReady): void {
     const ok = items.filter(([, addr]) => addr === null || this.space.allocatable(addr));
-    if (this.reservations.merge(ok).length > 0) out.persist = true;
+    if (this.reservations.merge(ok).length > 0) out.persist = 'state';
   }
 
-  private onWant(from: string, msg: WantMessage, out: Output): void {
+  private onWant(from: string, msg: WantMessage, out: IpamReady): void {
     if (this.evicted()) return;
     if (this.ring === null) {
       // Not yet: answering at once lets the asker try the next peer instead of waiting.
@@ -563,7 +560,7 @@ export class Ipam {
     out.send.push({ to: from, msg: this.stateMessage(false) });
   }
 
-  private give(to: string, start: number, end: number, out: Output): void {
+  private give(to: string, start: number, end: number, out: IpamReady): void {
     const ring = this.ring as Ring;
     if (ring.length + ring.splitsFor(start, end) > MAX_TOKENS) {
       out.events.push({ type: 'conflict', detail: `cannot give space to ${to}: the ring is at its limit of ${MAX_TOKENS} tokens` });
@@ -572,12 +569,12 @@ export class Ipam {
     ring.give(this.self, to, start, end);
     this.ringChanged = true;
     this.dirty = true;
-    out.persist = true;
+    out.persist = 'state';
     this.refreshSpace(out.events);
     out.events.push({ type: 'donated', to, first: this.addr(start), size: end - start });
   }
 
-  private onBoot(from: string, m: BootstrapMessage, now: number, out: Output): void {
+  private onBoot(from: string, m: BootstrapMessage, now: number, out: IpamReady): void {
     if (this.ring !== null) {
       // The decision is made: answer any bootstrap message with the ring itself.
       out.send.push({ to: from, msg: this.stateMessage(false) });
@@ -586,31 +583,32 @@ export class Ipam {
     this.applyBoot(this.boot.receive(from, m, now, this.liveList(), this.random), out);
   }
 
-  private applyBoot(step: BootstrapStep, out: Output): void {
-    if (step.persist) out.persist = true;
+  private applyBoot(step: BootstrapStep, out: IpamReady): void {
+    if (step.persist) out.persist = 'state';
     for (const s of step.send) out.send.push({ to: s.to, msg: { t: 'boot', v: 1, range: this.cidr.text, m: s.msg } });
     if (step.chosen !== null && this.ring === null) this.createRing(step.chosen, out);
   }
 
-  private createRing(value: GenesisValue, out: Output): void {
+  private createRing(value: GenesisValue, out: IpamReady): void {
     this.ring = Ring.create(this.cidr.size, genesisId(value), value.members);
     this.boot.settled();
     this.ringChanged = true;
     this.dirty = true;
-    out.persist = true;
+    out.persist = 'state';
     out.events.push({ type: 'ring-created', members: [...value.members].sort() });
   }
 
   // ---- the end of every call ----------------------------------------------------------------
 
-  private finish(now: number, out: Output): Output {
+  private finish(now: number, out: IpamReady): IpamReady {
     if (this.evicted()) {
       if (!this.evictedReported) {
         this.evictedReported = true;
         out.events.push({ type: 'evicted', by: this.removals.claimers(this.self) });
       }
-      for (const handle of this.pending.keys()) out.refused.push({ handle, reason: this.evictedReason() });
+      for (const handle of this.pending.keys()) out.events.push({ type: 'allocation-refused', handle, reason: this.evictedReason() });
       this.pending.clear();
+      out.next = undefined;
       return out;
     }
     this.ackRemovals();
@@ -619,7 +617,7 @@ export class Ipam {
     this.servePending(now, out);
     if (this.dirty) {
       this.dirty = false;
-      out.persist = true;
+      out.persist = 'state';
       this.updateHint();
       const already = new Set(out.send.filter((s) => s.msg.t === 'state').map((s) => s.to));
       const msg = this.stateMessage(false);
@@ -628,10 +626,29 @@ export class Ipam {
     if (this.resOut.length > 0) {
       const msgs = this.resMessages(this.resOut);
       this.resOut = [];
-      out.persist = true;
+      out.persist = 'state';
       for (const to of this.liveList()) if (to !== this.self) for (const m of msgs) out.send.push({ to, msg: m });
     }
+    out.next = this.nextDeadline(now);
     return out;
+  }
+
+  /** An empty ready, carrying the deadline as it stands (a call that returns before `finish`
+   *  changed nothing that moves it). */
+  private output(now: number): IpamReady {
+    return { persist: undefined, send: [], events: [], rejected: [], next: this.nextDeadline(now) };
+  }
+
+  /** When a tick next has work for time's sake (Ready.next): the anti-entropy round while there
+   *  is anything to gossip, the bootstrap's deadline while it proposes, and the retries of
+   *  allocations waiting on a timer (servePending notes the earliest). Waits on input (a
+   *  donation, a peer coming back, a release) need no tick. */
+  private nextDeadline(now: number): number | undefined {
+    if (this.evicted()) return undefined;
+    let next = this.ring !== null || this.removals.size > 0 ? this.lastGossip + GOSSIP_INTERVAL_MS : Infinity;
+    if (this.ring === null) next = Math.min(next, this.boot.nextDeadline());
+    if (this.pending.size > 0) next = Math.min(next, this.retryAt);
+    return next === Infinity ? undefined : Math.max(next, now);
   }
 
   private ackRemovals(): void {
@@ -655,7 +672,7 @@ export class Ipam {
     return { dead, heir, waitingFor: heir === null ? this.requiredAcks(dead, view) : [] };
   }
 
-  private settleRemovals(out: Output): void {
+  private settleRemovals(out: IpamReady): void {
     if (this.ring === null) return;
     for (const dead of this.removals.pending()) {
       if (dead === this.self || this.removals.winner(dead) !== this.self) continue;
@@ -664,7 +681,7 @@ export class Ipam {
       this.removals.done(dead, this.self);
       this.ringChanged = true;
       this.dirty = true;
-      out.persist = true;
+      out.persist = 'state';
       out.events.push({ type: 'peer-removed', dead, heir: this.self, tokens: n });
     }
   }
@@ -681,7 +698,8 @@ export class Ipam {
     }
   }
 
-  private servePending(now: number, out: Output): void {
+  private servePending(now: number, out: IpamReady): void {
+    this.retryAt = Infinity;
     if (this.pending.size === 0) return;
     if (this.ring === null) {
       this.boot.want = true;
@@ -700,8 +718,8 @@ export class Ipam {
       else if (off !== undefined) {
         this.pending.delete(handle);
         this.space.add(handle, off, p.identity);
-        out.persist = true;
-        out.allocated.push({ handle, addr: this.addr(off) });
+        out.persist = 'state';
+        out.events.push({ type: 'allocated', handle, addr: this.addr(off) });
       }
     }
     if (needSpace) this.askForSpace(now, out);
@@ -709,7 +727,7 @@ export class Ipam {
 
   /** An offset for a pending allocation, 'space' if it needs space from others, or undefined if
    *  it waits for something else (p.reason says what). */
-  private trySatisfy(p: Pending, now: number, out: Output): number | 'space' | undefined {
+  private trySatisfy(p: Pending, now: number, out: IpamReady): number | 'space' | undefined {
     const ring = this.ring as Ring;
     if (p.identity !== null) {
       const r = this.reservations.get(p.identity);
@@ -730,6 +748,8 @@ export class Ipam {
               p.lastAsk = now;
               out.send.push({ to: owner, msg: { t: 'want', v: 1, range: this.cidr.text, addr: r, identity: p.identity } });
             }
+            if (this.view.live.has(owner)) this.retryAt = Math.min(this.retryAt, p.lastAsk + WANT_RETRY_MS);
+            else if (p.fallbackAfterMs !== undefined) this.retryAt = Math.min(this.retryAt, p.since + p.fallbackAfterMs);
             p.reason = this.view.live.has(owner)
               ? `asked ${owner} for ${this.addr(r)}, reserved for ${p.identity}`
               : `${this.addr(r)}, reserved for ${p.identity}, is in space owned by unreachable peer ${owner} (back soon, or weft rmpeer)`;
@@ -748,8 +768,11 @@ export class Ipam {
     return off;
   }
 
-  private askForSpace(now: number, out: Output): void {
-    if (this.lastWant !== null && now - this.lastWant.at < WANT_RETRY_MS) return;
+  private askForSpace(now: number, out: IpamReady): void {
+    if (this.lastWant !== null && now - this.lastWant.at < WANT_RETRY_MS) {
+      this.retryAt = Math.min(this.retryAt, this.lastWant.at + WANT_RETRY_MS);
+      return;
+    }
     const ring = this.ring as Ring;
     const sizes = ring.sizes();
     const candidates = this.liveList().filter((p) => p !== this.self && !this.removals.has(p));
@@ -767,6 +790,7 @@ export class Ipam {
     const to = ranked[0] as string;
     this.asked.set(to, now);
     this.lastWant = { to, at: now };
+    this.retryAt = Math.min(this.retryAt, now + WANT_RETRY_MS);
     out.send.push({ to, msg: { t: 'want', v: 1, range: this.cidr.text } });
   }
 

@@ -1,26 +1,26 @@
 // The I/O shell around the IPAM core (ipam.ts): carries its messages over a mesh channel,
 // ticks it with membership's view, and writes its state to disk BEFORE anything it decided
-// leaves the process (a message sent, an address handed to a container). That order is what
+// leaves the process (a message sent, an address handed to a container): it carries out the
+// core's readies with applyReady (mesh/ready.ts), awaiting the synced write. That order is what
 // keeps an address unique across kill -9: a restarted peer never forgets an allocation or a
 // donation that someone else may already have acted on.
 
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { Channel, type ChannelStats } from '../transport/channel.ts';
+import { IPAM_STATE_KEY } from '../keyspace.ts';
 import { errorText, type Logger } from '../log.ts';
+import { applyReady, mergeReadies, type ReadyIo } from '../ready.ts';
 import {
-  IPAM_PROTOCOL, Ipam, MAX_IPAM_MESSAGE_BYTES, parseIpamMessage,
-  type IpamStatus, type Output, type PeerView,
+  IPAM_MAX_QUEUE_BYTES, IPAM_PROTOCOL, Ipam, MAX_IPAM_MESSAGE_BYTES, parseIpamMessage,
+  type IpamEvent, type IpamMessage, type IpamPersist, type IpamReady, type IpamStatus, type PeerView,
 } from './ipam.ts';
 import type { Store } from '../store.ts';
 
-const STATE_KEY = 'ipam/state';
-/** A whole ring to each peer at most: a few MiB bounds a queue of them on a slow link. */
-const MAX_QUEUE_BYTES = 8 * 1024 * 1024;
 /** How long `allocate` waits for space (a ring to be agreed, a donation) before it gives up
  *  with the reason. A donation takes a round trip; a bootstrap waits for a majority to start. */
 export const ALLOCATE_TIMEOUT_MS = 30_000;
 
-const NOTHING: Output = { send: [], persist: false, allocated: [], refused: [], events: [] };
+const NOTHING: IpamReady = { persist: undefined, send: [], events: [], rejected: [], next: undefined };
 
 interface Waiter {
   resolve(addr: string): void;
@@ -33,10 +33,20 @@ export class IpamShell {
   private readonly store: Store;
   private readonly log: Logger;
   private channel?: Channel;
-  private readonly queue: { out: Output; done: () => void }[] = [];
+  private readonly queue: { ready: IpamReady; done: () => void }[] = [];
   private draining = false;
   private readonly waiters = new Map<string, Waiter[]>();
   private view: PeerView = { live: new Set(), known: new Set() };
+  private readonly io: ReadyIo<IpamMessage, IpamPersist, IpamEvent> = {
+    persist: () => this.persist(),
+    send: (to, msg) => this.channel?.send(to, msg),
+    events: (events) => {
+      for (const e of events) this.onEvent(e);
+    },
+    rejected: (rejected) => {
+      for (const r of rejected) this.log.warn('rejected IPAM message', { peer: r.from, reason: r.reason });
+    },
+  };
 
   private constructor(core: Ipam, store: Store, log: Logger) {
     this.core = core;
@@ -46,7 +56,7 @@ export class IpamShell {
 
   /** Restores the core from disk, or starts a new one (expectedPeers matters only then). */
   static async open(init: { store: Store; self: string; range: string; expectedPeers: number; log: Logger }): Promise<IpamShell> {
-    const saved = await init.store.get<unknown>(STATE_KEY);
+    const saved = await init.store.get<unknown>(IPAM_STATE_KEY);
     const opts = { self: init.self, range: init.range, expectedPeers: init.expectedPeers };
     const core = saved === undefined ? new Ipam(opts) : Ipam.restore(saved, opts);
     return new IpamShell(core, init.store, init.log);
@@ -56,7 +66,7 @@ export class IpamShell {
     this.channel = new Channel(node, {
       protocol: IPAM_PROTOCOL,
       maxFrameBytes: MAX_IPAM_MESSAGE_BYTES,
-      maxQueueBytes: MAX_QUEUE_BYTES,
+      maxQueueBytes: IPAM_MAX_QUEUE_BYTES,
       onMessage: (from, raw) => this.onMessage(from, raw),
       accept,
     }, this.log);
@@ -102,7 +112,7 @@ export class IpamShell {
       this.waiters.set(handle, [...(this.waiters.get(handle) ?? []), waiter]);
     });
     // An immediate allocation is reported like a later one: after the state is on disk.
-    if (res.status === 'allocated') res.out.allocated.push({ handle, addr: res.addr });
+    if (res.status === 'allocated') res.out.events.push({ type: 'allocated', handle, addr: res.addr });
     this.apply(res.out);
     return done;
   }
@@ -143,7 +153,7 @@ export class IpamShell {
   /** Writes the current state at once (at shutdown nothing is pending, but be sure). */
   async flush(): Promise<void> {
     if (this.draining) await this.idle();
-    await this.store.put(STATE_KEY, this.core.export());
+    await this.store.put(IPAM_STATE_KEY, this.core.export());
   }
 
   async stop(): Promise<void> {
@@ -169,20 +179,20 @@ export class IpamShell {
   }
 
   /** Queues what the core decided; a single loop writes the state, then lets it out. The
-   *  promise resolves once this output was carried out (after its state was on disk). */
-  private apply(out: Output): Promise<void> {
-    if (!out.persist && out.send.length === 0 && out.allocated.length === 0 && out.refused.length === 0 && out.events.length === 0) {
+   *  promise resolves once this ready was carried out (after its state was on disk). */
+  private apply(ready: IpamReady): Promise<void> {
+    if (ready.persist === undefined && ready.send.length === 0 && ready.events.length === 0 && ready.rejected.length === 0) {
       return this.draining ? this.idle() : Promise.resolve();
     }
     return new Promise((resolve) => {
-      this.queue.push({ out, done: resolve });
+      this.queue.push({ ready, done: resolve });
       if (!this.draining) void this.drain();
     });
   }
 
   /** Resolves once everything queued before it was carried out. */
   private idle(): Promise<void> {
-    return new Promise((resolve) => this.queue.push({ out: NOTHING, done: resolve }));
+    return new Promise((resolve) => this.queue.push({ ready: NOTHING, done: resolve }));
   }
 
   private async drain(): Promise<void> {
@@ -192,57 +202,60 @@ export class IpamShell {
       // is cleared with no await after the last check, so no item is ever left behind.
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0);
-        let failed: Error | undefined;
-        if (batch.some((i) => i.out.persist)) {
-          try {
-            // The state now includes everything in the batch (and maybe more, which is fine:
-            // persisting newer state before releasing older decisions keeps the order).
-            await this.store.put(STATE_KEY, this.core.export());
-          } catch (err) {
-            failed = new Error(`cannot write the data dir: ${errorText(err)}`);
-            this.log.error('cannot persist IPAM state; holding back its messages and allocations', { err: errorText(err) });
-          }
-        }
-        for (const { out, done } of batch) {
+        // One write for the batch: the state written then includes every decision in it.
+        const ready = mergeReadies(batch.map((i) => i.ready), () => 'state');
+        try {
+          await applyReady(ready, this.io);
+        } catch (err) {
           // Nothing of a failed batch may leave: a decision not on disk could be forgotten.
-          if (failed) for (const a of out.allocated) this.settle(a.handle, failed);
-          else this.carryOut(out);
-          done();
+          const failed = new Error(`cannot write the data dir: ${errorText(err)}`);
+          for (const e of ready.events) if (e.type === 'allocated') this.settle(e.handle, failed);
         }
+        for (const { done } of batch) done();
       }
     } finally {
       this.draining = false;
     }
   }
 
-  private carryOut(o: Output): void {
-    for (const { to, msg } of o.send) this.channel?.send(to, msg);
-    for (const a of o.allocated) this.settle(a.handle, a.addr);
-    for (const r of o.refused) this.settle(r.handle, new Error(`cannot allocate an address: ${r.reason}`));
-    for (const e of o.events) {
-      switch (e.type) {
-        case 'conflict':
-          this.log.error('IPAM conflict', { detail: e.detail });
-          break;
-        case 'evicted':
-          this.log.error('this peer was removed from the IPAM ring by weft rmpeer; run weft reset before it serves containers again', { by: e.by.join(',') });
-          break;
-        case 'rejected':
-          this.log.warn('rejected IPAM message', { peer: e.from, reason: e.reason });
-          break;
-        case 'ring-created':
-          this.log.info('IPAM ring created', { members: e.members.join(',') });
-          break;
-        case 'ring-adopted':
-          this.log.info('IPAM ring learnt', { from: e.from });
-          break;
-        case 'donated':
-          this.log.info('gave address space', { to: e.to, first: e.first, size: e.size });
-          break;
-        case 'peer-removed':
-          this.log.info('peer removed from IPAM', { dead: e.dead, heir: e.heir, tokens: e.tokens });
-          break;
-      }
+  /** The state as it stands now, synced; a failed write holds the batch back (see drain). Newer
+   *  than the batch, perhaps, which is fine: persisting newer state before releasing older
+   *  decisions keeps the order. */
+  private async persist(): Promise<void> {
+    try {
+      await this.store.put(IPAM_STATE_KEY, this.core.export());
+    } catch (err) {
+      this.log.error('cannot persist IPAM state; holding back its messages and allocations', { err: errorText(err) });
+      throw err;
+    }
+  }
+
+  private onEvent(e: IpamEvent): void {
+    switch (e.type) {
+      case 'allocated':
+        this.settle(e.handle, e.addr);
+        break;
+      case 'allocation-refused':
+        this.settle(e.handle, new Error(`cannot allocate an address: ${e.reason}`));
+        break;
+      case 'conflict':
+        this.log.error('IPAM conflict', { detail: e.detail });
+        break;
+      case 'evicted':
+        this.log.error('this peer was removed from the IPAM ring by weft rmpeer; run weft reset before it serves containers again', { by: e.by.join(',') });
+        break;
+      case 'ring-created':
+        this.log.info('IPAM ring created', { members: e.members.join(',') });
+        break;
+      case 'ring-adopted':
+        this.log.info('IPAM ring learnt', { from: e.from });
+        break;
+      case 'donated':
+        this.log.info('gave address space', { to: e.to, first: e.first, size: e.size });
+        break;
+      case 'peer-removed':
+        this.log.info('peer removed from IPAM', { dead: e.dead, heir: e.heir, tokens: e.tokens });
+        break;
     }
   }
 

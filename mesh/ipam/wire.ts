@@ -13,6 +13,9 @@ export const IPAM_PROTOCOL = '/weft/ipam/1.0.0';
 /** Frame limit for the shell's decoder. A full ring (MAX_TOKENS at ~25 bytes) plus its owner
  *  table and removal records stays near 1 MiB; reservations travel in their own chunks. */
 export const MAX_IPAM_MESSAGE_BYTES = 2 * 1024 * 1024;
+/** Backlog kept for one slow peer before messages are dropped: a whole ring to each peer at
+ *  most, so a few MiB bounds a queue of them on a slow link. */
+export const IPAM_MAX_QUEUE_BYTES = 8 * 1024 * 1024;
 /** Reservations per 'res' message: 2048 at most ~330 bytes each stay under 700 KiB. */
 export const MAX_RES_PER_MESSAGE = 2048;
 /** Peers named in one message (ring owners, removal claims and acks, hints): membership keeps at

@@ -46,7 +46,8 @@ import {
   type Tombstone,
 } from './wire.ts';
 import { HEALTH_DECAY_MS, HEALTH_MAX, LocalHealth, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './health.ts';
-import { Outbox, type OutboxView } from './outbox.ts';
+import type { Member, MembershipEvent, MembershipEventType } from './member.ts';
+import { Outbox, type MembershipReady, type OutboxView } from './outbox.ts';
 import { digestShare, fnv1a, outranks, RANK, rankOf } from './precedence.ts';
 import { claimBytes, signedBySubject, type Signer } from './claim.ts';
 import { pickTargets } from '../gossip-targets.ts';
@@ -55,6 +56,8 @@ import { ProbeSchedule } from './schedule.ts';
 import { SUSPICION_CONFIRMATIONS, suspicionBounds, suspicionTimeout } from './suspicion.ts';
 
 export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './wire.ts';
+export type { Member, MembershipEvent, MembershipEventType } from './member.ts';
+export type { MembershipPersist, MembershipReady } from './outbox.ts';
 export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './wire.ts';
 export { CLAIM_DOMAIN, claimBytes, claimKind, type ClaimKind, type Signer } from './claim.ts';
 export { HEALTH_DECAY_MS, HEALTH_MAX, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './health.ts';
@@ -132,32 +135,6 @@ export const SYNC_MIN_INTERVAL_MS = 1000;
 /** Dead and left members are forgotten after a day, as Serf's reconnect/tombstone timeouts:
  *  long enough for an operator to see what happened, short enough for the table to stay small. */
 export const REAP_AFTER_MS = 86_400_000;
-
-export interface Member extends MemberInfo {
-  inc: number;
-  state: MemberState;
-  /** The member's own signature over its info at `inc` (its claim: alive, or left when the
-   *  state is 'left'); null while we know it only unsigned (a seed address, or state restored
-   *  from before claims), which we use locally but never gossip. Persisted with the rest. */
-  sig: string | null;
-  /** When we adopted the current state (ms, the shell's clock). */
-  stateSince: number;
-  /** Last direct message from it or a helper vouching for it; 0 if never. */
-  lastHeard: number;
-}
-
-/** 'forgotten' is an addition to the issue's list: the member was removed from the table (by
- *  `forget`, by a forget gossiped from another peer, or reaped after REAP_AFTER_MS). */
-export type MembershipEventType = 'joined' | 'suspect' | 'dead' | 'left' | 'rejoined' | 'alive' | 'updated' | 'forgotten';
-export type MembershipEvent = { type: MembershipEventType; member: Member; at: number };
-
-export interface Output {
-  send: { to: string; msg: MembershipMessage }[];
-  events: MembershipEvent[];
-  /** Records and tombstones refused (forged, or beyond what their subject signed), each with
-   *  the sender and one line saying why; nothing in the table changed for them. */
-  rejected: { from: string; reason: string }[];
-}
 
 export interface MembershipOptions extends Signer {
   tickMs: number;
@@ -317,6 +294,9 @@ export class Membership {
   /** Changes being spread, by subject id (the record or tombstone is looked up when sent, so
    *  it is always the latest). */
   private readonly broadcasts = new Broadcasts<string>();
+  /** The incarnation the last ready carried (see finish): the shell keeps its bound on disk
+   *  ahead of it, and is told each time it rises. */
+  private reportedInc: number;
 
   /** `opts` must bring the signer: `sign` as this peer, `verify` any member's signature. */
   constructor(self: MemberInfo, now: number, opts: Partial<MembershipOptions> & Signer, restored?: { inc: number; members: Member[] }) {
@@ -329,6 +309,7 @@ export class Membership {
     this.deadSchedule = new ProbeSchedule(this.o.random);
     this.view = {
       selfId: this.selfId,
+      inc: () => this.inc,
       peers: () => [...this.table.values()].map((e) => ({ id: e.rec.id, state: e.rec.state })),
       lookup: (id) => {
         if (id === this.selfId) return { record: this.selfRecord() };
@@ -346,6 +327,7 @@ export class Membership {
     // Without persisted state we start at 0 and learn (and refute) what others hold.
     this.inc = restored ? Math.min(MAX_INCARNATION, Math.max(0, restored.inc) + 1) : 0;
     this.unsure = !restored;
+    this.reportedInc = this.inc;
     this.signSelf();
     for (const m of restored?.members ?? []) {
       if (m.id === this.selfId || this.table.has(m.id)) continue;
@@ -393,7 +375,7 @@ export class Membership {
     return [...this.table.values()].filter((e) => e.rec.state !== 'left').map(snapshot).sort(byId);
   }
 
-  receive(from: string, msg: MembershipMessage, now: number): Output {
+  receive(from: string, msg: MembershipMessage, now: number): MembershipReady {
     const p = this.begin(now);
     if (from === this.selfId) return this.finish(p);
     const L = this.live(now);
@@ -444,7 +426,7 @@ export class Membership {
     return this.finish(p);
   }
 
-  tick(now: number): Output {
+  tick(now: number): MembershipReady {
     const p = this.begin(now);
     if (this.leftAt !== null) return this.finish(p);
     this.health.decay(now);
@@ -493,7 +475,7 @@ export class Membership {
     return this.finish(p);
   }
 
-  connected(id: string, now: number): Output {
+  connected(id: string, now: number): MembershipReady {
     const p = this.begin(now);
     if (id === this.selfId) return this.finish(p);
     this.links.add(id);
@@ -516,7 +498,7 @@ export class Membership {
     return this.finish(p);
   }
 
-  disconnected(id: string, now: number): Output {
+  disconnected(id: string, now: number): MembershipReady {
     const p = this.begin(now);
     this.links.delete(id);
     const e = this.table.get(id);
@@ -529,14 +511,14 @@ export class Membership {
 
   /** The shell could not connect to `id` (refused, timed out): evidence, as a lost connection
    *  is, from then on (see `witness`). */
-  unreachable(id: string, now: number): Output {
+  unreachable(id: string, now: number): MembershipReady {
     const p = this.begin(now);
     const e = this.table.get(id);
     if (e && !this.linked(e) && e.linkLostL === null) e.linkLostL = this.live(now);
     return this.finish(p);
   }
 
-  addSeed(info: MemberInfo, now: number): Output {
+  addSeed(info: MemberInfo, now: number): MembershipReady {
     const p = this.begin(now);
     if (info.id === this.selfId || this.table.has(info.id) || this.graves.has(info.id)) return this.finish(p);
     // Incarnation 0 is a guess that any record the member or its peers send will replace; it is
@@ -546,7 +528,7 @@ export class Membership {
     return this.finish(p);
   }
 
-  updateSelf(patch: Partial<Pick<MemberInfo, 'name' | 'addrs' | 'tags' | 'role'>>, now: number): Output {
+  updateSelf(patch: Partial<Pick<MemberInfo, 'name' | 'addrs' | 'tags' | 'role'>>, now: number): MembershipReady {
     const p = this.begin(now);
     if (this.leftAt !== null) return this.finish(p);
     this.info = copyInfo({ ...this.info, ...patch, id: this.selfId });
@@ -556,7 +538,7 @@ export class Membership {
     return this.finish(p);
   }
 
-  leave(now: number): Output {
+  leave(now: number): MembershipReady {
     const p = this.begin(now);
     if (this.leftAt !== null) return this.finish(p);
     // Left at the current incarnation outranks alive, suspect and dead at it, so the goodbye
@@ -570,7 +552,7 @@ export class Membership {
     return this.finish(p);
   }
 
-  forget(id: string, now: number): Output {
+  forget(id: string, now: number): MembershipReady {
     const p = this.begin(now);
     const e = this.table.get(id);
     if (id === this.selfId || (!e && !this.graves.has(id))) return this.finish(p);
@@ -622,7 +604,7 @@ export class Membership {
 
   /** Turns the call's news into sends: queued for piggybacking, and sent at once to a few
    *  live members; then every ping and ack of the call carries what is queued. */
-  private finish(p: Outbox): Output {
+  private finish(p: Outbox): MembershipReady {
     const news = p.news();
     const n = this.table.size + 1;
     for (const id of news) {
@@ -642,7 +624,13 @@ export class Membership {
         for (const id of this.broadcasts.take(GOSSIP_MAX_BYTES, n)) p.to(t.rec.id, id);
       }
     }
-    return p.finish(this.view, () => this.broadcasts.take(PIGGYBACK_MAX_BYTES, n));
+    const incRose = this.inc !== this.reportedInc;
+    this.reportedInc = this.inc;
+    // Every timer of ours (probe period, probe and relay deadlines, suspicions, the gossip round
+    // owed) is checked on each tick, so the next one is wanted a tick period on; after our
+    // goodbye nothing runs.
+    const next = this.leftAt === null ? this.callNow + this.o.tickMs : undefined;
+    return p.finish(this.view, () => this.broadcasts.take(PIGGYBACK_MAX_BYTES, n), incRose, next);
   }
 
   // ---- failure detection -----------------------------------------------------------------

@@ -1,16 +1,34 @@
-// What one call into the membership core sends. Records to disseminate are gathered by id
-// during the call and turned into messages at its end, so each peer gets at most one 'update'
-// per call, holding each record as it stands when the call returns (a suspicion refuted later
-// in the same call is never sent). News to spread by gossip is handed back to the core
-// (`news`), which queues it and chooses where it goes; pings and acks carry what the core's
-// queue gives them (`finish`).
+// What one call into the membership core gives back: its ready (mesh/ready.ts). Records to
+// disseminate are gathered by id during the call and turned into messages at its end, so each
+// peer gets at most one 'update' per call, holding each record as it stands when the call
+// returns (a suspicion refuted later in the same call is never sent). News to spread by gossip
+// is handed back to the core (`news`), which queues it and chooses where it goes; pings and acks
+// carry what the core's queue gives them (`finish`). What changed of a member is what the shell
+// writes (`persist`), as the events report it.
 
-import type { MembershipEvent, Output } from './membership.ts';
+import type { Ready } from '../ready.ts';
+import type { Member, MembershipEvent } from './member.ts';
 import { MAX_RECORDS, type MemberRecord, type MemberState, type MembershipMessage, type Tombstone } from './wire.ts';
+
+/** What membership keeps on disk, as one call changed it. Both parts are written behind (see
+ *  ReadyIo.persist): the table is relearned from any member within a second of a restart, and
+ *  the shell keeps a bound on the incarnation on disk well ahead of it. */
+export interface MembershipPersist {
+  /** Our incarnation now: the shell's bound on disk must stay above it (a restart starts above
+   *  the bound, so above anything this life signed). */
+  inc: number;
+  /** Members whose record changed, as they now stand; null: forgotten, its row goes (so it does
+   *  not come back from our own disk at the next restart). */
+  members: Map<string, Member | null>;
+}
+
+export type MembershipReady = Ready<MembershipMessage, MembershipPersist, MembershipEvent>;
 
 /** What the outbox needs to know of the table when it turns ids into messages. */
 export interface OutboxView {
   selfId: string;
+  /** Our incarnation now. */
+  inc(): number;
   /** Every known member and what we believe of it. */
   peers(): Iterable<{ id: string; state: MemberState }>;
   /** The current record for an id, its tombstone if forgotten, or nothing (also for a member
@@ -19,7 +37,9 @@ export interface OutboxView {
 }
 
 export class Outbox {
-  private readonly out: Output = { send: [], events: [], rejected: [] };
+  private readonly out: MembershipReady = { persist: undefined, send: [], events: [], rejected: [], next: undefined };
+  /** Rows to write: each member's record as of its last event in the call. */
+  private readonly rows = new Map<string, Member | null>();
   /** Ids whose record the core spreads by gossip. */
   private readonly gossiped = new Set<string>();
   /** Ids whose record goes to every member we might reach (alive, suspect, dead). */
@@ -32,6 +52,7 @@ export class Outbox {
 
   event(e: MembershipEvent): void {
     this.out.events.push(e);
+    this.rows.set(e.member.id, e.type === 'forgotten' ? null : e.member);
   }
 
   reject(from: string, reason: string): void {
@@ -57,8 +78,11 @@ export class Outbox {
     ids.add(id);
   }
 
-  /** `piggyback`: ids of the records (or tombstones) to attach to one outgoing ping or ack. */
-  finish(view: OutboxView, piggyback: () => string[]): Output {
+  /** `piggyback`: ids of the records (or tombstones) to attach to one outgoing ping or ack.
+   *  `incRose`: our incarnation rose in the call; `next`: the core's next deadline. */
+  finish(view: OutboxView, piggyback: () => string[], incRose: boolean, next: number | undefined): MembershipReady {
+    this.out.next = next;
+    if (incRose || this.rows.size > 0) this.out.persist = { inc: view.inc(), members: this.rows };
     for (const s of this.out.send) {
       if (s.msg.t !== 'hb') continue;
       const { records, forgotten } = resolve(view, piggyback());

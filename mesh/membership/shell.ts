@@ -1,22 +1,23 @@
 // The I/O shell around the membership core, beside the replica and IPAM shells: the control
 // channel its messages travel on, the disk its incarnation and member table live on, and the
-// peer's event log and liveness listeners it reports to. The core decides; this carries it
-// out (apply), in order: send, report, persist.
+// peer's event log and liveness listeners it reports to. The core decides; this carries out
+// its ready (applyReady, mesh/ready.ts): persist (written behind, nothing awaited), send,
+// report.
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { Channel } from '../transport/channel.ts';
 import { EventLog } from '../events.ts';
 import { errorText, type Logger } from '../log.ts';
-import { MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage, type Member, type MemberInfo, type MembershipEvent, type Output, type Signer } from './membership.ts';
+import {
+  MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage,
+  type Member, type MemberInfo, type MembershipEvent, type MembershipMessage, type MembershipPersist, type MembershipReady, type Signer,
+} from './membership.ts';
+import { CONTROL_MAX_FRAME, CONTROL_MAX_QUEUE } from './wire.ts';
+import { MEMBERSHIP_MEMBER_PREFIX, MEMBERSHIP_SELF_INC_KEY } from '../keyspace.ts';
 import type { PeerLiveness } from '../mesh-view.ts';
+import { applyReady, type ReadyIo, type Rejection } from '../ready.ts';
 import type { Store } from '../store.ts';
 import { WriteBehind } from '../write-behind.ts';
 
-/** Control messages are heartbeats and member lists; 1 MiB bounds a list of thousands. */
-const CONTROL_MAX_FRAME = 1024 * 1024;
-const CONTROL_MAX_QUEUE = 1024 * 1024;
-
-const SELF_INC_KEY = 'membership/self-inc';
-const MEMBER_PREFIX = 'membership/member/';
 /** Incarnations are reserved on disk this many at a time, and the disk holds the bound, not
  *  the incarnation: a restart starts above the bound, so above any incarnation this life
  *  signed, while a flapping peer refuting every second syncs the disk once per 64 refutations
@@ -50,6 +51,14 @@ export class MembershipShell {
   private reservedInc: number;
   private readonly rows: WriteBehind;
   private readonly livenessListeners = new Set<LivenessListener>();
+  private readonly io: ReadyIo<MembershipMessage, MembershipPersist, MembershipEvent> = {
+    persist: (p) => this.persist(p),
+    send: (to, msg) => this.control?.send(to, msg),
+    events: (events) => {
+      for (const e of events) this.onEvent(e);
+    },
+    rejected: (rejected) => this.onRejected(rejected),
+  };
 
   private constructor(core: Membership, o: MembershipShellOptions, reservedInc: number) {
     this.core = core;
@@ -61,8 +70,8 @@ export class MembershipShell {
 
   /** The core, restored from disk: a restart is a new life above the persisted incarnation. */
   static async open(self: MemberInfo, signer: Signer, o: MembershipShellOptions): Promise<MembershipShell> {
-    const restoredInc = (await o.store.get<number>(SELF_INC_KEY)) ?? 0;
-    const restoredMembers = (await o.store.scan<Member>(MEMBER_PREFIX)).map((r) => r.value);
+    const restoredInc = (await o.store.get<number>(MEMBERSHIP_SELF_INC_KEY)) ?? 0;
+    const restoredMembers = (await o.store.scan<Member>(MEMBERSHIP_MEMBER_PREFIX)).map((r) => r.value);
     const core = new Membership(self, Date.now(), signer, { inc: restoredInc, members: restoredMembers });
     const shell = new MembershipShell(core, o, restoredInc);
     // Reserve before anything is sent: the core's first incarnation is above the old bound.
@@ -122,7 +131,7 @@ export class MembershipShell {
   /** `weft forget`: the member goes from the table here and, by gossip, everywhere. */
   async forget(id: string): Promise<void> {
     this.apply(this.core.forget(id, Date.now()));
-    await this.o.store.del(MEMBER_PREFIX + id);
+    await this.o.store.del(MEMBERSHIP_MEMBER_PREFIX + id);
   }
 
   leave(): void {
@@ -138,28 +147,36 @@ export class MembershipShell {
     this.apply(this.core.receive(from, msg, Date.now()));
   }
 
-  /** Carries out what the core decided: send, report, persist. */
-  private apply(out: Output): void {
-    for (const { to, msg } of out.send) this.control?.send(to, msg);
-    for (const e of out.events) this.onEvent(e);
-    const rejected = out.rejected[0];
-    if (rejected) {
-      // One line per call (all from one sender): a member sending a table of forgeries must
-      // not flood the log; the metric counts every record.
-      const more = out.rejected.length - 1;
-      this.log.warn('rejected membership record', { peer: rejected.from, reason: rejected.reason, more: more || undefined });
-      this.stats.rejected += out.rejected.length;
-    }
-    void this.reserve(false);
+  /** Carries out what the core decided, in the one order (mesh/ready.ts). Nothing here waits
+   *  for the disk (see persist), so it all happens in this turn. */
+  private apply(ready: MembershipReady): void {
+    void applyReady(ready, this.io);
+  }
+
+  /** Written behind, never awaited: member rows in a coalesced batch (relearned from any
+   *  member within a second of a restart), the incarnation bound renewed well ahead (see
+   *  reserve). Neither makes a message wait. */
+  private persist(p: MembershipPersist): void {
+    for (const [id, m] of p.members) this.rows.set(MEMBERSHIP_MEMBER_PREFIX + id, m ?? undefined);
+    if (p.members.size > 0) this.rows.schedule();
+    void this.reserve(false, p.inc);
+  }
+
+  private onRejected(rejected: readonly Rejection[]): void {
+    const first = rejected[0] as Rejection;
+    // One line per call (all from one sender): a member sending a table of forgeries must
+    // not flood the log; the metric counts every record.
+    const more = rejected.length - 1;
+    this.log.warn('rejected membership record', { peer: first.from, reason: first.reason, more: more || undefined });
+    this.stats.rejected += rejected.length;
   }
 
   /** Keeps the bound on disk ahead of our incarnation: renewed (synced) once half the
    *  reserve is used, so it is on disk long before the incarnation could reach it. */
-  private async reserve(wait: boolean): Promise<void> {
-    const inc = this.core.self().inc;
+  private async reserve(wait: boolean, inc = this.core.self().inc): Promise<void> {
     if (!wait && inc <= this.reservedInc - INCARNATION_RESERVE / 2) return;
     this.reservedInc = inc + INCARNATION_RESERVE;
-    const write = this.o.store.put(SELF_INC_KEY, this.reservedInc).catch((err) => this.log.error('cannot persist incarnation', { err: errorText(err) }));
+    const write = this.o.store.put(MEMBERSHIP_SELF_INC_KEY, this.reservedInc).catch((err) => this.log.error('cannot persist incarnation', { err: errorText(err) }));
     if (wait) await write;
   }
 
@@ -169,9 +186,6 @@ export class MembershipShell {
     this.events.add({ type: e.type, peer: { id: m.id, name: m.name, address } }, new Date(e.at));
     const level = e.type === 'dead' || e.type === 'suspect' ? 'warn' : 'info';
     this.log[level](`peer ${e.type}`, { peer: m.id, name: m.name, addr: address, inc: m.inc });
-    // A forgotten member must not come back from our own disk at the next restart.
-    this.rows.set(MEMBER_PREFIX + m.id, e.type === 'forgotten' ? undefined : m);
-    this.rows.schedule();
     this.o.onEvent(e);
     const state: PeerLiveness | 'forgotten' = e.type === 'forgotten' ? 'forgotten' : m.state;
     for (const fn of this.livenessListeners) {

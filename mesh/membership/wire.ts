@@ -5,6 +5,13 @@
 /** libp2p protocol id the shell opens membership streams on; bump the major on an
  *  incompatible change to the message shapes below so old and new peers never mix. */
 export const MEMBERSHIP_PROTOCOL = '/weft/membership/2.0.0';
+/** Largest frame the control channel takes. Its messages are heartbeats and member lists; a
+ *  list of MAX_RECORDS (~300 KiB with signatures) fits with room, and longer ones are sent in
+ *  several messages. */
+export const CONTROL_MAX_FRAME = 1024 * 1024;
+/** Backlog kept for one slow peer before messages are dropped: a full table or two. What is
+ *  dropped is periodic (heartbeats) or repaired (a later digest mismatch swaps tables). */
+export const CONTROL_MAX_QUEUE = 1024 * 1024;
 
 /** A libp2p peer id in text is ~52 characters; 128 leaves room without letting one record
  *  carry kilobytes. */

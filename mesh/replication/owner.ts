@@ -34,8 +34,11 @@ export interface Rec {
   seen: number | undefined;
 }
 
+/** FNV-1a's offset basis: the starting `h` of a fresh hash. */
+export const FNV_OFFSET = 0x811c9dc5;
+
 /** FNV-1a, 32 bits: cheap, and a checksum mismatch only triggers a repair exchange. */
-function fnv1a(s: string, h: number): number {
+export function fnv1a(s: string, h: number): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
@@ -45,7 +48,7 @@ function fnv1a(s: string, h: number): number {
 
 export function makeRec(e: Entry, seen: number | undefined): Rec {
   // The signature covers the value, so hashing it stands in for hashing a large value.
-  const hash = e.value === null ? 0 : fnv1a(`${e.key}\u0000${e.version}\u0000${e.sig}`, 0x811c9dc5);
+  const hash = e.value === null ? 0 : fnv1a(`${e.key}\u0000${e.version}\u0000${e.sig}`, FNV_OFFSET);
   return { e, size: entryWireBytes(e), hash, seen: e.value === null ? seen : undefined };
 }
 

@@ -1,11 +1,18 @@
 // Gossip replication, pure core: a state-based CRDT of entries, each written only by its owning
-// peer and signed by it. Messages and ticks in, state changes and messages out; the shell owns
-// streams, disks, clocks and randomness.
+// peer and signed by it. Messages and ticks in, a ready out (mesh/ready.ts): entries to persist,
+// messages with their destinations, changes for consumers. The shell owns streams, disks and
+// clocks; whom to tell is decided here, with a seeded random source, so a simulation replays it.
 //
 // Per (owner, key) the highest version wins. Each owner numbers its writes 1, 2, 3, ..., so a
 // digest can say how far it knows each owner's history, and a delta is "every entry of O above
 // version n". Deletions are tombstones, garbage-collected after TOMBSTONE_GC_MS; a peer that fell
 // behind a collected deletion gets a snapshot that replaces its view of that owner.
+//
+// Dissemination: a write is pushed to PUSH_FANOUT random members at once, and every peer that a
+// push told something first relays it once the same way (rumor mongering, gossip-targets.ts);
+// once per ANTI_ENTROPY_MS a peer exchanges digests with one random member, which repairs what
+// the pushes missed (loss, partitions); a member that joins or returns gets a few repair
+// exchanges at once (`appeared`).
 //
 // What a peer says is trusted only as far as its owner signed it. Entries carry their owner's
 // signature; digests and the range claims of deltas and snapshots do not, so: a digest only
@@ -15,8 +22,11 @@
 // owner wrote; and our own entries are never removed on another peer's word. How much one owner
 // may make every peer hold is bounded by quota.ts.
 
+import { pickTargets, PUSH_FANOUT } from '../gossip-targets.ts';
+import type { Ready } from '../ready.ts';
+import { mulberry32 } from '../seeded-random.ts';
 import { keyChunks, pushChunks } from './chunks.ts';
-import { OwnerLog, type Rec, makeRec, tieBreak } from './owner.ts';
+import { FNV_OFFSET, OwnerLog, type Rec, fnv1a, makeRec, tieBreak } from './owner.ts';
 import { QuotaError, localRefusal, remoteRefusal } from './quota.ts';
 import type { ReplicaMeta, ReplicaSnapshot } from './store.ts';
 import {
@@ -50,6 +60,17 @@ export { MAX_COVER_CHUNKS, MAX_PENDING_RANGES } from './owner.ts';
  *  for less than a day (a partition, a host rebooted for maintenance) catches up with a delta;
  *  one away longer is sent the owner's full state. A day of deletions is small next to that. */
 export const TOMBSTONE_GC_MS = 24 * 60 * 60 * 1000;
+/** Anti-entropy period: one digest exchange with one random member per second repairs anything
+ *  push missed (loss, partitions) within a few seconds on a mesh of tens, at one digest (a row
+ *  per owner) sent and answered per peer per second. The simulations' round (test/sim). */
+export const ANTI_ENTROPY_MS = 1000;
+/** Repair exchanges started, on average, by the members for one that joins or returns, and by
+ *  it for itself (see appeared). Each is a two-way repair, so with about 3 + 3 the chance that
+ *  none happens is e^-6 (0.25 %), and anti-entropy repairs that within seconds. */
+export const JOIN_REPAIR_FANOUT = 3;
+/** How often tombstones are checked for garbage collection; GC itself is age-based, so this
+ *  only bounds how late past TOMBSTONE_GC_MS one goes, at a scan of the tombstones a minute. */
+export const GC_EVERY_MS = 60_000;
 
 export interface ReplicaOptions {
   /** Signs bytes as this peer (Ed25519 in the shell). */
@@ -59,6 +80,19 @@ export interface ReplicaOptions {
   tombstoneGcMs?: number;
   /** Bound on each encoded message deltaFor produces (default MAX_MESSAGE_BYTES). */
   maxMessageBytes?: number;
+  /** Members we gossip with: those membership holds alive (a simulation: the peers it
+   *  connects). Read at each choice of targets, so a push goes to whoever is alive then. */
+  peers?: () => readonly string[];
+  /** Uniform in [0, 1): chooses push, relay and anti-entropy targets and join repairs
+   *  (default: seeded by the peer id, so a simulation that passes its own replays them). */
+  random?: () => number;
+  /** Members each write is pushed to and each rumor relayed to (default PUSH_FANOUT). */
+  pushFanout?: number;
+  /** Anti-entropy period (default ANTI_ENTROPY_MS); Infinity turns it off (a simulation of
+   *  push alone). */
+  antiEntropyMs?: number;
+  /** How often tombstones are checked for collection (default GC_EVERY_MS). */
+  gcIntervalMs?: number;
 }
 
 export interface EntryRef {
@@ -66,41 +100,73 @@ export interface EntryRef {
   key: string;
 }
 
-export interface ReceiveResult {
-  /** Effective changes to the visible state, for consumers (DNS, IPAM). */
+/** What the replica keeps on disk, as one call changed it: one row per (owner, key)
+ *  (entryStorageKey) and the meta record (Replica.meta(), written in the same batch, never
+ *  ahead of the rows). How durable each part must be before the ready's messages leave: */
+export interface ReplicaPersist {
+  /** Entries this call signed (a write, or own entries re-issued at fresh versions): synced
+   *  first. A restart finds its counter on disk from them; one that lost them would sign
+   *  versions its peers already hold, with other values. */
+  issued: Entry[];
+  /** Entries of others (and own ones given back by peers): written behind, since anti-entropy
+   *  fetches again whatever a crash lost. */
+  put: Entry[];
+  /** Rows to delete (tombstones collected, entries a replacing snapshot removed): written behind
+   *  likewise. */
+  remove: EntryRef[];
+  /** Owners dropped for good (dropOwner): the meta record first or in the same batch, then
+   *  their rows (the ownerStoragePrefix range) go; synced, as the caller was promised. */
+  dropped: string[];
+}
+
+/** Whether a persist must be on disk before its ready goes on (see ReplicaPersist). */
+export function mustSync(p: ReplicaPersist): boolean {
+  return p.issued.length > 0 || p.dropped.length > 0;
+}
+
+export type ReplicaEvent =
+  /** An effective change to the visible state, for consumers (DNS, IPAM). */
+  | { type: 'changed'; change: Change }
+  /** Entries not stored because their owner is past its quota here (quota.ts), one event per
+   *  owner per message: not a forgery (the owner signed them), but not ours to hold. */
+  | { type: 'over-quota'; from: string; owner: string; reason: string; entries: number };
+
+export type ReplicaReady = Ready<ReplicaMessage, ReplicaPersist, ReplicaEvent>;
+
+/** A write's ready, and the entry it signed. */
+export type WriteReady = ReplicaReady & { entry: Entry };
+
+/** The changes a ready reports, in order: what consumers apply. */
+export function changesOf(ready: ReplicaReady): Change[] {
+  const out: Change[] = [];
+  for (const e of ready.events) if (e.type === 'changed') out.push(e.change);
+  return out;
+}
+
+/** What receiving one message did, gathered before targets are chosen (see finishReceive). */
+interface Step {
   changes: Change[];
-  /** Entries to write to disk, one LevelDB key per (owner, key): see entryStorageKey. */
-  persist: Entry[];
-  /** Entries to delete from disk. */
+  put: Entry[];
+  issued: Entry[];
   remove: EntryRef[];
   /** Messages for the peer that sent this one. */
   reply: ReplicaMessage[];
-  /** Messages to push like a local write, to PUSH_FANOUT random members (we re-issued own
-   *  entries a peer could not accept, see Replica.reissue). */
+  /** Own entries re-issued (see reissue): pushed like a local write. */
   broadcast: ReplicaMessage[];
-  /** Entries of other owners this push told us first: the rumor to pass on once, to
-   *  PUSH_FANOUT random members other than the sender and the owners (gossip-targets.ts). */
+  /** Entries of other owners this push told us first: the rumor to pass on once, to members
+   *  other than the sender and the owners. */
   relay: PushMessage[];
   /** Why some or all of the message was refused; accepted parts took effect. */
   rejected?: string;
-  /** Entries not stored because their owner is past its quota here (quota.ts), one row
-   *  per owner: not a forgery (the owner signed them), but not ours to hold. */
   refused?: Array<{ owner: string; reason: string; entries: number }>;
-}
-
-export interface WriteResult {
-  entry: Entry;
-  change: Change | null;
-  /** The push to send to PUSH_FANOUT random members (gossip-targets.ts). */
-  push: PushMessage;
 }
 
 function row(d: Digest, owner: string): OwnerDigest | undefined {
   return Object.hasOwn(d, owner) ? d[owner] : undefined;
 }
 
-function emptyResult(): ReceiveResult {
-  return { changes: [], persist: [], remove: [], reply: [], broadcast: [], relay: [] };
+function emptyStep(): Step {
+  return { changes: [], put: [], issued: [], remove: [], reply: [], broadcast: [], relay: [] };
 }
 
 export class Replica {
@@ -119,6 +185,14 @@ export class Replica {
   private restoredLevel = 0;
   /** Entries of other owners refused for quota since start, for metrics. */
   private refusedCount = 0;
+  private readonly peers: () => readonly string[];
+  private readonly random: () => number;
+  private readonly pushFanout: number;
+  private readonly antiEntropyMs: number;
+  private readonly gcIntervalMs: number;
+  /** When the next anti-entropy round and tombstone scan are due (the first tick does both). */
+  private nextAntiEntropy: number;
+  private nextGc = -Infinity;
 
   constructor(selfId: string, opts: ReplicaOptions) {
     const bad = checkOwner(selfId);
@@ -127,6 +201,12 @@ export class Replica {
     this.opts = opts;
     this.gcMs = opts.tombstoneGcMs ?? TOMBSTONE_GC_MS;
     this.maxBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.peers = opts.peers ?? (() => []);
+    this.random = opts.random ?? mulberry32(fnv1a(selfId, FNV_OFFSET));
+    this.pushFanout = opts.pushFanout ?? PUSH_FANOUT;
+    this.antiEntropyMs = opts.antiEntropyMs ?? ANTI_ENTROPY_MS;
+    this.gcIntervalMs = opts.gcIntervalMs ?? GC_EVERY_MS;
+    this.nextAntiEntropy = this.antiEntropyMs === Infinity ? Infinity : -Infinity;
   }
 
   /** The version of our latest write (or the highest of ours seen from peers). */
@@ -134,13 +214,81 @@ export class Replica {
     return this.counter;
   }
 
-  /** Writes one of our entries. Throws QuotaError (a sentence for the user) if this peer's
-   *  space for that kind is full; nothing is then stored or sent. A deletion always succeeds. */
-  write(key: string, value: string | null, now: number): WriteResult {
+  /** Writes one of our entries: persisted (synced) before it is pushed to PUSH_FANOUT random
+   *  members. Throws QuotaError (a sentence for the user) if this peer's space for that kind is
+   *  full; nothing is then stored or sent. A deletion always succeeds. */
+  write(key: string, value: string | null, now: number): WriteReady {
     const bad = checkKey(key) ?? checkValue(value);
     if (bad !== undefined) throw new RangeError(`replica: cannot write ${JSON.stringify(String(key).slice(0, 64))}: ${bad}`);
     const { entry, change } = this.issue(key, value, now, true);
-    return { entry, change, push: { t: 'push', v: 1, entries: [entry] } };
+    const out = this.ready();
+    out.persist = { issued: [entry], put: [], remove: [], dropped: [] };
+    this.push(out, [{ t: 'push', v: 1, entries: [entry] }]);
+    if (change !== null) out.events.push({ type: 'changed', change });
+    return { ...this.done(out), entry };
+  }
+
+  /** Call every shell tick: an anti-entropy round with one random member when one is due, and
+   *  a scan for tombstones old enough to collect. */
+  tick(now: number): ReplicaReady {
+    const out = this.ready();
+    if (now >= this.nextAntiEntropy) {
+      this.nextAntiEntropy = now + this.antiEntropyMs;
+      const peers = this.peers();
+      if (peers.length > 0) this.digestTo(out, peers[Math.floor(this.random() * peers.length)] as string);
+    }
+    if (now >= this.nextGc) {
+      this.nextGc = now + this.gcIntervalMs;
+      const remove = this.gc(now).map((e) => ({ owner: e.owner, key: e.key }));
+      if (remove.length > 0) out.persist = { issued: [], put: [], remove, dropped: [] };
+    }
+    return this.done(out);
+  }
+
+  /** A repair exchange with `to` now (it just opened its side of the channel to us): our
+   *  digest, which it answers with what we lack and asks for what it lacks. */
+  repair(to: string): ReplicaReady {
+    const out = this.ready();
+    this.digestTo(out, to);
+    return this.done(out);
+  }
+
+  /** A member joined or came back (not one that merely refuted a suspicion: it never left, so
+   *  there is nothing to repair). It gets a repair exchange, but not from every peer: all N
+   *  hear of a join at once, and N digests of N owners each, each answered with a full state,
+   *  landed on the one peer busy starting (the joiner, which also sent one to each member it
+   *  learned). One exchange repairs a pair both ways, and any member's state is the whole
+   *  mesh's, so a few suffice: each peer takes part with probability JOIN_REPAIR_FANOUT / N,
+   *  about that many exchanges per (re)appearing member from each side; anti-entropy covers the
+   *  rare member none picked. */
+  appeared(id: string): ReplicaReady {
+    const out = this.ready();
+    const n = this.peers().length;
+    if (this.random() < JOIN_REPAIR_FANOUT / Math.max(1, n)) this.digestTo(out, id);
+    return this.done(out);
+  }
+
+  private digestTo(out: ReplicaReady, to: string): void {
+    for (const msg of this.digestMessages()) out.send.push({ to, msg });
+  }
+
+  /** Sends `msgs` to pushFanout random members other than `exclude` (one choice for all). */
+  private push(out: ReplicaReady, msgs: readonly ReplicaMessage[], exclude?: ReadonlySet<string>): void {
+    if (msgs.length === 0) return;
+    for (const to of pickTargets(this.peers(), this.pushFanout, this.random, exclude)) {
+      for (const msg of msgs) out.send.push({ to, msg });
+    }
+  }
+
+  private ready(): ReplicaReady {
+    return { persist: undefined, send: [], events: [], rejected: [], next: undefined };
+  }
+
+  /** Sets the ready's deadline: the next anti-entropy round or tombstone scan. */
+  private done<R extends ReplicaReady>(out: R): R {
+    const next = Math.min(this.nextAntiEntropy, this.nextGc);
+    out.next = next === Infinity ? undefined : next;
+    return out;
   }
 
   private issue(key: string, value: string | null, now: number, quota = false): { entry: Entry; change: Change | null } {
@@ -250,23 +398,23 @@ export class Replica {
     return out;
   }
 
-  /** Handles a message from a peer (already validated by parseReplicaMessage). `checked` holds
-   *  the outcome of signature checks the caller already made on this message's entries (the
-   *  shell spreads them over several turns of its event loop); the others are checked here. */
-  receive(msg: ReplicaMessage, now: number, checked?: ReadonlyMap<Entry, boolean>): ReceiveResult {
-    const out = emptyResult();
+  /** Handles a message from peer `from` (already validated by parseReplicaMessage). `checked`
+   *  holds the outcome of signature checks the caller already made on this message's entries
+   *  (the shell spreads them over several turns of its event loop); the others are checked here. */
+  receive(from: string, msg: ReplicaMessage, now: number, checked?: ReadonlyMap<Entry, boolean>): ReplicaReady {
+    const out = emptyStep();
     switch (msg.t) {
       case 'digest':
         this.onDigest(msg, out);
         break;
       case 'push': {
-        const before = out.persist.length;
+        const before = out.put.length;
         for (const e of msg.entries) this.accept(e, now, out, checked);
         // What was news to us is likely news to others: pass it on once (rumor mongering).
         // Entries we already held end the rumor here, which bounds it; anti-entropy repairs
         // what it misses.
         const news: Rec[] = [];
-        for (const e of out.persist.slice(before)) {
+        for (const e of out.put.slice(before)) {
           const rec = e.owner === this.self ? undefined : this.logs.get(e.owner)?.byKey.get(e.key);
           if (rec !== undefined && rec.e === e) news.push(rec);
         }
@@ -289,10 +437,26 @@ export class Replica {
     }
     const self = this.logs.get(this.self);
     if (self !== undefined) this.counter = Math.max(this.counter, self.complete, self.maxHeld);
-    return out;
+    return this.finishReceive(from, out);
   }
 
-  private onDigest(msg: DigestMessage, out: ReceiveResult): void {
+  /** Turns what a message did into its ready: replies to the sender, re-issued entries pushed
+   *  like a write, news relayed to members other than the sender and the owners (who hold it). */
+  private finishReceive(from: string, step: Step): ReplicaReady {
+    const out = this.ready();
+    if (step.put.length > 0 || step.issued.length > 0 || step.remove.length > 0) {
+      out.persist = { issued: step.issued, put: step.put, remove: step.remove, dropped: [] };
+    }
+    for (const msg of step.reply) out.send.push({ to: from, msg });
+    this.push(out, step.broadcast);
+    if (step.relay.length > 0) this.push(out, step.relay, new Set([from, ...step.relay.flatMap((m) => m.entries.map((e) => e.owner))]));
+    for (const change of step.changes) out.events.push({ type: 'changed', change });
+    for (const r of step.refused ?? []) out.events.push({ type: 'over-quota', from, ...r });
+    if (step.rejected !== undefined) out.rejected.push({ from, reason: step.rejected });
+    return this.done(out);
+  }
+
+  private onDigest(msg: DigestMessage, out: Step): void {
     const theirs = msg.digest;
     out.reply.push(...this.deltaFor(theirs, msg.owners));
     let theyKnowMore = false;
@@ -310,7 +474,7 @@ export class Replica {
     if (theyKnowMore && msg.reply !== true) out.reply.push(...this.digestMessages(true, msg.owners));
   }
 
-  private onSnapshot(msg: SnapshotMessage, now: number, out: ReceiveResult, checked: ReadonlyMap<Entry, boolean> | undefined): void {
+  private onSnapshot(msg: SnapshotMessage, now: number, out: Step, checked: ReadonlyMap<Entry, boolean> | undefined): void {
     if (this.dropped.has(msg.owner)) return;
     let ok = true;
     for (const e of msg.entries) ok = this.accept(e, now, out, checked) && ok;
@@ -348,7 +512,7 @@ export class Replica {
   /** A peer at `level` lacks own entries we wrote since restarting: it took their versions to be
    *  ones our previous incarnation used (and it may have collected their deletion). Writing the
    *  same values again above its level is the only way they reach everyone. */
-  private reissue(recs: Rec[], level: number, now: number, out: ReceiveResult): void {
+  private reissue(recs: Rec[], level: number, now: number, out: Step): void {
     // Its level is its word; only the part of it we signed (our newest entry it sent) moves our
     // counter, so a forged level cannot use up our versions. If its level is higher than what
     // it sent so far, the next exchange reissues above it.
@@ -356,14 +520,14 @@ export class Replica {
     const fresh: Rec[] = [];
     for (const rec of recs) {
       const { entry } = this.issue(rec.e.key, rec.e.value, now);
-      out.persist.push(entry);
+      out.issued.push(entry);
       fresh.push(this.logFor(this.self).byKey.get(entry.key) as Rec);
     }
     out.broadcast.push(...pushChunks(fresh, this.maxBytes));
   }
 
   /** Merges one entry; false if its signature is bad (nothing changed). */
-  private accept(e: Entry, now: number, out: ReceiveResult, checked?: ReadonlyMap<Entry, boolean>): boolean {
+  private accept(e: Entry, now: number, out: Step, checked?: ReadonlyMap<Entry, boolean>): boolean {
     if (this.dropped.has(e.owner)) return true;
     let log = this.logs.get(e.owner);
     const cur = log?.byKey.get(e.key);
@@ -395,7 +559,7 @@ export class Replica {
       return true;
     }
     log.put(makeRec(e, now));
-    out.persist.push(e);
+    out.put.push(e);
     const previous = cur?.e.value ?? null;
     if (previous !== e.value) out.changes.push({ owner: e.owner, key: e.key, value: e.value, previous });
     return true;
@@ -418,9 +582,9 @@ export class Replica {
     return log;
   }
 
-  /** Drops tombstones older than the GC period; the shell deletes `dropped` from disk. Only
+  /** Drops tombstones older than the GC period and returns them, for the disk. Only
    *  tombstones at or below the owner's complete level go: the floor must never pass it. */
-  gc(now: number): { dropped: Entry[] } {
+  private gc(now: number): Entry[] {
     const dropped: Entry[] = [];
     for (const log of this.logs.values()) {
       if (log.tombs.size === 0) continue;
@@ -437,12 +601,12 @@ export class Replica {
         }
       }
     }
-    return { dropped };
+    return dropped;
   }
 
-  /** Forgets an owner removed from the mesh for good; later gossip about it is ignored. The shell
-   *  writes meta() and then deletes the ownerStoragePrefix(owner) range. */
-  dropOwner(owner: string): Change[] {
+  /** Forgets an owner removed from the mesh for good; later gossip about it is ignored. Its
+   *  ready persists the drop (see ReplicaPersist.dropped) and reports its entries gone. */
+  dropOwner(owner: string): ReplicaReady {
     if (owner === this.self) throw new RangeError('replica: a peer cannot drop its own entries');
     const changes: Change[] = [];
     const log = this.logs.get(owner);
@@ -455,7 +619,10 @@ export class Replica {
       this.logs.delete(owner);
     }
     this.dropped.set(owner, level);
-    return changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const out = this.ready();
+    out.persist = { issued: [], put: [], remove: [], dropped: [owner] };
+    for (const change of changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) out.events.push({ type: 'changed', change });
+    return this.done(out);
   }
 
   meta(): ReplicaMeta {

@@ -1,34 +1,26 @@
+// The I/O shell around the replica core: the channel its messages travel on, the disk its
+// entries live on, and the local consumers (DNS, IPAM) it tells what changed. The core decides
+// what to send to whom (pushes, relays, anti-entropy, repairs); this carries out its ready
+// (applyReady, mesh/ready.ts): persist, send, report.
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { Channel, type ChannelStats } from '../transport/channel.ts';
 import type { Identity } from '../admission/identity.ts';
+import { REPLICA_ENTRY_PREFIX, REPLICA_META_KEY } from '../keyspace.ts';
 import { errorText, type Logger } from '../log.ts';
 import { LogOnce } from '../log-once.ts';
-import { pickTargets, PUSH_FANOUT } from '../gossip-targets.ts';
+import { applyReady, type ReadyIo, type Rejection } from '../ready.ts';
 import { ReplicaInbox } from './inbox.ts';
 import type { MembershipEvent } from '../membership/membership.ts';
 import {
-  Replica, entrySigningBytes, entryStorageKey, parseReplicaMessage,
-  type Change, type Entry, type ReplicaMessage, type ReplicaMeta,
+  Replica, entrySigningBytes, entryStorageKey, mustSync, parseReplicaMessage,
+  type Change, type Entry, type ReplicaEvent, type ReplicaMessage, type ReplicaMeta, type ReplicaPersist, type ReplicaReady,
 } from './replica.ts';
 import type { Store } from '../store.ts';
 import { WriteBehind } from '../write-behind.ts';
 
-/** Anti-entropy period: one digest exchange with one random member per second repairs
- *  anything push missed (loss, partitions) within a few seconds on a mesh of tens. */
-export const ANTI_ENTROPY_MS = 1000;
-/** Repair exchanges started, on average, by the members for one that joins or returns, and by
- *  it for itself (see onMember). Each is a two-way repair, so with about 3 + 3 the chance that
- *  none happens is e^-6 (0.25 %), and anti-entropy repairs that within seconds. */
-const JOIN_REPAIR_FANOUT = 3;
-/** How often tombstones are checked for garbage collection; GC itself is age-based. */
-const GC_EVERY_MS = 60_000;
 /** Received entries are written in coalesced background batches: they can be fetched again
- *  from peers, so they need no sync; our own writes are synced before they are acknowledged. */
+ *  from peers, so they need no sync; our own writes are synced before anything leaves. */
 const PERSIST_DEBOUNCE_MS = 250;
-
-/** On disk: one row per entry under ENTRY_PREFIX, and the replica's meta record. */
-const ENTRY_PREFIX = 'replica/e/';
-const META_KEY = 'replica/meta';
 
 export interface ReplicaAttach {
   protocol: string;
@@ -41,20 +33,17 @@ export interface ReplicaAttach {
 
 type Verify = (owner: string, bytes: Uint8Array, sig: string) => boolean;
 
-/**
- * The I/O shell around the replica core: pushes our writes to PUSH_FANOUT random live members
- * at once and relays what others' pushes told us first the same way (gossip-targets.ts), runs
- * anti-entropy with one random member per period, persists to LevelDB, and tells local
- * consumers (DNS, IPAM) what changed.
- */
+/** Whom the core may gossip with, known once the shell is attached to the mesh. */
+interface PeerSource {
+  alive(): readonly string[];
+}
+
 export class ReplicaShell {
   private readonly replica: Replica;
   private readonly store: Store;
   private readonly log: Logger;
   private channel?: Channel;
-  private attachOpts?: ReplicaAttach;
-  private lastAntiEntropy = 0;
-  private lastGc = 0;
+  private readonly peers: PeerSource;
   /** Entry rows changed since the last batch, written with the meta record beside them. */
   private readonly rows: WriteBehind;
   private readonly listeners = new Set<(changes: Change[]) => void>();
@@ -64,15 +53,22 @@ export class ReplicaShell {
   private readonly backlogLog = new LogOnce();
   /** Received messages, their signatures checked a slice per turn so a flood cannot stall us. */
   private readonly inbox: ReplicaInbox;
+  private readonly io: ReadyIo<ReplicaMessage, ReplicaPersist, ReplicaEvent> = {
+    persist: (p) => this.persist(p),
+    send: (to, msg) => this.channel?.send(to, msg),
+    events: (events) => this.onEvents(events),
+    rejected: (rejected) => this.onRejected(rejected),
+  };
 
-  private constructor(replica: Replica, store: Store, log: Logger, verify: Verify) {
+  private constructor(replica: Replica, store: Store, log: Logger, verify: Verify, peers: PeerSource) {
     this.replica = replica;
     this.store = store;
     this.log = log;
+    this.peers = peers;
     this.rows = new WriteBehind({
       store, log, what: 'replicated state', delayMs: PERSIST_DEBOUNCE_MS,
       // In every batch: the meta on disk never claims more than the rows beside it.
-      extra: () => [{ key: META_KEY, value: this.replica.meta() }],
+      extra: () => [{ key: REPLICA_META_KEY, value: this.replica.meta() }],
     });
     this.inbox = new ReplicaInbox({
       check: (e) => {
@@ -96,14 +92,18 @@ export class ReplicaShell {
   }
 
   static async open(init: { store: Store; identity: Identity; log: Logger; verify: Verify }): Promise<ReplicaShell> {
-    const meta = await init.store.get<ReplicaMeta>(META_KEY);
-    const rows = await init.store.scan<Entry>(ENTRY_PREFIX);
-    const replica = Replica.load(init.identity.id, meta, rows.map((r) => r.value), { sign: init.identity.sign, verify: init.verify });
-    return new ReplicaShell(replica, init.store, init.log, init.verify);
+    const meta = await init.store.get<ReplicaMeta>(REPLICA_META_KEY);
+    const rows = await init.store.scan<Entry>(REPLICA_ENTRY_PREFIX);
+    // Nobody to gossip with until attach says who is alive.
+    const peers: PeerSource = { alive: () => [] };
+    const replica = Replica.load(init.identity.id, meta, rows.map((r) => r.value), {
+      sign: init.identity.sign, verify: init.verify, peers: () => peers.alive(),
+    });
+    return new ReplicaShell(replica, init.store, init.log, init.verify, peers);
   }
 
   attach(node: Libp2p, opts: ReplicaAttach): void {
-    this.attachOpts = opts;
+    this.peers.alive = () => opts.alive();
     this.channel = new Channel(node, {
       protocol: opts.protocol,
       maxFrameBytes: opts.maxFrameBytes,
@@ -112,7 +112,7 @@ export class ReplicaShell {
       accept: opts.accept,
       // A member that opened its side is reachable: start a repair exchange at once rather
       // than waiting for the random anti-entropy round to pick it.
-      onInbound: (from) => this.sendDigest(from),
+      onInbound: (from) => this.carryOut(this.replica.repair(from)),
     }, this.log);
   }
 
@@ -129,12 +129,9 @@ export class ReplicaShell {
    *  with a QuotaError, whose message is a sentence for the user, if this peer's space for that
    *  kind of entry is full (a deletion never is); nothing is then stored or sent. */
   async put(key: string, value: string | null): Promise<{ version: number }> {
-    const { entry, change, push } = this.replica.write(key, value, Date.now());
-    this.rows.set(ENTRY_PREFIX + entryStorageKey(entry.owner, entry.key), entry);
-    await this.rows.write(true);
-    if (change) this.emit([change]);
-    this.broadcast([push]);
-    return { version: entry.version };
+    const ready = this.replica.write(key, value, Date.now());
+    await applyReady(ready, this.io);
+    return { version: ready.entry.version };
   }
 
   /** Live entries under exactly `key` (every owner's), or under a prefix. */
@@ -160,54 +157,46 @@ export class ReplicaShell {
     this.channel?.reset(peer);
   }
 
+  /** A member that (re)appears may get a repair exchange now (the core decides, see
+   *  Replica.appeared): this is what heals partitions fast. Not one that refuted a suspicion
+   *  (suspect to alive): it never left, so there is nothing to repair. */
   onMember(e: MembershipEvent): void {
-    // A member that (re)appears gets a repair exchange now: this is what heals partitions fast.
-    // Not from every peer, though: all N hear of a join at once, and N digests of N owners each,
-    // each answered with a full state, landed on the one peer busy starting (the joiner, which
-    // also sent one to each member it learned). One exchange repairs a pair both ways, and any
-    // member's state is the whole mesh's, so a few suffice: each peer takes part with
-    // probability JOIN_REPAIR_FANOUT / N, about that many exchanges per (re)appearing member from
-    // each side; anti-entropy covers the rare member none picked. Not one that refuted a
-    // suspicion (suspect to alive): it never left, so there is nothing to repair.
     if (e.type !== 'joined' && e.type !== 'rejoined') return;
-    const n = this.attachOpts?.alive().length ?? 0;
-    if (Math.random() < JOIN_REPAIR_FANOUT / Math.max(1, n)) this.sendDigest(e.member.id);
+    this.carryOut(this.replica.appeared(e.member.id));
   }
 
   /** A peer removed from the mesh for good: its entries go, and gossip cannot bring them back. */
   async dropOwner(owner: string): Promise<void> {
-    const changes = this.replica.dropOwner(owner);
-    for (const { key } of (await this.store.scan<Entry>(ENTRY_PREFIX + entryStorageKey(owner, '')))) {
-      this.rows.set(key, undefined);
-    }
-    await this.rows.write(true);
-    if (changes.length) this.emit(changes);
+    await applyReady(this.replica.dropOwner(owner), this.io);
   }
 
   tick(now: number): void {
-    if (now - this.lastAntiEntropy >= ANTI_ENTROPY_MS) {
-      this.lastAntiEntropy = now;
-      const alive = this.attachOpts?.alive() ?? [];
-      if (alive.length) this.sendDigest(alive[Math.floor(Math.random() * alive.length)] as string);
-    }
-    if (now - this.lastGc >= GC_EVERY_MS) {
-      this.lastGc = now;
-      const { dropped } = this.replica.gc(now);
-      for (const e of dropped) this.rows.set(ENTRY_PREFIX + entryStorageKey(e.owner, e.key), undefined);
-      if (dropped.length) this.rows.schedule();
-    }
+    this.carryOut(this.replica.tick(now));
   }
 
-  private sendDigest(to: string): void {
-    for (const m of this.replica.digestMessages()) this.channel?.send(to, m);
+  /** Carries out a ready no caller waits for; a failed write was logged where it failed. */
+  private carryOut(ready: ReplicaReady): void {
+    applyReady(ready, this.io)?.catch(() => undefined);
   }
 
-  /** Sends `msgs` to PUSH_FANOUT random live members other than `exclude`. */
-  private broadcast(msgs: readonly ReplicaMessage[], exclude?: ReadonlySet<string>): void {
-    if (msgs.length === 0) return;
-    for (const id of pickTargets(this.attachOpts?.alive() ?? [], PUSH_FANOUT, Math.random, exclude)) {
-      for (const m of msgs) this.channel?.send(id, m);
+  /** Rows for the disk. Own entries (issued here) and dropped owners are synced before the rest
+   *  of the ready goes out; others' entries and deletions are written behind (refetched from
+   *  peers if a crash loses them). */
+  private persist(p: ReplicaPersist): Promise<void> | void {
+    for (const e of [...p.issued, ...p.put]) this.rows.set(REPLICA_ENTRY_PREFIX + entryStorageKey(e.owner, e.key), e);
+    for (const r of p.remove) this.rows.set(REPLICA_ENTRY_PREFIX + entryStorageKey(r.owner, r.key), undefined);
+    if (p.dropped.length > 0) return this.drop(p.dropped);
+    if (mustSync(p)) return this.rows.write(true);
+    this.rows.schedule();
+  }
+
+  /** Deletes dropped owners' rows, in one synced batch with the meta record that lists them as
+   *  dropped (Replica.load skips entries of dropped owners, so a crash between is harmless). */
+  private async drop(owners: readonly string[]): Promise<void> {
+    for (const owner of owners) {
+      for (const { key } of await this.store.scan<Entry>(REPLICA_ENTRY_PREFIX + entryStorageKey(owner, ''))) this.rows.set(key, undefined);
     }
+    await this.rows.write(true);
   }
 
   /** Queues a received message; returns a promise while its sender has a large backlog (see
@@ -234,33 +223,36 @@ export class ReplicaShell {
 
   /** A message whose signatures the inbox has checked, merged in one synchronous step. */
   private apply(from: string, msg: ReplicaMessage, checked: ReadonlyMap<Entry, boolean>): void {
+    let ready: ReplicaReady;
     try {
-      this.merge(from, msg, checked);
+      ready = this.replica.receive(from, msg, Date.now(), checked);
     } catch (err) {
       // Runs outside the channel's read loop: nothing a peer sent may end the process.
       this.stats().rejected++;
       this.log.error('cannot apply replication message', { peer: from, err: errorText(err) });
+      return;
+    }
+    this.carryOut(ready);
+  }
+
+  private onRejected(rejected: readonly Rejection[]): void {
+    for (const r of rejected) {
+      this.stats().rejected++;
+      this.log.warn('rejected replicated entries', { peer: r.from, reason: r.reason });
     }
   }
 
-  private merge(from: string, msg: ReplicaMessage, checked: ReadonlyMap<Entry, boolean>): void {
-    const res = this.replica.receive(msg, Date.now(), checked);
-    if (res.rejected) {
-      this.stats().rejected++;
-      this.log.warn('rejected replicated entries', { peer: from, reason: res.rejected });
+  private onEvents(events: readonly ReplicaEvent[]): void {
+    const changes: Change[] = [];
+    for (const e of events) {
+      if (e.type === 'changed') {
+        changes.push(e.change);
+        continue;
+      }
+      const suppressed = this.quotaLog.shouldLog(e.owner, Date.now());
+      if (suppressed !== undefined) this.log.warn('refused replicated entries past their owner\'s quota', { peer: e.from, owner: e.owner, reason: e.reason, entries: e.entries, repeats: suppressed });
     }
-    for (const r of res.refused ?? []) {
-      const suppressed = this.quotaLog.shouldLog(r.owner, Date.now());
-      if (suppressed !== undefined) this.log.warn('refused replicated entries past their owner\'s quota', { peer: from, owner: r.owner, reason: r.reason, entries: r.entries, repeats: suppressed });
-    }
-    for (const reply of res.reply) this.channel?.send(from, reply);
-    this.broadcast(res.broadcast);
-    // The sender and the owners hold what we relay already.
-    if (res.relay.length > 0) this.broadcast(res.relay, new Set([from, ...res.relay.flatMap((m) => m.entries.map((e) => e.owner))]));
-    for (const e of res.persist) this.rows.set(ENTRY_PREFIX + entryStorageKey(e.owner, e.key), e);
-    for (const r of res.remove) this.rows.set(ENTRY_PREFIX + entryStorageKey(r.owner, r.key), undefined);
-    if (res.persist.length || res.remove.length || res.broadcast.length) this.rows.schedule();
-    if (res.changes.length) this.emit(res.changes);
+    if (changes.length > 0) this.emit(changes);
   }
 
   private emit(changes: Change[]): void {

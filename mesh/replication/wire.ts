@@ -4,6 +4,18 @@
 /** Bumped on any incompatible change; a peer rejects messages of a version it does not speak. */
 export const REPLICA_PROTOCOL_VERSION = 1;
 
+/** libp2p protocol id the shell opens replication streams on, versioned so a future
+ *  incompatible change can run beside this one. */
+export const SYNC_PROTOCOL = '/weft/sync/1.0.0';
+/** Largest frame the replication channel takes. Messages are chunked at MAX_MESSAGE_BYTES
+ *  (1 MiB) by the replica core; this leaves headroom for JSON escaping. (The core's own bound
+ *  for a decoder, MAX_FRAME_BYTES below, is tighter.) */
+export const SYNC_MAX_FRAME = 8 * 1024 * 1024;
+/** Backlog kept for one slow peer before messages are dropped. A full state transfer to a new
+ *  peer is queued at once; 96 MiB covers the 64 MiB test state with room to spare, and
+ *  anti-entropy resends anything dropped beyond it. */
+export const SYNC_MAX_QUEUE = 96 * 1024 * 1024;
+
 /** Keys are a namespace prefix, a DNS name (≤ 253 bytes) and a container or peer id (64 hex);
  *  1 KiB holds that with room, and keeps the two keys a snapshot chunk header carries small.
  *  Measured as JSON-encoded UTF-8 bytes, i.e. what the key costs on the wire. */

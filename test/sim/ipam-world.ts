@@ -6,19 +6,21 @@
 import {
   type IpamEvent,
   type IpamMessage,
+  type IpamReady,
   type IpamSnapshot,
   Ipam,
   MAX_IPAM_MESSAGE_BYTES,
-  type Output,
   type PeerView,
   formatAddr,
   parseIpamMessage,
 } from '../../mesh/ipam/ipam.ts';
+import { TICK_MS } from '../../mesh/membership/membership.ts';
+import type { Rejection } from '../../mesh/ready.ts';
 import { SimNetwork } from './network.ts';
 import { Rng } from './rng.ts';
 
-/** The shell ticks the core with membership's tick (mesh/membership/membership.ts TICK_MS). */
-export const TICK_MS = 100;
+/** The shell ticks the core with membership's tick. */
+export { TICK_MS };
 /** Network processing granularity (messages take 1-20 ms). */
 const STEP_MS = 5;
 /** A killed peer's messages sent this recently may still arrive after its death... */
@@ -72,12 +74,20 @@ export class IpamWorld {
   /** Handles the shell asked for and has not released: allocated (address) or pending (null). */
   readonly handles = new Map<string, { peer: string; addr: number | null; identity: string | null }>();
   readonly events: Array<{ peer: string; at: number; e: IpamEvent }> = [];
+  /** Every message a peer refused, with the reason. */
+  readonly rejected: Array<{ peer: string; at: number; r: Rejection }> = [];
   readonly opts: Required<Omit<IpamWorldOptions, 'started'>> & { started: number };
   delivered = 0;
   checks = 0;
   restarts = 0;
   maxMessageBytes = 0;
   private nextTick = 0;
+  /** Per peer, after a tick: the view it was given and the deadline its ready named. Cleared by
+   *  any other input (see apply). A tick before that deadline, with no input since and the same
+   *  view, must find nothing to do: otherwise a shell that ticks by the deadline would miss it. */
+  private readonly quiet = new Map<string, { view: string; next: number | undefined }>();
+  /** Ticks checked that way, for the tests to show the check ran. */
+  quietTicks = 0;
   private readonly beliefCache = new Map<string, Array<[number, number]>>();
   /** Peers each peer's membership has heard of (kept across its crashes, as on disk). */
   private readonly knows = new Map<string, Set<string>>();
@@ -135,6 +145,7 @@ export class IpamWorld {
   private start(id: string): void {
     const h = this.host(id);
     h.core = this.makeCore(id, null);
+    this.quiet.delete(id);
     h.started = true;
     this.persist(h);
   }
@@ -185,14 +196,12 @@ export class IpamWorld {
     this.beliefCache.delete(h.id);
   }
 
-  /** What the shell does with an Output: persist first, then send, then report allocations. */
-  private apply(id: string, out: Output): void {
+  /** What the shell does with a ready (applyReady): persist first, then send, then report
+   *  allocations and the other events. */
+  private apply(id: string, out: IpamReady): void {
+    this.quiet.delete(id);
     const h = this.host(id);
-    if (out.persist) this.persist(h);
-    for (const e of out.events) {
-      this.events.push({ peer: id, at: this.now, e });
-      if (e.type === 'conflict' && !this.allowConflictsFrom.has(id)) throw new Error(`t=${this.now} ${id}: conflict: ${e.detail}`);
-    }
+    if (out.persist !== undefined) this.persist(h);
     for (const s of out.send) {
       const text = JSON.stringify(s.msg);
       if (this.hold?.(id, s.to, s.msg) === true) {
@@ -207,11 +216,20 @@ export class IpamWorld {
       while (r.length > 0 && (r[0] as { at: number }).at < this.now - GHOST_WINDOW_MS) r.shift();
       this.recent.set(id, r);
     }
-    for (const a of out.allocated) this.handedOut(id, a.handle, a.addr);
-    for (const r of out.refused) {
-      const known = this.handles.get(r.handle);
-      if (known !== undefined && known.peer === id && known.addr === null) this.handles.delete(r.handle);
+    for (const e of out.events) {
+      if (e.type === 'allocated') {
+        this.handedOut(id, e.handle, e.addr);
+        continue;
+      }
+      if (e.type === 'allocation-refused') {
+        const known = this.handles.get(e.handle);
+        if (known !== undefined && known.peer === id && known.addr === null) this.handles.delete(e.handle);
+        continue;
+      }
+      this.events.push({ peer: id, at: this.now, e });
+      if (e.type === 'conflict' && !this.allowConflictsFrom.has(id)) throw new Error(`t=${this.now} ${id}: conflict: ${e.detail}`);
     }
+    for (const r of out.rejected) this.rejected.push({ peer: id, at: this.now, r });
   }
 
   private handedOut(peer: string, handle: string, addrText: string): void {
@@ -311,6 +329,7 @@ export class IpamWorld {
     const h = this.host(id);
     if (h.core !== null) return;
     h.core = this.makeCore(id, h.disk);
+    this.quiet.delete(id);
     this.restarts++;
     this.net.restart(id);
     h.gone = false;
@@ -370,10 +389,25 @@ export class IpamWorld {
       if (this.now >= this.nextTick) {
         this.nextTick = this.now + TICK_MS;
         this.spreadKnowledge();
-        for (const id of this.up()) this.apply(id, this.core(id).tick(this.now, this.view(id)));
+        for (const id of this.up()) this.tick(id);
         this.check();
       }
     }
+  }
+
+  private tick(id: string): void {
+    const view = this.view(id);
+    const key = JSON.stringify([[...view.live].sort(), [...view.known].sort()]);
+    const before = this.quiet.get(id);
+    const ready = this.core(id).tick(this.now, view);
+    if (before !== undefined && before.view === key && (before.next === undefined || this.now < before.next)) {
+      this.quietTicks++;
+      if (ready.persist !== undefined || ready.send.length > 0 || ready.events.length > 0 || ready.rejected.length > 0) {
+        throw new Error(`t=${this.now} ${id}: a tick before its deadline (${before.next}), with no input since, did something: ${JSON.stringify({ ...ready, send: ready.send.map((x) => x.msg.t) })}`);
+      }
+    }
+    this.apply(id, ready);
+    this.quiet.set(id, { view: key, next: ready.next });
   }
 
   /** Runs until `done` holds or `limitMs` passes; returns the simulated time it took. */

@@ -12,7 +12,7 @@ import {
   type MembershipEvent,
   type MembershipMessage,
   type MembershipOptions,
-  type Output,
+  type MembershipReady,
 } from '../../mesh/membership/membership.ts';
 import { fakeSigner } from './membership-signer.ts';
 import { received, sent, WireEncoder, type Wire } from './membership-wire-share.ts';
@@ -234,7 +234,7 @@ export class World {
     this.apply(env.to, this.m(env.to).receive(env.from, msg, now));
   }
 
-  apply(id: string, out: Output): void {
+  apply(id: string, out: MembershipReady): void {
     for (const { to, msg } of out.send) {
       const wire = this.wires.encode(id, msg, this.now);
       this.messages++;

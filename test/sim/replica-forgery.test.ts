@@ -11,8 +11,11 @@ import {
   REMOTE_SLACK,
   Replica,
   type ReplicaMessage,
+  type ReplicaPersist,
+  changesOf,
   entrySigningBytes,
   kindOf,
+  mustSync,
   parseReplicaMessage,
 } from '../../mesh/replication/replica.ts';
 import { World, fakeCrypto, fakeSig } from './replica-world.ts';
@@ -43,7 +46,7 @@ function victimWith(n: number): Replica {
 describe('a member cannot freeze another peer\'s writes', () => {
   test('a digest row claiming the receiver\'s own entries reach the highest version leaves its writes working', () => {
     const r = victimWith(3);
-    r.receive(wire({ t: 'digest', v: 1, digest: { p0000: { complete: MAX_VERSION, floor: MAX_VERSION } } }), 0);
+    r.receive(HOSTILE, wire({ t: 'digest', v: 1, digest: { p0000: { complete: MAX_VERSION, floor: MAX_VERSION } } }), 0);
     expect(r.lastVersion()).toBe(3);
     expect(r.write('after', 'x', 0).entry.version).toBe(4);
   });
@@ -63,12 +66,15 @@ describe('a member cannot freeze another peer\'s writes', () => {
   test('range claims about the receiver\'s own entries neither move its counter nor remove its entries', () => {
     const r = victimWith(5);
     const before = r.entries().map((e) => [e.key, e.value]);
-    r.receive(wire({ t: 'delta', v: 1, owner: 'p0000', from: 0, to: MAX_VERSION, keys: ALL, entries: [] }), 0);
+    r.receive(HOSTILE, wire({ t: 'delta', v: 1, owner: 'p0000', from: 0, to: MAX_VERSION, keys: ALL, entries: [] }), 0);
     expect(r.lastVersion()).toBe(5);
-    const res = r.receive(wire({ t: 'snapshot', v: 1, owner: 'p0000', level: MAX_VERSION, floor: MAX_VERSION, replace: true, keys: ALL, entries: [] }), 0);
+    const res = r.receive(HOSTILE, wire({ t: 'snapshot', v: 1, owner: 'p0000', level: MAX_VERSION, floor: MAX_VERSION, replace: true, keys: ALL, entries: [] }), 0);
     // Nothing removed: what it lacks is written again (and sent to everyone), far below the bound.
-    expect(res.remove).toEqual([]);
-    expect(res.changes).toEqual([]);
+    expect(res.persist?.remove ?? []).toEqual([]);
+    expect(changesOf(res)).toEqual([]);
+    // Written again as what they are, own writes: on disk (synced) before they are pushed.
+    expect(res.persist?.issued.map((e) => e.key).sort()).toEqual(['k0', 'k1', 'k2', 'k3', 'k4']);
+    expect(mustSync(res.persist as ReplicaPersist)).toBe(true);
     expect(r.entries().map((e) => [e.key, e.value])).toEqual(before);
     expect(r.lastVersion()).toBeLessThanOrEqual(10);
     expect(r.write('after', 'x', 0).entry.version).toBe(r.lastVersion());
@@ -99,9 +105,10 @@ describe('a member cannot fill the others\' memory', () => {
     const entries = Array.from({ length: limit + 100 }, (_, i) => signed(HOSTILE, `junk/${i}`, i + 1, 'x'));
     let refused = 0;
     for (let i = 0; i < entries.length; i += 1000) {
-      const res = r.receive(wire({ t: 'push', v: 1, entries: entries.slice(i, i + 1000) }), 0);
-      expect(res.rejected).toBeUndefined();
-      for (const row of res.refused ?? []) {
+      const res = r.receive(HOSTILE, wire({ t: 'push', v: 1, entries: entries.slice(i, i + 1000) }), 0);
+      expect(res.rejected).toEqual([]);
+      for (const row of res.events) {
+        if (row.type !== 'over-quota') continue;
         expect(row.owner).toBe(HOSTILE);
         expect(row.reason).toMatch(/past the quota of 2,048 other entries/);
         refused += row.entries;
@@ -112,7 +119,7 @@ describe('a member cannot fill the others\' memory', () => {
     expect(r.entries({ owner: HOSTILE }).length).toBe(limit);
     // A deletion of a held key is taken, and makes room for one more.
     const v = entries.length;
-    r.receive(wire({ t: 'push', v: 1, entries: [signed(HOSTILE, 'junk/0', v + 1, null), signed(HOSTILE, 'junk/new', v + 2, 'y')] }), 0);
+    r.receive(HOSTILE, wire({ t: 'push', v: 1, entries: [signed(HOSTILE, 'junk/0', v + 1, null), signed(HOSTILE, 'junk/new', v + 2, 'y')] }), 0);
     expect(r.get(HOSTILE, 'junk/0')?.value).toBeNull();
     expect(r.get(HOSTILE, 'junk/new')?.value).toBe('y');
     expect(r.entries({ owner: HOSTILE }).length).toBe(limit);

@@ -1,32 +1,41 @@
 // A simulated mesh of replicas for the gossip replication tests: a seeded lossy network, a
 // simulated clock in rounds of anti-entropy, a simulated disk per peer, crash and restart, and an
-// oracle of every write ever made against which invariants are checked.
+// oracle of every write ever made against which invariants are checked. Each peer's core chooses
+// its own push, relay and anti-entropy targets with its own seeded random source, as in the
+// shell; the world carries out its readies as the shell does (persist, send, report).
 
 import {
+  ANTI_ENTROPY_MS,
   type Change,
   type Entry,
   MAX_MESSAGE_BYTES,
   Replica,
-  type ReceiveResult,
   type ReplicaMessage,
   type ReplicaMeta,
   type ReplicaOptions,
+  type ReplicaReady,
   type ReplicaSnapshot,
+  changesOf,
   entrySigningBytes,
   entryStorageKey,
+  mustSync,
   ownerStoragePrefix,
   parseReplicaMessage,
   utf8Length,
 } from '../../mesh/replication/replica.ts';
 import { tieBreak } from '../../mesh/replication/owner.ts';
-import { pickTargets, PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
+import { PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { type Envelope, SimNetwork } from './network.ts';
 import { Rng } from './rng.ts';
 
-/** The shell's anti-entropy period; one simulated round. */
-export const ROUND_MS = 1000;
+/** One simulated round: the core's anti-entropy period. */
+export const ROUND_MS = ANTI_ENTROPY_MS;
 /** Network processing granularity inside a round (messages take 1-20 ms). */
 const STEP_MS = 10;
+/** How long rows written behind wait before they are on the simulated disk: about the shell's
+ *  write-behind delay (a quarter second), so a kill -9 while entries arrive loses the last
+ *  quarter second of them, as on a real peer. */
+const ROWS_BEHIND_MS = 250;
 
 // A cheap deterministic stand-in for Ed25519: FNV-1a (two 32-bit lanes) keyed by a per-owner
 // secret. Forging needs the owner's secret, which tests only use deliberately.
@@ -69,9 +78,10 @@ export class Oracle {
   readonly collided = new Set<string>();
   private readonly used = new Map<string, Set<number>>();
 
-  record(e: Entry): void {
+  /** Notes a write; false if it was known already. */
+  record(e: Entry): boolean {
     const id = `${e.owner}\u0000${e.version}\u0000${e.key}`;
-    if (this.byId.has(id)) return;
+    if (this.byId.has(id)) return false;
     this.byId.set(id, e);
     const used = this.used.get(e.owner) ?? new Set<number>();
     if (used.has(e.version)) this.collided.add(e.owner);
@@ -84,6 +94,7 @@ export class Oracle {
     list.sort((a, b) => a.version - b.version || tieBreak(a, b));
     keys.set(e.key, list);
     this.maxVersion.set(e.owner, Math.max(this.maxVersion.get(e.owner) ?? 0, e.version));
+    return true;
   }
 
   written(e: Entry): Entry | undefined {
@@ -108,15 +119,12 @@ export interface WorldOptions {
   seed: number;
   peers: number;
   loss?: number;
-  /** Digests each peer sends per round, each to one random connected peer. */
-  aeFanout?: number;
-  /** Peers a local write is pushed to at once, distinct and random as the shell picks them
-   *  (default PUSH_FANOUT, what the shell does); 'all' is every connected peer. */
-  pushFanout?: number | 'all';
-  /** Peers relay what a push told them first (the core's `relay`) at once to pushFanout random
-   *  peers other than the sender and the owners, as the shell does (default on); off means
-   *  only the writer pushes. */
-  rumor?: boolean;
+  /** Each peer's core sends a digest to one random connected peer each round (default on):
+   *  off measures push alone. */
+  antiEntropy?: boolean;
+  /** Peers a local write is pushed to at once, and a rumor relayed to, by the core (default
+   *  PUSH_FANOUT, what the shell does); 0 means only anti-entropy spreads writes. */
+  pushFanout?: number;
   /** Round-trip every message through JSON and parseReplicaMessage, checking its size. */
   wire?: boolean;
   maxMessageBytes?: number;
@@ -133,6 +141,10 @@ export interface WorldOptions {
 interface Disk {
   entries: Map<string, Entry>;
   meta: ReplicaMeta | undefined;
+  /** Rows written behind and not yet on disk (undefined: a deletion): a crash loses them. */
+  pending: Map<string, Entry | undefined>;
+  /** When the oldest of them was queued. */
+  pendingSince: number | undefined;
 }
 
 export class World {
@@ -142,6 +154,16 @@ export class World {
   readonly replicas = new Map<string, Replica>();
   readonly oracle = new Oracle();
   readonly dropped = new Set<string>();
+  /** Each peer's random source, kept across its restarts (as the shell's is seeded by its id). */
+  private readonly randoms = new Map<string, () => number>();
+  /** Per peer, the highest version it signed (a write, or a re-issue) since it last started:
+   *  what a restart from its disk must not fall below (own entries are synced before they
+   *  leave, so its peers never hold a version of it that its disk lacks). */
+  private readonly signed = new Map<string, number>();
+  /** Called after each network step, for tests that act the moment something happens. */
+  onStep: () => void = () => {};
+  /** When each peer's core next wants a tick (its readies' `next`). */
+  private readonly due = new Map<string, number>();
   /** Owners each peer has been told to drop. */
   private readonly droppedAt = new Map<string, Set<string>>();
   /** Each peer's view rebuilt only from the changes it reported: must equal its live entries. */
@@ -158,21 +180,33 @@ export class World {
   readonly stats = new Map<string, number>();
 
   constructor(opts: WorldOptions) {
-    this.opts = { loss: 0, aeFanout: 1, pushFanout: PUSH_FANOUT, rumor: true, wire: false, check: 'message', ...opts };
+    this.opts = { loss: 0, antiEntropy: true, pushFanout: PUSH_FANOUT, wire: false, check: 'message', ...opts };
     this.hostile = new Set(opts.hostile ?? []);
     this.rng = new Rng(opts.seed);
     this.net = new SimNetwork<ReplicaMessage>(new Rng(opts.seed ^ 0x5eed), { loss: this.opts.loss });
     this.ids = Array.from({ length: opts.peers }, (_, i) => peerId(i));
-    for (const id of this.ids) {
+    for (const [i, id] of this.ids.entries()) {
+      const rng = new Rng(opts.seed * 31 + i + 1);
+      this.randoms.set(id, () => rng.next());
       this.replicas.set(id, new Replica(id, this.replicaOptions(id)));
       this.shadow.set(id, new Map());
-      this.disks.set(id, { entries: new Map(), meta: undefined });
+      this.disks.set(id, { entries: new Map(), meta: undefined, pending: new Map(), pendingSince: undefined });
       this.levels.set(id, new Map());
     }
   }
 
   private replicaOptions(id: string): ReplicaOptions {
-    return fakeCrypto(id, { tombstoneGcMs: this.opts.tombstoneGcMs, maxMessageBytes: this.opts.maxMessageBytes });
+    return fakeCrypto(id, {
+      tombstoneGcMs: this.opts.tombstoneGcMs,
+      maxMessageBytes: this.opts.maxMessageBytes,
+      // As the shell's membership view: the peers it can reach, so its gossip is not wasted.
+      peers: () => this.ids.filter((o) => o !== id && this.net.connected(id, o) && !this.dropped.has(o)),
+      random: this.randoms.get(id),
+      pushFanout: this.opts.pushFanout,
+      antiEntropyMs: this.opts.antiEntropy ? ROUND_MS : Infinity,
+      // Every round, so tests can collect tombstones within a few rounds.
+      gcIntervalMs: ROUND_MS,
+    });
   }
 
   get now(): number {
@@ -190,13 +224,10 @@ export class World {
   }
 
   write(id: string, key: string, value: string | null): Entry {
-    const r = this.replica(id);
-    const { entry, change, push } = r.write(key, value, this.now);
-    this.oracle.record(entry);
-    if (change !== null) this.applyChanges(id, [change]);
-    this.disk(id).entries.set(entryStorageKey(entry.owner, entry.key), entry);
-    for (const to of this.pushTargets(id)) this.send(id, to, push);
-    return entry;
+    const ready = this.replica(id).write(key, value, this.now);
+    this.oracle.record(ready.entry);
+    this.apply(id, ready);
+    return ready.entry;
   }
 
   /** A random write from a random live peer: set or delete one of a few keys. */
@@ -205,23 +236,6 @@ export class World {
     const key = `k${this.rng.int(keys)}`;
     const value = this.rng.chance(0.25) ? null : `v${this.round}.${this.rng.int(1e6)}`;
     return this.write(id, key, value);
-  }
-
-  private pushTargets(id: string, exclude?: ReadonlySet<string>): string[] {
-    const f = this.opts.pushFanout;
-    const connected = this.ids.filter((o) => o !== id && this.net.connected(id, o) && !this.dropped.has(o));
-    if (f === 'all') return connected;
-    return pickTargets(connected, f, () => this.rng.next(), exclude);
-  }
-
-  /** A random peer `id` has a connection to, as the shell picks among connected members. */
-  randomPeer(id: string): string | undefined {
-    for (let i = 0; i < 16; i++) {
-      const o = this.rng.pick(this.ids);
-      if (o !== id && this.net.connected(id, o) && !this.dropped.has(o)) return o;
-    }
-    const ok = this.ids.filter((o) => o !== id && this.net.connected(id, o) && !this.dropped.has(o));
-    return ok.length === 0 ? undefined : this.rng.pick(ok);
   }
 
   send(from: string, to: string, msg: ReplicaMessage): void {
@@ -240,24 +254,19 @@ export class World {
     this.net.send(from, to, msg);
   }
 
-  /** One anti-entropy period: rumors forwarded, digests sent, all traffic delivered, gc ticked. */
-  runRound(): void {
+  /** One anti-entropy period: each core ticked when it asked to be (digests sent, tombstones
+   *  collected), all traffic delivered. `midway`: something done `atMs` into the round, while
+   *  messages are in flight (a crash, say). */
+  runRound(midway?: { atMs: number; act: () => void }): void {
     const start = this.now;
     for (const id of this.live()) {
-      const r = this.replica(id);
-      for (let i = 0; i < this.opts.aeFanout; i++) {
-        const to = this.randomPeer(id);
-        if (to === undefined) continue;
-        for (const m of r.digestMessages()) this.send(id, to, m);
-      }
+      if (start >= (this.due.get(id) ?? -Infinity)) this.apply(id, this.replica(id).tick(start));
+    }
+    if (midway !== undefined) {
+      this.runUntil(start + midway.atMs);
+      midway.act();
     }
     this.runUntil(start + ROUND_MS);
-    for (const id of this.live()) {
-      const { dropped } = this.replica(id).gc(this.now);
-      for (const e of dropped) this.disk(id).entries.delete(entryStorageKey(e.owner, e.key));
-      // Meta is written lazily, once a round: stale meta must be safe.
-      this.disk(id).meta = structuredClone(this.replica(id).meta());
-    }
     this.round++;
     this.checkAll();
   }
@@ -265,6 +274,11 @@ export class World {
   runUntil(t: number): void {
     while (this.now < t) {
       for (const env of this.net.advance(Math.min(t, this.now + STEP_MS))) this.deliver(env);
+      for (const id of this.live()) {
+        const since = this.disk(id).pendingSince;
+        if (since !== undefined && this.now >= since + ROWS_BEHIND_MS) this.flush(id);
+      }
+      this.onStep();
     }
   }
 
@@ -289,26 +303,18 @@ export class World {
       }
       msg = back;
     }
-    const res = r.receive(msg, this.now);
+    const res = r.receive(env.from, msg, this.now);
     this.delivered++;
     this.count(msg.t === 'snapshot' ? (msg.replace ? 'replace' : 'union') : msg.t);
-    if (res.rejected !== undefined && !this.hostile.has(env.from)) throw new Error(`honest message rejected at ${env.to}: ${res.rejected}`);
-    if (res.refused !== undefined) {
-      for (const row of res.refused) if (!this.hostile.has(row.owner)) throw new Error(`${env.to} refused entries of honest ${row.owner}: ${row.reason}`);
-      this.count('refused', res.refused.reduce((n, row) => n + row.entries, 0));
+    for (const x of res.rejected) if (!this.hostile.has(x.from)) throw new Error(`honest message rejected at ${env.to}: ${x.reason}`);
+    for (const e of res.events) {
+      if (e.type !== 'over-quota') continue;
+      if (!this.hostile.has(e.owner)) throw new Error(`${env.to} refused entries of honest ${e.owner}: ${e.reason}`);
+      this.count('refused', e.entries);
     }
-    this.applyResult(env.to, res);
-    for (const m of res.reply) this.send(env.to, env.from, m);
-    for (const m of res.broadcast) {
-      if (m.t === 'push') for (const e of m.entries) this.oracle.record(e);
-      if (m.t === 'push') this.count('reissued', m.entries.length);
-      for (const to of this.pushTargets(env.to)) this.send(env.to, to, m);
-    }
-    if (this.opts.rumor && res.relay.length > 0) {
-      const exclude = new Set([env.from, ...res.relay.flatMap((m) => m.entries.map((e) => e.owner))]);
-      const targets = this.pushTargets(env.to, exclude);
-      for (const m of res.relay) for (const to of targets) this.send(env.to, to, m);
-    }
+    // Own entries signed again at fresh versions (Replica.reissue): new writes of the owner's.
+    for (const e of res.persist?.issued ?? []) if (this.oracle.record(e)) this.count('reissued');
+    this.apply(env.to, res);
     if (this.opts.check === 'message') this.checkPeer(env.to);
   }
 
@@ -316,11 +322,43 @@ export class World {
     this.stats.set(kind, (this.stats.get(kind) ?? 0) + n);
   }
 
-  private applyResult(id: string, res: ReceiveResult): void {
-    this.applyChanges(id, res.changes);
+  /** What the shell does with a ready (applyReady): persist, then send, then report the
+   *  changes to consumers. As the shell's disk: rows are queued and written behind in one batch
+   *  with the meta record (see flush), and a persist that must be synced (own entries, dropped
+   *  owners) writes the queued rows at once, before anything is sent. */
+  private apply(id: string, ready: ReplicaReady): void {
+    this.due.set(id, ready.next ?? Infinity);
+    const p = ready.persist;
+    if (p !== undefined) {
+      for (const e of p.issued) this.signed.set(id, Math.max(this.signed.get(id) ?? 0, e.version));
+      const disk = this.disk(id);
+      for (const e of [...p.issued, ...p.put]) disk.pending.set(entryStorageKey(e.owner, e.key), e);
+      for (const k of p.remove) disk.pending.set(entryStorageKey(k.owner, k.key), undefined);
+      disk.pendingSince ??= this.now;
+      // The shell writes the meta record in that batch too; here it is left as it was (unless
+      // owners are dropped), to hold the core to what load() allows: a meta record behind the
+      // rows beside it, never ahead.
+      if (mustSync(p)) this.flush(id, p.dropped.length > 0, p.dropped);
+    }
+    for (const { to, msg } of ready.send) this.send(id, to, msg);
+    this.applyChanges(id, changesOf(ready));
+  }
+
+  /** Writes a peer's queued rows, and with `meta` its meta record, as one batch, as the shell's
+   *  write-behind does: the meta on disk never claims more than the rows beside it. Dropped
+   *  owners' rows go in the same batch, after the meta that lists them as dropped. */
+  private flush(id: string, meta = true, dropped: readonly string[] = []): void {
     const disk = this.disk(id);
-    for (const e of res.persist) disk.entries.set(entryStorageKey(e.owner, e.key), e);
-    for (const k of res.remove) disk.entries.delete(entryStorageKey(k.owner, k.key));
+    for (const [k, e] of disk.pending) {
+      if (e === undefined) disk.entries.delete(k);
+      else disk.entries.set(k, e);
+    }
+    disk.pending.clear();
+    disk.pendingSince = undefined;
+    if (meta) disk.meta = structuredClone(this.replica(id).meta());
+    for (const owner of dropped) {
+      for (const k of [...disk.entries.keys()]) if (k.startsWith(ownerStoragePrefix(owner))) disk.entries.delete(k);
+    }
   }
 
   private applyChanges(id: string, changes: Change[]): void {
@@ -338,24 +376,36 @@ export class World {
     return this.disks.get(id) as Disk;
   }
 
+  /** kill -9: what was written behind and not yet on disk is lost. */
   crash(id: string): void {
     this.net.crash(id);
+    const disk = this.disk(id);
+    this.count('rows lost in a crash', disk.pending.size);
+    disk.pending.clear();
+    disk.pendingSince = undefined;
   }
 
-  /** Restarts a crashed peer from its simulated disk (entries + lazily written meta), or from an
+  /** Restarts a crashed peer from its simulated disk (entries and meta as last flushed), or from an
    *  exported snapshot taken earlier (losing everything since). */
   restart(id: string, from: 'disk' | ReplicaSnapshot): Replica {
     let r: Replica;
     if (from === 'disk') {
       const disk = this.disk(id);
       r = Replica.load(id, disk.meta, disk.entries.values(), this.replicaOptions(id));
+      const signed = this.signed.get(id) ?? 0;
+      if (r.lastVersion() < signed) throw new Error(`seed ${this.opts.seed} t=${this.now} ${id}: restarted from its disk at version ${r.lastVersion()}, below v${signed} that it signed and sent`);
     } else {
       r = Replica.restore(id, structuredClone(from), this.replicaOptions(id));
       const disk = this.disk(id);
       disk.entries = new Map(from.entries.map((e) => [entryStorageKey(e.owner, e.key), e]));
       disk.meta = structuredClone(from.meta);
+      disk.pending.clear();
+      disk.pendingSince = undefined;
+      // A lost disk: this life starts from the snapshot's counter.
+      this.signed.delete(id);
     }
     this.replicas.set(id, r);
+    this.due.delete(id);
     this.shadow.set(id, new Map(r.entries().map((e) => [`${e.owner}\u0000${e.key}`, e.value as string])));
     this.levels.set(id, new Map());
     this.net.restart(id);
@@ -380,11 +430,7 @@ export class World {
 
   /** One peer applies the removal of `owner`, persisting as the shell must: meta first. */
   dropAt(id: string, owner: string): void {
-    const r = this.replica(id);
-    this.applyChanges(id, r.dropOwner(owner));
-    const disk = this.disk(id);
-    disk.meta = structuredClone(r.meta());
-    for (const k of [...disk.entries.keys()]) if (k.startsWith(ownerStoragePrefix(owner))) disk.entries.delete(k);
+    this.apply(id, this.replica(id).dropOwner(owner));
     const set = this.droppedAt.get(id) ?? new Set<string>();
     set.add(owner);
     this.droppedAt.set(id, set);

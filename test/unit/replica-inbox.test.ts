@@ -33,8 +33,8 @@ function wired(replica: Replica, clockStepMs: number) {
     held: (e) => { const cur = replica.get(e.owner, e.key); return cur !== undefined && cur.version === e.version && cur.sig === e.sig && cur.value === e.value; },
     apply: (from, msg, checked) => {
       applied.push(`${from}:${msg.t === 'digest' ? 'digest' : msg.entries.length}`);
-      const res = replica.receive(msg, 0, checked);
-      if (res.rejected !== undefined) rejected.push(res.rejected);
+      const res = replica.receive(from, msg, 0, checked);
+      for (const r of res.rejected) rejected.push(r.reason);
     },
     dropped: (_from, msg) => dropped.push(msg),
     now: () => clock,
