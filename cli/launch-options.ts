@@ -1,7 +1,7 @@
 // `weft launch`'s options, one table: the flags commander parses, their help, their defaults
 // (the constants of mesh/config.ts and dns/service.ts, where their reasons are), the environment
 // variables that stand in for them, and the README's reference table, which a test checks
-// against this one (test/unit/launch-options.test.ts). launchConfig() then builds the fully
+// against this one (test/unit/cli-reference.test.ts). launchConfig() then builds the fully
 // resolved configs from what commander parsed, in one place.
 
 import { hostname } from 'node:os';
@@ -12,7 +12,7 @@ import {
 } from '../mesh/config.ts';
 import { DEFAULT_IPAM_RANGE, parseCidr } from '../mesh/ipam/cidr.ts';
 import { errorText, LOG_LEVELS } from '../mesh/log.ts';
-import type { Role } from '../mesh/membership/membership.ts';
+import type { Role } from '../mesh/membership/wire.ts';
 import { DEFAULT_DNS_LISTEN, DEFAULT_DNS_TTL } from '../dns/service.ts';
 import { parseUpstream, type UpstreamAddress } from '../dns/upstream-config.ts';
 import { CliError } from './error.ts';

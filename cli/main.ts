@@ -6,6 +6,7 @@ import { ago, formatIpamStatus, table } from './format.ts';
 import { CliError } from './error.ts';
 import * as api from '../mesh/api/contract.ts';
 import type { MeshEvent } from '../mesh/events.ts';
+import { MEMBERSHIP_EVENT_TYPES } from '../mesh/membership/member.ts';
 import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { dnsStatus } from '../dns/api-contract.ts';
 import { MESH_PORT } from '../mesh/address.ts';
@@ -70,7 +71,7 @@ program.command('forget <target>')
     `forgot ${[r.member, ...r.addrs].filter(Boolean).join(', ')}`));
 
 program.command('events')
-  .description('membership events: joined, suspect, dead, left, rejoined')
+  .description(`membership events: ${MEMBERSHIP_EVENT_TYPES.join(', ')}`)
   .option('--follow', 'keep printing new events')
   .action(async (o: { follow?: boolean }, cmd: Command) => {
     const g = cmd.optsWithGlobals<Globals>();

@@ -4,7 +4,7 @@
 // same way. Nothing downstream fills in a default of its own.
 
 import { MESH_PORT, type HostPort } from './address.ts';
-import type { Role } from './membership/membership.ts';
+import type { Role } from './membership/wire.ts';
 import { DEFAULT_IPAM_RANGE } from './ipam/cidr.ts';
 
 export type DataplaneMode = 'encrypted' | 'fast';

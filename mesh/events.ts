@@ -3,13 +3,15 @@
  * numbers, and live subscribers for `--follow`.
  */
 
+import type { MembershipEventType } from './membership/member.ts';
+
 /** Enough history for an operator looking back over an incident, small in memory. */
 const EVENT_HISTORY = 1000;
 
 export interface MeshEvent {
   seq: number;
   at: string;
-  type: string;
+  type: MembershipEventType;
   peer?: { id: string; name: string; address?: string };
   detail?: string;
 }

@@ -3,7 +3,7 @@
 // peer (DNS, the API server) register theirs where they are composed.
 import type { ChannelStats } from './transport/channel.ts';
 import type { IpamShell } from './ipam/shell.ts';
-import type { Member } from './membership/membership.ts';
+import type { Member } from './membership/member.ts';
 import type { Metrics } from './metrics.ts';
 import type { ReplicaShell } from './replication/shell.ts';
 

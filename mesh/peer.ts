@@ -1,22 +1,21 @@
-import { createLibp2p } from 'libp2p';
-import { tcp, type TCPSocketOptions } from '@libp2p/tcp';
-import { noise } from '@chainsafe/libp2p-noise';
-import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { networkInterfaces } from 'node:os';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { INBOUND_CONNECTIONS_PER_SECOND, MAX_PENDING_INBOUND, meshAdmission } from './admission/admission.ts';
 import { validTokenKey } from './admission/api-token.ts';
 import { ApiTokens } from './admission/tokens.ts';
 import { formatHostPort, hostPortOf, type HostPort } from './address.ts';
 import type { PeerConfig } from './config.ts';
 import { Dialer } from './transport/dialer.ts';
+import { DialTargets } from './transport/dial-targets.ts';
+import { createMeshHost } from './transport/host.ts';
 import type { EventLog } from './events.ts';
 import { loadIdentity, verifySignature, type Identity } from './admission/identity.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { MEMBERSHIP_PROTOCOL, TICK_MS, type Membership, type MembershipEvent } from './membership/membership.ts';
+import { MEMBERSHIP_PROTOCOL } from './membership/wire.ts';
+import { TICK_MS, type Membership } from './membership/membership.ts';
+import { type MembershipEvent } from './membership/member.ts';
 import { MembershipShell } from './membership/shell.ts';
 import { Metrics } from './metrics.ts';
 import { registerPeerMetrics } from './peer-metrics.ts';
@@ -27,24 +26,13 @@ import type { MeshView, PeerLiveness } from './mesh-view.ts';
 import type { Network } from './network/network.ts';
 import { checkRangeAgainstRoutes } from './network/route-overlap.ts';
 import { Store } from './store.ts';
-import { LogOnce } from './log-once.ts';
-import { multiaddr } from '@multiformats/multiaddr';
 
 /** libp2p protocol ids. Versioned so that a future incompatible change can run beside this one. */
 /** The control channel carries membership messages only; its id is the membership wire's. */
 export const CONTROL_PROTOCOL = MEMBERSHIP_PROTOCOL;
-export { SYNC_PROTOCOL } from './replication/wire.ts';
 
-const TARGET_PREFIX = 'dial/';
 /** How often the dialer is given the whole member table (see tick). */
 const WANTED_REFRESH_MS = 1000;
-/** A mesh connection with no traffic for this long is closed. Membership's pings are what
- *  keeps a pair's connection busy (at N = 100 a pair exchanges one every ~25 s on average,
- *  with the replica's anti-entropy besides), so libp2p's 2 minutes would close a few quiet
- *  pairs of a large mesh every minute, each then re-admitted with a handshake; 10 minutes
- *  closes none at the sizes a full mesh is meant for, and still reclaims a connection to a
- *  host that vanished without a reset. */
-const SOCKET_INACTIVITY_TIMEOUT_MS = 10 * 60_000;
 
 /** One weft peer, composed: identity, the libp2p host with admission, and the membership,
  *  replication and IPAM shells, API tokens, metrics, and the container network when asked. */
@@ -66,11 +54,10 @@ export class Peer {
   /** API tokens and the credential each admitted connection proved. */
   readonly tokens: ApiTokens;
   private readonly dialer: Dialer;
+  private readonly targets: DialTargets;
   private readonly log: Logger;
   private timer?: NodeJS.Timeout;
   private lastWantedAt = -Infinity;
-  /** Dial targets on disk (or being written), so each is written once, not per event. */
-  private readonly storedTargets = new Set<string>();
   private metricsServer?: Server;
   private stopping = false;
   readonly rejectedAdmissions: { count: number };
@@ -99,6 +86,7 @@ export class Peer {
       onConnected: (_addr, id) => this.members.connected(id),
       onFailed: (_addr, id) => this.members.unreachable(id),
     });
+    this.targets = new DialTargets(this.dialer, this.store);
   }
 
   static async start(config: PeerConfig): Promise<Peer> {
@@ -118,61 +106,15 @@ export class Peer {
         { sign: (bytes) => identity.sign(bytes), verify: verifySignature },
         { store, log, accept: (conn) => isMember(conn), onEvent: (e) => onMemberEvent(e) },
       );
-      const admissionLog = logger('admission');
-      const once = new LogOnce();
       // Bound once the replica is open: API tokens live in the replicated space.
       let tokenKey: (id: string) => ReturnType<typeof validTokenKey> = () => undefined;
       const credentials = new WeakMap<object, string>();
       const rejectedAdmissions = { count: 0 };
-      node = await createLibp2p({
-        privateKey: identity.libp2pKey,
-        addresses: { listen: [`/ip4/${config.listen.host}/tcp/${config.listen.port}`] },
-        // Outgoing connections leave from the address we listen on, when that is one address:
-        // admission bounds handshakes per remote address (admission.ts), and peers sharing a
-        // host's default source address (several peers on 127.0.1.x, all dialing from
-        // 127.0.0.1) would otherwise share one bound. Node passes localAddress to connect().
-        transports: [tcp({
-          inboundSocketInactivityTimeout: SOCKET_INACTIVITY_TIMEOUT_MS,
-          outboundSocketInactivityTimeout: SOCKET_INACTIVITY_TIMEOUT_MS,
-          ...(config.listen.host === '0.0.0.0' ? {} : { dialOpts: { localAddress: config.listen.host } as TCPSocketOptions }),
-        })],
-        connectionEncrypters: [noise()],
-        // No yamux keep-alive: a ping on every connection every 30 s from each side is, at
-        // N = 50, ~13 frames a second through Noise and admission's cipher per peer (about a
-        // tenth of an idle peer's CPU at N = 30, measured), to learn what membership's probes
-        // already tell.
-        streamMuxers: [yamux({ enableKeepAlive: false })],
-        connectionProtector: meshAdmission({
-          key: config.meshKey,
-          apiTokenKey: (id) => tokenKey(id),
-          onAdmitted: ({ connection, credential }) => credentials.set(connection, credential),
-          onRejected: ({ remoteAddr, direction, reason }) => {
-            rejectedAdmissions.count++;
-            const host = hostPortOf(multiaddr(remoteAddr))?.split(':')[0] ?? remoteAddr;
-            const repeats = once.shouldLog(`${direction}/${host}/${reason}`, Date.now());
-            if (repeats === undefined) return;
-            const what = direction === 'inbound' ? `refused a connection from ${host}` : `cannot join ${hostPortOf(multiaddr(remoteAddr)) ?? remoteAddr}`;
-            const hint = reason === 'wrong mesh password' ? (direction === 'inbound' ? ' (that host has another mesh password)' : ' (check --password-file)') : '';
-            admissionLog.warn(`${what}: ${reason}${hint}`, { addr: remoteAddr, reason, repeats: repeats || undefined });
-          },
-        }),
-        connectionManager: {
-          // A full mesh of 1,000 peers (999 connections, ~100 kB and one fd each, measured by
-          // bench/connections.ts) with room for API clients and crossed dials; past this the
-          // bound guards memory (~200 MB of connections).
-          maxConnections: 2048,
-          // libp2p's default of 10 pending inbound connections lets ten silent sockets lock
-          // every member out; admission bounds what one address may hold (MAX_PENDING_PER_HOST),
-          // so the mesh-wide bound only guards memory.
-          maxIncomingPendingConnections: MAX_PENDING_INBOUND,
-          // Per address per second; a member reconnects a few times at most, a scan of many
-          // ports from one address is what this is for.
-          inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_SECOND,
-        },
-        // Failure detection is membership's job, with refutation; libp2p's own monitor aborts
-        // a connection whose ping takes 5 s, which a saturated link on loaded cores can do.
-        connectionMonitor: { enabled: false },
-        start: false,
+      node = await createMeshHost({
+        privateKey: identity.libp2pKey, listen: config.listen, meshKey: config.meshKey,
+        apiTokenKey: (id) => tokenKey(id),
+        onAdmitted: (connection, credential) => credentials.set(connection, credential),
+        onRejected: () => rejectedAdmissions.count++,
       });
       const replica = await ReplicaShell.open({ store, identity, verify: verifySignature, log: log.child('replica') });
       tokenKey = (id) => validTokenKey((key) => replica.lookup(key), id);
@@ -228,16 +170,7 @@ export class Peer {
       this.members.disconnected(id);
       this.dialer.wake();
     });
-    const now = Date.now();
-    for (const { value } of await this.store.scan<string>(TARGET_PREFIX)) {
-      this.dialer.add(value, now);
-      this.storedTargets.add(value);
-    }
-    for (const addr of this.config.peers) {
-      this.dialer.add(addr, now);
-      this.storedTargets.add(addr);
-      await this.store.put(TARGET_PREFIX + addr, addr, false);
-    }
+    await this.targets.restore(this.config.peers, Date.now());
     if (this.config.dataplane) {
       const range = this.config.ipallocRange;
       await checkRangeAgainstRoutes(range);
@@ -316,36 +249,22 @@ export class Peer {
 
   /** What the peer itself does on a membership event, after the shell logged and stored it. */
   private onMemberEvent(e: MembershipEvent): void {
-    if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'updated') {
-      for (const addr of e.member.addrs) {
-        this.dialer.add(addr, e.at, e.member.id, true);
-        if (this.storedTargets.has(addr)) continue;
-        this.storedTargets.add(addr);
-        void this.store.put(TARGET_PREFIX + addr, addr, false).catch(() => undefined);
-      }
-    }
+    if (e.type === 'joined' || e.type === 'rejoined' || e.type === 'updated') this.targets.learned(e.member.addrs, e.at, e.member.id);
     this.replica.onMember(e);
   }
 
   /** `weft connect`: dial now and keep the address across restarts. */
-  async connect(addr: string): Promise<string> {
-    const id = await this.dialer.dialNow(addr);
-    this.storedTargets.add(addr);
-    await this.store.put(TARGET_PREFIX + addr, addr);
-    return id;
+  connect(addr: string): Promise<string> {
+    return this.targets.connect(addr);
   }
 
   /** `weft forget`: stop dialing an address (and forget the member behind it). */
   async forget(what: string): Promise<{ addrs: string[]; member?: string }> {
     const member = this.membership.members().find((m) => m.id === what || m.name === what || m.addrs.includes(what));
     const addrs = new Set<string>(member ? member.addrs : []);
-    if (this.dialer.has(what)) addrs.add(what);
+    if (this.targets.has(what)) addrs.add(what);
     if (!member && addrs.size === 0) throw new Error(`no peer or address "${what}" is known here (see weft peers)`);
-    for (const a of addrs) {
-      this.dialer.remove(a);
-      this.storedTargets.delete(a);
-      await this.store.del(TARGET_PREFIX + a);
-    }
+    await this.targets.remove(addrs);
     if (member) {
       await this.members.forget(member.id);
       await this.node.hangUp(this.node.getConnections().find((c) => c.remotePeer.toString() === member.id)?.remotePeer ?? this.node.peerId).catch(() => undefined);

@@ -14,8 +14,7 @@ import { meshAdmission } from '../mesh/admission/admission.ts';
 import { encodeFrame } from '../mesh/framing.ts';
 import { identityFromSeed } from '../mesh/admission/identity.ts';
 import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
-import { SYNC_PROTOCOL } from '../mesh/peer.ts';
-import { entrySigningBytes, MAX_ENTRIES_PER_MESSAGE, type Entry } from '../mesh/replication/replica.ts';
+import { SYNC_PROTOCOL, entrySigningBytes, MAX_ENTRIES_PER_MESSAGE, type Entry } from '../mesh/replication/wire.ts';
 import { waitFor } from './harness/wait.ts';
 import { addrOf as addr, LoopbackPeers } from './loopback-peers.ts';
 

@@ -2,7 +2,7 @@ import { API_TOKEN_PREFIX, API_TOKEN_REVOKED_PREFIX } from '../keyspace.ts';
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { ApiTokenCredential } from './admission.ts';
 import { ed25519PrivateKey, ed25519PublicKey, ed25519RawPublicKey } from './identity.ts';
-import type { Entry } from '../replication/replica.ts';
+import type { Entry } from '../replication/wire.ts';
 
 /**
  * API tokens: credentials for remote CLIs and tools that must not hold the mesh secret.

@@ -7,7 +7,7 @@ import type { ContainerEndpoint } from '../endpoint.ts';
 import type { MeshEvent } from '../events.ts';
 import type { IpamStatus } from '../ipam/ipam.ts';
 import type { ApiTokenView, TokenScope } from '../admission/api-token.ts';
-import type { MemberState } from '../membership/membership.ts';
+import type { MemberState } from '../membership/wire.ts';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../replication/wire.ts';
 import { method, NONE, text, v } from './method.ts';
 

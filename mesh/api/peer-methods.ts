@@ -5,7 +5,7 @@ import { KV_PREFIX } from '../keyspace.ts';
 import { formatHostPort, parseHostPort } from '../address.ts';
 import { encodeJoinToken } from '../admission/join-token.ts';
 import { MAX_TOKEN_DEPTH } from '../admission/api-token.ts';
-import type { Member } from '../membership/membership.ts';
+import type { Member } from '../membership/member.ts';
 import type { Peer } from '../peer.ts';
 import type { Network } from '../network/network.ts';
 import * as api from './contract.ts';

@@ -7,7 +7,6 @@ import { ApiSession, type ApiTransport } from './session.ts';
 import { CallerBudget } from './limits.ts';
 import { LogOnce } from '../log-once.ts';
 
-export { UserError, type ApiContext, type ApiHandler, type ApiRequest } from './request.ts';
 
 /** The libp2p protocol remote CLIs use; the connection is admitted by the mesh secret. */
 export const API_PROTOCOL = '/weft/api/1.0.0';

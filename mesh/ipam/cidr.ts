@@ -2,6 +2,8 @@
 // numbers. The ring and the allocator work on offsets into the range (0 .. size-1); only the API
 // boundary speaks dotted quads.
 
+import { parseIPv4, formatIPv4 } from '../ipv4.ts';
+
 /** The container address space (ARCHITECTURE.md): 2^20 addresses, private, and clear of the
  *  172.16/12 and 192.168/16 ranges Docker and home routers use. */
 export const DEFAULT_IPAM_RANGE = '10.32.0.0/12';
@@ -23,27 +25,12 @@ export interface Cidr {
   text: string;
 }
 
-export function parseAddr(s: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (m === null) return undefined;
-  let n = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = Number(m[i]);
-    if (part > 255 || (m[i] as string).length > 1 && (m[i] as string).startsWith('0')) return undefined;
-    n = n * 256 + part;
-  }
-  return n;
-}
-
-export function formatAddr(n: number): string {
-  return `${Math.floor(n / 16777216) % 256}.${Math.floor(n / 65536) % 256}.${Math.floor(n / 256) % 256}.${n % 256}`;
-}
 
 /** Parses "a.b.c.d/p"; the error is a sentence for the person who typed it. */
 export function parseCidr(s: string): Cidr | string {
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s.trim());
   if (m === null) return `"${s}" is not an IPv4 range in CIDR form, e.g. ${DEFAULT_IPAM_RANGE}`;
-  const addr = parseAddr(m[1] as string);
+  const addr = parseIPv4(m[1] as string);
   if (addr === undefined) return `"${m[1]}" is not an IPv4 address`;
   const prefix = Number(m[2]);
   if (prefix < MIN_PREFIX || prefix > MAX_PREFIX) {
@@ -51,7 +38,7 @@ export function parseCidr(s: string): Cidr | string {
   }
   const size = 2 ** (32 - prefix);
   if (addr % size !== 0) {
-    return `range ${s}: ${m[1]} is not the start of a /${prefix} (did you mean ${formatAddr(addr - (addr % size))}/${prefix}?)`;
+    return `range ${s}: ${m[1]} is not the start of a /${prefix} (did you mean ${formatIPv4(addr - (addr % size))}/${prefix}?)`;
   }
-  return { base: addr, prefix, size, text: `${formatAddr(addr)}/${prefix}` };
+  return { base: addr, prefix, size, text: `${formatIPv4(addr)}/${prefix}` };
 }

@@ -30,10 +30,11 @@
 // peer's replicated entries are dropped wholesale (Replica.dropOwner), erasing history the ring
 // still needs. A whole ring is small (tens of KiB for a hundred peers), which is what Weave sends.
 
+import { formatIPv4 } from '../ipv4.ts';
 import type { Ready } from '../ready.ts';
 import { mulberry32 } from '../seeded-random.ts';
 import { Bootstrap, type BootstrapMessage, type BootstrapStep, type GenesisValue, genesisId } from './bootstrap.ts';
-import { type Cidr, DEFAULT_IPAM_RANGE, formatAddr, parseCidr } from './cidr.ts';
+import { type Cidr, DEFAULT_IPAM_RANGE, parseCidr } from './cidr.ts';
 import { fnv1a64 } from './hash.ts';
 import { Removals } from './removal.ts';
 import { MAX_IDENTITY_LENGTH, Reservations, type ReservationWire } from './reservations.ts';
@@ -50,11 +51,6 @@ import {
   parseIpamSnapshot,
 } from './wire.ts';
 
-export { DEFAULT_IPAM_RANGE, formatAddr, parseAddr, parseCidr } from './cidr.ts';
-export { BOOTSTRAP_PHASE_TIMEOUT_MS, BOOTSTRAP_RETRY_MS, quorumOf } from './bootstrap.ts';
-export { MAX_TOKENS } from './ring.ts';
-export { MAX_IDENTITY_LENGTH, MAX_RESERVATIONS } from './reservations.ts';
-export * from './wire.ts';
 
 /** Anti-entropy period: one full state to one random live peer. Same as replication's (ANTI_ENTROPY_MS), so a
  *  healed partition converges within a few seconds, at one ring (~tens of KiB) per second. */
@@ -864,7 +860,7 @@ export class Ipam {
   }
 
   private addr(off: number): string {
-    return formatAddr(this.cidr.base + off);
+    return formatIPv4(this.cidr.base + off);
   }
 }
 

@@ -10,10 +10,8 @@ import { Channel, type ChannelStats } from '../transport/channel.ts';
 import { IPAM_STATE_KEY } from '../keyspace.ts';
 import { errorText, type Logger } from '../log.ts';
 import { applyReady, mergeReadies, type ReadyIo } from '../ready.ts';
-import {
-  IPAM_MAX_QUEUE_BYTES, IPAM_PROTOCOL, Ipam, MAX_IPAM_MESSAGE_BYTES, parseIpamMessage,
-  type IpamEvent, type IpamMessage, type IpamPersist, type IpamReady, type IpamStatus, type PeerView,
-} from './ipam.ts';
+import { IPAM_MAX_QUEUE_BYTES, IPAM_PROTOCOL, MAX_IPAM_MESSAGE_BYTES, parseIpamMessage, type IpamMessage } from './wire.ts';
+import { Ipam, type IpamEvent, type IpamPersist, type IpamReady, type IpamStatus, type PeerView } from './ipam.ts';
 import type { Store } from '../store.ts';
 
 /** How long `allocate` waits for space (a ring to be agreed, a donation) before it gives up

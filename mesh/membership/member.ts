@@ -1,6 +1,7 @@
 // A member as this peer holds it, and the event that reports a change to one: what the core
 // hands out (members(), events) and what the shell keeps on disk between lives. Types only, in
-// a leaf of their own, so the core and its outbox both use them without importing each other.
+// a leaf of their own, so the core and its outbox both use them without importing each other
+// (the one value here, the list of event types, is data for `weft events --help` and docs).
 
 import type { MemberInfo, MemberState } from './wire.ts';
 
@@ -17,7 +18,25 @@ export interface Member extends MemberInfo {
   lastHeard: number;
 }
 
-/** 'forgotten' is an addition to the issue's list: the member was removed from the table (by
- *  `forget`, by a forget gossiped from another peer, or reaped after REAP_AFTER_MS). */
-export type MembershipEventType = 'joined' | 'suspect' | 'dead' | 'left' | 'rejoined' | 'alive' | 'updated' | 'forgotten';
+/** What `weft events` reports, in the order a member's life usually goes through them. */
+export const MEMBERSHIP_EVENT_TYPES = [
+  /** First heard of, alive. */
+  'joined',
+  /** Missed its probes; it has the suspicion timeout to refute. */
+  'suspect',
+  /** A suspect that refuted (or was heard from directly) again. */
+  'alive',
+  /** Its name, addresses, tags or role changed (a new signed claim). */
+  'updated',
+  /** Declared dead: the suspicion ran out, or its death was confirmed. */
+  'dead',
+  /** Said goodbye (a clean stop). */
+  'left',
+  /** Back, at a higher incarnation, after dead or left. */
+  'rejoined',
+  /** Removed from the table: by `weft forget`, by a forget gossiped from another peer, or
+   *  reaped after REAP_AFTER_MS. */
+  'forgotten',
+] as const;
+export type MembershipEventType = (typeof MEMBERSHIP_EVENT_TYPES)[number];
 export type MembershipEvent = { type: MembershipEventType; member: Member; at: number };

@@ -55,12 +55,6 @@ import { Broadcasts } from './broadcasts.ts';
 import { ProbeSchedule } from './schedule.ts';
 import { SUSPICION_CONFIRMATIONS, suspicionBounds, suspicionTimeout } from './suspicion.ts';
 
-export type { MemberInfo, MemberRecord, MemberState, MembershipMessage, Role, Tombstone } from './wire.ts';
-export type { Member, MembershipEvent, MembershipEventType } from './member.ts';
-export type { MembershipPersist, MembershipReady } from './outbox.ts';
-export { MEMBERSHIP_PROTOCOL, parseMembershipMessage } from './wire.ts';
-export { CLAIM_DOMAIN, claimBytes, claimKind, type ClaimKind, type Signer } from './claim.ts';
-export { HEALTH_DECAY_MS, HEALTH_MAX, STALL_GRACE_MS, STALL_THRESHOLD_MS } from './health.ts';
 
 /** The shell's tick period. Short enough that a deadline is acted on within 100 ms of passing,
  *  which is 5% of the 2 s detection budget; long enough to cost nothing on an idle peer. */

@@ -7,11 +7,11 @@ import type { Connection, Libp2p } from '@libp2p/interface';
 import { Channel } from '../transport/channel.ts';
 import { EventLog } from '../events.ts';
 import { errorText, type Logger } from '../log.ts';
-import {
-  MEMBERSHIP_PROTOCOL, Membership, parseMembershipMessage,
-  type Member, type MemberInfo, type MembershipEvent, type MembershipMessage, type MembershipPersist, type MembershipReady, type Signer,
-} from './membership.ts';
-import { CONTROL_MAX_FRAME, CONTROL_MAX_QUEUE } from './wire.ts';
+import { MEMBERSHIP_PROTOCOL, parseMembershipMessage, type MemberInfo, type MembershipMessage, CONTROL_MAX_FRAME, CONTROL_MAX_QUEUE } from './wire.ts';
+import { Membership } from './membership.ts';
+import { type Member, type MembershipEvent } from './member.ts';
+import { type MembershipPersist, type MembershipReady } from './outbox.ts';
+import { type Signer } from './claim.ts';
 import { MEMBERSHIP_MEMBER_PREFIX, MEMBERSHIP_SELF_INC_KEY } from '../keyspace.ts';
 import type { PeerLiveness } from '../mesh-view.ts';
 import { applyReady, type ReadyIo, type Rejection } from '../ready.ts';

@@ -2,9 +2,10 @@
 // addresses that belong to a network the host reaches, and traffic for them would go astray
 // (the failure Weave Net users met when the default 10.32/12 clashed with a VPC).
 
+import { parseIPv4 } from '../ipv4.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { parseAddr, parseCidr, type Cidr } from '../ipam/cidr.ts';
+import { parseCidr, type Cidr } from '../ipam/cidr.ts';
 
 const run = promisify(execFile);
 
@@ -29,7 +30,7 @@ function asCidr(dst: string): Cidr | undefined {
   if (typeof c !== 'string') return c;
   // parseCidr refuses /31-/32 and unaligned text; treat a host route as a 1-address range.
   const m = /^([0-9.]+)(?:\/(\d+))?$/.exec(dst);
-  const base = m ? parseAddr(m[1] as string) : undefined;
+  const base = m ? parseIPv4(m[1] as string) : undefined;
   if (base === undefined) return undefined;
   const prefix = m?.[2] ? Number(m[2]) : 32;
   const size = 2 ** (32 - prefix);

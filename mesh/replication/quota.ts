@@ -7,6 +7,7 @@
 // times as much, because entries arrive out of order: a receiver may briefly hold an owner's new
 // keys before the deletions that made room for them (see remoteRefusal).
 
+import { API_TOKEN_PREFIX, API_TOKEN_REVOKED_PREFIX, CONTAINER_PREFIX, DATAPLANE_PREFIX, DNS_EXTRA_PREFIX, KV_PREFIX } from '../keyspace.ts';
 import { entryWireBytes, type Entry } from './wire.ts';
 
 export interface Kind {
@@ -20,26 +21,24 @@ export interface Kind {
   remedy: string;
 }
 
-/** Kinds by key prefix. The prefixes are the ones their writers use (mesh/endpoint.ts,
- *  mesh/admission/api-token.ts, dns/registry-source.ts, mesh/api/peer-methods.ts); mesh/ must not import dns/, so
- *  they are spelt out here and a unit test checks they still match. */
+/** Kinds by key prefix (mesh/keyspace.ts). */
 export const KINDS: readonly Kind[] = [
   // A thousand containers on one host is already dense; records of stopped containers stay until
   // they are removed, so room for as many again plus headroom.
-  { name: 'container', prefix: 'container/', quota: 4096, remedy: 'remove stopped containers with docker rm' },
+  { name: 'container', prefix: CONTAINER_PREFIX, quota: 4096, remedy: 'remove stopped containers with docker rm' },
   // One record per peer (its own tunnel endpoint); a few spare for a future second record.
-  { name: 'data plane', prefix: 'dataplane/', quota: 4, remedy: 'restart the peer' },
+  { name: 'data plane', prefix: DATAPLANE_PREFIX, quota: 4, remedy: 'restart the peer' },
   // One per person or CI job that calls the API through this peer: a thousand tokens minted on
   // one peer is an audit problem long before it is a memory one.
-  { name: 'API token', prefix: 'apitoken/', quota: 1000, remedy: 'create tokens through another peer' },
+  { name: 'API token', prefix: API_TOKEN_PREFIX, quota: 1000, remedy: 'create tokens through another peer' },
   // Revocations are kept for good (a revocation must win over the record forever): ten thousand
   // is decades of revoking one a day, and each is ~150 bytes.
-  { name: 'token revocation', prefix: 'apitoken-revoked/', quota: 10_000, remedy: 'revoke tokens through another peer' },
+  { name: 'token revocation', prefix: API_TOKEN_REVOKED_PREFIX, quota: 10_000, remedy: 'revoke tokens through another peer' },
   // Hand-added names (`weft dns add`), and this peer's removal votes for them: a zone of
   // thousands of hand-made names is far past what service discovery by container needs.
-  { name: 'DNS', prefix: 'dns/extra/', quota: 10_000, remedy: 'remove some with weft dns remove' },
+  { name: 'DNS', prefix: DNS_EXTRA_PREFIX, quota: 10_000, remedy: 'remove some with weft dns remove' },
   // A debugging and testing space, not a database.
-  { name: 'kv', prefix: 'kv/', quota: 10_000, remedy: 'remove some with weft kv rm' },
+  { name: 'kv', prefix: KV_PREFIX, quota: 10_000, remedy: 'remove some with weft kv rm' },
   // Kinds a newer weft may add: counted together, so an unknown prefix cannot escape the quota.
   { name: 'other', prefix: '', quota: 1024, remedy: 'remove some of them' },
 ];

@@ -50,10 +50,6 @@ import {
   parseEntry,
 } from './wire.ts';
 
-export * from './quota.ts';
-export * from './store.ts';
-export * from './wire.ts';
-export { MAX_COVER_CHUNKS, MAX_PENDING_RANGES } from './owner.ts';
 
 /** How long a deletion is remembered. Correctness does not depend on it (a peer that is behind a
  *  collected deletion receives a replacing snapshot of that owner), only cost does: a peer away

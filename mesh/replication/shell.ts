@@ -10,11 +10,10 @@ import { errorText, type Logger } from '../log.ts';
 import { LogOnce } from '../log-once.ts';
 import { applyReady, type ReadyIo, type Rejection } from '../ready.ts';
 import { ReplicaInbox } from './inbox.ts';
-import type { MembershipEvent } from '../membership/membership.ts';
-import {
-  Replica, entrySigningBytes, entryStorageKey, mustSync, parseReplicaMessage,
-  type Change, type Entry, type ReplicaEvent, type ReplicaMessage, type ReplicaMeta, type ReplicaPersist, type ReplicaReady,
-} from './replica.ts';
+import type { MembershipEvent } from '../membership/member.ts';
+import { Replica, mustSync, type ReplicaEvent, type ReplicaPersist, type ReplicaReady } from './replica.ts';
+import { entrySigningBytes, parseReplicaMessage, type Change, type Entry, type ReplicaMessage } from './wire.ts';
+import { entryStorageKey, type ReplicaMeta } from './store.ts';
 import type { Store } from '../store.ts';
 import { WriteBehind } from '../write-behind.ts';
 

@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import type { Harness, Host } from '../harness/harness.ts';
 import { mustRun, run } from '../harness/run.ts';
-import { Dataplane, resetHost } from '../../mesh/network/dataplane/dataplane.ts';
+import { Dataplane } from '../../mesh/network/dataplane/dataplane.ts';
+import { resetHost } from '../../mesh/network/dataplane/reset.ts';
 import { Shell } from '../../mesh/network/dataplane/exec.ts';
 import { daemonPids, WG_SOCKET_DIR } from '../../mesh/network/dataplane/wireguard.ts';
 import { wgIfName } from '../../mesh/network/dataplane/names.ts';

@@ -4,7 +4,7 @@
 
 import { TCPClient, UDPClient } from 'dns2';
 import { describe, expect, test } from 'vitest';
-import { UserError } from '../../mesh/api/server.ts';
+import { UserError } from '../../mesh/api/request.ts';
 import { registerDnsMethods } from '../../dns/api.ts';
 import { MethodTable } from '../../mesh/api/table.ts';
 import { DnsService, type DnsServiceOptions } from '../../dns/service.ts';

@@ -17,9 +17,9 @@ import { parseApiToken } from '../../mesh/admission/api-token.ts';
 import { identityFromSeed, type Identity } from '../../mesh/admission/identity.ts';
 import { encodeFrame, FrameDecoder } from '../../mesh/framing.ts';
 import { parseHostPort, toMultiaddr } from '../../mesh/address.ts';
-import { entrySigningBytes, type Entry } from '../../mesh/replication/wire.ts';
+import { entrySigningBytes, type Entry, SYNC_PROTOCOL } from '../../mesh/replication/wire.ts';
 import { API_PROTOCOL } from '../../mesh/api/server.ts';
-import { CONTROL_PROTOCOL, SYNC_PROTOCOL } from '../../mesh/peer.ts';
+import { CONTROL_PROTOCOL } from '../../mesh/peer.ts';
 import { IPAM_PROTOCOL } from '../../mesh/ipam/wire.ts';
 
 type Args = Record<string, any>;

@@ -3,17 +3,9 @@
 // restart from disk, peers killed for good and removed with rmpeer, and an oracle of every address
 // handed to a container. The invariants are checked after every delivered message and every step.
 
-import {
-  type IpamEvent,
-  type IpamMessage,
-  type IpamReady,
-  type IpamSnapshot,
-  Ipam,
-  MAX_IPAM_MESSAGE_BYTES,
-  type PeerView,
-  formatAddr,
-  parseIpamMessage,
-} from '../../mesh/ipam/ipam.ts';
+import { formatIPv4 } from '../../mesh/ipv4.ts';
+import { type IpamEvent, type IpamReady, Ipam, type PeerView } from '../../mesh/ipam/ipam.ts';
+import { type IpamMessage, type IpamSnapshot, MAX_IPAM_MESSAGE_BYTES, parseIpamMessage } from '../../mesh/ipam/wire.ts';
 import { TICK_MS } from '../../mesh/membership/membership.ts';
 import type { Rejection } from '../../mesh/ready.ts';
 import { SimNetwork } from './network.ts';
@@ -270,7 +262,7 @@ export class IpamWorld {
     const res = core.release(handle, this.now);
     this.handles.delete(handle);
     if (h.addr !== null) {
-      if (res.addr === null || addrNum(res.addr) !== h.addr) throw new Error(`release of ${handle} freed ${res.addr}, not ${formatAddr(h.addr)}`);
+      if (res.addr === null || addrNum(res.addr) !== h.addr) throw new Error(`release of ${handle} freed ${res.addr}, not ${formatIPv4(h.addr)}`);
       this.held.delete(h.addr);
     }
     // The same call may hand the freed address to an allocation that waited for one.
@@ -337,7 +329,7 @@ export class IpamWorld {
     if (!h.removed) {
       const restored = new Map(h.core.allocations().map((a) => [a.handle, addrNum(a.addr)]));
       for (const [addr, held] of this.held) {
-        if (held.peer === id && restored.get(held.handle) !== addr) throw new Error(`${id} lost allocation ${held.handle} ${formatAddr(addr)} across restart`);
+        if (held.peer === id && restored.get(held.handle) !== addr) throw new Error(`${id} lost allocation ${held.handle} ${formatIPv4(addr)} across restart`);
       }
     }
   }
@@ -452,13 +444,13 @@ export class IpamWorld {
       const prev = all[i - 1] as [number, number, string];
       const cur = all[i] as [number, number, string];
       if (cur[0] < prev[1]) {
-        throw new Error(`t=${this.now}: ${formatAddr(cur[0])} is owned by both ${prev[2]} and ${cur[2]}`);
+        throw new Error(`t=${this.now}: ${formatIPv4(cur[0])} is owned by both ${prev[2]} and ${cur[2]}`);
       }
     }
     for (const [addr, held] of this.held) {
       const ranges = byPeer.get(held.peer) ?? [];
       if (!ranges.some(([s, e]) => addr >= s && addr < e)) {
-        throw new Error(`t=${this.now}: ${formatAddr(addr)} (${held.handle}) is in use on ${held.peer} but ${held.peer} does not own it`);
+        throw new Error(`t=${this.now}: ${formatIPv4(addr)} (${held.handle}) is in use on ${held.peer} but ${held.peer} does not own it`);
       }
     }
   }

@@ -4,7 +4,9 @@
 // it is down) and no address is handed to two containers (an oracle of every acknowledged one).
 
 import { describe, expect, test } from 'vitest';
-import { Ipam, MAX_TOKENS, parseIpamMessage, parseIpamSnapshot } from '../../mesh/ipam/ipam.ts';
+import { Ipam } from '../../mesh/ipam/ipam.ts';
+import { MAX_TOKENS } from '../../mesh/ipam/ring.ts';
+import { parseIpamMessage, parseIpamSnapshot } from '../../mesh/ipam/wire.ts';
 import { IpamWorld, addrNum, peerId } from './ipam-world.ts';
 import { Rng, seeds } from './rng.ts';
 

@@ -3,8 +3,9 @@
 // signed claim (mesh/membership/claim.ts); the hostile member signs with its own key only.
 
 import { afterAll, describe, expect, test } from 'vitest';
-import { MAX_INCARNATION } from '../../mesh/membership/wire.ts';
-import { claimBytes, claimKind, type Member, type MemberRecord, type MembershipMessage } from '../../mesh/membership/membership.ts';
+import { MAX_INCARNATION, type MemberRecord, type MembershipMessage } from '../../mesh/membership/wire.ts';
+import { claimBytes, claimKind } from '../../mesh/membership/claim.ts';
+import { type Member } from '../../mesh/membership/member.ts';
 import { fakeSigner } from './membership-signer.ts';
 import { World, type SeenEvent } from './membership-world.ts';
 import { seeds } from './rng.ts';

@@ -3,7 +3,8 @@
 // brute-force 64 bits, but a core only ever forges by reusing what it was sent, which this
 // catches just as the real thing does. Cheap, so thousands of seeds stay fast.
 
-import { claimBytes, claimKind, type MemberRecord, type Signer } from '../../mesh/membership/membership.ts';
+import { claimBytes, claimKind, type Signer } from '../../mesh/membership/claim.ts';
+import { type MemberRecord } from '../../mesh/membership/wire.ts';
 
 function secretOf(id: string): string {
   return `secret of ${id}`;

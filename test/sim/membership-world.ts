@@ -3,17 +3,10 @@
 // phase, and a toy dialer plays the shell's part of connecting to whatever `wanted()` lists.
 // Each peer signs with a fake identity of its own (membership-signer.ts).
 
-import {
-  Membership,
-  parseMembershipMessage,
-  TICK_MS,
-  type Member,
-  type MemberInfo,
-  type MembershipEvent,
-  type MembershipMessage,
-  type MembershipOptions,
-  type MembershipReady,
-} from '../../mesh/membership/membership.ts';
+import { Membership, TICK_MS, type MembershipOptions } from '../../mesh/membership/membership.ts';
+import { parseMembershipMessage, type MemberInfo, type MembershipMessage } from '../../mesh/membership/wire.ts';
+import { type Member, type MembershipEvent } from '../../mesh/membership/member.ts';
+import { type MembershipReady } from '../../mesh/membership/outbox.ts';
 import { fakeSigner } from './membership-signer.ts';
 import { received, sent, WireEncoder, type Wire } from './membership-wire-share.ts';
 import { SimNetwork, type Envelope } from './network.ts';

@@ -3,23 +3,9 @@
 // A failing seed is printed in the test name and replays exactly.
 
 import { afterAll, describe, expect, test } from 'vitest';
-import {
-  MAX_ADDRS,
-  MAX_INCARNATION,
-  MAX_RECORDS,
-  MAX_SIG_LENGTH,
-  type MemberRecord,
-} from '../../mesh/membership/wire.ts';
-import {
-  HEARTBEAT_INTERVAL_MS,
-  Membership,
-  parseMembershipMessage,
-  PROBE_TIMEOUT_MS,
-  SUSPECT_AFTER_MS,
-  VOUCH_WINDOW_MS,
-  type Member,
-  type MembershipMessage,
-} from '../../mesh/membership/membership.ts';
+import { MAX_ADDRS, MAX_INCARNATION, MAX_RECORDS, MAX_SIG_LENGTH, type MemberRecord, parseMembershipMessage, type MembershipMessage } from '../../mesh/membership/wire.ts';
+import { HEARTBEAT_INTERVAL_MS, Membership, PROBE_TIMEOUT_MS, SUSPECT_AFTER_MS, VOUCH_WINDOW_MS } from '../../mesh/membership/membership.ts';
+import { type Member } from '../../mesh/membership/member.ts';
 import { suspicionBounds } from '../../mesh/membership/suspicion.ts';
 import { median, percentile, World, type SeenEvent } from './membership-world.ts';
 import { fakeSigner, signedAs } from './membership-signer.ts';

@@ -4,20 +4,9 @@
 // range claims, levels.
 
 import { describe, expect, test } from 'vitest';
-import {
-  type Entry,
-  KINDS,
-  MAX_VERSION,
-  REMOTE_SLACK,
-  Replica,
-  type ReplicaMessage,
-  type ReplicaPersist,
-  changesOf,
-  entrySigningBytes,
-  kindOf,
-  mustSync,
-  parseReplicaMessage,
-} from '../../mesh/replication/replica.ts';
+import { type Entry, MAX_VERSION, type ReplicaMessage, entrySigningBytes, parseReplicaMessage } from '../../mesh/replication/wire.ts';
+import { KINDS, REMOTE_SLACK, kindOf } from '../../mesh/replication/quota.ts';
+import { Replica, type ReplicaPersist, changesOf, mustSync } from '../../mesh/replication/replica.ts';
 import { World, fakeCrypto, fakeSig } from './replica-world.ts';
 import { seeds } from './rng.ts';
 

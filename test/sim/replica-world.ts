@@ -4,25 +4,9 @@
 // its own push, relay and anti-entropy targets with its own seeded random source, as in the
 // shell; the world carries out its readies as the shell does (persist, send, report).
 
-import {
-  ANTI_ENTROPY_MS,
-  type Change,
-  type Entry,
-  MAX_MESSAGE_BYTES,
-  Replica,
-  type ReplicaMessage,
-  type ReplicaMeta,
-  type ReplicaOptions,
-  type ReplicaReady,
-  type ReplicaSnapshot,
-  changesOf,
-  entrySigningBytes,
-  entryStorageKey,
-  mustSync,
-  ownerStoragePrefix,
-  parseReplicaMessage,
-  utf8Length,
-} from '../../mesh/replication/replica.ts';
+import { ANTI_ENTROPY_MS, Replica, type ReplicaOptions, type ReplicaReady, changesOf, mustSync } from '../../mesh/replication/replica.ts';
+import { type Change, type Entry, MAX_MESSAGE_BYTES, type ReplicaMessage, entrySigningBytes, parseReplicaMessage, utf8Length } from '../../mesh/replication/wire.ts';
+import { type ReplicaMeta, type ReplicaSnapshot, entryStorageKey, ownerStoragePrefix } from '../../mesh/replication/store.ts';
 import { tieBreak } from '../../mesh/replication/owner.ts';
 import { PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { type Envelope, SimNetwork } from './network.ts';

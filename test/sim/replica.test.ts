@@ -2,24 +2,8 @@
 // invariants (soundness, completeness claims, change streams, monotone levels) after every step.
 
 import { describe, expect, test } from 'vitest';
-import {
-  type Digest,
-  type Entry,
-  MAX_ENTRIES_PER_MESSAGE,
-  MAX_KEY_BYTES,
-  MAX_MESSAGE_BYTES,
-  MAX_OWNERS_PER_DIGEST,
-  MAX_VALUE_BYTES,
-  JOIN_REPAIR_FANOUT,
-  Replica,
-  type ReplicaMessage,
-  type ReplicaReady,
-  type WriteReady,
-  changesOf,
-  entrySigningBytes,
-  parseReplicaMessage,
-  utf8Length,
-} from '../../mesh/replication/replica.ts';
+import { type Digest, type Entry, MAX_ENTRIES_PER_MESSAGE, MAX_KEY_BYTES, MAX_MESSAGE_BYTES, MAX_OWNERS_PER_DIGEST, MAX_VALUE_BYTES, type ReplicaMessage, entrySigningBytes, parseReplicaMessage, utf8Length } from '../../mesh/replication/wire.ts';
+import { JOIN_REPAIR_FANOUT, Replica, type ReplicaReady, type WriteReady, changesOf } from '../../mesh/replication/replica.ts';
 import { ROUND_MS, World, fakeCrypto, fakeSig, peerId } from './replica-world.ts';
 import { PUSH_FANOUT } from '../../mesh/gossip-targets.ts';
 import { Rng, seeds } from './rng.ts';

@@ -2,7 +2,8 @@
 // merged whole and in order, a sender's backlog bounded.
 import { expect, test } from 'vitest';
 import { MAX_BACKLOG_ENTRIES, ReplicaInbox, TURN_BUDGET_MS } from '../../mesh/replication/inbox.ts';
-import { Replica, type Entry, type ReplicaMessage } from '../../mesh/replication/replica.ts';
+import { Replica } from '../../mesh/replication/replica.ts';
+import { type Entry, type ReplicaMessage } from '../../mesh/replication/wire.ts';
 
 const OWNER = 'owner-one';
 // A stand-in for a signature: good only over exactly this content.

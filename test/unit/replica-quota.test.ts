@@ -9,20 +9,9 @@ import { describe, expect, test } from 'vitest';
 
 import { identityFromSeed, verifySignature } from '../../mesh/admission/identity.ts';
 import { logger } from '../../mesh/log.ts';
-import {
-  type Entry,
-  KINDS,
-  OWNER_MAX_BYTES,
-  OWNER_MAX_TOMBSTONE_BYTES,
-  QuotaError,
-  REMOTE_SLACK,
-  Replica,
-  Usage,
-  entryWireBytes,
-  kindOf,
-  localRefusal,
-  remoteRefusal,
-} from '../../mesh/replication/replica.ts';
+import { type Entry, entryWireBytes } from '../../mesh/replication/wire.ts';
+import { KINDS, OWNER_MAX_BYTES, OWNER_MAX_TOMBSTONE_BYTES, QuotaError, REMOTE_SLACK, Usage, kindOf, localRefusal, remoteRefusal } from '../../mesh/replication/quota.ts';
+import { Replica } from '../../mesh/replication/replica.ts';
 import { ReplicaShell } from '../../mesh/replication/shell.ts';
 import { Store } from '../../mesh/store.ts';
 import { fakeCrypto } from '../sim/replica-world.ts';

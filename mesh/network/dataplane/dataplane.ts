@@ -5,9 +5,10 @@
 // A thin shell around plan.ts: it observes the kernel, asks the plan what to change, and runs
 // the commands, one operation at a time. Everything it makes lives in the kernel (and in the
 // wireguard-go daemon, in its own session), so it outlives this process: start() adopts it.
+import { parseIPv4 } from '../../ipv4.ts';
 import path from 'node:path';
 import type { DataplaneRecord } from '../../endpoint.ts';
-import { parseAddr, parseCidr, type Cidr } from '../../ipam/cidr.ts';
+import { parseCidr, type Cidr } from '../../ipam/cidr.ts';
 import { errorText, type Logger } from '../../log.ts';
 import { batch, CommandError, missingTools, SerialQueue, Shell } from './exec.ts';
 import { firewallRules, missingJumps } from './firewall.ts';
@@ -22,7 +23,6 @@ import { resetHost } from './reset.ts';
 import { ensureWireguard, loadOrCreateKey, type WgKey } from './wireguard.ts';
 import { ensureVxlan } from './vxlan.ts';
 
-export { resetHost } from './reset.ts';
 
 export interface DataplaneConfig {
   mode: Mode;
@@ -110,7 +110,7 @@ export class Dataplane {
     if (missing.length > 0) throw new Error(`the container data plane needs ${missing.join(', ')} on PATH (install iproute2, iptables${c.mode === 'encrypted' ? ', wireguard-tools and wireguard-go' : ''})`);
     const range = parseCidr(c.range);
     if (typeof range === 'string') throw new Error(range);
-    if (parseAddr(c.underlay) === undefined) throw new Error(`underlay address "${c.underlay}" is not an IPv4 address`);
+    if (parseIPv4(c.underlay) === undefined) throw new Error(`underlay address "${c.underlay}" is not an IPv4 address`);
     const bridge = checkIfName(c.bridge ?? DEFAULT_BRIDGE);
     const dev = c.mode === 'encrypted' ? wgIfName(c.suffix) : vxlanIfName(c.suffix);
     const shell = new Shell(c.netns);
@@ -281,7 +281,7 @@ export class Dataplane {
   }
 
   private checkAddr(addr: string): void {
-    const n = parseAddr(addr);
+    const n = parseIPv4(addr);
     if (n === undefined || n < this.range.base || n >= this.range.base + this.range.size) throw new Error(`${addr} is not an address in the overlay range ${this.range.text}`);
   }
 

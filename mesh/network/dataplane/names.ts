@@ -1,7 +1,7 @@
 // Names and fixed addresses of the data plane's kernel objects. Derived, never stored: a
 // restarted peer (or `reset()` after a crash) finds every object again from its name alone.
+import { parseIPv4 } from '../../ipv4.ts';
 import { randomBytes } from 'node:crypto';
-import { parseAddr } from '../../ipam/cidr.ts';
 
 /** The containers' gateway: the bridge's address, the same on every host so a container moved
  *  to another host keeps a valid gateway. Link-local (169.254/16), so never routed off-host;
@@ -56,7 +56,7 @@ export function chainHooks(bridge: string): [hook: string, chain: string][] {
 }
 
 function addrHex(addr: string): string {
-  const n = parseAddr(addr);
+  const n = parseIPv4(addr);
   if (n === undefined) throw new Error(`"${addr}" is not an IPv4 address`);
   return n.toString(16).padStart(8, '0');
 }

@@ -2,9 +2,9 @@
 // kernel should hold (routes, WireGuard peers, VXLAN fdb and neighbours), and from the state
 // that was applied to the command lines that turn it into the desired one. No I/O: the shell
 // (dataplane.ts) observes the kernel, calls these, and runs what they return.
+import { parseIPv4 } from '../../ipv4.ts';
 import type { DataplaneRecord } from '../../endpoint.ts';
 import type { Cidr } from '../../ipam/cidr.ts';
-import { parseAddr } from '../../ipam/cidr.ts';
 
 export type Mode = 'encrypted' | 'fast';
 
@@ -81,7 +81,7 @@ export interface Desired {
 }
 
 function inRange(addr: string, range: Cidr): boolean {
-  const n = parseAddr(addr);
+  const n = parseIPv4(addr);
   return n !== undefined && n >= range.base && n < range.base + range.size;
 }
 

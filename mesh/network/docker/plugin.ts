@@ -18,13 +18,14 @@
 // overlay range through it. So containers never ARP for each other, the host routes every
 // packet (which the WireGuard data plane, an L3 device, needs), and no default route is
 // imposed on a container that has other networks.
+import { parseIPv4, formatIPv4 } from '../../ipv4.ts';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type stream from 'node:stream';
-import { formatAddr, parseAddr, parseCidr, type Cidr } from '../../ipam/cidr.ts';
+import { parseCidr, type Cidr } from '../../ipam/cidr.ts';
 import { LogOnce } from '../../log-once.ts';
 import { errorText, type Logger } from '../../log.ts';
 import { dockerEndpointIds, type DockerNetworks } from './plugin-census.ts';
@@ -202,7 +203,7 @@ export class DockerPlugin {
     }
     const range = parseCidr(opts.backend.range);
     if (typeof range === 'string') throw new Error(`docker plugin: ${range}`);
-    const gw = parseAddr(opts.backend.gateway);
+    const gw = parseIPv4(opts.backend.gateway);
     if (gw === undefined) throw new Error(`docker plugin: gateway "${opts.backend.gateway}" is not an IPv4 address`);
     if (gw >= range.base && gw < range.base + range.size) {
       throw new Error(`docker plugin: gateway ${opts.backend.gateway} is inside the container range ${range.text}; it must be outside (a link-local address)`);
@@ -211,7 +212,7 @@ export class DockerPlugin {
     fs.mkdirSync(dir, { recursive: true });
     const socketPath = path.join(dir, `${opts.name}.sock`);
     await removeStaleSocket(socketPath);
-    const plugin = new DockerPlugin(opts, socketPath, range, formatAddr(gw));
+    const plugin = new DockerPlugin(opts, socketPath, range, formatIPv4(gw));
     // Before listening: Docker's first call may be the Leave of an endpoint made before.
     const loaded = await plugin.load();
     await new Promise<void>((resolve, reject) => {
@@ -488,7 +489,7 @@ export class DockerPlugin {
     }
     const handle = addressHandle(this.name);
     const addr = await this.backend.allocate(handle);
-    const n = parseAddr(addr);
+    const n = parseIPv4(addr);
     if (n === undefined || n < this.range.base || n >= this.range.base + this.range.size) {
       await this.backend.release(handle).catch(() => undefined);
       throw new PluginError(`weft's allocator returned "${addr}", which is not in ${this.range.text}`);
@@ -548,7 +549,7 @@ export class DockerPlugin {
     if (str(iface, 'AddressIPv6') !== '') throw new PluginError('weft has no IPv6 addresses: leave --ip6 out');
     if (cidr === '') throw new PluginError(`endpoint ${short(id)} has no IPv4 address: create the network with --ipam-driver ${this.name}`);
     const addr = cidr.split('/')[0] as string;
-    const n = parseAddr(addr);
+    const n = parseIPv4(addr);
     if (n === undefined || n < this.range.base || n >= this.range.base + this.range.size) {
       throw new PluginError(`endpoint address ${cidr} is outside weft's range ${this.range.text}: create the network with --ipam-driver ${this.name}`);
     }
@@ -650,11 +651,11 @@ export class DockerPlugin {
 /** "10.32.0.0/12" for any spelling Docker may send ("10.32.0.0/12", "10.32.1.2/12"). */
 function canonical(cidr: string): string {
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(cidr.trim());
-  const a = m === null ? undefined : parseAddr(m[1] as string);
+  const a = m === null ? undefined : parseIPv4(m[1] as string);
   const p = m === null ? NaN : Number(m[2]);
   if (a === undefined || !(p >= 0 && p <= 32)) return cidr;
   const size = 2 ** (32 - p);
-  return `${formatAddr(a - (a % size))}/${p}`;
+  return `${formatIPv4(a - (a % size))}/${p}`;
 }
 
 /** A required id field: Docker's are 64 hex digits; anything that could not be one is a 400

@@ -1,11 +1,13 @@
-// `weft launch`'s options come from one table (cli/launch-options.ts): the README's reference
-// and `weft launch --help` must say what it says, flag by flag, default by default.
+// The CLI reference says what the code does: `weft launch`'s options come from one table
+// (cli/launch-options.ts), and the README and `--help` must say what it says, flag by flag,
+// default by default; `weft events` lists the event types membership reports.
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { LAUNCH_OPTIONS } from '../../cli/launch-options.ts';
+import { MEMBERSHIP_EVENT_TYPES } from '../../mesh/membership/member.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const flagName = (flags: string) => flags.split(/[ <]/)[0] as string;
@@ -46,5 +48,15 @@ describe('weft launch options', () => {
       if (o.default !== undefined) expect(help, o.flags).toContain(`default: "${o.default}")`);
       for (const env of o.env ?? []) expect(help, o.flags).toContain(env);
     }
+  });
+});
+
+describe('weft events', () => {
+  test('the README and --help list exactly the event types membership reports', () => {
+    const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
+    const row = /^\| `weft events \[--follow\]` \| membership events: ([a-z, ]+) \|$/m.exec(readme);
+    expect(row?.[1]?.split(', ')).toEqual([...MEMBERSHIP_EVENT_TYPES]);
+    const r = spawnSync(`${ROOT}/bin/weft`, ['--help'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stdout.replace(/\s+/g, ' ')).toContain(`membership events: ${MEMBERSHIP_EVENT_TYPES.join(', ')}`);
   });
 });
