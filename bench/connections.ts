@@ -37,7 +37,7 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import { meshAdmission } from '../mesh/admission/admission.ts';
 import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
-import { CONTROL_PROTOCOL } from '../mesh/peer.ts';
+import { MEMBERSHIP_PROTOCOL } from '../mesh/membership/wire.ts';
 import { printEnvironment } from './lib/env.ts';
 import { cpuSeconds, statusBytes } from './lib/scale-procs.ts';
 import { median, printTable } from './lib/stats.ts';
@@ -196,8 +196,8 @@ async function openClient(i: number, key: Uint8Array): Promise<void> {
   clients.push(node);
   if (variant === 'control') {
     // The center opens its own control stream back to send its member table.
-    await node.handle(CONTROL_PROTOCOL, (stream: Stream) => drain(stream), { maxInboundStreams: 4 });
-    const s = await node.dialProtocol(target, CONTROL_PROTOCOL, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) });
+    await node.handle(MEMBERSHIP_PROTOCOL, (stream: Stream) => drain(stream), { maxInboundStreams: 4 });
+    const s = await node.dialProtocol(target, MEMBERSHIP_PROTOCOL, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) });
     drain(s);
     held.push(s);
   } else {

@@ -5,9 +5,9 @@
 //
 //   node bench/detect.ts [--sizes 5] [--reps 5] [--modes cut,kill] [--hold 3000] [--settle 3000]
 //
-// weft: every other peer's event stream (`events` with follow, over its API socket, the
-//   CLI's own ApiClient) is open throughout; an observer's time is the arrival of its
-//   `dead` event for the victim.
+// weft: every other peer's event stream (`events` with follow, over its API socket, through
+//   the shared ApiClient of mesh/api/client.ts) is open throughout; an observer's time is the
+//   arrival of its `dead` event for the victim.
 // Serf (default "lan" profile): every other agent's RPC `stream` of "member-failed" events;
 //   an observer's time is the arrival of the event naming the victim.
 // The victim stays down --hold ms after it was detected (so a cut victim has declared the

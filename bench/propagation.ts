@@ -3,8 +3,8 @@
 //
 //   node bench/propagation.ts [--sizes 3,10] [--trials 50] [--warmup 3] [--poll 5] [--gap 400]
 //
-// weft: the bench writes `kv.put` over the writer's API socket (in-process, the CLI's own
-//   ApiClient: no Node start-up in the figure) and polls `kv.get` on every peer's socket every
+// weft: the bench writes `kv.put` over the writer's API socket (in-process, the shared
+//   ApiClient of mesh/api/client.ts: no Node start-up in the figure) and polls `kv.get` on every peer's socket every
 //   --poll ms; a peer's time is its first poll that returns the value. t0 = the put was sent.
 // Serf: the bench sends `event` over the origin agent's RPC and every agent pushes the event
 //   back over an RPC `stream` subscription ("user:bench"); an agent's time is the arrival.

@@ -56,7 +56,8 @@ if (getHeapStatistics().heap_size_limit < heapMb * 2 ** 20 && !process.env.WEFT_
   process.exit(r.status ?? 1);
 }
 
-/** Share of peers frozen each second, and for how long (the figures). */
+/** Share of peers frozen each second, and for how long: a stop-the-world GC pause or a
+ *  stalled VM, the false-positive stress the detector must ride out. */
 const FROZEN_SHARE = 0.05;
 const FROZEN_MS = 1000;
 /** Simulated time allowed for joining; a bound, not a target. */

@@ -13,7 +13,6 @@ import { createMeshHost } from './transport/host.ts';
 import type { EventLog } from './events.ts';
 import { loadIdentity, verifySignature, type Identity } from './admission/identity.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { MEMBERSHIP_PROTOCOL } from './membership/wire.ts';
 import { TICK_MS, type Membership } from './membership/membership.ts';
 import { type MembershipEvent } from './membership/member.ts';
 import { MembershipShell } from './membership/shell.ts';
@@ -27,9 +26,6 @@ import type { Network } from './network/network.ts';
 import { checkRangeAgainstRoutes } from './network/route-overlap.ts';
 import { Store } from './store.ts';
 
-/** libp2p protocol ids. Versioned so that a future incompatible change can run beside this one. */
-/** The control channel carries membership messages only; its id is the membership wire's. */
-export const CONTROL_PROTOCOL = MEMBERSHIP_PROTOCOL;
 
 /** How often the dialer is given the whole member table (see tick). */
 const WANTED_REFRESH_MS = 1000;

@@ -13,7 +13,8 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { API_PROTOCOL, ApiServer } from '../mesh/api/server.ts';
+import { ApiServer } from '../mesh/api/server.ts';
+import { API_PROTOCOL } from '../mesh/api/request.ts';
 import { UserError, type ApiHandler } from '../mesh/api/request.ts';
 import {
   MAX_QUEUED_BYTES_PER_STREAM, MAX_REQUEST_BYTES, MAX_REQUESTS_PER_CALLER, MAX_REQUESTS_PER_STREAM,

@@ -14,10 +14,12 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { meshAdmission } from '../mesh/admission/admission.ts';
 import { encodeFrame } from '../mesh/framing.ts';
 import { deriveMeshKey } from '../mesh/admission/mesh-key.ts';
-import { CONTROL_PROTOCOL, privateDataDir, type Peer } from '../mesh/peer.ts';
+import { privateDataDir, type Peer } from '../mesh/peer.ts';
+import { MEMBERSHIP_PROTOCOL } from '../mesh/membership/wire.ts';
 import { SYNC_PROTOCOL } from '../mesh/replication/wire.ts';
 import { parseApiToken } from '../mesh/admission/api-token.ts';
-import { API_PROTOCOL, ApiServer } from '../mesh/api/server.ts';
+import { ApiServer } from '../mesh/api/server.ts';
+import { API_PROTOCOL } from '../mesh/api/request.ts';
 import { registerPeerMethods } from '../mesh/api/peer-methods.ts';
 import { MethodTable } from '../mesh/api/table.ts';
 import { logger } from '../mesh/log.ts';
@@ -142,7 +144,7 @@ describe('a token never becomes membership', () => {
     // A's dial through the relay closes; T's token connection, from the same address and port, stays.
     await waitFor(() => a.node.getConnections().filter((c) => c.remoteAddr.toString().startsWith(`/ip4/${host}/tcp/${port}/`)).length === 1, { what: 'the relayed connection to close' });
 
-    for (const protocol of [CONTROL_PROTOCOL, SYNC_PROTOCOL]) {
+    for (const protocol of [MEMBERSHIP_PROTOCOL, SYNC_PROTOCOL]) {
       // On T's token connection (by A's id: a new dial from the same port could not bind).
       const stream = await t.dialProtocol(a.node.peerId, protocol);
       try {

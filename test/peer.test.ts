@@ -94,7 +94,7 @@ describe('replication through the admitted mesh', () => {
     const a = await start(config('a'));
     const { token } = await a.tokens.create('test', 'admin');
     const { parseApiToken } = await import('../mesh/admission/api-token.ts');
-    const { CONTROL_PROTOCOL } = await import('../mesh/peer.ts');
+    const { MEMBERSHIP_PROTOCOL } = await import('../mesh/membership/wire.ts');
     const client = await createLibp2p({
       transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()],
       connectionProtector: meshAdmission({ apiToken: parseApiToken(token) }),
@@ -102,7 +102,7 @@ describe('replication through the admitted mesh', () => {
     try {
       const { multiaddr } = await import('@multiformats/multiaddr');
       const at = multiaddr(`/ip4/${a.advertise.host}/tcp/${a.advertise.port}`);
-      for (const protocol of [CONTROL_PROTOCOL, SYNC_PROTOCOL]) {
+      for (const protocol of [MEMBERSHIP_PROTOCOL, SYNC_PROTOCOL]) {
         const stream = await client.dialProtocol(at, protocol);
         try {
           stream.send(encodeFrame({ t: 'hb', inc: 1, sum: 0 }));

@@ -1,6 +1,6 @@
 // weft for bench/scale.ts: N peers launched directly with `bin/weft launch` on 127.0.1.I (the
-// issue's recipe: no namespaces, mesh only), and one in-process API client per peer on its
-// unix socket (the CLI's own ApiClient), which carries the status polls, the `events` follow
+// recipe the scale figures were first taken with: no namespaces, mesh only), and one
+// in-process API client per peer on its unix socket (mesh/api/client.ts), which carries the status polls, the `events` follow
 // stream the deaths come from, and the kv writes and reads. No CLI process is started: a
 // Node start costs ~0.3 s of CPU, which N of them per poll round would take from the peers.
 import { spawnSync } from 'node:child_process';

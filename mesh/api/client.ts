@@ -6,7 +6,7 @@ import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { join } from 'node:path';
 import { meshAdmission, type ApiTokenCredential } from '../admission/admission.ts';
-import { API_PROTOCOL } from './server.ts';
+import { API_PROTOCOL } from './request.ts';
 import { encodeFrame, FrameDecoder } from '../framing.ts';
 import { parseHostPort, toMultiaddr, formatHostPort } from '../address.ts';
 import type { EventOf, MethodSpec, ParamsOf, ParamsSchema, ResultOf } from './method.ts';

@@ -3,6 +3,10 @@
  * sessions and the method tables (peer-api, DNS). `server.ts` re-exports all of it.
  */
 
+/** The libp2p protocol remote CLIs use (the connection is admitted by the mesh secret or an API
+ *  token); the unix socket carries the same frames. */
+export const API_PROTOCOL = '/weft/api/1.0.0';
+
 /** A request: `{ id, method, params }`. Replies: `{ id, result }`, `{ id, error }`, or for
  *  streaming methods any number of `{ id, event }` and then the result. A frame that is not
  *  a request is answered `{ id: -1, error }`. */

@@ -2,14 +2,12 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
 import type { Connection, Libp2p, Stream, StreamCloseEvent } from '@libp2p/interface';
 import type { Logger } from '../log.ts';
-import type { ApiHandler } from './request.ts';
+import { API_PROTOCOL, type ApiHandler } from './request.ts';
 import { ApiSession, type ApiTransport } from './session.ts';
 import { CallerBudget } from './limits.ts';
 import { LogOnce } from '../log-once.ts';
 
 
-/** The libp2p protocol remote CLIs use; the connection is admitted by the mesh secret. */
-export const API_PROTOCOL = '/weft/api/1.0.0';
 /** Concurrent API streams one connection may open: a CLI opens one; a few for scripts. */
 const MAX_STREAMS_PER_CONNECTION = 16;
 

@@ -317,14 +317,8 @@ function parseUnchecked(u: unknown): ReplicaMessage | string {
       if (typeof keys === 'string') return keys;
       const entries = parseEntries(field(u, 'entries'));
       if (typeof entries === 'string') return entries;
-      const seen = new Set<string>();
-      for (const e of entries) {
-        if (e.owner !== owner) return 'delta holds an entry of another owner';
-        if (e.version <= from) return 'delta holds an entry at or below its range';
-        if (!inRange(e.key, keys)) return 'delta holds an entry outside its key range';
-        if (seen.has(e.key)) return 'delta holds a key twice';
-        seen.add(e.key);
-      }
+      const wrong = entriesOutside('delta', owner as string, keys, entries, from);
+      if (wrong) return wrong;
       return { t, v: 1, owner: owner as string, from, to, keys, entries };
     }
     case 'snapshot': {
@@ -339,13 +333,8 @@ function parseUnchecked(u: unknown): ReplicaMessage | string {
       if (typeof keys === 'string') return keys;
       const entries = parseEntries(field(u, 'entries'));
       if (typeof entries === 'string') return entries;
-      const seen = new Set<string>();
-      for (const e of entries) {
-        if (e.owner !== owner) return 'snapshot holds an entry of another owner';
-        if (!inRange(e.key, keys)) return 'snapshot holds an entry outside its key range';
-        if (seen.has(e.key)) return 'snapshot holds a key twice';
-        seen.add(e.key);
-      }
+      const wrong = entriesOutside('snapshot', owner as string, keys, entries);
+      if (wrong) return wrong;
       return { t, v: 1, owner: owner as string, level, floor, replace, keys, entries };
     }
     default:
@@ -361,4 +350,19 @@ export function parseReplicaMessage(u: unknown): ReplicaMessage | string {
     // Only exotic inputs (proxies, getters) get here; plain decoded JSON cannot throw above.
     return `malformed replica message: ${err instanceof Error ? err.message : 'unreadable'}`;
   }
+}
+
+/** Why a delta's or snapshot's entries do not belong in it (another owner's, outside its key
+ *  range, a key twice, or for a delta at or below the versions it says it starts after), or
+ *  undefined when they all do. */
+function entriesOutside(kind: 'delta' | 'snapshot', owner: string, keys: KeyRange, entries: readonly Entry[], after?: number): string | undefined {
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (e.owner !== owner) return `${kind} holds an entry of another owner`;
+    if (after !== undefined && e.version <= after) return `${kind} holds an entry at or below its range`;
+    if (!inRange(e.key, keys)) return `${kind} holds an entry outside its key range`;
+    if (seen.has(e.key)) return `${kind} holds a key twice`;
+    seen.add(e.key);
+  }
+  return undefined;
 }

@@ -18,8 +18,8 @@ import { identityFromSeed, type Identity } from '../../mesh/admission/identity.t
 import { encodeFrame, FrameDecoder } from '../../mesh/framing.ts';
 import { parseHostPort, toMultiaddr } from '../../mesh/address.ts';
 import { entrySigningBytes, type Entry, SYNC_PROTOCOL } from '../../mesh/replication/wire.ts';
-import { API_PROTOCOL } from '../../mesh/api/server.ts';
-import { CONTROL_PROTOCOL } from '../../mesh/peer.ts';
+import { API_PROTOCOL } from '../../mesh/api/request.ts';
+import { MEMBERSHIP_PROTOCOL } from '../../mesh/membership/wire.ts';
 import { IPAM_PROTOCOL } from '../../mesh/ipam/wire.ts';
 
 type Args = Record<string, any>;
@@ -256,10 +256,10 @@ async function control(a: Args): Promise<unknown> {
   const f = (v: unknown) => encodeFrame(v);
   const out: StreamOutcome[] = [];
   try {
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'not JSON', [rawFrame(5, Buffer.from('{{{{{'))]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'frame claiming 4 GiB', [rawFrame(0xffffffff, randomBytes(1024))]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'frame of 2 MiB', [rawFrame(2 * 1024 * 1024, randomBytes(2 * 1024 * 1024))]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'wrong shapes', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'not JSON', [rawFrame(5, Buffer.from('{{{{{'))]));
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'frame claiming 4 GiB', [rawFrame(0xffffffff, randomBytes(1024))]));
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'frame of 2 MiB', [rawFrame(2 * 1024 * 1024, randomBytes(2 * 1024 * 1024))]));
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'wrong shapes', [
       f(null), f([]), f('hb'), f({ t: 'hb' }), f({ t: 'hb', inc: -1, sum: 0 }), f({ t: 'hb', inc: 2 ** 53, sum: 2 ** 40 }),
       f({ t: 'nope' }), f({ t: 'probe-req', target: 'x'.repeat(1000) }), f({ t: 'probe-ack', target: victim.id, heardAgoMs: -5, linked: 'yes' }),
       f({ t: 'members', records: 'all', forgotten: [] }), f({ t: '__proto__', records: [] }),
@@ -269,28 +269,28 @@ async function control(a: Args): Promise<unknown> {
       // About a peer nobody knows: answered with an abstention, nothing else.
       f({ t: 'probe-req', target: `12D3KooW${'u'.repeat(44)}` }),
     ]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'forged records about the victim and a member', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'forged records about the victim and a member', [
       f({ t: 'update', records: [rec(victim, victim.inc + 1, 'dead'), rec(other, other.inc + 1, 'dead')], forgotten: [] }),
       f({ t: 'members', records: [rec(victim, victim.inc, 'left'), rec(other, other.inc, 'left')], forgotten: [] }),
       f({ t: 'update', records: [rec(other, 2 ** 31 - 1, 'alive')], forgotten: [] }),
     ]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'pings and acks carrying forged, malformed and oversized piggyback', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'pings and acks carrying forged, malformed and oversized piggyback', [
       f({ t: 'hb', inc: 1, sum: 0, records: [rec(victim, victim.inc + 1, 'dead')], forgotten: [{ id: other.id, inc: 2 ** 31 - 1 }] }),
       f({ t: 'hb', inc: 1, sum: 0, ack: true, records: [rec(other, other.inc, 'left'), rec(victim, 2 ** 31 - 1, 'suspect')] }),
       f({ t: 'hb', inc: 1, sum: 0, records: 'all' }), f({ t: 'hb', inc: 1, sum: 0, forgotten: [{ id: 5 }] }),
       f({ t: 'hb', inc: 1, sum: 0, ack: true, records: Array.from({ length: 513 }, (_, i) => rec({ id: `12D3KooW${String(i).padStart(44, 'z')}`, name: `ghost-${i}` }, 1, 'alive')) }),
     ]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'incarnations past the bound', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'incarnations past the bound', [
       f({ t: 'update', records: [rec(other, 2 ** 53 - 1, 'dead')], forgotten: [] }),
       f({ t: 'update', records: [], forgotten: [{ id: other.id, inc: 2 ** 53 - 1 }] }),
     ]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, 'tombstones above what the subjects signed', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, 'tombstones above what the subjects signed', [
       f({ t: 'update', records: [], forgotten: [{ id: victim.id, inc: 2 ** 31 - 1 }, { id: other.id, inc: 2 ** 31 - 1 }] }),
     ]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, '513 records', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, '513 records', [
       f({ t: 'members', records: Array.from({ length: 513 }, (_, i) => rec({ id: `12D3KooW${String(i).padStart(44, 'x')}`, name: `ghost-${i}` }, 1, 'alive')), forgotten: [] }),
     ]));
-    out.push(await onStream(node, target, CONTROL_PROTOCOL, '512 ghost records, badly signed', [
+    out.push(await onStream(node, target, MEMBERSHIP_PROTOCOL, '512 ghost records, badly signed', [
       f({ t: 'members', records: Array.from({ length: 512 }, (_, i) => rec({ id: `12D3KooW${String(i).padStart(44, 'y')}`, name: `ghost-${i}` }, 1, 'alive')), forgotten: [] }),
     ]));
   } finally {
@@ -513,7 +513,7 @@ async function api(a: Args): Promise<unknown> {
     if (channels) {
       const f = encodeFrame({ t: 'hb', inc: 1, sum: 0 });
       result.channels = [
-        await onStream(node, target, CONTROL_PROTOCOL, 'control', [f]),
+        await onStream(node, target, MEMBERSHIP_PROTOCOL, 'control', [f]),
         await onStream(node, target, SYNC_PROTOCOL, 'sync', [encodeFrame({ t: 'digest', v: 1, digest: {} })]),
         await onStream(node, target, IPAM_PROTOCOL, 'ipam', [encodeFrame({ t: 'want', v: 1, range: '10.32.0.0/12' })]),
       ];
