@@ -1,0 +1,447 @@
+// Raft, the pure core: leader election with pre-vote and check-quorum, log replication with
+// batching and pipelining, and commitment, written the way etcd's raft library is (raft.go):
+// a state machine with no I/O, timers or randomness of its own. A call (a tick, a message, a
+// proposal) returns a Ready (mesh/ready.ts): the hard state and entries to persist, then the
+// messages to send, then the committed entries to apply. The shell must carry a ready out in
+// that order, one ready at a time: a vote or an acknowledgement that left before the state it
+// rests on was durable could be contradicted by a restart, and two leaders could follow.
+//
+// The rules, in one paragraph. Time is counted in ticks. A follower that hears no leader for a
+// randomized election timeout (in [E, 2E) ticks) first asks for pre-votes at term + 1 without
+// changing its own term, so a server cut off from the others cannot disrupt them when it comes
+// back with an inflated term; only with a quorum of pre-votes does it start a real election.
+// A server that has heard from a leader within the election timeout ignores (pre-)votes from
+// others (the leader lease that check-quorum makes safe), and a leader that has not heard from
+// a quorum within an election timeout steps down, so a leader on the minority side of a
+// partition stops serving. A new leader appends a no-op entry of its term, so that entries of
+// earlier terms commit through it (Raft §5.4.2: a leader commits only entries of its own term
+// by counting replicas).
+
+import type { Ready, Send } from '../../mesh/ready.ts';
+import { RaftLog } from './log.ts';
+import { Progress } from './progress.ts';
+import type { AppendResponse, Entry, HardState, RaftMessage, Role, VoteRequest, VoteResponse } from './types.ts';
+
+/** An election timeout of 10 ticks and a heartbeat every tick: with the shell ticking every
+ *  100 ms, a leader's death is noticed in 1-2 s and a follower hears the leader ten times per
+ *  timeout, so one lost heartbeat never starts an election (etcd's defaults, in ticks). */
+export const DEFAULT_ELECTION_TICKS = 10;
+export const DEFAULT_HEARTBEAT_TICKS = 1;
+/** Appends in flight to one follower before waiting for acknowledgements: enough to keep a
+ *  LAN link busy, few enough that a slow follower does not pile up the leader's memory. */
+export const DEFAULT_MAX_INFLIGHT = 64;
+/** Entries per append message: a batch of proposals goes out in one message, and a follower
+ *  far behind catches up in messages of bounded size. */
+export const DEFAULT_MAX_ENTRIES_PER_APPEND = 256;
+
+export interface RaftOptions {
+  id: string;
+  /** Every voting server, this one included. */
+  voters: readonly string[];
+  /** In [0, 1): the core's only source of randomness (election timeouts). Seeded in tests. */
+  random: () => number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  maxInflight?: number;
+  maxEntriesPerAppend?: number;
+}
+
+/** What was on disk at start. */
+export interface RaftStorage {
+  hardState: HardState;
+  entries: readonly Entry[];
+}
+
+export interface RaftPersist {
+  /** Set when term, vote or commit changed. */
+  hardState?: HardState;
+  /** Entries from `from` on replace whatever is on disk from `from` on. */
+  entries?: { from: number; entries: Entry[] };
+}
+
+export type RaftEvent =
+  /** Entries committed, in order, to apply to the state machine. */
+  | { type: 'committed'; entries: Entry[] }
+  /** This server's role or the leader it knows changed. */
+  | { type: 'role'; role: Role; term: number; leader: string | null };
+
+export type RaftReady = Ready<RaftMessage, RaftPersist, RaftEvent>;
+
+export class Raft {
+  readonly id: string;
+  private readonly voters: readonly string[];
+  private readonly random: () => number;
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly maxInflight: number;
+  private readonly maxEntries: number;
+  readonly log: RaftLog;
+  term: number;
+  vote: string | null;
+  role: Role = 'follower';
+  leader: string | null = null;
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedTimeout = 0;
+  private votes = new Map<string, boolean>();
+  private progress = new Map<string, Progress>();
+  // The ready being gathered by the current call.
+  private out: RaftMessage[] = [];
+  private events: RaftEvent[] = [];
+  private saved: HardState;
+
+  constructor(o: RaftOptions, storage: RaftStorage = { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }) {
+    this.id = o.id;
+    if (!o.voters.includes(o.id)) throw new Error(`server ${o.id} is not among the voters`);
+    this.voters = [...o.voters];
+    this.random = o.random;
+    this.electionTicks = o.electionTicks ?? DEFAULT_ELECTION_TICKS;
+    this.heartbeatTicks = o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS;
+    this.maxInflight = o.maxInflight ?? DEFAULT_MAX_INFLIGHT;
+    this.maxEntries = o.maxEntriesPerAppend ?? DEFAULT_MAX_ENTRIES_PER_APPEND;
+    this.log = new RaftLog(storage.entries, storage.hardState.commit);
+    this.term = storage.hardState.term;
+    this.vote = storage.hardState.vote;
+    this.saved = { ...storage.hardState };
+    this.resetElectionTimer();
+  }
+
+  // ---- inputs -------------------------------------------------------------------------------
+
+  tick(): RaftReady {
+    if (this.role === 'leader') {
+      this.electionElapsed++;
+      if (this.electionElapsed >= this.electionTicks) {
+        this.electionElapsed = 0;
+        if (!this.quorumActive()) this.becomeFollower(this.term, null);
+      }
+      if (this.role === 'leader' && ++this.heartbeatElapsed >= this.heartbeatTicks) {
+        this.heartbeatElapsed = 0;
+        this.broadcastHeartbeat();
+      }
+    } else if (++this.electionElapsed >= this.randomizedTimeout) {
+      this.campaign(true);
+    }
+    return this.ready();
+  }
+
+  step(m: RaftMessage): RaftReady {
+    if (m.to !== this.id || !this.voters.includes(m.from)) return this.ready();
+    this.stepTerm(m);
+    return this.ready();
+  }
+
+  /** Appends commands to the log; only a leader can (undefined otherwise: ask the leader). */
+  propose(data: readonly string[]): RaftReady | undefined {
+    if (this.role !== 'leader') return undefined;
+    const entries = data.map((d, i) => ({ index: this.log.lastIndex() + 1 + i, term: this.term, data: d }));
+    this.log.append(entries);
+    this.selfProgress().acknowledged(this.log.lastIndex());
+    this.maybeCommit();
+    this.broadcastAppend();
+    return this.ready();
+  }
+
+  /** The leader asks `to` to campaign at once (it must be caught up; if not, it is sent
+   *  what it lacks first and asked on its next acknowledgement). */
+  transferLeadership(to: string): RaftReady | undefined {
+    if (this.role !== 'leader' || to === this.id || !this.voters.includes(to)) return undefined;
+    const p = this.progress.get(to) as Progress;
+    if (p.match === this.log.lastIndex()) this.out.push({ type: 'timeout-now', from: this.id, to, term: this.term });
+    else this.sendAppend(to);
+    return this.ready();
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  // ---- terms --------------------------------------------------------------------------------
+
+  private stepTerm(m: RaftMessage): void {
+    if (m.term > this.term) {
+      if (m.type === 'vote') {
+        // The lease: a server that has heard from a live leader within the election timeout
+        // does not help depose it (unless the leader itself asked, to hand over).
+        const inLease = this.leader !== null && this.electionElapsed < this.electionTicks;
+        if (inLease && !m.transfer) return;
+        // A pre-vote does not change anyone's term: it only asks.
+        if (!m.pre) this.becomeFollower(m.term, null);
+      } else if (m.type === 'vote-resp' && m.pre) {
+        // A granted pre-vote carries the term we asked about, above ours; it changes nothing.
+        if (m.granted) {
+          this.onVoteResponse(m);
+          return;
+        }
+        this.becomeFollower(m.term, null);
+      } else {
+        const leader = m.type === 'app' || m.type === 'heartbeat' || m.type === 'timeout-now' ? m.from : null;
+        this.becomeFollower(m.term, leader);
+      }
+    } else if (m.term < this.term) {
+      // A stale leader learns of the newer term from our answer (with check-quorum it would
+      // otherwise step down only after an election timeout); a stale (pre-)candidate from
+      // our refusal. Anything else stale is dropped.
+      if (m.type === 'app' || m.type === 'heartbeat') {
+        this.out.push({ type: 'app-resp', from: this.id, to: m.from, term: this.term, index: 0, reject: true, hint: this.log.lastIndex() });
+      } else if (m.type === 'vote') {
+        this.out.push({ type: 'vote-resp', pre: m.pre, from: this.id, to: m.from, term: this.term, granted: false });
+      }
+      return;
+    }
+    this.stepRole(m);
+  }
+
+  private stepRole(m: RaftMessage): void {
+    switch (m.type) {
+      case 'vote':
+        return this.onVoteRequest(m);
+      case 'vote-resp':
+        return this.onVoteResponse(m);
+      case 'app':
+        if (this.role === 'leader') return; // another leader of our term cannot exist
+        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
+        this.leader = m.from;
+        this.electionElapsed = 0;
+        return this.onAppend(m.from, m.prevIndex, m.prevTerm, m.entries, m.commit);
+      case 'heartbeat':
+        if (this.role === 'leader') return;
+        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
+        this.leader = m.from;
+        this.electionElapsed = 0;
+        this.log.commitTo(m.commit);
+        this.out.push({ type: 'heartbeat-resp', from: this.id, to: m.from, term: this.term });
+        return;
+      case 'app-resp':
+        return this.onAppendResponse(m);
+      case 'heartbeat-resp':
+        return this.onHeartbeatResponse(m.from);
+      case 'timeout-now':
+        if (this.role === 'follower') this.campaign(false, true);
+        return;
+    }
+  }
+
+  // ---- elections ----------------------------------------------------------------------------
+
+  private onVoteRequest(m: VoteRequest): void {
+    // We may vote for m.from if we already did this term, or have voted for no one and know
+    // no leader this term; a pre-vote asks about a term above ours, where we have no vote yet.
+    const canVote = this.vote === m.from || (this.vote === null && this.leader === null) || (m.pre && m.term > this.term);
+    const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
+    if (granted && !m.pre) {
+      this.vote = m.from;
+      this.electionElapsed = 0;
+    }
+    this.out.push({ type: 'vote-resp', pre: m.pre, from: this.id, to: m.from, term: granted ? m.term : this.term, granted });
+  }
+
+  private onVoteResponse(m: VoteResponse): void {
+    const waiting = (m.pre && this.role === 'pre-candidate') || (!m.pre && this.role === 'candidate');
+    if (!waiting) return;
+    this.votes.set(m.from, m.granted);
+    const granted = [...this.votes.values()].filter(Boolean).length;
+    const refused = this.votes.size - granted;
+    if (granted >= this.quorum()) {
+      if (m.pre) this.campaign(false);
+      else this.becomeLeader();
+    } else if (refused >= this.quorum()) {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  /** Starts an election: a pre-vote round first unless `pre` is false (its quorum was won, or
+   *  the leader handed over). */
+  private campaign(pre: boolean, transfer = false): void {
+    if (pre) {
+      this.role = 'pre-candidate';
+      this.leader = null;
+      this.emitRole();
+    } else {
+      this.term++;
+      this.vote = this.id;
+      this.role = 'candidate';
+      this.leader = null;
+      this.emitRole();
+    }
+    this.resetElectionTimer();
+    this.votes = new Map([[this.id, true]]);
+    if (this.quorum() === 1) {
+      if (pre) this.campaign(false, transfer);
+      else this.becomeLeader();
+      return;
+    }
+    const term = pre ? this.term + 1 : this.term;
+    for (const to of this.voters) {
+      if (to === this.id) continue;
+      this.out.push({
+        type: 'vote', pre, from: this.id, to, term, lastIndex: this.log.lastIndex(), lastTerm: this.log.lastTerm(),
+        ...(transfer ? { transfer: true } : {}),
+      });
+    }
+  }
+
+  private becomeFollower(term: number, leader: string | null): void {
+    const changed = this.role !== 'follower' || this.leader !== leader || this.term !== term;
+    if (term > this.term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.role = 'follower';
+    this.leader = leader;
+    this.progress.clear();
+    this.resetElectionTimer();
+    if (changed) this.emitRole();
+  }
+
+  private becomeLeader(): void {
+    this.role = 'leader';
+    this.leader = this.id;
+    this.heartbeatElapsed = 0;
+    this.electionElapsed = 0;
+    this.progress = new Map(this.voters.map((v) => [v, new Progress(this.log.lastIndex() + 1)]));
+    this.emitRole();
+    // The no-op of our term: entries of earlier terms commit only through an entry of ours.
+    this.log.append([{ index: this.log.lastIndex() + 1, term: this.term, data: null }]);
+    this.selfProgress().acknowledged(this.log.lastIndex());
+    this.maybeCommit();
+    this.broadcastAppend();
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.randomizedTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks);
+  }
+
+  // ---- replication --------------------------------------------------------------------------
+
+  private onAppend(from: string, prevIndex: number, prevTerm: number, entries: readonly Entry[], commit: number): void {
+    if (prevIndex < this.log.committed) {
+      // Already committed here, so it matches: say how far we hold, and let the leader move on.
+      this.out.push({ type: 'app-resp', from: this.id, to: from, term: this.term, index: this.log.committed, reject: false, hint: 0 });
+      return;
+    }
+    const last = this.log.maybeAppend(prevIndex, prevTerm, entries);
+    if (last === undefined) {
+      this.out.push({ type: 'app-resp', from: this.id, to: from, term: this.term, index: prevIndex, reject: true, hint: Math.min(prevIndex - 1, this.log.lastIndex()) });
+      return;
+    }
+    // Commit only what this message vouches for: later entries may still be replaced.
+    this.log.commitTo(Math.min(commit, last));
+    this.out.push({ type: 'app-resp', from: this.id, to: from, term: this.term, index: last, reject: false, hint: 0 });
+  }
+
+  private onAppendResponse(m: AppendResponse): void {
+    if (this.role !== 'leader') return;
+    const p = this.progress.get(m.from);
+    if (!p) return;
+    p.recentActive = true;
+    if (m.reject) {
+      if (p.rejected(m.index, m.hint)) this.sendAppend(m.from);
+      return;
+    }
+    const wasPaused = p.paused(this.maxInflight);
+    if (!p.acknowledged(m.index)) {
+      if (wasPaused && !p.paused(this.maxInflight)) this.sendAppend(m.from);
+      return;
+    }
+    if (p.state === 'probe') p.becomeReplicate();
+    if (this.maybeCommit()) this.broadcastAppend();
+    else this.sendAppend(m.from);
+  }
+
+  private onHeartbeatResponse(from: string): void {
+    if (this.role !== 'leader') return;
+    const p = this.progress.get(from);
+    if (!p) return;
+    p.recentActive = true;
+    // A probe or appends that were lost: one more goes out on each heartbeat's answer.
+    if (p.paused(this.maxInflight)) p.freeOne();
+    if (p.match < this.log.lastIndex()) this.sendAppend(from);
+  }
+
+  /** Sends what `to` lacks, if anything and if it is not paused; one message per call. */
+  private sendAppend(to: string, sendEmpty = false): void {
+    const p = this.progress.get(to);
+    if (!p || p.paused(this.maxInflight)) return;
+    const last = this.log.lastIndex();
+    if (p.next > last && !sendEmpty) return;
+    const prevIndex = p.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === undefined) throw new Error(`no term for ${prevIndex}: snapshots are not built yet`);
+    const entries = p.next <= last ? this.log.slice(p.next, last, this.maxEntries) : [];
+    this.out.push({ type: 'app', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
+    p.sent(prevIndex + entries.length, entries.length);
+  }
+
+  private broadcastAppend(): void {
+    for (const to of this.voters) if (to !== this.id) this.sendAppend(to, true);
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const to of this.voters) {
+      if (to === this.id) continue;
+      const p = this.progress.get(to) as Progress;
+      // No more than the follower is known to hold: it must never commit what it has not
+      // matched with us.
+      this.out.push({ type: 'heartbeat', from: this.id, to, term: this.term, commit: Math.min(p.match, this.log.committed) });
+    }
+  }
+
+  /** Raft §5.4.2: the highest index a quorum holds, if it is of our term. */
+  private maybeCommit(): boolean {
+    const matches = this.voters.map((v) => (this.progress.get(v) as Progress).match).sort((a, b) => b - a);
+    const n = matches[this.quorum() - 1] as number;
+    if (n <= this.log.committed || this.log.term(n) !== this.term) return false;
+    this.log.commitTo(n);
+    return true;
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const [id, p] of this.progress) {
+      if (id === this.id || p.recentActive) active++;
+      p.recentActive = false;
+    }
+    return active >= this.quorum();
+  }
+
+  private selfProgress(): Progress {
+    return this.progress.get(this.id) as Progress;
+  }
+
+  private quorum(): number {
+    return Math.floor(this.voters.length / 2) + 1;
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  private emitRole(): void {
+    this.events.push({ type: 'role', role: this.role, term: this.term, leader: this.leader });
+  }
+
+  /** The ready of the call that just ran: persist before send, apply after both. */
+  private ready(): RaftReady {
+    const hs = this.hardState();
+    const persist: RaftPersist = {};
+    if (hs.term !== this.saved.term || hs.vote !== this.saved.vote || hs.commit !== this.saved.commit) {
+      persist.hardState = hs;
+      this.saved = hs;
+    }
+    const entries = this.log.unstable();
+    if (entries) persist.entries = entries;
+    const committed = this.log.takeCommitted();
+    const events = this.events;
+    if (committed.length > 0) events.push({ type: 'committed', entries: committed });
+    const send: Send<RaftMessage>[] = this.out.map((msg) => ({ to: msg.to, msg }));
+    this.out = [];
+    this.events = [];
+    return {
+      persist: persist.hardState || persist.entries ? persist : undefined,
+      send,
+      events,
+      rejected: [],
+      next: undefined,
+    };
+  }
+}

@@ -1,0 +1,98 @@
+// Raft's vocabulary: log entries, the state every server must keep on disk, and the messages
+// servers exchange. Types only, shared by the core (raft.ts), its log (log.ts) and the
+// simulations; the wire decoder with its bounds comes with the shell.
+
+/** One log entry. `data` is the command, opaque to Raft; null for the no-op a new leader
+ *  appends to commit its predecessors' entries (Raft §5.4.2). */
+export interface Entry {
+  index: number;
+  term: number;
+  data: string | null;
+}
+
+/** What must be on disk before any message that depends on it leaves (Raft's Figure 2:
+ *  currentTerm and votedFor; the commit index too, so a restart re-applies no further than
+ *  it knows is committed, as etcd's HardState does). */
+export interface HardState {
+  term: number;
+  vote: string | null;
+  commit: number;
+}
+
+/** A request to vote; `pre` for a pre-vote (Ongaro's thesis §9.6), which asks whether the
+ *  receiver would vote at `term` without anyone changing term. */
+export interface VoteRequest {
+  type: 'vote';
+  pre: boolean;
+  from: string;
+  to: string;
+  term: number;
+  lastIndex: number;
+  lastTerm: number;
+  /** Sent on the leader's request to hand over leadership: receivers ignore their lease. */
+  transfer?: boolean;
+}
+
+export interface VoteResponse {
+  type: 'vote-resp';
+  pre: boolean;
+  from: string;
+  to: string;
+  /** The request's term when granted (a pre-vote grants without adopting it), else ours. */
+  term: number;
+  granted: boolean;
+}
+
+export interface Append {
+  type: 'app';
+  from: string;
+  to: string;
+  term: number;
+  prevIndex: number;
+  prevTerm: number;
+  entries: Entry[];
+  commit: number;
+}
+
+export interface AppendResponse {
+  type: 'app-resp';
+  from: string;
+  to: string;
+  term: number;
+  /** Accepted: the last index the follower now holds from the leader. Rejected: the index
+   *  the leader asked about. */
+  index: number;
+  reject: boolean;
+  /** On a rejection, the follower's last index: the leader backs up to it at once instead of
+   *  one entry per round trip. */
+  hint: number;
+}
+
+/** The leader's keep-alive; carries the commit index the follower may apply up to (no more
+ *  than the follower is known to hold, so it never commits an entry it has not matched). */
+export interface Heartbeat {
+  type: 'heartbeat';
+  from: string;
+  to: string;
+  term: number;
+  commit: number;
+}
+
+export interface HeartbeatResponse {
+  type: 'heartbeat-resp';
+  from: string;
+  to: string;
+  term: number;
+}
+
+/** The leader tells a caught-up follower to campaign at once (leadership transfer). */
+export interface TimeoutNow {
+  type: 'timeout-now';
+  from: string;
+  to: string;
+  term: number;
+}
+
+export type RaftMessage = VoteRequest | VoteResponse | Append | AppendResponse | Heartbeat | HeartbeatResponse | TimeoutNow;
+
+export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';

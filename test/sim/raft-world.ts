@@ -1,0 +1,302 @@
+// A deterministic world for the Raft core: servers on a simulated network and clock, with
+// message loss, duplication, reordering and delay, partitions (symmetric and one-way), crashes
+// with restart from what was persisted (a crash between a call and its ready's write loses that
+// ready: the unsynced tail), and tick rates that differ per server (clock skew). Raft's safety
+// properties are checked after every step, over everything any server has ever held:
+//   - election safety: at most one leader per term;
+//   - log matching: entries with the same index and term hold the same command and follow the
+//     same entry (so, by induction, the logs agree up to there);
+//   - leader completeness: a new leader holds every entry any server has applied;
+//   - state-machine safety: no two servers apply different entries at one index, and each
+//     applies in order without gaps.
+// A violation throws with the seed's step and what broke.
+
+import { Raft, type RaftReady } from '../../scheduler/raft/raft.ts';
+import type { Entry, HardState, RaftMessage } from '../../scheduler/raft/types.ts';
+import { Rng } from './rng.ts';
+
+export interface RaftWorldOptions {
+  servers: number;
+  /** Per message. */
+  loss?: number;
+  duplicate?: number;
+  /** Delivery delay in steps, uniform in [1, maxDelay]: reordering comes with it. */
+  maxDelay?: number;
+  /** Per step: the chance that the network's partition changes. */
+  partitionRate?: number;
+  /** Per step: the chance that an up server crashes, and that a down one restarts. */
+  crashRate?: number;
+  /** Per step: the chance that a leader crashes (on top of crashRate): elections, and the
+   *  entries a leader replicated only partly, are where Raft's subtle cases are. */
+  leaderCrashRate?: number;
+  restartRate?: number;
+  /** Per step: the chance that a client proposes a command to whoever leads. */
+  proposeRate?: number;
+  /** Servers tick every 1, 2 or 3 steps (a slow clock) when set. */
+  skew?: boolean;
+  /** The cores' batching and pipelining bounds; by default drawn per run from small and
+   *  default values, since one-entry appends and a pipeline of one reach cases that batches
+   *  of hundreds hide (an acknowledgement that covers an old term's entry but not the new
+   *  leader's no-op). */
+  maxEntriesPerAppend?: number;
+  maxInflight?: number;
+}
+
+interface Disk {
+  hardState: HardState;
+  entries: Entry[];
+}
+
+interface Server {
+  id: string;
+  raft?: Raft;
+  disk: Disk;
+  tickEvery: number;
+  /** The state machine: the commands applied, in order (rebuilt from 1 after a restart). */
+  applied: Entry[];
+}
+
+interface InFlight {
+  at: number;
+  msg: RaftMessage;
+}
+
+export class RaftWorld {
+  readonly rng: Rng;
+  readonly servers: Server[];
+  private readonly o: Required<RaftWorldOptions>;
+  private readonly seed: number;
+  now = 0;
+  private network: InFlight[] = [];
+  /** from -> set of servers it cannot reach. */
+  private cut = new Map<string, Set<string>>();
+  /** Everything learnt about the run, for the invariants. */
+  private readonly leaderOfTerm = new Map<number, string>();
+  private readonly committed = new Map<number, { term: number; data: string | null }>();
+  private readonly seen = new Map<string, { data: string | null; prevTerm: number }>();
+  private nextCommand = 1;
+  private lives = 0;
+  stats = { elections: 0, crashes: 0, lostTails: 0, partitions: 0, proposed: 0, delivered: 0 };
+
+  constructor(seed: number, o: RaftWorldOptions) {
+    this.seed = seed;
+    this.rng = new Rng(seed);
+    this.o = {
+      loss: 0, duplicate: 0, maxDelay: 3, partitionRate: 0, crashRate: 0, leaderCrashRate: 0, restartRate: 0.05, proposeRate: 0.2, skew: false,
+      maxEntriesPerAppend: this.rng.pick([1, 2, 256]), maxInflight: this.rng.pick([1, 4, 64]), ...o,
+    };
+    const ids = Array.from({ length: o.servers }, (_, i) => `s${i + 1}`);
+    this.servers = ids.map((id) => ({
+      id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [],
+    }));
+    for (const s of this.servers) this.start(s);
+  }
+
+  private ids(): string[] {
+    return this.servers.map((s) => s.id);
+  }
+
+  private start(s: Server): void {
+    // Each life of each server draws its election timeouts from its own seeded source.
+    const rng = new Rng(this.seed * 1009 + this.servers.indexOf(s) * 131 + this.lives++ * 7);
+    s.raft = new Raft({
+      id: s.id, voters: this.ids(), random: () => rng.next(), maxEntriesPerAppend: this.o.maxEntriesPerAppend, maxInflight: this.o.maxInflight,
+    }, { hardState: { ...s.disk.hardState }, entries: s.disk.entries.map((e) => ({ ...e })) });
+    s.applied = [];
+  }
+
+  /** One step of simulated time: network changes, crashes, ticks, deliveries, proposals. */
+  step(): void {
+    this.now++;
+    if (this.o.partitionRate > 0 && this.rng.chance(this.o.partitionRate)) this.repartition();
+    for (const s of this.servers) {
+      const rate = this.o.crashRate + (s.raft?.role === 'leader' ? this.o.leaderCrashRate : 0);
+      if (s.raft && rate > 0 && this.rng.chance(rate)) this.crash(s);
+      else if (!s.raft && this.rng.chance(this.o.restartRate)) this.start(s);
+    }
+    for (const s of this.servers) if (s.raft && this.now % s.tickEvery === 0) this.carryOut(s, s.raft.tick());
+    const due = this.network.filter((f) => f.at <= this.now);
+    this.network = this.network.filter((f) => f.at > this.now);
+    for (const f of this.rng.shuffle(due)) {
+      const to = this.servers.find((s) => s.id === f.msg.to);
+      if (!to?.raft) continue;
+      this.stats.delivered++;
+      this.carryOut(to, to.raft.step(f.msg));
+    }
+    if (this.rng.chance(this.o.proposeRate)) this.propose();
+  }
+
+  run(steps: number): void {
+    for (let i = 0; i < steps; i++) this.step();
+  }
+
+  /** Every server up, the network whole and lossless from now on. */
+  heal(): void {
+    this.cut.clear();
+    this.o.loss = 0;
+    this.o.duplicate = 0;
+    this.o.crashRate = 0;
+    this.o.leaderCrashRate = 0;
+    this.o.partitionRate = 0;
+    for (const s of this.servers) if (!s.raft) this.start(s);
+  }
+
+  /** Proposes a command to a leader, if there is one; returns it. */
+  propose(): string | undefined {
+    const leaders = this.servers.filter((s) => s.raft?.role === 'leader');
+    if (leaders.length === 0) return undefined;
+    const s = this.rng.pick(leaders);
+    const data = `c${this.nextCommand++}`;
+    const ready = s.raft!.propose([data]);
+    if (!ready) return undefined;
+    this.stats.proposed++;
+    this.carryOut(s, ready);
+    return data;
+  }
+
+  /** Cuts one server off from every other, both ways. */
+  isolate(id: string): void {
+    for (const other of this.ids()) {
+      if (other === id) continue;
+      this.cutOne(id, other);
+      this.cutOne(other, id);
+    }
+  }
+
+  reconnect(): void {
+    this.cut.clear();
+  }
+
+  term(id: string): number {
+    return this.servers.find((s) => s.id === id)!.raft!.term;
+  }
+
+  transfer(from: string, to: string): void {
+    const s = this.servers.find((x) => x.id === from)!;
+    const ready = s.raft!.transferLeadership(to);
+    if (ready) this.carryOut(s, ready);
+  }
+
+  leaders(): string[] {
+    return this.servers.filter((s) => s.raft?.role === 'leader').map((s) => s.id);
+  }
+
+  appliedBy(id: string): Entry[] {
+    return this.servers.find((s) => s.id === id)!.applied;
+  }
+
+  // ---- carrying out a ready, as a shell does ---------------------------------------------
+
+  private carryOut(s: Server, ready: RaftReady): void {
+    // A crash before the write: the ready is lost whole (nothing of it left the server).
+    if (ready.persist && this.o.crashRate > 0 && this.rng.chance(this.o.crashRate / 4)) {
+      this.stats.lostTails++;
+      this.crash(s);
+      return;
+    }
+    if (ready.persist?.hardState) s.disk.hardState = { ...ready.persist.hardState };
+    if (ready.persist?.entries) {
+      const { from, entries } = ready.persist.entries;
+      s.disk.entries = [...s.disk.entries.filter((e) => e.index < from), ...entries.map((e) => ({ ...e }))];
+      for (const e of entries) this.checkLogMatching(s, e);
+    }
+    for (const { msg } of ready.send) this.send(msg);
+    for (const ev of ready.events) {
+      if (ev.type === 'role' && ev.role === 'leader') this.onLeader(s, ev.term);
+      if (ev.type === 'committed') for (const e of ev.entries) this.onApply(s, e);
+    }
+  }
+
+  private send(msg: RaftMessage): void {
+    if (this.cut.get(msg.from)?.has(msg.to)) return;
+    if (this.rng.chance(this.o.loss)) return;
+    const copies = this.rng.chance(this.o.duplicate) ? 2 : 1;
+    for (let i = 0; i < copies; i++) this.network.push({ at: this.now + 1 + this.rng.int(this.o.maxDelay), msg });
+  }
+
+  private crash(s: Server): void {
+    s.raft = undefined;
+    s.applied = [];
+    this.stats.crashes++;
+  }
+
+  /** A new partition: the whole network, a minority cut off, or one-way cuts. */
+  private repartition(): void {
+    this.cut.clear();
+    this.stats.partitions++;
+    const ids = this.rng.shuffle(this.ids());
+    const kind = this.rng.int(4);
+    if (kind === 0) return; // whole again
+    if (kind === 1 || kind === 2) {
+      // Two sides; with kind 1 the current leader (if any) goes to the smaller one.
+      const small = 1 + this.rng.int(Math.floor((ids.length - 1) / 2) + (ids.length > 3 ? 1 : 0));
+      let side = ids.slice(0, small);
+      const leader = this.leaders()[0];
+      if (kind === 1 && leader && !side.includes(leader)) side = [leader, ...side.slice(1)];
+      for (const a of ids) for (const b of ids) if (side.includes(a) !== side.includes(b)) this.cutOne(a, b);
+      return;
+    }
+    // Asymmetric: a few one-way cuts.
+    for (let i = 0; i < 1 + this.rng.int(ids.length); i++) {
+      const a = this.rng.pick(ids);
+      const b = this.rng.pick(ids);
+      if (a !== b) this.cutOne(a, b);
+    }
+  }
+
+  private cutOne(from: string, to: string): void {
+    let set = this.cut.get(from);
+    if (!set) this.cut.set(from, (set = new Set()));
+    set.add(to);
+  }
+
+  // ---- invariants -------------------------------------------------------------------------
+
+  private fail(what: string): never {
+    throw new Error(`seed ${this.seed}, step ${this.now}: ${what}`);
+  }
+
+  private onLeader(s: Server, term: number): void {
+    this.stats.elections++;
+    const other = this.leaderOfTerm.get(term);
+    if (other !== undefined && other !== s.id) this.fail(`two leaders in term ${term}: ${other} and ${s.id}`);
+    this.leaderOfTerm.set(term, s.id);
+    // Leader completeness: everything applied anywhere is in the new leader's log.
+    for (const [index, c] of this.committed) {
+      if (s.raft!.log.term(index) !== c.term) this.fail(`leader ${s.id} of term ${term} lacks committed entry ${index} (term ${c.term})`);
+    }
+  }
+
+  /** Log matching, over every entry any server ever persisted: an index and term name one
+   *  command and one predecessor term. */
+  private checkLogMatching(s: Server, e: Entry): void {
+    const prev = s.disk.entries.find((x) => x.index === e.index - 1);
+    const prevTerm = e.index === 1 ? 0 : (prev?.term ?? -1);
+    const key = `${e.index}/${e.term}`;
+    const known = this.seen.get(key);
+    if (!known) {
+      this.seen.set(key, { data: e.data, prevTerm });
+      return;
+    }
+    if (known.data !== e.data) this.fail(`entry ${key} holds ${String(e.data)} on ${s.id} and ${String(known.data)} elsewhere`);
+    if (known.prevTerm !== prevTerm && prevTerm !== -1 && known.prevTerm !== -1) {
+      this.fail(`entry ${key} follows term ${prevTerm} on ${s.id} and term ${known.prevTerm} elsewhere`);
+    }
+  }
+
+  private onApply(s: Server, e: Entry): void {
+    const expected = s.applied.length + 1;
+    if (e.index !== expected) this.fail(`${s.id} applied ${e.index} when ${expected} was next`);
+    s.applied.push(e);
+    const c = this.committed.get(e.index);
+    if (c && (c.term !== e.term || c.data !== e.data)) {
+      this.fail(`${s.id} applied ${String(e.data)} (term ${e.term}) at ${e.index}, where ${String(c.data)} (term ${c.term}) was applied`);
+    }
+    if (!c) this.committed.set(e.index, { term: e.term, data: e.data });
+  }
+
+  /** The highest index applied by any server. */
+  committedIndex(): number {
+    return this.committed.size;
+  }
+}
