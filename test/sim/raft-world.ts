@@ -13,6 +13,7 @@
 
 import { Raft, type RaftReady } from '../../scheduler/raft/raft.ts';
 import type { Entry, HardState, RaftMessage } from '../../scheduler/raft/types.ts';
+import type { KvOperation } from '../linearizability.ts';
 import { Rng } from './rng.ts';
 
 export interface RaftWorldOptions {
@@ -40,6 +41,40 @@ export interface RaftWorldOptions {
    *  leader's no-op). */
   maxEntriesPerAppend?: number;
   maxInflight?: number;
+  /** Clients of a key-value store on top (puts and gets through the log), each with one
+   *  operation at a time, recorded for the linearizability checker. */
+  clients?: number;
+  keys?: number;
+}
+
+/** Batching and pipelining bounds a run draws from: one entry per append (with a few in
+ *  flight, or one at a time with large batches) next to the defaults. Not one entry with one
+ *  in flight: that replicates slower than the clients write, and the backlog would outlast
+ *  any settling time. */
+const BOUNDS = [
+  { maxEntriesPerAppend: 1, maxInflight: 4 }, { maxEntriesPerAppend: 2, maxInflight: 64 },
+  { maxEntriesPerAppend: 256, maxInflight: 1 }, { maxEntriesPerAppend: 256, maxInflight: 64 },
+] as const;
+
+/** How long a client waits for an answer before it gives up (its operation stays in the
+ *  history as one that may or may not have taken effect). */
+const CLIENT_TIMEOUT_STEPS = 60;
+/** Per step, the chance that an idle client invokes its next operation. */
+const CLIENT_RATE = 0.2;
+
+/** A key-value command as it travels in the log. */
+interface KvCommand {
+  c: string;
+  n: number;
+  kind: 'put' | 'get';
+  key: string;
+  value?: string;
+}
+
+interface Client {
+  id: string;
+  seq: number;
+  waiting?: { op: KvOperation; n: number; server: string; life: number; deadline: number };
 }
 
 interface Disk {
@@ -52,8 +87,12 @@ interface Server {
   raft?: Raft;
   disk: Disk;
   tickEvery: number;
-  /** The state machine: the commands applied, in order (rebuilt from 1 after a restart). */
+  /** The state machine: the commands applied, in order (rebuilt from 1 after a restart),
+   *  and the key-value store they make. */
   applied: Entry[];
+  kv: Map<string, string>;
+  /** Which life of the server this is: a client's answer must come from the life it asked. */
+  life: number;
 }
 
 interface InFlight {
@@ -76,6 +115,9 @@ export class RaftWorld {
   private readonly seen = new Map<string, { data: string | null; prevTerm: number }>();
   private nextCommand = 1;
   private lives = 0;
+  /** Every client operation, for the linearizability checker. */
+  readonly history: KvOperation[] = [];
+  private readonly clients: Client[];
   stats = { elections: 0, crashes: 0, lostTails: 0, partitions: 0, proposed: 0, delivered: 0 };
 
   constructor(seed: number, o: RaftWorldOptions) {
@@ -83,12 +125,13 @@ export class RaftWorld {
     this.rng = new Rng(seed);
     this.o = {
       loss: 0, duplicate: 0, maxDelay: 3, partitionRate: 0, crashRate: 0, leaderCrashRate: 0, restartRate: 0.05, proposeRate: 0.2, skew: false,
-      maxEntriesPerAppend: this.rng.pick([1, 2, 256]), maxInflight: this.rng.pick([1, 4, 64]), ...o,
+      ...this.rng.pick(BOUNDS), clients: 0, keys: 3, ...o,
     };
     const ids = Array.from({ length: o.servers }, (_, i) => `s${i + 1}`);
     this.servers = ids.map((id) => ({
-      id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [],
+      id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [], kv: new Map(), life: 0,
     }));
+    this.clients = Array.from({ length: this.o.clients }, (_, i) => ({ id: `k${i + 1}`, seq: 0 }));
     for (const s of this.servers) this.start(s);
   }
 
@@ -98,7 +141,9 @@ export class RaftWorld {
 
   private start(s: Server): void {
     // Each life of each server draws its election timeouts from its own seeded source.
-    const rng = new Rng(this.seed * 1009 + this.servers.indexOf(s) * 131 + this.lives++ * 7);
+    s.life = ++this.lives;
+    s.kv = new Map();
+    const rng = new Rng(this.seed * 1009 + this.servers.indexOf(s) * 131 + s.life * 7);
     s.raft = new Raft({
       id: s.id, voters: this.ids(), random: () => rng.next(), maxEntriesPerAppend: this.o.maxEntriesPerAppend, maxInflight: this.o.maxInflight,
     }, { hardState: { ...s.disk.hardState }, entries: s.disk.entries.map((e) => ({ ...e })) });
@@ -124,15 +169,57 @@ export class RaftWorld {
       this.carryOut(to, to.raft.step(f.msg));
     }
     if (this.rng.chance(this.o.proposeRate)) this.propose();
+    this.stepClients();
+  }
+
+  // ---- clients ------------------------------------------------------------------------------
+
+  private stepClients(): void {
+    if (this.o.clients === 0) return;
+    for (const c of this.clients) {
+      if (c.waiting && this.now >= c.waiting.deadline) c.waiting = undefined; // gave up
+      if (c.waiting || !this.rng.chance(CLIENT_RATE)) continue;
+      const leaders = this.servers.filter((s) => s.raft?.role === 'leader');
+      if (leaders.length === 0) continue;
+      const s = this.rng.pick(leaders);
+      const key = `key${this.rng.int(this.o.keys)}`;
+      const n = ++c.seq;
+      const put = this.rng.chance(0.5);
+      const cmd: KvCommand = put ? { c: c.id, n, kind: 'put', key, value: `${c.id}.${n}` } : { c: c.id, n, kind: 'get', key };
+      const op: KvOperation = put ? { client: c.id, kind: 'put', key, value: cmd.value, invoked: this.now } : { client: c.id, kind: 'get', key, invoked: this.now };
+      const ready = s.raft!.propose([JSON.stringify(cmd)]);
+      if (!ready) continue;
+      this.history.push(op);
+      c.waiting = { op, n, server: s.id, life: s.life, deadline: this.now + CLIENT_TIMEOUT_STEPS };
+      this.carryOut(s, ready);
+    }
+  }
+
+  /** A server applies an entry to its store, and answers the client that asked it, if that
+   *  client still waits on this life of this server. */
+  private applyKv(s: Server, e: Entry): void {
+    if (e.data === null || !e.data.startsWith('{')) return;
+    const cmd = JSON.parse(e.data) as KvCommand;
+    const output = s.kv.get(cmd.key) ?? null;
+    if (cmd.kind === 'put') s.kv.set(cmd.key, cmd.value as string);
+    const c = this.clients.find((x) => x.id === cmd.c);
+    const w = c?.waiting;
+    if (!c || !w || w.n !== cmd.n || w.server !== s.id || w.life !== s.life) return;
+    w.op.returned = this.now;
+    if (cmd.kind === 'get') w.op.output = output;
+    c.waiting = undefined;
   }
 
   run(steps: number): void {
     for (let i = 0; i < steps; i++) this.step();
   }
 
-  /** Every server up, the network whole and lossless from now on. */
+  /** Every server up, the network whole and lossless, and no more writes from the background
+   *  or the clients, from now on. */
   heal(): void {
     this.cut.clear();
+    this.o.proposeRate = 0;
+    this.o.clients = 0;
     this.o.loss = 0;
     this.o.duplicate = 0;
     this.o.crashRate = 0;
@@ -289,6 +376,7 @@ export class RaftWorld {
     if (e.index !== expected) this.fail(`${s.id} applied ${e.index} when ${expected} was next`);
     s.applied.push(e);
     const c = this.committed.get(e.index);
+    this.applyKv(s, e);
     if (c && (c.term !== e.term || c.data !== e.data)) {
       this.fail(`${s.id} applied ${String(e.data)} (term ${e.term}) at ${e.index}, where ${String(c.data)} (term ${c.term}) was applied`);
     }

@@ -1,10 +1,12 @@
 // The Raft core (scheduler/raft/) in the deterministic world of raft-world.ts: its safety
 // properties after every step of thousands of seeded runs under loss, duplication, reordering,
 // partitions (a leader cut off into a minority, one-way cuts), crashes that lose the unsynced
-// tail, and skewed clocks; then that a healed cluster elects a leader and commits. And the
+// tail, and skewed clocks; then that a healed cluster elects a leader and commits, and that the
+// history of clients of a key-value store on top is linearizable. And the
 // behaviours pre-vote, check-quorum and leadership transfer exist for, one scenario each.
 
 import { describe, expect, test } from 'vitest';
+import { checkKvHistory } from '../linearizability.ts';
 import { RaftWorld } from './raft-world.ts';
 import { seeds } from './rng.ts';
 
@@ -19,7 +21,7 @@ const RETRY_STEPS = 20;
 
 function chaos(seed: number, servers: number): RaftWorld {
   return new RaftWorld(seed, {
-    servers, loss: 0.1, duplicate: 0.05, maxDelay: 4, partitionRate: 0.03, crashRate: 0.004, leaderCrashRate: 0.03, restartRate: 0.1, proposeRate: 0.3, skew: true,
+    servers, loss: 0.1, duplicate: 0.05, maxDelay: 4, partitionRate: 0.03, crashRate: 0.004, leaderCrashRate: 0.03, restartRate: 0.1, proposeRate: 0.3, skew: true, clients: 3, keys: 3,
   });
 }
 
@@ -46,6 +48,8 @@ describe.each([3, 5])('Raft, %i servers', (servers) => {
     w.run(CHAOS_STEPS);
     const end = settle(w);
     expect(end.applied, `seed ${seed}: a healed cluster commits (leaders ${end.leaders.join(',') || 'none'})`).toBe(true);
+    const lin = checkKvHistory(w.history);
+    expect(lin.ok, `seed ${seed}: the clients' history is linearizable (first bad key ${lin.key})`).toBe(true);
   });
 });
 
