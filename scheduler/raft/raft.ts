@@ -63,7 +63,10 @@ export type RaftEvent =
   /** Entries committed, in order, to apply to the state machine. */
   | { type: 'committed'; entries: Entry[] }
   /** This server's role or the leader it knows changed. */
-  | { type: 'role'; role: Role; term: number; leader: string | null };
+  | { type: 'role'; role: Role; term: number; leader: string | null }
+  /** A read asked for with readIndex(ctx) may be served from the state machine once it has
+   *  applied `index`: leadership was confirmed by a quorum after the read was asked. */
+  | { type: 'read'; ctx: string; index: number };
 
 export type RaftReady = Ready<RaftMessage, RaftPersist, RaftEvent>;
 
@@ -85,6 +88,11 @@ export class Raft {
   private randomizedTimeout = 0;
   private votes = new Map<string, boolean>();
   private progress = new Map<string, Progress>();
+  /** ReadIndex: reads whose leadership round is under way, oldest first, and reads asked
+   *  before this leader committed an entry of its own term (until then its commit index may
+   *  lag what a previous leader committed). */
+  private reads: { ctx: string; index: number; acks: Set<string> }[] = [];
+  private readsBeforeTermCommit: string[] = [];
   // The ready being gathered by the current call.
   private out: RaftMessage[] = [];
   private events: RaftEvent[] = [];
@@ -152,6 +160,17 @@ export class Raft {
     return this.ready();
   }
 
+  /** A linearizable read without a log write (Raft thesis §6.4, etcd's ReadIndex): the leader
+   *  notes its commit index, confirms with a quorum that it still leads, and then says the read
+   *  may be served once that index is applied (a 'read' event). Only a leader can; a read
+   *  under way is dropped if leadership is lost (the asker retries). */
+  readIndex(ctx: string): RaftReady | undefined {
+    if (this.role !== 'leader') return undefined;
+    if (this.log.term(this.log.committed) !== this.term) this.readsBeforeTermCommit.push(ctx);
+    else this.startRead(ctx);
+    return this.ready();
+  }
+
   hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
@@ -210,11 +229,12 @@ export class Raft {
         this.leader = m.from;
         this.electionElapsed = 0;
         this.log.commitTo(m.commit);
-        this.out.push({ type: 'heartbeat-resp', from: this.id, to: m.from, term: this.term });
+        this.out.push({ type: 'heartbeat-resp', from: this.id, to: m.from, term: this.term, ...(m.ctx !== undefined ? { ctx: m.ctx } : {}) });
         return;
       case 'app-resp':
         return this.onAppendResponse(m);
       case 'heartbeat-resp':
+        if (m.ctx !== undefined) this.onReadAck(m.from, m.ctx);
         return this.onHeartbeatResponse(m.from);
       case 'timeout-now':
         if (this.role === 'follower') this.campaign(false, true);
@@ -290,6 +310,8 @@ export class Raft {
     this.role = 'follower';
     this.leader = leader;
     this.progress.clear();
+    this.reads = [];
+    this.readsBeforeTermCommit = [];
     this.resetElectionTimer();
     if (changed) this.emitRole();
   }
@@ -378,14 +400,37 @@ export class Raft {
     for (const to of this.voters) if (to !== this.id) this.sendAppend(to, true);
   }
 
-  private broadcastHeartbeat(): void {
+  private broadcastHeartbeat(ctx?: string): void {
+    // A periodic round carries the newest read under way too: a lost round of its own does
+    // not leave it waiting forever.
+    const c = ctx ?? this.reads.at(-1)?.ctx;
     for (const to of this.voters) {
       if (to === this.id) continue;
       const p = this.progress.get(to) as Progress;
       // No more than the follower is known to hold: it must never commit what it has not
       // matched with us.
-      this.out.push({ type: 'heartbeat', from: this.id, to, term: this.term, commit: Math.min(p.match, this.log.committed) });
+      this.out.push({ type: 'heartbeat', from: this.id, to, term: this.term, commit: Math.min(p.match, this.log.committed), ...(c !== undefined ? { ctx: c } : {}) });
     }
+  }
+
+  private startRead(ctx: string): void {
+    if (this.quorum() === 1) {
+      this.events.push({ type: 'read', ctx, index: this.log.committed });
+      return;
+    }
+    this.reads.push({ ctx, index: this.log.committed, acks: new Set([this.id]) });
+    this.broadcastHeartbeat(ctx);
+  }
+
+  /** A quorum that answered a round for a read confirms leadership at a time after that read
+   *  and every earlier one was asked: all of them may be served. */
+  private onReadAck(from: string, ctx: string): void {
+    const at = this.reads.findIndex((r) => r.ctx === ctx);
+    if (at < 0) return;
+    const read = this.reads[at] as (typeof this.reads)[number];
+    read.acks.add(from);
+    if (read.acks.size < this.quorum()) return;
+    for (const r of this.reads.splice(0, at + 1)) this.events.push({ type: 'read', ctx: r.ctx, index: r.index });
   }
 
   /** Raft §5.4.2: the highest index a quorum holds, if it is of our term. */
@@ -394,6 +439,9 @@ export class Raft {
     const n = matches[this.quorum() - 1] as number;
     if (n <= this.log.committed || this.log.term(n) !== this.term) return false;
     this.log.commitTo(n);
+    // The first entry of our term is committed: our commit index is now at least any earlier
+    // leader's, and reads held back for it can start.
+    for (const ctx of this.readsBeforeTermCommit.splice(0)) this.startRead(ctx);
     return true;
   }
 

@@ -76,6 +76,8 @@ export interface Heartbeat {
   to: string;
   term: number;
   commit: number;
+  /** A read waiting for this round to confirm leadership (ReadIndex), echoed in the answer. */
+  ctx?: string;
 }
 
 export interface HeartbeatResponse {
@@ -83,6 +85,7 @@ export interface HeartbeatResponse {
   from: string;
   to: string;
   term: number;
+  ctx?: string;
 }
 
 /** The leader tells a caught-up follower to campaign at once (leadership transfer). */

@@ -41,8 +41,9 @@ export interface RaftWorldOptions {
    *  leader's no-op). */
   maxEntriesPerAppend?: number;
   maxInflight?: number;
-  /** Clients of a key-value store on top (puts and gets through the log), each with one
-   *  operation at a time, recorded for the linearizability checker. */
+  /** Clients of a key-value store on top (puts through the log; gets through the log or by
+   *  ReadIndex, half each), each with one operation at a time, recorded for the
+   *  linearizability checker. */
   clients?: number;
   keys?: number;
 }
@@ -74,7 +75,11 @@ interface KvCommand {
 interface Client {
   id: string;
   seq: number;
-  waiting?: { op: KvOperation; n: number; server: string; life: number; deadline: number };
+  waiting?: {
+    op: KvOperation; n: number; server: string; life: number; deadline: number;
+    /** A get by ReadIndex: its context, and once confirmed the index to wait for. */
+    read?: { ctx: string; index?: number };
+  };
 }
 
 interface Disk {
@@ -181,17 +186,56 @@ export class RaftWorld {
       if (c.waiting || !this.rng.chance(CLIENT_RATE)) continue;
       const leaders = this.servers.filter((s) => s.raft?.role === 'leader');
       if (leaders.length === 0) continue;
-      const s = this.rng.pick(leaders);
-      const key = `key${this.rng.int(this.o.keys)}`;
-      const n = ++c.seq;
       const put = this.rng.chance(0.5);
-      const cmd: KvCommand = put ? { c: c.id, n, kind: 'put', key, value: `${c.id}.${n}` } : { c: c.id, n, kind: 'get', key };
-      const op: KvOperation = put ? { client: c.id, kind: 'put', key, value: cmd.value, invoked: this.now } : { client: c.id, kind: 'get', key, invoked: this.now };
-      const ready = s.raft!.propose([JSON.stringify(cmd)]);
-      if (!ready) continue;
-      this.history.push(op);
-      c.waiting = { op, n, server: s.id, life: s.life, deadline: this.now + CLIENT_TIMEOUT_STEPS };
-      this.carryOut(s, ready);
+      const how = put ? 'put' : this.rng.chance(0.5) ? 'read-index' : 'get';
+      this.request(c, this.rng.pick(leaders), how, `key${this.rng.int(this.o.keys)}`);
+    }
+  }
+
+  /** A client asks server `s` (false if `s` does not lead): a put or a get through the log, or
+   *  a get by ReadIndex. The operation goes into the history. */
+  private request(c: Client, s: Server, how: 'put' | 'get' | 'read-index', key: string): KvOperation | undefined {
+    const n = ++c.seq;
+    const cmd: KvCommand = how === 'put' ? { c: c.id, n, kind: 'put', key, value: `${c.id}.${n}` } : { c: c.id, n, kind: 'get', key };
+    const op: KvOperation = how === 'put' ? { client: c.id, kind: 'put', key, value: cmd.value, invoked: this.now } : { client: c.id, kind: 'get', key, invoked: this.now };
+    const ctx = `${c.id}#${n}`;
+    const ready = how === 'read-index' ? s.raft?.readIndex(ctx) : s.raft?.propose([JSON.stringify(cmd)]);
+    if (!ready) return undefined;
+    this.history.push(op);
+    c.waiting = { op, n, server: s.id, life: s.life, deadline: this.now + CLIENT_TIMEOUT_STEPS, ...(how === 'read-index' ? { read: { ctx } } : {}) };
+    this.carryOut(s, ready);
+    return op;
+  }
+
+  /** For scenarios: client `clientId` (a new one if unknown) asks server `serverId`. */
+  ask(clientId: string, serverId: string, how: 'put' | 'get' | 'read-index', key: string): KvOperation | undefined {
+    let c = this.clients.find((x) => x.id === clientId);
+    if (!c) this.clients.push((c = { id: clientId, seq: 0 }));
+    return this.request(c, this.servers.find((s) => s.id === serverId)!, how, key);
+  }
+
+  /** For scenarios: server `id` ticks every `every` steps from now on (a slow clock). */
+  setTickEvery(id: string, every: number): void {
+    this.servers.find((s) => s.id === id)!.tickEvery = every;
+  }
+
+  /** A ReadIndex read confirmed at `s`: served now if `s` has applied that far, else once it has. */
+  private onRead(s: Server, ctx: string, index: number): void {
+    const c = this.clients.find((x) => x.waiting?.read?.ctx === ctx);
+    const w = c?.waiting;
+    if (!c || !w?.read || w.server !== s.id || w.life !== s.life) return;
+    w.read.index = index;
+    this.serveReads(s);
+  }
+
+  private serveReads(s: Server): void {
+    for (const c of this.clients) {
+      const w = c.waiting;
+      if (!w?.read || w.read.index === undefined || w.server !== s.id || w.life !== s.life) continue;
+      if (s.applied.length < w.read.index) continue;
+      w.op.output = s.kv.get(w.op.key) ?? null;
+      w.op.returned = this.now;
+      c.waiting = undefined;
     }
   }
 
@@ -290,7 +334,11 @@ export class RaftWorld {
     for (const { msg } of ready.send) this.send(msg);
     for (const ev of ready.events) {
       if (ev.type === 'role' && ev.role === 'leader') this.onLeader(s, ev.term);
-      if (ev.type === 'committed') for (const e of ev.entries) this.onApply(s, e);
+      if (ev.type === 'committed') {
+        for (const e of ev.entries) this.onApply(s, e);
+        this.serveReads(s);
+      }
+      if (ev.type === 'read') this.onRead(s, ev.ctx, ev.index);
     }
   }
 

@@ -100,4 +100,32 @@ describe('Raft scenarios', () => {
     w.run(10);
     expect(w.leaders()).toEqual([to]);
   });
+
+  test('a leader cut off, whose slow clock keeps it leading after the others elected another, serves no read by ReadIndex', () => {
+    const w = new RaftWorld(5, { servers: 5, proposeRate: 0, maxEntriesPerAppend: 256, maxInflight: 64 });
+    w.run(60);
+    const [old] = w.leaders();
+    w.ask('writer', old!, 'put', 'k');
+    w.run(10);
+    w.setTickEvery(old!, 5);
+    w.isolate(old!);
+    // The others elect a leader and commit a new value while the old one still thinks it leads.
+    let fresh: string | undefined;
+    for (let i = 0; i < 40 && fresh === undefined; i++) {
+      w.step();
+      const now = w.leaders().find((l) => l !== old);
+      if (now && w.leaders().includes(old!)) {
+        w.ask('writer', now, 'put', 'k');
+        fresh = now;
+      }
+    }
+    expect(fresh, 'a second leader while the old one still leads').toBeDefined();
+    w.run(10);
+    expect(w.leaders()).toContain(old);
+    const read = w.ask('reader', old!, 'read-index', 'k');
+    expect(read).toBeDefined();
+    w.run(60);
+    expect(read!.returned, 'the cut-off leader cannot confirm its leadership, so the read is never served').toBeUndefined();
+    expect(checkKvHistory(w.history).ok).toBe(true);
+  });
 });
