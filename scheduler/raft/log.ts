@@ -96,6 +96,13 @@ export class RaftLog {
     return { from, entries };
   }
 
+  /** The newest membership entry held at or below `upTo`, if any (compacted ones are not
+   *  seen: snapshots will carry the membership they cover). */
+  lastConf(upTo: number): Entry | undefined {
+    for (let i = Math.min(upTo - this.base.index, this.entries.length) - 1; i >= 0; i--) if (this.entries[i]!.conf) return this.entries[i];
+    return undefined;
+  }
+
   /** Committed entries not yet handed out, in order, marked as handed out. */
   takeCommitted(): Entry[] {
     if (this.committed <= this.applied) return [];

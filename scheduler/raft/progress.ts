@@ -17,6 +17,8 @@ export class Progress {
   private readonly inflight: number[] = [];
   /** Heard from since the leader last checked its quorum. */
   recentActive = true;
+  /** `match` when the follower last answered a heartbeat (see stalled()). */
+  private matchAtHeartbeat = -1;
 
   constructor(next: number) {
     this.next = next;
@@ -62,6 +64,15 @@ export class Progress {
     this.next = Math.max(this.match + 1, Math.min(rejected, hint + 1));
     this.probeSent = false;
     return true;
+  }
+
+  /** The follower answered a heartbeat: true if it is behind and acknowledged nothing since
+   *  the previous one, although appends were sent (they may have gone to a follower that was
+   *  down, and no transport says so). The leader then probes from the last match again. */
+  stalled(lastIndex: number): boolean {
+    const stalled = this.state === 'replicate' && this.match < lastIndex && this.match === this.matchAtHeartbeat && this.next > this.match + 1;
+    this.matchAtHeartbeat = this.match;
+    return stalled;
   }
 
   /** A heartbeat was answered while the pipeline is full: its appends may have been lost (a

@@ -15,12 +15,15 @@
 // a quorum within an election timeout steps down, so a leader on the minority side of a
 // partition stops serving. A new leader appends a no-op entry of its term, so that entries of
 // earlier terms commit through it (Raft §5.4.2: a leader commits only entries of its own term
-// by counting replicas).
+// by counting replicas). Membership changes one server at a time, and a server acts on the
+// newest membership committed in its log, as etcd does (a removed leader that had appended its
+// removal could otherwise refuse to campaign while the others cannot win without it); a leader
+// proposes no change until every change in its log is committed.
 
 import type { Ready, Send } from '../../mesh/ready.ts';
 import { RaftLog } from './log.ts';
 import { Progress } from './progress.ts';
-import type { AppendResponse, Entry, HardState, RaftMessage, Role, VoteRequest, VoteResponse } from './types.ts';
+import type { AppendResponse, Entry, HardState, Membership, RaftMessage, Role, VoteRequest, VoteResponse } from './types.ts';
 
 /** An election timeout of 10 ticks and a heartbeat every tick: with the shell ticking every
  *  100 ms, a leader's death is noticed in 1-2 s and a follower hears the leader ten times per
@@ -36,8 +39,10 @@ export const DEFAULT_MAX_ENTRIES_PER_APPEND = 256;
 
 export interface RaftOptions {
   id: string;
-  /** Every voting server, this one included. */
+  /** The membership the cluster started with (later changes are entries in the log). A server
+   *  joining a running cluster is given the current one, and need not be in it. */
   voters: readonly string[];
+  learners?: readonly string[];
   /** In [0, 1): the core's only source of randomness (election timeouts). Seeded in tests. */
   random: () => number;
   electionTicks?: number;
@@ -68,11 +73,23 @@ export type RaftEvent =
    *  applied `index`: leadership was confirmed by a quorum after the read was asked. */
   | { type: 'read'; ctx: string; index: number };
 
+/** One server at a time (thesis §4.1): any two majorities of the old and the new membership
+ *  overlap, so no two leaders can be elected across a change. */
+export type MembershipChange =
+  | { type: 'add-learner'; id: string }
+  | { type: 'promote'; id: string }
+  | { type: 'remove'; id: string };
+
 export type RaftReady = Ready<RaftMessage, RaftPersist, RaftEvent>;
 
 export class Raft {
   readonly id: string;
-  private readonly voters: readonly string[];
+  private readonly initial: Membership;
+  /** The newest committed membership in the log, else the initial one. */
+  private conf: Membership;
+  /** A leader proposes no membership change while an entry up to here is uncommitted: its
+   *  own last change, or on election its whole log (which may hold one; etcd does the same). */
+  private pendingConfIndex = 0;
   private readonly random: () => number;
   private readonly electionTicks: number;
   private readonly heartbeatTicks: number;
@@ -100,8 +117,8 @@ export class Raft {
 
   constructor(o: RaftOptions, storage: RaftStorage = { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }) {
     this.id = o.id;
-    if (!o.voters.includes(o.id)) throw new Error(`server ${o.id} is not among the voters`);
-    this.voters = [...o.voters];
+    this.initial = { voters: [...o.voters], learners: [...(o.learners ?? [])] };
+    this.conf = this.initial;
     this.random = o.random;
     this.electionTicks = o.electionTicks ?? DEFAULT_ELECTION_TICKS;
     this.heartbeatTicks = o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS;
@@ -111,7 +128,44 @@ export class Raft {
     this.term = storage.hardState.term;
     this.vote = storage.hardState.vote;
     this.saved = { ...storage.hardState };
+    this.refreshConf();
     this.resetElectionTimer();
+  }
+
+  /** The membership this server acts on now. */
+  membership(): Membership {
+    return { voters: [...this.conf.voters], learners: [...this.conf.learners] };
+  }
+
+  private get voters(): readonly string[] {
+    return this.conf.voters;
+  }
+
+  private isMember(id: string): boolean {
+    return this.conf.voters.includes(id) || this.conf.learners.includes(id);
+  }
+
+  private others(): string[] {
+    return [...this.conf.voters, ...this.conf.learners].filter((id) => id !== this.id);
+  }
+
+  /** After the commit index moved: the membership is the newest committed one, and a leader
+   *  tracks exactly its members, and leads no longer once its own removal is committed
+   *  (thesis §4.2.2; the others then elect among themselves). */
+  private refreshConf(): void {
+    this.conf = this.log.lastConf(this.log.committed)?.conf ?? this.initial;
+    if (this.role !== 'leader') return;
+    if (!this.voters.includes(this.id)) {
+      // Tell the remaining members the removal is committed before going: until they know,
+      // they act on the membership that still counts us.
+      this.broadcastHeartbeat();
+      this.becomeFollower(this.term, null);
+      return;
+    }
+    for (const id of [...this.conf.voters, ...this.conf.learners]) {
+      if (!this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1));
+    }
+    for (const id of [...this.progress.keys()]) if (id !== this.id && !this.isMember(id)) this.progress.delete(id);
   }
 
   // ---- inputs -------------------------------------------------------------------------------
@@ -127,14 +181,18 @@ export class Raft {
         this.heartbeatElapsed = 0;
         this.broadcastHeartbeat();
       }
-    } else if (++this.electionElapsed >= this.randomizedTimeout) {
+    } else if (++this.electionElapsed >= this.randomizedTimeout && this.mayCampaign()) {
+      // A learner, or a server removed longer ago, waits to be told.
       this.campaign(true);
     }
     return this.ready();
   }
 
   step(m: RaftMessage): RaftReady {
-    if (m.to !== this.id || !this.voters.includes(m.from)) return this.ready();
+    // From anyone: a server joining, or one that does not know its membership yet, must hear
+    // the leader of a membership it is not (yet) in. What a non-member says counts only where
+    // membership is checked: responses at the leader (by progress), votes (by voters).
+    if (m.to !== this.id) return this.ready();
     this.stepTerm(m);
     return this.ready();
   }
@@ -150,10 +208,39 @@ export class Raft {
     return this.ready();
   }
 
+  /** Proposes a membership change; a sentence when it cannot be (not the leader, a change
+   *  still uncommitted, or not a valid change of the membership as it is). */
+  changeMembership(change: MembershipChange): RaftReady | string {
+    if (this.role !== 'leader') return 'only the leader changes the membership';
+    if (this.pendingConfIndex > this.log.committed) return 'a membership change is still being committed: one at a time';
+    const { voters, learners } = this.conf;
+    const id = change.id;
+    let next: Membership;
+    if (change.type === 'add-learner') {
+      if (voters.includes(id) || learners.includes(id)) return `${id} is already a member`;
+      next = { voters: [...voters], learners: [...learners, id] };
+    } else if (change.type === 'promote') {
+      if (!learners.includes(id)) return `${id} is not a learner`;
+      next = { voters: [...voters, id], learners: learners.filter((x) => x !== id) };
+    } else {
+      if (!voters.includes(id) && !learners.includes(id)) return `${id} is not a member`;
+      if (voters.length === 1 && voters[0] === id) return 'the last voter cannot be removed';
+      next = { voters: voters.filter((x) => x !== id), learners: learners.filter((x) => x !== id) };
+    }
+    const entry = { index: this.log.lastIndex() + 1, term: this.term, data: null, conf: next };
+    this.log.append([entry]);
+    this.pendingConfIndex = entry.index;
+    this.selfProgress().acknowledged(this.log.lastIndex());
+    this.maybeCommit();
+    this.broadcastAppend();
+    return this.ready();
+  }
+
   /** The leader asks `to` to campaign at once (it must be caught up; if not, it is sent
    *  what it lacks first and asked on its next acknowledgement). */
   transferLeadership(to: string): RaftReady | undefined {
     if (this.role !== 'leader' || to === this.id || !this.voters.includes(to)) return undefined;
+    if (!this.progress.has(to)) return undefined;
     const p = this.progress.get(to) as Progress;
     if (p.match === this.log.lastIndex()) this.out.push({ type: 'timeout-now', from: this.id, to, term: this.term });
     else this.sendAppend(to);
@@ -228,7 +315,7 @@ export class Raft {
         if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
         this.leader = m.from;
         this.electionElapsed = 0;
-        this.log.commitTo(m.commit);
+        this.commitTo(m.commit);
         this.out.push({ type: 'heartbeat-resp', from: this.id, to: m.from, term: this.term, ...(m.ctx !== undefined ? { ctx: m.ctx } : {}) });
         return;
       case 'app-resp':
@@ -258,16 +345,33 @@ export class Raft {
 
   private onVoteResponse(m: VoteResponse): void {
     const waiting = (m.pre && this.role === 'pre-candidate') || (!m.pre && this.role === 'candidate');
-    if (!waiting) return;
+    if (!waiting || !this.voters.includes(m.from)) return;
     this.votes.set(m.from, m.granted);
-    const granted = [...this.votes.values()].filter(Boolean).length;
-    const refused = this.votes.size - granted;
-    if (granted >= this.quorum()) {
+    if (this.wonVote()) {
       if (m.pre) this.campaign(false);
       else this.becomeLeader();
-    } else if (refused >= this.quorum()) {
+    } else if (this.voters.filter((v) => this.votes.get(v) === false).length >= this.quorum()) {
       this.becomeFollower(this.term, null);
     }
+  }
+
+  /** A quorum of the voters granted (our own vote counts only if we are one). */
+  private wonVote(): boolean {
+    return this.voters.filter((v) => this.votes.get(v) === true).length >= this.quorum();
+  }
+
+  /** Whether this server may start an election: a voter, or one whose removal is the newest
+   *  committed change. The latter because servers learn of commitment at different times: a
+   *  remaining voter that does not yet know the removal committed may need the removed
+   *  server's vote and be refused it (the removed one's log is longer), and with no election
+   *  of its own the removed server would leave the cluster leaderless. Elected, it leads the
+   *  membership it is not part of until the others know it (thesis §4.2.2), then steps down. */
+  private mayCampaign(): boolean {
+    if (this.voters.includes(this.id)) return true;
+    const last = this.log.lastConf(this.log.committed);
+    if (!last) return false;
+    const before = this.log.lastConf(last.index - 1)?.conf ?? this.initial;
+    return before.voters.includes(this.id);
   }
 
   /** Starts an election: a pre-vote round first unless `pre` is false (its quorum was won, or
@@ -286,7 +390,7 @@ export class Raft {
     }
     this.resetElectionTimer();
     this.votes = new Map([[this.id, true]]);
-    if (this.quorum() === 1) {
+    if (this.wonVote()) {
       if (pre) this.campaign(false, transfer);
       else this.becomeLeader();
       return;
@@ -321,8 +425,9 @@ export class Raft {
     this.leader = this.id;
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
-    this.progress = new Map(this.voters.map((v) => [v, new Progress(this.log.lastIndex() + 1)]));
+    this.progress = new Map([this.id, ...this.others()].map((v) => [v, new Progress(this.log.lastIndex() + 1)]));
     this.emitRole();
+    this.pendingConfIndex = this.log.lastIndex();
     // The no-op of our term: entries of earlier terms commit only through an entry of ours.
     this.log.append([{ index: this.log.lastIndex() + 1, term: this.term, data: null }]);
     this.selfProgress().acknowledged(this.log.lastIndex());
@@ -349,7 +454,7 @@ export class Raft {
       return;
     }
     // Commit only what this message vouches for: later entries may still be replaced.
-    this.log.commitTo(Math.min(commit, last));
+    this.commitTo(Math.min(commit, last));
     this.out.push({ type: 'app-resp', from: this.id, to: from, term: this.term, index: last, reject: false, hint: 0 });
   }
 
@@ -377,8 +482,10 @@ export class Raft {
     const p = this.progress.get(from);
     if (!p) return;
     p.recentActive = true;
-    // A probe or appends that were lost: one more goes out on each heartbeat's answer.
-    if (p.paused(this.maxInflight)) p.freeOne();
+    // A probe or appends that were lost: one more goes out on each heartbeat's answer, and a
+    // follower that acknowledged nothing over a heartbeat round is probed afresh.
+    if (p.stalled(this.log.lastIndex())) p.becomeProbe();
+    else if (p.paused(this.maxInflight)) p.freeOne();
     if (p.match < this.log.lastIndex()) this.sendAppend(from);
   }
 
@@ -397,19 +504,18 @@ export class Raft {
   }
 
   private broadcastAppend(): void {
-    for (const to of this.voters) if (to !== this.id) this.sendAppend(to, true);
+    for (const to of this.others()) this.sendAppend(to, true);
   }
 
   private broadcastHeartbeat(ctx?: string): void {
     // A periodic round carries the newest read under way too: a lost round of its own does
     // not leave it waiting forever.
     const c = ctx ?? this.reads.at(-1)?.ctx;
-    for (const to of this.voters) {
-      if (to === this.id) continue;
-      const p = this.progress.get(to) as Progress;
+    for (const to of this.others()) {
       // No more than the follower is known to hold: it must never commit what it has not
       // matched with us.
-      this.out.push({ type: 'heartbeat', from: this.id, to, term: this.term, commit: Math.min(p.match, this.log.committed), ...(c !== undefined ? { ctx: c } : {}) });
+      const match = this.progress.get(to)?.match ?? 0;
+      this.out.push({ type: 'heartbeat', from: this.id, to, term: this.term, commit: Math.min(match, this.log.committed), ...(c !== undefined ? { ctx: c } : {}) });
     }
   }
 
@@ -428,27 +534,36 @@ export class Raft {
     const at = this.reads.findIndex((r) => r.ctx === ctx);
     if (at < 0) return;
     const read = this.reads[at] as (typeof this.reads)[number];
+    if (!this.voters.includes(from)) return;
     read.acks.add(from);
     if (read.acks.size < this.quorum()) return;
     for (const r of this.reads.splice(0, at + 1)) this.events.push({ type: 'read', ctx: r.ctx, index: r.index });
   }
 
-  /** Raft §5.4.2: the highest index a quorum holds, if it is of our term. */
+  /** Raft §5.4.2: the highest index a quorum of voters holds, if it is of our term. A leader
+   *  that is no longer a voter (its removal is in its log) does not count itself. */
   private maybeCommit(): boolean {
-    const matches = this.voters.map((v) => (this.progress.get(v) as Progress).match).sort((a, b) => b - a);
+    const matches = this.voters.map((v) => this.progress.get(v)?.match ?? 0).sort((a, b) => b - a);
     const n = matches[this.quorum() - 1] as number;
     if (n <= this.log.committed || this.log.term(n) !== this.term) return false;
-    this.log.commitTo(n);
+    this.commitTo(n);
+    if (this.role !== 'leader') return true;
     // The first entry of our term is committed: our commit index is now at least any earlier
     // leader's, and reads held back for it can start.
     for (const ctx of this.readsBeforeTermCommit.splice(0)) this.startRead(ctx);
     return true;
   }
 
+  private commitTo(i: number): void {
+    const before = this.log.committed;
+    this.log.commitTo(i);
+    if (this.log.committed !== before) this.refreshConf();
+  }
+
   private quorumActive(): boolean {
     let active = 0;
     for (const [id, p] of this.progress) {
-      if (id === this.id || p.recentActive) active++;
+      if (this.voters.includes(id) && (id === this.id || p.recentActive)) active++;
       p.recentActive = false;
     }
     return active >= this.quorum();

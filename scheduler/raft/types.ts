@@ -2,12 +2,21 @@
 // servers exchange. Types only, shared by the core (raft.ts), its log (log.ts) and the
 // simulations; the wire decoder with its bounds comes with the shell.
 
+/** Who the servers are: voters elect and count for commitment; learners (non-voters) only
+ *  receive the log, so a new server can catch up before it votes (thesis §4.2.1). */
+export interface Membership {
+  voters: string[];
+  learners: string[];
+}
+
 /** One log entry. `data` is the command, opaque to Raft; null for the no-op a new leader
- *  appends to commit its predecessors' entries (Raft §5.4.2). */
+ *  appends to commit its predecessors' entries (Raft §5.4.2) and for a membership change,
+ *  which carries the whole new membership in `conf` and takes effect when committed. */
 export interface Entry {
   index: number;
   term: number;
   data: string | null;
+  conf?: Membership;
 }
 
 /** What must be on disk before any message that depends on it leaves (Raft's Figure 2:

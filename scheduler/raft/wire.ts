@@ -4,7 +4,7 @@
 // this guarantees: ids and numbers in range, entries contiguous from prevIndex + 1 with terms
 // that never decrease and never exceed the message's.
 
-import type { Entry, RaftMessage } from './types.ts';
+import type { Entry, Membership, RaftMessage } from './types.ts';
 
 export const RAFT_PROTOCOL = '/weft/raft/1.0.0';
 /** Server ids are libp2p peer ids (52 characters); room for other forms, no more. */
@@ -16,6 +16,8 @@ export const MAX_ENTRIES_PER_MESSAGE = 4096;
 export const MAX_COMMAND_BYTES = 1024 * 1024;
 /** Read contexts are short ids made by the asking server. */
 export const MAX_CTX_LENGTH = 128;
+/** Managers are 3 or 5; learners catching up a few more. */
+export const MAX_MEMBERS = 16;
 
 const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 const isId = (x: unknown): x is string => typeof x === 'string' && x.length > 0 && x.length <= MAX_ID_LENGTH;
@@ -72,7 +74,24 @@ function parseEntries(u: unknown, prevIndex: number, prevTerm: number, term: num
     if (!isCount(e.term) || e.term < lastTerm || e.term > term) return 'app entry terms must not decrease nor exceed the message term';
     if (e.data !== null && (typeof e.data !== 'string' || Buffer.byteLength(e.data) > MAX_COMMAND_BYTES)) return `an entry's command must be a string of at most ${MAX_COMMAND_BYTES} bytes, or null`;
     lastTerm = e.term;
-    out.push({ index: e.index as number, term: e.term, data: e.data as string | null });
+    if (e.conf === undefined) {
+      out.push({ index: e.index as number, term: e.term, data: e.data as string | null });
+      continue;
+    }
+    const conf = parseMembership(e.conf);
+    if (typeof conf === 'string') return conf;
+    if (e.data !== null) return 'a membership entry carries no command';
+    out.push({ index: e.index as number, term: e.term, data: null, conf });
   }
   return out;
+}
+
+function parseMembership(u: unknown): Membership | string {
+  if (typeof u !== 'object' || u === null) return 'a membership must be an object';
+  const { voters, learners } = u as Record<string, unknown>;
+  if (!Array.isArray(voters) || !Array.isArray(learners)) return 'a membership needs voters and learners';
+  if (voters.length === 0 || voters.length + learners.length > MAX_MEMBERS) return `a membership has 1 to ${MAX_MEMBERS} members, voters among them`;
+  if (![...voters, ...learners].every(isId)) return 'members must be server ids';
+  if (new Set([...voters, ...learners]).size !== voters.length + learners.length) return 'a member is listed twice';
+  return { voters: [...voters] as string[], learners: [...learners] as string[] };
 }

@@ -11,7 +11,7 @@
 //     applies in order without gaps.
 // A violation throws with the seed's step and what broke.
 
-import { Raft, type RaftReady } from '../../scheduler/raft/raft.ts';
+import { Raft, type MembershipChange, type RaftReady } from '../../scheduler/raft/raft.ts';
 import type { Entry, HardState, RaftMessage } from '../../scheduler/raft/types.ts';
 import type { KvOperation } from '../linearizability.ts';
 import { Rng } from './rng.ts';
@@ -46,6 +46,11 @@ export interface RaftWorldOptions {
    *  linearizability checker. */
   clients?: number;
   keys?: number;
+  /** Servers beyond `servers` that start outside the cluster, to be added as learners,
+   *  promoted and removed again by membership changes. */
+  spares?: number;
+  /** Per step: the chance that the leader proposes a random membership change. */
+  confRate?: number;
 }
 
 /** Batching and pipelining bounds a run draws from: one entry per append (with a few in
@@ -119,20 +124,22 @@ export class RaftWorld {
   private readonly committed = new Map<number, { term: number; data: string | null }>();
   private readonly seen = new Map<string, { data: string | null; prevTerm: number }>();
   private nextCommand = 1;
+  private readonly initialVoters: string[];
   private lives = 0;
   /** Every client operation, for the linearizability checker. */
   readonly history: KvOperation[] = [];
   private readonly clients: Client[];
-  stats = { elections: 0, crashes: 0, lostTails: 0, partitions: 0, proposed: 0, delivered: 0 };
+  stats = { elections: 0, crashes: 0, lostTails: 0, partitions: 0, proposed: 0, delivered: 0, confChanges: 0 };
 
   constructor(seed: number, o: RaftWorldOptions) {
     this.seed = seed;
     this.rng = new Rng(seed);
     this.o = {
       loss: 0, duplicate: 0, maxDelay: 3, partitionRate: 0, crashRate: 0, leaderCrashRate: 0, restartRate: 0.05, proposeRate: 0.2, skew: false,
-      ...this.rng.pick(BOUNDS), clients: 0, keys: 3, ...o,
+      ...this.rng.pick(BOUNDS), clients: 0, keys: 3, spares: 0, confRate: 0, ...o,
     };
-    const ids = Array.from({ length: o.servers }, (_, i) => `s${i + 1}`);
+    const ids = Array.from({ length: o.servers + (o.spares ?? 0) }, (_, i) => `s${i + 1}`);
+    this.initialVoters = ids.slice(0, o.servers);
     this.servers = ids.map((id) => ({
       id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [], kv: new Map(), life: 0,
     }));
@@ -150,7 +157,7 @@ export class RaftWorld {
     s.kv = new Map();
     const rng = new Rng(this.seed * 1009 + this.servers.indexOf(s) * 131 + s.life * 7);
     s.raft = new Raft({
-      id: s.id, voters: this.ids(), random: () => rng.next(), maxEntriesPerAppend: this.o.maxEntriesPerAppend, maxInflight: this.o.maxInflight,
+      id: s.id, voters: this.initialVoters, random: () => rng.next(), maxEntriesPerAppend: this.o.maxEntriesPerAppend, maxInflight: this.o.maxInflight,
     }, { hardState: { ...s.disk.hardState }, entries: s.disk.entries.map((e) => ({ ...e })) });
     s.applied = [];
   }
@@ -174,7 +181,35 @@ export class RaftWorld {
       this.carryOut(to, to.raft.step(f.msg));
     }
     if (this.rng.chance(this.o.proposeRate)) this.propose();
+    if (this.o.confRate > 0 && this.rng.chance(this.o.confRate)) this.changeMembership();
     this.stepClients();
+  }
+
+  /** The leader adds a spare as a learner, promotes a learner, or removes a member (its own
+   *  removal included), keeping between one and five voters. */
+  private changeMembership(): void {
+    const leaders = this.servers.filter((s) => s.raft?.role === 'leader');
+    if (leaders.length === 0) return;
+    const s = this.rng.pick(leaders);
+    const { voters, learners } = s.raft!.membership();
+    const outside = this.ids().filter((id) => !voters.includes(id) && !learners.includes(id));
+    const options: MembershipChange[] = [
+      ...outside.map((id) => ({ type: 'add-learner' as const, id })),
+      ...(voters.length < 5 ? learners.map((id) => ({ type: 'promote' as const, id })) : []),
+      ...learners.map((id) => ({ type: 'remove' as const, id })),
+      ...(voters.length > 1 ? voters.map((id) => ({ type: 'remove' as const, id })) : []),
+    ];
+    if (options.length === 0) return;
+    const ready = s.raft!.changeMembership(this.rng.pick(options));
+    if (typeof ready === 'string') return;
+    this.stats.confChanges++;
+    this.carryOut(s, ready);
+  }
+
+  /** The membership a leader acts on (any server's if none leads). */
+  membership(): { voters: string[]; learners: string[] } {
+    const s = this.servers.find((x) => x.raft?.role === 'leader') ?? this.servers.find((x) => x.raft);
+    return s!.raft!.membership();
   }
 
   // ---- clients ------------------------------------------------------------------------------
@@ -269,6 +304,7 @@ export class RaftWorld {
     this.o.crashRate = 0;
     this.o.leaderCrashRate = 0;
     this.o.partitionRate = 0;
+    this.o.confRate = 0;
     for (const s of this.servers) if (!s.raft) this.start(s);
   }
 
