@@ -20,10 +20,14 @@
 // removal could otherwise refuse to campaign while the others cannot win without it); a leader
 // proposes no change until every change in its log is committed.
 
-import type { Ready, Send } from '../../mesh/ready.ts';
+import type { Send } from '../../mesh/ready.ts';
 import { RaftLog } from './log.ts';
+import { applyChange, type MembershipChange } from './membership.ts';
 import { Progress } from './progress.ts';
-import type { AppendResponse, Entry, HardState, Membership, RaftMessage, Role, VoteRequest, VoteResponse } from './types.ts';
+import { ReadIndexQueue } from './read-index.ts';
+import type {
+  AppendResponse, Entry, HardState, Membership, RaftEvent, RaftMessage, RaftOptions, RaftPersist, RaftReady, RaftStorage, Role, VoteRequest, VoteResponse,
+} from './types.ts';
 
 /** An election timeout of 10 ticks and a heartbeat every tick: with the shell ticking every
  *  100 ms, a leader's death is noticed in 1-2 s and a follower hears the leader ten times per
@@ -36,51 +40,6 @@ export const DEFAULT_MAX_INFLIGHT = 64;
 /** Entries per append message: a batch of proposals goes out in one message, and a follower
  *  far behind catches up in messages of bounded size. */
 export const DEFAULT_MAX_ENTRIES_PER_APPEND = 256;
-
-export interface RaftOptions {
-  id: string;
-  /** The membership the cluster started with (later changes are entries in the log). A server
-   *  joining a running cluster is given the current one, and need not be in it. */
-  voters: readonly string[];
-  learners?: readonly string[];
-  /** In [0, 1): the core's only source of randomness (election timeouts). Seeded in tests. */
-  random: () => number;
-  electionTicks?: number;
-  heartbeatTicks?: number;
-  maxInflight?: number;
-  maxEntriesPerAppend?: number;
-}
-
-/** What was on disk at start. */
-export interface RaftStorage {
-  hardState: HardState;
-  entries: readonly Entry[];
-}
-
-export interface RaftPersist {
-  /** Set when term, vote or commit changed. */
-  hardState?: HardState;
-  /** Entries from `from` on replace whatever is on disk from `from` on. */
-  entries?: { from: number; entries: Entry[] };
-}
-
-export type RaftEvent =
-  /** Entries committed, in order, to apply to the state machine. */
-  | { type: 'committed'; entries: Entry[] }
-  /** This server's role or the leader it knows changed. */
-  | { type: 'role'; role: Role; term: number; leader: string | null }
-  /** A read asked for with readIndex(ctx) may be served from the state machine once it has
-   *  applied `index`: leadership was confirmed by a quorum after the read was asked. */
-  | { type: 'read'; ctx: string; index: number };
-
-/** One server at a time (thesis §4.1): any two majorities of the old and the new membership
- *  overlap, so no two leaders can be elected across a change. */
-export type MembershipChange =
-  | { type: 'add-learner'; id: string }
-  | { type: 'promote'; id: string }
-  | { type: 'remove'; id: string };
-
-export type RaftReady = Ready<RaftMessage, RaftPersist, RaftEvent>;
 
 export class Raft {
   readonly id: string;
@@ -108,7 +67,7 @@ export class Raft {
   /** ReadIndex: reads whose leadership round is under way, oldest first, and reads asked
    *  before this leader committed an entry of its own term (until then its commit index may
    *  lag what a previous leader committed). */
-  private reads: { ctx: string; index: number; acks: Set<string> }[] = [];
+  private readonly reads = new ReadIndexQueue();
   private readsBeforeTermCommit: string[] = [];
   // The ready being gathered by the current call.
   private out: RaftMessage[] = [];
@@ -213,20 +172,8 @@ export class Raft {
   changeMembership(change: MembershipChange): RaftReady | string {
     if (this.role !== 'leader') return 'only the leader changes the membership';
     if (this.pendingConfIndex > this.log.committed) return 'a membership change is still being committed: one at a time';
-    const { voters, learners } = this.conf;
-    const id = change.id;
-    let next: Membership;
-    if (change.type === 'add-learner') {
-      if (voters.includes(id) || learners.includes(id)) return `${id} is already a member`;
-      next = { voters: [...voters], learners: [...learners, id] };
-    } else if (change.type === 'promote') {
-      if (!learners.includes(id)) return `${id} is not a learner`;
-      next = { voters: [...voters, id], learners: learners.filter((x) => x !== id) };
-    } else {
-      if (!voters.includes(id) && !learners.includes(id)) return `${id} is not a member`;
-      if (voters.length === 1 && voters[0] === id) return 'the last voter cannot be removed';
-      next = { voters: voters.filter((x) => x !== id), learners: learners.filter((x) => x !== id) };
-    }
+    const next = applyChange(this.conf, change);
+    if (typeof next === 'string') return next;
     const entry = { index: this.log.lastIndex() + 1, term: this.term, data: null, conf: next };
     this.log.append([entry]);
     this.pendingConfIndex = entry.index;
@@ -414,7 +361,7 @@ export class Raft {
     this.role = 'follower';
     this.leader = leader;
     this.progress.clear();
-    this.reads = [];
+    this.reads.clear();
     this.readsBeforeTermCommit = [];
     this.resetElectionTimer();
     if (changed) this.emitRole();
@@ -510,7 +457,7 @@ export class Raft {
   private broadcastHeartbeat(ctx?: string): void {
     // A periodic round carries the newest read under way too: a lost round of its own does
     // not leave it waiting forever.
-    const c = ctx ?? this.reads.at(-1)?.ctx;
+    const c = ctx ?? this.reads.newest();
     for (const to of this.others()) {
       // No more than the follower is known to hold: it must never commit what it has not
       // matched with us.
@@ -524,20 +471,15 @@ export class Raft {
       this.events.push({ type: 'read', ctx, index: this.log.committed });
       return;
     }
-    this.reads.push({ ctx, index: this.log.committed, acks: new Set([this.id]) });
+    this.reads.add(ctx, this.log.committed, this.id);
     this.broadcastHeartbeat(ctx);
   }
 
   /** A quorum that answered a round for a read confirms leadership at a time after that read
    *  and every earlier one was asked: all of them may be served. */
   private onReadAck(from: string, ctx: string): void {
-    const at = this.reads.findIndex((r) => r.ctx === ctx);
-    if (at < 0) return;
-    const read = this.reads[at] as (typeof this.reads)[number];
     if (!this.voters.includes(from)) return;
-    read.acks.add(from);
-    if (read.acks.size < this.quorum()) return;
-    for (const r of this.reads.splice(0, at + 1)) this.events.push({ type: 'read', ctx: r.ctx, index: r.index });
+    for (const r of this.reads.ack(ctx, from, this.quorum())) this.events.push({ type: 'read', ...r });
   }
 
   /** Raft §5.4.2: the highest index a quorum of voters holds, if it is of our term. A leader

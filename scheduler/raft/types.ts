@@ -1,6 +1,8 @@
-// Raft's vocabulary: log entries, the state every server must keep on disk, and the messages
-// servers exchange. Types only, shared by the core (raft.ts), its log (log.ts) and the
-// simulations; the wire decoder with its bounds comes with the shell.
+// Raft's vocabulary: log entries, the state every server must keep on disk, the messages
+// servers exchange, and what the core (raft.ts) takes and gives. Types only, shared by the
+// core, its log (log.ts), the wire decoder (wire.ts) and the simulations.
+
+import type { Ready } from '../../mesh/ready.ts';
 
 /** Who the servers are: voters elect and count for commitment; learners (non-voters) only
  *  receive the log, so a new server can catch up before it votes (thesis §4.2.1). */
@@ -108,3 +110,41 @@ export interface TimeoutNow {
 export type RaftMessage = VoteRequest | VoteResponse | Append | AppendResponse | Heartbeat | HeartbeatResponse | TimeoutNow;
 
 export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+
+export interface RaftOptions {
+  id: string;
+  /** The membership the cluster started with (later changes are entries in the log). A server
+   *  joining a running cluster is given the current one, and need not be in it. */
+  voters: readonly string[];
+  learners?: readonly string[];
+  /** In [0, 1): the core's only source of randomness (election timeouts). Seeded in tests. */
+  random: () => number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  maxInflight?: number;
+  maxEntriesPerAppend?: number;
+}
+
+/** What was on disk at start. */
+export interface RaftStorage {
+  hardState: HardState;
+  entries: readonly Entry[];
+}
+
+export interface RaftPersist {
+  /** Set when term, vote or commit changed. */
+  hardState?: HardState;
+  /** Entries from `from` on replace whatever is on disk from `from` on. */
+  entries?: { from: number; entries: Entry[] };
+}
+
+export type RaftEvent =
+  /** Entries committed, in order, to apply to the state machine. */
+  | { type: 'committed'; entries: Entry[] }
+  /** This server's role or the leader it knows changed. */
+  | { type: 'role'; role: Role; term: number; leader: string | null }
+  /** A read asked for with readIndex(ctx) may be served from the state machine once it has
+   *  applied `index`: leadership was confirmed by a quorum after the read was asked. */
+  | { type: 'read'; ctx: string; index: number };
+
+export type RaftReady = Ready<RaftMessage, RaftPersist, RaftEvent>;

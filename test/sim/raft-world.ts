@@ -11,8 +11,9 @@
 //     applies in order without gaps.
 // A violation throws with the seed's step and what broke.
 
-import { Raft, type MembershipChange, type RaftReady } from '../../scheduler/raft/raft.ts';
-import type { Entry, HardState, RaftMessage } from '../../scheduler/raft/types.ts';
+import { Raft } from '../../scheduler/raft/raft.ts';
+import type { MembershipChange } from '../../scheduler/raft/membership.ts';
+import type { Entry, HardState, RaftMessage, RaftReady } from '../../scheduler/raft/types.ts';
 import type { KvOperation } from '../linearizability.ts';
 import { Rng } from './rng.ts';
 
