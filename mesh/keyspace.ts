@@ -36,6 +36,13 @@ export function dockerPluginEndpointPrefix(pluginName: string): string {
   return `docker-plugin/${pluginName}/endpoint/`;
 }
 
+/** Raft's term, vote and commit index (scheduler/raft/storage.ts), synced before any message
+ *  that depends on them leaves. */
+export const RAFT_HARD_STATE_KEY = 'raft/hard-state';
+/** `raft/e/<index, 16 digits>`: the Raft log, one row per entry, in index order
+ *  (scheduler/raft/storage.ts). */
+export const RAFT_ENTRY_PREFIX = 'raft/e/';
+
 // ---- the replicated space (owner-signed entries, on every peer) ----------------------------
 
 /** `container/<container id>`: a container attached on the owner's host (endpoint.ts's

@@ -18,8 +18,8 @@ const DNS_MAY_USE = new Set([
   'mesh/api/method.ts', 'mesh/api/request.ts', 'mesh/api/table.ts',
 ]);
 
-/** mesh/ files scheduler/ may use so far: the cores' output shape. */
-const SCHEDULER_MAY_USE = new Set(['mesh/ready.ts']);
+/** mesh/ files scheduler/ may use so far: the cores' output shape, the store and its keys. */
+const SCHEDULER_MAY_USE = new Set(['mesh/ready.ts', 'mesh/store.ts', 'mesh/keyspace.ts']);
 
 function walk(dir: string): string[] {
   let out: string[] = [];
