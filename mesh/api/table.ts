@@ -35,15 +35,6 @@ export class MethodTable {
     this.methods.set(spec.name, { spec, handle: handle as Entry['handle'] });
   }
 
-  has(name: string): boolean {
-    return this.methods.has(name);
-  }
-
-  /** Every registered method with its access level, for docs and tests. */
-  list(): Array<{ name: string; access: Access }> {
-    return [...this.methods.values()].map((e) => ({ name: e.spec.name, access: e.spec.access })).sort((a, b) => a.name.localeCompare(b.name));
-  }
-
   /** The handler the API server runs for every request. */
   handler(accessOf: AccessOf): ApiHandler {
     return async (req, ctx: ApiContext) => {

@@ -1,4 +1,4 @@
-// A server's Raft log in memory, with what of it is not on disk yet. Entries before `first`
+// A server's Raft log in memory, with what of it is not on disk yet. Entries before `base`
 // are compacted away (a snapshot will stand for them); the rest are held in order. The core
 // (raft.ts) appends and truncates here; the shell learns what to write from `unstable()`.
 
@@ -8,6 +8,9 @@ export class RaftLog {
   /** Index and term of the last compacted entry (0, 0 while nothing is compacted). */
   private base = { index: 0, term: 0 };
   private entries: Entry[] = [];
+  /** Indexes of the membership entries held, ascending: the core looks up the newest committed
+   *  one on every commit, which must not cost a scan of the whole log. */
+  private confIndexes: number[] = [];
   /** The first index not yet handed to the shell to persist. */
   private unstableFrom: number;
   /** Highest index known committed, and highest handed out to be applied. */
@@ -16,6 +19,7 @@ export class RaftLog {
 
   constructor(persisted: readonly Entry[] = [], commit = 0) {
     this.entries = [...persisted];
+    this.confIndexes = persisted.filter((e) => e.conf).map((e) => e.index);
     this.unstableFrom = this.lastIndex() + 1;
     this.committed = commit;
   }
@@ -56,7 +60,7 @@ export class RaftLog {
   append(entries: readonly Entry[]): void {
     for (const e of entries) {
       if (e.index !== this.lastIndex() + 1) throw new Error(`append at ${e.index} after ${this.lastIndex()}`);
-      this.entries.push(e);
+      this.push(e);
     }
   }
 
@@ -72,10 +76,11 @@ export class RaftLog {
       if (t !== undefined) {
         if (e.index <= this.committed) throw new Error(`conflict at committed index ${e.index}`);
         this.entries.length = e.index - this.base.index - 1;
+        while ((this.confIndexes.at(-1) ?? 0) >= e.index) this.confIndexes.pop();
         this.unstableFrom = Math.min(this.unstableFrom, e.index);
       }
       if (e.index !== this.lastIndex() + 1) throw new Error(`gap before ${e.index}`);
-      this.entries.push(e);
+      this.push(e);
     }
     return prevIndex + entries.length;
   }
@@ -99,8 +104,16 @@ export class RaftLog {
   /** The newest membership entry held at or below `upTo`, if any (compacted ones are not
    *  seen: snapshots will carry the membership they cover). */
   lastConf(upTo: number): Entry | undefined {
-    for (let i = Math.min(upTo - this.base.index, this.entries.length) - 1; i >= 0; i--) if (this.entries[i]!.conf) return this.entries[i];
+    for (let i = this.confIndexes.length - 1; i >= 0; i--) {
+      const index = this.confIndexes[i]!;
+      if (index <= upTo) return this.entries[index - this.base.index - 1];
+    }
     return undefined;
+  }
+
+  private push(e: Entry): void {
+    this.entries.push(e);
+    if (e.conf) this.confIndexes.push(e.index);
   }
 
   /** Committed entries not yet handed out, in order, marked as handed out. */
