@@ -291,6 +291,28 @@ describe('a live peer under hostile input', () => {
     });
   });
 
+  test('API parameters that are unknown, mistyped, missing or oversized are refused by name, from a member and from a token holder, and change nothing', async () => {
+    const [h1, , h3] = hosts();
+    const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+      ['kv.put', { key: 'hostile-param', value: 'v', owner: 'someone-else' }, /kv\.put: unknown parameter "owner"/],
+      ['kv.put', { key: 'hostile-param', value: 7 }, /kv\.put: parameter "value" must be/],
+      ['kv.put', { value: 'v' }, /kv\.put: missing parameter "key"/],
+      // (A value past its 256 KiB bound would not fit the attacker's argv; the API's test fuzzes it.)
+      ['kv.put', { key: 'k'.repeat(2000), value: 'v' }, /kv\.put: parameter "key" is too long/],
+      ['dns.lookup', { name: 'n'.repeat(300) }, /dns\.lookup: parameter "name" is too long/],
+      ['token.create', { scope: 'root' }, /"scope" must be one of operator, admin/],
+      ['events', { follow: 'yes' }, /events: parameter "follow" must be/],
+    ];
+    for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
+      await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {
+        const r = await attack<any>(h3, 'api', { target: target(), ...creds, forbidden: bad.map(([m, p]) => [m, p]), channels: false, pipelineCount: 0, pipelineStreams: 0, holdMs: 0 });
+        bad.forEach(([method, , why], i) => expect(r.forbidden[i].error, method).toMatch(why));
+        expect(r.afterAll).toBe(true);
+      });
+    }
+    expect(await api(h1, meshApi.kvGet, { key: 'hostile-param' })).toEqual([]);
+  });
+
   test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {
     const [h1, h2, h3] = hosts();
     // 200 KiB, written through the API by h2 (the local CLI's argv could not carry it).
