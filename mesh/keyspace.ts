@@ -42,9 +42,17 @@ export const RAFT_HARD_STATE_KEY = 'raft/hard-state';
 /** `raft/e/<index, 16 digits>`: the Raft log, one row per entry, in index order
  *  (scheduler/raft/storage.ts). */
 export const RAFT_ENTRY_PREFIX = 'raft/e/';
+/** Raft's newest snapshot (index, term, membership and the state machine's state there), which
+ *  stands for the log rows at or below its index; written in one batch with their deletion
+ *  (scheduler/raft/storage.ts). */
+export const RAFT_SNAPSHOT_KEY = 'raft/snapshot';
 
 // ---- the replicated space (owner-signed entries, on every peer) ----------------------------
 
+/** `manager/state`: the owner's part in the control plane (manager or not, the leader it
+ *  knows, the term), announced when it changes, so a peer that is not a manager knows where
+ *  to send a write (scheduler/manager/managers.ts). */
+export const MANAGER_STATE_KEY = 'manager/state';
 /** `container/<container id>`: a container attached on the owner's host (endpoint.ts's
  *  ContainerEndpoint); written by that host's peer (network/network.ts). */
 export const CONTAINER_PREFIX = 'container/';

@@ -1,6 +1,7 @@
-// A server's Raft log in memory, with what of it is not on disk yet. Entries before `base`
-// are compacted away (a snapshot will stand for them); the rest are held in order. The core
-// (raft.ts) appends and truncates here; the shell learns what to write from `unstable()`.
+// A server's Raft log in memory, with what of it is not on disk yet. Entries up to `base`
+// are compacted away (a snapshot stands for them); the rest are held in order. The core
+// (raft.ts) appends, truncates, compacts and restores here; the shell learns what to write
+// from `unstable()`.
 
 import type { Entry } from './types.ts';
 
@@ -17,11 +18,27 @@ export class RaftLog {
   committed = 0;
   applied = 0;
 
-  constructor(persisted: readonly Entry[] = [], commit = 0) {
+  /** A restore dropped the whole log: the shell must delete what it stored after the snapshot
+   *  even though no entry replaces it. */
+  private truncatedTail = false;
+
+  /** `persisted` starts right after `base` (the stored snapshot's index and term, if any). */
+  constructor(persisted: readonly Entry[] = [], commit = 0, base = { index: 0, term: 0 }) {
+    if (persisted.length > 0 && persisted[0]!.index !== base.index + 1) {
+      throw new Error(`the stored log starts at ${persisted[0]!.index}, not right after its snapshot at ${base.index}`);
+    }
+    this.base = { ...base };
     this.entries = [...persisted];
     this.confIndexes = persisted.filter((e) => e.conf).map((e) => e.index);
     this.unstableFrom = this.lastIndex() + 1;
-    this.committed = commit;
+    // What a snapshot holds is committed and applied (the shell restores it first).
+    this.committed = Math.max(commit, base.index);
+    this.applied = base.index;
+  }
+
+  /** The index of the last compacted entry: the snapshot's (0 when there is none). */
+  snapshotIndex(): number {
+    return this.base.index;
   }
 
   lastIndex(): number {
@@ -94,7 +111,8 @@ export class RaftLog {
    *  whatever it holds from `from` on (a truncation always comes with the entry that replaces
    *  the first one cut, so there is always something to write after one). */
   unstable(): { from: number; entries: Entry[] } | undefined {
-    if (this.unstableFrom > this.lastIndex()) return undefined;
+    if (this.unstableFrom > this.lastIndex() && !this.truncatedTail) return undefined;
+    this.truncatedTail = false;
     const from = this.unstableFrom;
     const entries = this.slice(from, this.lastIndex(), Number.MAX_SAFE_INTEGER);
     this.unstableFrom = this.lastIndex() + 1;
@@ -102,7 +120,7 @@ export class RaftLog {
   }
 
   /** The newest membership entry held at or below `upTo`, if any (compacted ones are not
-   *  seen: snapshots will carry the membership they cover). */
+   *  seen: the snapshot carries the membership it covers). */
   lastConf(upTo: number): Entry | undefined {
     for (let i = this.confIndexes.length - 1; i >= 0; i--) {
       const index = this.confIndexes[i]!;
@@ -114,6 +132,30 @@ export class RaftLog {
   private push(e: Entry): void {
     this.entries.push(e);
     if (e.conf) this.confIndexes.push(e.index);
+  }
+
+  /** Drops the entries up to `index` (applied, so committed and handed to the shell), keeping
+   *  its term for the consistency check of the append that follows it. */
+  compact(index: number): void {
+    if (index <= this.base.index) return;
+    if (index > this.applied) throw new Error(`cannot compact to ${index}: applied only to ${this.applied}`);
+    const term = this.term(index) as number;
+    this.entries = this.entries.slice(index - this.base.index);
+    this.base = { index, term };
+    while (this.confIndexes.length > 0 && this.confIndexes[0]! <= index) this.confIndexes.shift();
+  }
+
+  /** A snapshot from the leader replaces the whole log: what it holds is committed and
+   *  applied, and nothing held here is kept (entries after it may conflict; the leader sends
+   *  them again). */
+  restore(index: number, term: number): void {
+    this.entries = [];
+    this.confIndexes = [];
+    this.base = { index, term };
+    this.committed = index;
+    this.applied = index;
+    this.unstableFrom = index + 1;
+    this.truncatedTail = true;
   }
 
   /** Committed entries not yet handed out, in order, marked as handed out. */

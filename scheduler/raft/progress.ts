@@ -1,9 +1,13 @@
 // What a leader knows of one follower's log, as etcd's raft tracks it (tracker/progress.go): how
 // far it matches, what to send next, and whether to send one probe at a time (after a
 // rejection or a silence, while the match point is being found) or to stream optimistically
-// (once a send was acknowledged, up to a bound of messages in flight).
+// (once a send was acknowledged, up to a bound of messages in flight), or to send no entries
+// while a snapshot goes out (the follower needs entries the leader compacted away).
 
-export type ProgressState = 'probe' | 'replicate';
+import { SnapshotSending } from './snapshot-transfer.ts';
+import type { Snapshot } from './types.ts';
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
 export class Progress {
   /** Highest index known to match the leader's log. */
@@ -19,6 +23,8 @@ export class Progress {
   recentActive = true;
   /** `match` when the follower last answered a heartbeat (see stalled()). */
   private matchAtHeartbeat = -1;
+  /** In snapshot: the transfer under way. */
+  snapshot: SnapshotSending | undefined;
 
   constructor(next: number) {
     this.next = next;
@@ -26,6 +32,7 @@ export class Progress {
 
   /** Whether the leader should hold back appends to this follower for now. */
   paused(maxInflight: number): boolean {
+    if (this.state === 'snapshot') return true;
     return this.state === 'probe' ? this.probeSent : this.inflight.length >= maxInflight;
   }
 
@@ -54,6 +61,8 @@ export class Progress {
   /** The follower rejected an append at `rejected` and holds up to `hint`: back up. Returns
    *  false for a stale rejection (of an index already matched or already backed up past). */
   rejected(rejected: number, hint: number): boolean {
+    // Sent before the snapshot: the snapshot's acknowledgement decides what follows it.
+    if (this.state === 'snapshot') return false;
     if (this.state === 'replicate') {
       if (rejected <= this.match) return false;
       this.becomeProbe();
@@ -88,11 +97,22 @@ export class Progress {
     this.probeSent = false;
     this.inflight.length = 0;
     this.next = this.match + 1;
+    this.snapshot = undefined;
   }
 
   becomeReplicate(): void {
     this.state = 'replicate';
     this.inflight.length = 0;
     this.next = this.match + 1;
+    this.snapshot = undefined;
+  }
+
+  /** The follower needs entries compacted away: send `snapshot`, and no entries until it is
+   *  acknowledged (then the follower continues from the snapshot's index + 1). */
+  becomeSnapshot(snapshot: Snapshot, chunkChars: number): void {
+    this.state = 'snapshot';
+    this.probeSent = false;
+    this.inflight.length = 0;
+    this.snapshot = new SnapshotSending(snapshot, chunkChars);
   }
 }

@@ -19,14 +19,22 @@
 // newest membership committed in its log, as etcd does (a removed leader that had appended its
 // removal could otherwise refuse to campaign while the others cannot win without it); a leader
 // proposes no change until every change in its log is committed.
+//
+// Compaction: once the shell has applied up to an index, it hands the core its state machine's
+// state there (compact()); the core keeps that as its snapshot, with the term and membership at
+// that index, and drops the entries it stands for. A follower that needs entries the leader no
+// longer holds is sent the snapshot in chunks (snapshot-transfer.ts) and installs it in place of
+// its log ('restore' event), then continues from the entries after it.
 
 import type { Send } from '../../mesh/ready.ts';
 import { RaftLog } from './log.ts';
 import { applyChange, type MembershipChange } from './membership.ts';
 import { Progress } from './progress.ts';
 import { ReadIndexQueue } from './read-index.ts';
+import { DEFAULT_SNAPSHOT_CHUNK_CHARS, MAX_SNAPSHOT_CHARS, SnapshotAssembly } from './snapshot-transfer.ts';
 import type {
-  AppendResponse, Entry, HardState, Membership, RaftEvent, RaftMessage, RaftOptions, RaftPersist, RaftReady, RaftStorage, Role, VoteRequest, VoteResponse,
+  AppendResponse, Entry, HardState, Membership, RaftEvent, RaftMessage, RaftOptions, RaftPersist, RaftReady, RaftStorage, Role, Snapshot, SnapshotChunk,
+  SnapshotResponse, VoteRequest, VoteResponse,
 } from './types.ts';
 
 /** An election timeout of 10 ticks and a heartbeat every tick: with the shell ticking every
@@ -54,7 +62,13 @@ export class Raft {
   private readonly heartbeatTicks: number;
   private readonly maxInflight: number;
   private readonly maxEntries: number;
+  private readonly chunkChars: number;
   readonly log: RaftLog;
+  /** The newest snapshot, made here (compact) or installed from a leader: it stands for the
+   *  log up to its index, and is what a follower that lacks those entries is sent. */
+  private snap: Snapshot | undefined;
+  /** A follower's snapshot being received, chunk by chunk. */
+  private readonly assembly = new SnapshotAssembly();
   term: number;
   vote: string | null;
   role: Role = 'follower';
@@ -73,6 +87,8 @@ export class Raft {
   private out: RaftMessage[] = [];
   private events: RaftEvent[] = [];
   private saved: HardState;
+  /** A snapshot and compaction for the ready being gathered to persist. */
+  private unsavedSnapshot: { snapshot: Snapshot; compactTo: number } | undefined;
 
   constructor(o: RaftOptions, storage: RaftStorage = { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }) {
     this.id = o.id;
@@ -83,7 +99,13 @@ export class Raft {
     this.heartbeatTicks = o.heartbeatTicks ?? DEFAULT_HEARTBEAT_TICKS;
     this.maxInflight = o.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.maxEntries = o.maxEntriesPerAppend ?? DEFAULT_MAX_ENTRIES_PER_APPEND;
-    this.log = new RaftLog(storage.entries, storage.hardState.commit);
+    this.chunkChars = o.snapshotChunkChars ?? DEFAULT_SNAPSHOT_CHUNK_CHARS;
+    this.snap = storage.snapshot;
+    const base = storage.snapshot ? { index: storage.snapshot.index, term: storage.snapshot.term } : undefined;
+    this.log = new RaftLog(storage.entries, storage.hardState.commit, base);
+    // The shell loads its state machine from the snapshot the way it does a leader's: the first
+    // ready says so, before the committed entries after it.
+    if (storage.snapshot) this.events.push({ type: 'restore', snapshot: storage.snapshot });
     this.term = storage.hardState.term;
     this.vote = storage.hardState.vote;
     this.saved = { ...storage.hardState };
@@ -112,7 +134,7 @@ export class Raft {
    *  tracks exactly its members, and leads no longer once its own removal is committed
    *  (thesis §4.2.2; the others then elect among themselves). */
   private refreshConf(): void {
-    this.conf = this.log.lastConf(this.log.committed)?.conf ?? this.initial;
+    this.conf = this.confAt(this.log.committed);
     if (this.role !== 'leader') return;
     if (!this.voters.includes(this.id)) {
       // Tell the remaining members the removal is committed before going: until they know,
@@ -125,6 +147,11 @@ export class Raft {
       if (!this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1));
     }
     for (const id of [...this.progress.keys()]) if (id !== this.id && !this.isMember(id)) this.progress.delete(id);
+  }
+
+  /** The membership in force at `index` (at or after the snapshot). */
+  private confAt(index: number): Membership {
+    return this.log.lastConf(index)?.conf ?? this.snap?.membership ?? this.initial;
   }
 
   // ---- inputs -------------------------------------------------------------------------------
@@ -205,8 +232,46 @@ export class Raft {
     return this.ready();
   }
 
+  /** The shell saw the connection to the leader close (a crashed leader's connections close
+   *  on all its followers at once). The follower forgets the leader, so it no longer grants
+   *  the leader a lease, and campaigns after 1-3 ticks instead of the full election timeout.
+   *  Only timing changes: a pre-vote still fails while a majority hears from a live leader. */
+  leaderUnreachable(): RaftReady {
+    if (this.role === 'follower' && this.leader !== null) {
+      this.leader = null;
+      this.electionElapsed = Math.max(this.electionElapsed, this.randomizedTimeout - 1 - Math.floor(this.random() * 3));
+    }
+    return this.ready();
+  }
+
   hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  /** The shell has applied the entries up to `index`, and `data` is its state machine's state
+   *  there: the core keeps it as its snapshot and drops the entries up to `index`; the ready
+   *  asks the shell to store the snapshot and delete those entries (persist.snapshot and
+   *  persist.compactTo). A sentence when it cannot: `index` not yet handed out to apply, or
+   *  not past the snapshot the core already has. To keep entries for followers a little
+   *  behind (so they get entries rather than a snapshot), compact to somewhat before the
+   *  applied index; its state then must be the state at that index. */
+  compact(index: number, data: string): RaftReady | string {
+    if (!Number.isSafeInteger(index) || index > this.log.applied) return `cannot compact to ${index}: entries are handed out to apply only up to ${this.log.applied}`;
+    if (index <= this.log.snapshotIndex()) return `already compacted to ${this.log.snapshotIndex()}`;
+    // Followers refuse larger ones (wire.ts): the leader could never send it.
+    if (data.length > MAX_SNAPSHOT_CHARS) return `a snapshot of ${data.length} characters is above the limit of ${MAX_SNAPSHOT_CHARS} a follower accepts`;
+    const change = this.log.lastConf(index);
+    // The membership before the newest change, for mayCampaign.
+    const prior = change ? this.confAt(change.index - 1) : this.snap?.prior;
+    this.snap = { index, term: this.log.term(index) as number, membership: this.confAt(index), ...(prior ? { prior } : {}), data };
+    this.log.compact(index);
+    this.unsavedSnapshot = { snapshot: this.snap, compactTo: index };
+    return this.ready();
+  }
+
+  /** The newest snapshot this server holds (made here or received), if any. */
+  snapshot(): Snapshot | undefined {
+    return this.snap;
   }
 
   // ---- terms --------------------------------------------------------------------------------
@@ -228,14 +293,14 @@ export class Raft {
         }
         this.becomeFollower(m.term, null);
       } else {
-        const leader = m.type === 'app' || m.type === 'heartbeat' || m.type === 'timeout-now' ? m.from : null;
+        const leader = m.type === 'app' || m.type === 'heartbeat' || m.type === 'timeout-now' || m.type === 'snap' ? m.from : null;
         this.becomeFollower(m.term, leader);
       }
     } else if (m.term < this.term) {
       // A stale leader learns of the newer term from our answer (with check-quorum it would
       // otherwise step down only after an election timeout); a stale (pre-)candidate from
       // our refusal. Anything else stale is dropped.
-      if (m.type === 'app' || m.type === 'heartbeat') {
+      if (m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') {
         this.out.push({ type: 'app-resp', from: this.id, to: m.from, term: this.term, index: 0, reject: true, hint: this.log.lastIndex() });
       } else if (m.type === 'vote') {
         this.out.push({ type: 'vote-resp', pre: m.pre, from: this.id, to: m.from, term: this.term, granted: false });
@@ -273,6 +338,14 @@ export class Raft {
       case 'timeout-now':
         if (this.role === 'follower') this.campaign(false, true);
         return;
+      case 'snap':
+        if (this.role === 'leader') return;
+        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
+        this.leader = m.from;
+        this.electionElapsed = 0;
+        return this.onSnapshotChunk(m);
+      case 'snap-resp':
+        return this.onSnapshotResponse(m);
     }
   }
 
@@ -316,9 +389,9 @@ export class Raft {
   private mayCampaign(): boolean {
     if (this.voters.includes(this.id)) return true;
     const last = this.log.lastConf(this.log.committed);
-    if (!last) return false;
-    const before = this.log.lastConf(last.index - 1)?.conf ?? this.initial;
-    return before.voters.includes(this.id);
+    // The newest change may be in the snapshot, which keeps the membership before it.
+    const before = last ? this.confAt(last.index - 1) : this.snap?.prior;
+    return before?.voters.includes(this.id) ?? false;
   }
 
   /** Starts an election: a pre-vote round first unless `pre` is false (its quorum was won, or
@@ -419,6 +492,10 @@ export class Raft {
       if (wasPaused && !p.paused(this.maxInflight)) this.sendAppend(m.from);
       return;
     }
+    // The snapshot is in (or the follower had what it stands for): continue from its match,
+    // with entries, or with our newer snapshot if we compacted past it meanwhile. An answer to
+    // an append sent before the transfer began changes nothing.
+    if (p.state === 'snapshot' && p.match >= p.snapshot!.snapshot.index) p.becomeProbe();
     if (p.state === 'probe') p.becomeReplicate();
     if (this.maybeCommit()) this.broadcastAppend();
     else this.sendAppend(m.from);
@@ -429,6 +506,10 @@ export class Raft {
     const p = this.progress.get(from);
     if (!p) return;
     p.recentActive = true;
+    if (p.state === 'snapshot') {
+      if (p.snapshot!.stalled()) this.out.push(p.snapshot!.chunk(this.id, from, this.term));
+      return;
+    }
     // A probe or appends that were lost: one more goes out on each heartbeat's answer, and a
     // follower that acknowledged nothing over a heartbeat round is probed afresh.
     if (p.stalled(this.log.lastIndex())) p.becomeProbe();
@@ -442,12 +523,59 @@ export class Raft {
     if (!p || p.paused(this.maxInflight)) return;
     const last = this.log.lastIndex();
     if (p.next > last && !sendEmpty) return;
+    if (p.next <= this.log.snapshotIndex()) {
+      // What it lacks is compacted: it gets the snapshot, then the entries after it.
+      p.becomeSnapshot(this.snap as Snapshot, this.chunkChars);
+      this.out.push(p.snapshot!.chunk(this.id, to, this.term));
+      return;
+    }
     const prevIndex = p.next - 1;
-    const prevTerm = this.log.term(prevIndex);
-    if (prevTerm === undefined) throw new Error(`no term for ${prevIndex}: snapshots are not built yet`);
+    const prevTerm = this.log.term(prevIndex) as number;
     const entries = p.next <= last ? this.log.slice(p.next, last, this.maxEntries) : [];
     this.out.push({ type: 'app', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
     p.sent(prevIndex + entries.length, entries.length);
+  }
+
+  /** A chunk from the leader: held until the last one, which installs the snapshot unless we
+   *  have what it stands for already; either way the leader is told how far we hold. */
+  private onSnapshotChunk(m: SnapshotChunk): void {
+    if (m.index <= this.log.committed) {
+      this.assembly.clear();
+      this.out.push({ type: 'app-resp', from: this.id, to: m.from, term: this.term, index: this.log.committed, reject: false, hint: 0 });
+      return;
+    }
+    const r = this.assembly.receive(m);
+    if (r.kind === 'answer') {
+      this.out.push({ type: 'snap-resp', from: this.id, to: m.from, term: this.term, index: m.index, offset: r.offset, reject: r.reject });
+      return;
+    }
+    this.restore(r.snapshot);
+    this.out.push({ type: 'app-resp', from: this.id, to: m.from, term: this.term, index: r.snapshot.index, reject: false, hint: 0 });
+  }
+
+  /** Installs a leader's snapshot newer than our commit index (raft.go's restore). */
+  private restore(s: Snapshot): void {
+    if (this.log.matchTerm(s.index, s.term)) {
+      // We hold its last entry, so (log matching) every entry it stands for: our log up to
+      // there is committed, and is applied as entries.
+      this.commitTo(s.index);
+      return;
+    }
+    this.log.restore(s.index, s.term);
+    this.snap = s;
+    this.unsavedSnapshot = { snapshot: s, compactTo: s.index };
+    this.refreshConf();
+    this.events.push({ type: 'restore', snapshot: s });
+  }
+
+  private onSnapshotResponse(m: SnapshotResponse): void {
+    if (this.role !== 'leader') return;
+    const p = this.progress.get(m.from);
+    if (!p) return;
+    p.recentActive = true;
+    const sending = p.snapshot;
+    if (p.state !== 'snapshot' || !sending || sending.snapshot.index !== m.index) return;
+    if (sending.answered(m.offset, m.reject)) this.out.push(sending.chunk(this.id, m.from, this.term));
   }
 
   private broadcastAppend(): void {
@@ -533,6 +661,11 @@ export class Raft {
       persist.hardState = hs;
       this.saved = hs;
     }
+    if (this.unsavedSnapshot) {
+      persist.snapshot = this.unsavedSnapshot.snapshot;
+      persist.compactTo = this.unsavedSnapshot.compactTo;
+      this.unsavedSnapshot = undefined;
+    }
     const entries = this.log.unstable();
     if (entries) persist.entries = entries;
     const committed = this.log.takeCommitted();
@@ -542,7 +675,7 @@ export class Raft {
     this.out = [];
     this.events = [];
     return {
-      persist: persist.hardState || persist.entries ? persist : undefined,
+      persist: persist.hardState || persist.entries || persist.snapshot ? persist : undefined,
       send,
       events,
       rejected: [],

@@ -107,7 +107,56 @@ export interface TimeoutNow {
   term: number;
 }
 
-export type RaftMessage = VoteRequest | VoteResponse | Append | AppendResponse | Heartbeat | HeartbeatResponse | TimeoutNow;
+/** What a server keeps in place of the log up to `index`, once it has applied that far: the
+ *  state machine's serialized state there (`data`, opaque to Raft), and what Raft itself needs
+ *  of the entries it stands for: the term at `index` (the next append's consistency check) and
+ *  the membership in force at `index` (its entry may be compacted away). */
+export interface Snapshot {
+  index: number;
+  term: number;
+  membership: Membership;
+  /** The membership before the newest change at or below `index`; absent when no change was
+   *  ever made. A server whose removal is that change may still campaign (see mayCampaign in
+   *  raft.ts), which it could not tell once the change's entry is compacted away. */
+  prior?: Membership;
+  data: string;
+}
+
+/** One piece of a snapshot, leader to a follower that lacks entries the leader compacted
+ *  away (snapshot-transfer.ts). The snapshot's data is sent as chunks of its characters, one at
+ *  a time: `offset` is where this chunk starts in the data, `total` the data's length; the
+ *  last chunk is the one that reaches `total`. Every chunk repeats what identifies the snapshot,
+ *  so a follower that restarted mid-transfer can tell where it is from any of them. */
+export interface SnapshotChunk {
+  type: 'snap';
+  from: string;
+  to: string;
+  term: number;
+  index: number;
+  snapTerm: number;
+  membership: Membership;
+  prior?: Membership;
+  offset: number;
+  total: number;
+  chunk: string;
+}
+
+/** A follower's answer to a chunk that is not the last: it holds the data up to `offset` of the
+ *  snapshot at `index`. `reject` when the chunk did not fit (it lacks what comes before, after a
+ *  loss or a restart): the leader resends from `offset`. The last chunk is answered with an
+ *  AppendResponse at the snapshot's index, as an append would be. */
+export interface SnapshotResponse {
+  type: 'snap-resp';
+  from: string;
+  to: string;
+  term: number;
+  index: number;
+  offset: number;
+  reject: boolean;
+}
+
+export type RaftMessage =
+  | VoteRequest | VoteResponse | Append | AppendResponse | Heartbeat | HeartbeatResponse | TimeoutNow | SnapshotChunk | SnapshotResponse;
 
 export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
 
@@ -123,12 +172,16 @@ export interface RaftOptions {
   heartbeatTicks?: number;
   maxInflight?: number;
   maxEntriesPerAppend?: number;
+  /** Characters of snapshot data per chunk (DEFAULT_SNAPSHOT_CHUNK_CHARS; small in tests, so
+   *  that transfers take many chunks). At most MAX_SNAPSHOT_CHUNK_CHARS, or receivers refuse it. */
+  snapshotChunkChars?: number;
 }
 
-/** What was on disk at start. */
+/** What was on disk at start. With a snapshot, the entries start right after it. */
 export interface RaftStorage {
   hardState: HardState;
   entries: readonly Entry[];
+  snapshot?: Snapshot;
 }
 
 export interface RaftPersist {
@@ -136,6 +189,11 @@ export interface RaftPersist {
   hardState?: HardState;
   /** Entries from `from` on replace whatever is on disk from `from` on. */
   entries?: { from: number; entries: Entry[] };
+  /** A new snapshot, to keep in place of the one stored. Written with `compactTo` in the same
+   *  batch; `entries` then, if set, applies to what remains. */
+  snapshot?: Snapshot;
+  /** Entries at or below this index are compacted: delete them (set with `snapshot`). */
+  compactTo?: number;
 }
 
 export type RaftEvent =
@@ -145,6 +203,12 @@ export type RaftEvent =
   | { type: 'role'; role: Role; term: number; leader: string | null }
   /** A read asked for with readIndex(ctx) may be served from the state machine once it has
    *  applied `index`: leadership was confirmed by a quorum after the read was asked. */
-  | { type: 'read'; ctx: string; index: number };
+  | { type: 'read'; ctx: string; index: number }
+  /** The state machine must become `snapshot.data`, the state after applying every entry up to
+   *  `snapshot.index`; 'committed' entries that follow continue from `snapshot.index + 1`. Sent
+   *  when a follower installs a snapshot from the leader (it was too far behind), and as the
+   *  first event of a core started from a stored snapshot, so a shell loads its state machine
+   *  one way. */
+  | { type: 'restore'; snapshot: Snapshot };
 
 export type RaftReady = Ready<RaftMessage, RaftPersist, RaftEvent>;

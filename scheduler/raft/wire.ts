@@ -2,8 +2,10 @@
 // core sees them, so that a message from a buggy or hostile member is one logged reason and
 // never a thrown error, a corrupted log or unbounded memory. The core may then rely on what
 // this guarantees: ids and numbers in range, entries contiguous from prevIndex + 1 with terms
-// that never decrease and never exceed the message's.
+// that never decrease and never exceed the message's; snapshot chunks within the bounds of
+// snapshot-transfer.ts, each inside its snapshot's data.
 
+import { MAX_SNAPSHOT_CHARS, MAX_SNAPSHOT_CHUNK_CHARS } from './snapshot-transfer.ts';
 import type { Entry, Membership, RaftMessage } from './types.ts';
 
 export const RAFT_PROTOCOL = '/weft/raft/1.0.0';
@@ -57,6 +59,27 @@ export function parseRaftMessage(u: unknown): RaftMessage | string {
     }
     case 'timeout-now':
       return { type: 'timeout-now', ...base };
+    case 'snap': {
+      if (!isCount(m.index) || m.index === 0 || !isCount(m.snapTerm) || m.snapTerm === 0) return 'snap needs an index and snapTerm above 0';
+      if (m.snapTerm > m.term) return 'snap snapTerm is above its term';
+      if (!isCount(m.offset) || !isCount(m.total)) return 'snap needs offset and total';
+      if (m.total > MAX_SNAPSHOT_CHARS) return `snap total is above ${MAX_SNAPSHOT_CHARS} characters`;
+      if (typeof m.chunk !== 'string' || m.chunk.length > MAX_SNAPSHOT_CHUNK_CHARS) return `snap chunk must be a string of at most ${MAX_SNAPSHOT_CHUNK_CHARS} characters`;
+      if (m.offset + m.chunk.length > m.total) return 'snap chunk runs past its total';
+      // An empty chunk moves nothing forward: only an empty snapshot has one.
+      if (m.chunk.length === 0 && m.total !== 0) return 'snap chunk is empty';
+      const membership = parseMembership(m.membership);
+      if (typeof membership === 'string') return membership;
+      const prior = m.prior === undefined ? undefined : parseMembership(m.prior);
+      if (typeof prior === 'string') return prior;
+      return {
+        type: 'snap', ...base, index: m.index, snapTerm: m.snapTerm, membership, ...(prior ? { prior } : {}), offset: m.offset, total: m.total, chunk: m.chunk,
+      };
+    }
+    case 'snap-resp':
+      if (!isCount(m.index) || !isCount(m.offset) || typeof m.reject !== 'boolean') return 'snap-resp needs index, offset and reject';
+      if (m.offset > MAX_SNAPSHOT_CHARS) return `snap-resp offset is above ${MAX_SNAPSHOT_CHARS}`;
+      return { type: 'snap-resp', ...base, index: m.index, offset: m.offset, reject: m.reject };
     default:
       return 'unknown message type';
   }

@@ -8,12 +8,18 @@
 //     same entry (so, by induction, the logs agree up to there);
 //   - leader completeness: a new leader holds every entry any server has applied;
 //   - state-machine safety: no two servers apply different entries at one index, and each
-//     applies in order without gaps.
+//     applies in order without gaps; a snapshot (made by compaction, or installed from a
+//     leader) holds exactly the key-value state, term and membership that the committed
+//     entries up to its index make.
+// Servers compact their logs at random points after applying (with the key-value store's
+// serialized state), so servers that lag, restart or join are caught up by snapshots sent in
+// chunks; a server may crash mid-transfer. Log matching and leader completeness are checked
+// over the entries a server still holds, and over its snapshot for those compacted.
 // A violation throws with the seed's step and what broke.
 
 import { Raft } from '../../scheduler/raft/raft.ts';
 import type { MembershipChange } from '../../scheduler/raft/membership.ts';
-import type { Entry, HardState, RaftMessage, RaftReady } from '../../scheduler/raft/types.ts';
+import type { Entry, HardState, Membership, RaftMessage, RaftReady, Snapshot } from '../../scheduler/raft/types.ts';
 import type { KvOperation } from '../linearizability.ts';
 import { Rng } from './rng.ts';
 
@@ -52,7 +58,17 @@ export interface RaftWorldOptions {
   spares?: number;
   /** Per step: the chance that the leader proposes a random membership change. */
   confRate?: number;
+  /** Per step and server: the chance that it compacts its log up to what it has applied. */
+  compactRate?: number;
+  /** Per snapshot chunk delivered: the chance that its receiver crashes right after. */
+  snapCrashRate?: number;
+  /** Characters per snapshot chunk; by default drawn per run (see CHUNKS). */
+  snapshotChunkChars?: number;
 }
+
+/** Chunk sizes a run draws from: a few characters (a snapshot of the store takes tens of
+ *  chunks, so transfers are long enough to lose chunks and crash in), and the default. */
+const CHUNKS = [7, 16, 64 * 1024] as const;
 
 /** Batching and pipelining bounds a run draws from: one entry per append (with a few in
  *  flight, or one at a time with large batches) next to the defaults. Not one entry with one
@@ -91,6 +107,12 @@ interface Client {
 interface Disk {
   hardState: HardState;
   entries: Entry[];
+  snapshot?: Snapshot;
+}
+
+/** The key-value store's state as a shell would serialize it for a snapshot: keys in order. */
+function serializeKv(kv: Map<string, string>): string {
+  return JSON.stringify([...kv].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 interface Server {
@@ -130,14 +152,18 @@ export class RaftWorld {
   /** Every client operation, for the linearizability checker. */
   readonly history: KvOperation[] = [];
   private readonly clients: Client[];
-  stats = { elections: 0, crashes: 0, lostTails: 0, partitions: 0, proposed: 0, delivered: 0, confChanges: 0 };
+  /** Reference state machines over the committed entries, for checking snapshots: each key's
+   *  puts by index, and the indexes of membership entries. */
+  private readonly puts = new Map<string, { index: number; value: string }[]>();
+  private readonly confs: { index: number; conf: Membership }[] = [];
+  stats = { elections: 0, crashes: 0, lostTails: 0, partitions: 0, proposed: 0, delivered: 0, confChanges: 0, compactions: 0, restores: 0, chunks: 0, installs: 0, crashesMidTransfer: 0 };
 
   constructor(seed: number, o: RaftWorldOptions) {
     this.seed = seed;
     this.rng = new Rng(seed);
     this.o = {
       loss: 0, duplicate: 0, maxDelay: 3, partitionRate: 0, crashRate: 0, leaderCrashRate: 0, restartRate: 0.05, proposeRate: 0.2, skew: false,
-      ...this.rng.pick(BOUNDS), clients: 0, keys: 3, spares: 0, confRate: 0, ...o,
+      ...this.rng.pick(BOUNDS), clients: 0, keys: 3, spares: 0, confRate: 0, compactRate: 0, snapCrashRate: 0, snapshotChunkChars: this.rng.pick(CHUNKS), ...o,
     };
     const ids = Array.from({ length: o.servers + (o.spares ?? 0) }, (_, i) => `s${i + 1}`);
     this.initialVoters = ids.slice(0, o.servers);
@@ -159,7 +185,10 @@ export class RaftWorld {
     const rng = new Rng(this.seed * 1009 + this.servers.indexOf(s) * 131 + s.life * 7);
     s.raft = new Raft({
       id: s.id, voters: this.initialVoters, random: () => rng.next(), maxEntriesPerAppend: this.o.maxEntriesPerAppend, maxInflight: this.o.maxInflight,
-    }, { hardState: { ...s.disk.hardState }, entries: s.disk.entries.map((e) => ({ ...e })) });
+      snapshotChunkChars: this.o.snapshotChunkChars,
+    }, {
+      hardState: { ...s.disk.hardState }, entries: s.disk.entries.map((e) => ({ ...e })), ...(s.disk.snapshot ? { snapshot: structuredClone(s.disk.snapshot) } : {}),
+    });
     s.applied = [];
   }
 
@@ -179,8 +208,19 @@ export class RaftWorld {
       const to = this.servers.find((s) => s.id === f.msg.to);
       if (!to?.raft) continue;
       this.stats.delivered++;
-      this.carryOut(to, to.raft.step(f.msg));
+      const ready = to.raft.step(f.msg);
+      this.carryOut(to, ready);
+      if (f.msg.type === 'snap') {
+        this.stats.chunks++;
+        if (ready.events.some((e) => e.type === 'restore')) this.stats.installs++;
+        // Mid-transfer: what it assembled is lost, and the leader must start it again.
+        if (to.raft && this.rng.chance(this.o.snapCrashRate)) {
+          this.stats.crashesMidTransfer++;
+          this.crash(to);
+        }
+      }
     }
+    if (this.o.compactRate > 0) for (const s of this.servers) if (s.raft && this.rng.chance(this.o.compactRate)) this.compact(s.id);
     if (this.rng.chance(this.o.proposeRate)) this.propose();
     if (this.o.confRate > 0 && this.rng.chance(this.o.confRate)) this.changeMembership();
     this.stepClients();
@@ -205,6 +245,34 @@ export class RaftWorld {
     if (typeof ready === 'string') return;
     this.stats.confChanges++;
     this.carryOut(s, ready);
+  }
+
+  /** Server `id` compacts its log up to what it has applied, as a shell does, with its store's
+   *  state; false if there was nothing new to compact. */
+  compact(id: string): boolean {
+    const s = this.servers.find((x) => x.id === id)!;
+    const index = s.applied.length;
+    const data = serializeKv(s.kv);
+    const ready = s.raft!.compact(index, data);
+    if (typeof ready === 'string') return false;
+    this.stats.compactions++;
+    this.checkSnapshot(s, s.raft!.snapshot()!, 'made');
+    this.carryOut(s, ready);
+    return true;
+  }
+
+  /** The index of server `id`'s snapshot (0 without one, or while it is down). */
+  snapshotIndex(id: string): number {
+    return this.servers.find((x) => x.id === id)!.raft?.log.snapshotIndex() ?? 0;
+  }
+
+  /** Crashes server `id` (for scenarios), or restarts it from its disk. */
+  down(id: string): void {
+    this.crash(this.servers.find((x) => x.id === id)!);
+  }
+
+  up(id: string): void {
+    this.start(this.servers.find((x) => x.id === id)!);
   }
 
   /** The membership a leader acts on (any server's if none leads). */
@@ -294,8 +362,8 @@ export class RaftWorld {
     for (let i = 0; i < steps; i++) this.step();
   }
 
-  /** Every server up, the network whole and lossless, and no more writes from the background
-   *  or the clients, from now on. */
+  /** Every server up, the network whole and lossless, and no more crashes, writes from the
+   *  background or the clients, from now on. */
   heal(): void {
     this.cut.clear();
     this.o.proposeRate = 0;
@@ -306,6 +374,8 @@ export class RaftWorld {
     this.o.leaderCrashRate = 0;
     this.o.partitionRate = 0;
     this.o.confRate = 0;
+    this.o.snapCrashRate = 0;
+    // Compaction goes on: servers still behind are caught up by snapshots.
     for (const s of this.servers) if (!s.raft) this.start(s);
   }
 
@@ -363,13 +433,19 @@ export class RaftWorld {
       return;
     }
     if (ready.persist?.hardState) s.disk.hardState = { ...ready.persist.hardState };
+    if (ready.persist?.snapshot) s.disk.snapshot = structuredClone(ready.persist.snapshot);
+    const compactTo = ready.persist?.compactTo;
+    if (compactTo !== undefined) s.disk.entries = s.disk.entries.filter((e) => e.index > compactTo);
     if (ready.persist?.entries) {
       const { from, entries } = ready.persist.entries;
       s.disk.entries = [...s.disk.entries.filter((e) => e.index < from), ...entries.map((e) => ({ ...e }))];
       for (const e of entries) this.checkLogMatching(s, e);
     }
+    const first = s.disk.entries[0];
+    if (first && first.index !== (s.disk.snapshot?.index ?? 0) + 1) this.fail(`${s.id}'s disk holds entry ${first.index} first, after a snapshot at ${s.disk.snapshot?.index ?? 0}`);
     for (const { msg } of ready.send) this.send(msg);
     for (const ev of ready.events) {
+      if (ev.type === 'restore') this.onRestore(s, ev.snapshot);
       if (ev.type === 'role' && ev.role === 'leader') this.onLeader(s, ev.term);
       if (ev.type === 'committed') {
         for (const e of ev.entries) this.onApply(s, e);
@@ -433,8 +509,11 @@ export class RaftWorld {
     const other = this.leaderOfTerm.get(term);
     if (other !== undefined && other !== s.id) this.fail(`two leaders in term ${term}: ${other} and ${s.id}`);
     this.leaderOfTerm.set(term, s.id);
-    // Leader completeness: everything applied anywhere is in the new leader's log.
+    // Leader completeness: everything applied anywhere is in the new leader's log, or in its
+    // snapshot (checked when it was made or installed, and its term here).
+    const base = s.raft!.log.snapshotIndex();
     for (const [index, c] of this.committed) {
+      if (index < base) continue;
       if (s.raft!.log.term(index) !== c.term) this.fail(`leader ${s.id} of term ${term} lacks committed entry ${index} (term ${c.term})`);
     }
   }
@@ -443,7 +522,8 @@ export class RaftWorld {
    *  command and one predecessor term. */
   private checkLogMatching(s: Server, e: Entry): void {
     const prev = s.disk.entries.find((x) => x.index === e.index - 1);
-    const prevTerm = e.index === 1 ? 0 : (prev?.term ?? -1);
+    const snap = s.disk.snapshot;
+    const prevTerm = e.index === 1 ? 0 : (prev?.term ?? (snap?.index === e.index - 1 ? snap.term : -1));
     const key = `${e.index}/${e.term}`;
     const known = this.seen.get(key);
     if (!known) {
@@ -465,7 +545,66 @@ export class RaftWorld {
     if (c && (c.term !== e.term || c.data !== e.data)) {
       this.fail(`${s.id} applied ${String(e.data)} (term ${e.term}) at ${e.index}, where ${String(c.data)} (term ${c.term}) was applied`);
     }
-    if (!c) this.committed.set(e.index, { term: e.term, data: e.data });
+    if (!c) this.learnCommitted(e);
+  }
+
+  /** A newly applied index (they are learnt in order: whoever applies one first applied, or
+   *  holds a checked snapshot of, all before it): into the reference state machines. */
+  private learnCommitted(e: Entry): void {
+    this.committed.set(e.index, { term: e.term, data: e.data });
+    if (e.conf) this.confs.push({ index: e.index, conf: e.conf });
+    if (e.data === null || !e.data.startsWith('{')) return;
+    const cmd = JSON.parse(e.data) as KvCommand;
+    if (cmd.kind !== 'put') return;
+    let list = this.puts.get(cmd.key);
+    if (!list) this.puts.set(cmd.key, (list = []));
+    list.push({ index: e.index, value: cmd.value as string });
+  }
+
+  /** The key-value state after the committed entries up to `index`, serialized. */
+  private stateAt(index: number): string {
+    const kv = new Map<string, string>();
+    for (const [key, list] of this.puts) {
+      let value: string | undefined;
+      for (const p of list) if (p.index <= index) value = p.value;
+      if (value !== undefined) kv.set(key, value);
+    }
+    return serializeKv(kv);
+  }
+
+  private membershipAt(index: number): Membership {
+    let m: Membership = { voters: this.initialVoters, learners: [] };
+    for (const c of this.confs) if (c.index <= index) m = c.conf;
+    return m;
+  }
+
+  /** State-machine safety for snapshots: one stands for exactly the committed entries up to
+   *  its index (their state, the term of the last, the membership they make). */
+  private checkSnapshot(s: Server, snap: Snapshot, how: string): void {
+    const c = this.committed.get(snap.index);
+    if (!c) this.fail(`${s.id} ${how} a snapshot at ${snap.index}, which no server has applied`);
+    if (c.term !== snap.term) this.fail(`${s.id} ${how} a snapshot at ${snap.index} of term ${snap.term}, where term ${c.term} was applied`);
+    const state = this.stateAt(snap.index);
+    if (snap.data !== state) this.fail(`${s.id} ${how} a snapshot at ${snap.index} holding ${snap.data}, where the entries make ${state}`);
+    const m = this.membershipAt(snap.index);
+    if (JSON.stringify(snap.membership) !== JSON.stringify(m)) {
+      this.fail(`${s.id} ${how} a snapshot at ${snap.index} with membership ${JSON.stringify(snap.membership)}, where the entries make ${JSON.stringify(m)}`);
+    }
+  }
+
+  /** A server's state machine becomes the snapshot's: its store, and the entries it stands for
+   *  (as applied, for the checks that follow and for the clients' answers). */
+  private onRestore(s: Server, snap: Snapshot): void {
+    this.stats.restores++;
+    this.checkSnapshot(s, snap, 'restored');
+    if (snap.index < s.applied.length) this.fail(`${s.id} restored a snapshot at ${snap.index} after applying ${s.applied.length}`);
+    s.kv = new Map(JSON.parse(snap.data) as [string, string][]);
+    s.applied = [];
+    for (let i = 1; i <= snap.index; i++) {
+      const c = this.committed.get(i)!;
+      s.applied.push({ index: i, term: c.term, data: c.data });
+    }
+    this.serveReads(s);
   }
 
   /** The highest index applied by any server. */

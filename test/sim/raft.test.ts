@@ -3,8 +3,10 @@
 // partitions (a leader cut off into a minority, one-way cuts), crashes that lose the unsynced
 // tail, skewed clocks, and membership changes one server at a time (learners added, promoted,
 // members removed, the leader among them); then that a healed cluster elects a leader and commits, and that the
-// history of clients of a key-value store on top is linearizable. And the
-// behaviours pre-vote, check-quorum and leadership transfer exist for, one scenario each.
+// history of clients of a key-value store on top is linearizable. Servers compact their logs
+// at random points, so servers that lag, restart or join are caught up by snapshots sent in
+// chunks, and some crash mid-transfer. And the behaviours pre-vote, check-quorum, leadership
+// transfer and snapshot transfer exist for, one scenario each.
 
 import { describe, expect, test } from 'vitest';
 import { checkKvHistory } from '../linearizability.ts';
@@ -28,6 +30,7 @@ const CATCH_UP_STEPS = 1200;
 function chaos(seed: number, servers: number): RaftWorld {
   return new RaftWorld(seed, {
     servers, loss: 0.1, duplicate: 0.05, maxDelay: 4, partitionRate: 0.03, crashRate: 0.004, leaderCrashRate: 0.03, restartRate: 0.1, proposeRate: 0.3, skew: true, clients: 3, keys: 3, spares: 2, confRate: 0.1,
+    compactRate: 0.02, snapCrashRate: 0.02,
   });
 }
 
@@ -142,6 +145,44 @@ describe('Raft scenarios', () => {
     expect(read).toBeDefined();
     w.run(60);
     expect(read!.returned, 'the cut-off leader cannot confirm its leadership, so the read is never served').toBeUndefined();
+    expect(checkKvHistory(w.history).ok).toBe(true);
+  });
+
+  test('a follower down while the leader compacts past its log is caught up by a snapshot in many chunks, even across a crash mid-transfer, and then by entries', () => {
+    // 16 characters a chunk: the store of 40 keys below serializes to ~700, some 45 chunks.
+    const w = new RaftWorld(6, { servers: 3, proposeRate: 0, restartRate: 0, maxEntriesPerAppend: 256, maxInflight: 64, snapshotChunkChars: 16 });
+    w.run(60);
+    const [leader] = w.leaders();
+    const [follower, other] = w.servers.map((s) => s.id).filter((id) => id !== leader) as [string, string];
+    const held = w.appliedBy(follower).length;
+    w.down(follower);
+    for (let i = 0; i < 40; i++) {
+      w.ask(`writer${i}`, leader!, 'put', `key${i}`);
+      w.run(1);
+    }
+    w.run(20);
+    expect(w.compact(leader!)).toBe(true);
+    expect(w.compact(other)).toBe(true);
+    const snapAt = w.snapshotIndex(leader!);
+    expect(snapAt, 'compacted past all it held').toBeGreaterThanOrEqual(held + 40);
+
+    w.up(follower);
+    const chunksBefore = w.stats.chunks;
+    for (let i = 0; i < 200 && w.stats.chunks < chunksBefore + 10; i++) w.step();
+    expect(w.snapshotIndex(follower), 'ten chunks in, the snapshot is not complete yet').toBeLessThan(snapAt);
+    w.down(follower); // what it assembled is lost
+    w.run(5);
+    w.up(follower);
+    w.run(300);
+    expect(w.snapshotIndex(follower), 'it installed the leader\'s snapshot').toBe(snapAt);
+    expect(w.stats.chunks - chunksBefore, 'in many chunks, sent again after the crash').toBeGreaterThan(45 + 10);
+    expect(w.appliedBy(follower).map((e) => e.data)).toEqual(w.appliedBy(leader!).map((e) => e.data));
+
+    // Then entries, not another snapshot: the leader holds everything after its snapshot.
+    const data = [w.propose(), w.propose(), w.propose()];
+    w.run(20);
+    expect(w.snapshotIndex(follower)).toBe(snapAt);
+    expect(w.appliedBy(follower).slice(-3).map((e) => e.data)).toEqual(data);
     expect(checkKvHistory(w.history).ok).toBe(true);
   });
 });
