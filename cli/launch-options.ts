@@ -15,7 +15,12 @@ import { errorText, LOG_LEVELS } from '../mesh/log.ts';
 import type { Role } from '../mesh/membership/wire.ts';
 import { DEFAULT_DNS_LISTEN, DEFAULT_DNS_TTL } from '../dns/service.ts';
 import { parseUpstream, type UpstreamAddress } from '../dns/upstream-config.ts';
+import { DEFAULT_GRACE_MS } from '../scheduler/manager/autopilot.ts';
+import { DEFAULT_MANAGERS } from '../scheduler/manager/managers.ts';
 import { CliError } from './error.ts';
+
+/** A day: a manager down longer is not coming back on its own. */
+const MAX_MANAGER_GRACE_S = 86_400;
 import { readMeshSecret } from './secret.ts';
 
 /** Longest TTL accepted: answers must follow redeploys, and an hour is already far too long. */
@@ -47,7 +52,9 @@ export const LAUNCH_OPTIONS: readonly LaunchOptionSpec[] = [
   { flags: '--peers <ip[:port],...>', help: 'peers to join; more are learned from them', readmeDefault: 'none' },
   { flags: '--name <name>', help: 'peer name', readmeDefault: 'hostname' },
   { flags: '--tags <a,b>', help: 'placement tags', readmeDefault: 'none' },
-  { flags: '--role <role>', help: 'manager or worker (Raft role, for the scheduler)', default: DEFAULT_ROLE, choices: ['manager', 'worker'] },
+  { flags: '--role <role>', help: 'auto (a manager when the mesh needs one), manager (preferred as one) or worker (never one)', default: DEFAULT_ROLE, choices: ['auto', 'manager', 'worker'] },
+  { flags: '--managers <n>', help: 'voting managers the mesh keeps (an odd number; fewer while the mesh is smaller)', default: String(DEFAULT_MANAGERS), choices: ['1', '3', '5', '7'] },
+  { flags: '--manager-grace <seconds>', help: 'how long a manager may be down before another peer replaces it', default: String(DEFAULT_GRACE_MS / 1000) },
   { flags: '--password-file <file>', help: 'file holding the mesh password', env: ['WEFT_PASSWORD'], readmeDefault: '—' },
   { flags: '--token <token>', help: 'join token from `weft token create` instead of the password', env: ['WEFT_TOKEN'], readmeDefault: '—' },
   { flags: '--token-file <file>', help: 'file holding a join token', readmeDefault: '—' },
@@ -84,6 +91,8 @@ export interface LaunchOptions {
   name?: string;
   tags?: string;
   role: string;
+  managers: string;
+  managerGrace: string;
   passwordFile?: string;
   token?: string;
   tokenFile?: string;
@@ -109,9 +118,16 @@ export interface DnsLaunchConfig {
   upstreams?: UpstreamAddress[];
 }
 
+/** The control plane's part of the launch config (scheduler/ is composed beside the peer). */
+export interface ManagerLaunchConfig {
+  managers: number;
+  graceMs: number;
+}
+
 export interface LaunchConfig {
   peer: PeerConfig;
   dns: DnsLaunchConfig;
+  manager: ManagerLaunchConfig;
   logLevel: string;
 }
 
@@ -174,7 +190,11 @@ export function launchConfig(o: LaunchOptions): LaunchConfig {
       }),
     } : {}),
   };
-  return { peer, dns, logLevel: o.logLevel };
+  const graceSeconds = Number(o.managerGrace);
+  if (!Number.isInteger(graceSeconds) || graceSeconds < 1 || graceSeconds > MAX_MANAGER_GRACE_S) {
+    throw new CliError(`--manager-grace must be a whole number of seconds from 1 to ${MAX_MANAGER_GRACE_S}, not "${o.managerGrace}"`);
+  }
+  return { peer, dns, manager: { managers: Number(o.managers), graceMs: graceSeconds * 1000 }, logLevel: o.logLevel };
 }
 
 function parseTtl(text: string): number {

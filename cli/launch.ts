@@ -9,6 +9,8 @@ import { Peer } from '../mesh/peer.ts';
 import { registerPeerMethods } from '../mesh/api/peer-methods.ts';
 import { BRIDGE_DNS_PORT, DnsService } from '../dns/service.ts';
 import { registerDnsMethods } from '../dns/api.ts';
+import { Managers } from '../scheduler/manager/managers.ts';
+import { registerManagerMethods } from '../scheduler/manager/api.ts';
 import { CliError } from './error.ts';
 import { launchConfig, type DnsLaunchConfig, type LaunchOptions } from './launch-options.ts';
 
@@ -27,6 +29,18 @@ function registerDnsMetrics(peer: Peer, dns: DnsService): void {
   m.gauge('weft_dns_records', 'Names answered from the registry.', () => dns.stats().records);
   m.counter('weft_dns_dropped_total', 'DNS messages dropped unanswered (malformed beyond a reply, or from source port 0).', () => dns.stats().dropped);
   m.gauge('weft_dns_tcp_unsent_bytes', 'DNS answers over TCP waiting for their clients to read them.', () => dns.stats().tcpUnsentBytes);
+}
+
+/** The control plane's figures on the peer's /metrics. */
+function registerManagerMetrics(peer: Peer, managers: Managers): void {
+  const m = peer.metrics;
+  const s = () => managers.status();
+  m.gauge('weft_raft_term', 'The Raft term this peer is in.', () => s().term);
+  m.gauge('weft_raft_commit_index', 'The highest log index known committed.', () => s().commit);
+  m.gauge('weft_raft_applied_index', 'The highest log index applied to desired state here.', () => s().applied);
+  m.gauge('weft_raft_is_leader', '1 while this peer leads the managers.', () => (s().role === 'leader' ? 1 : 0));
+  m.counter('weft_raft_leader_changes_total', 'Leaders this peer has seen elected.', () => managers.leaderChanges);
+  m.counter('weft_raft_rejected_messages_total', 'Manager messages refused as malformed or forged.', () => managers.raft.rejected);
 }
 
 /** The mesh DNS: on --dns-listen at once, and on the bridge's gateway once the data plane is up.
@@ -99,8 +113,34 @@ export async function launch(o: LaunchOptions): Promise<void> {
     throw new CliError(`cannot start the DNS server: ${errorText(err)} (choose another --dns-listen, or --dns-listen off)`);
   }
   if (dns) registerDnsMetrics(peer, dns);
+  let managers: Managers;
+  try {
+    managers = await Managers.start({
+      node: peer.node, store: peer.store, view: peer.view(), accept: (conn) => peer.tokens.isMember(conn),
+      role: config.peer.role, managers: config.manager.managers, graceMs: config.manager.graceMs,
+      mayFound: config.peer.peers.length === 0, log: logger('manager'),
+      onFatal: () => {
+        log.error('the control plane cannot write its state: exiting');
+        process.exit(1);
+      },
+    });
+  } catch (err) {
+    await dns?.stop();
+    await peer.stop();
+    throw new CliError(`cannot start the control plane: ${errorText(err)}`);
+  }
+  registerManagerMetrics(peer, managers);
+  managers.raft.onEvent((e) => {
+    const id = 'peer' in e ? e.peer : e.leader;
+    const who = id === null ? undefined : { id, ...(managers.nameOf(id) ?? { name: '' }) };
+    peer.events.add({ type: e.type, ...(who ? { peer: who } : {}), ...('term' in e ? { detail: `term ${e.term}` } : {}) });
+  });
   const methods = new MethodTable();
-  registerPeerMethods(methods, peer);
+  registerPeerMethods(methods, peer, () => {
+    const s = managers.status();
+    return { role: s.role, leader: s.leader, term: s.term, commit: s.commit, applied: s.applied };
+  });
+  registerManagerMethods(methods, managers);
   registerDnsMethods(methods, () => dns);
   const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
@@ -115,6 +155,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   }
   stop = async (signal: string) => {
     log.info('stopping', { signal });
+    await managers.stop();
     await api.close();
     await dns?.stop();
     await peer.stop();

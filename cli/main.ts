@@ -5,9 +5,10 @@ import { commanderOption, LAUNCH_OPTIONS } from './launch-options.ts';
 import { ago, formatIpamStatus, table } from './format.ts';
 import { CliError } from './error.ts';
 import * as api from '../mesh/api/contract.ts';
-import type { MeshEvent } from '../mesh/events.ts';
+import { CONTROL_EVENT_TYPES, type MeshEvent } from '../mesh/events.ts';
 import { MEMBERSHIP_EVENT_TYPES } from '../mesh/membership/member.ts';
 import { formatDnsStatus, registerDnsCommands } from './dns.ts';
+import { formatManagerStatus, registerManagerCommands } from './manager.ts';
 import { dnsStatus } from '../dns/api-contract.ts';
 import { MESH_PORT } from '../mesh/address.ts';
 import { DEFAULT_DATA_DIR } from '../mesh/config.ts';
@@ -47,6 +48,7 @@ program.command('status [what]')
       `connections: ${s.connections}`,
       `replicated:  ${s.replica.entries} entries`,
       `data plane:  ${s.dataplane}`,
+      ...formatManagerStatus(s.manager),
     ].join('\n'));
   });
 
@@ -71,7 +73,7 @@ program.command('forget <target>')
     `forgot ${[r.member, ...r.addrs].filter(Boolean).join(', ')}`));
 
 program.command('events')
-  .description(`membership events: ${MEMBERSHIP_EVENT_TYPES.join(', ')}`)
+  .description(`membership events: ${MEMBERSHIP_EVENT_TYPES.join(', ')}; control plane events: ${CONTROL_EVENT_TYPES.join(', ')}`)
   .option('--follow', 'keep printing new events')
   .action(async (o: { follow?: boolean }, cmd: Command) => {
     const g = cmd.optsWithGlobals<Globals>();
@@ -112,6 +114,7 @@ program.command('reset')
   .action((_o, cmd: Command) => run(cmd, api.reset, {}, (r) => `reset: ${r.containers} container(s) detached, data plane removed`));
 
 registerDnsCommands(program);
+registerManagerCommands(program);
 
 const token = program.command('token').description('join tokens');
 token.command('create')

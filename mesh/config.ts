@@ -13,9 +13,9 @@ export type DataplaneMode = 'encrypted' | 'fast';
 export const DEFAULT_DATA_DIR = '/var/lib/weft';
 /** Every interface, on Weave Net's port: a host is reached on whichever address routes. */
 export const DEFAULT_LISTEN: HostPort = { host: '0.0.0.0', port: MESH_PORT };
-/** Every peer may become a manager: roles have no effect until managers run Raft, and then a
- *  small mesh needs every peer to be eligible. */
-export const DEFAULT_ROLE: Role = 'manager';
+/** Any peer may be made a manager when the mesh needs one (swarm and Consul ask the operator
+ *  to choose; a mesh of identical hosts should not have to). */
+export const DEFAULT_ROLE: Role = 'auto';
 /** Encrypted between hosts unless the operator says the underlay is trusted: an overlay that
  *  leaks container traffic by default is the worse mistake. */
 export const DEFAULT_DATAPLANE_MODE: DataplaneMode = 'encrypted';

@@ -3,8 +3,19 @@
 // events, without reaching into the Peer class. dns/ depends on mesh/, never the reverse.
 
 import type { Change, Entry } from './replication/wire.ts';
+import type { Role } from './membership/wire.ts';
 
 export type PeerLiveness = 'alive' | 'suspect' | 'dead' | 'left';
+
+/** A member as the subsystems see it. */
+export interface MeshMember {
+  id: string;
+  name: string;
+  /** Where it is dialed (its first advertised address). */
+  address: string;
+  role: Role;
+  state: PeerLiveness;
+}
 
 export interface MeshView {
   /** This peer's id and name. */
@@ -17,6 +28,8 @@ export interface MeshView {
   liveness(id: string): PeerLiveness | undefined;
   /** Called after any peer's liveness changes; returns the unsubscribe. */
   onLiveness(fn: (id: string, state: PeerLiveness | 'forgotten') => void): () => void;
+  /** Every member this peer knows of, itself included. */
+  members(): MeshMember[];
   /** Writes (null deletes) an entry owned by this peer; resolves once it is on disk. */
   put(key: string, value: string | null): Promise<unknown>;
 }

@@ -42,6 +42,7 @@ const view: MeshView = {
   liveness: () => 'alive',
   onLiveness: () => () => {},
   put: async () => undefined,
+  members: () => [],
 };
 function publish(c: ContainerRecord, i: number): void {
   const ep: ContainerEndpoint = {

@@ -33,6 +33,18 @@ export interface PeerStatus {
   peers: { alive: number; suspect: number; dead: number; left: number };
   connections: number;
   replica: { entries: number };
+  /** The control plane as this peer sees it (absent while it is not running). */
+  manager?: ManagerStatus;
+}
+
+/** This peer's part in the control plane: `role` is leader, follower, candidate,
+ *  pre-candidate, learner (a manager not yet voting) or none (not a manager). */
+export interface ManagerStatus {
+  role: string;
+  leader: string | null;
+  term: number;
+  commit: number;
+  applied: number;
 }
 
 /** One member as `weft peers` shows it; `address` is where it is dialed. */

@@ -27,8 +27,10 @@ export function peerView(m: Member, connected: Set<string>): api.PeerView {
   };
 }
 
-export function registerPeerMethods(table: MethodTable, peer: Peer): void {
+/** `manager`: the control plane's part of `weft status`, from the composition above the peer. */
+export function registerPeerMethods(table: MethodTable, peer: Peer, manager: () => api.ManagerStatus | undefined = () => undefined): void {
   table.register(api.status, () => {
+    const m = manager();
     const members = peer.membership.members();
     const count = (s: string) => members.filter((m) => m.state === s).length;
     const self = peer.membership.self();
@@ -45,6 +47,7 @@ export function registerPeerMethods(table: MethodTable, peer: Peer): void {
       peers: { alive: count('alive'), suspect: count('suspect'), dead: count('dead'), left: count('left') },
       connections: peer.connectedPeers().size,
       replica: { entries: peer.replica.size() },
+      ...(m ? { manager: m } : {}),
     };
   });
   table.register(api.peers, () => {

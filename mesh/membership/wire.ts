@@ -39,7 +39,9 @@ export const MAX_HEARD_AGO_MS = 86_400_000;
 export const MAX_SIG_LENGTH = 512;
 
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left';
-export type Role = 'manager' | 'worker';
+/** Launched as: `auto` may be made a manager when the mesh needs one, `manager` is preferred,
+ *  `worker` never is (scheduler/manager/autopilot.ts). */
+export type Role = 'auto' | 'manager' | 'worker';
 
 export interface MemberInfo {
   id: string;
@@ -95,7 +97,7 @@ export type MembershipMessage =
 
 const STATES: readonly string[] = ['alive', 'suspect', 'dead', 'left'];
 const HELD_STATES: readonly string[] = [...STATES, 'forgotten', 'unknown'];
-const ROLES: readonly string[] = ['manager', 'worker'];
+const ROLES: readonly string[] = ['auto', 'manager', 'worker'];
 
 /** Thrown inside the decoder only, caught at its boundary, so each check is one line. */
 class Reject {

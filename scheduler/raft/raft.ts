@@ -48,6 +48,8 @@ export const DEFAULT_MAX_INFLIGHT = 64;
 /** Entries per append message: a batch of proposals goes out in one message, and a follower
  *  far behind catches up in messages of bounded size. */
 export const DEFAULT_MAX_ENTRIES_PER_APPEND = 256;
+/** Election timeouts after a start during which a server grants no vote (onVoteRequest). */
+export const VOTE_FENCE_TIMEOUTS = 2;
 
 export class Raft {
   readonly id: string;
@@ -74,6 +76,8 @@ export class Raft {
   role: Role = 'follower';
   leader: string | null = null;
   private electionElapsed = 0;
+  /** Ticks since this core was made (see the vote fence in onVoteRequest). */
+  private ticksSinceStart = 0;
   private heartbeatElapsed = 0;
   private randomizedTimeout = 0;
   private votes = new Map<string, boolean>();
@@ -146,7 +150,16 @@ export class Raft {
     for (const id of [...this.conf.voters, ...this.conf.learners]) {
       if (!this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1));
     }
-    for (const id of [...this.progress.keys()]) if (id !== this.id && !this.isMember(id)) this.progress.delete(id);
+    for (const [id, p] of [...this.progress]) {
+      if (id === this.id || this.isMember(id)) continue;
+      // A removed server is sent nothing more: send it now what it lacks up to its removal and
+      // that this is committed, or it would campaign (harmlessly, by pre-vote) as long as it
+      // runs. (Lost, it does; `weft manager ls` on the leader shows who is a member.)
+      const from = Math.max(p.match + 1, this.log.snapshotIndex() + 1);
+      const entries = from <= this.log.lastIndex() ? this.log.slice(from, this.log.lastIndex(), this.maxEntries) : [];
+      this.out.push({ type: 'app', from: this.id, to: id, term: this.term, prevIndex: from - 1, prevTerm: this.log.term(from - 1) as number, entries, commit: this.log.committed });
+      this.progress.delete(id);
+    }
   }
 
   /** The membership in force at `index` (at or after the snapshot). */
@@ -157,6 +170,7 @@ export class Raft {
   // ---- inputs -------------------------------------------------------------------------------
 
   tick(): RaftReady {
+    this.ticksSinceStart++;
     if (this.role === 'leader') {
       this.electionElapsed++;
       if (this.electionElapsed >= this.electionTicks) {
@@ -241,6 +255,16 @@ export class Raft {
       this.leader = null;
       this.electionElapsed = Math.max(this.electionElapsed, this.randomizedTimeout - 1 - Math.floor(this.random() * 3));
     }
+    return this.ready();
+  }
+
+  /** The shell saw the connection to `id` close. The server behind it may come back with less
+   *  than it acknowledged (a data dir restored from a backup): the leader forgets what it knew
+   *  of that log and probes it afresh, so that no heartbeat tells it to commit on the strength
+   *  of an old acknowledgement. Safe for commitment: the commit index never moves back, and a
+   *  lower match only delays the next commit until the probe finds the real one. */
+  peerDisconnected(id: string): RaftReady {
+    if (this.role === 'leader' && id !== this.id && this.progress.has(id)) this.progress.set(id, new Progress(this.log.lastIndex() + 1));
     return this.ready();
   }
 
@@ -355,7 +379,13 @@ export class Raft {
     // We may vote for m.from if we already did this term, or have voted for no one and know
     // no leader this term; a pre-vote asks about a term above ours, where we have no vote yet.
     const canVote = this.vote === m.from || (this.vote === null && this.leader === null) || (m.pre && m.term > this.term);
-    const granted = canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm);
+    // Fenced: a server that has just started may have started from less than it had (a data
+    // dir restored from a backup), and so may not know of a vote it gave in a term whose
+    // election is still under way. Any such election is over within one randomized election
+    // timeout (at most 2 x electionTicks); until then this server grants no vote. Everyone
+    // starting at once costs at most one more election timeout.
+    const fenced = !m.pre && this.ticksSinceStart < VOTE_FENCE_TIMEOUTS * this.electionTicks;
+    const granted = canVote && !fenced && this.log.isUpToDate(m.lastIndex, m.lastTerm);
     if (granted && !m.pre) {
       this.vote = m.from;
       this.electionElapsed = 0;
@@ -522,7 +552,9 @@ export class Raft {
     const p = this.progress.get(to);
     if (!p || p.paused(this.maxInflight)) return;
     const last = this.log.lastIndex();
-    if (p.next > last && !sendEmpty) return;
+    // Nothing new to send, unless it is a probe of a follower whose log we do not know yet
+    // (a new leader's, or one reset by peerDisconnected): an empty append at our last index.
+    if (p.next > last && !sendEmpty && !(p.state === 'probe' && p.match < last)) return;
     if (p.next <= this.log.snapshotIndex()) {
       // What it lacks is compacted: it gets the snapshot, then the entries after it.
       p.becomeSnapshot(this.snap as Snapshot, this.chunkChars);

@@ -4,7 +4,7 @@
 // instant, and each view keeps its own liveness beliefs. Entries are owner-keyed like the
 // real replica: a peer writes only its own.
 
-import type { MeshView, PeerLiveness } from '../../mesh/mesh-view.ts';
+import type { MeshMember, MeshView, PeerLiveness } from '../../mesh/mesh-view.ts';
 import type { Change, Entry } from '../../mesh/replication/wire.ts';
 import type { ContainerEndpoint } from '../../mesh/endpoint.ts';
 import { CONTAINER_PREFIX } from '../../mesh/keyspace.ts';
@@ -69,6 +69,10 @@ export class MemoryMeshView implements MeshView {
   onEntries(fn: (changes: readonly Change[]) => void): () => void {
     this.entryListeners.add(fn);
     return () => this.entryListeners.delete(fn);
+  }
+
+  members(): MeshMember[] {
+    return [];
   }
 
   liveness(id: string): PeerLiveness | undefined {

@@ -466,6 +466,12 @@ export class RaftWorld {
     s.raft = undefined;
     s.applied = [];
     this.stats.crashes++;
+    // Its connections close: the others' shells tell their cores (peer shell: raft-node.ts).
+    for (const o of this.servers) {
+      if (!o.raft || o === s) continue;
+      this.carryOut(o, o.raft.peerDisconnected(s.id));
+      if (o.raft && o.raft.leader === s.id) this.carryOut(o, o.raft.leaderUnreachable());
+    }
   }
 
   /** A new partition: the whole network, a minority cut off, or one-way cuts. */

@@ -14,7 +14,7 @@ import { RaftWorld } from './raft-world.ts';
 import { seeds } from './rng.ts';
 
 /** Seeds per cluster size: 2 x 1,000 runs of every suite run. */
-const SEEDS = 1000;
+const SEEDS = Number(process.env.RAFT_SEEDS ?? 1000);
 const CHAOS_STEPS = 600;
 /** After healing: an election takes at most 2 election timeouts of the slowest clock (3 steps
  *  a tick x 20 ticks) plus delivery; the commit of a new command waits for the backlog before

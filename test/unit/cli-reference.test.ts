@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { LAUNCH_OPTIONS } from '../../cli/launch-options.ts';
 import { MEMBERSHIP_EVENT_TYPES } from '../../mesh/membership/member.ts';
+import { CONTROL_EVENT_TYPES } from '../../mesh/events.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const flagName = (flags: string) => flags.split(/[ <]/)[0] as string;
@@ -54,9 +55,10 @@ describe('weft launch options', () => {
 describe('weft events', () => {
   test('the README and --help list exactly the event types membership reports', () => {
     const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
-    const row = /^\| `weft events \[--follow\]` \| membership events: ([a-z, ]+) \|$/m.exec(readme);
+    const row = /^\| `weft events \[--follow\]` \| membership events: ([a-z, ]+); control plane events: ([a-z, -]+) \|$/m.exec(readme);
     expect(row?.[1]?.split(', ')).toEqual([...MEMBERSHIP_EVENT_TYPES]);
+    expect(row?.[2]?.split(', ')).toEqual([...CONTROL_EVENT_TYPES]);
     const r = spawnSync(`${ROOT}/bin/weft`, ['--help'], { encoding: 'utf8', timeout: 30_000 });
-    expect(r.stdout.replace(/\s+/g, ' ')).toContain(`membership events: ${MEMBERSHIP_EVENT_TYPES.join(', ')}`);
+    expect(r.stdout.replace(/\s+/g, ' ')).toContain(`membership events: ${MEMBERSHIP_EVENT_TYPES.join(', ')}; control plane events: ${CONTROL_EVENT_TYPES.join(', ')}`);
   });
 });

@@ -18,8 +18,12 @@ const DNS_MAY_USE = new Set([
   'mesh/api/method.ts', 'mesh/api/request.ts', 'mesh/api/table.ts',
 ]);
 
-/** mesh/ files scheduler/ may use so far: the cores' output shape, the store and its keys. */
-const SCHEDULER_MAY_USE = new Set(['mesh/ready.ts', 'mesh/store.ts', 'mesh/keyspace.ts']);
+/** mesh/ files scheduler/ may use: the cores' output shape, the store and its keys, the mesh
+ *  channel its managers talk over, the mesh view, logging, and the API's table and specs. */
+const SCHEDULER_MAY_USE = new Set([
+  'mesh/ready.ts', 'mesh/store.ts', 'mesh/keyspace.ts', 'mesh/transport/channel.ts', 'mesh/mesh-view.ts', 'mesh/log.ts',
+  'mesh/api/method.ts', 'mesh/api/request.ts', 'mesh/api/table.ts',
+]);
 
 function walk(dir: string): string[] {
   let out: string[] = [];

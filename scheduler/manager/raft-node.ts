@@ -1,0 +1,623 @@
+// The I/O shell around the Raft core (scheduler/raft/raft.ts) on every peer: a tick timer, the
+// core's readies carried out in order (ready-queue.ts), its committed entries applied to the
+// desired state, and the requests of peers that are not the leader forwarded to it. Every peer
+// runs one, manager or not: a peer is made a manager by the leader adding it to the Raft
+// membership (autopilot.ts), and until then its core has no membership and only listens.
+
+import { randomBytes } from 'node:crypto';
+import { Raft } from '../raft/raft.ts';
+import { RaftDisk } from '../raft/storage.ts';
+import type { Entry, RaftEvent, RaftMessage, RaftStorage, Role } from '../raft/types.ts';
+import type { MembershipChange } from '../raft/membership.ts';
+import type { Store } from '../../mesh/store.ts';
+import type { Logger } from '../../mesh/log.ts';
+import { DesiredState, validateCommand, type Command, type Outcome, type StateChange, type StateObject } from './desired-state.ts';
+import { ReadyQueue } from './ready-queue.ts';
+import { parseManagerMessage, type ForwardOp, type ManagerMessage, type Query } from './wire.ts';
+
+/** A query's answer, with how fresh it is. */
+export interface QueryAnswer {
+  objects: StateObject[];
+  /** For a backup: the whole state, serialized. */
+  data?: string;
+  /** The index the answering manager had applied. */
+  applied: number;
+  consistent: boolean;
+  leader: string | null;
+}
+
+/** Raft's clock. 100 ms heartbeats and elections after 1-2 s without one are etcd's defaults,
+ *  which hold on loaded machines; failover is made quicker by a closed connection to the
+ *  leader (see leaderGone), not by shorter timeouts that a GC pause could trip. */
+export const TICK_MS = 100;
+export const ELECTION_TICKS = 10;
+/** One try at a write or a read through the leader: a commit takes milliseconds, and an
+ *  election 1-2 s, after which the write is retried on the new leader. */
+const ATTEMPT_MS = 2_500;
+/** Entries between compactions. etcd snapshots every 10,000 (its --snapshot-count before 3.2):
+ *  desired state is small, so a snapshot costs little, and a follower that fell this far
+ *  behind is better sent the state than the history. */
+export const COMPACT_EVERY_ENTRIES = 10_000;
+/** How long a write or consistent read keeps trying before it fails with a reason. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** While no leader is known a request waits this long between looks. */
+const LEADER_POLL_MS = 50;
+/** A leader asked to step down waits this long for the transfer to complete. */
+const TRANSFER_WAIT_MS = 3_000;
+
+export type MemberKind = 'voter' | 'learner' | 'none';
+
+export interface NodeStatus {
+  /** This peer's part: leader, follower, candidate..., or 'learner', or 'none' (not a manager). */
+  role: Role | 'learner' | 'none';
+  leader: string | null;
+  term: number;
+  commit: number;
+  applied: number;
+  voters: string[];
+  learners: string[];
+}
+
+/** One manager as the leader sees it (`weft manager ls`). */
+export interface ManagerView {
+  id: string;
+  voter: boolean;
+  leader: boolean;
+  /** The last log index known to be on that manager (the leader's own: its last index). */
+  match: number;
+  /** Milliseconds since the leader last heard from it (0 for the leader itself). */
+  lastContactMs: number | null;
+}
+
+export type NodeEvent =
+  | { type: 'leader-elected' | 'leader-lost'; term: number; leader: string | null }
+  | { type: 'manager-added' | 'manager-removed' | 'manager-promoted'; peer: string };
+
+export interface NodeIo {
+  send(to: string, msg: ManagerMessage): void;
+  /** A write of the disk failed: the node stops and the peer must exit. */
+  onFatal(err: unknown): void;
+  log: Logger;
+}
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+  /** For a forwarded request: the leader it was sent to. */
+  to?: string;
+}
+
+export class RaftNode {
+  readonly self: string;
+  readonly state = new DesiredState();
+  private core: Raft;
+  private readonly disk: RaftDisk;
+  private readonly io: NodeIo;
+  private readonly queue: ReadyQueue;
+  private timer?: NodeJS.Timeout;
+  private seq = 0;
+  /** Unique per process: request ids never repeat across restarts. */
+  private readonly nonce = randomBytes(6).toString('hex');
+  private readonly proposals = new Map<string, Waiter<Outcome>[]>();
+  private readonly reads = new Map<string, Waiter<number>>();
+  private readonly forwards = new Map<string, Waiter<unknown>>();
+  private applyWaiters: { index: number; resolve(): void }[] = [];
+  private readonly lastContact = new Map<string, number>();
+  private readonly matched = new Map<string, number>();
+  private readonly eventListeners = new Set<(e: NodeEvent) => void>();
+  private readonly changeListeners = new Set<(c: StateChange) => void>();
+  private stopped = false;
+  /** The applied index at the last compaction. */
+  private compactedAt = 0;
+  private lastRole: { role: Role; leader: string | null } = { role: 'follower', leader: null };
+  /** Refused messages, for /metrics. */
+  rejected = 0;
+
+  private constructor(self: string, disk: RaftDisk, storage: RaftStorage, io: NodeIo) {
+    this.self = self;
+    this.disk = disk;
+    this.io = io;
+    this.core = this.makeCore(storage);
+    this.replay(storage);
+    this.compactedAt = storage.snapshot?.index ?? 0;
+    this.previousConf = this.core.membership();
+    this.queue = new ReadyQueue({
+      persist: (p) => this.disk.write(p),
+      send: (to, m) => this.io.send(to, { k: 'raft', m }),
+      events: (es) => this.onEvents(es),
+      rejected: () => undefined,
+    }, (err) => {
+      this.io.log.error('cannot write Raft state to disk: this peer stops serving as a manager', { err: String(err) });
+      this.stop();
+      this.io.onFatal(err);
+    });
+  }
+
+  static async open(self: string, store: Store, io: NodeIo): Promise<RaftNode> {
+    const { disk, storage } = await RaftDisk.open(store);
+    return new RaftNode(self, disk, storage, io);
+  }
+
+  private makeCore(storage: RaftStorage): Raft {
+    return new Raft({ id: this.self, voters: [], random: Math.random, electionTicks: ELECTION_TICKS }, storage);
+  }
+
+  /** The snapshot and committed entries on disk, applied again (the state machine is in
+   *  memory). The core reports the stored snapshot again as its first event; it is then no
+   *  newer than what was applied here, and is skipped. */
+  private replay(storage: RaftStorage): void {
+    if (storage.snapshot) this.state.restore(storage.snapshot.data);
+    for (const e of storage.entries) {
+      if (e.index > storage.hardState.commit) break;
+      this.applyEntry(e);
+    }
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.queue.push(this.core.tick()), TICK_MS);
+    this.timer.unref?.();
+  }
+
+  /** Whether this peer has ever been part of a Raft cluster (its log is not empty). */
+  hasState(): boolean {
+    return this.core.log.lastIndex() > 0;
+  }
+
+  /** Makes this peer a one-manager cluster: only for a peer with no Raft state, which has
+   *  looked and found no cluster in the mesh (see bootstrap.ts). Its first entry names it the
+   *  only voter, so every manager added later learns the membership from the log. */
+  async bootstrap(): Promise<void> {
+    if (this.hasState()) throw new Error('this peer already holds Raft state');
+    const entries: Entry[] = [{ index: 1, term: 1, data: null, conf: { voters: [this.self], learners: [] } }];
+    const hardState = { term: 1, vote: null, commit: 1 };
+    await this.disk.write({ hardState, entries: { from: 1, entries } });
+    this.core = this.makeCore({ hardState, entries });
+    this.state.applied = 1;
+    this.previousConf = this.core.membership();
+    this.io.log.info('bootstrapped a new control-plane cluster with this peer as its only manager');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    for (const ws of this.proposals.values()) for (const w of ws) settle(w, new Error('the peer is stopping'));
+    for (const w of [...this.reads.values(), ...this.forwards.values()]) settle(w, new Error('the peer is stopping'));
+    this.proposals.clear();
+    this.reads.clear();
+    this.forwards.clear();
+  }
+
+  // ---- what others send -------------------------------------------------------------------
+
+  /** A message from `from` (a mesh member's peer id, as the connection proved it). */
+  onMessage(from: string, raw: unknown): void {
+    if (this.stopped) return;
+    const msg = parseManagerMessage(raw);
+    if (typeof msg === 'string') return this.refuse(from, msg);
+    switch (msg.k) {
+      case 'raft':
+        if (msg.m.from !== from) return this.refuse(from, `a Raft message claiming to be from ${msg.m.from}`);
+        this.lastContact.set(from, Date.now());
+        if (msg.m.type === 'app-resp' && !msg.m.reject) this.matched.set(from, Math.max(this.matched.get(from) ?? 0, msg.m.index));
+        this.queue.push(this.core.step(msg.m));
+        return;
+      case 'req':
+        void this.serve(from, msg);
+        return;
+      case 'res': {
+        const w = this.forwards.get(msg.id);
+        if (!w) return;
+        this.forwards.delete(msg.id);
+        if (msg.ok) settle(w, undefined, msg.value);
+        else settle(w, new Error(msg.error));
+        return;
+      }
+    }
+  }
+
+  /** The connection to `peer` closed. If it is the leader, this follower stops waiting out its
+   *  election timeout: a killed leader's connections all close at once, so its followers all
+   *  learn of it together and elect a successor within a few ticks (pre-vote still protects a
+   *  leader that only this follower lost). */
+  connectionClosed(peer: string): void {
+    this.queue.push(this.core.peerDisconnected(peer));
+    if (this.core.leader === peer && this.core.role !== 'leader') this.queue.push(this.core.leaderUnreachable());
+  }
+
+  private refuse(from: string, why: string): void {
+    this.rejected++;
+    this.io.log.debug('refused a manager message', { from, why });
+  }
+
+  private async serve(from: string, req: { k: 'req'; id: string } & ForwardOp): Promise<void> {
+    const reply = (m: ManagerMessage) => this.io.send(from, m);
+    if (this.core.role !== 'leader') {
+      reply({ k: 'res', id: req.id, ok: false, error: 'not the leader' });
+      return;
+    }
+    try {
+      const value = await this.serveAsLeader(req);
+      reply({ k: 'res', id: req.id, ok: true, value });
+    } catch (err) {
+      reply({ k: 'res', id: req.id, ok: false, error: (err as Error).message });
+    }
+  }
+
+  private async serveAsLeader(req: ForwardOp): Promise<unknown> {
+    switch (req.op) {
+      case 'propose':
+        return this.proposeHere(req.cmd);
+      case 'read-index':
+        return this.readIndexHere();
+      case 'managers':
+        return this.managersHere();
+      case 'transfer':
+        return this.transferHere(req.to);
+      case 'query':
+        if (req.consistent) await this.sync();
+        return this.answer(req.query, req.consistent);
+      case 'change':
+        return this.proposeHere({ op: 'put', kind: 'node-role', name: req.peer, spec: req.change === 'promote' ? 'manager' : 'worker', req: this.requestId() });
+    }
+  }
+
+  // ---- the core's output ------------------------------------------------------------------
+
+  private onEvents(events: readonly RaftEvent[]): void {
+    for (const e of events) {
+      switch (e.type) {
+        case 'committed':
+          for (const entry of e.entries) this.applyEntry(entry, true);
+          break;
+        case 'role':
+          this.onRole(e.role, e.term, e.leader);
+          break;
+        case 'restore':
+          if (e.snapshot.index > this.state.applied) {
+            this.state.restore(e.snapshot.data);
+            this.onConf(e.snapshot.membership);
+            this.io.log.info('desired state replaced by the leader\'s snapshot', { index: e.snapshot.index });
+          }
+          break;
+        case 'read': {
+          const w = this.reads.get(e.ctx);
+          if (w) {
+            this.reads.delete(e.ctx);
+            settle(w, undefined, e.index);
+          }
+          break;
+        }
+      }
+    }
+    const applied = this.state.applied;
+    if (applied - this.compactedAt >= COMPACT_EVERY_ENTRIES) this.compact();
+    const due = this.applyWaiters.filter((w) => w.index <= applied);
+    this.applyWaiters = this.applyWaiters.filter((w) => w.index > applied);
+    for (const w of due) w.resolve();
+  }
+
+  /** Keeps the log short: the state as of the applied index becomes the snapshot, and the
+   *  entries it stands for are dropped. */
+  private compact(): void {
+    const r = this.core.compact(this.state.applied, this.state.serialize());
+    if (typeof r === 'string') {
+      this.io.log.warn('could not compact the Raft log', { why: r });
+      this.compactedAt = this.state.applied;
+      return;
+    }
+    this.compactedAt = this.state.applied;
+    this.queue.push(r);
+  }
+
+  private applyEntry(e: Entry, live = false): void {
+    if (e.index <= this.state.applied) return;
+    if (e.data === null) {
+      this.state.applied = e.index;
+      if (live && e.conf) this.onConf(e.conf);
+      return;
+    }
+    const { req, outcome, changes } = this.state.apply(e.index, e.data);
+    for (const c of changes) for (const l of this.changeListeners) l(c);
+    if (req === undefined) return;
+    const ws = this.proposals.get(req);
+    if (!ws) return;
+    this.proposals.delete(req);
+    for (const w of ws) settle(w, undefined, outcome);
+  }
+
+  /** The membership last reported in events. */
+  private previousConf: { voters: string[]; learners: string[] } = { voters: [], learners: [] };
+
+  /** Membership events, from the difference between the last membership reported and `conf`. */
+  private onConf(conf: { voters: string[]; learners: string[] }): void {
+    const was = this.previousConf;
+    for (const id of conf.learners) if (!was.learners.includes(id) && !was.voters.includes(id)) this.report({ type: 'manager-added', peer: id });
+    for (const id of conf.voters) {
+      if (was.learners.includes(id)) this.report({ type: 'manager-promoted', peer: id });
+      else if (!was.voters.includes(id)) this.report({ type: 'manager-added', peer: id });
+    }
+    for (const id of [...was.voters, ...was.learners]) if (!conf.voters.includes(id) && !conf.learners.includes(id)) this.report({ type: 'manager-removed', peer: id });
+    this.previousConf = { voters: [...conf.voters], learners: [...conf.learners] };
+  }
+
+  private onRole(role: Role, term: number, leader: string | null): void {
+    const before = this.lastRole;
+    this.lastRole = { role, leader };
+    // Requests sent to a leader that no longer leads are tried again at once on the next one,
+    // rather than after the attempt's timeout (a leader cut off never answers).
+    if (leader !== before.leader) {
+      for (const [id, w] of this.forwards) {
+        if (w.to === leader) continue;
+        this.forwards.delete(id);
+        settle(w, new Error('leader change'));
+      }
+    }
+    if (leader !== null && leader !== before.leader) {
+      this.io.log.info('leader elected', { term, leader, self: leader === this.self });
+      this.report({ type: 'leader-elected', term, leader });
+    } else if (leader === null && before.leader !== null) {
+      this.io.log.info('leader lost', { term, was: before.leader });
+      this.report({ type: 'leader-lost', term, leader: before.leader });
+    }
+  }
+
+  private report(e: NodeEvent): void {
+    for (const l of this.eventListeners) l(e);
+  }
+
+  onEvent(fn: (e: NodeEvent) => void): () => void {
+    this.eventListeners.add(fn);
+    return () => this.eventListeners.delete(fn);
+  }
+
+  /** Called with every applied change of desired state, in index order. */
+  onChange(fn: (c: StateChange) => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
+  // ---- what this peer asks ----------------------------------------------------------------
+
+  requestId(): string {
+    return `${this.self.slice(-12)}.${this.nonce}.${++this.seq}`;
+  }
+
+  status(): NodeStatus {
+    const m = this.core.membership();
+    const role = m.voters.includes(this.self) ? this.core.role : m.learners.includes(this.self) ? 'learner' : 'none';
+    return { role, leader: this.core.leader, term: this.core.term, commit: this.core.log.committed, applied: this.state.applied, voters: m.voters, learners: m.learners };
+  }
+
+  isLeader(): boolean {
+    return this.core.role === 'leader';
+  }
+
+  /** Proposes a command and resolves with its outcome once applied. Works on any peer: a peer
+   *  that does not lead forwards it to the leader, and every try carries the same request id,
+   *  so a write retried across a leader change applies once. */
+  async write(cmd: Command): Promise<Outcome> {
+    const invalid = validateCommand(cmd);
+    if (invalid) throw new Error(invalid);
+    return this.viaLeader((leader) => (leader === this.self ? this.proposeHere(cmd) : this.forward(leader, { op: 'propose', cmd }) as Promise<Outcome>), 'write');
+  }
+
+  /** Resolves once this peer's state reflects every write committed before the call: then a
+   *  local read is linearizable (ReadIndex; a follower asks the leader for the index). */
+  async sync(): Promise<void> {
+    const index = await this.viaLeader((leader) => (leader === this.self ? this.readIndexHere() : this.forward(leader, { op: 'read-index' }) as Promise<number>), 'consistent read');
+    await this.appliedTo(index);
+  }
+
+  /** Whether this peer holds desired state (a voter or a learner). */
+  holdsState(): boolean {
+    const m = this.core.membership();
+    return m.voters.includes(this.self) || m.learners.includes(this.self);
+  }
+
+  /** A read of desired state: answered here by a manager (after a ReadIndex when
+   *  `consistent`), by the leader for a peer that holds none. */
+  async query(query: Query, consistent: boolean): Promise<QueryAnswer> {
+    if (this.holdsState()) {
+      if (consistent) await this.sync();
+      return this.answer(query, consistent);
+    }
+    return this.viaLeader((leader) => this.forward(leader, { op: 'query', query, consistent }) as Promise<QueryAnswer>, 'read');
+  }
+
+  private answer(query: Query, consistent: boolean): QueryAnswer {
+    const base = { applied: this.state.applied, consistent, leader: this.core.leader };
+    switch (query.q) {
+      case 'get': {
+        const o = this.state.get(query.kind, query.name);
+        return { ...base, objects: o ? [o] : [] };
+      }
+      case 'list':
+        return { ...base, objects: this.state.list(query.kind, query.prefix) };
+      case 'backup':
+        return { ...base, objects: [], data: this.state.serialize() };
+    }
+  }
+
+  /** The managers as the leader sees them. */
+  managers(): Promise<ManagerView[]> {
+    return this.viaLeader((leader) => (leader === this.self ? Promise.resolve(this.managersHere()) : this.forward(leader, { op: 'managers' }) as Promise<ManagerView[]>), 'manager list');
+  }
+
+  /** Asks the leader to hand leadership to `to` (or the most caught-up voter). */
+  transfer(to?: string): Promise<{ from: string; to: string }> {
+    let first: string | undefined;
+    let moved = false;
+    return this.viaLeader(async (leader) => {
+      first ??= leader;
+      // A try again after the transfer happened (its answer lost to the leader change).
+      if ((to !== undefined && leader === to) || (moved && leader !== first)) return { from: first, to: leader };
+      try {
+        return await (leader === this.self ? this.transferHere(to) : this.forward(leader, { op: 'transfer', ...(to ? { to } : {}) }) as Promise<{ from: string; to: string }>);
+      } catch (err) {
+        // Leadership moved while we waited: that was the transfer; trying again would move it on.
+        const now = this.core.leader;
+        if (/leader change/.test((err as Error).message)) {
+          moved = true;
+          if (now !== null && now !== leader) return { from: first, to: now };
+        }
+        throw err;
+      }
+    }, 'transfer');
+  }
+
+  /** Tries `attempt` on the leader it knows, again on whoever leads next, until it succeeds
+   *  or REQUEST_TIMEOUT_MS passes. A failure the leader reports as an answer is final. */
+  private async viaLeader<T>(attempt: (leader: string) => Promise<T>, what: string): Promise<T> {
+    const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+    let last = 'no leader is known (are a majority of managers up and connected?)';
+    for (let i = 0; i < REQUEST_TIMEOUT_MS / LEADER_POLL_MS && Date.now() < deadline && !this.stopped; i++) {
+      const leader = this.core.leader ?? this.leaderHint?.();
+      if (!leader) {
+        await sleep(LEADER_POLL_MS);
+        continue;
+      }
+      try {
+        return await attempt(leader);
+      } catch (err) {
+        last = (err as Error).message;
+        if (!isRetriable(last)) throw err;
+        await sleep(LEADER_POLL_MS);
+      }
+    }
+    throw new Error(`${what} failed after ${REQUEST_TIMEOUT_MS / 1000} s: ${last}`);
+  }
+
+  /** For a peer that is not a manager: the leader other peers announce (composition sets it). */
+  leaderHint?: () => string | undefined;
+
+  private proposeHere(cmd: Command): Promise<Outcome> {
+    const known = this.state.outcomeOf(cmd.req);
+    if (known) return Promise.resolve(known);
+    const ready = this.core.propose([JSON.stringify(cmd)]);
+    if (!ready) return Promise.reject(new Error('not the leader'));
+    const done = new Promise<Outcome>((resolve, reject) => {
+      const w: Waiter<Outcome> = { resolve, reject, timer: setTimeout(() => this.dropProposal(cmd.req, w), ATTEMPT_MS) };
+      this.proposals.set(cmd.req, [...(this.proposals.get(cmd.req) ?? []), w]);
+    });
+    this.queue.push(ready);
+    return done;
+  }
+
+  private dropProposal(req: string, w: Waiter<Outcome>): void {
+    const rest = (this.proposals.get(req) ?? []).filter((x) => x !== w);
+    if (rest.length) this.proposals.set(req, rest);
+    else this.proposals.delete(req);
+    settle(w, new Error('not committed in time (leader change?)'));
+  }
+
+  private readIndexHere(): Promise<number> {
+    const ctx = this.requestId();
+    const ready = this.core.readIndex(ctx);
+    if (!ready) return Promise.reject(new Error('not the leader'));
+    const done = new Promise<number>((resolve, reject) => {
+      this.reads.set(ctx, { resolve, reject, timer: setTimeout(() => this.expire(this.reads, ctx, 'leadership not confirmed in time'), ATTEMPT_MS) });
+    });
+    this.queue.push(ready);
+    return done;
+  }
+
+  private managersHere(): ManagerView[] {
+    if (!this.isLeader()) throw new Error('not the leader');
+    const m = this.core.membership();
+    const now = Date.now();
+    return [...m.voters.map((id) => [id, true] as const), ...m.learners.map((id) => [id, false] as const)].map(([id, voter]) => ({
+      id, voter, leader: id === this.self,
+      match: id === this.self ? this.core.log.lastIndex() : this.matched.get(id) ?? 0,
+      lastContactMs: id === this.self ? 0 : this.lastContact.has(id) ? now - (this.lastContact.get(id) as number) : null,
+    }));
+  }
+
+  /** The voter most caught up, other than this one. */
+  successor(): string | undefined {
+    const m = this.core.membership();
+    return m.voters.filter((id) => id !== this.self).sort((a, b) => (this.matched.get(b) ?? 0) - (this.matched.get(a) ?? 0))[0];
+  }
+
+  private async transferHere(to?: string): Promise<{ from: string; to: string }> {
+    const target = to ?? this.successor();
+    if (!target) throw new Error('there is no other voting manager to transfer leadership to');
+    if (!this.core.membership().voters.includes(target)) throw new Error(`${target} is not a voting manager`);
+    const ready = this.core.transferLeadership(target);
+    if (!ready) throw new Error('not the leader');
+    this.queue.push(ready);
+    for (let i = 0; i < TRANSFER_WAIT_MS / LEADER_POLL_MS; i++) {
+      await sleep(LEADER_POLL_MS);
+      // The target may need entries first: ask again once it may have them.
+      if (this.core.role === 'leader' && i % 5 === 4) this.queue.push(this.core.transferLeadership(target));
+      if (this.core.role !== 'leader') return { from: this.self, to: this.core.leader ?? target };
+    }
+    throw new Error(`leadership was not transferred to ${target} within ${TRANSFER_WAIT_MS / 1000} s`);
+  }
+
+  /** Proposes a membership change (the autopilot's). */
+  changeMembership(change: MembershipChange): string | undefined {
+    const r = this.core.changeMembership(change);
+    if (typeof r === 'string') return r;
+    this.queue.push(r);
+    return undefined;
+  }
+
+  /** What the leader knows of each manager's log, for the autopilot. */
+  progressOf(id: string): { match: number; lastContact: number | undefined } {
+    return { match: id === this.self ? this.core.log.lastIndex() : this.matched.get(id) ?? 0, lastContact: this.lastContact.get(id) };
+  }
+
+  lastIndex(): number {
+    return this.core.log.lastIndex();
+  }
+
+  private forward(leader: string, op: ForwardOp): Promise<unknown> {
+    const id = this.requestId();
+    const done = new Promise<unknown>((resolve, reject) => {
+      this.forwards.set(id, { resolve, reject, to: leader, timer: setTimeout(() => this.expire(this.forwards, id, `no answer from the leader ${leader} in time`), ATTEMPT_MS) });
+    });
+    this.io.send(leader, { k: 'req', id, ...op } as ManagerMessage);
+    return done;
+  }
+
+  private expire<T>(map: Map<string, Waiter<T>>, id: string, why: string): void {
+    const w = map.get(id);
+    if (!w) return;
+    map.delete(id);
+    settle(w, new Error(why));
+  }
+
+  /** Resolves once entries up to `index` are applied here. */
+  appliedTo(index: number): Promise<void> {
+    if (this.state.applied >= index) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.applyWaiters = this.applyWaiters.filter((w) => w !== waiter);
+        reject(new Error(`this peer did not apply index ${index} within ${REQUEST_TIMEOUT_MS / 1000} s (applied ${this.state.applied})`));
+      }, REQUEST_TIMEOUT_MS);
+      const waiter = { index, resolve: () => { clearTimeout(timer); resolve(); } };
+      this.applyWaiters.push(waiter);
+    });
+  }
+
+  /** Waits for what was handed to the disk and the network to be carried out. */
+  flushed(): Promise<void> {
+    return this.queue.idle();
+  }
+}
+
+function settle<T>(w: Waiter<T>, err: Error | undefined, value?: T): void {
+  clearTimeout(w.timer);
+  if (err) w.reject(err);
+  else w.resolve(value as T);
+}
+
+/** Failures that a try on the next leader may not have. */
+function isRetriable(message: string): boolean {
+  return /not the leader|in time|leader change/.test(message);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
