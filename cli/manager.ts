@@ -26,6 +26,24 @@ export function registerManagerCommands(program: Command): void {
     .description('hand leadership to another voting manager (by default the most caught-up one)')
     .action((to: string | undefined, _o, cmd: Command) => run(cmd, api.managerTransfer, to ? { to } : {}, (r) => `leadership moved from ${r.from} to ${r.to}`));
 
+  manager.command('force-new-cluster')
+    .description('after a permanent loss of quorum, on a surviving manager: keep its state and make it the only manager of a new cluster')
+    .option('--yes', 'do it (without, only say what it would do)')
+    .action((o: { yes?: boolean }, cmd: Command) => {
+      if (!o.yes) {
+        throw new CliError('this would make this peer the only manager of a new control-plane cluster with the desired state it holds (writes it never learned of are lost); '
+          + 'managers of the old cluster still running must then be reset (weft manager reset --yes) to join it; add --yes to do so');
+      }
+      return run(cmd, api.managerForceNewCluster, {}, (r) => `this peer now leads a new cluster (${r.cluster}) from index ${r.index}, term ${r.term}; the autopilot adds the other peers`);
+    });
+  manager.command('reset')
+    .description("drop this peer's control-plane state so it can be added afresh to the mesh's cluster (after force-new-cluster elsewhere)")
+    .option('--yes', 'do it (without, only say what it would do)')
+    .action((o: { yes?: boolean }, cmd: Command) => {
+      if (!o.yes) throw new CliError("this would delete this peer's Raft log and its copy of desired state; it is then added afresh by the cluster's leader; add --yes to do so");
+      return run(cmd, api.managerReset, {}, (r) => `dropped control-plane state (applied through index ${r.dropped})`);
+    });
+
   const config = program.command('config').description('settings of your own in desired state: consistent, versioned, on every manager');
   config.command('set <name> <value>')
     .description('set a value; returns once committed')

@@ -46,6 +46,10 @@ export const RAFT_ENTRY_PREFIX = 'raft/e/';
  *  stands for the log rows at or below its index; written in one batch with their deletion
  *  (scheduler/raft/storage.ts). */
 export const RAFT_SNAPSHOT_KEY = 'raft/snapshot';
+/** The id of the control-plane cluster this peer's Raft state belongs to, made when a cluster
+ *  is founded (or forced anew) and adopted from the leader that first adds a peer; Raft
+ *  messages of another cluster are refused (scheduler/manager/cluster-id.ts). */
+export const RAFT_CLUSTER_KEY = 'raft/cluster';
 
 // ---- the replicated space (owner-signed entries, on every peer) ----------------------------
 

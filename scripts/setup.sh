@@ -6,9 +6,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# The Debian packages the tests and demo drive. serf is the benchmark anchor.
+# The Debian packages the tests and demo drive. serf and etcd-server are benchmark anchors.
 DEBS=(iproute2 util-linux procps docker.io wireguard-go wireguard-tools dnsutils busybox-static
-      iperf3 dnsperf dnsmasq serf iptables)
+      iperf3 dnsperf dnsmasq serf etcd-server iptables)
 
 missing=()
 for p in "${DEBS[@]}"; do

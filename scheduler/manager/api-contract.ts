@@ -84,3 +84,11 @@ export const stateWatch = method<null, StateChange>()({
   name: 'state.watch', access: 'operator',
   params: v.strictObject({ kind: v.optional(v.picklist(KINDS)), from: v.optional(version) }),
 });
+export const managerForceNewCluster = method<{ cluster: string; index: number; term: number }>()({
+  name: 'manager.force-new-cluster', access: 'local', params: NONE,
+  accessReason: 'it replaces the cluster: only on the host itself',
+});
+export const managerReset = method<{ dropped: number }>()({
+  name: 'manager.reset', access: 'local', params: NONE,
+  accessReason: "it drops this peer's control-plane state: only on the host itself",
+});

@@ -94,5 +94,7 @@ export function registerManagerMethods(table: MethodTable, managers: Managers): 
     unsubscribe();
     return null;
   });
+  table.register(api.managerForceNewCluster, () => user(() => raft.forceNewCluster()));
+  table.register(api.managerReset, () => user(() => raft.reset()));
   table.register(api.managerTransfer, ({ to }) => user(() => raft.transfer(to === undefined ? undefined : peerId(to))));
 }

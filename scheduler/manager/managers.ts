@@ -80,6 +80,7 @@ export class Managers {
     }, o.log);
     const m = new Managers(o, raft, channel);
     raft.leaderHint = () => m.announcedLeader();
+    raft.knownPeer = (id) => o.view.members().some((p) => p.id === id);
     raft.onEvent((e) => {
       if (e.type === 'leader-elected') m.leaderChanges++;
     });

@@ -13,6 +13,10 @@ import type { Store } from '../../mesh/store.ts';
 import type { Logger } from '../../mesh/log.ts';
 import { DesiredState, validateCommand, type Command, type Outcome, type StateChange, type StateObject } from './desired-state.ts';
 import { ReadyQueue } from './ready-queue.ts';
+import { ClusterId, newClusterId } from './cluster-id.ts';
+
+/** Messages only a leader sends: a peer in no cluster yet joins the sender's on one of these. */
+const LEADER_MESSAGES = new Set<RaftMessage['type']>(['app', 'heartbeat', 'snap']);
 import { parseManagerMessage, type ForwardOp, type ManagerMessage, type Query } from './wire.ts';
 
 /** A query's answer, with how fresh it is. */
@@ -92,7 +96,7 @@ export class RaftNode {
   readonly self: string;
   readonly state = new DesiredState();
   private core: Raft;
-  private readonly disk: RaftDisk;
+  private disk: RaftDisk;
   private readonly io: NodeIo;
   private readonly queue: ReadyQueue;
   private timer?: NodeJS.Timeout;
@@ -108,23 +112,30 @@ export class RaftNode {
   private readonly eventListeners = new Set<(e: NodeEvent) => void>();
   private readonly changeListeners = new Set<(c: StateChange) => void>();
   private stopped = false;
+  private readonly cluster: ClusterId;
+  private readonly store: Store;
   /** The applied index at the last compaction. */
   private compactedAt = 0;
   private lastRole: { role: Role; leader: string | null } = { role: 'follower', leader: null };
   /** Refused messages, for /metrics. */
   rejected = 0;
 
-  private constructor(self: string, disk: RaftDisk, storage: RaftStorage, io: NodeIo) {
+  private constructor(self: string, store: Store, disk: RaftDisk, storage: RaftStorage, io: NodeIo, cluster: ClusterId) {
     this.self = self;
+    this.store = store;
     this.disk = disk;
+    this.cluster = cluster;
     this.io = io;
     this.core = this.makeCore(storage);
     this.replay(storage);
     this.compactedAt = storage.snapshot?.index ?? 0;
     this.previousConf = this.core.membership();
     this.queue = new ReadyQueue({
-      persist: (p) => this.disk.write(p),
-      send: (to, m) => this.io.send(to, { k: 'raft', m }),
+      persist: async (p) => {
+        await this.cluster.save();
+        await this.disk.write(p);
+      },
+      send: (to, m) => this.io.send(to, { k: 'raft', ...(this.cluster.value ? { c: this.cluster.value } : {}), m }),
       events: (es) => this.onEvents(es),
       rejected: () => undefined,
     }, (err) => {
@@ -136,18 +147,36 @@ export class RaftNode {
 
   static async open(self: string, store: Store, io: NodeIo): Promise<RaftNode> {
     const { disk, storage } = await RaftDisk.open(store);
-    return new RaftNode(self, disk, storage, io);
+    return new RaftNode(self, store, disk, storage, io, await ClusterId.load(store));
   }
 
   private makeCore(storage: RaftStorage): Raft {
     return new Raft({ id: this.self, voters: [], random: Math.random, electionTicks: ELECTION_TICKS }, storage);
   }
 
+  /** Replaces desired state with a snapshot's. A snapshot that cannot be read (a leader's bug,
+   *  or a damaged disk) stops this node rather than the peer: the mesh and DNS go on, and the
+   *  control plane here says what is wrong until `weft manager reset`. */
+  private tryRestore(data: string): boolean {
+    try {
+      this.state.restore(data);
+      return true;
+    } catch (err) {
+      this.damaged = `this peer's control-plane state is damaged (${(err as Error).message}): weft manager reset --yes drops it, and the leader adds the peer afresh`;
+      this.io.log.error('cannot read a Raft snapshot: the control plane stops on this peer', { err: (err as Error).message });
+      clearInterval(this.timer);
+      return false;
+    }
+  }
+
+  /** Set when this node stopped on damaged state (see tryRestore). */
+  damaged?: string;
+
   /** The snapshot and committed entries on disk, applied again (the state machine is in
    *  memory). The core reports the stored snapshot again as its first event; it is then no
    *  newer than what was applied here, and is skipped. */
   private replay(storage: RaftStorage): void {
-    if (storage.snapshot) this.state.restore(storage.snapshot.data);
+    if (storage.snapshot && !this.tryRestore(storage.snapshot.data)) return;
     for (const e of storage.entries) {
       if (e.index > storage.hardState.commit) break;
       this.applyEntry(e);
@@ -155,6 +184,7 @@ export class RaftNode {
   }
 
   start(): void {
+    if (this.damaged) return;
     this.timer = setInterval(() => this.queue.push(this.core.tick()), TICK_MS);
     this.timer.unref?.();
   }
@@ -171,11 +201,68 @@ export class RaftNode {
     if (this.hasState()) throw new Error('this peer already holds Raft state');
     const entries: Entry[] = [{ index: 1, term: 1, data: null, conf: { voters: [this.self], learners: [] } }];
     const hardState = { term: 1, vote: null, commit: 1 };
+    this.cluster.set(newClusterId());
+    await this.cluster.save();
     await this.disk.write({ hardState, entries: { from: 1, entries } });
     this.core = this.makeCore({ hardState, entries });
     this.state.applied = 1;
     this.previousConf = this.core.membership();
     this.io.log.info('bootstrapped a new control-plane cluster with this peer as its only manager');
+  }
+
+  /** After a permanent loss of quorum, on a surviving manager: it keeps its log and desired
+   *  state (entries its log holds that were not known committed are committed now, as etcd's
+   *  --force-new-cluster does) and becomes the only voter of a new cluster, with a new cluster
+   *  id; the autopilot then adds other peers. Old managers still running are refused until
+   *  they are reset (their logs may hold what this one lacks, and must not be merged). */
+  async forceNewCluster(): Promise<{ cluster: string; index: number; term: number }> {
+    if (!this.hasState()) throw new Error('this peer holds no Raft state: there is nothing to keep; launch it as the first peer of a mesh instead');
+    if (this.core.leader !== null) throw new Error(`a leader is known (${this.core.leader}): quorum is not lost; this is only for a cluster that can no longer elect one`);
+    return this.rebuild(async () => {
+      const { storage } = await RaftDisk.open(this.store);
+      const last = storage.entries.at(-1)?.index ?? storage.snapshot?.index ?? 0;
+      const term = storage.hardState.term + 1;
+      const conf: Entry = { index: last + 1, term, data: null, conf: { voters: [this.self], learners: [] } };
+      this.cluster.set(newClusterId());
+      await this.cluster.save();
+      await this.disk.write({ hardState: { term, vote: this.self, commit: conf.index }, entries: { from: conf.index, entries: [conf] } });
+      this.io.log.warn('forced a new control-plane cluster with this peer as its only manager', { cluster: this.cluster.value, index: conf.index, term });
+      return { cluster: this.cluster.value as string, index: conf.index, term };
+    });
+  }
+
+  /** Drops this peer's Raft state and desired state, so that it can be added afresh to the
+   *  cluster the mesh has (`weft manager reset`). Refused while it votes in a cluster that has a
+   *  leader: demote it first. */
+  async reset(): Promise<{ dropped: number }> {
+    const m = this.core.membership();
+    if (m.voters.includes(this.self) && this.core.leader !== null) throw new Error('this peer is a voting manager of a cluster with a leader: demote it first (weft manager demote)');
+    const dropped = this.state.applied;
+    this.damaged = undefined;
+    return this.rebuild(async () => {
+      await RaftDisk.wipe(this.store);
+      await this.cluster.clear();
+      this.state.restore(JSON.stringify({ applied: 0, objects: [], recent: [] }));
+      this.io.log.warn('dropped this peer\'s control-plane state', { applied: dropped });
+      return { dropped };
+    });
+  }
+
+  /** Stops the core, changes what is on disk, and starts a core from it again. */
+  private async rebuild<T>(change: () => Promise<T>): Promise<T> {
+    clearInterval(this.timer);
+    await this.queue.idle();
+    try {
+      return await change();
+    } finally {
+      const { disk, storage } = await RaftDisk.open(this.store);
+      this.disk = disk;
+      this.core = this.makeCore(storage);
+      this.replay(storage);
+      this.compactedAt = storage.snapshot?.index ?? 0;
+      this.previousConf = this.core.membership();
+      if (!this.stopped) this.start();
+    }
   }
 
   stop(): void {
@@ -192,12 +279,15 @@ export class RaftNode {
 
   /** A message from `from` (a mesh member's peer id, as the connection proved it). */
   onMessage(from: string, raw: unknown): void {
-    if (this.stopped) return;
+    if (this.stopped || this.damaged) return;
     const msg = parseManagerMessage(raw);
     if (typeof msg === 'string') return this.refuse(from, msg);
     switch (msg.k) {
       case 'raft':
         if (msg.m.from !== from) return this.refuse(from, `a Raft message claiming to be from ${msg.m.from}`);
+        // A peer in no cluster joins one only from the leader the mesh announces: any member
+        // can send an append, and a peer that joined the wrong cluster is stuck until reset.
+        if (!this.cluster.admits(msg.c, LEADER_MESSAGES.has(msg.m.type) && this.leaderHint?.() === from)) return this.otherCluster(from, msg.c);
         this.lastContact.set(from, Date.now());
         if (msg.m.type === 'app-resp' && !msg.m.reject) this.matched.set(from, Math.max(this.matched.get(from) ?? 0, msg.m.index));
         this.queue.push(this.core.step(msg.m));
@@ -223,6 +313,20 @@ export class RaftNode {
   connectionClosed(peer: string): void {
     this.queue.push(this.core.peerDisconnected(peer));
     if (this.core.leader === peer && this.core.role !== 'leader') this.queue.push(this.core.leaderUnreachable());
+  }
+
+  /** Logged once per peer and cluster: a second cluster in the mesh is an operator's matter. */
+  private readonly warnedClusters = new Set<string>();
+
+  private otherCluster(from: string, theirs: string | undefined): void {
+    this.rejected++;
+    const key = `${from}/${theirs}`;
+    if (this.warnedClusters.has(key) || this.cluster.value === null) return;
+    this.warnedClusters.add(key);
+    this.io.log.warn('refused Raft messages of another control-plane cluster', {
+      from, theirs: theirs ?? 'none', ours: this.cluster.value,
+      hint: 'two clusters were founded, or one was forced anew: `weft manager reset --yes` on the peers that should join this one',
+    });
   }
 
   private refuse(from: string, why: string): void {
@@ -258,6 +362,7 @@ export class RaftNode {
         if (req.consistent) await this.sync();
         return this.answer(req.query, req.consistent);
       case 'change':
+        if (!this.knownPeer?.(req.peer)) throw new Error(`no peer ${req.peer} is known in the mesh`);
         return this.proposeHere({ op: 'put', kind: 'node-role', name: req.peer, spec: req.change === 'promote' ? 'manager' : 'worker', req: this.requestId() });
     }
   }
@@ -275,7 +380,7 @@ export class RaftNode {
           break;
         case 'restore':
           if (e.snapshot.index > this.state.applied) {
-            this.state.restore(e.snapshot.data);
+            if (!this.tryRestore(e.snapshot.data)) return;
             this.onConf(e.snapshot.membership);
             this.io.log.info('desired state replaced by the leader\'s snapshot', { index: e.snapshot.index });
           }
@@ -418,6 +523,7 @@ export class RaftNode {
   /** A read of desired state: answered here by a manager (after a ReadIndex when
    *  `consistent`), by the leader for a peer that holds none. */
   async query(query: Query, consistent: boolean): Promise<QueryAnswer> {
+    if (this.damaged) throw new Error(this.damaged);
     if (this.holdsState()) {
       if (consistent) await this.sync();
       return this.answer(query, consistent);
@@ -469,6 +575,7 @@ export class RaftNode {
   /** Tries `attempt` on the leader it knows, again on whoever leads next, until it succeeds
    *  or REQUEST_TIMEOUT_MS passes. A failure the leader reports as an answer is final. */
   private async viaLeader<T>(attempt: (leader: string) => Promise<T>, what: string): Promise<T> {
+    if (this.damaged) throw new Error(this.damaged);
     const deadline = Date.now() + REQUEST_TIMEOUT_MS;
     let last = 'no leader is known (are a majority of managers up and connected?)';
     for (let i = 0; i < REQUEST_TIMEOUT_MS / LEADER_POLL_MS && Date.now() < deadline && !this.stopped; i++) {
@@ -490,6 +597,8 @@ export class RaftNode {
 
   /** For a peer that is not a manager: the leader other peers announce (composition sets it). */
   leaderHint?: () => string | undefined;
+  /** Whether a peer id is a member of the mesh (composition sets it). */
+  knownPeer?: (id: string) => boolean;
 
   private proposeHere(cmd: Command): Promise<Outcome> {
     const known = this.state.outcomeOf(cmd.req);
@@ -550,7 +659,9 @@ export class RaftNode {
       await sleep(LEADER_POLL_MS);
       // The target may need entries first: ask again once it may have them.
       if (this.core.role === 'leader' && i % 5 === 4) this.queue.push(this.core.transferLeadership(target));
-      if (this.core.role !== 'leader') return { from: this.self, to: this.core.leader ?? target };
+      // Done once another leads: only then may a leader that is stopping go, or its vote for
+      // the successor might never leave, and an election would be needed after all.
+      if (this.core.role !== 'leader' && this.core.leader !== null) return { from: this.self, to: this.core.leader };
     }
     throw new Error(`leadership was not transferred to ${target} within ${TRANSFER_WAIT_MS / 1000} s`);
   }

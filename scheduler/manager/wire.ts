@@ -28,7 +28,8 @@ export type ForwardOp =
   | { op: 'query'; query: Query; consistent: boolean };
 
 export type ManagerMessage =
-  | { k: 'raft'; m: RaftMessage }
+  /** `c`: the sender's cluster id (cluster-id.ts); absent from a peer in none. */
+  | { k: 'raft'; c?: string; m: RaftMessage }
   | ({ k: 'req'; id: string } & ForwardOp)
   | { k: 'res'; id: string; ok: true; value: unknown }
   | { k: 'res'; id: string; ok: false; error: string };
@@ -42,7 +43,9 @@ export function parseManagerMessage(u: unknown): ManagerMessage | string {
   switch (m.k) {
     case 'raft': {
       const r = parseRaftMessage(m.m);
-      return typeof r === 'string' ? `raft: ${r}` : { k: 'raft', m: r };
+      if (typeof r === 'string') return `raft: ${r}`;
+      if (m.c !== undefined && !(typeof m.c === 'string' && /^[0-9a-f]{1,32}$/.test(m.c))) return 'raft: c must be a cluster id';
+      return { k: 'raft', ...(m.c !== undefined ? { c: m.c as string } : {}), m: r };
     }
     case 'req': {
       if (!isId(m.id)) return 'req needs an id';

@@ -74,4 +74,10 @@ export class RaftDisk {
     this.first = first;
     this.last = last;
   }
+
+  /** Deletes every row of Raft state (`weft manager reset`): the peer then holds none. */
+  static async wipe(store: Store): Promise<void> {
+    const rows = await store.scan<unknown>(RAFT_ENTRY_PREFIX);
+    await store.batch([...rows.map((r) => ({ key: r.key })), { key: RAFT_HARD_STATE_KEY }, { key: RAFT_SNAPSHOT_KEY }], true);
+  }
 }

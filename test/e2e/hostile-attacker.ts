@@ -21,6 +21,9 @@ import { entrySigningBytes, type Entry, SYNC_PROTOCOL } from '../../mesh/replica
 import { API_PROTOCOL } from '../../mesh/api/request.ts';
 import { MEMBERSHIP_PROTOCOL } from '../../mesh/membership/wire.ts';
 import { IPAM_PROTOCOL } from '../../mesh/ipam/wire.ts';
+import { MANAGER_PROTOCOL } from '../../scheduler/manager/wire.ts';
+import { MAX_COMMAND_BYTES, MAX_ENTRIES_PER_MESSAGE, MAX_MEMBERS } from '../../scheduler/raft/wire.ts';
+import { MAX_SNAPSHOT_CHARS, MAX_SNAPSHOT_CHUNK_CHARS } from '../../scheduler/raft/snapshot-transfer.ts';
 
 type Args = Record<string, any>;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -411,6 +414,249 @@ async function ipam(a: Args): Promise<unknown> {
   return { attacker: me.id, streams: out };
 }
 
+// ---- the managers' channel (Raft and forwarded requests) -------------------------------------
+
+interface ManagerReply { id: string; ok: boolean; value?: unknown; error?: string }
+
+/** A member's node that also takes the manager channel: the victim answers forwarded requests
+ *  (and Raft messages) on a stream of its own to us, which this collects. */
+async function managerNode(password: string, me: Identity) {
+  const node = await libp2pNode({ key: deriveMeshKey(password) }, me);
+  const replies = new Map<string, ManagerReply>();
+  const raft: Array<Record<string, unknown>> = [];
+  let frames = 0;
+  await node.handle(MANAGER_PROTOCOL, (stream: Stream) => {
+    void (async () => {
+      const dec = new FrameDecoder(64 * 1024 * 1024);
+      try {
+        for await (const chunk of stream) {
+          for (const m of dec.push(chunk instanceof Uint8Array ? chunk : chunk.subarray()) as Array<Record<string, any>>) {
+            frames++;
+            if (m?.k === 'res' && typeof m.id === 'string') replies.set(m.id, { id: m.id, ok: m.ok === true, value: m.value, error: m.error });
+            else if (m?.k === 'raft' && raft.length < 100) raft.push(m.m);
+          }
+        }
+      } catch { /* reset */ }
+    })();
+  }, { maxInboundStreams: 8 });
+  return { node, replies, raft, get frames() { return frames; } };
+}
+
+/** One long-lived stream to the victim's manager channel, for requests: frames go out as fast
+ *  as the stream takes them (bounded waits when it is full). */
+async function managerStream(node: Libp2p, target: string): Promise<Stream> {
+  const s = await node.dialProtocol(toMultiaddr(parseHostPort(target)), MANAGER_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
+  void (async () => { try { for await (const _ of s) { /* nothing comes back on it */ } } catch { /* reset */ } })();
+  return s;
+}
+
+async function waitReplies(replies: Map<string, ManagerReply>, ids: string[], ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until && !ids.every((id) => replies.has(id))) await sleep(50);
+}
+
+/** The managers' channel, as a member. `mode`:
+ *  - refused: garbage, non-objects, unknown kinds and ops, Raft messages with a forged sender,
+ *    malformed Raft messages (at a term far above the victim's, so that any the shell let
+ *    through would show as a new term), well-formed ones a leader ignores or answers, snapshot
+ *    chunks with bad offsets to a peer that is not a manager (`follower`), and forwarded
+ *    requests that are invalid or name nothing: each refused or answered with an error.
+ *  - flood: `count` requests with distinct ids, as fast as the victim reads them.
+ *  - term: one heartbeat at term 2^53-1 (a Byzantine member: Raft cannot refuse it).
+ *  - change: a forwarded promotion of a peer id no member has.
+ *  - snapshot: a well-formed snapshot whose data is not desired state, to `follower`. */
+async function manager(a: Args): Promise<unknown> {
+  const { target, password, mode, victim, other, follower, count } = a as {
+    target: string; password: string; mode: 'refused' | 'flood' | 'term' | 'change' | 'snapshot';
+    victim: { id: string; term: number; commit: number }; other: { id: string };
+    follower?: { target: string; id: string; term: number }; count?: number;
+  };
+  const me = await identityFromSeed(randomBytes(32));
+  const m = await managerNode(password, me);
+  const { node, replies } = m;
+  const f = (v: unknown) => encodeFrame(v);
+  // The victim's cluster id (cluster-id.ts), when the test knows it: without it a peer that
+  // holds Raft state refuses every Raft message as another cluster's before its core sees it.
+  const cluster = a.cluster as string | undefined;
+  const raft = (msg: Record<string, unknown>, to = victim.id) => f({ k: 'raft', ...(cluster ? { c: cluster } : {}), m: { from: me.id, to, ...msg } });
+  const out: StreamOutcome[] = [];
+  const result: Record<string, unknown> = { attacker: me.id, streams: out };
+  const T = victim.term;
+  const C = victim.commit;
+  const HIGH = T + 1000;
+  const put = (name: string, spec: unknown = 'hostile', extra: Record<string, unknown> = {}) => ({ op: 'put', kind: 'config', name, spec, req: `hostile-${name}`, ...extra });
+  try {
+    if (mode === 'term') {
+      out.push(await onStream(node, target, MANAGER_PROTOCOL, 'heartbeat at term 2^53-1', [raft({ type: 'heartbeat', term: Number.MAX_SAFE_INTEGER, commit: 0 })], 1000));
+      return result;
+    }
+    if (mode === 'snapshot') {
+      const fl = follower!;
+      out.push(await onStream(node, fl.target, MANAGER_PROTOCOL, 'a snapshot of junk data', [
+        raft({ type: 'snap', term: fl.term + 1, index: 1_000_000, snapTerm: 1, membership: { voters: [me.id], learners: [] }, offset: 0, total: 4, chunk: 'junk' }, fl.id),
+      ], 1000));
+      return result;
+    }
+    if (mode === 'change') {
+      const s = await managerStream(node, target);
+      const ids = ['change-junk-promote', 'change-junk-demote'];
+      await write(s, f({ k: 'req', id: ids[0], op: 'change', change: 'promote', peer: 'ZZZhostileNoSuchPeer' }));
+      await write(s, f({ k: 'req', id: ids[1], op: 'change', change: 'demote', peer: `12D3KooW${'h'.repeat(44)}` }));
+      await waitReplies(replies, ids, 8_000);
+      result.replies = ids.map((id) => replies.get(id) ?? null);
+      s.abort(new Error('done'));
+      return result;
+    }
+    if (mode === 'flood') {
+      const n = count ?? 4000;
+      const s = await managerStream(node, target);
+      const t0 = Date.now();
+      const ops = [
+        { op: 'read-index' }, { op: 'managers' }, { op: 'query', query: { q: 'get', kind: 'config', name: 'hostile-none' }, consistent: true },
+        { op: 'transfer', to: 'ZZZhostileNoSuchPeer' }, { op: 'query', query: { q: 'list', kind: 'config', prefix: 'hostile-none/' }, consistent: false },
+      ];
+      let sent = 0;
+      for (let i = 0; i < n && Date.now() - t0 < 20_000 && s.writeStatus === 'writable'; i++) {
+        // Distinct ids, and as many answers to nothing the victim asked.
+        await write(s, f({ k: 'req', id: `flood-${i}-${randomBytes(8).toString('hex')}`, ...ops[i % ops.length] }));
+        await write(s, f({ k: 'res', id: `nobody-${i}`, ok: true, value: 'x'.repeat(512) }));
+        sent++;
+      }
+      const sentMs = Date.now() - t0;
+      // Answers keep coming (bounded wait): how many of them, not which.
+      const until = Date.now() + 10_000;
+      while (Date.now() < until && replies.size < sent) await sleep(100);
+      result.flood = { sent, sentMs, answered: replies.size, ok: [...replies.values()].filter((r) => r.ok).length, ms: Date.now() - t0 };
+      s.abort(new Error('done'));
+      return result;
+    }
+
+    // ---- refused ----
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'not JSON', [rawFrame(6, Buffer.from('{"k":['))]));
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'frame claiming 4 GiB', [rawFrame(0xffffffff, randomBytes(4096))]));
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'frame claiming 33 MiB, past the limit', [rawFrame(33 * 1024 * 1024, randomBytes(64 * 1024))]));
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'random bytes', [randomBytes(3000)]));
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'non-objects', [f(null), f([]), f('raft'), f(42), f(true), f([{ k: 'raft' }])]));
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'unknown kinds and ops', [
+      f({}), f({ k: 'nope' }), f({ k: '__proto__' }), f({ k: 'constructor' }), f({ k: 'raft' }), f({ k: 'raft', m: 'hb' }),
+      f({ k: 'req' }), f({ k: 'req', id: '', op: 'managers' }), f({ k: 'req', id: 'x'.repeat(65), op: 'managers' }), f({ k: 'req', id: 5, op: 'managers' }),
+      f({ k: 'req', id: 'u1', op: 'nope' }), f({ k: 'req', id: 'u2', op: '__proto__' }), f({ k: 'req', id: 'u3', op: 'toString' }),
+      f({ k: 'res', id: 'nobody', ok: 'maybe' }), f({ k: 'res', id: 'nobody', ok: true, value: { x: 1 } }), f({ k: 'res', id: 'nobody', ok: false, error: 'e'.repeat(100_000) }),
+    ]));
+    // Raft messages naming another sender (the victim itself, a member): the shell refuses them
+    // whatever they say. At a term far above the victim's, and with an entry that would write.
+    const forged: Uint8Array[] = [];
+    for (const from of [victim.id, other.id]) {
+      const fm = (msg: Record<string, unknown>) => f({ k: 'raft', m: { from, to: victim.id, ...msg } });
+      forged.push(
+        fm({ type: 'heartbeat', term: HIGH, commit: C }),
+        fm({ type: 'vote', term: HIGH, pre: false, lastIndex: 2 ** 40, lastTerm: HIGH }),
+        fm({ type: 'app', term: HIGH, prevIndex: C, prevTerm: 0, commit: C + 1, entries: [{ index: C + 1, term: HIGH, data: JSON.stringify(put('hostile-forged-raft')) }] }),
+        fm({ type: 'timeout-now', term: T }),
+        fm({ type: 'snap', term: HIGH, index: C + 100, snapTerm: 1, membership: { voters: [me.id], learners: [] }, offset: 0, total: 4, chunk: 'junk' }),
+        fm({ type: 'app-resp', term: T, index: 2 ** 40, hint: 0, reject: false }),
+      );
+    }
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'raft messages with a forged sender', forged));
+    // Malformed, from us: each refused by the wire checks. At a term far above the victim's.
+    const e = (i: number, extra: Record<string, unknown> = {}) => ({ index: C + 1 + i, term: HIGH, data: null, ...extra });
+    const members = (n: number) => Array.from({ length: n }, (_, i) => `12D3KooW${String(i).padStart(44, 'm')}`);
+    const snap = (extra: Record<string, unknown>) => ({ type: 'snap', term: HIGH, index: C + 100, snapTerm: 1, membership: { voters: [me.id], learners: [] }, offset: 0, total: 4, chunk: 'junk', ...extra });
+    const app = (extra: Record<string, unknown>) => ({ type: 'app', term: HIGH, prevIndex: C, prevTerm: 0, commit: C, entries: [], ...extra });
+    const malformed: Array<[string, Record<string, unknown>]> = [
+      ['term -1', { type: 'heartbeat', term: -1, commit: 0 }], ['term 2^53', { type: 'heartbeat', term: 2 ** 53, commit: 0 }],
+      ['term 1.5', { type: 'heartbeat', term: 1.5, commit: 0 }], ['term as text', { type: 'heartbeat', term: String(HIGH), commit: 0 }],
+      ['no type', { term: HIGH }], ['unknown type', { type: 'install', term: HIGH }], ['__proto__ type', { type: '__proto__', term: HIGH }],
+      ['vote without pre', { type: 'vote', term: HIGH, lastIndex: 0, lastTerm: 0 }], ['vote transfer "yes"', { type: 'vote', term: HIGH, pre: false, lastIndex: 2 ** 40, lastTerm: HIGH, transfer: 'yes' }],
+      ['heartbeat with a 129-character ctx', { type: 'heartbeat', term: HIGH, commit: 0, ctx: 'c'.repeat(129) }], ['heartbeat without commit', { type: 'heartbeat', term: HIGH }],
+      ['app prevTerm above its term', app({ prevTerm: HIGH + 1 })], ['app entries not a list', app({ entries: 'all' })],
+      [`app with ${MAX_ENTRIES_PER_MESSAGE + 1} entries`, app({ entries: Array.from({ length: MAX_ENTRIES_PER_MESSAGE + 1 }, (_, i) => e(i)) })],
+      ['app entries with a gap', app({ entries: [e(0), e(2)] })], ['app entry term above the message', app({ entries: [e(0, { term: HIGH + 1 })] })],
+      ['app entry terms decreasing', app({ prevTerm: 5, entries: [e(0, { term: 4 })] })], ['app entry not an object', app({ entries: [null] })],
+      [`app entry command of ${MAX_COMMAND_BYTES + 1} bytes`, app({ entries: [e(0, { data: 'x'.repeat(MAX_COMMAND_BYTES + 1) })] })],
+      ['app entry command not a string', app({ entries: [e(0, { data: { op: 'put' } })] })],
+      [`app membership of ${MAX_MEMBERS + 1}`, app({ entries: [e(0, { conf: { voters: members(MAX_MEMBERS + 1), learners: [] } })] })],
+      ['app membership listing one twice', app({ entries: [e(0, { conf: { voters: [me.id], learners: [me.id] } })] })],
+      ['app membership with no voter', app({ entries: [e(0, { conf: { voters: [], learners: [me.id] } })] })],
+      ['app membership entry carrying a command', app({ entries: [e(0, { data: 'x', conf: { voters: [me.id], learners: [] } })] })],
+      ['snap index 0', snap({ index: 0 })], ['snap snapTerm above its term', snap({ snapTerm: HIGH + 1 })],
+      ['snap chunk past its total', snap({ offset: 2, total: 4 })], ['snap offset past its total', snap({ offset: 10, total: 4 })],
+      ['snap negative offset', snap({ offset: -1 })], [`snap total above ${MAX_SNAPSHOT_CHARS}`, snap({ total: MAX_SNAPSHOT_CHARS + 1 })],
+      [`snap chunk of ${MAX_SNAPSHOT_CHUNK_CHARS + 1} characters`, snap({ total: MAX_SNAPSHOT_CHUNK_CHARS + 1, chunk: 's'.repeat(MAX_SNAPSHOT_CHUNK_CHARS + 1) })],
+      ['snap empty chunk', snap({ chunk: '', total: 4 })], ['snap chunk not a string', snap({ chunk: 1234 })], ['snap without membership', snap({ membership: undefined })],
+      ['snap-resp offset past the bound', { type: 'snap-resp', term: HIGH, index: 1, offset: MAX_SNAPSHOT_CHARS + 1, reject: false }],
+      ['from too long', { type: 'heartbeat', term: HIGH, commit: 0, from: 'f'.repeat(129) }], ['to missing', { type: 'heartbeat', term: HIGH, commit: 0, to: undefined }],
+    ];
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'malformed raft messages', malformed.map(([, msg]) => raft(msg)), 1000));
+    // 4096 entries (as many as a message may hold) of 7 KB each, with a gap at the very end:
+    // ~28 MiB read and checked whole, then refused.
+    const big = Array.from({ length: MAX_ENTRIES_PER_MESSAGE }, (_, i) => e(i, { data: 'y'.repeat(7000) }));
+    (big[MAX_ENTRIES_PER_MESSAGE - 1] as Record<string, unknown>).index = C + MAX_ENTRIES_PER_MESSAGE + 5;
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, '28 MiB append with a gap at its end', [raft(app({ entries: big }))], 3000));
+    // Well formed, from us (not a manager), at or below the leader's term: ignored, or answered
+    // with a refusal.
+    out.push(await onStream(node, target, MANAGER_PROTOCOL, 'well-formed raft from a non-member at the leader\'s term', [
+      raft({ type: 'app', term: T, prevIndex: C, prevTerm: T, commit: C + 1, entries: [{ index: C + 1, term: T, data: JSON.stringify(put('hostile-same-term')) }] }),
+      raft({ type: 'heartbeat', term: T, commit: C + 1000 }), raft({ type: 'timeout-now', term: T }),
+      raft({ type: 'app-resp', term: T, index: 2 ** 40, hint: 0, reject: false }), raft({ type: 'app-resp', term: T, index: 0, hint: 0, reject: true }),
+      raft({ type: 'heartbeat-resp', term: T, ctx: 'nobody' }), raft({ type: 'vote-resp', term: T, pre: false, granted: true }),
+      raft({ type: 'snap-resp', term: T, index: C, offset: 100, reject: true }),
+      raft({ type: 'vote', term: T + 1, pre: true, lastIndex: 2 ** 40, lastTerm: HIGH }),
+      raft({ type: 'vote', term: Math.max(0, T - 1), pre: false, lastIndex: 2 ** 40, lastTerm: Math.max(0, T - 1) }),
+      raft({ type: 'app', term: Math.max(0, T - 1), prevIndex: C, prevTerm: 0, commit: C + 1, entries: [] }),
+    ], 1000));
+    // Snapshot chunks that do not follow one another, to a peer that is not a manager (a leader
+    // ignores chunks): none completes a snapshot. At that peer's own term.
+    if (follower) {
+      const ft = Math.max(1, follower.term);
+      const s = (extra: Record<string, unknown>) => raft({
+        type: 'snap', term: ft, index: 1_000_000, snapTerm: ft, membership: { voters: [me.id], learners: [] }, offset: 0, total: 100, chunk: 'a'.repeat(10), ...extra,
+      }, follower.id);
+      out.push(await onStream(node, follower.target, MANAGER_PROTOCOL, 'snapshot chunks out of order', [
+        s({ offset: 50 }), s({}), s({ offset: 60, chunk: 'b'.repeat(40) }), s({ offset: 5 }), s({ offset: 10, total: 200 }),
+        s({ offset: 90, chunk: 'c'.repeat(10), index: 999_999 }), s({ offset: 20, chunk: 'd'.repeat(20), total: 100 }),
+      ], 1000));
+    }
+    // Forwarded requests: invalid ones are refused unanswered; the rest answered with an error
+    // or a read, none writes.
+    const rs = await managerStream(node, target);
+    const refusedReqs: Array<Record<string, unknown>> = [
+      { op: 'propose', cmd: null }, { op: 'propose', cmd: 'put' }, { op: 'propose', cmd: put('../etc') }, { op: 'propose', cmd: put('') },
+      { op: 'propose', cmd: put('hostile-kind', 'v', { kind: 'secret' }) }, { op: 'propose', cmd: put('hostile-spec', 5) },
+      { op: 'propose', cmd: put('hostile-big', 'v'.repeat(64 * 1024 + 1)) }, { op: 'propose', cmd: put('hostile-extra', 'v', { owner: 'x' }) },
+      { op: 'propose', cmd: put('hostile-req', 'v', { req: '' }) }, { op: 'propose', cmd: put('hostile-req2', 'v', { req: 'r'.repeat(201) }) },
+      { op: 'propose', cmd: put('hostile-expect', 'v', { expect: -1 }) }, { op: 'propose', cmd: { op: 'drop', kind: 'config', name: 'x', req: 'r' } },
+      { op: 'propose', cmd: put('hostile-node-role', 'admin', { kind: 'node-role' }) },
+      { op: 'propose', cmd: { op: 'restore', data: 'junk', req: 'hostile-restore-1' } },
+      { op: 'propose', cmd: { op: 'restore', data: JSON.stringify({ applied: 1, objects: [{ kind: 'config', name: 'base', spec: 5, version: 1, index: 1 }], recent: [] }), req: 'hostile-restore-2' } },
+      { op: 'propose', cmd: { op: 'restore', data: 'z'.repeat(901 * 1024), req: 'hostile-restore-3' } },
+      { op: 'query', query: { q: 'get', kind: 'config', name: 'n'.repeat(254) }, consistent: true }, { op: 'query', query: { q: 'list', kind: 'secret', prefix: '' }, consistent: false },
+      { op: 'query', query: { q: 'drop' }, consistent: false }, { op: 'query', query: null, consistent: false }, { op: 'query', query: { q: 'backup' } },
+      { op: 'change', change: 'promote', peer: 'x'.repeat(129) }, { op: 'change', change: 'promote', peer: '../..' }, { op: 'change', change: 'maybe', peer: other.id },
+      { op: 'change', change: 'demote', peer: '' }, { op: 'transfer', to: 'x'.repeat(129) }, { op: 'transfer', to: 'h2; rm -rf /' }, { op: 'transfer', to: 7 },
+    ];
+    const answeredReqs: Array<Record<string, unknown>> = [
+      { op: 'query', query: { q: 'get', kind: 'config', name: 'hostile-none' }, consistent: true },
+      { op: 'query', query: { q: 'list', kind: 'config', prefix: 'hostile-none/' }, consistent: false },
+      { op: 'transfer', to: 'ZZZhostileNoSuchPeer' }, { op: 'transfer', to: other.id }, { op: 'transfer' }, { op: 'read-index' }, { op: 'managers' },
+    ];
+    const refusedIds = refusedReqs.map((_, i) => `refused-${i}`);
+    const answeredIds = answeredReqs.map((_, i) => `answered-${i}`);
+    for (const [i, r] of refusedReqs.entries()) await write(rs, f({ k: 'req', id: refusedIds[i], ...r }));
+    for (const [i, r] of answeredReqs.entries()) await write(rs, f({ k: 'req', id: answeredIds[i], ...r }));
+    await waitReplies(replies, answeredIds, 8_000);
+    await sleep(500);
+    result.refusedAnswers = refusedIds.map((id, i) => (replies.has(id) ? { req: JSON.stringify(refusedReqs[i]).slice(0, 120), reply: replies.get(id) } : null)).filter(Boolean);
+    result.answers = answeredIds.map((id, i) => ({ req: answeredReqs[i], reply: replies.get(id) ?? null }));
+    result.streamOpen = rs.status === 'open';
+    rs.abort(new Error('done'));
+    result.raftAnswers = m.raft.map((x) => `${x.type} term ${x.term}${x.reject ? ' reject' : ''}${x.granted === false ? ' refused' : ''}`);
+  } finally {
+    await node.stop();
+  }
+  return result;
+}
+
 interface Reply { id?: unknown; result?: unknown; error?: { message?: string } }
 
 /** One API stream with a reader: `call` sends a request and waits (bounded) for its reply. */
@@ -516,6 +762,7 @@ async function api(a: Args): Promise<unknown> {
         await onStream(node, target, MEMBERSHIP_PROTOCOL, 'control', [f]),
         await onStream(node, target, SYNC_PROTOCOL, 'sync', [encodeFrame({ t: 'digest', v: 1, digest: {} })]),
         await onStream(node, target, IPAM_PROTOCOL, 'ipam', [encodeFrame({ t: 'want', v: 1, range: '10.32.0.0/12' })]),
+        await onStream(node, target, MANAGER_PROTOCOL, 'manager', [encodeFrame({ k: 'req', id: 'token-1', op: 'managers' })]),
       ];
     }
     if (bigValueKey) {
@@ -678,7 +925,7 @@ async function upstream(a: Args): Promise<unknown> {
 }
 
 const attacks: Record<string, (a: Args) => Promise<unknown>> = {
-  handshake, replay, slowloris, control, sync, ipam, api, 'dns-udp': dnsUdp, 'dns-tcp': dnsTcp, 'dns-check': dnsCheck, upstream,
+  handshake, replay, slowloris, control, sync, ipam, api, manager, 'dns-udp': dnsUdp, 'dns-tcp': dnsTcp, 'dns-check': dnsCheck, upstream,
 };
 
 const [name, json] = process.argv.slice(2);

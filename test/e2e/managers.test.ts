@@ -230,3 +230,72 @@ describe('three managers and two workers', () => {
     expect(twoLeaders).toEqual([]);
   });
 });
+
+describe('four auto peers: a manager lost for good is replaced; after quorum is lost for good, one survivor forces a new cluster', () => {
+  const mesh = useHarness({ hosts: 4, name: 'e2e-autopilot' });
+  const hosts = () => mesh().hosts as [Host, Host, Host, Host];
+  /** A short grace so the test need not wait two minutes. */
+  const ARGS = ['--manager-grace', '3', ...MESH_ONLY];
+  const voters = async (h: Host) => (await managers(h)).filter((m) => m.voter).map((m) => m.name).sort();
+
+  test('a voter down past the grace period is replaced by the fourth peer, the replacement first', async () => {
+    const [h1, h2, h3, h4] = hosts();
+    await h1.startPeer({ password: PASSWORD, args: ARGS });
+    for (const h of [h2, h3]) await h.startPeer({ password: PASSWORD, peers: [h1.address], args: ARGS });
+    await waitFor(async () => (await voters(h1).catch((): string[] => [])).length === 3 || undefined, { what: 'three voters', timeoutMs: 60_000 });
+    await h4.startPeer({ password: PASSWORD, peers: [h1.address], args: ARGS });
+    // Once its API is up and it has heard who leads, a new peer's writes go through.
+    await waitFor(async () => (await h4.weft(['config', 'set', 'before', '1'])).code === 0 || undefined, { what: 'a write through h4', timeoutMs: 30_000 });
+    // The fourth stays out while three are up: an odd number of voters.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await voters(h4)).toEqual(['h1', 'h2', 'h3']);
+    const victim = (await status(h2)).manager?.role === 'leader' ? h3 : h2;
+    await victim.kill();
+    const replaced = await waitFor(async () => {
+      const v = await voters(h4).catch((): string[] => []);
+      return v.length === 3 && v.includes('h4') && !v.includes(victim.name) ? v : undefined;
+    }, { what: `${victim.name} replaced by h4`, timeoutMs: 60_000 });
+    expect(replaced).toContain('h1');
+    expect((await h4.weftJson<{ value: string }>(['config', 'get', 'before', '--json'])).value).toBe('1');
+    const events = await h1.weft(['events']);
+    expect(events.stdout).toMatch(/manager-added\s+h4/);
+    expect(events.stdout).toMatch(new RegExp(`manager-removed\\s+${victim.name}`));
+  }, 180_000);
+
+  test('with two of three voters gone for good, force-new-cluster on the survivor keeps its state; the others re-join after a reset', async () => {
+    const [, , , h4] = hosts();
+    const alive = (await managers(h4)).filter((m) => m.voter).map((m) => hosts().find((h) => h.name === m.name) as Host);
+    expect(alive).toHaveLength(3);
+    expect((await h4.weft(['config', 'set', 'kept', 'yes'])).code).toBe(0);
+    const [survivor, ...lost] = alive as [Host, Host, Host];
+    for (const h of lost) await h.kill();
+    // No quorum: a write cannot commit.
+    const stuck = await survivor.weft(['config', 'set', 'stuck', 'x']);
+    expect(stuck.code).toBe(1);
+    const refused = await survivor.weft(['manager', 'force-new-cluster']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/only manager of a new control-plane cluster.*--yes/);
+    const forced = await survivor.weft(['manager', 'force-new-cluster', '--yes']);
+    expect(forced.code, forced.stderr).toBe(0);
+    await waitFor(async () => (await status(survivor)).manager?.role === 'leader' || undefined, { what: `${survivor.name} to lead the new cluster` });
+    expect((await survivor.weftJson<{ value: string }>(['config', 'get', 'kept', '--consistent', '--json'])).value).toBe('yes');
+    expect((await survivor.weft(['config', 'set', 'after', 'forced'])).code).toBe(0);
+    // The old managers come back, one at a time (two together would be a majority of the old
+    // cluster and carry on in it: forcing is for managers that are gone for good), with the
+    // old cluster's state: refused by the new one until reset, then added afresh.
+    for (const h of lost) {
+      await h.restart();
+      await waitFor(() => /refused Raft messages of another control-plane cluster/.test(logOf(survivor)) || undefined, { what: 'the old cluster refused', timeoutMs: 30_000 });
+      const r = await waitFor(async () => {
+        const x = await h.weft(['manager', 'reset', '--yes']);
+        return x.code === 0 ? x : undefined;
+      }, { what: `${h.name} reset`, timeoutMs: 30_000 });
+      expect(r.stdout).toMatch(/dropped control-plane state/);
+    }
+    await waitFor(async () => {
+      const v = await voters(survivor).catch((): string[] => []);
+      return v.length === 3 ? v : undefined;
+    }, { what: 'three voters again', timeoutMs: 60_000 });
+    for (const h of alive) expect((await h.weftJson<{ value: string }>(['config', 'get', 'after', '--consistent', '--json'])).value).toBe('forced');
+  }, 180_000);
+});
