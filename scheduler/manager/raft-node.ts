@@ -112,6 +112,8 @@ export class RaftNode {
   private readonly eventListeners = new Set<(e: NodeEvent) => void>();
   private readonly changeListeners = new Set<(c: StateChange) => void>();
   private stopped = false;
+  /** A leadership transfer is under way (proposals wait for the next leader). */
+  private transferring = false;
   private readonly cluster: ClusterId;
   private readonly store: Store;
   /** The applied index at the last compaction. */
@@ -603,6 +605,9 @@ export class RaftNode {
   private proposeHere(cmd: Command): Promise<Outcome> {
     const known = this.state.outcomeOf(cmd.req);
     if (known) return Promise.resolve(known);
+    // While handing over, new writes wait for the next leader (as etcd drops proposals during
+    // a transfer): otherwise the successor might never be caught up enough to take over.
+    if (this.transferring) return Promise.reject(new Error('not the leader: handing leadership over'));
     const ready = this.core.propose([JSON.stringify(cmd)]);
     if (!ready) return Promise.reject(new Error('not the leader'));
     const done = new Promise<Outcome>((resolve, reject) => {
@@ -655,10 +660,19 @@ export class RaftNode {
     const ready = this.core.transferLeadership(target);
     if (!ready) throw new Error('not the leader');
     this.queue.push(ready);
+    this.transferring = true;
+    try {
+      return await this.awaitSuccessor(target);
+    } finally {
+      this.transferring = false;
+    }
+  }
+
+  private async awaitSuccessor(target: string): Promise<{ from: string; to: string }> {
     for (let i = 0; i < TRANSFER_WAIT_MS / LEADER_POLL_MS; i++) {
       await sleep(LEADER_POLL_MS);
-      // The target may need entries first: ask again once it may have them.
-      if (this.core.role === 'leader' && i % 5 === 4) this.queue.push(this.core.transferLeadership(target));
+      // The target may have needed entries first: ask again now that it may have them.
+      if (this.core.role === 'leader') this.queue.push(this.core.transferLeadership(target));
       // Done once another leads: only then may a leader that is stopping go, or its vote for
       // the successor might never leave, and an election would be needed after all.
       if (this.core.role !== 'leader' && this.core.leader !== null) return { from: this.self, to: this.core.leader };

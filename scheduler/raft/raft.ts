@@ -78,6 +78,8 @@ export class Raft {
   private electionElapsed = 0;
   /** Ticks since this core was made (see the vote fence in onVoteRequest). */
   private ticksSinceStart = 0;
+  /** Heard from a leader since this core was made (see the vote fence in onVoteRequest). */
+  private heardLeader = false;
   private heartbeatElapsed = 0;
   private randomizedTimeout = 0;
   private votes = new Map<string, boolean>();
@@ -194,6 +196,8 @@ export class Raft {
     // membership is checked: responses at the leader (by progress), votes (by voters).
     if (m.to !== this.id) return this.ready();
     this.stepTerm(m);
+    // A leader at our term answered for: no election we might have voted in is still open.
+    if (this.leader !== null && this.leader === m.from) this.heardLeader = true;
     return this.ready();
   }
 
@@ -382,9 +386,12 @@ export class Raft {
     // Fenced: a server that has just started may have started from less than it had (a data
     // dir restored from a backup), and so may not know of a vote it gave in a term whose
     // election is still under way. Any such election is over within one randomized election
-    // timeout (at most 2 x electionTicks); until then this server grants no vote. Everyone
-    // starting at once costs at most one more election timeout.
-    const fenced = !m.pre && this.ticksSinceStart < VOTE_FENCE_TIMEOUTS * this.electionTicks;
+    // timeout (at most 2 x electionTicks), or once a leader is heard from (an election has
+    // ended since the start); until then this server grants no vote. Everyone starting at
+    // once costs at most one more election timeout. (Not covered: a stale leader heard while
+    // an election of a later term goes on; that needs a rollback, a partition and an election
+    // at the same moment.)
+    const fenced = !m.pre && !this.heardLeader && this.ticksSinceStart < VOTE_FENCE_TIMEOUTS * this.electionTicks;
     const granted = canVote && !fenced && this.log.isUpToDate(m.lastIndex, m.lastTerm);
     if (granted && !m.pre) {
       this.vote = m.from;
