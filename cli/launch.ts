@@ -40,6 +40,9 @@ function registerManagerMetrics(peer: Peer, managers: Managers): void {
   m.gauge('weft_raft_applied_index', 'The highest log index applied to desired state here.', () => s().applied);
   m.gauge('weft_raft_is_leader', '1 while this peer leads the managers.', () => (s().role === 'leader' ? 1 : 0));
   m.counter('weft_raft_leader_changes_total', 'Leaders this peer has seen elected.', () => managers.leaderChanges);
+  m.counter('weft_raft_apply_seconds_sum', 'Time from proposal to apply of writes proposed on this peer (the leader), summed.', () => managers.raft.applyLatency.sumSeconds);
+  m.counter('weft_raft_apply_seconds_count', 'Writes proposed on this peer and applied.', () => managers.raft.applyLatency.count);
+  m.gauge('weft_raft_snapshot_bytes', 'Size of the last Raft snapshot made or installed here.', () => managers.raft.snapshotBytes);
   m.counter('weft_raft_rejected_messages_total', 'Manager messages refused as malformed or forged.', () => managers.raft.rejected);
 }
 

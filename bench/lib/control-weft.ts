@@ -106,8 +106,8 @@ export class WeftControl {
     const [first, ...rest] = hosts;
     if (first === undefined) throw new Error('WeftControl.start: no hosts');
     try {
-      await first.startPeer({ password, args: [...WEFT_CONTROL_ARGS] });
-      for (const h of rest) await h.startPeer({ password, peers: [first.address], args: [...WEFT_CONTROL_ARGS] });
+      await first.startPeer({ password, args: [...WEFT_CONTROL_ARGS, '--managers', String(hosts.length)] });
+      for (const h of rest) await h.startPeer({ password, peers: [first.address], args: [...WEFT_CONTROL_ARGS, '--managers', String(hosts.length)] });
       await waitConverged(hosts);
       // Fails at once, in one sentence, on a build without the control plane.
       await c.status(first);

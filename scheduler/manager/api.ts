@@ -7,7 +7,7 @@ import type { MethodTable } from '../../mesh/api/table.ts';
 import * as api from './api-contract.ts';
 import type { Outcome, StateChange, StateObject } from './desired-state.ts';
 import type { Managers } from './managers.ts';
-import type { QueryAnswer } from './raft-node.ts';
+import type { QueryAnswer } from './node-types.ts';
 
 export function registerManagerMethods(table: MethodTable, managers: Managers): void {
   const raft = managers.raft;

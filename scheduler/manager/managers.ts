@@ -10,7 +10,8 @@ import type { Logger } from '../../mesh/log.ts';
 import type { MeshView } from '../../mesh/mesh-view.ts';
 import type { Store } from '../../mesh/store.ts';
 import { decide, type Candidate, type PeerRole } from './autopilot.ts';
-import { RaftNode, type NodeStatus } from './raft-node.ts';
+import { RaftNode } from './raft-node.ts';
+import type { NodeStatus } from './node-types.ts';
 import { MANAGER_MAX_FRAME_BYTES, MANAGER_MAX_QUEUE_BYTES, MANAGER_PROTOCOL } from './wire.ts';
 
 /** Three voters survive one failure, the usual choice (swarm, Consul, etcd). */

@@ -10,87 +10,29 @@ import { RaftDisk } from '../raft/storage.ts';
 import type { Entry, RaftEvent, RaftMessage, RaftStorage, Role } from '../raft/types.ts';
 import type { MembershipChange } from '../raft/membership.ts';
 import type { Store } from '../../mesh/store.ts';
-import type { Logger } from '../../mesh/log.ts';
-import { DesiredState, validateCommand, type Command, type Outcome, type StateChange, type StateObject } from './desired-state.ts';
+import { DesiredState, validateCommand, type Command, type Outcome, type StateChange } from './desired-state.ts';
 import { ReadyQueue } from './ready-queue.ts';
 import { ClusterId, newClusterId } from './cluster-id.ts';
+import { parseManagerMessage, type ForwardOp, type ManagerMessage, type Query } from './wire.ts';
+import { ATTEMPT_MS, expire, Forwards, LEADER_POLL_MS, REQUEST_TIMEOUT_MS, settle, sleep, viaLeader, type Waiter } from './forwarding.ts';
+import type { ManagerView, NodeEvent, NodeIo, NodeStatus, QueryAnswer } from './node-types.ts';
 
+/** Proposals whose apply latency is measured at once: far above the writes in flight. */
+const MAX_TIMED_PROPOSALS = 10_000;
 /** Messages only a leader sends: a peer in no cluster yet joins the sender's on one of these. */
 const LEADER_MESSAGES = new Set<RaftMessage['type']>(['app', 'heartbeat', 'snap']);
-import { parseManagerMessage, type ForwardOp, type ManagerMessage, type Query } from './wire.ts';
-
-/** A query's answer, with how fresh it is. */
-export interface QueryAnswer {
-  objects: StateObject[];
-  /** For a backup: the whole state, serialized. */
-  data?: string;
-  /** The index the answering manager had applied. */
-  applied: number;
-  consistent: boolean;
-  leader: string | null;
-}
 
 /** Raft's clock. 100 ms heartbeats and elections after 1-2 s without one are etcd's defaults,
  *  which hold on loaded machines; failover is made quicker by a closed connection to the
- *  leader (see leaderGone), not by shorter timeouts that a GC pause could trip. */
+ *  leader (see connectionClosed), not by shorter timeouts that a GC pause could trip. */
 export const TICK_MS = 100;
 export const ELECTION_TICKS = 10;
-/** One try at a write or a read through the leader: a commit takes milliseconds, and an
- *  election 1-2 s, after which the write is retried on the new leader. */
-const ATTEMPT_MS = 2_500;
 /** Entries between compactions. etcd snapshots every 10,000 (its --snapshot-count before 3.2):
  *  desired state is small, so a snapshot costs little, and a follower that fell this far
  *  behind is better sent the state than the history. */
 export const COMPACT_EVERY_ENTRIES = 10_000;
-/** How long a write or consistent read keeps trying before it fails with a reason. */
-export const REQUEST_TIMEOUT_MS = 10_000;
-/** While no leader is known a request waits this long between looks. */
-const LEADER_POLL_MS = 50;
 /** A leader asked to step down waits this long for the transfer to complete. */
 const TRANSFER_WAIT_MS = 3_000;
-
-export type MemberKind = 'voter' | 'learner' | 'none';
-
-export interface NodeStatus {
-  /** This peer's part: leader, follower, candidate..., or 'learner', or 'none' (not a manager). */
-  role: Role | 'learner' | 'none';
-  leader: string | null;
-  term: number;
-  commit: number;
-  applied: number;
-  voters: string[];
-  learners: string[];
-}
-
-/** One manager as the leader sees it (`weft manager ls`). */
-export interface ManagerView {
-  id: string;
-  voter: boolean;
-  leader: boolean;
-  /** The last log index known to be on that manager (the leader's own: its last index). */
-  match: number;
-  /** Milliseconds since the leader last heard from it (0 for the leader itself). */
-  lastContactMs: number | null;
-}
-
-export type NodeEvent =
-  | { type: 'leader-elected' | 'leader-lost'; term: number; leader: string | null }
-  | { type: 'manager-added' | 'manager-removed' | 'manager-promoted'; peer: string };
-
-export interface NodeIo {
-  send(to: string, msg: ManagerMessage): void;
-  /** A write of the disk failed: the node stops and the peer must exit. */
-  onFatal(err: unknown): void;
-  log: Logger;
-}
-
-interface Waiter<T> {
-  resolve(v: T): void;
-  reject(e: Error): void;
-  timer: NodeJS.Timeout;
-  /** For a forwarded request: the leader it was sent to. */
-  to?: string;
-}
 
 export class RaftNode {
   readonly self: string;
@@ -105,7 +47,7 @@ export class RaftNode {
   private readonly nonce = randomBytes(6).toString('hex');
   private readonly proposals = new Map<string, Waiter<Outcome>[]>();
   private readonly reads = new Map<string, Waiter<number>>();
-  private readonly forwards = new Map<string, Waiter<unknown>>();
+  private readonly forwards = new Forwards((to, m) => this.io.send(to, m), () => this.requestId());
   private applyWaiters: { index: number; resolve(): void }[] = [];
   private readonly lastContact = new Map<string, number>();
   private readonly matched = new Map<string, number>();
@@ -121,6 +63,11 @@ export class RaftNode {
   private lastRole: { role: Role; leader: string | null } = { role: 'follower', leader: null };
   /** Refused messages, for /metrics. */
   rejected = 0;
+  /** From proposal to apply, of the writes proposed here (the leader's), for /metrics. */
+  readonly applyLatency = { sumSeconds: 0, count: 0 };
+  /** The size of the last snapshot made or installed here, for /metrics. */
+  snapshotBytes = 0;
+  private readonly proposedAt = new Map<string, number>();
 
   private constructor(self: string, store: Store, disk: RaftDisk, storage: RaftStorage, io: NodeIo, cluster: ClusterId) {
     this.self = self;
@@ -271,10 +218,10 @@ export class RaftNode {
     this.stopped = true;
     clearInterval(this.timer);
     for (const ws of this.proposals.values()) for (const w of ws) settle(w, new Error('the peer is stopping'));
-    for (const w of [...this.reads.values(), ...this.forwards.values()]) settle(w, new Error('the peer is stopping'));
+    for (const w of this.reads.values()) settle(w, new Error('the peer is stopping'));
+    this.forwards.failAll(new Error('the peer is stopping'));
     this.proposals.clear();
     this.reads.clear();
-    this.forwards.clear();
   }
 
   // ---- what others send -------------------------------------------------------------------
@@ -297,14 +244,9 @@ export class RaftNode {
       case 'req':
         void this.serve(from, msg);
         return;
-      case 'res': {
-        const w = this.forwards.get(msg.id);
-        if (!w) return;
-        this.forwards.delete(msg.id);
-        if (msg.ok) settle(w, undefined, msg.value);
-        else settle(w, new Error(msg.error));
+      case 'res':
+        this.forwards.answered(msg);
         return;
-      }
     }
   }
 
@@ -383,6 +325,7 @@ export class RaftNode {
         case 'restore':
           if (e.snapshot.index > this.state.applied) {
             if (!this.tryRestore(e.snapshot.data)) return;
+            this.snapshotBytes = Buffer.byteLength(e.snapshot.data);
             this.onConf(e.snapshot.membership);
             this.io.log.info('desired state replaced by the leader\'s snapshot', { index: e.snapshot.index });
           }
@@ -407,7 +350,9 @@ export class RaftNode {
   /** Keeps the log short: the state as of the applied index becomes the snapshot, and the
    *  entries it stands for are dropped. */
   private compact(): void {
-    const r = this.core.compact(this.state.applied, this.state.serialize());
+    const data = this.state.serialize();
+    this.snapshotBytes = Buffer.byteLength(data);
+    const r = this.core.compact(this.state.applied, data);
     if (typeof r === 'string') {
       this.io.log.warn('could not compact the Raft log', { why: r });
       this.compactedAt = this.state.applied;
@@ -427,6 +372,12 @@ export class RaftNode {
     const { req, outcome, changes } = this.state.apply(e.index, e.data);
     for (const c of changes) for (const l of this.changeListeners) l(c);
     if (req === undefined) return;
+    const t0 = this.proposedAt.get(req);
+    if (t0 !== undefined) {
+      this.proposedAt.delete(req);
+      this.applyLatency.sumSeconds += (performance.now() - t0) / 1000;
+      this.applyLatency.count++;
+    }
     const ws = this.proposals.get(req);
     if (!ws) return;
     this.proposals.delete(req);
@@ -453,13 +404,7 @@ export class RaftNode {
     this.lastRole = { role, leader };
     // Requests sent to a leader that no longer leads are tried again at once on the next one,
     // rather than after the attempt's timeout (a leader cut off never answers).
-    if (leader !== before.leader) {
-      for (const [id, w] of this.forwards) {
-        if (w.to === leader) continue;
-        this.forwards.delete(id);
-        settle(w, new Error('leader change'));
-      }
-    }
+    if (leader !== before.leader) this.forwards.leaderChanged(leader);
     if (leader !== null && leader !== before.leader) {
       this.io.log.info('leader elected', { term, leader, self: leader === this.self });
       this.report({ type: 'leader-elected', term, leader });
@@ -576,25 +521,9 @@ export class RaftNode {
 
   /** Tries `attempt` on the leader it knows, again on whoever leads next, until it succeeds
    *  or REQUEST_TIMEOUT_MS passes. A failure the leader reports as an answer is final. */
-  private async viaLeader<T>(attempt: (leader: string) => Promise<T>, what: string): Promise<T> {
-    if (this.damaged) throw new Error(this.damaged);
-    const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-    let last = 'no leader is known (are a majority of managers up and connected?)';
-    for (let i = 0; i < REQUEST_TIMEOUT_MS / LEADER_POLL_MS && Date.now() < deadline && !this.stopped; i++) {
-      const leader = this.core.leader ?? this.leaderHint?.();
-      if (!leader) {
-        await sleep(LEADER_POLL_MS);
-        continue;
-      }
-      try {
-        return await attempt(leader);
-      } catch (err) {
-        last = (err as Error).message;
-        if (!isRetriable(last)) throw err;
-        await sleep(LEADER_POLL_MS);
-      }
-    }
-    throw new Error(`${what} failed after ${REQUEST_TIMEOUT_MS / 1000} s: ${last}`);
+  private viaLeader<T>(attempt: (leader: string) => Promise<T>, what: string): Promise<T> {
+    if (this.damaged) return Promise.reject(new Error(this.damaged));
+    return viaLeader({ leader: () => this.core.leader ?? this.leaderHint?.(), stopped: () => this.stopped }, attempt, what);
   }
 
   /** For a peer that is not a manager: the leader other peers announce (composition sets it). */
@@ -610,6 +539,9 @@ export class RaftNode {
     if (this.transferring) return Promise.reject(new Error('not the leader: handing leadership over'));
     const ready = this.core.propose([JSON.stringify(cmd)]);
     if (!ready) return Promise.reject(new Error('not the leader'));
+    // Bounded: an entry never applied here (leadership lost) is forgotten with the oldest.
+    if (this.proposedAt.size >= MAX_TIMED_PROPOSALS) this.proposedAt.delete(this.proposedAt.keys().next().value as string);
+    this.proposedAt.set(cmd.req, performance.now());
     const done = new Promise<Outcome>((resolve, reject) => {
       const w: Waiter<Outcome> = { resolve, reject, timer: setTimeout(() => this.dropProposal(cmd.req, w), ATTEMPT_MS) };
       this.proposals.set(cmd.req, [...(this.proposals.get(cmd.req) ?? []), w]);
@@ -630,7 +562,7 @@ export class RaftNode {
     const ready = this.core.readIndex(ctx);
     if (!ready) return Promise.reject(new Error('not the leader'));
     const done = new Promise<number>((resolve, reject) => {
-      this.reads.set(ctx, { resolve, reject, timer: setTimeout(() => this.expire(this.reads, ctx, 'leadership not confirmed in time'), ATTEMPT_MS) });
+      this.reads.set(ctx, { resolve, reject, timer: setTimeout(() => expire(this.reads, ctx, 'leadership not confirmed in time'), ATTEMPT_MS) });
     });
     this.queue.push(ready);
     return done;
@@ -698,19 +630,7 @@ export class RaftNode {
   }
 
   private forward(leader: string, op: ForwardOp): Promise<unknown> {
-    const id = this.requestId();
-    const done = new Promise<unknown>((resolve, reject) => {
-      this.forwards.set(id, { resolve, reject, to: leader, timer: setTimeout(() => this.expire(this.forwards, id, `no answer from the leader ${leader} in time`), ATTEMPT_MS) });
-    });
-    this.io.send(leader, { k: 'req', id, ...op } as ManagerMessage);
-    return done;
-  }
-
-  private expire<T>(map: Map<string, Waiter<T>>, id: string, why: string): void {
-    const w = map.get(id);
-    if (!w) return;
-    map.delete(id);
-    settle(w, new Error(why));
+    return this.forwards.send(leader, op);
   }
 
   /** Resolves once entries up to `index` are applied here. */
@@ -730,19 +650,4 @@ export class RaftNode {
   flushed(): Promise<void> {
     return this.queue.idle();
   }
-}
-
-function settle<T>(w: Waiter<T>, err: Error | undefined, value?: T): void {
-  clearTimeout(w.timer);
-  if (err) w.reject(err);
-  else w.resolve(value as T);
-}
-
-/** Failures that a try on the next leader may not have. */
-function isRetriable(message: string): boolean {
-  return /not the leader|in time|leader change/.test(message);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -16,7 +16,8 @@ import { stateWatch } from '../../scheduler/manager/api-contract.ts';
 import type { StateChange } from '../../scheduler/manager/desired-state.ts';
 
 const PASSWORD = 'e2e-managers-password-5d1e';
-const MESH_ONLY = ['--dns-listen', 'off', '--metrics-listen', 'off'];
+/** No DNS (not what these tests are about); metrics stay on, each host on its own loopback. */
+const MESH_ONLY = ['--dns-listen', 'off'];
 
 interface ManagerJson { role: string; leader: string | null; term: number; commit: number; applied: number }
 interface StatusJson { id: string; name: string; manager?: ManagerJson }
@@ -93,6 +94,14 @@ describe('three managers and two workers', () => {
     // A write through a worker returns after commit, and every manager has it.
     expect((await h4.weft(['config', 'set', 'greeting', 'hello'])).code).toBe(0);
     for (const h of managerHosts()) expect((await h.weftJson<{ value: string; version: number }>(['config', 'get', 'greeting', '--consistent', '--json']))).toMatchObject({ value: 'hello', version: 1 });
+    // The leader's /metrics: its term, that it leads, and the latency of what it applied.
+    const leaderHost = hosts().find((h) => h.name === rows.find((r) => r.leader)?.name) as Host;
+    const scrape = await leaderHost.exec(['busybox', 'wget', '-q', '-O', '-', 'http://127.0.0.1:6782/metrics']);
+    expect(scrape.code, scrape.stderr).toBe(0);
+    expect(scrape.stdout).toMatch(/^weft_raft_is_leader 1$/m);
+    expect(scrape.stdout).toMatch(/^weft_raft_term [1-9]/m);
+    expect(scrape.stdout).toMatch(/^weft_raft_apply_seconds_count [1-9]/m);
+    expect(scrape.stdout).toMatch(/^weft_raft_leader_changes_total [1-9]/m);
     const bad = await h4.weft(['config', 'set', 'bad name!', 'x']);
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
