@@ -8,6 +8,7 @@
 //
 // A build without them fails here with one sentence (ControlUnavailable), which the bench
 // prints as "weft: not available (...)".
+import type { ManagerStatus } from '../../mesh/api/contract.ts';
 import fs from 'node:fs';
 import type { ApiClient } from '../../mesh/api/client.ts';
 import type { Host } from '../../test/harness/harness.ts';
@@ -22,13 +23,8 @@ export const WEFT_HEALTHY_TIMEOUT_MS = 90_000;
 export const WEFT_STOP_GRACE_MS = 15_000;
 const HEALTH_POLL_MS = 100;
 
-export interface ManagerStatus {
-  role: string;
-  leader: string | null;
-  term: number;
-  commit: number;
-  applied: number;
-}
+/** The control plane's part of `weft status` (the peer's own type). */
+export type { ManagerStatus } from '../../mesh/api/contract.ts';
 
 /** The build has no Raft control plane API (or not the one this bench expects). */
 export class ControlUnavailable extends Error {}
