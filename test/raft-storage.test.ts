@@ -23,19 +23,21 @@ async function open(dir?: string): Promise<{ dir: string; store: Store }> {
   return { dir: d, store: await Store.open(d) };
 }
 
+/** Carries a ready out as the peer's shell does: the write, then (for entries) telling the
+ *  core they are on disk, which a leader needs to count itself (Raft.appended). */
+async function carryOut(core: Raft, disk: RaftDisk, r: RaftReady): Promise<void> {
+  if (r.persist) await disk.write(r.persist);
+  const last = r.persist?.entries?.entries.at(-1);
+  if (last) await carryOut(core, disk, core.appended(last.index, last.term));
+}
+
 describe('Raft storage', () => {
   test('a lone server\'s elections and proposals survive a reopen, and the restarted core agrees', async () => {
     const { dir, store } = await open();
     const { disk } = await RaftDisk.open(store);
     const core = new Raft({ id: 'a', voters: ['a'], random: () => 0.5 });
-    for (let i = 0; i < 25; i++) {
-      const r = core.tick();
-      if (r.persist) await disk.write(r.persist);
-    }
-    for (let i = 0; i < 50; i++) {
-      const r = core.propose([`cmd-${i}`])!;
-      if (r.persist) await disk.write(r.persist);
-    }
+    for (let i = 0; i < 25; i++) await carryOut(core, disk, core.tick());
+    for (let i = 0; i < 50; i++) await carryOut(core, disk, core.propose([`cmd-${i}`])!);
     await store.close();
     const again = await open(dir);
     const { storage } = await RaftDisk.open(again.store);
@@ -76,7 +78,7 @@ describe('Raft storage', () => {
     const { dir, store } = await open();
     const { disk } = await RaftDisk.open(store);
     const core = new Raft({ id: 'a', voters: ['a'], random: () => 0.5 });
-    const carry = async (r: RaftReady) => { if (r.persist) await disk.write(r.persist); };
+    const carry = (r: RaftReady) => carryOut(core, disk, r);
     for (let i = 0; i < 25; i++) await carry(core.tick());
     for (let i = 0; i < 30; i++) await carry(core.propose([`cmd-${i}`])!);
     // The shell applied everything; it compacts to 20 with its state there.
@@ -104,15 +106,14 @@ describe('Raft storage', () => {
     const applied = first.events.flatMap((e) => (e.type === 'committed' ? e.entries.map((x) => x.data) : []));
     // Index 1 is the election's no-op, so the snapshot at 20 holds cmd-0 to cmd-18.
     expect(applied.filter((d) => d !== null)).toEqual(Array.from({ length: 16 }, (_, i) => `cmd-${i + 19}`));
-    if (first.persist) await disk2.write(first.persist);
+    await carryOut(restarted, disk2, first);
     // It goes on: elected again, it proposes and compacts further on the same disk.
     for (let i = 0; i < 25; i++) {
       first = restarted.tick();
-      if (first.persist) await disk2.write(first.persist);
+      await carryOut(restarted, disk2, first);
     }
     expect(restarted.role).toBe('leader');
-    const more = restarted.propose(['cmd-35'])!;
-    await disk2.write(more.persist!);
+    await carryOut(restarted, disk2, restarted.propose(['cmd-35'])!);
     const last = restarted.log.lastIndex();
     await disk2.write((restarted.compact(last, 'state@last') as RaftReady).persist!);
     await again.store.close();

@@ -91,6 +91,10 @@ export class RaftNode {
       this.io.log.error('cannot write Raft state to disk: this peer stops serving as a manager', { err: String(err) });
       this.stop();
       this.io.onFatal(err);
+    }, {
+      durableTerm: storage.hardState.term,
+      // A leader counts its own entries only once they are on disk (early-sends.ts).
+      onWritten: (last) => this.queue.push(this.core.appended(last.index, last.term)),
     });
   }
 
@@ -154,6 +158,7 @@ export class RaftNode {
     await this.cluster.save();
     await this.disk.write({ hardState, entries: { from: 1, entries } });
     this.core = this.makeCore({ hardState, entries });
+    this.queue.reset(hardState.term);
     this.state.applied = 1;
     this.previousConf = this.core.membership();
     this.io.log.info('bootstrapped a new control-plane cluster with this peer as its only manager');
@@ -207,6 +212,7 @@ export class RaftNode {
       const { disk, storage } = await RaftDisk.open(this.store);
       this.disk = disk;
       this.core = this.makeCore(storage);
+      this.queue.reset(storage.hardState.term);
       this.replay(storage);
       this.compactedAt = storage.snapshot?.index ?? 0;
       this.previousConf = this.core.membership();

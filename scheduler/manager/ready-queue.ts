@@ -4,6 +4,7 @@
 // writes a second on a disk that syncs a few hundred times a second.
 
 import { applyReady, mergeReadies, type ReadyIo } from '../../mesh/ready.ts';
+import { earlySends } from '../raft/early-sends.ts';
 import type { Entry, RaftEvent, RaftMessage, RaftPersist, RaftReady } from '../raft/types.ts';
 
 /** Several persists, oldest first, as one, as the disk would hold them after writing each in
@@ -39,6 +40,13 @@ function foldEntries(a: { from: number; entries: Entry[] }, b: { from: number; e
   return { from: a.from, entries: [...a.entries.slice(0, b.from - a.from), ...b.entries] };
 }
 
+export interface ReadyQueueOptions {
+  /** The term on disk when the queue starts (the stored hard state's). */
+  durableTerm: number;
+  /** A write that held entries is done, up to `last`: the core is told (Raft.appended). */
+  onWritten?(last: Entry): void;
+}
+
 export class ReadyQueue {
   private pending: RaftReady[] = [];
   private writing = false;
@@ -46,16 +54,29 @@ export class ReadyQueue {
   private readonly io: ReadyIo<RaftMessage, RaftPersist, RaftEvent>;
   /** A write failed: the disk no longer holds what the core believes; the node must stop. */
   private readonly onFatal: (err: unknown) => void;
+  private readonly onWritten: (last: Entry) => void;
+  /** The term the last completed write left on disk (see earlySends). */
+  private durable: { term: number };
 
-  constructor(io: ReadyIo<RaftMessage, RaftPersist, RaftEvent>, onFatal: (err: unknown) => void) {
+  constructor(io: ReadyIo<RaftMessage, RaftPersist, RaftEvent>, onFatal: (err: unknown) => void, o: ReadyQueueOptions = { durableTerm: 0 }) {
     this.io = io;
     this.onFatal = onFatal;
+    this.onWritten = o.onWritten ?? (() => undefined);
+    this.durable = { term: o.durableTerm };
+  }
+
+  /** Starts over from what is on disk (after the core was rebuilt from it). */
+  reset(durableTerm: number): void {
+    this.durable = { term: durableTerm };
   }
 
   push(r: RaftReady | undefined): void {
     if (!r || this.failed !== undefined) return;
     if (r.persist === undefined && r.send.length === 0 && r.events.length === 0 && r.rejected.length === 0) return;
-    this.pending.push(r);
+    // A leader's appends go now, alongside its own write (early-sends.ts); the rest waits.
+    const early = new Set(earlySends(r, this.durable));
+    for (const m of early) this.io.send(m.to, m);
+    this.pending.push(early.size === 0 ? r : { ...r, send: r.send.filter((s) => !early.has(s.msg)) });
     if (!this.writing) void this.drain();
   }
 
@@ -71,7 +92,11 @@ export class ReadyQueue {
     try {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0);
-        await applyReady(batch.length === 1 ? batch[0] as RaftReady : mergeReadies(batch, mergePersists), this.io);
+        const ready = batch.length === 1 ? batch[0] as RaftReady : mergeReadies(batch, mergePersists);
+        await applyReady(ready, this.io);
+        if (ready.persist?.hardState) this.durable = { term: ready.persist.hardState.term };
+        const last = ready.persist?.entries?.entries.at(-1);
+        if (last) this.onWritten(last);
       }
     } catch (err) {
       this.failed = err;

@@ -206,8 +206,6 @@ export class Raft {
     if (this.role !== 'leader') return undefined;
     const entries = data.map((d, i) => ({ index: this.log.lastIndex() + 1 + i, term: this.term, data: d }));
     this.log.append(entries);
-    this.selfProgress().acknowledged(this.log.lastIndex());
-    this.maybeCommit();
     this.broadcastAppend();
     return this.ready();
   }
@@ -222,8 +220,6 @@ export class Raft {
     const entry = { index: this.log.lastIndex() + 1, term: this.term, data: null, conf: next };
     this.log.append([entry]);
     this.pendingConfIndex = entry.index;
-    this.selfProgress().acknowledged(this.log.lastIndex());
-    this.maybeCommit();
     this.broadcastAppend();
     return this.ready();
   }
@@ -247,6 +243,21 @@ export class Raft {
     if (this.role !== 'leader') return undefined;
     if (this.log.term(this.log.committed) !== this.term) this.readsBeforeTermCommit.push(ctx);
     else this.startRead(ctx);
+    return this.ready();
+  }
+
+  /** The shell wrote the entries up to `index` (whose term is `term`) to disk. A leader counts
+   *  itself towards commitment only from here (thesis §10.2.1): so its shell may send its
+   *  appends while its own write is under way, and a commit waits for one fsync, not two in a
+   *  row. An entry since replaced at that index (a new term's) is not acknowledged by it. */
+  appended(index: number, term: number): RaftReady {
+    if (this.role === 'leader' && index <= this.log.lastIndex() && this.log.term(index) === term) {
+      const self = this.selfProgress();
+      if (index > self.match) {
+        self.acknowledged(index);
+        if (this.maybeCommit()) this.broadcastAppend();
+      }
+    }
     return this.ready();
   }
 
@@ -487,8 +498,6 @@ export class Raft {
     this.pendingConfIndex = this.log.lastIndex();
     // The no-op of our term: entries of earlier terms commit only through an entry of ours.
     this.log.append([{ index: this.log.lastIndex() + 1, term: this.term, data: null }]);
-    this.selfProgress().acknowledged(this.log.lastIndex());
-    this.maybeCommit();
     this.broadcastAppend();
   }
 

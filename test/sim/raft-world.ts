@@ -18,6 +18,7 @@
 // A violation throws with the seed's step and what broke.
 
 import { Raft } from '../../scheduler/raft/raft.ts';
+import { earlySends } from '../../scheduler/raft/early-sends.ts';
 import type { MembershipChange } from '../../scheduler/raft/membership.ts';
 import type { Entry, HardState, Membership, RaftMessage, RaftReady, Snapshot } from '../../scheduler/raft/types.ts';
 import type { KvOperation } from '../linearizability.ts';
@@ -30,6 +31,9 @@ export interface RaftWorldOptions {
   duplicate?: number;
   /** Delivery delay in steps, uniform in [1, maxDelay]: reordering comes with it. */
   maxDelay?: number;
+  /** Per ready with something to write: the chance that the write takes 1-3 steps (a slow
+   *  disk), during which a leader's appends are already out and the server may crash. */
+  slowDiskRate?: number;
   /** Per step: the chance that the network's partition changes. */
   partitionRate?: number;
   /** Per step: the chance that an up server crashes, and that a down one restarts. */
@@ -126,6 +130,9 @@ interface Server {
   kv: Map<string, string>;
   /** Which life of the server this is: a client's answer must come from the life it asked. */
   life: number;
+  /** Readies whose write is still under way (a slow disk), oldest first, with the messages
+   *  that already left; a crash loses them. */
+  writes: { at: number; ready: RaftReady; early: RaftMessage[] }[];
 }
 
 interface InFlight {
@@ -162,13 +169,13 @@ export class RaftWorld {
     this.seed = seed;
     this.rng = new Rng(seed);
     this.o = {
-      loss: 0, duplicate: 0, maxDelay: 3, partitionRate: 0, crashRate: 0, leaderCrashRate: 0, restartRate: 0.05, proposeRate: 0.2, skew: false,
+      loss: 0, duplicate: 0, maxDelay: 3, slowDiskRate: 0, partitionRate: 0, crashRate: 0, leaderCrashRate: 0, restartRate: 0.05, proposeRate: 0.2, skew: false,
       ...this.rng.pick(BOUNDS), clients: 0, keys: 3, spares: 0, confRate: 0, compactRate: 0, snapCrashRate: 0, snapshotChunkChars: this.rng.pick(CHUNKS), ...o,
     };
     const ids = Array.from({ length: o.servers + (o.spares ?? 0) }, (_, i) => `s${i + 1}`);
     this.initialVoters = ids.slice(0, o.servers);
     this.servers = ids.map((id) => ({
-      id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [], kv: new Map(), life: 0,
+      id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [], kv: new Map(), life: 0, writes: [],
     }));
     this.clients = Array.from({ length: this.o.clients }, (_, i) => ({ id: `k${i + 1}`, seq: 0 }));
     for (const s of this.servers) this.start(s);
@@ -200,6 +207,12 @@ export class RaftWorld {
       const rate = this.o.crashRate + (s.raft?.role === 'leader' ? this.o.leaderCrashRate : 0);
       if (s.raft && rate > 0 && this.rng.chance(rate)) this.crash(s);
       else if (!s.raft && this.rng.chance(this.o.restartRate)) this.start(s);
+    }
+    for (const s of this.servers) {
+      while (s.raft && s.writes[0] && s.writes[0].at <= this.now) {
+        const w = s.writes.shift()!;
+        this.write(s, w.ready, w.early);
+      }
     }
     for (const s of this.servers) if (s.raft && this.now % s.tickEvery === 0) this.carryOut(s, s.raft.tick());
     const due = this.network.filter((f) => f.at <= this.now);
@@ -426,7 +439,22 @@ export class RaftWorld {
   // ---- carrying out a ready, as a shell does ---------------------------------------------
 
   private carryOut(s: Server, ready: RaftReady): void {
-    // A crash before the write: the ready is lost whole (nothing of it left the server).
+    // A leader's appends may leave before its own write (as the peer's shell sends them:
+    // scheduler/manager/ready-queue.ts), if their term is on disk.
+    const early = earlySends(ready, s.disk.hardState);
+    for (const msg of early) this.send(msg);
+    // The write takes a while (or an earlier one still does: they are done in order).
+    if (s.writes.length > 0 || (ready.persist && this.o.slowDiskRate > 0 && this.rng.chance(this.o.slowDiskRate))) {
+      s.writes.push({ at: this.now + 1 + this.rng.int(3), ready, early });
+      return;
+    }
+    this.write(s, ready, early);
+  }
+
+  /** A ready's write, then the rest of it: its other messages, its events, and (for entries)
+   *  telling the core they are on disk. */
+  private write(s: Server, ready: RaftReady, early: readonly RaftMessage[]): void {
+    // A crash before the write: the ready is lost (nothing else of it left the server).
     if (ready.persist && this.o.crashRate > 0 && this.rng.chance(this.o.crashRate / 4)) {
       this.stats.lostTails++;
       this.crash(s);
@@ -443,7 +471,7 @@ export class RaftWorld {
     }
     const first = s.disk.entries[0];
     if (first && first.index !== (s.disk.snapshot?.index ?? 0) + 1) this.fail(`${s.id}'s disk holds entry ${first.index} first, after a snapshot at ${s.disk.snapshot?.index ?? 0}`);
-    for (const { msg } of ready.send) this.send(msg);
+    for (const { msg } of ready.send) if (!early.includes(msg)) this.send(msg);
     for (const ev of ready.events) {
       if (ev.type === 'restore') this.onRestore(s, ev.snapshot);
       if (ev.type === 'role' && ev.role === 'leader') this.onLeader(s, ev.term);
@@ -453,6 +481,9 @@ export class RaftWorld {
       }
       if (ev.type === 'read') this.onRead(s, ev.ctx, ev.index);
     }
+    // The write is done: a leader now counts its own entries (Raft.appended).
+    const last = ready.persist?.entries?.entries.at(-1);
+    if (last && s.raft) this.carryOut(s, s.raft.appended(last.index, last.term));
   }
 
   private send(msg: RaftMessage): void {
@@ -464,6 +495,7 @@ export class RaftWorld {
 
   private crash(s: Server): void {
     s.raft = undefined;
+    s.writes = [];
     s.applied = [];
     this.stats.crashes++;
     // Its connections close: the others' shells tell their cores (peer shell: raft-node.ts).

@@ -29,7 +29,7 @@ const CATCH_UP_STEPS = 1200;
 
 function chaos(seed: number, servers: number): RaftWorld {
   return new RaftWorld(seed, {
-    servers, loss: 0.1, duplicate: 0.05, maxDelay: 4, partitionRate: 0.03, crashRate: 0.004, leaderCrashRate: 0.03, restartRate: 0.1, proposeRate: 0.3, skew: true, clients: 3, keys: 3, spares: 2, confRate: 0.1,
+    servers, loss: 0.1, duplicate: 0.05, maxDelay: 4, slowDiskRate: 0.2, partitionRate: 0.03, crashRate: 0.004, leaderCrashRate: 0.03, restartRate: 0.1, proposeRate: 0.3, skew: true, clients: 3, keys: 3, spares: 2, confRate: 0.1,
     compactRate: 0.02, snapCrashRate: 0.02,
   });
 }

@@ -380,3 +380,29 @@ describe('ReadyQueue', () => {
     expect(writes.length).toBeLessThan(withWrite.size);
   });
 });
+
+describe('ReadyQueue: a leader appends alongside its own write', () => {
+  const app = (label: string, term: number): RaftMessage => ({ type: 'app', from: 'a', to: 'b', term, prevIndex: 0, prevTerm: 0, entries: [], commit: 0, ...({ ctx: label } as object) }) as RaftMessage;
+  const withSends = (r: RaftReady, msgs: RaftMessage[]): RaftReady => ({ ...r, send: msgs.map((msg) => ({ to: 'b', msg })) });
+
+  test('an append of the term on disk leaves before the write; other messages, and appends of a term not yet on disk, after it; the core hears of the write', async () => {
+    const { io, log, writes } = fakeIo();
+    const written: number[] = [];
+    const q = new ReadyQueue(io, () => undefined, { durableTerm: 3, onWritten: (last) => written.push(last.index) });
+    q.push(withSends(ready('r1', entries(1, 2), { send: false }), [app('early', 3), hb('after')]));
+    expect(log).toEqual(['send early', 'persist 1-2']);
+    writes[0]?.done();
+    await settle();
+    expect(log).toEqual(['send early', 'persist 1-2', 'written 1-2', 'send after', 'events r1']);
+    expect(written).toEqual([2]);
+    // A ready that moves to term 4: its appends wait for the term to be on disk.
+    q.push(withSends(ready('r2', { hardState: { term: 4, vote: 'a', commit: 2 } }, { send: false }), [app('new-term', 4)]));
+    expect(log.at(-1)).toBe('persist t4');
+    writes[1]?.done();
+    await settle();
+    expect(log.slice(-3)).toEqual(['written t4', 'send new-term', 'events r2']);
+    // Now term 4 is on disk: the next append goes at once.
+    q.push(withSends(ready('r3', entries(3, 3), { send: false }), [app('early-4', 4)]));
+    expect(log.slice(-2)).toEqual(['send early-4', 'persist 3-3']);
+  });
+});
