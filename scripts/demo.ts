@@ -3,7 +3,9 @@
 // the mesh, runs a stack `shop` (two `web` containers serving HTTP on h1 and h2, a client on h3),
 // shows the containers' mesh-wide addresses and dynamic-link DNS (`web` answers both, each
 // container its own name; the client fetches through `web` round-robin), crashes a peer and
-// shows its containers keep working and it rejoining, and cleans up.
+// shows its containers keep working and it rejoining, and cleans up. Along the way: the three
+// peers' managers elect a leader and commit a setting written through any of them, also while
+// one is dead.
 // `--keep` leaves the mesh running until Ctrl-C.
 import { Harness, waitFor, type Host } from '../test/harness/harness.ts';
 import { BUSYBOX_IMAGE } from '../test/harness/dockerd.ts';
@@ -47,6 +49,12 @@ try {
   await waitFor(async () => (await h3.weftJson<unknown[]>(['kv', 'get', 'greeting', '--json'])).length === 1, { what: 'h3 to receive it' });
   await show(h3, ['kv', 'get', 'greeting']);
 
+  step('the control plane: h1 founded it, the autopilot made all three managers; a setting written through h3 is committed on all');
+  await waitFor(async () => (await h2.weftJson<{ voter: boolean }[]>(['manager', 'ls', '--json']).catch(() => [])).filter((m) => m.voter).length === 3, { what: 'three voting managers' });
+  await show(h2, ['manager', 'ls']);
+  await show(h3, ['config', 'set', 'shop/replicas', '2']);
+  await show(h1, ['config', 'get', 'shop/replicas', '--consistent']);
+
   step('a sample stack "shop": web-1 on h1, web-2 on h2 (busybox httpd), a client on h3');
   const labels = (service: string) => ['--label', 'weft.attach=true', '--label', 'weft.stack=shop', '--label', `weft.service=${service}`];
   for (const [h, name] of [[h1, 'web-1'], [h2, 'web-2']] as const) {
@@ -79,6 +87,9 @@ try {
   const web1 = (await h1.weftJson<{ name: string; address: string }[]>(['ps', '--json'])).find((c) => c.name === 'web-1')!.address;
   const direct = (await h3.dockerd!.mustDocker(['exec', 'client', 'sh', '-c', `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ${web1} 80 | tail -n 1`])).trim();
   process.stdout.write(`the client on h3 still reaches web-1 at ${web1} while its peer is down: ${direct}\n`);
+  // Two managers of three are a majority: desired state still takes writes (a new leader if h3 led).
+  await show(h2, ['config', 'set', 'shop/replicas', '3']);
+  await show(h1, ['manager', 'ls']);
 
   step('h3 restarts with its data dir: same identity, rejoined');
   await h3.restart();
