@@ -47,13 +47,14 @@ export function registerManagerMethods(table: MethodTable, managers: Managers): 
     const a = await raft.query({ q: 'list', kind: 'config', prefix: prefix ?? '' }, consistent === true);
     return { items: a.objects.map(configOf), ...freshness(a) };
   }));
-  table.register(api.managerList, () => user(async () => (await raft.managers()).map((m) => {
-    const who = managers.nameOf(m.id);
-    return {
-      id: m.id, name: who?.name ?? '', address: who?.address ?? '', voter: m.voter, leader: m.leader, match: m.match,
+  table.register(api.managerList, () => user(async () => {
+    const rows = await raft.managers();
+    const names = managers.names();
+    return rows.map((m) => ({
+      id: m.id, name: names.get(m.id)?.name ?? '', address: names.get(m.id)?.address ?? '', voter: m.voter, leader: m.leader, match: m.match,
       lastContact: m.lastContactMs === null ? null : Math.round(m.lastContactMs / 100) / 10,
-    };
-  })));
+    }));
+  }));
   table.register(api.managerPromote, ({ peer }) => user(async () => {
     const id = peerId(peer);
     ok(await raft.write({ op: 'put', kind: 'node-role', name: id, spec: 'manager', req: raft.requestId() }));

@@ -38,10 +38,10 @@ export class ClusterId {
 
   /** Whether a Raft message of cluster `theirs` may be taken. A peer without a cluster takes
    *  the first leader's (`adopt`: an append or a snapshot, not a vote request, which anyone
-   *  could send) and keeps it. */
-  admits(theirs: string | undefined, adopt: boolean): boolean {
+   *  could send) and keeps it. `adopt` is asked only then: a peer in a cluster never needs it. */
+  admits(theirs: string | undefined, adopt: () => boolean): boolean {
     if (this.id === null) {
-      if (!adopt || !theirs) return false;
+      if (!theirs || !adopt()) return false;
       this.set(theirs);
       return true;
     }

@@ -193,9 +193,12 @@ export class Managers {
     return this.o.view.members().find((m) => m.id === ref || m.name === ref || m.address === ref || m.address.split(':')[0] === ref)?.id;
   }
 
-  /** Names of members, for display. */
+  /** Names and addresses of members by id, for display (one read of the member table). */
+  names(): Map<string, { name: string; address: string }> {
+    return new Map(this.o.view.members().map((m) => [m.id, { name: m.name, address: m.address }]));
+  }
+
   nameOf(id: string): { name: string; address: string } | undefined {
-    const m = this.o.view.members().find((x) => x.id === id);
-    return m ? { name: m.name, address: m.address } : undefined;
+    return this.names().get(id);
   }
 }

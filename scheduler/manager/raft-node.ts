@@ -242,7 +242,7 @@ export class RaftNode {
         if (msg.m.from !== from) return this.refuse(from, `a Raft message claiming to be from ${msg.m.from}`);
         // A peer in no cluster joins one only from the leader the mesh announces: any member
         // can send an append, and a peer that joined the wrong cluster is stuck until reset.
-        if (!this.cluster.admits(msg.c, LEADER_MESSAGES.has(msg.m.type) && this.leaderHint?.() === from)) return this.otherCluster(from, msg.c);
+        if (!this.cluster.admits(msg.c, () => LEADER_MESSAGES.has(msg.m.type) && this.leaderHint?.() === from)) return this.otherCluster(from, msg.c);
         this.lastContact.set(from, Date.now());
         if (msg.m.type === 'app-resp' && !msg.m.reject) this.matched.set(from, Math.max(this.matched.get(from) ?? 0, msg.m.index));
         this.queue.push(this.core.step(msg.m));

@@ -3,7 +3,7 @@
 // leader's view of the managers, a leadership transfer) with their answers. Every message is
 // checked for shape and bounds here, so a hostile or buggy member costs one logged reason.
 
-import { parseRaftMessage } from '../raft/wire.ts';
+import { MAX_ID_LENGTH, parseRaftMessage } from '../raft/wire.ts';
 import type { RaftMessage } from '../raft/types.ts';
 import { KINDS, MAX_NAME_LENGTH, validateCommand, type Command, type Kind } from './desired-state.ts';
 
@@ -95,5 +95,5 @@ function parseQuery(u: unknown): Query | string {
 }
 
 function isPeerId(x: unknown): x is string {
-  return typeof x === 'string' && x.length > 0 && x.length <= 128 && /^[A-Za-z0-9]+$/.test(x);
+  return typeof x === 'string' && x.length > 0 && x.length <= MAX_ID_LENGTH && /^[A-Za-z0-9]+$/.test(x);
 }
