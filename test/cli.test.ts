@@ -61,6 +61,33 @@ describe('the weft command', () => {
     }
   });
 
+  test('bad control-plane flags and a file that is not a backup fail in one line, before any peer is asked', async () => {
+    const pw = join(dir, 'pw-flags');
+    writeFileSync(pw, 'secret\n');
+    for (const [args, code, re] of [
+      [['--managers', '4'], 2, /--managers.*4.*(invalid|Allowed choices)/i],
+      [['--role', 'boss'], 2, /--role.*boss/],
+      [['--manager-grace', 'soon'], 1, /^weft: --manager-grace must be a whole number of seconds from 1 to 86400, not "soon"$/],
+      [['--manager-grace', '0'], 1, /^weft: --manager-grace must be/],
+    ] as [string[], number, RegExp][]) {
+      const r = await weft(['--data-dir', join(dir, 'flags'), 'launch', '--no-dataplane', '--metrics-listen', 'off', '--password-file', pw, ...args]);
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr.trim()).toMatch(re);
+    }
+    const junk = join(dir, 'junk-backup.json');
+    for (const [content, re] of [
+      ['not json at all', /^weft: .*junk-backup\.json: not a weft state backup \(/],
+      ['{"format":"something-else","index":1,"data":"{}"}', /^weft: .*junk-backup\.json: not a weft state backup \(format "something-else", expected "weft-desired-state\/1"\)$/],
+      ['null', /^weft: .*junk-backup\.json: not a weft state backup/],
+    ] as [string, RegExp][]) {
+      writeFileSync(junk, content);
+      const r = await weft(['--data-dir', join(dir, 'nothing'), 'state', 'restore', junk, '--yes']);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr.trim()).toMatch(re);
+    }
+  });
+
   test('a listen port in use is one clear line', async () => {
     const net = await import('node:net');
     const server = net.createServer().listen(0, '127.0.0.1');

@@ -366,6 +366,19 @@ describe('a live peer under hostile input', () => {
       ['dns.lookup', { name: 'n'.repeat(300) }, /dns\.lookup: parameter "name" is too long/],
       ['token.create', { scope: 'root' }, /"scope" must be one of operator, admin/],
       ['events', { follow: 'yes' }, /events: parameter "follow" must be/],
+      // The control plane's methods: parameters, a backup that is not one, and what only the
+      // host itself may do.
+      ['config.set', { name: 'hostile-config', value: 'v', owner: 'someone-else' }, /config\.set: unknown parameter "owner"/],
+      ['config.set', { name: 'n'.repeat(300), value: 'v' }, /config\.set: parameter "name" is too long/],
+      ['config.set', { name: 'hostile-config', value: 'v', expect: -1 }, /config\.set: parameter "expect"/],
+      ['config.get', { name: 'hostile-config', consistent: 'yes' }, /config\.get: parameter "consistent" must be/],
+      ['manager.promote', { peer: 7 }, /manager\.promote: parameter "peer" must be/],
+      ['manager.promote', { peer: 'no-such-peer' }, /no peer "no-such-peer" is known/],
+      ['state.restore', { format: 'weft-desired-state/1', index: 1, data: '{junk' }, /not a desired-state snapshot/],
+      ['state.restore', { format: 'something-else', index: 1, data: '{}' }, /state\.restore: parameter "format"/],
+      ['state.watch', { kind: 'everything' }, /state\.watch: parameter "kind"/],
+      ['manager.force-new-cluster', {}, /allowed only on the peer's own host/],
+      ['manager.reset', {}, /allowed only on the peer's own host/],
     ];
     for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
       await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {
@@ -375,6 +388,10 @@ describe('a live peer under hostile input', () => {
       });
     }
     expect(await api(h1, meshApi.kvGet, { key: 'hostile-param' })).toEqual([]);
+    // Nothing of it reached desired state, and the managers are as they were.
+    const get = await h1.weft(['config', 'get', 'hostile-config', '--consistent']);
+    expect(get.stderr).toMatch(/does not exist/);
+    expect((await h1.weftJson<{ manager: { role: string } }>(['status', '--json'])).manager.role).toBe('leader');
   });
 
   test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {

@@ -5,6 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import * as meshApi from '../../mesh/api/contract.ts';
 import * as dnsApi from '../../dns/api-contract.ts';
+import * as managerApi from '../../scheduler/manager/api-contract.ts';
 import { v, type Access, type MethodSpec, type ParamsSchema } from '../../mesh/api/method.ts';
 import { UserError, type ApiContext } from '../../mesh/api/request.ts';
 import { MethodTable } from '../../mesh/api/table.ts';
@@ -15,7 +16,7 @@ type AnySpec = MethodSpec<ParamsSchema, unknown, unknown>;
 function specsOf(mod: Record<string, unknown>): AnySpec[] {
   return Object.values(mod).filter((x): x is AnySpec => typeof x === 'object' && x !== null && 'access' in x && 'params' in x);
 }
-const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi)];
+const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi)];
 
 /** A table of every real spec whose handlers record what reached them. */
 function table(): { t: MethodTable; reached: Array<{ name: string; params: unknown }> } {
@@ -33,17 +34,21 @@ const VALID: Record<string, Record<string, unknown>> = {
   connect: { address: '10.0.0.1:6783' }, forget: { target: 'h2' }, 'token.revoke': { id: '0123456789abcdef' },
   'kv.put': { key: 'k', value: 'v' }, 'kv.get': { key: 'k' }, attach: { container: 'web' }, detach: { container: 'web' },
   rmpeer: { peer: 'h2' }, 'dns.lookup': { name: 'web' }, 'dns.add': { name: 'db', ip: '10.0.0.3' }, 'dns.remove': { name: 'db' },
+  'config.set': { name: 'colour', value: 'blue' }, 'config.get': { name: 'colour' }, 'config.rm': { name: 'colour' },
+  'manager.promote': { peer: 'h2' }, 'manager.demote': { peer: 'h2' },
+  'state.restore': { format: managerApi.BACKUP_FORMAT, index: 1, data: '{}' },
 };
 
 describe('the API method table', () => {
   test('what an operator token may call is exactly the reading and kv/dns methods; join tokens need the mesh secret', () => {
     const byLevel = (a: Access) => SPECS.filter((s) => s.access === a).map((s) => s.name).sort();
     expect(byLevel('operator')).toEqual([
-      'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
-      'kv.get', 'kv.list', 'kv.put', 'peers', 'ps', 'status', 'token.list',
+      'config.get', 'config.ls', 'config.rm', 'config.set', 'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
+      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'peers', 'ps', 'state.watch', 'status', 'token.list',
     ]);
     expect(byLevel('member')).toEqual(['token.join']);
-    expect(byLevel('local')).toEqual([]);
+    // Replacing the cluster or dropping a peer's control-plane state: only on the host itself.
+    expect(byLevel('local')).toEqual(['manager.force-new-cluster', 'manager.reset']);
     expect(new Set(SPECS.map((s) => s.name)).size).toBe(SPECS.length);
   });
 
@@ -62,7 +67,7 @@ describe('the API method table', () => {
         } else {
           const err = await call.then(() => undefined, (e: unknown) => e);
           expect(err, `${caller} -> ${s.name}`).toBeInstanceOf(UserError);
-          expect((err as Error).message).toMatch(level === undefined ? /revoked/ : /not allowed/);
+          expect((err as Error).message).toMatch(level === undefined ? /revoked/ : s.access === 'local' ? /allowed only on the peer's own host/ : /not allowed/);
           expect(reached).toEqual([]);
         }
       }
@@ -90,13 +95,16 @@ describe('the API method table', () => {
     const handler = t.handler(() => 'member');
     const rand = mulberry32(20261203);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
-    const keys = ['key', 'value', 'name', 'ip', 'follow', 'local', 'scope', 'address', 'peer', 'container', 'target', 'id', 'prefix', 'type', '__proto__', 'constructor'];
+    const keys = ['key', 'value', 'name', 'ip', 'follow', 'local', 'scope', 'address', 'peer', 'container', 'target', 'id', 'prefix', 'type',
+      'expect', 'request', 'consistent', 'to', 'format', 'index', 'data', 'kind', 'from', '__proto__', 'constructor'];
     const values = (): unknown => pick([
       '', 'x', 'a'.repeat(300), 'a'.repeat(70_000), 0, -1, 1e300, NaN, true, false, null, undefined, [], ['x'], {}, { nested: { deeper: 1 } }, 'operator', 'admin',
     ]);
     let accepted = 0;
+    // What a member may call at all (local-only methods refuse it before looking at parameters).
+    const reachable = SPECS.filter((s) => s.access !== 'local');
     for (let i = 0; i < 3000; i++) {
-      const s = pick(SPECS);
+      const s = pick(reachable);
       const params: Record<string, unknown> = {};
       const n = Math.floor(rand() * 4);
       for (let k = 0; k < n; k++) params[pick(keys)] = values();
