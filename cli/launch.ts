@@ -11,6 +11,8 @@ import { BRIDGE_DNS_PORT, DnsService } from '../dns/service.ts';
 import { registerDnsMethods } from '../dns/api.ts';
 import { Managers } from '../scheduler/manager/managers.ts';
 import { registerManagerMethods } from '../scheduler/manager/api.ts';
+import { registerServiceMethods } from '../scheduler/service/api.ts';
+import { startScheduler } from './scheduler.ts';
 import { CliError } from './error.ts';
 import { launchConfig, type DnsLaunchConfig, type LaunchOptions } from './launch-options.ts';
 
@@ -144,6 +146,8 @@ export async function launch(o: LaunchOptions): Promise<void> {
     return { role: s.role, leader: s.leader, term: s.term, commit: s.commit, applied: s.applied };
   });
   registerManagerMethods(methods, managers);
+  const scheduler = await startScheduler(peer, managers, logger('scheduler'), config.peer.dataplane, config.peer.dockerHost);
+  registerServiceMethods(methods, managers.raft, peer.view(), scheduler.reconciler);
   registerDnsMethods(methods, () => dns);
   const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
@@ -158,6 +162,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   }
   stop = async (signal: string) => {
     log.info('stopping', { signal });
+    scheduler.stop();
     await managers.stop();
     await api.close();
     await dns?.stop();

@@ -9,8 +9,10 @@ import { CONTROL_EVENT_TYPES, type MeshEvent } from '../mesh/events.ts';
 import { MEMBERSHIP_EVENT_TYPES } from '../mesh/membership/member.ts';
 import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { formatManagerStatus, registerManagerCommands } from './manager.ts';
+import { registerStackCommands } from './stack.ts';
 import { dnsStatus } from '../dns/api-contract.ts';
 import { MESH_PORT } from '../mesh/address.ts';
+import { identityFromLabels } from '../mesh/naming.ts';
 import { DEFAULT_DATA_DIR } from '../mesh/config.ts';
 import { errorText } from '../mesh/log.ts';
 
@@ -97,9 +99,15 @@ program.command('ps')
   .option('--local', 'only this host\'s containers')
   .action((o: { local?: boolean }, cmd: Command) => run(cmd, api.ps, { local: o.local === true }, (cs) => cs.length === 0
     ? 'no attached containers'
-    : table(['NAME', 'ID', 'ADDRESS', 'MAC', 'HOST', 'STATE'], cs.map((c) => [c.name, c.id.slice(0, 12), c.addr, c.mac, c.host, c.state])),
-  // The JSON contract: name, id, address, host (and more).
-  (cs) => cs.map((c) => ({ name: c.name, id: c.id, address: c.addr, mac: c.mac, host: c.host, peer: c.peer, state: c.state, health: c.health, labels: c.labels }))));
+    : table(['NAME', 'SERVICE', 'STACK', 'ID', 'ADDRESS', 'HOST', 'STATE'], cs.map((c) => {
+      const n = identityFromLabels(c.name, c.labels);
+      return [n.name, n.service ?? '', n.stack ?? '', c.id.slice(0, 12), c.addr, c.host, c.state];
+    })),
+  // The JSON contract: name (its mesh name, `web-2`), service, stack, id, address, host, state.
+  (cs) => cs.map((c) => {
+    const n = identityFromLabels(c.name, c.labels);
+    return { name: n.name, service: n.service ?? null, stack: n.stack ?? null, id: c.id, address: c.addr, mac: c.mac, host: c.host, peer: c.peer, state: c.state, health: c.health, labels: c.labels };
+  })));
 
 program.command('expose')
   .description('give this host an address on the overlay (it can then reach containers)')
@@ -115,6 +123,7 @@ program.command('reset')
 
 registerDnsCommands(program);
 registerManagerCommands(program);
+registerStackCommands(program);
 
 const token = program.command('token').description('join tokens');
 token.command('create')

@@ -8,9 +8,14 @@ import type { MembershipEventType } from './membership/member.ts';
 /** Enough history for an operator looking back over an incident, small in memory. */
 const EVENT_HISTORY = 1000;
 
-/** The control plane's events (scheduler/manager/raft-node.ts), in the same log: an operator
+/** The control plane's events (scheduler/), in the same log: an operator
  *  looking back over an incident sees a leader change beside the deaths that caused it. */
-export const CONTROL_EVENT_TYPES = ['leader-elected', 'leader-lost', 'manager-added', 'manager-promoted', 'manager-removed'] as const;
+export const CONTROL_EVENT_TYPES = [
+  'leader-elected', 'leader-lost', 'manager-added', 'manager-promoted', 'manager-removed',
+  // The scheduler's (scheduler/reconciler/, on the leader; scheduler/agent/, on the container's node).
+  'container-scheduled', 'container-rescheduled', 'container-unscheduled', 'service-pending', 'service-update-paused',
+  'container-started', 'container-failed', 'container-removed',
+] as const;
 export type ControlEventType = (typeof CONTROL_EVENT_TYPES)[number];
 
 export interface MeshEvent {

@@ -57,6 +57,9 @@ export const RAFT_CLUSTER_KEY = 'raft/cluster';
  *  knows, the term), announced when it changes, so a peer that is not a manager knows where
  *  to send a write (scheduler/manager/managers.ts). */
 export const MANAGER_STATE_KEY = 'manager/state';
+/** `agent/state`: the owner's scheduler agent: whether it can run containers, its memory, the
+ *  state of every task container it holds (scheduler/task/report.ts, scheduler/agent/). */
+export const AGENT_STATE_KEY = 'agent/state';
 /** `container/<container id>`: a container attached on the owner's host (endpoint.ts's
  *  ContainerEndpoint); written by that host's peer (network/network.ts). */
 export const CONTAINER_PREFIX = 'container/';

@@ -15,6 +15,8 @@ export interface MeshMember {
   address: string;
   role: Role;
   state: PeerLiveness;
+  /** Its deploy tags, as it claims them (`weft launch --tags`). */
+  tags: readonly string[];
 }
 
 export interface MeshView {

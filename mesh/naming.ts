@@ -17,14 +17,18 @@ export interface ContainerIdentity {
  * `weft.service`) or Docker Compose's (`com.docker.compose.project`, `…service`,
  * `…container-number`), so that a Compose project attached to weft resolves as a stack with
  * no configuration. A Compose container is named `SERVICE-NUMBER` (`web-1`, as with
- * `docker compose` itself), any other by its Docker name.
+ * `docker compose` itself), so is one the scheduler made (`weft.index`: its Docker name is
+ * `web-1.shop`, unique on its host across stacks), any other by its Docker name.
  */
 export function identityFromLabels(dockerName: string, labels: Readonly<Record<string, string>>): ContainerIdentity {
   const stack = stackOf(labels);
   const service = labels['weft.service'] ?? labels['com.docker.compose.service'];
   const number = labels['com.docker.compose.container-number'];
   const composeService = labels['com.docker.compose.service'];
-  const name = composeService && number ? `${composeService}-${number}` : dockerName.replace(/^\//, '');
+  const index = labels['weft.index'];
+  const name = service && index && /^[1-9]\d{0,5}$/.test(index)
+    ? `${service}-${index}`
+    : composeService && number ? `${composeService}-${number}` : dockerName.replace(/^\//, '');
   return { name, ...(stack ? { stack } : {}), ...(service ? { service } : {}) };
 }
 

@@ -230,8 +230,8 @@ export class Peer {
       onLiveness: (fn) => this.members.onLiveness(fn),
       put: (key, value) => this.replica.put(key, value),
       members: () => [
-        { id: this.identity.id, name: this.config.name, address: formatHostPort(this.advertise), role: this.config.role, state: 'alive' as const },
-        ...this.membership.members().map((m) => ({ id: m.id, name: m.name, address: m.addrs[0] ?? '', role: m.role, state: m.state })),
+        { id: this.identity.id, name: this.config.name, address: formatHostPort(this.advertise), role: this.config.role, state: 'alive' as const, tags: [...this.config.tags] },
+        ...this.membership.members().map((m) => ({ id: m.id, name: m.name, address: m.addrs[0] ?? '', role: m.role, state: m.state, tags: m.tags })),
       ],
     };
   }

@@ -4,9 +4,16 @@
 // by a buggy or older leader must still not corrupt the state: it fails, deterministically, on
 // every manager alike). Pure: no clock, no I/O; the same entries give the same state anywhere.
 
+import { storedServiceProblem } from '../service/schema.ts';
+import { stackRecordProblem } from '../stack/record.ts';
+import { taskProblem } from '../task/task.ts';
+
 /** The kinds of object there are. `config`: users' own settings (`weft config`); `node-role`:
- *  an operator's promote/demote of a peer, which the autopilot obeys (name = the peer's id). */
-export const KINDS = ['config', 'node-role'] as const;
+ *  an operator's promote/demote of a peer, which the autopilot obeys (name = the peer's id);
+ *  `service`: a service (scheduler/service/schema.ts, name `stack/service`); `task`: one of its
+ *  containers assigned to a node by the reconciler (scheduler/task/task.ts, name
+ *  `stack/service/n`); `stack`: a deployed stack file's name and services. */
+export const KINDS = ['config', 'node-role', 'service', 'task', 'stack'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** Names are DNS-label-like so they print, sort and type safely; 253 is a DNS name's length. */
@@ -41,7 +48,17 @@ export type Command =
   | { op: 'delete'; kind: Kind; name: string; expect?: number; req: string }
   /** Replaces every object with a backup's (`weft state restore`); remembered requests stay,
    *  so a write retried across the restore still applies once. */
-  | { op: 'restore'; data: string; req: string };
+  | { op: 'restore'; data: string; req: string }
+  /** Several puts and deletes applied together or not at all: a stack deploy, one round of the
+   *  reconciler. Every `expect` is checked before anything changes. */
+  | { op: 'batch'; ops: BatchOp[]; req: string };
+
+export type BatchOp =
+  | { op: 'put'; kind: Kind; name: string; spec: unknown; expect?: number }
+  | { op: 'delete'; kind: Kind; name: string; expect?: number };
+
+/** A batch is one Raft entry (≤ 1 MiB); a stack's services or a round's tasks are far fewer. */
+export const MAX_BATCH_OPS = 2000;
 
 export type Outcome = { ok: true; object: StateObject | null } | { ok: false; error: string };
 
@@ -60,7 +77,8 @@ export function validateCommand(c: unknown): string | undefined {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) return 'a command must be an object';
   const m = c as Record<string, unknown>;
   if (m.op === 'restore') return validateRestore(m);
-  if (m.op !== 'put' && m.op !== 'delete') return 'op must be put, delete or restore';
+  if (m.op === 'batch') return validateBatch(m);
+  if (m.op !== 'put' && m.op !== 'delete') return 'op must be put, delete, batch or restore';
   if (typeof m.kind !== 'string' || !(KINDS as readonly string[]).includes(m.kind)) return `kind must be one of ${KINDS.join(', ')}`;
   if (typeof m.name !== 'string' || m.name.length === 0 || m.name.length > MAX_NAME_LENGTH || !NAME.test(m.name)) {
     return `name must be 1-${MAX_NAME_LENGTH} characters of letters, digits, ".", "_", "/" and "-", starting with a letter or digit`;
@@ -71,6 +89,25 @@ export function validateCommand(c: unknown): string | undefined {
   const extra = Object.keys(m).find((k) => !allowed.includes(k));
   if (extra !== undefined) return `unknown field "${extra}"`;
   if (m.op === 'put') return validateSpec(m.kind as Kind, m.spec);
+  return undefined;
+}
+
+function validateBatch(m: Record<string, unknown>): string | undefined {
+  if (typeof m.req !== 'string' || m.req.length === 0 || m.req.length > MAX_REQUEST_ID_LENGTH) return 'req must be a request id';
+  const extra = Object.keys(m).find((k) => !['op', 'ops', 'req'].includes(k));
+  if (extra !== undefined) return `unknown field "${extra}"`;
+  if (!Array.isArray(m.ops) || m.ops.length === 0 || m.ops.length > MAX_BATCH_OPS) return `a batch has 1-${MAX_BATCH_OPS} operations`;
+  const seen = new Set<string>();
+  for (const [i, op] of (m.ops as unknown[]).entries()) {
+    if (typeof op !== 'object' || op === null || Array.isArray(op)) return `batch operation ${i + 1}: not an object`;
+    const o = op as Record<string, unknown>;
+    if (o.op !== 'put' && o.op !== 'delete') return `batch operation ${i + 1}: op must be put or delete`;
+    const invalid = validateCommand({ ...o, req: m.req });
+    if (invalid) return `batch operation ${i + 1}: ${invalid}`;
+    const k = key(String(o.kind), String(o.name));
+    if (seen.has(k)) return `batch operation ${i + 1}: ${String(o.kind)} "${String(o.name)}" twice in one batch`;
+    seen.add(k);
+  }
   return undefined;
 }
 
@@ -96,6 +133,12 @@ function validateSpec(kind: Kind, spec: unknown): string | undefined {
     case 'node-role':
       if (spec !== 'manager' && spec !== 'worker') return 'a node role must be manager or worker';
       return undefined;
+    case 'service':
+      return storedServiceProblem(spec);
+    case 'task':
+      return taskProblem(spec);
+    case 'stack':
+      return stackRecordProblem(spec);
   }
 }
 
@@ -152,12 +195,33 @@ export class DesiredState {
 
   private execute(index: number, cmd: Command): { outcome: Outcome; changes: StateChange[] } {
     if (cmd.op === 'restore') return this.replaceObjects(index, cmd.data);
+    if (cmd.op === 'batch') return this.executeBatch(index, cmd.ops);
+    return this.executeOne(index, cmd);
+  }
+
+  /** All or nothing: every expectation is checked first, then every operation applied. */
+  private executeBatch(index: number, ops: readonly BatchOp[]): { outcome: Outcome; changes: StateChange[] } {
+    for (const op of ops) {
+      const current = this.objects.get(key(op.kind, op.name));
+      const failed = this.expectationFailure(op, current);
+      if (failed) return { outcome: { ok: false, error: failed }, changes: [] };
+      if (op.op === 'delete' && !current) return { outcome: { ok: false, error: `${op.kind} "${op.name}" does not exist` }, changes: [] };
+    }
+    const changes = ops.flatMap((op) => this.executeOne(index, op).changes);
+    return { outcome: { ok: true, object: null }, changes };
+  }
+
+  private expectationFailure(cmd: BatchOp, current: StateObject | undefined): string | undefined {
+    if (cmd.expect === undefined || (current?.version ?? 0) === cmd.expect) return undefined;
+    const has = current ? `version ${current.version}` : 'no such object';
+    return `${cmd.kind} "${cmd.name}": expected version ${cmd.expect}, found ${has}`;
+  }
+
+  private executeOne(index: number, cmd: BatchOp): { outcome: Outcome; changes: StateChange[] } {
     const k = key(cmd.kind, cmd.name);
     const current = this.objects.get(k);
-    if (cmd.expect !== undefined && (current?.version ?? 0) !== cmd.expect) {
-      const has = current ? `version ${current.version}` : 'no such object';
-      return { outcome: { ok: false, error: `${cmd.kind} "${cmd.name}": expected version ${cmd.expect}, found ${has}` }, changes: [] };
-    }
+    const failed = this.expectationFailure(cmd, current);
+    if (failed) return { outcome: { ok: false, error: failed }, changes: [] };
     if (cmd.op === 'delete') {
       if (!current) return { outcome: { ok: false, error: `${cmd.kind} "${cmd.name}" does not exist` }, changes: [] };
       this.objects.delete(k);

@@ -1,6 +1,6 @@
 // Links: `service` or `service:alias`; the service is in this stack, or in another as
 // `stack.service` (Tutum's form for a service of another stack). Each link becomes the alias's
-// DNS name and Docker-link variables in the linking service's containers (dns/link-env.ts).
+// DNS name and Docker-link variables in the linking service's containers (scheduler/agent/link-env.ts).
 //
 // Cycles are allowed (web links db, db links web): Tutum resolved links through its own DNS and
 // variables rather than Docker's container links, which need their target to exist first, and

@@ -3,7 +3,7 @@
 // host), plus Tutum's per-container variables for services of several containers.
 
 import { describe, expect, test } from 'vitest';
-import { linkEnvironment, envName } from '../../dns/link-env.ts';
+import { linkEnvironment, envName } from '../../scheduler/agent/link-env.ts';
 import { Harness } from '../harness/harness.ts';
 
 describe('link environment variables', () => {

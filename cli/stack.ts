@@ -1,0 +1,139 @@
+// `weft stack ...` and `weft service ...`: the scheduler's commands. A stack file is read and
+// checked here, with the caller's environment for `${VAR}` (so nothing of it reaches the peer
+// but the values the file uses); the peer stores services and the leader places them
+// (scheduler/service/api.ts). Long operations wait until every container runs, showing
+// progress, unless --detach. All take the global --json.
+
+import type { Command } from 'commander';
+import { CliError } from './error.ts';
+import { table } from './format.ts';
+import { client, run, type Globals } from './run.ts';
+import * as api from '../scheduler/service/api-contract.ts';
+import { readStackFile } from '../scheduler/stack/file.ts';
+import type { ApiClient } from '../mesh/api/client.ts';
+import { statusText, waitForServices } from './wait-services.ts';
+
+const TIMEOUT_HELP = 'give up waiting after this many seconds (exit 1; the deploy goes on)';
+/** A deploy pulls images and starts containers one after another on small hosts: ten minutes
+ *  before saying it is stuck (the reason, if one is known, is shown all along). */
+const DEFAULT_TIMEOUT_S = 600;
+
+interface WaitOptions {
+  detach?: boolean;
+  timeout?: string;
+}
+
+export function registerStackCommands(program: Command): void {
+  const stack = program.command('stack').description('stacks: services deployed together from one file (Tutum stackfile or Docker Compose)');
+  stack.command('deploy [name]')
+    .description('deploy a stack file: creates what is new, redeploys (rolling) what changed, removes what the file no longer has; returns once every container runs')
+    .requiredOption('-f, --file <file>', 'the stack file')
+    .option('--detach', 'return once desired state has the change, without waiting')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action(async (name: string | undefined, o: WaitOptions & { file: string }, cmd: Command) => {
+      const read = await readStackFile(o.file, { ...(name ? { stack: name } : {}), variables: environment() });
+      if (!read.ok) throw new CliError(read.errors.join('\n'));
+      for (const w of read.warnings) process.stderr.write(`warning: ${w}\n`);
+      const stackName = read.services[0]?.stack ?? name ?? '';
+      await withClient(cmd, async (c, g) => {
+        const r = await c.call(api.stackDeploy, { stack: stackName, file: o.file, services: read.services });
+        if (!g.json) process.stdout.write(deploySummary(r) + '\n');
+        const waited = o.detach ? undefined : await waitForServices(c, { stack: stackName }, seconds(o.timeout), g.json === true);
+        if (g.json) process.stdout.write(JSON.stringify({ ...r, ...(waited ? { services: waited } : {}) }, null, 2) + '\n');
+      });
+    });
+  stack.command('ls')
+    .description('deployed stacks')
+    .action((_o, cmd: Command) => run(cmd, api.stackList, {}, (rows) => rows.length === 0 ? 'no stacks' : table(
+      ['NAME', 'SERVICES', 'RUNNING', 'FILE'], rows.map((r) => [r.name, r.services, `${r.running}/${r.target}`, r.file]),
+    )));
+  stack.command('inspect <name>')
+    .description("a stack's services and containers")
+    .action((name: string, _o, cmd: Command) => run(cmd, api.stackInspect, { name }, (r) => `stack ${r.name} (from ${r.file})\n\n${servicesTable(r.services)}\n\n${tasksTable(r.tasks)}`));
+  stack.command('redeploy <name>')
+    .description("recreate every container of a stack, one at a time per service (a new image under the same tag, say)")
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action((name: string, o: WaitOptions, cmd: Command) => withClient(cmd, async (c, g) => {
+      const r = await c.call(api.stackRedeploy, { name });
+      const waited = o.detach ? undefined : await waitForServices(c, { stack: name }, seconds(o.timeout), g.json === true);
+      process.stdout.write((g.json ? JSON.stringify({ ...r, ...(waited ? { services: waited } : {}) }, null, 2) : `redeployed ${r.redeployed.join(', ')}`) + '\n');
+    }));
+  stack.command('rm <name>')
+    .description('remove a stack: its services and their containers')
+    .action((name: string, _o, cmd: Command) => run(cmd, api.stackRemove, { name }, (r) => `removed stack ${name} (${r.removed.length} services)`));
+
+  const service = program.command('service').description('services: containers of one image kept running at a count, placed by the leader');
+  service.command('ls')
+    .description('services and how many of their containers run')
+    .option('--stack <name>', 'only this stack')
+    .action((o: { stack?: string }, cmd: Command) => run(cmd, api.serviceList, o.stack ? { stack: o.stack } : {}, (rows) => rows.length === 0 ? 'no services' : servicesTable(rows)));
+  service.command('inspect <name>')
+    .description('a service (name, stack/name or name.stack): its spec and containers')
+    .action((name: string, _o, cmd: Command) => run(cmd, api.serviceInspect, { name }, (r) => `${servicesTable([r.service])}\n\n${tasksTable(r.tasks)}\n\n${JSON.stringify(r.spec, null, 2)}`));
+  const waiting = (f: (c: ApiClient, name: string, o: WaitOptions) => Promise<api.ServiceRow>) => (name: string, o: WaitOptions, cmd: Command) => withClient(cmd, async (c, g) => {
+    const row = await f(c, name, o);
+    const waited = o.detach ? undefined : await waitForServices(c, { service: row.name }, seconds(o.timeout), g.json === true);
+    process.stdout.write((g.json ? JSON.stringify(waited?.[0] ?? row, null, 2) : servicesTable(waited ?? [row])) + '\n');
+  });
+  service.command('scale <name> <count>')
+    .description('set how many containers a service runs')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action((name: string, count: string, o: WaitOptions, cmd: Command) => {
+      if (!/^\d+$/.test(count)) throw new CliError(`count "${count}" is not a whole number`);
+      return waiting((c, n) => c.call(api.serviceScale, { name: n, count: Number(count) }))(name, o, cmd);
+    });
+  service.command('redeploy <name>')
+    .description('recreate its containers, one at a time (update_config), keeping names and addresses')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action(waiting((c, name) => c.call(api.serviceRedeploy, { name })));
+  service.command('rollback <name>')
+    .description('go back to the spec before the last update (rolling)')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action(waiting((c, name) => c.call(api.serviceRollback, { name })));
+  service.command('rm <name>')
+    .description('remove a service and its containers')
+    .action((name: string, _o, cmd: Command) => run(cmd, api.serviceRemove, { name }, (r) => `removed ${r.removed}`));
+}
+
+async function withClient(cmd: Command, f: (c: ApiClient, g: Globals) => Promise<void>): Promise<void> {
+  const g = cmd.optsWithGlobals<Globals>();
+  const c = await client(g);
+  try {
+    await f(c, g);
+  } finally {
+    await c.close();
+  }
+}
+
+function environment(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+function seconds(s: string | undefined): number {
+  const n = Number(s ?? DEFAULT_TIMEOUT_S);
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(`--timeout "${s}" is not a number of seconds`);
+  return n;
+}
+
+function deploySummary(r: api.DeployResult): string {
+  const parts = [['created', r.created], ['updated', r.updated], ['removed', r.removed], ['unchanged', r.unchanged]] as const;
+  return `stack ${r.stack}: ` + parts.filter(([, xs]) => xs.length > 0).map(([k, xs]) => `${k} ${xs.join(', ')}`).join('; ');
+}
+
+export function servicesTable(rows: readonly api.ServiceRow[]): string {
+  return table(['SERVICE', 'STACK', 'IMAGE', 'RUNNING', 'STRATEGY', 'STATUS'], rows.map((r) => [
+    r.service, r.stack || '-', r.image, `${r.running}/${r.target}`, r.strategy, statusText(r),
+  ]));
+}
+
+function tasksTable(rows: readonly api.TaskRow[]): string {
+  return rows.length === 0 ? 'no containers' : table(['NAME', 'HOST', 'ADDRESS', 'STATE', 'EPOCH', 'NOTE'], rows.map((t) => [
+    t.name, t.host, t.address ?? '-', t.health !== 'none' ? `${t.state} (${t.health})` : t.state, t.epoch, [t.current ? '' : 'outdated', t.error ?? ''].filter(Boolean).join(': '),
+  ]));
+}

@@ -1,0 +1,26 @@
+// The nodes placement sees, from observed state: every member the mesh knows (liveness, name,
+// deploy tags) and its agent's report (memory; whether Docker answers). A node whose agent has
+// not reported, or whose Docker does not answer, takes nothing new and its containers move
+// (`draining`): placing there would only make tasks that never run. Pure.
+
+import type { MeshMember } from '../../mesh/mesh-view.ts';
+import type { PlacementNode } from '../placement/node.ts';
+import type { AgentReport } from '../task/report.ts';
+
+export function placementNodes(members: readonly MeshMember[], reports: ReadonlyMap<string, AgentReport>, downSeconds: (id: string) => number): PlacementNode[] {
+  return members
+    .filter((m) => m.state !== 'left')
+    .map((m) => {
+      const r = reports.get(m.id);
+      const alive = m.state === 'alive' || m.state === 'suspect';
+      return {
+        id: m.id,
+        name: m.name,
+        tags: m.tags,
+        memoryBytes: r?.memoryBytes ?? 0,
+        alive,
+        ...(alive ? {} : { downForSeconds: downSeconds(m.id) }),
+        draining: r === undefined || r.docker !== 'ok',
+      };
+    });
+}

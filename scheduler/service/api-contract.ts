@@ -1,0 +1,100 @@
+// The scheduler's API methods (`weft service ...`, `weft stack ...`) as clients see them: names,
+// access, parameter schemas and result types. The handlers are in api.ts.
+
+import { method, NONE, text, v } from '../../mesh/api/method.ts';
+import { MAX_SERVICES, MAX_TARGET_NUM_CONTAINERS } from '../stack/limits.ts';
+import type { UpdateStatus } from '../reconciler/rolling.ts';
+import type { TaskState } from '../task/report.ts';
+import { serviceSpecSchema } from './schema.ts';
+
+/** A service is named `name` (in no stack) or `stack/name`; `name.stack` is accepted too, as
+ *  its DNS name reads. */
+const serviceRef = text(200);
+const stackName = text(63);
+
+export interface ServiceRow {
+  /** Its object name: `stack/name`, or `name` in no stack. */
+  name: string;
+  service: string;
+  stack: string;
+  image: string;
+  strategy: string;
+  target: number;
+  /** Containers running (and healthy, with a health check) at the current spec. */
+  running: number;
+  tasks: number;
+  pending?: string;
+  update: UpdateStatus;
+  version: number;
+  deployment: number;
+}
+
+export interface TaskRow {
+  task: string;
+  /** The container's mesh name, `web-2`. */
+  name: string;
+  service: string;
+  stack: string;
+  node: string;
+  host: string;
+  epoch: number;
+  state: TaskState | 'assigned';
+  health: string;
+  address?: string;
+  error?: string;
+  /** Whether it runs the service's current spec. */
+  current: boolean;
+}
+
+export interface StackRow {
+  name: string;
+  file: string;
+  services: number;
+  running: number;
+  target: number;
+}
+
+export interface DeployResult {
+  stack: string;
+  created: string[];
+  updated: string[];
+  removed: string[];
+  unchanged: string[];
+}
+
+export const stackDeploy = method<DeployResult>()({
+  name: 'stack.deploy', access: 'operator',
+  params: v.strictObject({ stack: stackName, file: text(4096), services: v.pipe(v.array(serviceSpecSchema), v.maxLength(MAX_SERVICES)) }),
+});
+export const stackList = method<StackRow[]>()({ name: 'stack.ls', access: 'operator', params: NONE });
+export const stackInspect = method<{ name: string; file: string; services: ServiceRow[]; tasks: TaskRow[] }>()({
+  name: 'stack.inspect', access: 'operator', params: v.strictObject({ name: stackName }),
+});
+export const stackRedeploy = method<{ redeployed: string[] }>()({
+  name: 'stack.redeploy', access: 'operator', params: v.strictObject({ name: stackName }),
+});
+export const stackRemove = method<{ removed: string[] }>()({
+  name: 'stack.rm', access: 'operator', params: v.strictObject({ name: stackName }),
+});
+export const serviceCreate = method<ServiceRow>()({
+  name: 'service.create', access: 'operator', params: v.strictObject({ spec: serviceSpecSchema }),
+});
+export const serviceList = method<ServiceRow[]>()({
+  name: 'service.ls', access: 'operator', params: v.strictObject({ stack: v.optional(stackName) }),
+});
+export const serviceInspect = method<{ service: ServiceRow; spec: unknown; previous: unknown; tasks: TaskRow[] }>()({
+  name: 'service.inspect', access: 'operator', params: v.strictObject({ name: serviceRef }),
+});
+export const serviceScale = method<ServiceRow>()({
+  name: 'service.scale', access: 'operator',
+  params: v.strictObject({ name: serviceRef, count: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_TARGET_NUM_CONTAINERS)) }),
+});
+export const serviceRedeploy = method<ServiceRow>()({
+  name: 'service.redeploy', access: 'operator', params: v.strictObject({ name: serviceRef }),
+});
+export const serviceRollback = method<ServiceRow>()({
+  name: 'service.rollback', access: 'operator', params: v.strictObject({ name: serviceRef }),
+});
+export const serviceRemove = method<{ removed: string }>()({
+  name: 'service.rm', access: 'operator', params: v.strictObject({ name: serviceRef }),
+});
