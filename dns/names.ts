@@ -18,6 +18,11 @@ export const DEFAULT_DOMAIN = MESH_DOMAIN;
  *  container name is a mistake upstream of DNS and is reported, not served. */
 const LABEL_RE = /^[a-z0-9_-]{1,63}$/;
 
+/** Whether `label` is one label we accept in records (lowercase; see LABEL_RE). */
+export function isLabel(label: string): boolean {
+  return LABEL_RE.test(label);
+}
+
 /** `Web.Shop.weft.local.` → `web.shop.weft.local`; the root is `""`. Throws a sentence. */
 export function normalizeName(name: string): string {
   let n = name.trim().toLowerCase();

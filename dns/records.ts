@@ -3,7 +3,11 @@
 // extras); tests and benchmarks feed it directly. The server only reads a snapshot and
 // listens for "something changed".
 
-import { DEFAULT_DOMAIN, isNormalName, normalizeName, qualify } from './names.ts';
+import { LINKS_LABEL } from '../mesh/naming.ts';
+import { DEFAULT_DOMAIN, isLabel, isNormalName, normalizeName, qualify } from './names.ts';
+
+/** The label is mesh/naming.ts's (the scheduler's agent writes it); re-exported for tests. */
+export { LINKS_LABEL };
 
 /** One SRV record's data at a name: a port on a target host. */
 export interface DnsSrv {
@@ -119,6 +123,9 @@ export interface ExtraRecord {
 export interface RecordInputs {
   containers: readonly ContainerRecord[];
   extras?: readonly ExtraRecord[];
+  /** Containers declaring dynamic links (see LinkerRecord). Not filtered like `containers`:
+   *  a linker declares while it runs on a peer not proven dead, healthy or not. */
+  linkers?: readonly LinkerRecord[];
 }
 
 export interface BuiltRecords {
@@ -181,12 +188,118 @@ export function extraNames(e: ExtraRecord, domain: string = DEFAULT_DOMAIN, skip
   }
 }
 
+// ---- Dynamic links: aliases of other names -----------------------------------------------
+
+/** Entries of one label read at most; those after are skipped (and reported). */
+export const MAX_LINKS = 32;
+
+/**
+ * A container declaring dynamic links, as Tutum's: label `weft.links` = `ALIAS=TARGET,...`,
+ * TARGET a service in the linker's stack (`web`) or another stack's as DNS reads it
+ * (`web.other`). Container `client-1` of stack `shop` with `backend=web,db=mysql.data` makes
+ * `backend.shop.DOMAIN` answer what `web.shop.DOMAIN` answers and `db.shop.DOMAIN` what
+ * `mysql.data.DOMAIN` does, following them as they change; a linker outside a stack puts its
+ * aliases at `ALIAS.DOMAIN` (and reads a one-label target there too). The rules, the same in
+ * buildRecordSet and dns/registry-index.ts:
+ *  - Who declares: a container record that is running on a peer not proven dead or gone
+ *    (answered-containers.ts, declaresLinks). Its health is not asked: a client whose own
+ *    health check needs its backend would otherwise never become healthy.
+ *  - A real name wins: an alias at a name that containers or extras contribute to adds
+ *    nothing there (`web=web` in one stack is a no-op).
+ *  - Several declarations of one alias (one linker or many, any targets): the union of the
+ *    targets' data (addresses and SRV), targets taken in sorted order.
+ *  - Only real data is copied: aliases never chain (a target that is only an alias gives
+ *    nothing), so an alias costs one pass over its targets, never a walk.
+ *  - No data from any target: no name (NXDOMAIN, like any unknown name; an empty name would
+ *    answer NODATA instead).
+ *  - SRV: the targets' SRV entries are copied, so `_80._tcp.backend.shop.DOMAIN` answers the
+ *    target service's containers as `_80._tcp.web.shop.DOMAIN` does (targets stay the
+ *    containers' own names). PTR is derived from addresses as for any name: an alias of a
+ *    service of one container is among the names of its address, as that service's name is.
+ *  - Bounds: MAX_LINKS entries; an alias is one DNS label, a target one or two; a malformed
+ *    entry (or one past the bound) is skipped and reported, the rest of the label stands.
+ */
+export interface LinkerRecord {
+  /** The container's name, for reports. */
+  name: string;
+  stack?: string;
+  /** The label's text. */
+  links: string;
+}
+
+/** One link as names: normalized FQDNs of the alias and of its target. */
+export interface LinkName {
+  alias: string;
+  target: string;
+}
+
+/** A linker's links as names (distinct pairs, in label order); malformed entries and those
+ *  past MAX_LINKS are left out and reported in `skipped`. */
+export function linkNames(l: LinkerRecord, domain: string = DEFAULT_DOMAIN, skipped: BuiltRecords['skipped'] = []): LinkName[] {
+  const zone = l.stack ? `${l.stack}.${domain}` : domain;
+  const out: LinkName[] = [];
+  const seen = new Set<string>();
+  const items = l.links.split(',');
+  let read = 0;
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!.trim();
+    if (item === '') continue; // `a=x,,b=y` or a trailing comma: nothing was meant
+    if (read++ === MAX_LINKS) {
+      const rest = items.slice(i).filter((x) => x.trim() !== '').length;
+      skipped.push({ input: `${LINKS_LABEL} of ${l.name}`, reason: `more than ${MAX_LINKS} links: the last ${rest} left out` });
+      break;
+    }
+    const eq = item.indexOf('=');
+    const alias = item.slice(0, eq).trim().toLowerCase();
+    const target = item.slice(eq + 1).trim().toLowerCase();
+    const labels = target.split('.');
+    let reason: string | undefined;
+    if (eq < 0) reason = 'not ALIAS=TARGET';
+    else if (!isLabel(alias)) reason = 'the alias is not one DNS label (letters, digits, "-", "_")';
+    else if (labels.length > 2 || !labels.every(isLabel)) reason = 'the target is not SERVICE or SERVICE.STACK';
+    let names: LinkName | undefined;
+    if (!reason) {
+      try {
+        names = { alias: normalizeName(`${alias}.${zone}`), target: normalizeName(`${target}.${labels.length === 1 ? zone : domain}`) };
+      } catch (err) {
+        reason = (err as Error).message;
+      }
+    }
+    if (!names) {
+      skipped.push({ input: `${LINKS_LABEL} of ${l.name}: "${item.slice(0, 200)}"`, reason: reason! });
+      continue;
+    }
+    const key = `${names.alias} ${names.target}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(names);
+  }
+  return out;
+}
+
+/** What an alias answers: the union of its targets' real data (`realData` gives a name's data
+ *  only if containers or extras make it: no chaining), targets in sorted order, SRV entries
+ *  without repeats; undefined if no target has any. */
+export function aliasData(targets: Iterable<string>, realData: (name: string) => DnsName | undefined): DnsName | undefined {
+  const addrs = new Set<string>();
+  const srv = new Map<string, DnsSrv>();
+  for (const t of [...targets].sort()) {
+    const d = realData(t);
+    if (!d) continue;
+    for (const a of d.addrs) addrs.add(a);
+    for (const e of d.srv ?? []) srv.set(`${e.proto}/${e.port}/${e.service ?? ''}/${e.target}/${e.priority ?? ''}/${e.weight ?? ''}`, e);
+  }
+  if (addrs.size === 0 && srv.size === 0) return undefined;
+  return srv.size ? { addrs: [...addrs], srv: [...srv.values()] } : { addrs: [...addrs] };
+}
+
 /**
  * The names a stack's containers get: for service `web` of stack `shop` with containers `web-1..3`,
  * `web.shop.DOMAIN` holds every container's address and `web-1.shop.DOMAIN` one; hostnames
  * and aliases resolve in the container's stack (or the domain outside a stack); containers
  * sharing a name (two aliases alike) share it round-robin. Short names (`web`, `web-1`) work
  * through the containers' search domains `shop.DOMAIN DOMAIN`: the server answers FQDNs only.
+ * Dynamic links (`linkers`) add aliases of those names (LinkerRecord has the rules).
  * Given the `previous` set, names whose data did not change keep their objects, which makes
  * the server's update cost proportional to what changed.
  */
@@ -209,6 +322,23 @@ export function buildRecordSet(inputs: RecordInputs, domain: string = DEFAULT_DO
     const next: DnsName = n.srv.length ? { addrs: [...n.addrs], srv: n.srv } : { addrs: [...n.addrs] };
     const old = previous?.names.get(name);
     out.set(name, old && sameDnsName(old, next) ? old : next);
+  }
+
+  // Aliases, from the real names only (`names`): a real name wins, and aliases never chain.
+  const aliases = new Map<string, Set<string>>();
+  for (const l of inputs.linkers ?? []) {
+    for (const { alias, target } of linkNames(l, domain, skipped)) {
+      if (names.has(alias)) continue;
+      let targets = aliases.get(alias);
+      if (!targets) aliases.set(alias, (targets = new Set()));
+      targets.add(target);
+    }
+  }
+  for (const [alias, targets] of aliases) {
+    const next = aliasData(targets, (t) => (names.has(t) ? out.get(t) : undefined));
+    if (!next) continue;
+    const old = previous?.names.get(alias);
+    out.set(alias, old && sameDnsName(old, next) ? old : next);
   }
   return { set: { names: out }, skipped };
 }

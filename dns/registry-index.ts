@@ -3,10 +3,13 @@
 // over its containers), whatever the size of the registry. It gives the same names as
 // registryInputs (registry-inputs.ts) would from scratch, with the same rules
 // (answered-containers.ts, extra-votes.ts); the tests hold it to that over random histories.
+// Dynamic links (records.ts, LinkerRecord) are kept by declaration counts per alias and target
+// and a reverse map target → aliases: an alias is recomputed (one pass over its targets' data)
+// when its declarations change or when one of its targets' names is touched, nothing else.
 // Pure: no I/O, no clock. The shell that feeds it a MeshView's events is registry-source.ts.
 
 import type { ContainerEndpoint } from '../mesh/endpoint.ts';
-import { type Liveness, containerRecordOf, endpointOf, isAnswered, winnerOf } from './answered-containers.ts';
+import { type Liveness, containerRecordOf, declaresLinks, endpointOf, isAnswered, linkerOf, winnerOf } from './answered-containers.ts';
 import { type ExtraVote, decidingVote, parseExtraKey, parseExtraVote } from './extra-votes.ts';
 import { DEFAULT_DOMAIN, normalizeName } from './names.ts';
 import {
@@ -14,9 +17,12 @@ import {
   type DnsName,
   type DnsSrv,
   type ExtraRecord,
+  type LinkName,
   type NameContribution,
+  aliasData,
   containerNames,
   extraNames,
+  linkNames,
   sameDnsName,
 } from './records.ts';
 
@@ -50,6 +56,14 @@ export class RegistryIndex {
   private readonly invalidBy = new Map<string, string>();
   private readonly dirtyAddrs = new Set<string>();
   private readonly dirtyNames = new Set<string>();
+  /** Units whose links are in force (declaresLinks, with the label) → their links, and the
+   *  entries of their labels that were skipped. */
+  private readonly declared = new Map<string, LinkName[]>();
+  private readonly linkSkippedBy = new Map<string, BuiltRecords['skipped']>();
+  /** Alias → target → how many units declare that link; target → the aliases declaring it. */
+  private readonly aliasTargets = new Map<string, Map<string, number>>();
+  private readonly aliasesOf = new Map<string, Set<string>>();
+  private readonly dirtyAliases = new Set<string>();
 
   constructor(domain: string = DEFAULT_DOMAIN, liveness: Liveness = () => 'alive') {
     this.domain = normalizeName(domain);
@@ -67,6 +81,7 @@ export class RegistryIndex {
       this.invalidBy.delete(id);
     }
     if (value === null) {
+      this.declareLinks(id, undefined);
       const set = this.byOwner.get(owner);
       set?.delete(id);
       if (set?.size === 0) this.byOwner.delete(owner);
@@ -80,6 +95,7 @@ export class RegistryIndex {
     if (!set) this.byOwner.set(owner, (set = new Set()));
     set.add(id);
     if (unit.ep) this.claimIfAnswered(id, unit);
+    this.declareLinks(id, unit);
   }
 
   /** An extra vote entry (value null: deleted). */
@@ -109,6 +125,7 @@ export class RegistryIndex {
       if (!unit.ep) continue;
       this.unclaim(id, unit.ep.addr);
       this.claimIfAnswered(id, unit);
+      this.declareLinks(id, unit);
     }
   }
 
@@ -133,11 +150,19 @@ export class RegistryIndex {
     }
     this.dirtyAddrs.clear();
 
+    // Real names (containers, extras) first; the aliases they concern after, from the real
+    // data only. A touched name marks the aliases that target it, and itself if it is an
+    // alias (a real name there now wins, or no longer does).
     const changed: string[] = [];
     for (const name of this.dirtyNames) {
+      for (const alias of this.aliasesOf.get(name) ?? []) this.dirtyAliases.add(alias);
       const at = this.atName.get(name);
       const old = this.names.get(name);
       if (!at) {
+        if (this.aliasTargets.has(name)) {
+          this.dirtyAliases.add(name);
+          continue;
+        }
         if (old) {
           this.names.delete(name);
           changed.push(name);
@@ -156,6 +181,25 @@ export class RegistryIndex {
       changed.push(name);
     }
     this.dirtyNames.clear();
+
+    const realData = (t: string) => (this.atName.has(t) ? this.names.get(t) : undefined);
+    for (const alias of this.dirtyAliases) {
+      if (this.atName.has(alias)) continue; // a real name: done above
+      const targets = this.aliasTargets.get(alias);
+      const next = targets ? aliasData(targets.keys(), realData) : undefined;
+      const old = this.names.get(alias);
+      if (!next) {
+        if (old) {
+          this.names.delete(alias);
+          changed.push(alias);
+        }
+        continue;
+      }
+      if (old && sameDnsName(old, next)) continue;
+      this.names.set(alias, next);
+      changed.push(alias);
+    }
+    this.dirtyAliases.clear();
     return changed;
   }
 
@@ -177,6 +221,7 @@ export class RegistryIndex {
   counts(): { containers: number; answered: number; extras: number; invalid: number; skipped: number } {
     let skipped = 0;
     for (const s of this.skippedBy.values()) skipped += s.length;
+    for (const s of this.linkSkippedBy.values()) skipped += s.length;
     return { containers: this.units.size, answered: this.winners.size, extras: this.presentExtras.size, invalid: this.invalidBy.size, skipped };
   }
 
@@ -200,6 +245,49 @@ export class RegistryIndex {
     if (!set?.delete(id)) return;
     if (set.size === 0) this.claims.delete(addr);
     this.dirtyAddrs.add(addr);
+  }
+
+  /** A unit's links as they are now (unit undefined: gone): the declaration counts of the
+   *  links it adds or drops change, and those aliases are marked. A unit whose links did not
+   *  change (a health change, a suspect owner) costs one parse of its label. */
+  private declareLinks(id: string, unit: Unit | undefined): void {
+    const linker = unit?.ep && declaresLinks(unit.ep, unit.owner, this.liveness) ? linkerOf(unit.ep) : undefined;
+    const skipped: BuiltRecords['skipped'] = [];
+    const links = linker ? linkNames(linker, this.domain, skipped) : undefined;
+    if (skipped.length) this.linkSkippedBy.set(id, skipped);
+    else this.linkSkippedBy.delete(id);
+    const old = this.declared.get(id);
+    if (old && links && old.length === links.length && old.every((l, i) => l.alias === links[i]!.alias && l.target === links[i]!.target)) return;
+    for (const l of old ?? []) {
+      const targets = this.aliasTargets.get(l.alias)!;
+      const n = targets.get(l.target)! - 1;
+      if (n > 0) {
+        targets.set(l.target, n);
+        continue;
+      }
+      targets.delete(l.target);
+      if (targets.size === 0) this.aliasTargets.delete(l.alias);
+      const aliases = this.aliasesOf.get(l.target)!;
+      aliases.delete(l.alias);
+      if (aliases.size === 0) this.aliasesOf.delete(l.target);
+      this.dirtyAliases.add(l.alias);
+    }
+    if (!links?.length) {
+      this.declared.delete(id);
+      return;
+    }
+    this.declared.set(id, links);
+    for (const l of links) {
+      let targets = this.aliasTargets.get(l.alias);
+      if (!targets) this.aliasTargets.set(l.alias, (targets = new Map()));
+      const n = targets.get(l.target) ?? 0;
+      targets.set(l.target, n + 1);
+      if (n > 0) continue;
+      let aliases = this.aliasesOf.get(l.target);
+      if (!aliases) this.aliasesOf.set(l.target, (aliases = new Set()));
+      aliases.add(l.alias);
+      this.dirtyAliases.add(l.alias);
+    }
   }
 
   private contribute(id: string, list: NameContribution[] | undefined): void {

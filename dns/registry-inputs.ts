@@ -7,9 +7,9 @@
 import type { Entry } from '../mesh/replication/wire.ts';
 import type { ContainerEndpoint } from '../mesh/endpoint.ts';
 import { CONTAINER_PREFIX } from '../mesh/keyspace.ts';
-import { type Liveness, containerRecordOf, endpointOf, isAnswered, winnerOf } from './answered-containers.ts';
+import { type Liveness, containerRecordOf, declaresLinks, endpointOf, isAnswered, linkerOf, winnerOf } from './answered-containers.ts';
 import { type ExtraVote, decidingVote, parseExtraKey, parseExtraVote } from './extra-votes.ts';
-import type { ContainerRecord, ExtraRecord, RecordInputs } from './records.ts';
+import type { ContainerRecord, ExtraRecord, LinkerRecord, RecordInputs } from './records.ts';
 
 export interface RegistryInputs {
   inputs: RecordInputs;
@@ -20,10 +20,13 @@ export interface RegistryInputs {
 /**
  * The record inputs for the registry's entries as they are now: container records under
  * `container/`, extra votes under `dns/extra/`, and what membership believes of each owner.
+ * Every valid container record whose links are in force (declaresLinks: running, owner not
+ * proven dead; any health, any address claim) is a linker.
  */
 export function registryInputs(containers: readonly Entry[], extras: readonly Entry[], liveness: Liveness): RegistryInputs {
   const invalid: RegistryInputs['invalid'] = [];
   const claims = new Map<string, { owner: string; ep: ContainerEndpoint }[]>();
+  const linkers: LinkerRecord[] = [];
   for (const e of containers) {
     if (e.value === null || !e.key.startsWith(CONTAINER_PREFIX)) continue;
     const ep = endpointOf(e.owner, e.value);
@@ -31,6 +34,8 @@ export function registryInputs(containers: readonly Entry[], extras: readonly En
       invalid.push({ owner: e.owner, key: e.key, reason: ep });
       continue;
     }
+    const linker = linkerOf(ep);
+    if (linker && declaresLinks(ep, e.owner, liveness)) linkers.push(linker);
     if (!isAnswered(ep, e.owner, liveness)) continue;
     let list = claims.get(ep.addr);
     if (!list) claims.set(ep.addr, (list = []));
@@ -53,5 +58,5 @@ export function registryInputs(containers: readonly Entry[], extras: readonly En
   }
   const extraRecords: ExtraRecord[] = [];
   for (const [key, list] of votes) if (decidingVote(list)![1].present) extraRecords.push(parseExtraKey(key)!);
-  return { inputs: { containers: records, extras: extraRecords }, invalid };
+  return { inputs: { containers: records, extras: extraRecords, linkers }, invalid };
 }

@@ -36,3 +36,9 @@ export function identityFromLabels(dockerName: string, labels: Readonly<Record<s
 export function stackOf(labels: Readonly<Record<string, string>>): string | undefined {
   return labels['weft.stack'] ?? labels['com.docker.compose.project'];
 }
+
+/** A container's links, for the mesh DNS: `alias=service` or `alias=service.stack`,
+ *  comma-separated; the alias answers, in the container's stack, with the target service's
+ *  addresses as they change (dns/records.ts). The scheduler's agent sets it
+ *  (scheduler/agent/links.ts); a user may set it on any attached container. */
+export const LINKS_LABEL = 'weft.links';

@@ -7,9 +7,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # The Debian packages the tests and demo drive. serf and etcd-server are benchmark anchors;
-# docker-compose (1.29) checks that the Compose files the stack reader is tested on are valid.
+# docker-compose (1.29) checks that the Compose files the stack reader is tested on are valid;
+# docker-registry is the local registry the scheduler's agent pulls images from in tests.
 DEBS=(iproute2 util-linux procps docker.io wireguard-go wireguard-tools dnsutils busybox-static
-      iperf3 dnsperf dnsmasq serf etcd-server docker-compose iptables)
+      iperf3 dnsperf dnsmasq serf etcd-server docker-compose docker-registry iptables)
 
 missing=()
 for p in "${DEBS[@]}"; do

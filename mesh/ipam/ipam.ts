@@ -417,6 +417,20 @@ export class Ipam {
     return off === undefined ? undefined : this.addr(off);
   }
 
+  /** The address reserved for `identity` when it lies in space owned by another peer that is
+   *  not live: the owner cannot hand it over, and a container fenced by the scheduler (its task
+   *  has an epoch; of two copies the newer wins) may use it without the owner. Nobody else is
+   *  ever given it: every owner, this one's successor after `weft rmpeer` included, keeps a
+   *  reserved address for its identity. Undefined when the owner is this peer or live (then
+   *  allocate() gets it, moving it here). */
+  borrowable(identity: string): string | undefined {
+    const off = this.reservations.get(identity);
+    if (off === undefined || this.ring === null || !this.space.allocatable(off)) return undefined;
+    const owner = this.ring.ownerOf(off);
+    if (owner === undefined || owner === this.self || this.view.live.has(owner)) return undefined;
+    return this.addr(off);
+  }
+
   /** Ranges this peer believes it owns, as absolute addresses [first, end), for routes and tests. */
   ownedRanges(): Array<[number, number]> {
     if (this.evicted()) return [];

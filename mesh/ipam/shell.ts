@@ -130,6 +130,11 @@ export class IpamShell {
     return this.core.lookup(handle);
   }
 
+  /** See Ipam.borrowable. */
+  borrowable(identity: string): string | undefined {
+    return this.core.borrowable(identity);
+  }
+
   /** `weft rmpeer`: the reply says whether it is done or what it waits for. */
   async rmpeer(id: string): Promise<{ status: 'started' | 'done' | 'refused'; reason: string }> {
     const { status, reason, out } = this.core.rmpeer(id, Date.now());

@@ -346,7 +346,11 @@ export class Network {
       else this.rememberResolver(info);
       return rec;
     }
-    const addr = await this.o.ipam.allocate(info.id, info.identity);
+    // A scheduled container whose reserved address is in a dead peer's space takes it without
+    // that peer (its task moved here because the peer died; the epoch fences the old copy).
+    const borrowed = info.fenced && info.identity ? this.o.ipam.borrowable(info.identity) : undefined;
+    if (borrowed) this.o.log.info('taking a reserved address from space of an unreachable peer', { container: info.name, addr: borrowed, identity: info.identity });
+    const addr = borrowed ?? await this.o.ipam.allocate(info.id, info.identity);
     let mac: string;
     try {
       ({ mac } = await this.dataplane.attach(`/proc/${info.pid}/ns/net`, addr));

@@ -15,7 +15,7 @@ import { type AgentReport, MAX_REPORTED_TASKS, type TaskReport, type TaskState }
 import type { TaskSpec } from '../task/task.ts';
 import { createOptions } from './container-config.ts';
 import type { DockerOps, LocalContainer } from './docker-ops.ts';
-import { linkEnvFor } from './links.ts';
+import { LINKS_LABEL, linkEnvFor, linksLabel } from './links.ts';
 import { type AgentTask, planAgent } from './plan.ts';
 
 /** A round every half second: a task assigned shows up here within that, which is what a
@@ -154,7 +154,9 @@ export class Agent {
       mark('pulling');
       await this.o.docker.ensureImage(service.image);
       mark('creating');
-      const id = await this.o.docker.create(createOptions({ taskName: task.name, spec: service, task: task.spec, linkEnv: linkEnvFor(service, task.spec.index, services) }));
+      const links = linksLabel(service);
+      const spec = links ? { ...service, labels: { ...service.labels, [LINKS_LABEL]: links } } : service;
+      const id = await this.o.docker.create(createOptions({ taskName: task.name, spec, task: task.spec, linkEnv: linkEnvFor(service, task.spec.index, services) }));
       mark('starting');
       await this.o.docker.start(id);
       this.failures.delete(task.name);

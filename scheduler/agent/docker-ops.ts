@@ -120,7 +120,8 @@ export class DockerOps {
     try {
       stream = (await this.docker.pull(ref)) as NodeJS.ReadableStream;
     } catch (e) {
-      // Refused before the pull began (dockerd answers an unknown repository this way).
+      // Refused before any output: dockerd answers an unreachable registry or a bad reference
+      // with an HTTP error (500, 400) rather than a line of the stream.
       throw new Error(`cannot pull image ${ref}: ${dockerMessage(e)}`);
     }
     // dockerd reports a failure during the pull as a line of the stream, not as a status.
@@ -210,8 +211,8 @@ export class DockerOps {
     try {
       await c.stop({ t: Math.max(0, Math.round(stopGraceSeconds)) });
     } catch (e) {
-      // 304: not running; 404: gone meanwhile.
-      if (statusOf(e) !== 304 && statusOf(e) !== 404) throw new Error(`cannot stop container ${name}: ${dockerMessage(e)}`);
+      // 304: not running; 404: gone meanwhile. Otherwise the grace is lost, not the removal.
+      if (statusOf(e) !== 304 && statusOf(e) !== 404) this.log.warn('cannot stop container; removing it by force', { name, err: dockerMessage(e) });
     }
     try {
       // force: a restart policy may have started it again between the stop and now.

@@ -6,6 +6,8 @@ import type { StoredService } from '../service/schema.ts';
 import type { ServiceSpec } from '../service/spec.ts';
 import { linkEnvironment } from './link-env.ts';
 
+export { LINKS_LABEL } from '../../mesh/naming.ts';
+
 export function linkEnvFor(spec: ServiceSpec, index: number, services: ReadonlyMap<string, StoredService>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const link of spec.links) {
@@ -24,4 +26,14 @@ export function linkEnvFor(spec: ServiceSpec, index: number, services: ReadonlyM
     Object.assign(env, linkEnvironment({ alias: link.alias, linker: `${spec.name}-${index}`, containers, serviceAddr: `${name}${suffix}` }));
   }
   return env;
+}
+
+export function linksLabel(spec: ServiceSpec): string | undefined {
+  const items = spec.links.map((link) => {
+    const parts = link.service.split('.');
+    // The stack file says `stack.service` for another stack's service; DNS reads `service.stack`.
+    const target = parts.length === 2 && parts[0] !== spec.stack ? `${parts[1]}.${parts[0]}` : (parts[parts.length - 1] as string);
+    return `${link.alias}=${target}`;
+  });
+  return items.length ? items.join(',') : undefined;
 }

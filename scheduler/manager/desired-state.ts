@@ -4,9 +4,9 @@
 // by a buggy or older leader must still not corrupt the state: it fails, deterministically, on
 // every manager alike). Pure: no clock, no I/O; the same entries give the same state anywhere.
 
-import { storedServiceProblem } from '../service/schema.ts';
+import { type StoredService, storedServiceProblem } from '../service/schema.ts';
 import { stackRecordProblem } from '../stack/record.ts';
-import { taskProblem } from '../task/task.ts';
+import { serviceObjectName, taskProblem } from '../task/task.ts';
 
 /** The kinds of object there are. `config`: users' own settings (`weft config`); `node-role`:
  *  an operator's promote/demote of a peer, which the autopilot obeys (name = the peer's id);
@@ -88,7 +88,7 @@ export function validateCommand(c: unknown): string | undefined {
   const allowed = m.op === 'put' ? ['op', 'kind', 'name', 'spec', 'expect', 'req'] : ['op', 'kind', 'name', 'expect', 'req'];
   const extra = Object.keys(m).find((k) => !allowed.includes(k));
   if (extra !== undefined) return `unknown field "${extra}"`;
-  if (m.op === 'put') return validateSpec(m.kind as Kind, m.spec);
+  if (m.op === 'put') return validateSpec(m.kind as Kind, m.name, m.spec);
   return undefined;
 }
 
@@ -102,6 +102,7 @@ function validateBatch(m: Record<string, unknown>): string | undefined {
     if (typeof op !== 'object' || op === null || Array.isArray(op)) return `batch operation ${i + 1}: not an object`;
     const o = op as Record<string, unknown>;
     if (o.op !== 'put' && o.op !== 'delete') return `batch operation ${i + 1}: op must be put or delete`;
+    if ('req' in o) return `batch operation ${i + 1}: unknown field "req" (the batch has one)`;
     const invalid = validateCommand({ ...o, req: m.req });
     if (invalid) return `batch operation ${i + 1}: ${invalid}`;
     const k = key(String(o.kind), String(o.name));
@@ -124,7 +125,7 @@ function validateRestore(m: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
-function validateSpec(kind: Kind, spec: unknown): string | undefined {
+function validateSpec(kind: Kind, name: string, spec: unknown): string | undefined {
   switch (kind) {
     case 'config':
       if (typeof spec !== 'string') return 'a config value must be a string';
@@ -133,8 +134,12 @@ function validateSpec(kind: Kind, spec: unknown): string | undefined {
     case 'node-role':
       if (spec !== 'manager' && spec !== 'worker') return 'a node role must be manager or worker';
       return undefined;
-    case 'service':
-      return storedServiceProblem(spec);
+    case 'service': {
+      const problem = storedServiceProblem(spec);
+      if (problem !== undefined) return problem;
+      const named = serviceObjectName((spec as StoredService).spec);
+      return named === name ? undefined : `a service of stack "${(spec as StoredService).spec.stack}" named "${(spec as StoredService).spec.name}" is stored as "${named}", not "${name}"`;
+    }
     case 'task':
       return taskProblem(spec);
     case 'stack':

@@ -17,7 +17,10 @@ export function placementNodes(members: readonly MeshMember[], reports: Readonly
         id: m.id,
         name: m.name,
         tags: m.tags,
-        memoryBytes: r?.memoryBytes ?? 0,
+        // A down node's memory does not matter (nothing new goes there) and its last report may
+        // say 0 (Docker went first): its containers are kept through the grace period whatever
+        // it said, not removed as over its memory.
+        memoryBytes: alive ? (r?.memoryBytes ?? 0) : Number.MAX_SAFE_INTEGER,
         alive,
         ...(alive ? {} : { downForSeconds: downSeconds(m.id) }),
         draining: r === undefined || r.docker !== 'ok',

@@ -12,7 +12,8 @@ import { containerConfigHash } from '../service/config-hash.ts';
 import type { StoredService } from '../service/schema.ts';
 import { place } from '../placement/placement.ts';
 import type { PlacementNode } from '../placement/node.ts';
-import type { CurrentContainer } from '../placement/container.ts';
+import { type CurrentContainer, serviceKey } from '../placement/container.ts';
+import type { RemovalReason } from '../placement/plan.ts';
 import type { BatchOp } from '../manager/desired-state.ts';
 import type { AgentReport, TaskReport } from '../task/report.ts';
 import { keyOfServiceObject, type TaskSpec, taskName } from '../task/task.ts';
@@ -49,9 +50,16 @@ export interface RoundResult {
   stepped: string[];
 }
 
-export function reconcile(input: ReconcileInput): RoundResult {
+export function reconcile(given: ReconcileInput): RoundResult {
+  // What a down node last reported is history, not what runs: its tasks count as unreported.
+  const alive = new Set(given.nodes.filter((n) => n.alive).map((n) => n.id));
+  const input: ReconcileInput = { ...given, reports: new Map([...given.reports].filter(([id]) => alive.has(id))) };
   const byKey = new Map<string, Versioned<StoredService>>();
-  for (const s of input.services) byKey.set(keyOfServiceObject(s.name), s);
+  for (const s of input.services) {
+    // A service stored under a name not its own (desired state refuses it; an older state may
+    // hold one) is left out rather than let it confuse the others' placement.
+    if (keyOfServiceObject(s.name) === serviceKey(s.spec.spec)) byKey.set(keyOfServiceObject(s.name), s);
+  }
   const tasksByName = new Map(input.tasks.map((t) => [t.name, t]));
   const configs = new Map([...byKey].map(([k, s]) => [k, containerConfigHash(s.spec.spec, s.spec.deployment)]));
 
@@ -67,12 +75,19 @@ export function reconcile(input: ReconcileInput): RoundResult {
 
   const ops: BatchOp[] = [];
   const written = new Set<string>();
-  const blocked = sequentialBlocked(input, byKey, configs);
+  const kept = new Set(plan.keep.map((c) => c.id));
+  const blocked = sequentialBlocked(input, byKey, configs, kept);
+  const reported = reportedEpochs(given.reports);
   for (const c of plan.create) {
     if (blocked.has(c.service)) continue;
     const name = taskName(c.service, c.index);
     const existing = tasksByName.get(name);
-    const spec: TaskSpec = { service: c.service, index: c.index, node: c.node, epoch: c.epoch, config: configs.get(c.service) as string };
+    // Above every copy any node reports, and not below the leader's clock in ms: a task deleted
+    // and made again (scaled down and up, its service removed and deployed again) must still
+    // outrank a copy on a node that was cut off meanwhile, which desired state no longer
+    // remembers. (Only clocks skewed by more than the time between the two could tie them.)
+    const epoch = Math.max(c.epoch, (reported.get(name) ?? 0) + 1, Math.floor(input.now));
+    const spec: TaskSpec = { service: c.service, index: c.index, node: c.node, epoch, config: configs.get(c.service) as string };
     ops.push({ op: 'put', kind: 'task', name, spec, expect: existing?.version ?? 0 });
     written.add(name);
     // One at a time for a sequential service: the next once this one runs.
@@ -83,6 +98,9 @@ export function reconcile(input: ReconcileInput): RoundResult {
     const t = tasksByName.get(name);
     // A task moved elsewhere is one put above, not a delete; only this epoch's task is removed.
     if (!t || written.has(name) || t.spec.epoch !== r.container.epoch) continue;
+    // A task its service still wants stays until a round can move it (no room elsewhere yet, or
+    // a sequential service moving one at a time): deleting it would lose its epoch.
+    if (!UNWANTED.has(r.why) && byKey.get(r.container.service)?.spec.spec.deploymentStrategy !== 'EVERY_NODE') continue;
     ops.push({ op: 'delete', kind: 'task', name, expect: t.version });
     written.add(name);
   }
@@ -109,11 +127,24 @@ export function reconcile(input: ReconcileInput): RoundResult {
   return { ops, services, stepped };
 }
 
-/** Services with `sequential_deployment` that have a task not serving yet: they create nothing
- *  more this round. */
-function sequentialBlocked(input: ReconcileInput, byKey: ReadonlyMap<string, Versioned<StoredService>>, configs: ReadonlyMap<string, string>): Set<string> {
+/** Removals that mean the service no longer wants the index at all. (For EVERY_NODE, whose
+ *  indexes belong to nodes, every removal is one.) */
+const UNWANTED = new Set<RemovalReason>(['service-removed', 'scaled-down', 'invalid-index', 'duplicate']);
+
+/** The highest epoch any node reports for each task name, live or not. */
+function reportedEpochs(reports: ReadonlyMap<string, AgentReport>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of reports.values()) for (const t of r.tasks) out.set(t.task, Math.max(out.get(t.task) ?? 0, t.epoch));
+  return out;
+}
+
+/** Services with `sequential_deployment` that have a task placement keeps not serving yet: they
+ *  create nothing more this round. (A task being moved off its node does not hold the others up:
+ *  it will not serve where it is.) */
+function sequentialBlocked(input: ReconcileInput, byKey: ReadonlyMap<string, Versioned<StoredService>>, configs: ReadonlyMap<string, string>, kept: ReadonlySet<string>): Set<string> {
   const blocked = new Set<string>();
   for (const t of input.tasks) {
+    if (!kept.has(`${t.name}#${t.spec.epoch}`)) continue;
     const svc = byKey.get(t.spec.service);
     if (!svc?.spec.spec.sequentialDeployment) continue;
     if (!serving(reportOf(input.reports, t.name, t.spec), svc.spec.spec, configs.get(t.spec.service) as string)) blocked.add(t.spec.service);

@@ -119,8 +119,26 @@ describe('extra records added and removed through any peer', () => {
 describe('the incremental index equals a build from scratch', () => {
   // Small pools, so that histories collide: same address on two owners, names shared by
   // aliases, services growing and shrinking, peers dying and coming back, votes racing.
+  // Dynamic links too: linkers in two stacks and none (healthy or not, stopped, moving, on
+  // owners that die), targets that appear and go, aliases at real names (containers' and
+  // extras'), aliases of aliases, one alias to several targets, malformed and too many.
   const OWNERS = ['A', 'B', 'C'];
   const STATES: PeerLiveness[] = ['alive', 'suspect', 'dead', 'left', 'alive'];
+  const LINKS = [
+    'b=web', 'b=db', 'c=web.shop', 'c=db.other', 'n1=web', 'web=web', 'd=b', 'x=n3', 'e=n2', ' B = WEB ',
+    'g=web.other', 'h=n0', 'bad', '=web', 'f=a.b.c', 'i=n-1.shop',
+  ];
+  const TOO_MANY = Array.from({ length: 40 }, (_, i) => `l${i % 3}=${i % 2 ? 'web' : 'db'}`).join(',');
+  const labelsOf = (rng: Rng, pick: <T>(xs: readonly T[]) => T): Record<string, string> => {
+    const r = rng.next();
+    const labels: Record<string, string> = r < 0.35
+      ? { 'weft.stack': 'shop', 'weft.service': pick(['web', 'db', 'n1']) }
+      : r < 0.5 ? { 'weft.stack': 'other', 'weft.service': pick(['web', 'db']) } : {};
+    if (rng.next() < 0.4) {
+      labels['weft.links'] = rng.next() < 0.05 ? TOO_MANY : Array.from({ length: rng.int(3) + 1 }, () => pick(LINKS)).join(',');
+    }
+    return labels;
+  };
 
   test.each(seeds(200))('seed %i', (seed) => {
     const rng = new Rng(seed);
@@ -146,7 +164,7 @@ describe('the incremental index equals a build from scratch', () => {
             state: rng.next() < 0.85 ? 'running' : 'stopped',
             health: pick(['none', 'none', 'healthy', 'unhealthy', 'starting'] as const),
             since: rng.int(4),
-            labels: rng.next() < 0.5 ? { 'weft.stack': 'shop', 'weft.service': pick(['web', 'db', 'n1']) } : {},
+            labels: labelsOf(rng, pick),
             ...(rng.next() < 0.3 ? { aliases: [pick(['web', 'x', 'n2'])] } : {}),
             ...(rng.next() < 0.3 ? { ports: [{ port: pick([80, 443]), proto: 'tcp' as const }] } : {}),
           }));
@@ -171,9 +189,10 @@ describe('the incremental index equals a build from scratch', () => {
       }
       if (rng.next() < 0.5) continue; // several changes per flush, too
       const changed = new Set(index.flush());
-      const expected = buildRecordSet(registryInputs([...containers.values()], [...extras.values()], liveness).inputs).set;
+      const built = buildRecordSet(registryInputs([...containers.values()], [...extras.values()], liveness).inputs);
       const now = normal(index.names);
-      expect(now).toEqual(normal(expected));
+      expect(now).toEqual(normal(built.set));
+      expect(index.counts().skipped).toBe(built.skipped.length);
       // Every name whose data changed was reported (the server updates only those).
       for (const n of new Set([...Object.keys(now), ...Object.keys(snapshot)])) {
         if (now[n] !== snapshot[n]) expect(changed, `step ${step}: ${n}`).toContain(n);

@@ -145,6 +145,24 @@ describe('the mesh DNS answers from the registry over real sockets', () => {
     expect(await aOf(host, port, 'web.shop.weft.local')).toEqual(['10.32.0.2', '10.32.0.4']);
   });
 
+  test('a dynamic link (weft.links) answers its target service over UDP, A and SRV, and follows it', async () => {
+    const reg = new MemoryRegistry();
+    shop(reg);
+    // Unhealthy: a linker declares whatever its health (its check may need its backend).
+    reg.container('C', { id: 'client1', name: 'client-1', addr: '10.32.9.1', health: 'unhealthy', labels: { 'weft.stack': 'shop', 'weft.links': 'backend=web,store=db' } });
+    const { service, host, port } = await start(reg.view('A'));
+    expect(await aOf(host, port, 'backend.shop.weft.local')).toEqual(['10.32.0.2', '10.32.0.3', '10.32.0.4']);
+    expect(await aOf(host, port, 'store.shop.weft.local')).toEqual(['10.32.1.1']);
+    expect((await dig(host, port, ['_http._tcp.backend.shop.weft.local', 'SRV', '+short'])).trim().split('\n').sort())
+      .toEqual(['0 1 80 web-1.shop.weft.local.', '0 1 80 web-2.shop.weft.local.', '0 1 80 web-3.shop.weft.local.']);
+    reg.container('A', { id: 'web4', name: 'web-4', addr: '10.32.0.5', labels: { 'weft.stack': 'shop', 'weft.service': 'web' } });
+    await settle(service);
+    expect(await aOf(host, port, 'backend.shop.weft.local')).toEqual(['10.32.0.2', '10.32.0.3', '10.32.0.4', '10.32.0.5']);
+    reg.removeContainer('C', 'client1');
+    await settle(service);
+    expect(decode(await udpExchange(host, port, makeQuery('backend.shop.weft.local', QTYPE.A))).header.rcode).toBe(3);
+  });
+
   test('a service of 200 containers on 4 peers: truncated over UDP, whole over TCP, dig falls back by itself', async () => {
     const reg = new MemoryRegistry();
     for (let i = 1; i <= 200; i++) {

@@ -22,7 +22,7 @@ const DNS_MAY_USE = new Set([
  *  channel its managers talk over, the mesh view, logging, and the API's table and specs. */
 const SCHEDULER_MAY_USE = new Set([
   'mesh/ready.ts', 'mesh/store.ts', 'mesh/keyspace.ts', 'mesh/transport/channel.ts', 'mesh/mesh-view.ts', 'mesh/log.ts',
-  'mesh/api/method.ts', 'mesh/api/request.ts', 'mesh/api/table.ts',
+  'mesh/api/method.ts', 'mesh/api/request.ts', 'mesh/api/table.ts', 'mesh/naming.ts',
 ]);
 
 function walk(dir: string): string[] {

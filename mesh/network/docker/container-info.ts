@@ -28,6 +28,9 @@ export interface ContainerInfo {
   networkMode: string;
   /** Reserved-address identity: weft.name, else the stack/service/index a scheduler set. */
   identity?: string;
+  /** Made by the scheduler's agent, with a fencing epoch (`weft.epoch`): of two copies of its
+   *  identity the newer wins, so it may take its reserved address from a peer that is gone. */
+  fenced: boolean;
 }
 
 /** Decodes the parts of `docker inspect` weft uses; tolerant of what it does not use. */
@@ -73,6 +76,7 @@ export function containerInfo(inspect: any): ContainerInfo {
     wantsAttach: /^(true|yes|1)$/i.test(labels[ATTACH_LABEL] ?? ''),
     networkMode: String(inspect?.HostConfig?.NetworkMode ?? ''),
     identity: labels[NAME_LABEL] || stackIdentity,
+    fenced: labels['weft.scheduled'] === 'true' && /^[1-9]\d{0,15}$/.test(labels['weft.epoch'] ?? ''),
   };
 }
 
