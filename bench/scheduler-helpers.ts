@@ -108,7 +108,7 @@ export interface System {
 /** Thrown from a poll step to end the wait at once (a command failed). */
 export class Abort extends Error {}
 
-export const errorText = (e: unknown) => ((e as Error)?.message ?? String(e)).split('\n').slice(0, 3).join(' | ').slice(0, 600);
+export const errorText = (e: unknown) => ((e as Error)?.message ?? String(e)).split('\n').slice(0, 3).join(' | ').slice(0, 1500);
 
 /** Calls `step` every POLL_MS until it returns true; errors count as "not yet" (Abort ends it).
  *  Throws after `timeoutMs` with `what`, `state()` and the last error. */
@@ -150,16 +150,18 @@ export async function dig(exec: Exec, server: string, names: readonly string[]):
 
 export const maxOf = (xs: Iterable<number>) => Math.max(...xs);
 
-/** The last two lines matching `re` in each host's peer log (its msg and err fields), for a
- *  failure's message. */
+/** A line matching `re` from each host's peer log (its time and err field), for a failure's
+ *  message. */
 function logLines(hosts: readonly Host[], re: RegExp): string[] {
   const out: string[] = [];
   for (const h of hosts) {
     const file = h.peer?.logFile;
     if (file === undefined) continue;
     try {
-      const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => re.test(l)).slice(-2);
-      for (const l of lines) out.push(`${h.name}: ${(l.match(/ts=\S+/)?.[0] ?? '')} ${(l.match(/err="[^"]*"/)?.[0] ?? l.slice(0, 300))}`);
+      // The most telling line: one that names a reason beyond "ready", else the last.
+      const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => re.test(l));
+      const l = lines.filter((x) => !/: ready \(/.test(x)).at(-1) ?? lines.at(-1);
+      if (l) out.push(`${h.name}: ${(l.match(/ts=\S+/)?.[0] ?? '')} ${(l.match(/err="[^"]*"/)?.[0] ?? l.slice(0, 300)).replace(/[0-9a-f]{64}/g, (x) => x.slice(0, 12))}`);
     } catch {
       // no log: nothing to add
     }

@@ -29,9 +29,34 @@ const EMBEDDED_DNS = '127.0.0.11';
  *  5 s (+ up to 0.5 s), and is marked Down after 3 periods without one. Printed, not changed. */
 export const SWARM_HEARTBEAT_S = 5;
 export const SWARM_GRACE_MULTIPLIER = 3;
+/** The death phase's --restart-delay (swarm's default: 5 s), see death(). */
+export const SWARM_RESTART_DELAY_S = 0;
+/** swarm stops a task's container 2 s after taking it out of the service's DNS and load
+ *  balancing (daemon/cluster/executor/container: defaultGossipConvergeDelay), by design: in
+ *  every rolling replacement. Printed with the figures. */
+export const SWARM_SHUTDOWN_DELAY_S = 2;
 /** A join or init answers in a second or two; a minute is failure. */
 const SWARM_CMD_TIMEOUT_MS = 60_000;
 const CLI_TIMEOUT_MS = 60_000;
+/**
+ * The probes' upstream resolver: answers every question NXDOMAIN at once, on 127.0.0.1:53 in
+ * the probe's namespace (the probe runs with --dns 127.0.0.1). Docker's embedded DNS forwards
+ * a name it does not hold (tasks.web before its records arrive, or after removal) upstream,
+ * and dockerd 20.10 sends no answer at all when the upstream cannot be reached (the harness
+ * hosts reach nothing outside the switch), so without this every such query would hang until
+ * dig's timeout and make swarm's polls a second slow. A real host has a working upstream.
+ */
+const NXDOMAIN_SERVER = `const d = require('dgram').createSocket('udp4');
+d.on('message', (m, r) => {
+  if (m.length < 12) return;
+  let i = 12;
+  while (i < m.length && m[i] !== 0) i += m[i] + 1;
+  const o = Buffer.from(m.subarray(0, Math.min(m.length, i + 5)));
+  o[2] = 0x80 | (m[2] & 0x79); o[3] = 0x83;
+  o.writeUInt16BE(1, 4); o.writeUInt16BE(0, 6); o.writeUInt16BE(0, 8); o.writeUInt16BE(0, 10);
+  d.send(o, r.port, r.address);
+});
+d.bind(53, '127.0.0.1');`;
 /** A probe's embedded DNS answers within a second or two of its start. */
 const PROBE_READY_MS = 30_000;
 
@@ -115,12 +140,16 @@ export class SwarmSystem implements System {
     if (net.code !== 0) overlayError = describeFailure(['docker', 'network', 'create', '--driver', 'overlay', '--attachable', NETWORK], net);
     for (const h of overlayError === undefined ? hosts : []) {
       const d = h.dockerd as NonNullable<Host['dockerd']>;
-      const r = await d.docker(['run', '-d', '--name', 'probe', '--network', NETWORK, BUSYBOX_IMAGE, 'sleep', '100000'], { timeoutMs: CLI_TIMEOUT_MS });
+      const r = await d.docker(['run', '-d', '--name', 'probe', '--network', NETWORK, '--dns', '127.0.0.1', BUSYBOX_IMAGE, 'sleep', '100000'], { timeoutMs: CLI_TIMEOUT_MS });
       if (r.code !== 0) {
         overlayError = `${h.name}: ${describeFailure(['docker', 'run', '--network', NETWORK, '...'], r)}`;
         break;
       }
-      probes.set(h, Number(await d.mustDocker(['inspect', '-f', '{{.State.Pid}}', 'probe'])));
+      const pid = Number(await d.mustDocker(['inspect', '-f', '{{.State.Pid}}', 'probe']));
+      probes.set(h, pid);
+      // A shell in the host's namespace (where the harness checks a process it starts) runs the
+      // server in the probe's; both are in the host's cgroup, so cleanup kills them.
+      await h.spawn('probe-upstream', ['sh', '-c', 'nsenter --net="/proc/$1/ns/net" -- "$2" -e "$3"; exit $?', 'probe-upstream', String(pid), process.execPath, NXDOMAIN_SERVER]);
     }
     const s = new SwarmSystem(mesh, nodeIds, probes, overlayError);
     if (overlayError === undefined) {
@@ -161,9 +190,13 @@ export class SwarmSystem implements System {
     return { done, result: () => result };
   }
 
-  async deploy(count: number): Promise<DeployTiming> {
+  deploy(count: number): Promise<DeployTiming> {
+    return this.create(count, []);
+  }
+
+  private async create(count: number, extra: readonly string[]): Promise<DeployTiming> {
     const net = this.overlayError === undefined ? ['--network', NETWORK] : [];
-    const args = ['service', 'create', '--detach', '--no-resolve-image', '--name', SERVICE, '--replicas', String(count), ...net, BUSYBOX_IMAGE, ...CONTAINER_COMMAND];
+    const args = ['service', 'create', '--detach', '--no-resolve-image', '--name', SERVICE, '--replicas', String(count), ...net, ...extra, BUSYBOX_IMAGE, ...CONTAINER_COMMAND];
     const t0 = now();
     const cmd = this.command(args, t0);
     let runningMs = NaN;
@@ -256,7 +289,10 @@ export class SwarmSystem implements System {
   }
 
   async death(victim: Host, count: number): Promise<DeathTiming> {
-    await this.deploy(count);
+    // Swarm restarts a Down node's tasks after the service's restart delay (default 5 s, as for
+    // a failed container): a deliberate wait like weft's grace, so it is set to 0 here and the
+    // figure from the node's Down is swarm's machinery alone.
+    await this.create(count, ['--restart-delay', `${SWARM_RESTART_DELAY_S}s`]);
     const victimId = this.nodeIds.get(victim) as string;
     const onVictim = (await this.tasks()).filter((t) => t.desired === 'running' && t.state === 'running' && t.node === victimId);
     if (onVictim.length === 0) throw new Error(`swarm: no task of ${count} on ${victim.name}`);

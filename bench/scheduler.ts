@@ -8,7 +8,7 @@
 //
 // Figures, p50 over the runs:
 //  (1) deploy: `weft stack deploy` of a Tutum stackfile with one service of --count containers
-//      (busybox `sleep`), against `docker service create --detach --replicas N`; from the
+//      (busybox sleeping, ending at once on SIGTERM: CONTAINER_COMMAND), against `docker service create --detach --replicas N`; from the
 //      command's start until the bench saw all N running and every host resolving all of them
 //      (scheduler-helpers.ts / scheduler-swarm.ts say what "resolves" is for each). The stack or
 //      service is removed between runs, and the next run waits until no container and no name
@@ -19,11 +19,17 @@
 //      its current address.
 //  (3) a worker's death: a service of --death-count containers; the worker (h4, h5 in turn) is
 //      cut off the switch (test/harness/README.md: no FIN, RST or ICMP, as a power loss); until
-//      every container it ran runs elsewhere and resolves on every surviving host. weft's figure
-//      leaves out its grace (reschedule_after, GRACE_S); swarm has no grace but a node-down
-//      timeout (3 missed 5 s heartbeats), so its figure is from the moment the node was seen
-//      Down. Raw times are printed too. Then the host is healed and the bench notes how long
-//      the stale copies it still ran took to go.
+//      every container it ran runs elsewhere and resolves on every surviving host (weft: by
+//      the same name at the same address, checked; swarm gives a replacement a new address).
+//      weft's figure leaves out its grace (reschedule_after, GRACE_S) but not its detection;
+//      swarm has no grace but a node-down timeout (3 missed 5 s heartbeats) that is also its
+//      detection, so its figure is from the moment the node was seen Down (its restart delay
+//      set to 0 for this). Raw times from the cut are printed too. Then the host is healed and
+//      the bench notes how long the stale copies it still ran took to go. A system's death
+//      runs stop after its first failure.
+// Swarm's own timers in these figures: a task's container is stopped 2 s after it leaves DNS
+// (every replacement of the redeploy); its update state turns "completed" 5 s after the last
+// task (--update-monitor, not waited for here).
 // Both systems' commands are their CLIs (a Node start, ~0.5 s, for weft; a Go binary for docker:
 // both measured and printed); everything else is observed in-process (weft's API socket,
 // Docker's API socket) and with dig in the hosts' or probe containers' namespaces, every
@@ -36,7 +42,7 @@ import { Harness, WEFT_BIN, type Host } from '../test/harness/harness.ts';
 import { printEnvironment } from './lib/env.ts';
 import { max, median, min, printTable, ratio, sec } from './lib/stats.ts';
 import { jitter, now } from './lib/time.ts';
-import { SWARM_GRACE_MULTIPLIER, SWARM_HEARTBEAT_S, SwarmSystem } from './scheduler-swarm.ts';
+import { SWARM_GRACE_MULTIPLIER, SWARM_HEARTBEAT_S, SWARM_RESTART_DELAY_S, SWARM_SHUTDOWN_DELAY_S, SwarmSystem } from './scheduler-swarm.ts';
 import { errorText, GRACE_S, HOSTS, POLL_MS, WeftSystem, type DeathTiming, type DeployTiming, type RedeployTiming, type System, type SystemName } from './scheduler-helpers.ts';
 
 const PASSWORD = 'bench-scheduler-password';
@@ -274,7 +280,7 @@ function summary(weftCli: number, dockerCli: number, pulls: number | undefined):
   if (phases.includes('redeploy')) {
     const w = p50(weft?.redeploy.map((d) => d.ms));
     const s = p50(swarm?.redeploy.map((d) => d.ms));
-    console.log(`scheduler rolling redeploy of ${roll}, parallelism 1, p50: weft ${s2(w)} s, swarm ${s2(s)} s, ratio ${ratio(w, s)} (weft/swarm; target ≤ 1.0)`);
+    console.log(`scheduler rolling redeploy of ${roll}, parallelism 1, p50: weft ${s2(w)} s, swarm ${s2(s)} s, ratio ${ratio(w, s)} (weft/swarm; target ≤ 1.0; swarm waits ${SWARM_SHUTDOWN_DELAY_S} s before each stop, by design)`);
   }
   if (phases.includes('death')) {
     const w = p50(weft?.death.map((d) => d.figureMs));
@@ -283,7 +289,7 @@ function summary(weftCli: number, dockerCli: number, pulls: number | undefined):
     const st = p50(swarm?.death.map((d) => d.totalMs));
     console.log(
       `scheduler node death until its containers answer elsewhere, p50: weft ${s2(w)} s after its ${GRACE_S} s grace (detection included), swarm ${s2(s)} s after the node was Down, ratio ${ratio(w, s)}; ` +
-        `raw from the cut: weft ${s2(wt)} s, swarm ${s2(st)} s (its node-down timeout: ${SWARM_GRACE_MULTIPLIER} × ${SWARM_HEARTBEAT_S} s heartbeats), ratio ${ratio(wt, st)}`,
+        `raw from the cut: weft ${s2(wt)} s, swarm ${s2(st)} s (its node-down timeout: ${SWARM_GRACE_MULTIPLIER} × ${SWARM_HEARTBEAT_S} s heartbeats; --restart-delay ${SWARM_RESTART_DELAY_S}s, default 5 s), ratio ${ratio(wt, st)}`,
     );
   }
 }

@@ -1,14 +1,19 @@
 // The main job: a local mesh of three hosts on this machine, with a sample stack. Each host is a
 // network namespace with its own dockerd and weft peer (encrypted data plane). The script shows
-// the mesh, runs a stack `shop` (two `web` containers serving HTTP on h1 and h2, a client on h3),
-// shows the containers' mesh-wide addresses and dynamic-link DNS (`web` answers both, each
-// container its own name; the client fetches through `web` round-robin), crashes a peer and
-// shows its containers keep working and it rejoining, and cleans up. Along the way: the three
-// peers' managers elect a leader and commit a setting written through any of them, also while
-// one is dead.
+// the mesh; the three peers' managers elect a leader and commit a setting written through any
+// of them; a stack `shop` (scripts/shop.yml: `web` serving HTTP, a client linking it as
+// `backend`) is deployed through the scheduler; the containers' mesh-wide addresses and
+// dynamic-link DNS (`web` and `backend` answer all, each container its own name; the client
+// fetches through `backend` round-robin); scaling; a peer killed with -9, after which its
+// containers come back on other hosts with the same names and addresses and a write still
+// commits; it rejoining and its stale copies going; a rolling redeploy; and it cleans up.
 // `--keep` leaves the mesh running until Ctrl-C.
 import { Harness, waitFor, type Host } from '../test/harness/harness.ts';
-import { BUSYBOX_IMAGE } from '../test/harness/dockerd.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The sample stack (its image is the busybox every host's dockerd imports). */
+const STACK_FILE = join(import.meta.dirname, 'shop.yml');
 
 const PASSWORD = `demo-${process.pid}-${Date.now()}`;
 const keep = process.argv.includes('--keep');
@@ -55,47 +60,64 @@ try {
   await show(h3, ['config', 'set', 'shop/replicas', '2']);
   await show(h1, ['config', 'get', 'shop/replicas', '--consistent']);
 
-  step('a sample stack "shop": web-1 on h1, web-2 on h2 (busybox httpd), a client on h3');
-  const labels = (service: string) => ['--label', 'weft.attach=true', '--label', 'weft.stack=shop', '--label', `weft.service=${service}`];
-  for (const [h, name] of [[h1, 'web-1'], [h2, 'web-2']] as const) {
-    const page = `hello from ${name} on ${h.name}`;
-    await h.dockerd!.mustDocker(['run', '-d', '--network', 'none', '--name', name, '--hostname', name, ...labels('web'), '--expose', '80/tcp', BUSYBOX_IMAGE,
-      'sh', '-c', `mkdir -p /www && echo '${page}' > /www/index.html && httpd -f -p 80 -h /www`]);
-  }
-  await h3.dockerd!.mustDocker(['run', '-d', '--network', 'none', '--name', 'client', ...labels('client'), BUSYBOX_IMAGE, 'sleep', '100000']);
-  await waitFor(async () => (await h1.weftJson<unknown[]>(['ps', '--json'])).length === 3, { what: 'three containers attached' });
+  step('a sample stack "shop" deployed through the scheduler: the leader places it, each host\'s agent runs its part');
+  process.stdout.write(readFileSync(STACK_FILE, 'utf8'));
+  await show(h1, ['stack', 'deploy', '-f', STACK_FILE, 'shop']);
+  await show(h2, ['service', 'ls']);
   await show(h1, ['ps']);
-  await waitFor(async () => (await h3.weftJson<any>(['dns', 'lookup', 'web.shop.weft.local', '--json'])).records.filter((r: any) => r.type === 'A').length === 2, { what: 'web to answer both' });
   await show(h3, ['dns', 'lookup', 'web.shop.weft.local']);
   await show(h3, ['dns', 'lookup', 'web-2.shop.weft.local']);
-  // The name through the container's own resolver (the peer's DNS, search shop.weft.local).
+  const where = async (name: string) => {
+    const c = (await h1.weftJson<{ name: string; host: string; address: string; state: string }[]>(['ps', '--json'])).find((x) => x.name === name && x.state === 'running');
+    if (!c) throw new Error(`${name} is not running`);
+    return { host: mesh.hosts.find((h) => h.name === c.host) as Host, address: c.address, docker: `${name}.shop` };
+  };
+  // The link's alias `backend`, through the client container's own resolver (the peer's DNS,
+  // search shop.weft.local): it answers every web container, shuffled.
   // (busybox's static wget crashes in this image, so HTTP by hand with nc)
-  const fetchScript = String.raw`ip=$(ping -c 1 -W 1 web | sed -n '1s/.*(\([0-9.]*\)).*/\1/p'); echo "web is $ip: $(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 $ip 80 | tail -n 1)"`;
-  const fetch = async () => (await h3.dockerd!.mustDocker(['exec', 'client', 'sh', '-c', fetchScript])).trim();
-  await waitFor(async () => (await fetch()).includes('hello'), { what: 'the client to reach web' });
+  const fetchScript = String.raw`ip=$(ping -c 1 -W 1 backend | sed -n '1s/.*(\([0-9.]*\)).*/\1/p'); echo "backend is $ip: $(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 $ip 80 | tail -n 1)"`;
+  const fetch = async () => {
+    const c = await where('client-1');
+    return (await c.host.dockerd!.mustDocker(['exec', c.docker, 'sh', '-c', fetchScript])).trim();
+  };
+  await waitFor(async () => (await fetch()).includes('hello'), { what: 'the client to reach backend' });
   const pages: string[] = [];
   for (let i = 0; i < 6; i++) pages.push(await fetch());
-  process.stdout.write(`$ docker exec client sh -c 'ip=$(ping -c1 web ...); GET http://$ip/'    # 6 times, on h3: web's answers are shuffled\n${pages.join('\n')}\n`);
+  process.stdout.write(`$ docker exec client-1.shop sh -c 'ip=$(ping -c1 backend ...); GET http://$ip/'    # 6 times: backend's answers are shuffled\n${pages.join('\n')}\n`);
 
-  step('h3 is killed with -9: the others mark it dead');
+  step('scaled to three web containers, at once resolvable, without touching the client');
+  await show(h2, ['service', 'scale', 'shop/web', '3']);
+  await show(h3, ['dns', 'lookup', 'backend.shop.weft.local']);
+
+  const web1 = await where('web-1');
+  const victim = web1.host;
+  const others = mesh.hosts.filter((h) => h !== victim) as Host[];
+  step(`${victim.name}, where web-1 runs, is killed with -9: marked dead, then after the service's 5 s grace its containers are recreated on other hosts with the same names and addresses`);
   const t0 = Date.now();
-  await h3.kill();
-  await waitFor(async () => (await stateOf(h1, 'h3')) === 'dead' && (await stateOf(h2, 'h3')) === 'dead', { intervalMs: 100, what: 'h1 and h2 to mark h3 dead' });
-  process.stdout.write(`(seen dead on h1 and h2 within ${((Date.now() - t0) / 1000).toFixed(1)} s, CLI polling included)\n`);
-  await show(h1, ['peers']);
-  // The overlay is kernel state and outlives the peer; names need the peer (its DNS), so by address.
-  const web1 = (await h1.weftJson<{ name: string; address: string }[]>(['ps', '--json'])).find((c) => c.name === 'web-1')!.address;
-  const direct = (await h3.dockerd!.mustDocker(['exec', 'client', 'sh', '-c', `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ${web1} 80 | tail -n 1`])).trim();
-  process.stdout.write(`the client on h3 still reaches web-1 at ${web1} while its peer is down: ${direct}\n`);
-  // Two managers of three are a majority: desired state still takes writes (a new leader if h3 led).
-  await show(h2, ['config', 'set', 'shop/replicas', '3']);
-  await show(h1, ['manager', 'ls']);
+  await victim.kill();
+  await waitFor(async () => (await stateOf(others[0]!, victim.name)) === 'dead', { intervalMs: 100, what: `${victim.name} to be marked dead` });
+  process.stdout.write(`(seen dead within ${((Date.now() - t0) / 1000).toFixed(1)} s, CLI polling included)\n`);
+  await waitFor(async () => {
+    const c = (await others[0]!.weftJson<{ name: string; host: string; address: string; state: string }[]>(['ps', '--json'])).find((x) => x.name === 'web-1' && x.state === 'running' && x.host !== victim.name);
+    return c?.address === web1.address;
+  }, { timeoutMs: 90_000, what: 'web-1 to run elsewhere at its address' });
+  process.stdout.write(`(web-1 answers again at ${web1.address} ${((Date.now() - t0) / 1000).toFixed(1)} s after the kill)\n`);
+  await show(others[0]!, ['ps']);
+  // Two managers of three are a majority: desired state still takes writes (a new leader if it led).
+  await show(others[1]!, ['config', 'set', 'shop/replicas', '3']);
+  await show(others[0]!, ['manager', 'ls']);
 
-  step('h3 restarts with its data dir: same identity, rejoined');
-  await h3.restart();
-  await waitFor(async () => (await stateOf(h1, 'h3')) === 'alive', { what: 'h3 to rejoin' });
+  step(`${victim.name} restarts with its data dir: same identity, rejoined; its agent removes its stale copies before anything else`);
+  await victim.restart();
+  await waitFor(async () => (await stateOf(others[0]!, victim.name)) === 'alive', { what: `${victim.name} to rejoin` });
+  await waitFor(async () => !(await victim.dockerd!.mustDocker(['ps', '--format', '{{.Names}}'])).includes('web-1.shop'), { what: 'the stale web-1 to go' });
+
+  step('a rolling redeploy: every container replaced one at a time, each keeping its name and address');
+  await show(h1, ['stack', 'redeploy', 'shop']);
+  await show(h2, ['ps']);
   await show(h1, ['events']);
   await show(h1, ['status', 'ipam']);
+  await show(h3, ['stack', 'rm', 'shop']);
   ok = true;
 
   if (keep) {

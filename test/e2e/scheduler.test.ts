@@ -88,6 +88,9 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
       const got = await inContainer(client.host, client.docker, ['wget', '-q', '-O', '-', `http://${n}/`]);
       expect(got.stdout.trim().split(' ')[0], got.stderr).toBe(`${n}`);
     }
+    // The link's alias answers with every web container (dynamic: no container is touched).
+    const backend = await inContainer(client.host, client.docker, ['nslookup', 'backend']);
+    for (const c of running.filter((x) => x.service === 'web')) expect(backend.stdout).toContain(c.address);
     const env = await inContainer(client.host, client.docker, ['env']);
     expect(env.stdout).toMatch(/BACKEND_PORT=tcp:\/\/web:80/);
 
@@ -187,11 +190,16 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
     const clientRow = (await ps(leader)).find((c) => c.name === 'client-1' && c.state === 'running') as Ps;
     if (clientRow.host === victim.name) throw new Error('the client shares the victim host; the test needs them apart');
     const client = hosts().find((h) => h.name === clientRow.host) as Host;
+    let lastError = '';
     const fetch = async () => {
-      const r = await client.dockerd!.docker(['exec', 'client-1.shop', 'wget', '-q', '-T', '2', '-O', '-', `http://${row.address}/`], { timeoutMs: 10_000 });
+      // (busybox-static's wget crashes with -T; its timeout applet bounds the fetch instead.)
+      const r = await client.dockerd!.docker(['exec', 'client-1.shop', 'timeout', '3', 'wget', '-q', '-O', '-', `http://${row.address}/`], { timeoutMs: 10_000 });
+      if (r.code !== 0) lastError = `${r.code} ${r.stderr}`;
       return r.code === 0 ? r.stdout.trim() : undefined;
     };
-    const old = await fetch();
+    let old: string | undefined;
+    await waitFor(async () => (old = await fetch()) !== undefined, { timeoutMs: 30_000, what: `client-1 to reach ${row.name} at ${row.address}` })
+      .catch((err) => { throw new Error(`${(err as Error).message}: ${lastError}`); });
     expect(old?.startsWith(`${row.name} `)).toBe(true);
     await victim.cut();
     let fresh: string | undefined;
