@@ -24,7 +24,8 @@ function step(text: string): void {
 
 async function show(h: Host, args: string[]): Promise<void> {
   process.stdout.write(`$ weft ${args.join(' ')}    # on ${h.name} (${h.ip})\n`);
-  const r = await h.weft(args);
+  // A deploy or a rolling redeploy waits for its containers: minutes at most on a loaded machine.
+  const r = await h.weft(args, { timeoutMs: 300_000 });
   process.stdout.write(r.stdout + (r.stderr ? r.stderr : ''));
   if (r.code !== 0) throw new Error(`weft ${args.join(' ')} failed on ${h.name} (exit ${r.code})`);
 }

@@ -23,7 +23,7 @@ export const RECONCILE_EVERY_MS = 1000;
  *  burst, not one per change. */
 const SETTLE_MS = 30;
 
-export type SchedulerEvent = 'container-scheduled' | 'container-rescheduled' | 'container-unscheduled' | 'service-pending' | 'service-update-paused';
+export type SchedulerEvent = 'container-scheduled' | 'container-rescheduled' | 'container-redeployed' | 'container-unscheduled' | 'service-pending' | 'service-update-paused';
 
 export interface ReconcilerOptions {
   raft: RaftNode;
@@ -86,9 +86,11 @@ export class Reconciler {
     this.running = true;
     try {
       if (!this.o.raft.isLeader()) return;
-      const result = this.compute(this.o.raft.state.list('service'), this.o.raft.state.list('task'), Date.now());
+      const tasks = this.o.raft.state.list('task');
+      const result = this.compute(this.o.raft.state.list('service'), tasks, Date.now());
       this.report(result);
       if (result.ops.length === 0) return;
+      const before = new Map(tasks.map((o) => [o.name, o.spec as TaskSpec]));
       const outcome = await this.o.raft.write({ op: 'batch', ops: result.ops, req: this.o.raft.requestId() });
       if (!outcome.ok) {
         this.o.log.debug('reconciler batch refused; deciding again', { error: outcome.error });
@@ -97,7 +99,7 @@ export class Reconciler {
       }
       const now = Date.now();
       for (const s of result.stepped) this.lastStep.set(s, now);
-      this.announce(result);
+      this.announce(result, before);
     } catch (err) {
       this.o.log.debug('reconciler round failed', { err: String(err) });
     } finally {
@@ -142,15 +144,19 @@ export class Reconciler {
     for (const k of this.said.keys()) if (!seen.has(k)) this.said.delete(k);
   }
 
-  private announce(r: RoundResult): void {
+  private announce(r: RoundResult, before: ReadonlyMap<string, TaskSpec>): void {
     const names = new Map(this.o.view.members().map((m) => [m.id, m.name]));
     for (const op of r.ops) {
       if (op.kind !== 'task') continue;
-      if (op.op === 'delete') this.o.emit('container-unscheduled', op.name);
-      else {
-        const t = op.spec as TaskSpec;
-        this.o.emit(op.expect ? 'container-rescheduled' : 'container-scheduled', `${op.name} on ${names.get(t.node) ?? t.node} (epoch ${t.epoch})`);
+      if (op.op === 'delete') {
+        this.o.emit('container-unscheduled', op.name);
+        continue;
       }
+      const t = op.spec as TaskSpec;
+      const was = before.get(op.name);
+      const type = !was ? 'container-scheduled' : was.node === t.node ? 'container-redeployed' : 'container-rescheduled';
+      const from = was && was.node !== t.node ? ` from ${names.get(was.node) ?? was.node}` : '';
+      this.o.emit(type, `${op.name} on ${names.get(t.node) ?? t.node}${from} (epoch ${t.epoch})`);
     }
   }
 }

@@ -23,7 +23,7 @@ function shopFile(dir: string, extra = ''): string {
   writeFileSync(file, `
 web:
   image: ${BUSYBOX_IMAGE}
-  command: sh -c 'mkdir -p /www && echo $(hostname) $(cat /proc/sys/kernel/random/uuid) > /www/index.html && exec httpd -f -p 80 -h /www'
+  command: sh -c 'mkdir -p /www && echo $(hostname) $(cat /proc/sys/kernel/random/uuid) > /www/index.html && httpd -f -p 80 -h /www & trap "exit 0" TERM; wait'
   target_num_containers: 3
   deployment_strategy: HIGH_AVAILABILITY
   expose: ["80"]
