@@ -175,7 +175,7 @@ async function setup(): Promise<void> {
         res.system = await SwarmSystem.start(mesh);
       }
       res.setupMs = now() - t0;
-      console.log(`${res.name}: ${HOSTS} hosts up in ${s2(res.setupMs)} s; resolves = ${res.system.resolves}`);
+      console.log(`${res.name}: ${HOSTS} hosts up in ${s2(res.setupMs)} s (harness ${res.system.mesh.tmpDir}); resolves = ${res.system.resolves}`);
     } catch (e) {
       res.unavailable = errorText(e);
       console.log(`${res.name}: not available: ${res.unavailable}`);

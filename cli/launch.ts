@@ -12,6 +12,7 @@ import { registerDnsMethods } from '../dns/api.ts';
 import { Managers } from '../scheduler/manager/managers.ts';
 import { registerManagerMethods } from '../scheduler/manager/api.ts';
 import { registerServiceMethods } from '../scheduler/service/api.ts';
+import { registerLogMethods } from '../scheduler/service/logs.ts';
 import { startScheduler } from './scheduler.ts';
 import { CliError } from './error.ts';
 import { launchConfig, type DnsLaunchConfig, type LaunchOptions } from './launch-options.ts';
@@ -148,6 +149,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   registerManagerMethods(methods, managers);
   const scheduler = await startScheduler(peer, managers, logger('scheduler'), config.peer.dataplane, config.peer.dockerHost);
   registerServiceMethods(methods, managers.raft, peer.view(), scheduler.reconciler);
+  registerLogMethods(methods, managers.raft, peer.view().self.id, scheduler.logs);
   registerDnsMethods(methods, () => dns);
   const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));

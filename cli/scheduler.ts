@@ -7,9 +7,13 @@ import type { Logger } from '../mesh/log.ts';
 import type { Peer } from '../mesh/peer.ts';
 import type { Managers } from '../scheduler/manager/managers.ts';
 import { Reconciler } from '../scheduler/reconciler/reconciler.ts';
+import type { LogSource } from '../scheduler/service/logs.ts';
+import { logSource } from './scheduler-logs.ts';
 
 export interface Scheduler {
   reconciler: Reconciler;
+  /** Where this peer reads its containers' logs; undefined without the data plane. */
+  logs: LogSource | undefined;
   stop(): void;
 }
 
@@ -18,6 +22,7 @@ export async function startScheduler(peer: Peer, managers: Managers, log: Logger
   const reconciler = new Reconciler({ raft: managers.raft, view: peer.view(), log, emit });
   reconciler.start();
   let stopAgent = () => {};
+  let logs: LogSource | undefined;
   if (dataplane) {
     // Loaded only with the network: a mesh-only peer runs no containers.
     const [{ Agent }, { DockerOps }, { dockerClient }] = await Promise.all([
@@ -25,12 +30,15 @@ export async function startScheduler(peer: Peer, managers: Managers, log: Logger
       import('../scheduler/agent/docker-ops.ts'),
       import('../mesh/network/docker/events.ts'),
     ]);
-    const agent = new Agent({ raft: managers.raft, view: peer.view(), docker: new DockerOps(dockerClient(dockerHost), log.child('agent')), log: log.child('agent'), emit });
+    const docker = new DockerOps(dockerClient(dockerHost), log.child('agent'));
+    const agent = new Agent({ raft: managers.raft, view: peer.view(), docker, log: log.child('agent'), emit });
     agent.start();
     stopAgent = () => agent.stop();
+    logs = logSource(peer.node, peer.view().self.name, docker);
   }
   return {
     reconciler,
+    logs,
     stop() {
       stopAgent();
       reconciler.stop();

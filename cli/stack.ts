@@ -94,6 +94,22 @@ export function registerStackCommands(program: Command): void {
     .option('--detach', 'return at once')
     .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
     .action(waiting((c, name) => c.call(api.serviceRollback, { name })));
+  service.command('logs <name>')
+    .description("every container's output, from every host, each line prefixed with the container's name")
+    .option('-f, --follow', 'keep following until Ctrl-C')
+    .option('--tail <lines>', 'only the last lines of each container')
+    .action((name: string, o: { follow?: boolean; tail?: string }, cmd: Command) => withClient(cmd, async (c, g) => {
+      if (o.tail !== undefined && !/^\d+$/.test(o.tail)) throw new CliError(`--tail "${o.tail}" is not a number of lines`);
+      const width = { n: 0 };
+      await c.call(api.serviceLogs, { name, ...(o.follow ? { follow: true } : {}), ...(o.tail !== undefined ? { tail: Number(o.tail) } : {}) }, (l) => {
+        if (g.json) {
+          process.stdout.write(JSON.stringify(l) + '\n');
+          return;
+        }
+        width.n = Math.max(width.n, l.container.length);
+        (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${l.container.padEnd(width.n)} | ${l.line}\n`);
+      });
+    }));
   service.command('rm <name>')
     .description('remove a service and its containers')
     .action((name: string, _o, cmd: Command) => run(cmd, api.serviceRemove, { name }, (r) => `removed ${r.removed}`));

@@ -4,6 +4,7 @@ import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Libp2p, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
 import { join } from 'node:path';
 import { meshAdmission, type ApiTokenCredential } from '../admission/admission.ts';
 import { API_PROTOCOL } from './request.ts';
@@ -92,6 +93,20 @@ export class ApiClient {
       if (/abort|timeout/i.test(msg)) throw new ApiCallError(`cannot reach ${target}: no answer within ${CONNECT_TIMEOUT_MS / 1000} s`);
       throw new ApiCallError(`cannot reach ${target}: ${msg}`);
     }
+    return ApiClient.overStream(stream, async () => {
+      await Promise.resolve(node.stop()).catch(() => undefined);
+    });
+  }
+
+  /** A client from one peer to another member over the mesh connection it already has (its
+   *  node's identity is a member's: it calls with member access), e.g. to gather a service's
+   *  logs from the hosts its containers run on. */
+  static async overMesh(node: Libp2p, peerId: string): Promise<ApiClient> {
+    const stream = await node.dialProtocol(peerIdFromString(peerId), API_PROTOCOL, { signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS) });
+    return ApiClient.overStream(stream, async () => {});
+  }
+
+  private static overStream(stream: Stream, after: () => Promise<void>): ApiClient {
     let closeFn: (() => void) | undefined;
     const dataFns: ((b: Uint8Array) => void)[] = [];
     void (async () => {
@@ -109,7 +124,7 @@ export class ApiClient {
       onClose: (fn) => { closeFn = fn; },
       close: async () => {
         await stream.close().catch(() => undefined);
-        await Promise.resolve(node.stop()).catch(() => undefined);
+        await after();
       },
     });
   }

@@ -32,6 +32,9 @@ export const RETRY_MAX_MS = 60_000;
  *  swamped by a stack of dozens. */
 const PARALLEL_CREATES = 4;
 
+/** Node's names for architectures, as Docker (and Compose's node.platform.arch) spell them. */
+const DOCKER_ARCH: Readonly<Record<string, string>> = { x64: 'x86_64', arm64: 'aarch64', arm: 'armv7l', ia32: 'i386', s390x: 's390x', ppc64: 'ppc64le' };
+
 interface Failure {
   error: string;
   at: number;
@@ -192,7 +195,7 @@ export class Agent {
         if (t && t.spec.epoch === f.epoch) out.push({ task: name, epoch: f.epoch, config: t.spec.config, state: 'failed', health: 'none', error: f.error, since: f.at });
       }
     }
-    return { v: 1, docker: 'ok', memoryBytes: this.memoryBytes, tasks: out.slice(0, MAX_REPORTED_TASKS) };
+    return { v: 1, docker: 'ok', memoryBytes: this.memoryBytes, arch: DOCKER_ARCH[process.arch] ?? process.arch, tasks: out.slice(0, MAX_REPORTED_TASKS) };
   }
 
   private async publishNow(): Promise<void> {

@@ -7,7 +7,14 @@ import type { MeshMember } from '../../mesh/mesh-view.ts';
 import type { PlacementNode } from '../placement/node.ts';
 import type { AgentReport } from '../task/report.ts';
 
-export function placementNodes(members: readonly MeshMember[], reports: ReadonlyMap<string, AgentReport>, downSeconds: (id: string) => number): PlacementNode[] {
+/** Besides its own --tags, every node carries what Compose's constraints can ask of it
+ *  (scheduler/stack/constraints.ts): `hostname=<its name>`, `role=manager|worker` (a Raft voter
+ *  or learner is a manager), `arch=<x86_64...>` once its agent has said. */
+export function implicitTags(m: MeshMember, managers: ReadonlySet<string>, r: AgentReport | undefined): string[] {
+  return [`hostname=${m.name}`, `role=${managers.has(m.id) ? 'manager' : 'worker'}`, ...(r?.arch ? [`arch=${r.arch}`] : [])];
+}
+
+export function placementNodes(members: readonly MeshMember[], reports: ReadonlyMap<string, AgentReport>, downSeconds: (id: string) => number, managers: ReadonlySet<string> = new Set()): PlacementNode[] {
   return members
     .filter((m) => m.state !== 'left')
     .map((m) => {
@@ -16,7 +23,7 @@ export function placementNodes(members: readonly MeshMember[], reports: Readonly
       return {
         id: m.id,
         name: m.name,
-        tags: m.tags,
+        tags: [...m.tags, ...implicitTags(m, managers, r)],
         // A down node's memory does not matter (nothing new goes there) and its last report may
         // say 0 (Docker went first): its containers are kept through the grace period whatever
         // it said, not removed as over its memory.

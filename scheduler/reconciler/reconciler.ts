@@ -119,7 +119,8 @@ export class Reconciler {
       if (m.state === 'alive' || m.state === 'suspect') this.downSince.delete(m.id);
       else if (!this.downSince.has(m.id)) this.downSince.set(m.id, now);
     }
-    const nodes = placementNodes(members, reports, (id) => (now - (this.downSince.get(id) ?? now)) / 1000);
+    const st = this.o.raft.status();
+    const nodes = placementNodes(members, reports, (id) => (now - (this.downSince.get(id) ?? now)) / 1000, new Set([...st.voters, ...st.learners]));
     return reconcile({
       services: services.map((o) => ({ name: o.name, version: o.version, spec: o.spec as StoredService })),
       tasks: tasks.map((o) => ({ name: o.name, version: o.version, spec: o.spec as TaskSpec }) satisfies Versioned<TaskSpec>),

@@ -98,3 +98,26 @@ export const serviceRollback = method<ServiceRow>()({
 export const serviceRemove = method<{ removed: string }>()({
   name: 'service.rm', access: 'operator', params: v.strictObject({ name: serviceRef }),
 });
+
+/** One line of a container's output. */
+export interface LogLine {
+  /** The container's mesh name (`web-2`) and the host it runs on. */
+  container: string;
+  host: string;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+/** A tail a person reads; `--tail` asks for more (Docker's own default is everything). */
+const tail = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100_000)));
+
+/** Streams the output of every container of a service, from every host it runs on. Without
+ *  `follow` it ends once each container's log so far was sent. */
+export const serviceLogs = method<null, LogLine>()({
+  name: 'service.logs', access: 'operator', params: v.strictObject({ name: serviceRef, follow: v.optional(v.boolean()), tail }),
+});
+/** The same, of this host's containers only: what the peer asked by a user calls on each host. */
+export const serviceLogsHere = method<null, LogLine>()({
+  name: 'service.logs-here', access: 'member', accessReason: "peers gather a service's logs from each other",
+  params: v.strictObject({ service: serviceRef, follow: v.optional(v.boolean()), tail }),
+});

@@ -16,6 +16,7 @@ import type { StackRecord } from '../stack/record.ts';
 import { EPOCH_LABEL, keyOfServiceObject, serviceObjectName, TASK_LABEL, type TaskSpec } from '../task/task.ts';
 import * as api from './api-contract.ts';
 import { containerConfigHash } from './config-hash.ts';
+import { lookupService } from './lookup.ts';
 import type { StoredService } from './schema.ts';
 import type { ServiceSpec } from './spec.ts';
 
@@ -44,12 +45,7 @@ export function registerServiceMethods(table: MethodTable, raft: RaftNode, view:
     const rows = services.map((o) => serviceRow(o, status.get(o.name)));
     return { services, tasks, rows, taskRows: taskRows(view, services, tasks) };
   };
-  const service = async (ref: string): Promise<StateObject> => {
-    const name = ref.includes('.') && !ref.includes('/') ? ref.split('.').reverse().join('/') : ref;
-    const o = (await raft.query({ q: 'get', kind: 'service', name }, true)).objects[0];
-    if (!o) throw new UserError(`no service "${ref}" (see weft service ls)`);
-    return o;
-  };
+  const service = (ref: string): Promise<StateObject> => lookupService(raft, ref);
   const rowOf = async (name: string): Promise<api.ServiceRow> => {
     const s = await snapshot();
     const row = s.rows.find((r) => r.name === name);

@@ -33,6 +33,9 @@ export interface AgentReport {
   error?: string;
   /** What placement may reserve here: the host's memory, bytes. */
   memoryBytes: number;
+  /** The host's architecture as Docker names it (`x86_64`, `aarch64`): a node carries the tag
+   *  `arch=<it>` (Compose's `node.platform.arch` constraint). */
+  arch?: string;
   tasks: TaskReport[];
 }
 
@@ -64,6 +67,7 @@ export function decodeReport(raw: string): AgentReport | undefined {
     docker: r.docker,
     ...(typeof r.error === 'string' ? { error: r.error.slice(0, MAX_ERROR) } : {}),
     memoryBytes: r.memoryBytes as number,
+    ...(typeof r.arch === 'string' && /^[a-z0-9_]{1,32}$/.test(r.arch) ? { arch: r.arch } : {}),
     tasks,
   };
 }

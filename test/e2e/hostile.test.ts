@@ -25,6 +25,13 @@ import type { MethodSpec, ParamsOf, ParamsSchema, ResultOf } from '../../mesh/ap
 import { DEFAULT_PLUGIN_DIR } from '../../mesh/network/docker/plugin.ts';
 import type { ManagerRow } from '../../scheduler/manager/api-contract.ts';
 
+/** A valid service spec (of stack `shop`), which the battery then spoils one field at a time. */
+const HOSTILE_SERVICE = {
+  name: 'web', stack: 'shop', image: 'busybox', environment: {}, ports: [], targetNumContainers: 1, tags: [],
+  deploymentStrategy: 'EMPTIEST_NODE', autorestart: 'OFF', autodestroy: 'OFF', sequentialDeployment: false, links: [],
+  memoryBytes: 0, cpuShares: 0, labels: {}, volumes: [], rescheduleAfterSeconds: 30, update: { parallelism: 1, delayMs: 0, onFailure: 'pause' },
+};
+
 const PASSWORD = 'e2e-hostile-password-5b1e';
 const ROOT = join(import.meta.dirname, '../..');
 /** The project's Node 24 (it strips the attacker's types), as bin/weft runs it. */
@@ -379,6 +386,19 @@ describe('a live peer under hostile input', () => {
       ['state.watch', { kind: 'everything' }, /state\.watch: parameter "kind"/],
       ['manager.force-new-cluster', {}, /allowed only on the peer's own host/],
       ['manager.reset', {}, /allowed only on the peer's own host/],
+      // The scheduler's: a service that is not one, a stack that lies about its services, counts
+      // out of bounds, names of nothing.
+      ['stack.deploy', { stack: 'shop', file: 'f', services: 'all' }, /stack\.deploy: parameter "services/],
+      ['stack.deploy', { stack: 'shop', file: 'f', services: [{ name: 'web' }] }, /stack\.deploy: parameter "services/],
+      ['stack.deploy', { stack: 'shop', file: 'f', services: [{ ...HOSTILE_SERVICE, name: 'Not A Label' }] }, /stack\.deploy: parameter "services/],
+      ['stack.deploy', { stack: 'shop', file: 'f', services: [{ ...HOSTILE_SERVICE, stack: 'other' }] }, /says stack "other", not "shop"/],
+      ['stack.deploy', { stack: 'shop', file: 'f', services: [HOSTILE_SERVICE, HOSTILE_SERVICE] }, /service "web" twice/],
+      ['stack.deploy', { stack: 'shop', file: 'f', services: [{ ...HOSTILE_SERVICE, targetNumContainers: 1e9 }] }, /stack\.deploy: parameter "services/],
+      ['service.create', { spec: HOSTILE_SERVICE }, /deployed with its stack/],
+      ['service.scale', { name: 'shop/web', count: -1 }, /service\.scale: parameter "count"/],
+      ['service.scale', { name: 'nothing/here', count: 1 }, /no service "nothing\/here"/],
+      ['service.rm', { name: 'nothing.here' }, /no service "nothing.here"/],
+      ['stack.rm', { name: 'nothing' }, /no stack "nothing"/],
     ];
     for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
       await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {
@@ -392,6 +412,7 @@ describe('a live peer under hostile input', () => {
     const get = await h1.weft(['config', 'get', 'hostile-config', '--consistent']);
     expect(get.stderr).toMatch(/does not exist/);
     expect((await h1.weftJson<{ manager: { role: string } }>(['status', '--json'])).manager.role).toBe('leader');
+    expect(await h1.weftJson(['service', 'ls', '--json'])).toEqual([]);
   });
 
   test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {

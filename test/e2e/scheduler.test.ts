@@ -66,7 +66,8 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
     for (const [i, h] of all.entries()) {
       await h.startPeer({
         password: PASSWORD, dataplane: true, peers: i === 0 ? [] : [all[0].address],
-        args: ['--ipalloc-init', 'consensus=5', '--role', i < 3 ? 'auto' : 'worker', '--managers', '3'],
+        // The workers carry a deploy tag (Compose's node.labels.disk == ssd asks for it).
+        args: ['--ipalloc-init', 'consensus=5', '--role', i < 3 ? 'auto' : 'worker', '--managers', '3', ...(i >= 3 ? ['--tags', 'disk=ssd'] : [])],
       });
     }
     await waitFor(async () => (await all[0].weftJson<any[]>(['manager', 'ls', '--json'])).filter((m) => m.voter).length === 3, { timeoutMs: 60_000, what: 'three voting managers' });
@@ -93,6 +94,16 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
     for (const c of running.filter((x) => x.service === 'web')) expect(backend.stdout).toContain(c.address);
     const env = await inContainer(client.host, client.docker, ['env']);
     expect(env.stdout).toMatch(/BACKEND_PORT=tcp:\/\/web:80/);
+
+    // Logs of every container of a service, from every host, by container name: httpd logs
+    // nothing, so the client's own lines (written through docker exec to PID 1's output).
+    for (const n of ['web-1', 'web-2', 'web-3']) {
+      const w = await where(all[0], n);
+      await inContainer(w.host, w.docker, ['sh', '-c', `echo "log line of ${n}" > /proc/1/fd/1`]);
+    }
+    const logs = await all[3].weft(['service', 'logs', 'web.shop'], { timeoutMs: 30_000 });
+    expect(logs.code, logs.stderr).toBe(0);
+    for (const n of ['web-1', 'web-2', 'web-3']) expect(logs.stdout).toMatch(new RegExp(`^${n} +\\| log line of ${n}$`, 'm'));
 
     // Idempotent: the same file again changes nothing, and no container is replaced.
     const ids = new Map(running.map((c) => [c.name, c.id]));
@@ -220,5 +231,57 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
     expect(seen.has(fresh as string)).toBe(true);
     await waitFor(async () => !(await victim.dockerd!.mustDocker(['ps', '--format', '{{.Names}}'])).split('\n').includes(`${row.name}.shop`),
       { timeoutMs: 60_000, what: `the stale ${row.name} on ${victim.name} to be removed` });
+  }, 420_000);
+
+  test('a Compose file deploys unchanged: constraints as tags, global mode on every node; a service no node suits is pending and says why; an invalid file changes nothing', async () => {
+    const [h1, h2] = hosts();
+    const compose = join(mesh().tmpDir, 'ops.yml');
+    writeFileSync(compose, `
+services:
+  cache:
+    image: ${BUSYBOX_IMAGE}
+    command: ["sleep", "100000"]
+    deploy:
+      replicas: 2
+      placement:
+        constraints: ["node.labels.disk == ssd", "node.role == worker"]
+  agent:
+    image: ${BUSYBOX_IMAGE}
+    command: ["sleep", "100000"]
+    deploy:
+      mode: global
+  gpu:
+    image: ${BUSYBOX_IMAGE}
+    command: ["sleep", "100000"]
+    deploy:
+      placement:
+        constraints: ["node.labels.gpu == yes"]
+`);
+    // docker-compose itself accepts it (the stack reader's promise is for such files).
+    const check = await h1.exec(['docker-compose', '-f', compose, 'config', '-q']);
+    expect(check.code, check.stderr).toBe(0);
+    const r = await h1.weft(['stack', 'deploy', '-f', compose, 'ops', '--detach'], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const running = async () => (await ps(h2)).filter((c) => c.stack === 'ops' && c.state === 'running');
+    await waitFor(async () => (await running()).length === 2 + hosts().length, { timeoutMs: 120_000, what: 'cache on the two workers and agent on every node' });
+    const now = await running();
+    expect(now.filter((c) => c.service === 'cache').map((c) => c.host).sort()).toEqual(['h4', 'h5']);
+    expect(now.filter((c) => c.service === 'agent').map((c) => c.host).sort()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+    const gpu = (await services(h2)).find((s) => s.name === 'ops/gpu');
+    expect(gpu?.pending).toBe('no node carries tags gpu=yes');
+
+    // An invalid file: every error named by file, service and key; desired state untouched.
+    const before = JSON.stringify(await h1.weftJson(['state', 'backup', join(mesh().tmpDir, 'before.json'), '--json']));
+    const bad = join(mesh().tmpDir, 'bad.yml');
+    writeFileSync(bad, `services:\n  cache:\n    image: ${BUSYBOX_IMAGE}\n    deploy:\n      replicas: -1\n  web:\n    image: 5\n    ports: ["http"]\n`);
+    const refused = await h1.weft(['stack', 'deploy', '-f', bad, 'ops'], { timeoutMs: 30_000 });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/bad\.yml.*cache.*replicas/);
+    expect(refused.stderr).toMatch(/bad\.yml.*web.*ports/);
+    const after = await h1.weftJson<{ index: number }>(['state', 'backup', join(mesh().tmpDir, 'after.json'), '--json']);
+    expect(after.index).toBe(JSON.parse(before).index);
+    expect((await running()).length).toBe(2 + hosts().length);
+    const rm = await h1.weft(['stack', 'rm', 'ops'], { timeoutMs: 30_000 });
+    expect(rm.code, rm.stderr).toBe(0);
   }, 420_000);
 });

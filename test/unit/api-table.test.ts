@@ -6,6 +6,8 @@ import { describe, expect, test } from 'vitest';
 import * as meshApi from '../../mesh/api/contract.ts';
 import * as dnsApi from '../../dns/api-contract.ts';
 import * as managerApi from '../../scheduler/manager/api-contract.ts';
+import * as serviceApi from '../../scheduler/service/api-contract.ts';
+import { serviceSpec } from '../sim/reconciler-world.ts';
 import { v, type Access, type MethodSpec, type ParamsSchema } from '../../mesh/api/method.ts';
 import { UserError, type ApiContext } from '../../mesh/api/request.ts';
 import { MethodTable } from '../../mesh/api/table.ts';
@@ -16,7 +18,7 @@ type AnySpec = MethodSpec<ParamsSchema, unknown, unknown>;
 function specsOf(mod: Record<string, unknown>): AnySpec[] {
   return Object.values(mod).filter((x): x is AnySpec => typeof x === 'object' && x !== null && 'access' in x && 'params' in x);
 }
-const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi)];
+const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi)];
 
 /** A table of every real spec whose handlers record what reached them. */
 function table(): { t: MethodTable; reached: Array<{ name: string; params: unknown }> } {
@@ -37,16 +39,25 @@ const VALID: Record<string, Record<string, unknown>> = {
   'config.set': { name: 'colour', value: 'blue' }, 'config.get': { name: 'colour' }, 'config.rm': { name: 'colour' },
   'manager.promote': { peer: 'h2' }, 'manager.demote': { peer: 'h2' },
   'state.restore': { format: managerApi.BACKUP_FORMAT, index: 1, data: '{}' },
+  'stack.deploy': { stack: 'shop', file: 'shop.yml', services: [serviceSpec({ name: 'web', stack: 'shop' })] },
+  'stack.inspect': { name: 'shop' }, 'stack.redeploy': { name: 'shop' }, 'stack.rm': { name: 'shop' },
+  'service.create': { spec: serviceSpec({ name: 'web', stack: '' }) },
+  'service.inspect': { name: 'shop/web' }, 'service.redeploy': { name: 'shop/web' }, 'service.rollback': { name: 'shop/web' },
+  'service.rm': { name: 'web.shop' }, 'service.scale': { name: 'shop/web', count: 3 },
+  'service.logs': { name: 'shop/web', follow: true, tail: 10 }, 'service.logs-here': { service: 'shop/web' },
 };
 
 describe('the API method table', () => {
-  test('what an operator token may call is exactly the reading and kv/dns methods; join tokens need the mesh secret', () => {
+  test('what an operator token may call is exactly the reading methods, kv, dns, config and the deploys of services and stacks; join tokens need the mesh secret', () => {
     const byLevel = (a: Access) => SPECS.filter((s) => s.access === a).map((s) => s.name).sort();
     expect(byLevel('operator')).toEqual([
       'config.get', 'config.ls', 'config.rm', 'config.set', 'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
-      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'peers', 'ps', 'state.watch', 'status', 'token.list',
+      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'peers', 'ps',
+      'service.create', 'service.inspect', 'service.logs', 'service.ls', 'service.redeploy', 'service.rm', 'service.rollback', 'service.scale',
+      'stack.deploy', 'stack.inspect', 'stack.ls', 'stack.redeploy', 'stack.rm', 'state.watch', 'status', 'token.list',
     ]);
-    expect(byLevel('member')).toEqual(['token.join']);
+    // Peers gather a service's logs from each other; a token cannot ask a host for them directly.
+    expect(byLevel('member')).toEqual(['service.logs-here', 'token.join']);
     // Replacing the cluster or dropping a peer's control-plane state: only on the host itself.
     expect(byLevel('local')).toEqual(['manager.force-new-cluster', 'manager.reset']);
     expect(new Set(SPECS.map((s) => s.name)).size).toBe(SPECS.length);
