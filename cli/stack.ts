@@ -12,6 +12,7 @@ import * as api from '../scheduler/service/api-contract.ts';
 import { readStackFile } from '../scheduler/stack/file.ts';
 import type { ApiClient } from '../mesh/api/client.ts';
 import { statusText, waitForServices } from './wait-services.ts';
+import { type CreateFlags, createOptions, serviceFromFlags } from './service-create.ts';
 
 const TIMEOUT_HELP = 'give up waiting after this many seconds (exit 1; the deploy goes on)';
 /** A deploy pulls images and starts containers one after another on small hosts: ten minutes
@@ -64,6 +65,14 @@ export function registerStackCommands(program: Command): void {
     .action((name: string, _o, cmd: Command) => run(cmd, api.stackRemove, { name }, (r) => `removed stack ${name} (${r.removed.length} services)`));
 
   const service = program.command('service').description('services: containers of one image kept running at a count, placed by the leader');
+  createOptions(service.command('create <image> [command...]'))
+    .description('create a service in no stack from an image (and a command); returns once its containers run')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action((image: string, command: string[], o: CreateFlags & WaitOptions, cmd: Command) => {
+      const spec = serviceFromFlags(image, command, o);
+      return waiting((c) => c.call(api.serviceCreate, { spec }))(spec.name, o, cmd);
+    });
   service.command('ls')
     .description('services and how many of their containers run')
     .option('--stack <name>', 'only this stack')

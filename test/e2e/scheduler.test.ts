@@ -284,4 +284,21 @@ services:
     const rm = await h1.weft(['stack', 'rm', 'ops'], { timeoutMs: 30_000 });
     expect(rm.code, rm.stderr).toBe(0);
   }, 420_000);
+
+  test('a service in no stack from the command line: created, resolvable, removed', async () => {
+    const [h1, h2] = hosts();
+    const r = await h1.weft(['service', 'create', '--name', 'solo', '--replicas', '2', '--tag', 'disk=ssd', BUSYBOX_IMAGE, 'sleep', '100000'], { timeoutMs: 150_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const solo = (await ps(h2)).filter((c) => c.service === 'solo' && c.state === 'running');
+    expect(solo.map((c) => c.name).sort()).toEqual(['solo-1', 'solo-2']);
+    expect(solo.every((c) => c.stack === null && ['h4', 'h5'].includes(c.host))).toBe(true);
+    const dns = await h2.weftJson<{ records: { type: string; data: string }[] }>(['dns', 'lookup', 'solo.weft.local', '--json']);
+    expect(dns.records.filter((x) => x.type === 'A').map((x) => x.data).sort()).toEqual(solo.map((c) => c.address).sort());
+    const bad = await h1.weft(['service', 'create', '--replicas', '-2', BUSYBOX_IMAGE]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/target_num_containers -2 is not a whole number/);
+    const rm = await h2.weft(['service', 'rm', 'solo']);
+    expect(rm.code, rm.stderr).toBe(0);
+    await waitFor(async () => !(await ps(h1)).some((c) => c.service === 'solo' && c.state === 'running'), { timeoutMs: 60_000, what: 'solo to go' });
+  }, 300_000);
 });

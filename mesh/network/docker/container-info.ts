@@ -54,8 +54,9 @@ export function containerInfo(inspect: any): ContainerInfo {
     const m = /^(\d+)\/(tcp|udp)$/.exec(spec);
     if (m) ports.push({ port: Number(m[1]), proto: m[2] as 'tcp' | 'udp' });
   }
-  const stackIdentity = labels['weft.stack'] && labels['weft.service'] && labels['weft.index']
-    ? `${labels['weft.stack']}/${labels['weft.service']}/${labels['weft.index']}`
+  // A scheduled container's identity is its task's place: stack (none: empty), service, index.
+  const stackIdentity = labels['weft.service'] && labels['weft.index']
+    ? `${labels['weft.stack'] ?? ''}/${labels['weft.service']}/${labels['weft.index']}`
     : undefined;
   const aliases = new Set<string>((labels['weft.aliases'] ?? '').split(',').map((a) => a.trim()).filter((a) => a && a.length <= MAX_NAME));
   for (const n of Object.values<any>(inspect?.NetworkSettings?.Networks ?? {})) {
