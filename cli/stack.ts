@@ -4,11 +4,12 @@
 // (scheduler/service/api.ts). Long operations wait until every container runs, showing
 // progress, unless --detach. All take the global --json.
 
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { CliError } from './error.ts';
 import { table } from './format.ts';
 import { client, run, type Globals } from './run.ts';
 import * as api from '../scheduler/service/api-contract.ts';
+import { parseDuration } from '../scheduler/stack/duration.ts';
 import { readStackFile } from '../scheduler/stack/file.ts';
 import type { ApiClient } from '../mesh/api/client.ts';
 import { statusText, waitForServices } from './wait-services.ts';
@@ -95,9 +96,21 @@ export function registerStackCommands(program: Command): void {
     });
   service.command('redeploy <name>')
     .description('recreate its containers, one at a time (update_config), keeping names and addresses')
+    .option('--parallelism <n>', 'containers replaced at once (kept as the service\'s update policy)')
+    .option('--delay <duration>', 'wait between steps, e.g. 10s')
+    .addOption(new Option('--on-failure <what>', 'when a new container fails: pause, continue or rollback').choices(['pause', 'continue', 'rollback']))
     .option('--detach', 'return at once')
     .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
-    .action(waiting((c, name) => c.call(api.serviceRedeploy, { name })));
+    .action((name: string, o: WaitOptions & { parallelism?: string; delay?: string; onFailure?: 'pause' | 'continue' | 'rollback' }, cmd: Command) => {
+      if (o.parallelism !== undefined && !/^[1-9]\d*$/.test(o.parallelism)) throw new CliError(`--parallelism "${o.parallelism}" is not a whole number from 1`);
+      const delayMs = o.delay === undefined ? undefined : durationMs(o.delay);
+      return waiting((c, n) => c.call(api.serviceRedeploy, {
+        name: n,
+        ...(o.parallelism !== undefined ? { parallelism: Number(o.parallelism) } : {}),
+        ...(delayMs !== undefined ? { delayMs } : {}),
+        ...(o.onFailure !== undefined ? { onFailure: o.onFailure } : {}),
+      }))(name, o, cmd);
+    });
   service.command('rollback <name>')
     .description('go back to the spec before the last update (rolling)')
     .option('--detach', 'return at once')
@@ -138,6 +151,13 @@ function environment(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/** A duration as stack files write them (`10s`, `1m30s`, `500ms`) → ms. */
+function durationMs(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new CliError(`--delay "${text}" is not a duration like 10s, 1m30s or 500ms`);
+  return ms;
 }
 
 function seconds(s: string | undefined): number {

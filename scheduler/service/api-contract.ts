@@ -89,8 +89,14 @@ export const serviceScale = method<ServiceRow>()({
   name: 'service.scale', access: 'operator',
   params: v.strictObject({ name: serviceRef, count: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_TARGET_NUM_CONTAINERS)) }),
 });
+/** How a redeploy rolls; given, it becomes the service's update policy (as `update_config`). */
+const rolling = {
+  parallelism: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_TARGET_NUM_CONTAINERS))),
+  delayMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(24 * 3600 * 1000))),
+  onFailure: v.optional(v.picklist(['pause', 'continue', 'rollback'])),
+};
 export const serviceRedeploy = method<ServiceRow>()({
-  name: 'service.redeploy', access: 'operator', params: v.strictObject({ name: serviceRef }),
+  name: 'service.redeploy', access: 'operator', params: v.strictObject({ name: serviceRef, ...rolling }),
 });
 export const serviceRollback = method<ServiceRow>()({
   name: 'service.rollback', access: 'operator', params: v.strictObject({ name: serviceRef }),

@@ -140,7 +140,10 @@ export function registerServiceMethods(table: MethodTable, raft: RaftNode, view:
     return { service: row, spec: stored.spec, previous: stored.previous ?? null, tasks: s.taskRows.filter((t) => t.task.startsWith(`${o.name}/`)) };
   }));
   table.register(api.serviceScale, ({ name, count }) => user(() => change(name, (s) => ({ ...s, spec: { ...s.spec, targetNumContainers: count } }))));
-  table.register(api.serviceRedeploy, ({ name }) => user(() => change(name, redeployed)));
+  table.register(api.serviceRedeploy, ({ name, parallelism, delayMs, onFailure }) => user(() => change(name, (s) => {
+    const update = { ...s.spec.update, ...(parallelism !== undefined ? { parallelism } : {}), ...(delayMs !== undefined ? { delayMs } : {}), ...(onFailure !== undefined ? { onFailure } : {}) };
+    return redeployed({ ...s, spec: { ...s.spec, update } });
+  })));
   table.register(api.serviceRollback, ({ name }) => user(() => change(name, (s) => {
     if (!s.previous) throw new UserError(`service "${name}" has no previous spec to roll back to`);
     return { spec: s.previous, deployment: s.deployment, previous: s.spec };

@@ -24,13 +24,10 @@ import * as dnsApi from '../../dns/api-contract.ts';
 import type { MethodSpec, ParamsOf, ParamsSchema, ResultOf } from '../../mesh/api/method.ts';
 import { DEFAULT_PLUGIN_DIR } from '../../mesh/network/docker/plugin.ts';
 import type { ManagerRow } from '../../scheduler/manager/api-contract.ts';
+import { spec } from '../sim/placement-world.ts';
 
 /** A valid service spec (of stack `shop`), which the battery then spoils one field at a time. */
-const HOSTILE_SERVICE = {
-  name: 'web', stack: 'shop', image: 'busybox', environment: {}, ports: [], targetNumContainers: 1, tags: [],
-  deploymentStrategy: 'EMPTIEST_NODE', autorestart: 'OFF', autodestroy: 'OFF', sequentialDeployment: false, links: [],
-  memoryBytes: 0, cpuShares: 0, labels: {}, volumes: [], rescheduleAfterSeconds: 30, update: { parallelism: 1, delayMs: 0, onFailure: 'pause' },
-};
+const HOSTILE_SERVICE = spec({ name: 'web', stack: 'shop', image: 'busybox' });
 
 const PASSWORD = 'e2e-hostile-password-5b1e';
 const ROOT = join(import.meta.dirname, '../..');

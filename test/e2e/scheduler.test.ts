@@ -124,8 +124,10 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
     await waitFor(async () => !(await ps(h2)).some((c) => c.name === 'web-4' && c.state === 'running'), { timeoutMs: 30_000, what: 'web-4 to go' });
 
     const before = new Map((await ps(h1)).filter((c) => c.service === 'web' && c.state === 'running').map((c) => [c.name, c]));
-    const r = await h2.weft(['service', 'redeploy', 'shop/web', '--timeout', '180'], { timeoutMs: 200_000 });
+    const r = await h2.weft(['service', 'redeploy', 'shop/web', '--parallelism', '2', '--timeout', '180'], { timeoutMs: 200_000 });
     expect(r.code, r.stderr).toBe(0);
+    // The flag became the service's update policy.
+    expect((await h1.weftJson<{ spec: { update: { parallelism: number } } }>(['service', 'inspect', 'shop/web', '--json'])).spec.update.parallelism).toBe(2);
     const after = new Map((await ps(h1)).filter((c) => c.service === 'web' && c.state === 'running').map((c) => [c.name, c]));
     expect([...after.keys()].sort()).toEqual(['web-1', 'web-2', 'web-3']);
     for (const [name, c] of after) {

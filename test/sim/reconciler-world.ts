@@ -20,6 +20,7 @@ import { type ReconcileInput, reconcile, type RoundResult } from '../../schedule
 import { containerConfigHash } from '../../scheduler/service/config-hash.ts';
 import type { StoredService } from '../../scheduler/service/schema.ts';
 import { DEPLOYMENT_STRATEGIES, type ServiceSpec } from '../../scheduler/service/spec.ts';
+import { spec } from './placement-world.ts';
 import { type AgentReport, decodeReport, type TaskReport, type TaskState } from '../../scheduler/task/report.ts';
 import { keyOfServiceObject, serviceObjectName, type TaskSpec, taskName, taskProblem } from '../../scheduler/task/task.ts';
 import type { Rng } from './rng.ts';
@@ -31,26 +32,7 @@ export const MIB = 1024 * 1024;
 
 /** A valid service spec with quiet defaults (stack `s`, one container, no reservation). */
 export function serviceSpec(p: Partial<ServiceSpec> & { name: string }): ServiceSpec {
-  return {
-    stack: 's',
-    image: 'nginx:1',
-    environment: {},
-    ports: [],
-    targetNumContainers: 1,
-    tags: [],
-    deploymentStrategy: 'EMPTIEST_NODE',
-    autorestart: 'OFF',
-    autodestroy: 'OFF',
-    sequentialDeployment: false,
-    links: [],
-    memoryBytes: 0,
-    cpuShares: 0,
-    labels: {},
-    volumes: [],
-    rescheduleAfterSeconds: 30,
-    update: { parallelism: 1, delayMs: 0, onFailure: 'pause' },
-    ...p,
-  };
+  return spec(p);
 }
 
 export const HEALTHCHECK = { test: ['CMD', 'true'], intervalMs: 1000, timeoutMs: 1000, retries: 3, startPeriodMs: 0 };
