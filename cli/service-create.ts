@@ -73,3 +73,23 @@ export function serviceFromFlags(image: string, command: string[], f: CreateFlag
   });
   return { ...(read.services[0] as ServiceSpec), stack: '', links };
 }
+
+/** The service `current` with what the given flags say changed (the same flags as create; an
+ *  environment variable is added or replaced, lists given replace the service's). */
+export function updatedService(current: ServiceSpec, f: CreateFlags & { image?: string; command?: string[] }): ServiceSpec {
+  const asRead = serviceFromFlags(f.image ?? current.image, f.command ?? [], { ...f, name: current.name });
+  const next: ServiceSpec = { ...current };
+  if (f.image !== undefined) next.image = asRead.image;
+  if (f.command !== undefined && f.command.length > 0) next.command = asRead.command;
+  if (f.replicas !== undefined) next.targetNumContainers = asRead.targetNumContainers;
+  if (f.strategy !== undefined) next.deploymentStrategy = asRead.deploymentStrategy;
+  if (f.tag.length) next.tags = asRead.tags;
+  if (f.restart !== undefined) next.autorestart = asRead.autorestart;
+  if (f.env.length) next.environment = { ...current.environment, ...asRead.environment };
+  if (f.publish.length || f.expose.length) next.ports = asRead.ports;
+  if (f.link.length) next.links = asRead.links;
+  if (f.memory !== undefined) next.memoryBytes = asRead.memoryBytes;
+  if (f.rescheduleAfter !== undefined) next.rescheduleAfterSeconds = asRead.rescheduleAfterSeconds;
+  if (f.sequential) next.sequentialDeployment = true;
+  return next;
+}

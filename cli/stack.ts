@@ -13,7 +13,8 @@ import { parseDuration } from '../scheduler/stack/duration.ts';
 import { readStackFile } from '../scheduler/stack/file.ts';
 import type { ApiClient } from '../mesh/api/client.ts';
 import { statusText, waitForServices } from './wait-services.ts';
-import { type CreateFlags, createOptions, serviceFromFlags } from './service-create.ts';
+import { type CreateFlags, createOptions, serviceFromFlags, updatedService } from './service-create.ts';
+import type { ServiceSpec } from '../scheduler/service/spec.ts';
 
 const TIMEOUT_HELP = 'give up waiting after this many seconds (exit 1; the deploy goes on)';
 /** A deploy pulls images and starts containers one after another on small hosts: ten minutes
@@ -111,6 +112,27 @@ export function registerStackCommands(program: Command): void {
         ...(o.onFailure !== undefined ? { onFailure: o.onFailure } : {}),
       }))(name, o, cmd);
     });
+  createOptions(service.command('update <name> [command...]'))
+    .description('change a service (flags as for create; --image for a new image); a rolling redeploy follows when its containers change')
+    .option('--image <image>', 'a new image')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action((name: string, command: string[], o: CreateFlags & WaitOptions & { image?: string }, cmd: Command) => waiting(async (c, n) => {
+      if (o.name !== undefined) throw new CliError('--name cannot change: a service keeps its name (deploy another and remove this one)');
+      const current = await c.call(api.serviceInspect, { name: n });
+      const spec = updatedService(current.spec as ServiceSpec, { ...o, command });
+      return c.call(api.serviceUpdate, { name: n, spec, expect: current.service.version });
+    })(name, o, cmd));
+  service.command('stop <name>')
+    .description('stop every container of a service; they stay, stopped, keeping names and addresses')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action(waiting((c, name) => c.call(api.serviceStop, { name })));
+  service.command('start <name>')
+    .description('start a stopped service\'s containers again')
+    .option('--detach', 'return at once')
+    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .action(waiting((c, name) => c.call(api.serviceStart, { name })));
   service.command('rollback <name>')
     .description('go back to the spec before the last update (rolling)')
     .option('--detach', 'return at once')

@@ -44,11 +44,13 @@ export async function waitForServices(c: ApiClient, which: { stack?: string; ser
 }
 
 function converged(r: api.ServiceRow): boolean {
+  if (r.stopped) return r.active === 0;
   return r.pending === undefined && r.update.state === 'done' && r.running === r.target && r.tasks === r.target;
 }
 
 /** One service's state in a few words. */
 export function statusText(r: api.ServiceRow): string {
+  if (r.stopped) return r.active === 0 ? 'stopped' : `stopping (${r.active} up)`;
   if (r.pending) return `pending: ${r.pending}`;
   if (r.update.state === 'paused') return `update paused: ${r.update.failed.task}: ${r.update.failed.error}`;
   if (r.update.state === 'rolling-back') return `rolling back: ${r.update.failed.task}: ${r.update.failed.error}`;

@@ -14,7 +14,7 @@ export const CONTROL_EVENT_TYPES = [
   'leader-elected', 'leader-lost', 'manager-added', 'manager-promoted', 'manager-removed',
   // The scheduler's (scheduler/reconciler/, on the leader; scheduler/agent/, on the container's node).
   'container-scheduled', 'container-rescheduled', 'container-redeployed', 'container-unscheduled', 'service-pending', 'service-update-paused',
-  'container-started', 'container-failed', 'container-removed',
+  'container-started', 'container-failed', 'container-removed', 'container-stopped',
 ] as const;
 export type ControlEventType = (typeof CONTROL_EVENT_TYPES)[number];
 

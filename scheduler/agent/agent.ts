@@ -49,7 +49,7 @@ export interface AgentOptions {
   docker: DockerOps;
   log: Logger;
   /** Lifecycle events for `weft events`. */
-  emit(type: 'container-started' | 'container-failed' | 'container-removed', detail: string): void;
+  emit(type: 'container-started' | 'container-failed' | 'container-removed' | 'container-stopped', detail: string): void;
 }
 
 export class Agent {
@@ -63,6 +63,8 @@ export class Agent {
   private published = '';
   private memoryBytes = 0;
   private lastTasks: readonly AgentTask[] = [];
+  /** Containers this agent stopped for a stopped service (see planAgent). */
+  private readonly stoppedHere = new Set<string>();
 
   constructor(o: AgentOptions) {
     this.o = o;
@@ -108,9 +110,25 @@ export class Agent {
     }
     const { tasks, services } = desired;
     this.lastTasks = tasks;
-    const plan = planAgent(this.o.view.self.id, tasks, services, held);
+    const plan = planAgent(this.o.view.self.id, tasks, services, held, this.stoppedHere);
     await Promise.all(plan.remove.map((c) => this.remove(c)));
-    await Promise.all(plan.start.map((c) => this.o.docker.start(c.id).catch((err) => this.o.log.warn('could not start a container', { task: c.task, err: String(err) }))));
+    await Promise.all(plan.stop.map(async (c) => {
+      try {
+        await this.o.docker.stop(c.id, STOP_GRACE_SECONDS);
+        this.stoppedHere.add(c.id);
+        this.o.emit('container-stopped', `${c.dockerName} (task ${c.task}): its service is stopped`);
+      } catch (err) {
+        this.o.log.warn('could not stop a container', { task: c.task, err: String(err) });
+      }
+    }));
+    await Promise.all(plan.start.map(async (c) => {
+      try {
+        await this.o.docker.start(c.id);
+        this.stoppedHere.delete(c.id);
+      } catch (err) {
+        this.o.log.warn('could not start a container', { task: c.task, err: String(err) });
+      }
+    }));
     const now = Date.now();
     const due = plan.create.filter(({ task }) => {
       const f = this.failures.get(task.name);
@@ -120,7 +138,7 @@ export class Agent {
     for (let i = 0; i < due.length; i += PARALLEL_CREATES) {
       await Promise.all(due.slice(i, i + PARALLEL_CREATES).map((c) => this.create(c.task, c.service, services)));
     }
-    if (due.length > 0 || plan.remove.length > 0) await this.publish(this.report(await this.o.docker.list(), tasks));
+    if (due.length > 0 || plan.remove.length > 0 || plan.stop.length > 0 || plan.start.length > 0) await this.publish(this.report(await this.o.docker.list(), tasks));
   }
 
   /** This node's tasks and every service, or undefined when no manager answers. */

@@ -199,6 +199,18 @@ export class DockerOps {
     }
   }
 
+  /** Stops a weft container, keeping it (`weft service stop`); a stopped one is not an error. */
+  async stop(id: string, stopGraceSeconds: number): Promise<void> {
+    const info = await this.inspect(id);
+    if (info === undefined) return;
+    refuseForeign(info, 'stop');
+    try {
+      await this.docker.getContainer(info.Id).stop({ t: Math.max(0, Math.round(stopGraceSeconds)) });
+    } catch (e) {
+      if (statusOf(e) !== 304 && statusOf(e) !== 404) throw new Error(`cannot stop container ${info.Name.replace(/^\//, '')}: ${dockerMessage(e)}`);
+    }
+  }
+
   /** Stops (SIGTERM, then SIGKILL after the grace) and removes a weft container, with its
    *  anonymous volumes (named ones stay). A container already gone is not an error; one weft
    *  did not create is refused. */

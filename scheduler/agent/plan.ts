@@ -26,6 +26,8 @@ export interface AgentTask {
 export interface AgentPlan<C extends HeldContainer = HeldContainer> {
   remove: C[];
   start: C[];
+  /** Running containers of a stopped service (`weft service stop`): stopped, kept. */
+  stop: C[];
   /** Tasks to create a container for, with the service spec to make it from. */
   create: { task: AgentTask; service: ServiceSpec }[];
   /** Tasks that wait: their configuration is not their service's current one (the reconciler
@@ -33,11 +35,15 @@ export interface AgentPlan<C extends HeldContainer = HeldContainer> {
   waiting: AgentTask[];
 }
 
-export function planAgent<C extends HeldContainer>(self: string, tasks: readonly AgentTask[], services: ReadonlyMap<string, StoredService>, held: readonly C[]): AgentPlan<C> {
+/** `stoppedHere`: containers this agent stopped for a stopped service, started again when the
+ *  service is started (an exited container is otherwise left to Docker's restart policy). */
+export function planAgent<C extends HeldContainer>(self: string, tasks: readonly AgentTask[], services: ReadonlyMap<string, StoredService>, held: readonly C[], stoppedHere: ReadonlySet<string> = new Set()): AgentPlan<C> {
   const mine = new Map(tasks.filter((t) => t.spec.node === self).map((t) => [t.name, t]));
   const matched = new Set<string>();
   const remove: C[] = [];
   const start: C[] = [];
+  const stop: C[] = [];
+  const stopped = (t: AgentTask) => services.get(serviceObjectOfKey(t.spec.service))?.stopped === true;
   // Newest epoch first, so that of two containers of one task the current one is the one kept.
   for (const c of [...held].sort((a, b) => b.epoch - a.epoch)) {
     const t = mine.get(c.task);
@@ -47,17 +53,27 @@ export function planAgent<C extends HeldContainer>(self: string, tasks: readonly
       continue;
     }
     matched.add(c.task);
-    // Created but never started (the agent stopped between the two): start it. An exited one is
-    // Docker's to restart or not, by the service's restart policy.
-    if (c.state === 'created') start.push(c);
+    if (stopped(t)) {
+      if (c.state === 'running' || c.state === 'restarting') stop.push(c);
+      continue;
+    }
+    // Created but never started (the agent stopped between the two), or stopped here for a
+    // stopped service that was started again: start it. Any other exited one is Docker's to
+    // restart or not, by the service's restart policy.
+    if (c.state === 'created' || (c.state === 'exited' && stoppedHere.has(c.id))) start.push(c);
   }
   const create: AgentPlan<C>['create'] = [];
   const waiting: AgentTask[] = [];
   for (const t of mine.values()) {
     if (matched.has(t.name)) continue;
+    // A stopped service makes no new containers (its tasks wait for `weft service start`).
+    if (stopped(t)) {
+      waiting.push(t);
+      continue;
+    }
     const svc = services.get(serviceObjectOfKey(t.spec.service));
     if (svc !== undefined && containerConfigHash(svc.spec, svc.deployment) === t.spec.config) create.push({ task: t, service: svc.spec });
     else waiting.push(t);
   }
-  return { remove, start, create, waiting };
+  return { remove, start, stop, create, waiting };
 }

@@ -38,6 +38,9 @@ export interface ServiceStatus {
   /** Tasks whose container runs (and is healthy, with a health check) at the current config. */
   running: number;
   tasks: number;
+  /** Tasks whose container is up or on its way (running, starting, being pulled or created),
+   *  whatever its configuration: what a stopped service waits to see reach 0. */
+  active: number;
   /** Why containers are missing, when placement could not place them. */
   pending?: string;
   update: UpdateStatus;
@@ -111,7 +114,10 @@ export function reconcile(given: ReconcileInput): RoundResult {
     const svc = byKey.get(sp.service) as Versioned<StoredService>;
     const config = configs.get(sp.service) as string;
     const kept = plan.keep.filter((c) => c.service === sp.service).map((c) => tasksByName.get(taskName(c.service, c.index)) as Versioned<TaskSpec>);
-    const step = rollingStep({ service: svc, config, tasks: kept, reports: input.reports, now: input.now, lastStep: input.lastStep.get(svc.name) });
+    // A stopped service is not redeployed: its containers are kept as they are until started.
+    const step = svc.spec.stopped === true
+      ? { ops: [], stepped: false, status: { state: 'done' } as UpdateStatus }
+      : rollingStep({ service: svc, config, tasks: kept, reports: input.reports, now: input.now, lastStep: input.lastStep.get(svc.name) });
     for (const op of step.ops) if (!written.has(op.name)) ops.push(op);
     if (step.stepped) stepped.push(svc.name);
     const mine = input.tasks.filter((t) => t.spec.service === sp.service);
@@ -120,6 +126,7 @@ export function reconcile(given: ReconcileInput): RoundResult {
       target: svc.spec.spec.deploymentStrategy === 'EVERY_NODE' ? sp.wanted.length : svc.spec.spec.targetNumContainers,
       running: mine.filter((t) => t.spec.config === config && serving(reportOf(input.reports, t.name, t.spec), svc.spec.spec, config)).length,
       tasks: mine.length,
+      active: mine.filter((t) => ['running', 'starting', 'pulling', 'creating'].includes(reportOf(input.reports, t.name, t.spec)?.state ?? '')).length,
       ...(sp.pending ? { pending: sp.pending.message } : {}),
       update: step.status,
     });

@@ -23,10 +23,14 @@ export interface ServiceRow {
   /** Containers running (and healthy, with a health check) at the current spec. */
   running: number;
   tasks: number;
+  /** Containers up or on their way, whatever their spec (a stopped service waits for 0). */
+  active: number;
   pending?: string;
   update: UpdateStatus;
   version: number;
   deployment: number;
+  /** Stopped by `weft service stop`: its containers stay, stopped. */
+  stopped: boolean;
 }
 
 export interface TaskRow {
@@ -97,6 +101,18 @@ const rolling = {
 };
 export const serviceRedeploy = method<ServiceRow>()({
   name: 'service.redeploy', access: 'operator', params: v.strictObject({ name: serviceRef, ...rolling }),
+});
+/** Replaces a service's spec (its name and stack stay): a rolling redeploy follows when what
+ *  its containers are made of changed; the old spec is kept for `weft service rollback`. */
+export const serviceUpdate = method<ServiceRow>()({
+  name: 'service.update', access: 'operator', params: v.strictObject({ name: serviceRef, spec: serviceSpecSchema, expect: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))) }),
+});
+/** Stops every container of a service (they stay, stopped) / starts them again. */
+export const serviceStop = method<ServiceRow>()({
+  name: 'service.stop', access: 'operator', params: v.strictObject({ name: serviceRef }),
+});
+export const serviceStart = method<ServiceRow>()({
+  name: 'service.start', access: 'operator', params: v.strictObject({ name: serviceRef }),
 });
 export const serviceRollback = method<ServiceRow>()({
   name: 'service.rollback', access: 'operator', params: v.strictObject({ name: serviceRef }),

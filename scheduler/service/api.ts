@@ -144,6 +144,21 @@ export function registerServiceMethods(table: MethodTable, raft: RaftNode, view:
     const update = { ...s.spec.update, ...(parallelism !== undefined ? { parallelism } : {}), ...(delayMs !== undefined ? { delayMs } : {}), ...(onFailure !== undefined ? { onFailure } : {}) };
     return redeployed({ ...s, spec: { ...s.spec, update } });
   })));
+  table.register(api.serviceUpdate, ({ name, spec, expect }) => user(async () => {
+    const o = await service(name);
+    const s = o.spec as StoredService;
+    const next = spec as ServiceSpec;
+    if (next.name !== s.spec.name || next.stack !== s.spec.stack) throw new UserError(`an update keeps the service's name and stack (${o.name}); deploy another service to rename`);
+    if (expect !== undefined && expect !== o.version) throw new UserError(`service "${o.name}": expected version ${expect}, found version ${o.version}`);
+    if (JSON.stringify(next) === JSON.stringify(s.spec)) return rowOf(o.name);
+    await write([{ op: 'put', kind: 'service', name: o.name, spec: { ...s, spec: next, previous: s.spec } satisfies StoredService, expect: o.version }]);
+    return rowOf(o.name);
+  }));
+  table.register(api.serviceStop, ({ name }) => user(() => change(name, (s) => ({ ...s, stopped: true }))));
+  table.register(api.serviceStart, ({ name }) => user(() => change(name, (s) => {
+    const { stopped: _, ...rest } = s;
+    return rest;
+  })));
   table.register(api.serviceRollback, ({ name }) => user(() => change(name, (s) => {
     if (!s.previous) throw new UserError(`service "${name}" has no previous spec to roll back to`);
     return { spec: s.previous, deployment: s.deployment, previous: s.spec };
@@ -171,10 +186,12 @@ function serviceRow(o: StateObject, status: ReturnType<Reconciler['compute']>['s
     target: status?.target ?? spec.targetNumContainers,
     running: status?.running ?? 0,
     tasks: status?.tasks ?? 0,
+    active: status?.active ?? 0,
     ...(status?.pending ? { pending: status.pending } : {}),
     update: status?.update ?? { state: 'done' },
     version: o.version,
     deployment: stored.deployment,
+    stopped: stored.stopped === true,
   };
 }
 

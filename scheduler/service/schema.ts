@@ -48,12 +48,15 @@ export interface StoredService {
   spec: ServiceSpec;
   deployment: number;
   previous?: ServiceSpec;
+  /** `weft service stop`: its containers are kept, stopped, until `weft service start`. */
+  stopped?: boolean;
 }
 
 const storedServiceSchema = v.strictObject({
   spec: serviceSpecSchema,
   deployment: count(Number.MAX_SAFE_INTEGER),
   previous: v.optional(serviceSpecSchema),
+  stopped: v.optional(v.boolean()),
 });
 
 /** Why `x` is not a service spec (undefined: it is one), naming the first bad field. */

@@ -38,7 +38,7 @@ describe('planAgent', () => {
   test('a container that is its task at its epoch and config stays; nothing is created for it', () => {
     const c = held('s/web/1', 1);
     const p = planAgent('me', [task('s/web/1', 'me', 1)], services, [c]);
-    expect(p).toEqual({ remove: [], start: [], create: [], waiting: [] });
+    expect(p).toEqual({ remove: [], start: [], stop: [], create: [], waiting: [] });
   });
 
   test('an older epoch is removed and the current one created in the same plan (removals are carried out first)', () => {
@@ -97,7 +97,7 @@ describe('planAgent', () => {
     expect(p.waiting.map((t) => t.name)).toEqual(['s/web/1', 'x/y/1']);
     // With its outdated container still there, it keeps running meanwhile.
     const keep = held('s/web/1', 2, 'running', OLD);
-    expect(planAgent('me', [task('s/web/1', 'me', 2, OLD)], services, [keep])).toEqual({ remove: [], start: [], create: [], waiting: [] });
+    expect(planAgent('me', [task('s/web/1', 'me', 2, OLD)], services, [keep])).toEqual({ remove: [], start: [], stop: [], create: [], waiting: [] });
   });
 
   test('a redeploy (deployment + 1) makes tasks of the old hash wait', () => {
@@ -145,5 +145,22 @@ describe('planAgent over random nodes', () => {
       expect(c.task.spec.config).toBe(containerConfigHash(svc.spec, svc.deployment));
       expect(c.service).toBe(svc.spec);
     }
+  });
+});
+
+describe('a stopped service', () => {
+  test("its running containers are stopped and kept, none is made; started again, exactly the ones stopped here start", () => {
+    const stopped = new Map([['s/web', { ...web, stopped: true }]]);
+    const up = held('s/web/1', 1, 'running');
+    const crashed = held('s/web/2', 1, 'exited');
+    const tasks = [task('s/web/1', 'me', 1), task('s/web/2', 'me', 1), task('s/web/3', 'me', 1)];
+    const p = planAgent('me', tasks, stopped, [up, crashed]);
+    expect(p.stop.map((c) => c.id)).toEqual([up.id]);
+    expect(p.create).toEqual([]);
+    expect(p.waiting.map((t) => t.name)).toEqual(['s/web/3']);
+    const q = planAgent('me', tasks, services, [{ ...up, state: 'exited' }, crashed], new Set([up.id]));
+    // The other one exited on its own: Docker's restart policy decides, not the agent.
+    expect(q.start.map((c) => c.id)).toEqual([up.id]);
+    expect(q.create.map((c) => c.task.name)).toEqual(['s/web/3']);
   });
 });

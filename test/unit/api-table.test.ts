@@ -45,6 +45,8 @@ const VALID: Record<string, Record<string, unknown>> = {
   'service.inspect': { name: 'shop/web' }, 'service.redeploy': { name: 'shop/web' }, 'service.rollback': { name: 'shop/web' },
   'service.rm': { name: 'web.shop' }, 'service.scale': { name: 'shop/web', count: 3 },
   'service.logs': { name: 'shop/web', follow: true, tail: 10 }, 'service.logs-here': { service: 'shop/web' },
+  'service.update': { name: 'shop/web', spec: serviceSpec({ name: 'web', stack: 'shop', image: 'nginx:2' }), expect: 3 },
+  'service.stop': { name: 'shop/web' }, 'service.start': { name: 'shop/web' },
 };
 
 describe('the API method table', () => {
@@ -54,6 +56,7 @@ describe('the API method table', () => {
       'config.get', 'config.ls', 'config.rm', 'config.set', 'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
       'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'peers', 'ps',
       'service.create', 'service.inspect', 'service.logs', 'service.ls', 'service.redeploy', 'service.rm', 'service.rollback', 'service.scale',
+      'service.start', 'service.stop', 'service.update',
       'stack.deploy', 'stack.inspect', 'stack.ls', 'stack.redeploy', 'stack.rm', 'state.watch', 'status', 'token.list',
     ]);
     // Peers gather a service's logs from each other; a token cannot ask a host for them directly.

@@ -91,7 +91,7 @@ describe('a fresh service', () => {
       op: 'put', kind: 'task', name: `s/web/${i + 1}`, expect: 0,
       spec: { service: 's/web', index: i + 1, node: n, epoch: 1, config },
     })));
-    expect(r.services).toEqual([{ name: 's/web', target: 3, running: 0, tasks: 0, update: { state: 'done' } }]);
+    expect(r.services).toEqual([{ name: 's/web', target: 3, running: 0, tasks: 0, active: 0, update: { state: 'done' } }]);
   });
 
   test('a service in no stack names its tasks by its own name', () => {
