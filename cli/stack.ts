@@ -39,10 +39,12 @@ export function registerStackCommands(program: Command): void {
       for (const w of read.warnings) process.stderr.write(`warning: ${w}\n`);
       const stackName = read.services[0]?.stack ?? name ?? '';
       await withClient(cmd, async (c, g) => {
+        const t0 = Date.now();
         const r = await c.call(api.stackDeploy, { stack: stackName, file: o.file, services: read.services });
         if (!g.json) process.stdout.write(deploySummary(r) + '\n');
         const waited = o.detach ? undefined : await waitForServices(c, { stack: stackName }, seconds(o.timeout), g.json === true);
         if (g.json) process.stdout.write(JSON.stringify({ ...r, ...(waited ? { services: waited } : {}) }, null, 2) + '\n');
+        else if (waited) process.stdout.write(`every container runs (${((Date.now() - t0) / 1000).toFixed(1)} s)\n${servicesTable(waited)}\n`);
       });
     });
   stack.command('ls')

@@ -21,7 +21,9 @@ export async function waitForServices(c: ApiClient, which: { stack?: string; ser
     const all = await c.call(api.serviceList, which.stack ? { stack: which.stack } : {});
     const rows = which.service ? all.filter((r) => r.name === which.service) : all;
     const elapsed = ((Date.now() - started) / 1000).toFixed(0);
-    const lines = rows.map((r) => `${r.stack ? `${r.stack}/` : ''}${r.service}: ${r.running}/${r.target} ${statusText(r)}`);
+    // On a terminal, each container's current step too (pulling, creating, starting...).
+    const steps = tty ? await containerSteps(c, which, rows) : new Map<string, string>();
+    const lines = rows.map((r) => `${r.stack ? `${r.stack}/` : ''}${r.service}: ${r.running}/${r.target} ${statusText(r)}${steps.get(r.name) ?? ''}`);
     if (tty) {
       if (drawn > 0) process.stderr.write(`\x1b[${drawn}A`);
       for (const l of [...lines, `${elapsed}s`]) process.stderr.write(`\x1b[2K${l}\n`);
@@ -41,6 +43,19 @@ export async function waitForServices(c: ApiClient, which: { stack?: string; ser
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
+}
+
+/** `  web-1 running, web-2 pulling` per service: the containers not yet serving, by step. */
+async function containerSteps(c: ApiClient, which: { stack?: string; service?: string }, rows: readonly api.ServiceRow[]): Promise<Map<string, string>> {
+  const tasks = which.stack !== undefined
+    ? (await c.call(api.stackInspect, { name: which.stack }).catch(() => ({ tasks: [] as api.TaskRow[] }))).tasks
+    : which.service !== undefined ? (await c.call(api.serviceInspect, { name: which.service }).catch(() => ({ tasks: [] as api.TaskRow[] }))).tasks : [];
+  const out = new Map<string, string>();
+  for (const r of rows) {
+    const mine = tasks.filter((t) => t.task.startsWith(`${r.name}/`) && !(t.current && t.state === 'running'));
+    if (mine.length) out.set(r.name, `  (${mine.slice(0, 6).map((t) => `${t.name} ${t.current ? t.state : `${t.state}, outdated`}`).join('; ')}${mine.length > 6 ? '; ...' : ''})`);
+  }
+  return out;
 }
 
 function converged(r: api.ServiceRow): boolean {

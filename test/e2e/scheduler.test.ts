@@ -136,6 +136,16 @@ describe('the scheduler: 3 managers and 2 workers with a dockerd each', () => {
     }
     const rows = await services(h1);
     expect(rows.find((s) => s.name === 'shop/web')).toMatchObject({ running: 3, target: 3, update: { state: 'done' } });
+
+    // A peer restarted (SIGTERM, then launched again) adopts its containers: none is replaced.
+    const web = (await ps(h1)).filter((c) => c.service === 'web' && c.state === 'running');
+    const restarted = hosts().find((h) => h.name === web[0]!.host) as Host;
+    const ids = new Set((await restarted.dockerd!.mustDocker(['ps', '-q', '--no-trunc'])).split('\n').filter(Boolean));
+    await restarted.restart();
+    await waitFor(async () => (await restarted.weftJson<{ peers: { alive: number } }>(['status', '--json'])).peers.alive === 4, { timeoutMs: 60_000, what: `${restarted.name} to rejoin` });
+    await new Promise((r) => setTimeout(r, 3000)); // a few agent rounds
+    const idsAfter = new Set((await restarted.dockerd!.mustDocker(['ps', '-q', '--no-trunc'])).split('\n').filter(Boolean));
+    expect(idsAfter).toEqual(ids);
   }, 420_000);
 
   const leaderHost = async (): Promise<Host> => {
