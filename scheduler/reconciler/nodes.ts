@@ -15,8 +15,9 @@ export function implicitTags(m: MeshMember, managers: ReadonlySet<string>, r: Ag
 }
 
 export function placementNodes(members: readonly MeshMember[], reports: ReadonlyMap<string, AgentReport>, downSeconds: (id: string) => number, managers: ReadonlySet<string> = new Set()): PlacementNode[] {
+  // A member that left (a peer stopped on purpose: an upgrade, a restart) is down like a dead
+  // one, not gone: its containers wait out the grace period, so a restart moves nothing.
   return members
-    .filter((m) => m.state !== 'left')
     .map((m) => {
       const r = reports.get(m.id);
       const alive = m.state === 'alive' || m.state === 'suspect';

@@ -425,3 +425,20 @@ describe('robustness', () => {
     expect(b).toEqual(a);
   });
 });
+
+describe('the nodes placement sees', () => {
+  const member = (id: string, state: MeshMember['state'], tags: string[] = []): MeshMember => ({ id, name: id, address: `${id}:6783`, role: 'auto' as MeshMember['role'], state, tags });
+  const report: AgentReport = { v: 1, docker: 'ok', memoryBytes: 8 * 1024 * MIB, arch: 'x86_64', tasks: [] };
+
+  test('a member that left (a peer stopped for a restart) is down, within the grace like a dead one, not gone', () => {
+    const nodes = placementNodes([member('a', 'left'), member('b', 'alive')], new Map([['a', report], ['b', report]]), () => 4, new Set(['b']));
+    expect(nodes.find((n) => n.id === 'a')).toMatchObject({ alive: false, downForSeconds: 4 });
+    expect(nodes.find((n) => n.id === 'b')).toMatchObject({ alive: true, draining: false });
+  });
+
+  test('every node carries hostname=, role= and arch= besides its own tags; no report means draining', () => {
+    const [a, b] = placementNodes([member('a', 'alive', ['disk=ssd']), member('b', 'suspect')], new Map([['a', report]]), () => 0, new Set(['a']));
+    expect(a?.tags).toEqual(['disk=ssd', 'hostname=a', 'role=manager', 'arch=x86_64']);
+    expect(b).toMatchObject({ alive: true, draining: true, tags: ['hostname=b', 'role=worker'] });
+  });
+});
