@@ -36,7 +36,9 @@ export const serviceSpecSchema = v.strictObject({
   memoryBytes: count(Number.MAX_SAFE_INTEGER),
   cpuShares: count(262_144),
   labels: record,
-  volumes: v.pipe(v.array(str), v.maxLength(MAX_LIST_ITEMS)),
+  // Named volumes only, as the stack reader gives them: a host path (`/etc:/x`) in a spec that
+  // did not come from a file would mount the node's own files into the container.
+  volumes: v.pipe(v.array(v.pipe(v.string(), v.maxLength(4096), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*:\/[^:]*(:(ro|rw))?$/, 'must be a named volume, name:/path[:ro]'))), v.maxLength(MAX_LIST_ITEMS)),
   rescheduleAfterSeconds: count(7 * 24 * 3600),
   update: v.strictObject({ parallelism: v.pipe(count(MAX_TARGET_NUM_CONTAINERS), v.minValue(1)), delayMs: ms, onFailure: v.picklist(['pause', 'continue', 'rollback']) }),
 });

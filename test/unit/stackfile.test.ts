@@ -14,6 +14,7 @@ import type { ServiceSpec } from '../../scheduler/service/spec.ts';
 import { readStackFile } from '../../scheduler/stack/file.ts';
 import { MAX_DOCUMENT_BYTES } from '../../scheduler/stack/limits.ts';
 import { readStack, type StackResult } from '../../scheduler/stack/read.ts';
+import { serviceSpecProblem } from '../../scheduler/service/schema.ts';
 
 const FILE = 'shop.yml';
 const read = (text: string, variables: Record<string, string> = {}): StackResult => readStack(text, { file: FILE, stack: 'shop', variables });
@@ -369,3 +370,19 @@ const ANCHORS: ServiceSpec[] = [
     healthcheck: { test: ['CMD', 'worker', 'ping'], intervalMs: 5000, timeoutMs: 30_000, retries: 10, startPeriodMs: 0 },
   },
 ];
+
+describe('what the reader gives is what the API and desired state take', () => {
+  test('every fixture\'s services pass the service schema; a host path does not', async () => {
+    for (const f of readdirSync(FIXTURES).filter((x) => x.endsWith('.yml'))) {
+      const r = await readStackFile(join(FIXTURES, f), { stack: 'fx' });
+      expect(r.ok, f).toBe(true);
+      if (r.ok) for (const s of r.services) expect(serviceSpecProblem(s), `${f}: ${s.name}`).toBeUndefined();
+    }
+    const r = readStack('web:\n  image: nginx\n  volumes: ["data:/var/lib/data:ro"]\n', { file: 'v.yml', stack: 'fx' });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    const spec = r.services[0] as ServiceSpec;
+    expect(serviceSpecProblem(spec)).toBeUndefined();
+    expect(serviceSpecProblem({ ...spec, volumes: ['/etc:/host-etc'] })).toMatch(/volumes\.0: must be a named volume/);
+  });
+});
