@@ -14,6 +14,7 @@ export interface CreateFlags {
   strategy?: string;
   tag: string[];
   restart?: string;
+  autodestroy?: string;
   env: string[];
   publish: string[];
   expose: string[];
@@ -32,6 +33,7 @@ export function createOptions(cmd: Command): Command {
     .option('--strategy <s>', 'EMPTIEST_NODE (default), HIGH_AVAILABILITY or EVERY_NODE')
     .option('--tag <tag>', 'a deploy tag every node it runs on must carry (repeat)', collect, [])
     .option('--restart <policy>', 'OFF (default), ON_FAILURE or ALWAYS (autorestart)')
+    .option('--autodestroy <when>', 'OFF (default), ON_SUCCESS or ALWAYS: a container that exits so is removed and the count lowered')
     .option('-e, --env <K=V>', 'an environment variable (repeat)', collect, [])
     .option('-p, --publish <host:container>', 'publish a port on the host (repeat)', collect, [])
     .option('--expose <port>', 'a port for SRV records and links (repeat)', collect, [])
@@ -50,6 +52,7 @@ export function serviceFromFlags(image: string, command: string[], f: CreateFlag
   if (f.strategy !== undefined) s.deployment_strategy = f.strategy;
   if (f.tag.length) s.tags = f.tag;
   if (f.restart !== undefined) s.autorestart = f.restart;
+  if (f.autodestroy !== undefined) s.autodestroy = f.autodestroy;
   if (f.env.length) s.environment = f.env;
   if (f.publish.length) s.ports = f.publish;
   if (f.expose.length) s.expose = f.expose;
@@ -85,6 +88,7 @@ export function updatedService(current: ServiceSpec, f: CreateFlags & { image?: 
   if (f.strategy !== undefined) next.deploymentStrategy = asRead.deploymentStrategy;
   if (f.tag.length) next.tags = asRead.tags;
   if (f.restart !== undefined) next.autorestart = asRead.autorestart;
+  if (f.autodestroy !== undefined) next.autodestroy = asRead.autodestroy;
   if (f.env.length) next.environment = { ...current.environment, ...asRead.environment };
   if (f.publish.length || f.expose.length) next.ports = asRead.ports;
   if (f.link.length) next.links = asRead.links;

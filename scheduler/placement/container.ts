@@ -28,6 +28,15 @@ export function serviceKey(spec: Pick<ServiceSpec, 'stack' | 'name'>): string {
   return `${spec.stack}/${spec.name}`;
 }
 
+/** The indexes a counted service wants: the first `targetNumContainers` from 1 that
+ *  `autodestroy` has not retired (without retirements, 1..target). */
+export function wantedIndexes(spec: Pick<ServiceSpec, 'targetNumContainers' | 'retiredIndexes'>): number[] {
+  const retired = new Set(spec.retiredIndexes ?? []);
+  const out: number[] = [];
+  for (let i = 1; out.length < spec.targetNumContainers; i++) if (!retired.has(i)) out.push(i);
+  return out;
+}
+
 /** The container's name: its identity (`weft.name`) and DNS name, kept across recreations. */
 export function containerName(spec: Pick<ServiceSpec, 'name'>, index: number): string {
   return `${spec.name}-${index}`;

@@ -4,7 +4,7 @@
 // with the reason. Pure.
 
 import type { ServiceSpec } from '../service/spec.ts';
-import { type CurrentContainer, keepOrder } from './container.ts';
+import { type CurrentContainer, keepOrder, wantedIndexes } from './container.ts';
 import type { Ledger } from './ledger.ts';
 import { type PlacementNode, type Standing, standing } from './node.ts';
 import type { Removal, RemovalReason } from './plan.ts';
@@ -29,8 +29,15 @@ export function keepCurrent(
 ): Kept {
   const remove: Removal[] = [];
   const candidates: CurrentContainer[] = [];
+  // Each service's wanted indexes, once per placement (not once per container).
+  const wanted = new Map<string, ReadonlySet<number>>();
+  const wantedOf = (key: string, spec: ServiceSpec): ReadonlySet<number> => {
+    let w = wanted.get(key);
+    if (!w) wanted.set(key, (w = new Set(wantedIndexes(spec))));
+    return w;
+  };
   for (const c of containers) {
-    const why = leaves(c, services.get(c.service), nodes);
+    const why = leaves(c, services.get(c.service), nodes, wantedOf);
     if (why) remove.push({ container: c, why });
     else candidates.push(c);
   }
@@ -60,10 +67,10 @@ export function keepCurrent(
 }
 
 /** Why a container goes whatever the other containers are, if it does. */
-function leaves(c: CurrentContainer, spec: ServiceSpec | undefined, nodes: ReadonlyMap<string, PlacementNode>): RemovalReason | undefined {
+function leaves(c: CurrentContainer, spec: ServiceSpec | undefined, nodes: ReadonlyMap<string, PlacementNode>, wantedOf: (key: string, spec: ServiceSpec) => ReadonlySet<number>): RemovalReason | undefined {
   if (!spec) return 'service-removed';
   if (!Number.isInteger(c.index) || c.index < 1) return 'invalid-index';
-  if (spec.deploymentStrategy !== 'EVERY_NODE' && c.index > spec.targetNumContainers) return 'scaled-down';
+  if (spec.deploymentStrategy !== 'EVERY_NODE' && !wantedOf(c.service, spec).has(c.index)) return 'scaled-down';
   const s = standing(nodes.get(c.node), spec);
   const why = LEAVES[s];
   if (why) return why;

@@ -9,7 +9,7 @@
 // memory), then the others by key, each by index from 1.
 
 import type { ServiceSpec } from '../service/spec.ts';
-import { type CurrentContainer, containerName, serviceKey } from './container.ts';
+import { type CurrentContainer, containerName, serviceKey, wantedIndexes } from './container.ts';
 import { keepCurrent } from './keep.ts';
 import { Ledger } from './ledger.ts';
 import { type PlacementNode, byNodeName, cmp, standing } from './node.ts';
@@ -68,19 +68,20 @@ interface World {
   create: Creation[];
 }
 
-/** EMPTIEST_NODE and HIGH_AVAILABILITY: indexes 1..target, each missing one placed by strategy. */
+/** EMPTIEST_NODE and HIGH_AVAILABILITY: the wanted indexes (1..target, less those autodestroy
+ *  retired), each missing one placed by strategy. */
 function placeCounted(key: string, spec: ServiceSpec, w: World): Pending | undefined {
   const strategy = spec.deploymentStrategy === 'HIGH_AVAILABILITY' ? 'HIGH_AVAILABILITY' : 'EMPTIEST_NODE';
   const have = new Set(w.keep.filter((c) => c.service === key).map((c) => c.index));
   const usable = w.nodes.filter((n) => standing(n, spec) === 'usable');
-  for (let index = 1; index <= spec.targetNumContainers; index++) {
+  const wanted = wantedIndexes(spec);
+  for (const [at, index] of wanted.entries()) {
     if (have.has(index)) continue;
     const fitting = usable.filter((n) => w.ledger.fits(n.id, spec.memoryBytes));
     const node = choose({ service: key, strategy, usable, fitting }, w.ledger);
     if (!node) {
       // Every later index needs the same room: none fits either.
-      let unplaced = 0;
-      for (let i = index; i <= spec.targetNumContainers; i++) if (!have.has(i)) unplaced++;
+      const unplaced = wanted.slice(at).filter((i) => !have.has(i)).length;
       return pending(diagnose(spec, w.nodes, w.ledger), unplaced);
     }
     create(key, spec, index, node, w);

@@ -108,6 +108,8 @@ export function reconcile(given: ReconcileInput): RoundResult {
     written.add(name);
   }
 
+  ops.push(...autodestroyed(input, byKey, tasksByName, plan.keep, written));
+
   const services: ServiceStatus[] = [];
   const stepped: string[] = [];
   for (const sp of plan.services) {
@@ -132,6 +134,35 @@ export function reconcile(given: ReconcileInput): RoundResult {
     });
   }
   return { ops, services, stepped };
+}
+
+/** `autodestroy`: a task whose container exited as its service says (ON_SUCCESS: code 0;
+ *  ALWAYS: any code) is deleted and its service's count lowered by one, its index retired so the
+ *  others keep their names; one service put per service per round (compare-and-set). */
+function autodestroyed(input: ReconcileInput, byKey: ReadonlyMap<string, Versioned<StoredService>>, tasksByName: ReadonlyMap<string, Versioned<TaskSpec>>, kept: readonly CurrentContainer[], written: Set<string>): BatchOp[] {
+  const ops: BatchOp[] = [];
+  const done = new Map<string, number[]>();
+  for (const c of kept) {
+    const svc = byKey.get(c.service);
+    const mode = svc?.spec.spec.autodestroy;
+    if (!svc || mode === undefined || mode === 'OFF' || svc.spec.spec.deploymentStrategy === 'EVERY_NODE') continue;
+    const name = taskName(c.service, c.index);
+    const t = tasksByName.get(name);
+    if (!t || written.has(name)) continue;
+    const r = reportOf(input.reports, name, t.spec);
+    if (r?.state !== 'exited' || r.exitCode === undefined || (mode === 'ON_SUCCESS' && r.exitCode !== 0)) continue;
+    ops.push({ op: 'delete', kind: 'task', name, expect: t.version });
+    written.add(name);
+    done.set(c.service, [...(done.get(c.service) ?? []), c.index]);
+  }
+  for (const [key, indexes] of done) {
+    const svc = byKey.get(key) as Versioned<StoredService>;
+    const spec = svc.spec.spec;
+    const retiredIndexes = [...new Set([...(spec.retiredIndexes ?? []), ...indexes])].sort((a, b) => a - b);
+    const next: StoredService = { ...svc.spec, spec: { ...spec, targetNumContainers: Math.max(0, spec.targetNumContainers - indexes.length), retiredIndexes } };
+    ops.push({ op: 'put', kind: 'service', name: svc.name, spec: next, expect: svc.version });
+  }
+  return ops;
 }
 
 /** Removals that mean the service no longer wants the index at all. (For EVERY_NODE, whose

@@ -139,7 +139,11 @@ export function registerServiceMethods(table: MethodTable, raft: RaftNode, view:
     const row = s.rows.find((r) => r.name === o.name) as api.ServiceRow;
     return { service: row, spec: stored.spec, previous: stored.previous ?? null, tasks: s.taskRows.filter((t) => t.task.startsWith(`${o.name}/`)) };
   }));
-  table.register(api.serviceScale, ({ name, count }) => user(() => change(name, (s) => ({ ...s, spec: { ...s.spec, targetNumContainers: count } }))));
+  // A new count numbers afresh: indexes autodestroy retired may be used again.
+  table.register(api.serviceScale, ({ name, count }) => user(() => change(name, (s) => {
+    const { retiredIndexes: _, ...spec } = s.spec;
+    return { ...s, spec: { ...spec, targetNumContainers: count } };
+  })));
   table.register(api.serviceRedeploy, ({ name, parallelism, delayMs, onFailure }) => user(() => change(name, (s) => {
     const update = { ...s.spec.update, ...(parallelism !== undefined ? { parallelism } : {}), ...(delayMs !== undefined ? { delayMs } : {}), ...(onFailure !== undefined ? { onFailure } : {}) };
     return redeployed({ ...s, spec: { ...s.spec, update } });

@@ -10,7 +10,7 @@ import type { ServiceSpec } from './spec.ts';
 
 /** Fields of ServiceSpec that do not go into a container. */
 const NOT_IN_CONTAINER = new Set<keyof ServiceSpec>([
-  'targetNumContainers', 'tags', 'deploymentStrategy', 'sequentialDeployment', 'rescheduleAfterSeconds', 'update', 'autodestroy',
+  'targetNumContainers', 'tags', 'deploymentStrategy', 'sequentialDeployment', 'rescheduleAfterSeconds', 'update', 'autodestroy', 'retiredIndexes',
 ]);
 
 export function containerConfigHash(spec: ServiceSpec, deployment: number): string {

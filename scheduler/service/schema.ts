@@ -41,6 +41,7 @@ export const serviceSpecSchema = v.strictObject({
   volumes: v.pipe(v.array(v.pipe(v.string(), v.maxLength(4096), v.regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*:\/[^:]*(:(ro|rw))?$/, 'must be a named volume, name:/path[:ro]'))), v.maxLength(MAX_LIST_ITEMS)),
   rescheduleAfterSeconds: count(7 * 24 * 3600),
   update: v.strictObject({ parallelism: v.pipe(count(MAX_TARGET_NUM_CONTAINERS), v.minValue(1)), delayMs: ms, onFailure: v.picklist(['pause', 'continue', 'rollback']) }),
+  retiredIndexes: v.optional(v.pipe(v.array(v.pipe(count(1_000_000), v.minValue(1))), v.maxLength(MAX_TARGET_NUM_CONTAINERS))),
 });
 
 /** A service object's spec in desired state: the service, how many times it was redeployed

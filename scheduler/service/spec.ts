@@ -69,4 +69,8 @@ export interface ServiceSpec {
   /** Seconds a dead node's containers wait before they are recreated elsewhere. */
   rescheduleAfterSeconds: number;
   update: UpdateConfig;
+  /** Indexes whose container `autodestroy` removed (the count went down by one each): no
+   *  container is made for them again, so the others keep their names. Kept by desired state,
+   *  not written in files; a new count (`weft service scale`) starts afresh. */
+  retiredIndexes?: number[];
 }

@@ -300,7 +300,7 @@ services:
     expect(rm.code, rm.stderr).toBe(0);
   }, 420_000);
 
-  test('a service in no stack from the command line: created, resolvable, updated (rolling), stopped and started, removed', async () => {
+  test('a service in no stack from the command line: created, resolvable, updated (rolling), stopped and started, removed; autodestroy', async () => {
     const [h1, h2] = hosts();
     const r = await h1.weft(['service', 'create', '--name', 'solo', '--replicas', '2', '--tag', 'disk=ssd', BUSYBOX_IMAGE, 'sleep', '100000'], { timeoutMs: 150_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -326,6 +326,14 @@ services:
     expect(start.code, start.stderr).toBe(0);
     const again = (await ps(h1)).filter((c) => c.service === 'solo' && c.state === 'running');
     expect(new Map(again.map((c) => [c.name, c.id]))).toEqual(new Map(three.map((c) => [c.name, c.id])));
+    // autodestroy: containers that finish are removed and the count goes down to 0.
+    const once = await h1.weft(['service', 'create', '--name', 'once', '--replicas', '2', '--autodestroy', 'ON_SUCCESS', '--detach', BUSYBOX_IMAGE, 'sh', '-c', 'sleep 2'], { timeoutMs: 60_000 });
+    expect(once.code, once.stderr).toBe(0);
+    await waitFor(async () => {
+      const row = (await services(h2)).find((x) => x.name === 'once');
+      return row !== undefined && row.target === 0 && row.tasks === 0;
+    }, { timeoutMs: 90_000, what: 'once to finish and be destroyed' });
+    expect((await h1.weft(['service', 'rm', 'once'])).code).toBe(0);
     const bad = await h1.weft(['service', 'create', '--replicas', '-2', BUSYBOX_IMAGE]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/target_num_containers -2 is not a whole number/);

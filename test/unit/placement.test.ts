@@ -9,6 +9,7 @@ import type { Plan } from '../../scheduler/placement/plan.ts';
 import { formatBytes } from '../../scheduler/placement/reasons.ts';
 import type { ServiceSpec } from '../../scheduler/service/spec.ts';
 import { spec } from '../sim/placement-world.ts';
+import { wantedIndexes } from '../../scheduler/placement/container.ts';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
@@ -184,5 +185,13 @@ describe('dead nodes', () => {
     const plan = place({ services: [web], nodes: [node('a'), node('b')], containers: [stale, fresh] });
     expect(plan.keep).toEqual([fresh]);
     expect(plan.remove).toEqual([{ container: stale, why: 'duplicate' }]);
+  });
+});
+
+describe('indexes autodestroy retired', () => {
+  test('are never wanted again; the count is of the others', () => {
+    expect(wantedIndexes({ targetNumContainers: 3 })).toEqual([1, 2, 3]);
+    expect(wantedIndexes({ targetNumContainers: 2, retiredIndexes: [2] })).toEqual([1, 3]);
+    expect(wantedIndexes({ targetNumContainers: 0, retiredIndexes: [1, 2] })).toEqual([]);
   });
 });

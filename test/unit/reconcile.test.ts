@@ -442,3 +442,39 @@ describe('the nodes placement sees', () => {
     expect(b).toMatchObject({ alive: true, draining: true, tags: ['hostname=b', 'role=worker'] });
   });
 });
+
+describe('autodestroy', () => {
+  const exitedOne = (c: Cluster, node: string, task: string, exitCode: number): AgentReport => {
+    const r = runningReport(node, c.desired.tasks());
+    return { ...r, tasks: r.tasks.map((t) => (t.task === task ? { ...t, state: 'exited' as const, exitCode } : t)) };
+  };
+
+  test('ON_SUCCESS: a container that exits 0 is removed and the count lowered; the others keep their names; a failure stays', () => {
+    const c = new Cluster([node('a')]);
+    c.desired.putService(serviceSpec({ name: 'job', targetNumContainers: 3, autodestroy: 'ON_SUCCESS' }));
+    c.round();
+    expect(c.tasksOf('s/job').map((t) => t.spec.index)).toEqual([1, 2, 3]);
+    c.reports.set('a', exitedOne(c, 'a', 's/job/3', 1));
+    expect(c.round().ops).toEqual([]);
+    c.reports.set('a', exitedOne(c, 'a', 's/job/2', 0));
+    const r = c.round();
+    expect(r.ops.map((o) => `${o.op} ${o.kind} ${o.name}`)).toEqual(['delete task s/job/2', 'put service s/job']);
+    const svc = c.desired.services()[0]!.spec.spec;
+    expect(svc).toMatchObject({ targetNumContainers: 2, retiredIndexes: [2] });
+    // job-1 and job-3 stay as they are; job-2 is not made again.
+    c.reports.delete('a');
+    expect(c.round().ops).toEqual([]);
+    expect(c.tasksOf('s/job').map((t) => t.spec.index)).toEqual([1, 3]);
+  });
+
+  test('ALWAYS: any exit code; OFF: none', () => {
+    for (const [mode, removed] of [['ALWAYS', true], ['OFF', false]] as const) {
+      const c = new Cluster([node('a')]);
+      c.desired.putService(serviceSpec({ name: 'job', targetNumContainers: 1, autodestroy: mode }));
+      c.round();
+      c.reports.set('a', exitedOne(c, 'a', 's/job/1', 137));
+      c.round();
+      expect(c.tasksOf('s/job').length, mode).toBe(removed ? 0 : 1);
+    }
+  });
+});
