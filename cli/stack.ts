@@ -70,7 +70,7 @@ export function registerStackCommands(program: Command): void {
 
   const service = program.command('service').description('services: containers of one image kept running at a count, placed by the leader');
   createOptions(service.command('create <image> [command...]'))
-    .description('create a service in no stack from an image (and a command); returns once its containers run')
+    .description('create a service in no stack from an image (and a command: after --, when it has options of its own); returns once its containers run')
     .option('--detach', 'return at once')
     .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
     .action((image: string, command: string[], o: CreateFlags & WaitOptions, cmd: Command) => {

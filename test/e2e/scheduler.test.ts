@@ -327,7 +327,7 @@ services:
     const again = (await ps(h1)).filter((c) => c.service === 'solo' && c.state === 'running');
     expect(new Map(again.map((c) => [c.name, c.id]))).toEqual(new Map(three.map((c) => [c.name, c.id])));
     // autodestroy: containers that finish are removed and the count goes down to 0.
-    const once = await h1.weft(['service', 'create', '--name', 'once', '--replicas', '2', '--autodestroy', 'ON_SUCCESS', '--detach', BUSYBOX_IMAGE, 'sh', '-c', 'sleep 2'], { timeoutMs: 60_000 });
+    const once = await h1.weft(['service', 'create', '--name', 'once', '--replicas', '2', '--autodestroy', 'ON_SUCCESS', '--detach', BUSYBOX_IMAGE, '--', 'sh', '-c', 'sleep 2'], { timeoutMs: 60_000 });
     expect(once.code, once.stderr).toBe(0);
     await waitFor(async () => {
       const row = (await services(h2)).find((x) => x.name === 'once');
