@@ -203,6 +203,6 @@ export function servicesTable(rows: readonly api.ServiceRow[]): string {
 
 function tasksTable(rows: readonly api.TaskRow[]): string {
   return rows.length === 0 ? 'no containers' : table(['NAME', 'HOST', 'ADDRESS', 'STATE', 'EPOCH', 'NOTE'], rows.map((t) => [
-    t.name, t.host, t.address ?? '-', t.health !== 'none' ? `${t.state} (${t.health})` : t.state, t.epoch, [t.current ? '' : 'outdated', t.error ?? ''].filter(Boolean).join(': '),
+    t.name, t.host, t.address ?? '-', t.health !== 'none' ? `${t.state} (${t.health})` : t.state, t.epoch, [t.current ? '' : 'outdated', t.progress ?? '', t.error ?? ''].filter(Boolean).join(': '),
   ]));
 }

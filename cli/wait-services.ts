@@ -53,7 +53,7 @@ async function containerSteps(c: ApiClient, which: { stack?: string; service?: s
   const out = new Map<string, string>();
   for (const r of rows) {
     const mine = tasks.filter((t) => t.task.startsWith(`${r.name}/`) && !(t.current && t.state === 'running'));
-    if (mine.length) out.set(r.name, `  (${mine.slice(0, 6).map((t) => `${t.name} ${t.current ? t.state : `${t.state}, outdated`}`).join('; ')}${mine.length > 6 ? '; ...' : ''})`);
+    if (mine.length) out.set(r.name, `  (${mine.slice(0, 6).map((t) => `${t.name} ${t.current ? t.state : `${t.state}, outdated`}${t.progress ? ` ${t.progress}` : ''}`).join('; ')}${mine.length > 6 ? '; ...' : ''})`);
   }
   return out;
 }

@@ -28,6 +28,9 @@ export const STOP_GRACE_SECONDS = 5;
  *  an image that cannot be pulled must not become a pull storm. */
 export const RETRY_FIRST_MS = 2_000;
 export const RETRY_MAX_MS = 60_000;
+/** A pull's progress goes into the report (gossip) at most this often: a person watching sees
+ *  it move, and a many-layer pull does not flood the mesh with reports. */
+const PROGRESS_EVERY_MS = 1000;
 /** Creations carried out at once: pulls and creates overlap, and dockerd on a small host is not
  *  swamped by a stack of dozens. */
 const PARALLEL_CREATES = 4;
@@ -58,7 +61,7 @@ export class Agent {
   private running = false;
   private stopped = false;
   /** What a task's container is doing now, by task name, while the agent acts on it. */
-  private readonly busy = new Map<string, { state: TaskState; epoch: number; config: string; since: number }>();
+  private readonly busy = new Map<string, { state: TaskState; epoch: number; config: string; since: number; progress?: string }>();
   private readonly failures = new Map<string, Failure>();
   private published = '';
   private memoryBytes = 0;
@@ -173,7 +176,24 @@ export class Agent {
     };
     try {
       mark('pulling');
-      await this.o.docker.ensureImage(service.image);
+      // Bytes of every layer, summed: what the report shows while the pull lasts.
+      const layers = new Map<string, { current: number; total: number }>();
+      let shown = 0;
+      await this.o.docker.ensureImage(service.image, (p) => {
+        if (p.layer === undefined || p.total === undefined || p.current === undefined) return;
+        layers.set(p.layer, { current: p.current, total: p.total });
+        const b = this.busy.get(task.name);
+        if (!b || Date.now() - shown < PROGRESS_EVERY_MS) return;
+        shown = Date.now();
+        let current = 0;
+        let total = 0;
+        for (const l of layers.values()) {
+          current += l.current;
+          total += l.total;
+        }
+        b.progress = `${(current / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`;
+        void this.publishNow();
+      });
       mark('creating');
       const links = linksLabel(service);
       const spec = links ? { ...service, labels: { ...service.labels, [LINKS_LABEL]: links } } : service;
@@ -206,7 +226,7 @@ export class Agent {
       const busy = this.busy.get(name);
       const c = byTask.get(name);
       const f = this.failures.get(name);
-      if (busy) out.push({ task: name, epoch: busy.epoch, config: busy.config, state: busy.state, health: 'none', since: busy.since });
+      if (busy) out.push({ task: name, epoch: busy.epoch, config: busy.config, state: busy.state, health: 'none', since: busy.since, ...(busy.progress ? { progress: busy.progress } : {}) });
       else if (c) out.push(containerReport(name, c));
       else if (f) {
         const t = tasks.find((x) => x.name === name);

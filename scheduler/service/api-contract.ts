@@ -46,6 +46,8 @@ export interface TaskRow {
   health: string;
   address?: string;
   error?: string;
+  /** While its image is pulled: how far. */
+  progress?: string;
   /** Whether it runs the service's current spec. */
   current: boolean;
 }

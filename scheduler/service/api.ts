@@ -228,6 +228,7 @@ function taskRows(view: MeshView, services: readonly StateObject[], tasks: reado
       state: r?.state ?? 'assigned', health: r?.health ?? 'none',
       ...(address ? { address } : {}),
       ...(r?.error ? { error: r.error } : {}),
+      ...(r?.progress ? { progress: r.progress } : {}),
       current: t.config === configs.get(t.service),
     };
   });

@@ -22,6 +22,8 @@ export interface TaskReport {
   error?: string;
   /** Docker's container id, when there is one. */
   container?: string;
+  /** While pulling: how far, in words (`12.3 of 45.0 MB`). */
+  progress?: string;
   /** ms since the epoch when it entered this state (the agent's clock). */
   since: number;
 }
@@ -88,6 +90,7 @@ function decodeTask(x: unknown): TaskReport | undefined {
     ...(Number.isSafeInteger(t.exitCode) ? { exitCode: t.exitCode as number } : {}),
     ...(typeof t.error === 'string' ? { error: t.error.slice(0, MAX_ERROR) } : {}),
     ...(typeof t.container === 'string' && /^[0-9a-f]{1,64}$/.test(t.container) ? { container: t.container } : {}),
+    ...(typeof t.progress === 'string' ? { progress: t.progress.slice(0, 64) } : {}),
     since: t.since as number,
   };
 }
