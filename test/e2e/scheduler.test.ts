@@ -300,7 +300,7 @@ services:
     expect(rm.code, rm.stderr).toBe(0);
   }, 420_000);
 
-  test('a service in no stack from the command line: created, resolvable, updated (rolling), stopped and started, removed; autodestroy', async () => {
+  test('a service in no stack from the command line: created, resolvable, updated (rolling), stopped and started, a failed update paused and rolled back, removed; autodestroy', async () => {
     const [h1, h2] = hosts();
     const r = await h1.weft(['service', 'create', '--name', 'solo', '--replicas', '2', '--tag', 'disk=ssd', BUSYBOX_IMAGE, 'sleep', '100000'], { timeoutMs: 150_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -326,6 +326,16 @@ services:
     expect(start.code, start.stderr).toBe(0);
     const again = (await ps(h1)).filter((c) => c.service === 'solo' && c.state === 'running');
     expect(new Map(again.map((c) => [c.name, c.id]))).toEqual(new Map(three.map((c) => [c.name, c.id])));
+    // An update whose image cannot be pulled (a registry port on the host's loopback that is
+    // closed): the rolling redeploy pauses at the first container and says which and why; a
+    // rollback brings the service back.
+    const broken = await h1.weft(['service', 'update', 'solo', '--image', '127.0.0.1:5999/none:1', '--timeout', '120'], { timeoutMs: 140_000 });
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toMatch(/update paused: solo\/\d+ failed: cannot pull image 127\.0\.0\.1:5999\/none:1/);
+    const back = await h2.weft(['service', 'rollback', 'solo', '--timeout', '120'], { timeoutMs: 140_000 });
+    expect(back.code, back.stderr).toBe(0);
+    expect((await ps(h1)).filter((c) => c.service === 'solo' && c.state === 'running').map((c) => c.name).sort()).toEqual(['solo-1', 'solo-2', 'solo-3']);
+
     // autodestroy: containers that finish are removed and the count goes down to 0.
     const once = await h1.weft(['service', 'create', '--name', 'once', '--replicas', '2', '--autodestroy', 'ON_SUCCESS', '--detach', BUSYBOX_IMAGE, '--', 'sh', '-c', 'sleep 2'], { timeoutMs: 60_000 });
     expect(once.code, once.stderr).toBe(0);
