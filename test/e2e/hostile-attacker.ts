@@ -346,6 +346,16 @@ async function sync(a: Args): Promise<unknown> {
       f({ t: 'delta', v: 1, owner: other, from: 0, to: 2 ** 48, keys: { from: '', to: null }, entries: [] }),
       f({ t: 'delta', v: 1, owner: victim, from: 0, to: 2 ** 48, keys: { from: '', to: null }, entries: [] }),
     ]));
+    // The scheduler's agent report (agent/state): junk, huge and lying reports of our own, and
+    // one in the victim's name. The reconciler must read none of them as a node's state.
+    const hugeReport = JSON.stringify({ v: 1, docker: 'ok', memoryBytes: 2 ** 53, tasks: Array.from({ length: 5000 }, (_, i) => ({ task: `shop/web/${i}`, epoch: 1, config: 'x', state: 'running', health: 'none', since: 0 })) });
+    out.push(await onStream(node, target, SYNC_PROTOCOL, 'agent reports: junk, oversized, lying, and one in the victim\'s name', [
+      f({ t: 'push', v: 1, entries: [signed(me, 'agent/state', 1, '{not json')] }),
+      f({ t: 'push', v: 1, entries: [signed(me, 'agent/state', 2, JSON.stringify({ v: 9, docker: 'ok', memoryBytes: -1, tasks: 'all' }))] }),
+      f({ t: 'push', v: 1, entries: [signed(me, 'agent/state', 3, hugeReport)] }),
+      f({ t: 'push', v: 1, entries: [signed(me, 'agent/state', 4, JSON.stringify({ v: 1, docker: 'ok', memoryBytes: 1e12, tasks: [{ task: 'shop/web/1', epoch: 2 ** 53 - 1, config: 'x', state: 'running', health: 'healthy', since: 0 }] }))] }),
+      f({ t: 'push', v: 1, entries: [forgedAs(victim, 'agent/state', 2 ** 40, JSON.stringify({ v: 1, docker: 'unavailable', memoryBytes: 0, tasks: [] }))] }),
+    ]));
     out.push(await onStream(node, target, SYNC_PROTOCOL, '4097 entries in one push', [
       f({ t: 'push', v: 1, entries: Array.from({ length: 4097 }, (_, i) => signed(me, `kv/hostile-list-${i}`, i + 1, 'v')) }),
     ]));

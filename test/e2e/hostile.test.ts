@@ -396,6 +396,15 @@ describe('a live peer under hostile input', () => {
       ['service.scale', { name: 'nothing/here', count: 1 }, /no service "nothing\/here"/],
       ['service.rm', { name: 'nothing.here' }, /no service "nothing.here"/],
       ['stack.rm', { name: 'nothing' }, /no stack "nothing"/],
+      ['service.update', { name: 'nothing/here', spec: HOSTILE_SERVICE }, /no service "nothing\/here"/],
+      ['service.update', { name: 'shop/web', spec: { ...HOSTILE_SERVICE, volumes: ['/etc:/host-etc'] } }, /service\.update: parameter "spec/],
+      ['service.stop', { name: 7 }, /service\.stop: parameter "name" must be/],
+      ['service.start', { name: 'nothing' }, /no service "nothing"/],
+      ['service.redeploy', { name: 'nothing', parallelism: 0 }, /service\.redeploy: parameter "parallelism"/],
+      ['service.logs', { name: 'nothing', tail: -1 }, /service\.logs: parameter "tail"/],
+      ['service.logs', { name: 'nothing' }, /no service "nothing"|runs no containers/],
+      // Peers only: a token is refused; a member's bad parameters are named.
+      ['service.logs-here', { service: 7 }, /service\.logs-here(: parameter "service" must be|" is not allowed)/],
     ];
     for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
       await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {
@@ -472,6 +481,8 @@ describe('a live peer under hostile input', () => {
     expect(held).toBeGreaterThan(0);
     expect(held).toBeLessThanOrEqual(FLOOD_LIMIT);
     expect(logOf(h1)).toMatch(/quota/);
+    // The scheduler still answers, and the victim's own agent report is its own.
+    expect(await h1.weftJson(['service', 'ls', '--json'])).toEqual([]);
   });
 
   test('a member sending malformed and forged IPAM messages changes no address space', async () => {
