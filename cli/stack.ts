@@ -31,8 +31,7 @@ export function registerStackCommands(program: Command): void {
   stack.command('deploy [name]')
     .description('deploy a stack file: creates what is new, redeploys (rolling) what changed, removes what the file no longer has; returns once every container runs')
     .requiredOption('-f, --file <file>', 'the stack file')
-    .option('--detach', 'return once desired state has the change, without waiting')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption('return once desired state has the change, without waiting')).addOption(timeoutOption())
     .action(async (name: string | undefined, o: WaitOptions & { file: string }, cmd: Command) => {
       const read = await readStackFile(o.file, { ...(name ? { stack: name } : {}), variables: environment() });
       if (!read.ok) throw new CliError(read.errors.join('\n'));
@@ -57,8 +56,7 @@ export function registerStackCommands(program: Command): void {
     .action((name: string, _o, cmd: Command) => run(cmd, api.stackInspect, { name }, (r) => `stack ${r.name} (from ${r.file})\n\n${servicesTable(r.services)}\n\n${tasksTable(r.tasks)}`));
   stack.command('redeploy <name>')
     .description("recreate every container of a stack, one at a time per service (a new image under the same tag, say)")
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action((name: string, o: WaitOptions, cmd: Command) => withClient(cmd, async (c, g) => {
       const r = await c.call(api.stackRedeploy, { name });
       const waited = o.detach ? undefined : await waitForServices(c, { stack: name }, seconds(o.timeout), g.json === true);
@@ -71,8 +69,7 @@ export function registerStackCommands(program: Command): void {
   const service = program.command('service').description('services: containers of one image kept running at a count, placed by the leader');
   createOptions(service.command('create <image> [command...]'))
     .description('create a service in no stack from an image (and a command: after --, when it has options of its own); returns once its containers run')
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action((image: string, command: string[], o: CreateFlags & WaitOptions, cmd: Command) => {
       const spec = serviceFromFlags(image, command, o);
       return waiting((c) => c.call(api.serviceCreate, { spec }))(spec.name, o, cmd);
@@ -91,8 +88,7 @@ export function registerStackCommands(program: Command): void {
   });
   service.command('scale <name> <count>')
     .description('set how many containers a service runs')
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action((name: string, count: string, o: WaitOptions, cmd: Command) => {
       if (!/^\d+$/.test(count)) throw new CliError(`count "${count}" is not a whole number`);
       return waiting((c, n) => c.call(api.serviceScale, { name: n, count: Number(count) }))(name, o, cmd);
@@ -102,8 +98,7 @@ export function registerStackCommands(program: Command): void {
     .option('--parallelism <n>', 'containers replaced at once (kept as the service\'s update policy)')
     .option('--delay <duration>', 'wait between steps, e.g. 10s')
     .addOption(new Option('--on-failure <what>', 'when a new container fails: pause, continue or rollback').choices(['pause', 'continue', 'rollback']))
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action((name: string, o: WaitOptions & { parallelism?: string; delay?: string; onFailure?: 'pause' | 'continue' | 'rollback' }, cmd: Command) => {
       if (o.parallelism !== undefined && !/^[1-9]\d*$/.test(o.parallelism)) throw new CliError(`--parallelism "${o.parallelism}" is not a whole number from 1`);
       const delayMs = o.delay === undefined ? undefined : durationMs(o.delay);
@@ -117,8 +112,7 @@ export function registerStackCommands(program: Command): void {
   createOptions(service.command('update <name> [command...]'))
     .description('change a service (flags as for create; --image for a new image); a rolling redeploy follows when its containers change')
     .option('--image <image>', 'a new image')
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action((name: string, command: string[], o: CreateFlags & WaitOptions & { image?: string }, cmd: Command) => waiting(async (c, n) => {
       if (o.name !== undefined) throw new CliError('--name cannot change: a service keeps its name (deploy another and remove this one)');
       const current = await c.call(api.serviceInspect, { name: n });
@@ -127,18 +121,15 @@ export function registerStackCommands(program: Command): void {
     })(name, o, cmd));
   service.command('stop <name>')
     .description('stop every container of a service; they stay, stopped, keeping names and addresses')
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action(waiting((c, name) => c.call(api.serviceStop, { name })));
   service.command('start <name>')
     .description('start a stopped service\'s containers again')
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action(waiting((c, name) => c.call(api.serviceStart, { name })));
   service.command('rollback <name>')
     .description('go back to the spec before the last update (rolling)')
-    .option('--detach', 'return at once')
-    .option('--timeout <seconds>', TIMEOUT_HELP, String(DEFAULT_TIMEOUT_S))
+    .addOption(detachOption()).addOption(timeoutOption())
     .action(waiting((c, name) => c.call(api.serviceRollback, { name })));
   service.command('logs <name>')
     .description("every container's output, from every host, each line prefixed with the container's name")
@@ -159,6 +150,15 @@ export function registerStackCommands(program: Command): void {
   service.command('rm <name>')
     .description('remove a service and its containers')
     .action((name: string, _o, cmd: Command) => run(cmd, api.serviceRemove, { name }, (r) => `removed ${r.removed}`));
+}
+
+/** The options of every command that waits for its services to converge. */
+function detachOption(help = 'return at once'): Option {
+  return new Option('--detach', help);
+}
+
+function timeoutOption(): Option {
+  return new Option('--timeout <seconds>', TIMEOUT_HELP).default(String(DEFAULT_TIMEOUT_S));
 }
 
 async function withClient(cmd: Command, f: (c: ApiClient, g: Globals) => Promise<void>): Promise<void> {

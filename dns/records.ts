@@ -6,8 +6,6 @@
 import { LINKS_LABEL } from '../mesh/naming.ts';
 import { DEFAULT_DOMAIN, isLabel, isNormalName, normalizeName, qualify } from './names.ts';
 
-/** The label is mesh/naming.ts's (the scheduler's agent writes it); re-exported for tests. */
-export { LINKS_LABEL };
 
 /** One SRV record's data at a name: a port on a target host. */
 export interface DnsSrv {

@@ -15,7 +15,8 @@ import { type AgentReport, MAX_REPORTED_TASKS, type TaskReport, type TaskState }
 import type { TaskSpec } from '../task/task.ts';
 import { createOptions } from './container-config.ts';
 import type { DockerOps, LocalContainer } from './docker-ops.ts';
-import { LINKS_LABEL, linkEnvFor, linksLabel } from './links.ts';
+import { LINKS_LABEL } from '../../mesh/naming.ts';
+import { linkEnvFor, linksLabel } from './links.ts';
 import { type AgentTask, planAgent } from './plan.ts';
 
 /** A round every half second: a task assigned shows up here within that, which is what a

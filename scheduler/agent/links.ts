@@ -6,8 +6,6 @@ import type { StoredService } from '../service/schema.ts';
 import type { ServiceSpec } from '../service/spec.ts';
 import { linkEnvironment } from './link-env.ts';
 
-export { LINKS_LABEL } from '../../mesh/naming.ts';
-
 export function linkEnvFor(spec: ServiceSpec, index: number, services: ReadonlyMap<string, StoredService>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const link of spec.links) {

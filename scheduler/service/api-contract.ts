@@ -3,7 +3,7 @@
 
 import { method, NONE, text, v } from '../../mesh/api/method.ts';
 import { MAX_SERVICES, MAX_TARGET_NUM_CONTAINERS } from '../stack/limits.ts';
-import type { UpdateStatus } from '../reconciler/rolling.ts';
+import type { ServiceStatus } from '../reconciler/reconcile.ts';
 import type { TaskState } from '../task/report.ts';
 import { serviceSpecSchema } from './schema.ts';
 
@@ -12,21 +12,14 @@ import { serviceSpecSchema } from './schema.ts';
 const serviceRef = text(200);
 const stackName = text(63);
 
-export interface ServiceRow {
-  /** Its object name: `stack/name`, or `name` in no stack. */
-  name: string;
+/** A service's status as the reconciler's round gives it (target, running, tasks, active,
+ *  pending, update) and what its object says. `name` is its object name: `stack/name`, or
+ *  `name` in no stack. */
+export interface ServiceRow extends ServiceStatus {
   service: string;
   stack: string;
   image: string;
   strategy: string;
-  target: number;
-  /** Containers running (and healthy, with a health check) at the current spec. */
-  running: number;
-  tasks: number;
-  /** Containers up or on their way, whatever their spec (a stopped service waits for 0). */
-  active: number;
-  pending?: string;
-  update: UpdateStatus;
   version: number;
   deployment: number;
   /** Stopped by `weft service stop`: its containers stay, stopped. */

@@ -185,17 +185,11 @@ function sum(xs: number[]): number {
 function serviceRow(o: StateObject, status: ReturnType<Reconciler['compute']>['services'][number] | undefined): api.ServiceRow {
   const stored = o.spec as StoredService;
   const spec = stored.spec;
+  // A service the round did not list (stored under a name not its own): its spec's count.
+  const round = status ?? { name: o.name, target: spec.targetNumContainers, running: 0, tasks: 0, active: 0, update: { state: 'done' as const } };
   return {
-    name: o.name, service: spec.name, stack: spec.stack, image: spec.image, strategy: spec.deploymentStrategy,
-    target: status?.target ?? spec.targetNumContainers,
-    running: status?.running ?? 0,
-    tasks: status?.tasks ?? 0,
-    active: status?.active ?? 0,
-    ...(status?.pending ? { pending: status.pending } : {}),
-    update: status?.update ?? { state: 'done' },
-    version: o.version,
-    deployment: stored.deployment,
-    stopped: stored.stopped === true,
+    ...round, service: spec.name, stack: spec.stack, image: spec.image, strategy: spec.deploymentStrategy,
+    version: o.version, deployment: stored.deployment, stopped: stored.stopped === true,
   };
 }
 

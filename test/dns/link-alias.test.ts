@@ -9,7 +9,8 @@ import { CONTAINER_PREFIX } from '../../mesh/keyspace.ts';
 import type { PeerLiveness } from '../../mesh/mesh-view.ts';
 import type { Entry } from '../../mesh/replication/wire.ts';
 import { extraKey } from '../../dns/extra-votes.ts';
-import { LINKS_LABEL, MAX_LINKS, buildRecordSet, linkNames, type DnsName } from '../../dns/records.ts';
+import { MAX_LINKS, buildRecordSet, linkNames, type DnsName } from '../../dns/records.ts';
+import { LINKS_LABEL } from '../../mesh/naming.ts';
 import { RegistryIndex } from '../../dns/registry-index.ts';
 import { registryInputs } from '../../dns/registry-inputs.ts';
 
