@@ -7,7 +7,8 @@
 import { type Command, Option } from 'commander';
 import { CliError } from './error.ts';
 import { table } from './format.ts';
-import { client, run, type Globals } from './run.ts';
+import { run } from './run.ts';
+import { detachOption, seconds, timeoutOption, type WaitOptions, withClient } from './waiting.ts';
 import * as api from '../scheduler/service/api-contract.ts';
 import { parseDuration } from '../scheduler/stack/duration.ts';
 import { readStackFile } from '../scheduler/stack/file.ts';
@@ -16,15 +17,6 @@ import { statusText, waitForServices } from './wait-services.ts';
 import { type CreateFlags, createOptions, serviceFromFlags, updatedService } from './service-create.ts';
 import type { ServiceSpec } from '../scheduler/service/spec.ts';
 
-const TIMEOUT_HELP = 'give up waiting after this many seconds (exit 1; the deploy goes on)';
-/** A deploy pulls images and starts containers one after another on small hosts: ten minutes
- *  before saying it is stuck (the reason, if one is known, is shown all along). */
-const DEFAULT_TIMEOUT_S = 600;
-
-interface WaitOptions {
-  detach?: boolean;
-  timeout?: string;
-}
 
 export function registerStackCommands(program: Command): void {
   const stack = program.command('stack').description('stacks: services deployed together from one file (Tutum stackfile or Docker Compose)');
@@ -152,25 +144,6 @@ export function registerStackCommands(program: Command): void {
     .action((name: string, _o, cmd: Command) => run(cmd, api.serviceRemove, { name }, (r) => `removed ${r.removed}`));
 }
 
-/** The options of every command that waits for its services to converge. */
-function detachOption(help = 'return at once'): Option {
-  return new Option('--detach', help);
-}
-
-function timeoutOption(): Option {
-  return new Option('--timeout <seconds>', TIMEOUT_HELP).default(String(DEFAULT_TIMEOUT_S));
-}
-
-async function withClient(cmd: Command, f: (c: ApiClient, g: Globals) => Promise<void>): Promise<void> {
-  const g = cmd.optsWithGlobals<Globals>();
-  const c = await client(g);
-  try {
-    await f(c, g);
-  } finally {
-    await c.close();
-  }
-}
-
 function environment(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
@@ -182,12 +155,6 @@ function durationMs(text: string): number {
   const ms = parseDuration(text);
   if (ms === undefined) throw new CliError(`--delay "${text}" is not a duration like 10s, 1m30s or 500ms`);
   return ms;
-}
-
-function seconds(s: string | undefined): number {
-  const n = Number(s ?? DEFAULT_TIMEOUT_S);
-  if (!Number.isFinite(n) || n <= 0) throw new CliError(`--timeout "${s}" is not a number of seconds`);
-  return n;
 }
 
 function deploySummary(r: api.DeployResult): string {

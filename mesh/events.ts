@@ -15,6 +15,8 @@ export const CONTROL_EVENT_TYPES = [
   // The scheduler's (scheduler/reconciler/, on the leader; scheduler/agent/, on the container's node).
   'container-scheduled', 'container-rescheduled', 'container-redeployed', 'container-unscheduled', 'service-pending', 'service-update-paused',
   'container-started', 'container-failed', 'container-removed', 'container-stopped',
+  // The provisioner's (provisioner/, on the leader).
+  'node-created', 'node-deployed', 'node-unreachable', 'node-terminated', 'node-failed', 'nodecluster-error', 'nodecluster-removed',
 ] as const;
 export type ControlEventType = (typeof CONTROL_EVENT_TYPES)[number];
 

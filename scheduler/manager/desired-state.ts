@@ -4,6 +4,8 @@
 // by a buggy or older leader must still not corrupt the state: it fails, deterministically, on
 // every manager alike). Pure: no clock, no I/O; the same entries give the same state anywhere.
 
+import { clusterSpecProblem } from '../../provisioner/cluster/cluster-spec.ts';
+import { nodeRecordProblem, timelineProblem } from '../../provisioner/cluster/node-record.ts';
 import { type StoredService, storedServiceProblem } from '../service/schema.ts';
 import { stackRecordProblem } from '../stack/record.ts';
 import { serviceObjectName, taskProblem } from '../task/task.ts';
@@ -12,8 +14,12 @@ import { serviceObjectName, taskProblem } from '../task/task.ts';
  *  an operator's promote/demote of a peer, which the autopilot obeys (name = the peer's id);
  *  `service`: a service (scheduler/service/schema.ts, name `stack/service`); `task`: one of its
  *  containers assigned to a node by the reconciler (scheduler/task/task.ts, name
- *  `stack/service/n`); `stack`: a deployed stack file's name and services. */
-export const KINDS = ['config', 'node-role', 'service', 'task', 'stack'] as const;
+ *  `stack/service/n`); `stack`: a deployed stack file's name and services; `nodecluster`: a node
+ *  cluster as the user asked for it, `node`: one of its node slots as the provisioner keeps it
+ *  (`cluster/index`), `timeline`: a cluster's recent events (provisioner/cluster/). The
+ *  provisioner's records are validated here like the scheduler's: desired state checks every
+ *  kind it holds, so this is the one arrow from scheduler/ to provisioner/'s pure records. */
+export const KINDS = ['config', 'node-role', 'service', 'task', 'stack', 'nodecluster', 'node', 'timeline'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** Names are DNS-label-like so they print, sort and type safely; 253 is a DNS name's length. */
@@ -144,6 +150,12 @@ function validateSpec(kind: Kind, name: string, spec: unknown): string | undefin
       return taskProblem(spec);
     case 'stack':
       return stackRecordProblem(spec);
+    case 'nodecluster':
+      return clusterSpecProblem(name, spec);
+    case 'node':
+      return nodeRecordProblem(name, spec);
+    case 'timeline':
+      return timelineProblem(spec);
   }
 }
 

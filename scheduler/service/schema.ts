@@ -78,7 +78,8 @@ export function storedServiceProblem(x: unknown): string | undefined {
   return undefined;
 }
 
-function problem(r: v.SafeParseResult<v.GenericSchema>): string | undefined {
+/** The first issue of a failed parse, as `field.path: message` (undefined: it parsed). */
+export function problem(r: v.SafeParseResult<v.GenericSchema>): string | undefined {
   if (r.success) return undefined;
   const issue = r.issues[0];
   const path = v.getDotPath(issue);

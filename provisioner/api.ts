@@ -1,0 +1,137 @@
+// The provisioner's API handlers. Node clusters are written through Raft from any peer (the
+// leader's provisioner then acts on them); their state is read from the node records, the same
+// on every peer. A `local` cluster's nodes run on the peer that was asked to create it.
+
+import { randomBytes } from 'node:crypto';
+import { UserError } from '../mesh/api/request.ts';
+import type { MethodTable } from '../mesh/api/table.ts';
+import type { MeshView } from '../mesh/mesh-view.ts';
+import type { BatchOp, StateObject } from '../scheduler/manager/desired-state.ts';
+import type { RaftNode } from '../scheduler/manager/raft-node.ts';
+import * as api from './api-contract.ts';
+import { clusterSpecProblem, MAX_NODES, type NodeClusterSpec } from './cluster/cluster-spec.ts';
+import { clusterState } from './cluster/cluster-state.ts';
+import type { NodeRecord } from './cluster/node-record.ts';
+import type { TimelineEntry } from './cluster/timeline.ts';
+
+/** What a `local` cluster may be given: its host peer (set to the peer asked, by default),
+ *  zones to spread over, DNS upstreams for its nodes' peers, images to load into their dockerds. */
+const LOCAL_OPTIONS = ['host', 'zones', 'dns-upstream', 'load-images'];
+
+const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
+  creating: 'Deploying', provisioning: 'Deploying', deployed: 'Deployed', unreachable: 'Unreachable', terminating: 'Terminating', failed: 'Failed',
+};
+
+export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView, providers: () => string[]): void {
+  const user = async <T>(f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f();
+    } catch (err) {
+      throw err instanceof UserError ? err : new UserError((err as Error).message);
+    }
+  };
+  const list = async (kind: 'nodecluster' | 'node' | 'timeline', prefix = '') => (await raft.query({ q: 'list', kind, prefix }, true)).objects;
+  const write = async (ops: BatchOp[]) => {
+    const o = await raft.write({ op: 'batch', ops, req: raft.requestId() });
+    if (!o.ok) throw new UserError(`${o.error} (changed meanwhile: try again)`);
+  };
+  const cluster = async (name: string): Promise<StateObject> => {
+    const o = (await raft.query({ q: 'get', kind: 'nodecluster', name }, true)).objects[0];
+    if (!o) throw new UserError(`no node cluster "${name}" (see weft nodecluster ls)`);
+    return o;
+  };
+  const rowOf = (c: NodeClusterSpec, nodes: readonly NodeRecord[]): api.ClusterRow => {
+    const failed = nodes.find((n) => n.state === 'failed' && n.error);
+    return {
+      name: c.name, provider: c.provider, region: c.region, nodeType: c.nodeType, state: clusterState(c, nodes),
+      target: c.target, deployed: nodes.filter((n) => n.state === 'deployed').length, min: c.min, max: c.max, tags: c.tags,
+      ...(failed?.error ? { error: `${failed.name}: ${failed.error}` } : {}),
+    };
+  };
+  const nodesOf = async (name: string) => (await list('node', `${name}/`)).map((o) => o.spec as NodeRecord).filter((n) => n.cluster === name);
+  const nodeRow = (n: NodeRecord, provider: string): api.NodeRow => ({
+    name: n.name, cluster: n.cluster, provider, state: WORD[n.state], zone: n.zone,
+    ...(n.address ? { address: n.address } : {}), ...(n.peer ? { peer: n.peer } : {}), ...(n.providerId ? { providerId: n.providerId } : {}),
+    attempt: n.attempt, ...(n.error && (n.state === 'failed' || n.state === 'terminating') ? { error: n.error } : {}),
+  });
+  const allNodes = async (): Promise<(api.NodeRow & { timeline: TimelineEntry[] })[]> => {
+    const [clusters, nodes] = await Promise.all([list('nodecluster'), list('node')]);
+    const provider = new Map(clusters.map((o) => [o.name, (o.spec as NodeClusterSpec).provider]));
+    const rows = nodes.map((o) => o.spec as NodeRecord).map((n) => ({ ...nodeRow(n, provider.get(n.cluster) ?? ''), timeline: n.timeline }));
+    const named = new Set(rows.filter((r) => r.state === 'Deployed' || r.state === 'Unreachable').map((r) => r.name));
+    // Every other peer of the mesh is a node brought by its owner (Tutum's "bring your own").
+    for (const m of view.members()) {
+      if (named.has(m.name) || rows.some((r) => r.peer === m.id)) continue;
+      const up = m.state === 'alive' || m.state === 'suspect';
+      if (m.state === 'left') continue;
+      rows.push({ name: m.name, cluster: null, provider: null, state: up ? 'Deployed' : 'Unreachable', zone: null, address: m.address, peer: m.id, timeline: [] });
+    }
+    return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  };
+
+  table.register(api.nodeClusterCreate, (p) => user(async () => {
+    const known = ['local', ...providers()];
+    if (!known.includes(p.provider)) throw new UserError(`no provider "${p.provider}" (use local, or add one with weft provider add)`);
+    const options: Record<string, string> = { ...(p.options ?? {}) };
+    if (p.provider === 'local') {
+      const bad = Object.keys(options).find((k) => !LOCAL_OPTIONS.includes(k));
+      if (bad) throw new UserError(`a local node cluster has no option "${bad}" (it takes ${LOCAL_OPTIONS.join(', ')})`);
+      options.host ??= view.self.id;
+    }
+    const spec: NodeClusterSpec = {
+      name: p.name, provider: p.provider, region: p.region ?? (p.provider === 'local' ? 'local' : ''), nodeType: p.nodeType ?? (p.provider === 'local' ? 'local' : ''),
+      target: p.nodes, min: p.min ?? 0, max: p.max ?? Math.max(MAX_NODES, p.nodes), tags: p.tags ?? [], options,
+      uid: randomBytes(8).toString('hex'), createdAt: Date.now(),
+    };
+    if (!spec.region) throw new UserError('give the region of its nodes (--region)');
+    if (!spec.nodeType) throw new UserError('give the type of its nodes (--node-type)');
+    const problem = clusterSpecProblem(spec.name, spec);
+    if (problem) throw new UserError(problem);
+    const existing = (await raft.query({ q: 'get', kind: 'nodecluster', name: p.name }, true)).objects[0];
+    if (existing) throw new UserError(`a node cluster "${p.name}" exists (scale it, or remove it first)`);
+    await write([{ op: 'put', kind: 'nodecluster', name: spec.name, spec, expect: 0 }]);
+    return rowOf(spec, []);
+  }));
+
+  table.register(api.nodeClusterList, () => user(async () => {
+    const [clusters, nodes] = await Promise.all([list('nodecluster'), list('node')]);
+    return clusters.map((o) => {
+      const c = o.spec as NodeClusterSpec;
+      return rowOf(c, nodes.map((n) => n.spec as NodeRecord).filter((n) => n.cluster === c.name));
+    });
+  }));
+
+  table.register(api.nodeClusterInspect, ({ name }) => user(async () => {
+    const [o, nodes, tl] = await Promise.all([cluster(name), nodesOf(name), raft.query({ q: 'get', kind: 'timeline', name }, true)]);
+    const c = o.spec as NodeClusterSpec;
+    return { cluster: rowOf(c, nodes), options: c.options, nodes: nodes.map((n) => nodeRow(n, c.provider)), timeline: (tl.objects[0]?.spec as TimelineEntry[] | undefined) ?? [] };
+  }));
+
+  table.register(api.nodeClusterScale, ({ name, nodes }) => user(async () => {
+    const o = await cluster(name);
+    const c = o.spec as NodeClusterSpec;
+    if (c.terminating) throw new UserError(`node cluster "${name}" is being removed`);
+    if (nodes < c.min || nodes > c.max) throw new UserError(`node cluster "${name}" keeps between ${c.min} and ${c.max} nodes; ${nodes} is outside`);
+    const spec: NodeClusterSpec = { ...c, target: nodes };
+    await write([{ op: 'put', kind: 'nodecluster', name, spec, expect: o.version }]);
+    return rowOf(spec, await nodesOf(name));
+  }));
+
+  table.register(api.nodeClusterRemove, ({ name }) => user(async () => {
+    const o = await cluster(name);
+    const c = o.spec as NodeClusterSpec;
+    if (!c.terminating) await write([{ op: 'put', kind: 'nodecluster', name, spec: { ...c, terminating: true }, expect: o.version }]);
+    return { removing: name };
+  }));
+
+  table.register(api.nodeList, ({ cluster: only }) => user(async () => {
+    const rows = await allNodes();
+    return rows.filter((r) => only === undefined || r.cluster === only).map(({ timeline: _t, ...r }) => r);
+  }));
+
+  table.register(api.nodeInspect, ({ name }) => user(async () => {
+    const row = (await allNodes()).find((r) => r.name === name);
+    if (!row) throw new UserError(`no node "${name}" (see weft node ls)`);
+    return row;
+  }));
+}

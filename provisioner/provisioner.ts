@@ -1,0 +1,224 @@
+// The provisioner's shell: on the leader only, a round (reconcile.ts) every few seconds and
+// whenever desired state or membership changes. It asks each cluster's provider what it holds,
+// decides, writes the record changes as one compare-and-set batch through Raft, and only once
+// that is committed makes the provider calls: a create's client token is in desired state
+// before the create is sent, so a leader that dies mid-call leaves its successor the token to
+// repeat the call with, never a second node. Calls run in the background; each one's answer
+// is kept (in memory: a new leader simply asks again) and feeds the next round.
+
+import type { Logger } from '../mesh/log.ts';
+import type { MeshView } from '../mesh/mesh-view.ts';
+import type { StateObject } from '../scheduler/manager/desired-state.ts';
+import type { RaftNode } from '../scheduler/manager/raft-node.ts';
+import type { Versioned } from '../scheduler/reconciler/observed.ts';
+import type { NodeClusterSpec } from './cluster/cluster-spec.ts';
+import type { NodeRecord } from './cluster/node-record.ts';
+import type { TimelineEntry } from './cluster/timeline.ts';
+import { ProviderError, type Provider, type ProviderNode } from './provider.ts';
+import { type Listing, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
+
+/** A round at least this often: provider state (an instance that started running) announces
+ *  nothing, and EC2's API allows a steady few calls per second per account. */
+export const PROVISION_EVERY_MS = 2000;
+/** A provider's listing that takes longer is taken as an error for this round. */
+export const LIST_TIMEOUT_MS = 30_000;
+const SETTLE_MS = 50;
+
+export interface ProvisionerOptions {
+  raft: RaftNode;
+  view: MeshView;
+  log: Logger;
+  /** The provider of a cluster, by the cluster's `provider` field; undefined: none such. */
+  provider(name: string): Provider | undefined;
+  timing(c: NodeClusterSpec): Timing;
+  emit(type: ProvisionEvent['type'], detail: string): void;
+}
+
+export class Provisioner {
+  private readonly o: ProvisionerOptions;
+  private timer?: NodeJS.Timeout;
+  private soon?: NodeJS.Timeout;
+  private running = false;
+  private again = false;
+  private readonly created = new Map<string, ProviderNode | ProviderError>();
+  private readonly terminateAsked = new Map<string, number>();
+  private readonly inFlight = new Set<string>();
+  private readonly orphanSince = new Map<string, number>();
+  private readonly said = new Map<string, string>();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(o: ProvisionerOptions) {
+    this.o = o;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), PROVISION_EVERY_MS);
+    this.timer.unref?.();
+    this.unsubscribe.push(
+      this.o.raft.onChange((c) => {
+        if (c.kind === 'nodecluster') this.kick();
+      }),
+      this.o.view.onLiveness(() => this.kick()),
+    );
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    clearTimeout(this.soon);
+    for (const u of this.unsubscribe) u();
+  }
+
+  private kick(): void {
+    if (!this.o.raft.isLeader()) {
+      // What a leader remembers of its calls is its own; a later term starts afresh.
+      this.created.clear();
+      this.terminateAsked.clear();
+      this.orphanSince.clear();
+      return;
+    }
+    if (this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      void this.round();
+    }, SETTLE_MS);
+  }
+
+  private async round(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      if (!this.o.raft.isLeader()) return;
+      const state = this.o.raft.state;
+      const clusters = state.list('nodecluster').map((o) => versioned<NodeClusterSpec>(o));
+      if (clusters.length === 0) return;
+      const nodes = state.list('node').map((o) => versioned<NodeRecord>(o));
+      const timelines = new Map(state.list('timeline').map((o) => [o.name, versioned<TimelineEntry[]>(o)]));
+      const listings = new Map(await Promise.all(clusters.map(async (c) => [c.name, await this.listing(c.spec)] as const)));
+      this.noteOrphans(listings, nodes);
+      const now = Date.now();
+      const result = provision({
+        clusters, nodes, timelines, listings, members: membersByName(this.o.view),
+        created: this.created, terminateAsked: this.terminateAsked, inFlight: this.inFlight, orphanSince: this.orphanSince,
+        timing: this.o.timing, now,
+      });
+      for (const s of result.status) this.sayOnce(s.name, s.error ? `${s.name}: ${s.error}` : '');
+      if (result.ops.length > 0) {
+        const outcome = await this.o.raft.write({ op: 'batch', ops: result.ops, req: this.o.raft.requestId() });
+        if (!outcome.ok) {
+          this.o.log.debug('provisioner batch refused; deciding again', { error: outcome.error });
+          this.again = true;
+          return;
+        }
+      }
+      for (const e of result.events) this.o.emit(e.type, e.detail);
+      this.forgetSettled(nodes, result.ops);
+      const byName = new Map(clusters.map((c) => [c.name, c.spec]));
+      for (const req of result.creates) this.call(req.clientToken, () => this.providerOf(byName.get(req.cluster)).create(req), (r) => this.created.set(req.clientToken, r));
+      for (const t of result.terminates) {
+        const c = byName.get(t.cluster);
+        this.terminateAsked.set(t.node.id, now);
+        this.call(t.node.id, () => this.providerOf(c).terminate(t.node, c?.options ?? {}), (r) => {
+          if (r instanceof Error) this.o.emit('node-failed', `${t.node.node}: terminating ${t.node.id} failed: ${r.message}`);
+        });
+      }
+    } catch (err) {
+      this.o.log.warn('provisioner round failed', { err: String(err) });
+    } finally {
+      this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    }
+  }
+
+  /** Runs a provider call in the background, once per key at a time; its answer (a value or a
+   *  ProviderError) goes to `done`, and a round follows. */
+  private call<T>(key: string, f: () => Promise<T>, done: (r: T | ProviderError) => void): void {
+    this.inFlight.add(key);
+    void f()
+      .then(done, (err: unknown) => done(asProviderError(err)))
+      .finally(() => {
+        this.inFlight.delete(key);
+        this.kick();
+      });
+  }
+
+  private async listing(c: NodeClusterSpec): Promise<Listing> {
+    const p = this.o.provider(c.provider);
+    if (!p) return { error: `no provider "${c.provider}" (see weft provider ls)` };
+    try {
+      const [nodes, zones] = await withTimeout(Promise.all([p.list(c.name, c.options), p.zones(c.options)]), LIST_TIMEOUT_MS, `${c.provider} did not answer within ${LIST_TIMEOUT_MS / 1000} s`);
+      return { nodes, zones };
+    } catch (err) {
+      return { error: asProviderError(err).message };
+    }
+  }
+
+  private providerOf(c: NodeClusterSpec | undefined): Provider {
+    const p = c && this.o.provider(c.provider);
+    if (!p) throw new ProviderError('parameters', 'NoProvider', `no provider "${c?.provider}"`);
+    return p;
+  }
+
+  private noteOrphans(listings: ReadonlyMap<string, Listing>, nodes: readonly Versioned<NodeRecord>[]): void {
+    const tokens = new Set(nodes.map((n) => n.spec.clientToken));
+    const seen = new Set<string>();
+    const now = Date.now();
+    for (const l of listings.values()) {
+      if ('error' in l) continue;
+      for (const p of l.nodes) {
+        if (p.state === 'terminated' || tokens.has(p.clientToken)) continue;
+        seen.add(p.id);
+        if (!this.orphanSince.has(p.id)) this.orphanSince.set(p.id, now);
+      }
+    }
+    for (const id of this.orphanSince.keys()) if (!seen.has(id)) this.orphanSince.delete(id);
+  }
+
+  /** Answers to creates are kept until their record has moved past `creating`. */
+  private forgetSettled(nodes: readonly Versioned<NodeRecord>[], ops: readonly { op: string; kind: string; spec?: unknown }[]): void {
+    const creating = new Set(nodes.filter((n) => n.spec.state === 'creating').map((n) => n.spec.clientToken));
+    for (const op of ops) {
+      if (op.kind !== 'node' || op.op !== 'put') continue;
+      const r = op.spec as NodeRecord;
+      if (r.state === 'creating') creating.add(r.clientToken);
+      else creating.delete(r.clientToken);
+    }
+    for (const t of this.created.keys()) if (!creating.has(t)) this.created.delete(t);
+  }
+
+  private sayOnce(key: string, line: string): void {
+    if ((this.said.get(key) ?? '') === line) return;
+    this.said.set(key, line);
+    if (line) this.o.emit('nodecluster-error', line);
+  }
+}
+
+function versioned<T>(o: StateObject): Versioned<T> {
+  return { name: o.name, version: o.version, spec: o.spec as T };
+}
+
+/** Members by peer name; of two with one name (a node's earlier attempt, now dead, and its
+ *  replacement) the one that is up. */
+export function membersByName(view: MeshView): Map<string, { id: string; up: boolean }> {
+  const out = new Map<string, { id: string; up: boolean }>();
+  for (const m of view.members()) {
+    const up = m.state === 'alive' || m.state === 'suspect';
+    if (!out.get(m.name)?.up) out.set(m.name, { id: m.id, up });
+  }
+  return out;
+}
+
+export function asProviderError(err: unknown): ProviderError {
+  if (err instanceof ProviderError) return err;
+  return new ProviderError('transient', 'Error', err instanceof Error ? err.message : String(err));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new ProviderError('transient', 'Timeout', why)), ms)))]).finally(() => clearTimeout(timer));
+}

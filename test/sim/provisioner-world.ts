@@ -1,0 +1,176 @@
+// A simulated world for the provisioner's pure round: desired state (the real DesiredState, so
+// every record the round writes is validated as on a manager), a provider that behaves as EC2's
+// contract says (a client token names one node for ever; listings may lag; calls may fail),
+// peers that join some time after their node runs, and a leader whose memory of its calls can
+// be lost (a crash, a new leader) at any point. Seeded; no timers.
+
+import { DesiredState, type Kind, type StateObject } from '../../scheduler/manager/desired-state.ts';
+import type { Versioned } from '../../scheduler/reconciler/observed.ts';
+import type { NodeClusterSpec } from '../../provisioner/cluster/cluster-spec.ts';
+import type { NodeRecord } from '../../provisioner/cluster/node-record.ts';
+import type { TimelineEntry } from '../../provisioner/cluster/timeline.ts';
+import { type CreateRequest, ProviderError, type ProviderNode } from '../../provisioner/provider.ts';
+import { type Listing, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
+
+export const TIMING: Timing = { provisionTimeoutMs: 120_000, unreachableGraceMs: 30_000, orphanGraceMs: 60_000 };
+
+export interface SimNode extends ProviderNode {
+  createdAt: number;
+  /** When its peer joins (undefined: never). */
+  joinsAt?: number;
+  terminatedAt?: number;
+  /** Asked to terminate: it goes at this time. */
+  terminateAt?: number;
+}
+
+export class World {
+  readonly state = new DesiredState();
+  readonly nodes = new Map<string, SimNode>();
+  readonly calls = { create: 0, terminate: 0, list: 0 };
+  /** Zones that refuse capacity; a failure for the next create calls. */
+  readonly noCapacity = new Set<string>();
+  createFailure: ProviderError | undefined;
+  listFails = false;
+  /** How long after a create a node is listed (EC2's eventual consistency). */
+  listLagMs = 0;
+  joinDelayMs = 5_000;
+  /** How long a terminated node keeps running after the call (EC2's shutting-down). */
+  terminateLagMs = 0;
+  /** Peers that never join (a bad image). */
+  neverJoin = false;
+  zones = ['a', 'b', 'c'];
+  now = 1_000_000;
+  readonly events: string[] = [];
+  private index = 0;
+  private seq = 0;
+  // The leader's memory (lost by crash()).
+  created = new Map<string, ProviderNode | ProviderError>();
+  terminateAsked = new Map<string, number>();
+  orphanSince = new Map<string, number>();
+  /** Peers killed: their node stays running but the peer is gone. */
+  readonly downPeers = new Set<string>();
+
+  put(kind: Kind, name: string, spec: unknown, expect?: number): void {
+    const r = this.state.apply(++this.index, JSON.stringify({ op: 'put', kind, name, spec, req: `t${this.index}`, ...(expect !== undefined ? { expect } : {}) }));
+    if (!r.outcome.ok) throw new Error(r.outcome.error);
+  }
+
+  cluster(name: string): NodeClusterSpec | undefined {
+    return this.state.get('nodecluster', name)?.spec as NodeClusterSpec | undefined;
+  }
+
+  createCluster(name: string, target: number, extra: Partial<NodeClusterSpec> = {}): void {
+    this.put('nodecluster', name, {
+      name, provider: 'sim', region: 'r', nodeType: 't', target, min: 0, max: 100, tags: [], options: {},
+      uid: (0xabc0000000000000n + BigInt(name.length)).toString(16), createdAt: this.now, ...extra,
+    } satisfies NodeClusterSpec, 0);
+  }
+
+  change(name: string, f: (c: NodeClusterSpec) => NodeClusterSpec): void {
+    const o = this.state.get('nodecluster', name) as StateObject;
+    this.put('nodecluster', name, f(o.spec as NodeClusterSpec), o.version);
+  }
+
+  records(cluster?: string): NodeRecord[] {
+    return this.state.list('node').map((o) => o.spec as NodeRecord).filter((n) => cluster === undefined || n.cluster === cluster);
+  }
+
+  live(cluster: string): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.cluster === cluster && n.state !== 'terminated');
+  }
+
+  /** One round: the pure decision, its batch applied, then its calls (answered at once). */
+  round(): ProvisionResult {
+    const clusters = this.state.list('nodecluster').map((o) => v<NodeClusterSpec>(o));
+    const listings = new Map<string, Listing>();
+    for (const c of clusters) {
+      this.calls.list++;
+      if (this.listFails) listings.set(c.name, { error: 'RequestLimitExceeded: slow down' });
+      else listings.set(c.name, { nodes: [...this.nodes.values()].filter((n) => n.cluster === c.name && this.now - n.createdAt >= this.listLagMs).map((n) => ({ ...n })), zones: this.zones });
+    }
+    const tokens = new Set(this.records().map((r) => r.clientToken));
+    for (const n of this.nodes.values()) if (n.state !== 'terminated' && !tokens.has(n.clientToken) && !this.orphanSince.has(n.id)) this.orphanSince.set(n.id, this.now);
+    const members = new Map<string, { id: string; up: boolean }>();
+    for (const n of this.nodes.values()) {
+      const up = n.state === 'running' && n.joinsAt !== undefined && this.now >= n.joinsAt && !this.downPeers.has(n.id);
+      if (!members.get(n.node)?.up) members.set(n.node, { id: `peer-${n.id}`, up });
+    }
+    const result = provision({
+      clusters, nodes: this.state.list('node').map((o) => v<NodeRecord>(o)),
+      timelines: new Map(this.state.list('timeline').map((o) => [o.name, v<TimelineEntry[]>(o)])),
+      listings, members, created: this.created, terminateAsked: this.terminateAsked, inFlight: new Set(), orphanSince: this.orphanSince,
+      timing: () => TIMING, now: this.now,
+    });
+    if (result.ops.length > 0) {
+      const r = this.state.apply(++this.index, JSON.stringify({ op: 'batch', ops: result.ops, req: `r${this.index}` }));
+      if (!r.outcome.ok) throw new Error(`the round's batch was refused: ${r.outcome.error}`);
+    }
+    for (const e of result.events) this.events.push(`${e.type} ${e.detail}`);
+    for (const req of result.creates) this.created.set(req.clientToken, this.create(req));
+    for (const t of result.terminates) {
+      this.terminateAsked.set(t.node.id, this.now);
+      this.terminate(t.node.id);
+    }
+    return result;
+  }
+
+  /** The leader's memory of its calls is gone (a crash; a new leader). */
+  crash(): void {
+    this.created = new Map();
+    this.terminateAsked = new Map();
+    this.orphanSince = new Map();
+  }
+
+  advance(ms: number): void {
+    this.now += ms;
+    for (const n of this.nodes.values()) {
+      if (n.terminateAt !== undefined && this.now >= n.terminateAt && n.state !== 'terminated') {
+        n.state = 'terminated';
+        n.terminatedAt = this.now;
+      }
+      if (n.state === 'pending' && this.now - n.createdAt >= 2_000) n.state = 'running';
+      if (n.state === 'running' && n.joinsAt === undefined && !this.neverJoin) n.joinsAt = this.now + this.joinDelayMs;
+    }
+  }
+
+  create(req: CreateRequest): ProviderNode | ProviderError {
+    this.calls.create++;
+    const same = [...this.nodes.values()].find((n) => n.clientToken === req.clientToken);
+    if (same) return { ...same };
+    if (this.createFailure) return this.createFailure;
+    if (this.noCapacity.has(req.zone)) return new ProviderError('capacity', 'InsufficientInstanceCapacity', `no capacity in ${req.zone}`);
+    const n: SimNode = { id: `i-${++this.seq}`, node: req.node, cluster: req.cluster, clientToken: req.clientToken, zone: req.zone, state: 'pending', createdAt: this.now };
+    this.nodes.set(n.id, n);
+    return { ...n };
+  }
+
+  terminate(id: string): void {
+    this.calls.terminate++;
+    const n = this.nodes.get(id);
+    if (!n || n.state === 'terminated') return;
+    if (this.terminateLagMs > 0) {
+      n.terminateAt ??= this.now + this.terminateLagMs;
+      return;
+    }
+    n.state = 'terminated';
+    n.terminatedAt = this.now;
+  }
+
+  /** Runs rounds a second apart, at most `max`, until `done`. */
+  runUntil(done: () => boolean, max = 600): boolean {
+    for (let i = 0; i < max; i++) {
+      if (done()) return true;
+      this.round();
+      this.advance(1000);
+    }
+    return done();
+  }
+
+  deployed(cluster: string): number {
+    return this.records(cluster).filter((r) => r.state === 'deployed').length;
+  }
+}
+
+function v<T>(o: StateObject): Versioned<T> {
+  return { name: o.name, version: o.version, spec: o.spec as T };
+}

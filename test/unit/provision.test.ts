@@ -1,0 +1,162 @@
+// The provisioner's round (provisioner/reconcile.ts) in the simulated world of
+// test/sim/provisioner-world.ts: each behaviour the issue asks for, one scenario each.
+
+import { describe, expect, test } from 'vitest';
+import { chooseZone, BACKOFF_MAX_MS, backoffMs } from '../../provisioner/reconcile.ts';
+import { ProviderError } from '../../provisioner/provider.ts';
+import { TIMING, World } from '../sim/provisioner-world.ts';
+import { clusterState } from '../../provisioner/cluster/cluster-state.ts';
+
+const settled = (w: World, name: string, n: number) => () => w.deployed(name) === n && w.records(name).length === n && w.live(name).length === n;
+
+describe('provisioner round', () => {
+  test('a cluster of 3 is created, spread over the zones, and reaches Deployed', () => {
+    const w = new World();
+    w.createCluster('web', 3);
+    const first = w.round();
+    expect(first.creates.map((c) => c.node).sort()).toEqual(['web-1', 'web-2', 'web-3']);
+    expect(first.creates.map((c) => c.zone).sort()).toEqual(['a', 'b', 'c']);
+    expect(first.creates[0]?.tags).toEqual(expect.arrayContaining(['provider=sim', 'region=r', 'cluster=web']));
+    expect(w.runUntil(settled(w, 'web', 3))).toBe(true);
+    expect(clusterState(w.cluster('web')!, w.records('web'))).toBe('Deployed');
+    expect(w.calls.create).toBe(3);
+  });
+
+  test('scale 0 -> 3 -> 5 -> 2 keeps the nodes that serve and terminates the rest', () => {
+    const w = new World();
+    w.createCluster('c', 0);
+    w.round();
+    expect(clusterState(w.cluster('c')!, w.records('c'))).toBe('Empty cluster');
+    for (const n of [3, 5, 2]) {
+      w.change('c', (c) => ({ ...c, target: n }));
+      expect(w.runUntil(settled(w, 'c', n)), `scale to ${n}`).toBe(true);
+    }
+    expect(w.records('c').map((r) => r.index).sort()).toEqual([1, 2]);
+    expect(w.calls.create).toBe(5);
+  });
+
+  test('a node whose machine stops is terminated and replaced at once, in the same slot', () => {
+    const w = new World();
+    w.createCluster('c', 2);
+    expect(w.runUntil(settled(w, 'c', 2))).toBe(true);
+    const victim = w.live('c').find((n) => n.node === 'c-1')!;
+    victim.state = 'stopped';
+    expect(w.runUntil(() => w.records('c').find((r) => r.name === 'c-1')?.attempt === 2)).toBe(true);
+    expect(w.nodes.get(victim.id)?.state).toBe('terminated');
+    expect(w.runUntil(settled(w, 'c', 2))).toBe(true);
+    expect(w.events.some((e) => e.startsWith('node-unreachable c-1: its machine stopped'))).toBe(true);
+  });
+
+  test("a deployed node's peer gone past the grace is replaced; back within it, it is kept", () => {
+    const w = new World();
+    w.createCluster('c', 1);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    const n = w.live('c')[0]!;
+    w.downPeers.add(n.id);
+    w.runUntil(() => false, 10);
+    expect(w.records('c')[0]?.state).toBe('unreachable');
+    w.downPeers.delete(n.id);
+    w.runUntil(() => false, 3);
+    expect(w.records('c')[0]?.state).toBe('deployed');
+    w.downPeers.add(n.id);
+    expect(w.runUntil(() => w.nodes.get(n.id)?.state === 'terminated', TIMING.unreachableGraceMs / 1000 + 10)).toBe(true);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+  });
+
+  test('no capacity in one zone: the node is made in another, with a new client token', () => {
+    const w = new World();
+    w.noCapacity.add('a');
+    w.createCluster('c', 1);
+    w.round();
+    w.advance(1000);
+    w.round();
+    const r = w.records('c')[0]!;
+    expect(r.zone).not.toBe('a');
+    expect(r.attempt).toBe(2);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    expect(w.live('c')[0]?.zone).not.toBe('a');
+  });
+
+  test('bad credentials: one clear failure, then one call per backoff, never a storm', () => {
+    const w = new World();
+    w.createFailure = new ProviderError('credentials', 'AuthFailure', 'AWS was not able to validate the provided access credentials');
+    w.createCluster('c', 1);
+    w.runUntil(() => false, 600); // ten minutes of rounds a second apart
+    // 10 s, 20, 40, 80, 160, 320: about 7 attempts in 600 s, not 600.
+    expect(w.calls.create).toBeLessThanOrEqual(8);
+    expect(w.calls.create).toBeGreaterThanOrEqual(5);
+    const r = w.records('c')[0]!;
+    expect(['failed', 'creating']).toContain(r.state);
+    expect(w.events.filter((e) => e.includes('AuthFailure')).length).toBe(w.calls.create);
+    w.createFailure = undefined;
+    expect(w.runUntil(settled(w, 'c', 1), 700)).toBe(true);
+  });
+
+  test('a leader that dies between the create call and its answer leaves its successor the token: no duplicate', () => {
+    const w = new World();
+    w.listLagMs = 20_000; // and the provider does not list the new node yet
+    w.createCluster('c', 2);
+    w.round();
+    expect(w.nodes.size).toBe(2);
+    w.crash(); // the answers are lost with the leader
+    w.advance(1000);
+    const again = w.round(); // the new leader repeats the creates with the same tokens
+    expect(again.creates.length).toBe(2);
+    expect(w.nodes.size).toBe(2);
+    expect(w.runUntil(settled(w, 'c', 2))).toBe(true);
+    expect(w.nodes.size).toBe(2);
+  });
+
+  test('a node whose peer never joins is terminated after the provision timeout and retried after a backoff', () => {
+    const w = new World();
+    w.neverJoin = true;
+    w.createCluster('c', 1);
+    expect(w.runUntil(() => w.records('c')[0]?.state === 'failed', TIMING.provisionTimeoutMs / 1000 + 20)).toBe(true);
+    expect(w.records('c')[0]?.error).toMatch(/did not join within 120 s/);
+    expect(w.live('c').length).toBe(0);
+    w.neverJoin = false;
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+  });
+
+  test('a node the provider holds for the cluster but no record names is terminated after the grace', () => {
+    const w = new World();
+    w.createCluster('c', 1);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    const stray = w.create({ node: 'c-9', cluster: 'c', clientToken: 'abc0000000000001-9-1', zone: 'a', nodeType: 't', tags: [], options: {} }) as { id: string };
+    w.runUntil(() => false, 30);
+    expect(w.nodes.get(stray.id)?.state).not.toBe('terminated');
+    expect(w.runUntil(() => w.nodes.get(stray.id)?.state === 'terminated', 60)).toBe(true);
+    expect(w.live('c').length).toBe(1);
+  });
+
+  test('rm terminates every node, then removes the cluster and its timeline', () => {
+    const w = new World();
+    w.createCluster('c', 3);
+    expect(w.runUntil(settled(w, 'c', 3))).toBe(true);
+    expect(w.state.get('timeline', 'c')).toBeDefined();
+    w.change('c', (c) => ({ ...c, terminating: true }));
+    expect(w.runUntil(() => w.cluster('c') === undefined)).toBe(true);
+    expect(w.live('c').length).toBe(0);
+    expect(w.records('c').length).toBe(0);
+    expect(w.state.get('timeline', 'c')).toBeUndefined();
+  });
+
+  test('a provider that cannot list changes nothing and says why', () => {
+    const w = new World();
+    w.createCluster('c', 2);
+    w.listFails = true;
+    const r = w.round();
+    expect(r.ops).toEqual([]);
+    expect(r.creates).toEqual([]);
+    expect(r.status[0]?.error).toMatch(/RequestLimitExceeded/);
+  });
+
+  test('zones: least populated first, avoided ones last; backoff doubles up to its cap', () => {
+    expect(chooseZone(['a', 'b'], [], [])).toBe('a');
+    expect(chooseZone(['a', 'b'], [], ['a'])).toBe('b');
+    expect(chooseZone(['a'], [], ['a'])).toBeUndefined();
+    expect(backoffMs(1)).toBe(10_000);
+    expect(backoffMs(2)).toBe(20_000);
+    expect(backoffMs(50)).toBe(BACKOFF_MAX_MS);
+  });
+});
