@@ -14,6 +14,7 @@ import { registerManagerMethods } from '../scheduler/manager/api.ts';
 import { registerServiceMethods } from '../scheduler/service/api.ts';
 import { registerLogMethods } from '../scheduler/service/logs.ts';
 import { startScheduler } from './scheduler.ts';
+import { startProvisioner } from './provisioner.ts';
 import { CliError } from './error.ts';
 import { launchConfig, type DnsLaunchConfig, type LaunchOptions } from './launch-options.ts';
 
@@ -151,6 +152,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   registerServiceMethods(methods, managers.raft, peer.view(), scheduler.reconciler);
   registerLogMethods(methods, managers.raft, peer.view().self.id, scheduler.logs);
   registerDnsMethods(methods, () => dns);
+  const provisioner = startProvisioner(peer, managers, methods, logger('provisioner'));
   const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
   peer.metrics.gauge('weft_api_requests_in_flight', 'API requests being served or waiting for their client to read the reply.', () => api.stats().requestsInFlight);
@@ -164,6 +166,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   }
   stop = async (signal: string) => {
     log.info('stopping', { signal });
+    provisioner.stop();
     scheduler.stop();
     await managers.stop();
     await api.close();

@@ -10,6 +10,7 @@ import { MEMBERSHIP_EVENT_TYPES } from '../mesh/membership/member.ts';
 import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { formatManagerStatus, registerManagerCommands } from './manager.ts';
 import { registerStackCommands } from './stack.ts';
+import { registerNodeClusterCommands } from './nodecluster.ts';
 import { dnsStatus } from '../dns/api-contract.ts';
 import { MESH_PORT } from '../mesh/address.ts';
 import { identityFromLabels } from '../mesh/naming.ts';
@@ -124,6 +125,7 @@ program.command('reset')
 registerDnsCommands(program);
 registerManagerCommands(program);
 registerStackCommands(program);
+registerNodeClusterCommands(program);
 
 const token = program.command('token').description('join tokens');
 token.command('create')

@@ -8,6 +8,9 @@ import type { ClusterState } from './cluster/cluster-state.ts';
 import type { TimelineEntry } from './cluster/timeline.ts';
 
 const clusterName = v.pipe(v.string(), v.regex(CLUSTER_NAME, 'a node cluster name is a lowercase DNS label of at most 32 characters'));
+/** Making and ending machines costs money on a cloud and runs root processes on this machine:
+ *  an admin's call, not every deployer's. */
+const INFRA = 'making and ending nodes is for admin tokens';
 const count = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_NODES));
 
 /** A node's state in Tutum's words. */
@@ -45,7 +48,7 @@ export interface NodeRow {
 }
 
 export const nodeClusterCreate = method<ClusterRow>()({
-  name: 'nodecluster.create', access: 'operator',
+  name: 'nodecluster.create', access: 'admin', accessReason: INFRA,
   params: v.strictObject({
     name: clusterName,
     provider: v.pipe(v.string(), v.regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be `local` or a provider name')),
@@ -63,10 +66,10 @@ export const nodeClusterInspect = method<{ cluster: ClusterRow; options: Record<
   name: 'nodecluster.inspect', access: 'operator', params: v.strictObject({ name: clusterName }),
 });
 export const nodeClusterScale = method<ClusterRow>()({
-  name: 'nodecluster.scale', access: 'operator', params: v.strictObject({ name: clusterName, nodes: count }),
+  name: 'nodecluster.scale', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: clusterName, nodes: count }),
 });
 export const nodeClusterRemove = method<{ removing: string }>()({
-  name: 'nodecluster.rm', access: 'operator', params: v.strictObject({ name: clusterName }),
+  name: 'nodecluster.rm', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: clusterName }),
 });
 export const nodeList = method<NodeRow[]>()({
   name: 'node.ls', access: 'operator', params: v.strictObject({ cluster: v.optional(clusterName) }),

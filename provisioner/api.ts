@@ -9,7 +9,7 @@ import type { MeshView } from '../mesh/mesh-view.ts';
 import type { BatchOp, StateObject } from '../scheduler/manager/desired-state.ts';
 import type { RaftNode } from '../scheduler/manager/raft-node.ts';
 import * as api from './api-contract.ts';
-import { clusterSpecProblem, MAX_NODES, type NodeClusterSpec } from './cluster/cluster-spec.ts';
+import { clusterSpecProblem, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { clusterState } from './cluster/cluster-state.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
 import type { TimelineEntry } from './cluster/timeline.ts';
@@ -80,7 +80,7 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     }
     const spec: NodeClusterSpec = {
       name: p.name, provider: p.provider, region: p.region ?? (p.provider === 'local' ? 'local' : ''), nodeType: p.nodeType ?? (p.provider === 'local' ? 'local' : ''),
-      target: p.nodes, min: p.min ?? 0, max: p.max ?? Math.max(MAX_NODES, p.nodes), tags: p.tags ?? [], options,
+      target: p.nodes, min: p.min ?? 0, max: p.max ?? p.nodes, tags: p.tags ?? [], options,
       uid: randomBytes(8).toString('hex'), createdAt: Date.now(),
     };
     if (!spec.region) throw new UserError('give the region of its nodes (--region)');
@@ -111,8 +111,8 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     const o = await cluster(name);
     const c = o.spec as NodeClusterSpec;
     if (c.terminating) throw new UserError(`node cluster "${name}" is being removed`);
-    if (nodes < c.min || nodes > c.max) throw new UserError(`node cluster "${name}" keeps between ${c.min} and ${c.max} nodes; ${nodes} is outside`);
-    const spec: NodeClusterSpec = { ...c, target: nodes };
+    // min and max bound the scheduler's automatic scaling; a person's explicit scale moves them.
+    const spec: NodeClusterSpec = { ...c, target: nodes, min: Math.min(c.min, nodes), max: Math.max(c.max, nodes) };
     await write([{ op: 'put', kind: 'nodecluster', name, spec, expect: o.version }]);
     return rowOf(spec, await nodesOf(name));
   }));

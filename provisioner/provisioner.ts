@@ -15,7 +15,7 @@ import type { NodeClusterSpec } from './cluster/cluster-spec.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
 import type { TimelineEntry } from './cluster/timeline.ts';
 import { ProviderError, type Provider, type ProviderNode } from './provider.ts';
-import { type Listing, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
+import { type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
 
 /** A round at least this often: provider state (an instance that started running) announces
  *  nothing, and EC2's API allows a steady few calls per second per account. */
@@ -119,8 +119,8 @@ export class Provisioner {
       for (const req of result.creates) this.call(req.clientToken, () => this.providerOf(byName.get(req.cluster)).create(req), (r) => this.created.set(req.clientToken, r));
       for (const t of result.terminates) {
         const c = byName.get(t.cluster);
-        this.terminateAsked.set(t.node.id, now);
-        this.call(t.node.id, () => this.providerOf(c).terminate(t.node, c?.options ?? {}), (r) => {
+        this.terminateAsked.set(nodeKey(t.node), now);
+        this.call(nodeKey(t.node), () => this.providerOf(c).terminate(t.node, c?.options ?? {}), (r) => {
           if (r instanceof Error) this.o.emit('node-failed', `${t.node.node}: terminating ${t.node.id} failed: ${r.message}`);
         });
       }
@@ -172,8 +172,8 @@ export class Provisioner {
       if ('error' in l) continue;
       for (const p of l.nodes) {
         if (p.state === 'terminated' || tokens.has(p.clientToken)) continue;
-        seen.add(p.id);
-        if (!this.orphanSince.has(p.id)) this.orphanSince.set(p.id, now);
+        seen.add(nodeKey(p));
+        if (!this.orphanSince.has(nodeKey(p))) this.orphanSince.set(nodeKey(p), now);
       }
     }
     for (const id of this.orphanSince.keys()) if (!seen.has(id)) this.orphanSince.delete(id);

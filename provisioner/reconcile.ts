@@ -47,11 +47,11 @@ export interface ProvisionInput {
   members: ReadonlyMap<string, { id: string; up: boolean }>;
   /** Answers to create calls, by client token, kept by the shell until the record moves on. */
   created: ReadonlyMap<string, ProviderNode | ProviderError>;
-  /** When each provider id was last asked to terminate. */
+  /** When each provider node (by nodeKey) was last asked to terminate. */
   terminateAsked: ReadonlyMap<string, number>;
-  /** Client tokens and provider ids with a call under way: not asked again meanwhile. */
+  /** Client tokens and provider nodes (by nodeKey) with a call under way: not asked again meanwhile. */
   inFlight: ReadonlySet<string>;
-  /** When each orphan (see Timing) was first listed. */
+  /** When each orphan (see Timing, by nodeKey) was first listed. */
   orphanSince: ReadonlyMap<string, number>;
   timing: (c: NodeClusterSpec) => Timing;
   now: number;
@@ -82,6 +82,12 @@ export interface ProvisionResult {
 
 /** Preference when a cluster shrinks or keeps `target` of more slots: the ones that serve. */
 const KEEP_RANK: Record<NodeState, number> = { deployed: 0, unreachable: 1, provisioning: 2, creating: 3, failed: 4, terminating: 5 };
+
+/** A provider node's key for the shell's memory of calls: its id and its attempt's client token,
+ *  since a provider may give one slot's attempts the same id (a local node is its name). */
+export function nodeKey(p: Pick<ProviderNode, 'id' | 'clientToken'>): string {
+  return `${p.id}#${p.clientToken}`;
+}
 
 export function backoffMs(attempt: number): number {
   return Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(30, Math.max(0, attempt - 1)));
@@ -159,15 +165,15 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     }
     if (r.state === 'terminating') {
       const p = byToken.get(r.clientToken);
-      if (p && !input.inFlight.has(p.id) && input.now - (input.terminateAsked.get(p.id) ?? -Infinity) >= TERMINATE_AGAIN_MS) out.terminates.push({ cluster: c.name, node: p });
+      if (p && !input.inFlight.has(nodeKey(p)) && input.now - (input.terminateAsked.get(nodeKey(p)) ?? -Infinity) >= TERMINATE_AGAIN_MS) out.terminates.push({ cluster: c.name, node: p });
     }
   }
   // Nodes the provider holds for this cluster that no record names.
   const tokens = new Set([...next.values()].map((r) => r.clientToken));
   for (const p of byToken.values()) {
-    if (tokens.has(p.clientToken) || input.inFlight.has(p.id)) continue;
-    const since = input.orphanSince.get(p.id) ?? input.now;
-    if (input.now - since >= timing.orphanGraceMs && input.now - (input.terminateAsked.get(p.id) ?? -Infinity) >= TERMINATE_AGAIN_MS) {
+    if (tokens.has(p.clientToken) || input.inFlight.has(nodeKey(p))) continue;
+    const since = input.orphanSince.get(nodeKey(p)) ?? input.now;
+    if (input.now - since >= timing.orphanGraceMs && input.now - (input.terminateAsked.get(nodeKey(p)) ?? -Infinity) >= TERMINATE_AGAIN_MS) {
       out.terminates.push({ cluster: c.name, node: p });
       say('node-terminated', `${p.node} (${p.id}): held by the provider for this cluster but not in desired state for ${Math.round((input.now - since) / 1000)} s; terminating it`);
     }

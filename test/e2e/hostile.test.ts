@@ -405,6 +405,19 @@ describe('a live peer under hostile input', () => {
       ['service.logs', { name: 'nothing' }, /no service "nothing"|runs no containers/],
       // Peers only: a token is refused; a member's bad parameters are named.
       ['service.logs-here', { service: 7 }, /service\.logs-here(: parameter "service" must be|" is not allowed)/],
+      // The provisioner's: names that are not labels, counts past the bound, providers and
+      // options that do not exist, bounds that contradict, names of nothing; and the member-only
+      // local-node calls with paths for names.
+      ['nodecluster.create', { name: 'Bad Name', provider: 'local', nodes: 1 }, /nodecluster\.create: parameter "name"/],
+      ['nodecluster.create', { name: 'c', provider: 'local', nodes: 1e6 }, /nodecluster\.create: parameter "nodes"/],
+      ['nodecluster.create', { name: 'c', provider: 'nowhere', nodes: 1 }, /no provider "nowhere"/],
+      ['nodecluster.create', { name: 'c', provider: 'local', nodes: 1, options: { evil: 'x' } }, /has no option "evil"/],
+      ['nodecluster.create', { name: 'c', provider: 'local', nodes: 3, max: 2 }, /target must lie between min and max/],
+      ['nodecluster.scale', { name: 'nothing', nodes: 1 }, /no node cluster "nothing"/],
+      ['nodecluster.rm', { name: 'nothing' }, /no node cluster "nothing"/],
+      ['node.inspect', { name: 'nothing' }, /no node "nothing"/],
+      ['localnode.create', { node: '../etc', cluster: 'c', clientToken: 'x', zone: 'z', tags: [], options: {} }, /localnode\.create(: parameter "node"|" is not allowed)/],
+      ['localnode.destroy', { node: 'c-1', clientToken: '../../etc' }, /localnode\.destroy(: parameter "clientToken"|" is not allowed)/],
     ];
     for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
       await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {
@@ -419,6 +432,7 @@ describe('a live peer under hostile input', () => {
     expect(get.stderr).toMatch(/does not exist/);
     expect((await h1.weftJson<{ manager: { role: string } }>(['status', '--json'])).manager.role).toBe('leader');
     expect(await h1.weftJson(['service', 'ls', '--json'])).toEqual([]);
+    expect(await h1.weftJson(['nodecluster', 'ls', '--json'])).toEqual([]);
   });
 
   test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {

@@ -10,7 +10,7 @@ import type { NodeClusterSpec } from '../../provisioner/cluster/cluster-spec.ts'
 import type { NodeRecord } from '../../provisioner/cluster/node-record.ts';
 import type { TimelineEntry } from '../../provisioner/cluster/timeline.ts';
 import { type CreateRequest, ProviderError, type ProviderNode } from '../../provisioner/provider.ts';
-import { type Listing, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
+import { type Listing, nodeKey, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
 
 export const TIMING: Timing = { provisionTimeoutMs: 120_000, unreachableGraceMs: 30_000, orphanGraceMs: 60_000 };
 
@@ -39,6 +39,8 @@ export class World {
   /** Peers that never join (a bad image). */
   neverJoin = false;
   zones = ['a', 'b', 'c'];
+  /** Ids as the local provider gives them: the node's name, the same for every attempt. */
+  idIsName = false;
   now = 1_000_000;
   readonly events: string[] = [];
   private index = 0;
@@ -89,7 +91,7 @@ export class World {
       else listings.set(c.name, { nodes: [...this.nodes.values()].filter((n) => n.cluster === c.name && this.now - n.createdAt >= this.listLagMs).map((n) => ({ ...n })), zones: this.zones });
     }
     const tokens = new Set(this.records().map((r) => r.clientToken));
-    for (const n of this.nodes.values()) if (n.state !== 'terminated' && !tokens.has(n.clientToken) && !this.orphanSince.has(n.id)) this.orphanSince.set(n.id, this.now);
+    for (const n of this.nodes.values()) if (n.state !== 'terminated' && !tokens.has(n.clientToken) && !this.orphanSince.has(nodeKey(n))) this.orphanSince.set(nodeKey(n), this.now);
     const members = new Map<string, { id: string; up: boolean }>();
     for (const n of this.nodes.values()) {
       const up = n.state === 'running' && n.joinsAt !== undefined && this.now >= n.joinsAt && !this.downPeers.has(n.id);
@@ -108,7 +110,7 @@ export class World {
     for (const e of result.events) this.events.push(`${e.type} ${e.detail}`);
     for (const req of result.creates) this.created.set(req.clientToken, this.create(req));
     for (const t of result.terminates) {
-      this.terminateAsked.set(t.node.id, this.now);
+      this.terminateAsked.set(nodeKey(t.node), this.now);
       this.terminate(t.node.id);
     }
     return result;
@@ -139,7 +141,7 @@ export class World {
     if (same) return { ...same };
     if (this.createFailure) return this.createFailure;
     if (this.noCapacity.has(req.zone)) return new ProviderError('capacity', 'InsufficientInstanceCapacity', `no capacity in ${req.zone}`);
-    const n: SimNode = { id: `i-${++this.seq}`, node: req.node, cluster: req.cluster, clientToken: req.clientToken, zone: req.zone, state: 'pending', createdAt: this.now };
+    const n: SimNode = { id: this.idIsName ? req.node : `i-${++this.seq}`, node: req.node, cluster: req.cluster, clientToken: req.clientToken, zone: req.zone, state: 'pending', createdAt: this.now };
     this.nodes.set(n.id, n);
     return { ...n };
   }

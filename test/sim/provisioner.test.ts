@@ -20,6 +20,7 @@ function runSeed(seed: number): void {
   const w = new World();
   w.listLagMs = pick([0, 0, 5_000]);
   w.terminateLagMs = pick([0, 3_000, 20_000]);
+  w.idIsName = rnd() < 0.5;
   const names = ['a', 'b'];
   for (const n of names) w.createCluster(n, Math.floor(rnd() * 4));
   const check = (when: string) => {

@@ -7,6 +7,8 @@ import * as meshApi from '../../mesh/api/contract.ts';
 import * as dnsApi from '../../dns/api-contract.ts';
 import * as managerApi from '../../scheduler/manager/api-contract.ts';
 import * as serviceApi from '../../scheduler/service/api-contract.ts';
+import * as provisionerApi from '../../provisioner/api-contract.ts';
+import * as localNodeApi from '../../provisioner/providers/local-contract.ts';
 import { serviceSpec } from '../sim/reconciler-world.ts';
 import { v, type Access, type MethodSpec, type ParamsSchema } from '../../mesh/api/method.ts';
 import { UserError, type ApiContext } from '../../mesh/api/request.ts';
@@ -18,7 +20,7 @@ type AnySpec = MethodSpec<ParamsSchema, unknown, unknown>;
 function specsOf(mod: Record<string, unknown>): AnySpec[] {
   return Object.values(mod).filter((x): x is AnySpec => typeof x === 'object' && x !== null && 'access' in x && 'params' in x);
 }
-const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi)];
+const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi), ...specsOf(provisionerApi), ...specsOf(localNodeApi)];
 
 /** A table of every real spec whose handlers record what reached them. */
 function table(): { t: MethodTable; reached: Array<{ name: string; params: unknown }> } {
@@ -47,6 +49,10 @@ const VALID: Record<string, Record<string, unknown>> = {
   'service.logs': { name: 'shop/web', follow: true, tail: 10 }, 'service.logs-here': { service: 'shop/web' },
   'service.update': { name: 'shop/web', spec: serviceSpec({ name: 'web', stack: 'shop', image: 'nginx:2' }), expect: 3 },
   'service.stop': { name: 'shop/web' }, 'service.start': { name: 'shop/web' },
+  'nodecluster.create': { name: 'web', provider: 'local', nodes: 3 }, 'nodecluster.inspect': { name: 'web' },
+  'nodecluster.scale': { name: 'web', nodes: 5 }, 'nodecluster.rm': { name: 'web' }, 'node.inspect': { name: 'web-1' },
+  'localnode.create': { node: 'web-1', cluster: 'web', clientToken: '0123456789abcdef-1-1', zone: 'local', tags: ['cluster=web'], options: {} },
+  'localnode.ls': { cluster: 'web' }, 'localnode.destroy': { node: 'web-1', clientToken: '0123456789abcdef-1-1' },
 };
 
 describe('the API method table', () => {
@@ -54,13 +60,15 @@ describe('the API method table', () => {
     const byLevel = (a: Access) => SPECS.filter((s) => s.access === a).map((s) => s.name).sort();
     expect(byLevel('operator')).toEqual([
       'config.get', 'config.ls', 'config.rm', 'config.set', 'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
-      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'peers', 'ps',
+      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'node.inspect', 'node.ls',
+      'nodecluster.inspect', 'nodecluster.ls', 'peers', 'ps',
       'service.create', 'service.inspect', 'service.logs', 'service.ls', 'service.redeploy', 'service.rm', 'service.rollback', 'service.scale',
       'service.start', 'service.stop', 'service.update',
       'stack.deploy', 'stack.inspect', 'stack.ls', 'stack.redeploy', 'stack.rm', 'state.watch', 'status', 'token.list',
     ]);
-    // Peers gather a service's logs from each other; a token cannot ask a host for them directly.
-    expect(byLevel('member')).toEqual(['service.logs-here', 'token.join']);
+    // Peers gather a service's logs from each other, and the leader has a host run its local
+    // nodes; a token cannot ask a host for either directly.
+    expect(byLevel('member')).toEqual(['localnode.create', 'localnode.destroy', 'localnode.ls', 'service.logs-here', 'token.join']);
     // Replacing the cluster or dropping a peer's control-plane state: only on the host itself.
     expect(byLevel('local')).toEqual(['manager.force-new-cluster', 'manager.reset']);
     expect(new Set(SPECS.map((s) => s.name)).size).toBe(SPECS.length);

@@ -141,6 +141,18 @@ describe('provisioner round', () => {
     expect(w.state.get('timeline', 'c')).toBeUndefined();
   });
 
+  test('a slot whose attempts share one provider id (local nodes) is terminated at once after a replacement', () => {
+    const w = new World();
+    w.idIsName = true;
+    w.createCluster('c', 1);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    w.live('c')[0]!.state = 'stopped';
+    expect(w.runUntil(() => w.records('c')[0]?.attempt === 2 && w.deployed('c') === 1)).toBe(true);
+    w.change('c', (c) => ({ ...c, terminating: true }));
+    // The terminate of attempt 1 was asked moments ago: attempt 2's is another call.
+    expect(w.runUntil(() => w.cluster('c') === undefined, 5)).toBe(true);
+  });
+
   test('a provider that cannot list changes nothing and says why', () => {
     const w = new World();
     w.createCluster('c', 2);
