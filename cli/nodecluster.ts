@@ -35,7 +35,7 @@ export function registerNodeClusterCommands(program: Command): void {
     .option('--min <n>', 'the fewest nodes the scheduler may shrink it to when nodes stay empty (default 0)')
     .option('--max <n>', 'the most nodes the scheduler may grow it to when containers cannot be placed (default: --nodes, no growth)')
     .option('--tags <a,b>', 'deploy tags its nodes carry, besides provider=, region=, zone= and cluster=')
-    .option('--option <key=value...>', 'provider options (local: zones=a,b dns-upstream=IP load-images=TAR,...)')
+    .option('--option <key=value...>', 'provider options (local: zones=a,b dns-upstream=IP[:PORT] load-images=TAR,... role=worker|auto|manager)')
     .addOption(detachOption('return once desired state has the cluster')).addOption(timeoutOption())
     .action((name: string, o: CreateFlags, cmd: Command) => withClient(cmd, async (c, g) => {
       const row = await c.call(api.nodeClusterCreate, {

@@ -15,8 +15,9 @@ import type { NodeRecord } from './cluster/node-record.ts';
 import type { TimelineEntry } from './cluster/timeline.ts';
 
 /** What a `local` cluster may be given: its host peer (set to the peer asked, by default),
- *  zones to spread over, DNS upstreams for its nodes' peers, images to load into their dockerds. */
-const LOCAL_OPTIONS = ['host', 'zones', 'dns-upstream', 'load-images'];
+ *  zones to spread over, DNS upstreams for its nodes' peers, images to load into their dockerds,
+ *  and its nodes' peers' role (worker unless asked). */
+const LOCAL_OPTIONS = ['host', 'zones', 'dns-upstream', 'load-images', 'role'];
 
 const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
   creating: 'Deploying', provisioning: 'Deploying', deployed: 'Deployed', unreachable: 'Unreachable', terminating: 'Terminating', failed: 'Failed',
@@ -77,6 +78,7 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
       const bad = Object.keys(options).find((k) => !LOCAL_OPTIONS.includes(k));
       if (bad) throw new UserError(`a local node cluster has no option "${bad}" (it takes ${LOCAL_OPTIONS.join(', ')})`);
       options.host ??= view.self.id;
+      if (options.role !== undefined && !['worker', 'auto', 'manager'].includes(options.role)) throw new UserError(`option role must be worker, auto or manager, not "${options.role}"`);
     }
     const spec: NodeClusterSpec = {
       name: p.name, provider: p.provider, region: p.region ?? (p.provider === 'local' ? 'local' : ''), nodeType: p.nodeType ?? (p.provider === 'local' ? 'local' : ''),

@@ -4,6 +4,7 @@
 import { KV_PREFIX } from '../keyspace.ts';
 import { formatHostPort, parseHostPort } from '../address.ts';
 import { encodeJoinToken } from '../admission/join-token.ts';
+import { listContainers } from '../container-list.ts';
 import { MAX_TOKEN_DEPTH } from '../admission/api-token.ts';
 import type { Member } from '../membership/member.ts';
 import type { Peer } from '../peer.ts';
@@ -103,7 +104,8 @@ export function registerPeerMethods(table: MethodTable, peer: Peer, manager: () 
     peer.replica.lookup(KV_PREFIX + prefix, true).map((e) => ({ owner: e.owner, key: e.key.slice(KV_PREFIX.length), version: e.version, bytes: e.value?.length ?? 0 })));
   table.register(api.attach, ({ container }) => withNetwork(peer, (n) => n.attach(container)));
   table.register(api.detach, ({ container }) => withNetwork(peer, (n) => n.detach(container)));
-  table.register(api.ps, ({ local }) => withNetwork(peer, async (n) => n.ps(local === true)));
+  // From the registry: a peer without a data plane lists the mesh's containers too.
+  table.register(api.ps, ({ local }) => (peer.network ? peer.network.ps(local === true) : listContainers(peer.view(), peer.ipam.removedPeers(), local === true)));
   table.register(api.expose, () => withNetwork(peer, async (n) => ({ address: await n.expose() })));
   table.register(api.hide, () => withNetwork(peer, async (n) => ({ address: await n.hide() })));
   table.register(api.reset, () => withNetwork(peer, (n) => n.reset()));

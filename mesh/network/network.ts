@@ -11,7 +11,8 @@ import { isIPv4 } from 'node:net';
 import type Docker from 'dockerode';
 import { Dataplane } from './dataplane/dataplane.ts';
 import { Shell } from './dataplane/exec.ts';
-import { parseContainerEndpoint, parseDataplaneRecord, preferEndpoint, type ContainerEndpoint, type DataplaneRecord } from '../endpoint.ts';
+import { containerRecords, listContainers } from '../container-list.ts';
+import { parseDataplaneRecord, preferEndpoint, type ContainerEndpoint, type DataplaneRecord } from '../endpoint.ts';
 import { containerInfo, resolvConf, type ContainerInfo } from './docker/container-info.ts';
 import { DockerEvents, dockerClient, type ContainerEvent } from './docker/events.ts';
 import { DockerPlugin } from './docker/plugin.ts';
@@ -277,26 +278,11 @@ export class Network {
    *  peer removed by rmpeer are gone for good and left out; those of a peer that is down are
    *  shown with state `unknown` (they may well be running). */
   ps(local: boolean): ContainerEndpoint[] {
-    const out: ContainerEndpoint[] = [];
-    for (const c of this.containerRecords()) {
-      if (local && c.peer !== this.o.view.self.id) continue;
-      const live = this.o.view.liveness(c.peer);
-      out.push(live === 'dead' || live === 'left' ? { ...c, state: 'unknown' as ContainerEndpoint['state'] } : c);
-    }
-    return out.sort((a, b) => a.host.localeCompare(b.host) || a.name.localeCompare(b.name));
+    return listContainers(this.o.view, this.o.ipam.removedPeers(), local);
   }
 
-  /** The registry's valid container records, each signed by the peer it names, of peers not
-   *  removed by rmpeer. */
   private containerRecords(): ContainerEndpoint[] {
-    const removed = new Set(this.o.ipam.removedPeers());
-    const out: ContainerEndpoint[] = [];
-    for (const e of this.o.view.entries(CONTAINER_PREFIX)) {
-      if (e.value === null) continue;
-      const c = parseContainerEndpoint(e.value);
-      if (typeof c !== 'string' && c.peer === e.owner && !removed.has(c.peer)) out.push(c);
-    }
-    return out;
+    return containerRecords(this.o.view, this.o.ipam.removedPeers());
   }
 
   /** Whether this peer holds a registry record for container `id`. */

@@ -12,7 +12,7 @@ import { type CreateRequest, ProviderError, type ProviderNode } from '../provide
 /** What this file needs of the runner (provisioner/local/local-nodes.ts). */
 export interface LocalNodeRunner {
   gateway(): string;
-  create(req: { name: string; joinToken: string; peers: string[]; tags: string[]; dnsUpstream?: string[]; loadImages?: string[] }): Promise<{ name: string; address: string; state: 'pending' | 'running' | 'stopped' }>;
+  create(req: { name: string; joinToken: string; peers: string[]; tags: string[]; dnsUpstream?: string[]; loadImages?: string[]; peerArgs?: string[] }): Promise<{ name: string; address: string; state: 'pending' | 'running' | 'stopped' }>;
   list(): Promise<{ name: string; address: string; state: 'pending' | 'running' | 'stopped' }[]>;
   destroy(name: string): Promise<void>;
 }
@@ -26,6 +26,14 @@ interface Label {
 /** Starting a node is dockerd's start and an image load: on two cores, two at a time keeps a
  *  cluster of five from starving the peers already running. */
 const PARALLEL_CREATES = 2;
+
+/** A node cluster's nodes come and go with its size: as Raft voters they would take the
+ *  managers' majority with them when it shrinks, so they are workers unless the cluster says
+ *  `role=auto` (the autopilot may choose them) or `role=manager`. */
+export function nodeRole(options: Readonly<Record<string, string>>): 'worker' | 'auto' | 'manager' {
+  const r = options.role;
+  return r === 'auto' || r === 'manager' ? r : 'worker';
+}
 
 export class LocalHost {
   private readonly runner: LocalNodeRunner;
@@ -63,6 +71,7 @@ export class LocalHost {
       const n = await this.runner.create({
         name: req.node, joinToken: this.joinToken(), peers: [this.meshAddress(this.runner.gateway())], tags: [...req.tags],
         ...(dnsUpstream ? { dnsUpstream } : {}), ...(loadImages ? { loadImages } : {}),
+        peerArgs: ['--role', nodeRole(req.options)],
       });
       return this.providerNode(n, l);
     } catch (err) {
