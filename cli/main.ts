@@ -11,6 +11,7 @@ import { formatDnsStatus, registerDnsCommands } from './dns.ts';
 import { formatManagerStatus, registerManagerCommands } from './manager.ts';
 import { registerStackCommands } from './stack.ts';
 import { registerNodeClusterCommands } from './nodecluster.ts';
+import { registerProviderCommands } from './provider.ts';
 import { dnsStatus } from '../dns/api-contract.ts';
 import { MESH_PORT } from '../mesh/address.ts';
 import { identityFromLabels } from '../mesh/naming.ts';
@@ -126,6 +127,7 @@ registerDnsCommands(program);
 registerManagerCommands(program);
 registerStackCommands(program);
 registerNodeClusterCommands(program);
+registerProviderCommands(program);
 
 const token = program.command('token').description('join tokens');
 token.command('create')

@@ -2,6 +2,7 @@
 // leads), its providers, the host side of the `local` provider (this peer runs the nodes of the
 // local clusters created through it), and the API methods of both.
 
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { encodeJoinToken } from '../mesh/admission/join-token.ts';
 import { formatHostPort } from '../mesh/address.ts';
@@ -13,7 +14,11 @@ import type { Logger } from '../mesh/log.ts';
 import type { Peer } from '../mesh/peer.ts';
 import { registerProvisionerMethods } from '../provisioner/api.ts';
 import type { NodeClusterSpec } from '../provisioner/cluster/cluster-spec.ts';
-import type { Provider } from '../provisioner/provider.ts';
+import { type Provider, ProviderError, type CreateRequest } from '../provisioner/provider.ts';
+import { openProviderCredentials, type ProviderRecord } from '../provisioner/credentials/provider-record.ts';
+import { CredentialsKey } from '../provisioner/credentials/seal.ts';
+import { registerProviderMethods } from '../provisioner/provider-api.ts';
+import type { AwsProvider } from '../provisioner/providers/aws/aws-provider.ts';
 import { Provisioner } from '../provisioner/provisioner.ts';
 import { localNodeCreate, localNodeDestroy, localNodeList } from '../provisioner/providers/local-contract.ts';
 import { LocalHost } from '../provisioner/providers/local-host.ts';
@@ -25,6 +30,14 @@ import type { Managers } from '../scheduler/manager/managers.ts';
  *  is a machine too loaded to be given more nodes. Its peer gone while its processes run (a
  *  partition cannot happen on one machine): half a minute. */
 const LOCAL_TIMING: Timing = { provisionTimeoutMs: 180_000, unreachableGraceMs: 30_000, orphanGraceMs: 60_000 };
+/** An EC2 instance boots, installs Docker and weft and joins in minutes; fifteen is a broken
+ *  image or user data. Its peer gone for two minutes while EC2 says it runs: replaced (a
+ *  partition of a VPC is rarer than a dead host). A stray instance is left five minutes, long
+ *  after any create whose answer was lost has been listed. */
+const AWS_TIMING: Timing = { provisionTimeoutMs: 15 * 60_000, unreachableGraceMs: 120_000, orphanGraceMs: 5 * 60_000 };
+/** The mesh's label in cloud tags and group names: a hash of the mesh key, the same on every
+ *  peer and across leader changes and forced new clusters, and saying nothing of the key. */
+const MESH_LABEL_DOMAIN = 'weft mesh label v1';
 
 export interface ProvisionerService {
   provisioner: Provisioner;
@@ -48,13 +61,44 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
     });
   })());
   const local = new LocalProvider({ self: peer.view().self.id, here: localHost, there: (id) => ApiClient.overMesh(peer.node, id) });
-  const providers = (name: string): Provider | undefined => (name === 'local' ? local : undefined);
+  const key = CredentialsKey.derive(peer.config.meshKey);
+  const mesh = createHash('sha256').update(MESH_LABEL_DOMAIN).update(peer.config.meshKey).digest('hex').slice(0, 16);
+  // One AwsProvider per provider record version (a rotation makes a new one), made once even
+  // when several clusters ask at the same moment.
+  const aws = new Map<string, { version: number; made: Promise<AwsProvider> }>();
+  const providers = async (name: string): Promise<{ provider: Provider; version: number } | undefined> => {
+    if (name === 'local') return { provider: local, version: 0 };
+    const o = managers.raft.state.get('provider', name);
+    if (!o) return undefined;
+    let entry = aws.get(name);
+    if (entry?.version !== o.version) {
+      const old = entry;
+      void old?.made.then((p) => p.close(), () => undefined);
+      const record = o.spec as ProviderRecord;
+      entry = {
+        version: o.version,
+        made: (async () => {
+          // Loaded only when a cloud provider is used: @aws-sdk is large.
+          const { AwsProvider } = await import('../provisioner/providers/aws/aws-provider.ts');
+          // Throws one line without a secret when the box cannot be opened (another mesh secret).
+          const credentials = openProviderCredentials(key, name, record);
+          return new AwsProvider({
+            name, region: record.region, ...(record.endpoint ? { endpoint: record.endpoint } : {}), credentials, mesh, log: log.child('aws'),
+            userData: (req: CreateRequest) => nodeUserData(req),
+          });
+        })(),
+      };
+      aws.set(name, entry);
+    }
+    return { provider: await entry.made, version: entry.version };
+  };
   const provisioner = new Provisioner({
     raft: managers.raft, view: peer.view(), log, provider: providers, emit,
-    timing: (_c: NodeClusterSpec) => LOCAL_TIMING,
+    timing: (c: NodeClusterSpec) => (c.provider === 'local' ? LOCAL_TIMING : AWS_TIMING),
   });
   provisioner.start();
-  registerProvisionerMethods(methods, managers.raft, peer.view(), () => []);
+  registerProvisionerMethods(methods, managers.raft, peer.view());
+  registerProviderMethods(methods, managers.raft, key);
   const user = async <T>(f: () => Promise<T>): Promise<T> => {
     try {
       return await f();
@@ -68,5 +112,16 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
     await (await localHost()).destroy(node, clientToken);
     return { destroyed: node };
   }));
-  return { provisioner, stop: () => provisioner.stop() };
+  return {
+    provisioner,
+    stop: () => {
+      provisioner.stop();
+      for (const a of aws.values()) void a.made.then((p) => p.close(), () => undefined);
+    },
+  };
+}
+
+/** The user data of a cloud node: the install script that brings weft and joins this mesh. */
+function nodeUserData(_req: CreateRequest): string {
+  throw new ProviderError('parameters', 'NoInstallScript', 'this peer cannot make install scripts for cloud nodes yet (issue 13, section 5)');
 }

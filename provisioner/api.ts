@@ -12,7 +12,9 @@ import * as api from './api-contract.ts';
 import { clusterSpecProblem, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { clusterState } from './cluster/cluster-state.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
-import type { TimelineEntry } from './cluster/timeline.ts';
+import type { ClusterLog, TimelineEntry } from './cluster/timeline.ts';
+import type { ProviderRecord } from './credentials/provider-record.ts';
+import { awsOptionsProblem } from './providers/aws/aws-options.ts';
 
 /** What a `local` cluster may be given: its host peer (set to the peer asked, by default),
  *  zones to spread over, DNS upstreams for its nodes' peers, images to load into their dockerds,
@@ -23,7 +25,7 @@ const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
   creating: 'Deploying', provisioning: 'Deploying', deployed: 'Deployed', unreachable: 'Unreachable', terminating: 'Terminating', failed: 'Failed',
 };
 
-export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView, providers: () => string[]): void {
+export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView): void {
   const user = async <T>(f: () => Promise<T>): Promise<T> => {
     try {
       return await f();
@@ -41,12 +43,13 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     if (!o) throw new UserError(`no node cluster "${name}" (see weft nodecluster ls)`);
     return o;
   };
-  const rowOf = (c: NodeClusterSpec, nodes: readonly NodeRecord[]): api.ClusterRow => {
+  const rowOf = (c: NodeClusterSpec, nodes: readonly NodeRecord[], log?: ClusterLog): api.ClusterRow => {
     const failed = nodes.find((n) => n.state === 'failed' && n.error);
+    const error = log?.error ?? (failed?.error ? `${failed.name}: ${failed.error}` : undefined);
     return {
       name: c.name, provider: c.provider, region: c.region, nodeType: c.nodeType, state: clusterState(c, nodes),
       target: c.target, deployed: nodes.filter((n) => n.state === 'deployed').length, min: c.min, max: c.max, tags: c.tags,
-      ...(failed?.error ? { error: `${failed.name}: ${failed.error}` } : {}),
+      ...(error ? { error } : {}),
     };
   };
   const nodesOf = async (name: string) => (await list('node', `${name}/`)).map((o) => o.spec as NodeRecord).filter((n) => n.cluster === name);
@@ -71,17 +74,24 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
   };
 
   table.register(api.nodeClusterCreate, (p) => user(async () => {
-    const known = ['local', ...providers()];
-    if (!known.includes(p.provider)) throw new UserError(`no provider "${p.provider}" (use local, or add one with weft provider add)`);
     const options: Record<string, string> = { ...(p.options ?? {}) };
-    if (p.provider === 'local') {
+    let region = p.region;
+    if (p.provider !== 'local') {
+      const record = (await raft.query({ q: 'get', kind: 'provider', name: p.provider }, true)).objects[0]?.spec as ProviderRecord | undefined;
+      if (!record) throw new UserError(`no provider "${p.provider}" (use local, or add one with weft provider add)`);
+      // One region per provider record: another region is another provider.
+      if (region !== undefined && region !== record.region) throw new UserError(`provider "${p.provider}" is in ${record.region}, not ${region}: add a provider for ${region}`);
+      region = record.region;
+      const bad = awsOptionsProblem(options);
+      if (bad) throw new UserError(bad);
+    } else {
       const bad = Object.keys(options).find((k) => !LOCAL_OPTIONS.includes(k));
       if (bad) throw new UserError(`a local node cluster has no option "${bad}" (it takes ${LOCAL_OPTIONS.join(', ')})`);
       options.host ??= view.self.id;
       if (options.role !== undefined && !['worker', 'auto', 'manager'].includes(options.role)) throw new UserError(`option role must be worker, auto or manager, not "${options.role}"`);
     }
     const spec: NodeClusterSpec = {
-      name: p.name, provider: p.provider, region: p.region ?? (p.provider === 'local' ? 'local' : ''), nodeType: p.nodeType ?? (p.provider === 'local' ? 'local' : ''),
+      name: p.name, provider: p.provider, region: region ?? 'local', nodeType: p.nodeType ?? (p.provider === 'local' ? 'local' : ''),
       target: p.nodes, min: p.min ?? 0, max: p.max ?? p.nodes, tags: p.tags ?? [], options,
       uid: randomBytes(8).toString('hex'), createdAt: Date.now(),
     };
@@ -96,17 +106,18 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
   }));
 
   table.register(api.nodeClusterList, () => user(async () => {
-    const [clusters, nodes] = await Promise.all([list('nodecluster'), list('node')]);
+    const [clusters, nodes, logs] = await Promise.all([list('nodecluster'), list('node'), list('timeline')]);
     return clusters.map((o) => {
       const c = o.spec as NodeClusterSpec;
-      return rowOf(c, nodes.map((n) => n.spec as NodeRecord).filter((n) => n.cluster === c.name));
+      return rowOf(c, nodes.map((n) => n.spec as NodeRecord).filter((n) => n.cluster === c.name), logs.find((l) => l.name === c.name)?.spec as ClusterLog | undefined);
     });
   }));
 
   table.register(api.nodeClusterInspect, ({ name }) => user(async () => {
-    const [o, nodes, tl] = await Promise.all([cluster(name), nodesOf(name), raft.query({ q: 'get', kind: 'timeline', name }, true)]);
+    const [o, nodes, logs] = await Promise.all([cluster(name), nodesOf(name), list('timeline')]);
     const c = o.spec as NodeClusterSpec;
-    return { cluster: rowOf(c, nodes), options: c.options, nodes: nodes.map((n) => nodeRow(n, c.provider)), timeline: (tl.objects[0]?.spec as TimelineEntry[] | undefined) ?? [] };
+    const log = logs.find((l) => l.name === name)?.spec as ClusterLog | undefined;
+    return { cluster: rowOf(c, nodes, log), options: c.options, nodes: nodes.map((n) => nodeRow(n, c.provider)), timeline: log?.entries ?? [] };
   }));
 
   table.register(api.nodeClusterScale, ({ name, nodes }) => user(async () => {

@@ -13,9 +13,9 @@ import type { RaftNode } from '../scheduler/manager/raft-node.ts';
 import type { Versioned } from '../scheduler/reconciler/observed.ts';
 import type { NodeClusterSpec } from './cluster/cluster-spec.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
-import type { TimelineEntry } from './cluster/timeline.ts';
+import type { ClusterLog } from './cluster/timeline.ts';
 import { ProviderError, type Provider, type ProviderNode } from './provider.ts';
-import { type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
+import { backoffMs, type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
 
 /** A round at least this often: provider state (an instance that started running) announces
  *  nothing, and EC2's API allows a steady few calls per second per account. */
@@ -28,8 +28,9 @@ export interface ProvisionerOptions {
   raft: RaftNode;
   view: MeshView;
   log: Logger;
-  /** The provider of a cluster, by the cluster's `provider` field; undefined: none such. */
-  provider(name: string): Provider | undefined;
+  /** The provider of a cluster, by the cluster's `provider` field, and a version that changes
+   *  when its record does (a rotation); undefined: none such. */
+  provider(name: string): Promise<{ provider: Provider; version: number } | undefined>;
   timing(c: NodeClusterSpec): Timing;
   emit(type: ProvisionEvent['type'], detail: string): void;
 }
@@ -44,7 +45,9 @@ export class Provisioner {
   private readonly terminateAsked = new Map<string, number>();
   private readonly inFlight = new Set<string>();
   private readonly orphanSince = new Map<string, number>();
-  private readonly said = new Map<string, string>();
+  /** A cluster whose provider refused to list: not asked again before `until` (the same
+   *  backoff as a refused create), unless its provider record changes (a rotation). */
+  private readonly listFailures = new Map<string, { until: number; attempt: number; version: number; error: string }>();
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(o: ProvisionerOptions) {
@@ -95,7 +98,7 @@ export class Provisioner {
       const clusters = state.list('nodecluster').map((o) => versioned<NodeClusterSpec>(o));
       if (clusters.length === 0) return;
       const nodes = state.list('node').map((o) => versioned<NodeRecord>(o));
-      const timelines = new Map(state.list('timeline').map((o) => [o.name, versioned<TimelineEntry[]>(o)]));
+      const timelines = new Map(state.list('timeline').map((o) => [o.name, versioned<ClusterLog>(o)]));
       const listings = new Map(await Promise.all(clusters.map(async (c) => [c.name, await this.listing(c.spec)] as const)));
       this.noteOrphans(listings, nodes);
       const now = Date.now();
@@ -104,7 +107,6 @@ export class Provisioner {
         created: this.created, terminateAsked: this.terminateAsked, inFlight: this.inFlight, orphanSince: this.orphanSince,
         timing: this.o.timing, now,
       });
-      for (const s of result.status) this.sayOnce(s.name, s.error ? `${s.name}: ${s.error}` : '');
       if (result.ops.length > 0) {
         const outcome = await this.o.raft.write({ op: 'batch', ops: result.ops, req: this.o.raft.requestId() });
         if (!outcome.ok) {
@@ -116,11 +118,11 @@ export class Provisioner {
       for (const e of result.events) this.o.emit(e.type, e.detail);
       this.forgetSettled(nodes, result.ops);
       const byName = new Map(clusters.map((c) => [c.name, c.spec]));
-      for (const req of result.creates) this.call(req.clientToken, () => this.providerOf(byName.get(req.cluster)).create(req), (r) => this.created.set(req.clientToken, r));
+      for (const req of result.creates) this.call(req.clientToken, async () => (await this.providerOf(byName.get(req.cluster))).create(req), (r) => this.created.set(req.clientToken, r));
       for (const t of result.terminates) {
         const c = byName.get(t.cluster);
         this.terminateAsked.set(nodeKey(t.node), now);
-        this.call(nodeKey(t.node), () => this.providerOf(c).terminate(t.node, c?.options ?? {}), (r) => {
+        this.call(nodeKey(t.node), async () => (await this.providerOf(c)).terminate(t.node, c?.options ?? {}), (r) => {
           if (r instanceof Error) this.o.emit('node-failed', `${t.node.node}: terminating ${t.node.id} failed: ${r.message}`);
         });
       }
@@ -148,20 +150,29 @@ export class Provisioner {
   }
 
   private async listing(c: NodeClusterSpec): Promise<Listing> {
-    const p = this.o.provider(c.provider);
-    if (!p) return { error: `no provider "${c.provider}" (see weft provider ls)` };
+    const found = await this.o.provider(c.provider).catch((err: unknown) => asProviderError(err));
+    if (found instanceof ProviderError) return { error: found.message };
+    if (!found) return { error: `no provider "${c.provider}" (see weft provider ls)` };
+    const failed = this.listFailures.get(c.name);
+    const now = Date.now();
+    if (failed && failed.version === found.version && now < failed.until) return { error: failed.error };
     try {
+      const p = found.provider;
       const [nodes, zones] = await withTimeout(Promise.all([p.list(c.name, c.options), p.zones(c.options)]), LIST_TIMEOUT_MS, `${c.provider} did not answer within ${LIST_TIMEOUT_MS / 1000} s`);
+      this.listFailures.delete(c.name);
       return { nodes, zones };
     } catch (err) {
-      return { error: asProviderError(err).message };
+      const error = asProviderError(err).message;
+      const attempt = failed && failed.version === found.version ? failed.attempt + 1 : 1;
+      this.listFailures.set(c.name, { until: Date.now() + backoffMs(attempt), attempt, version: found.version, error });
+      return { error };
     }
   }
 
-  private providerOf(c: NodeClusterSpec | undefined): Provider {
-    const p = c && this.o.provider(c.provider);
+  private async providerOf(c: NodeClusterSpec | undefined): Promise<Provider> {
+    const p = c && (await this.o.provider(c.provider));
     if (!p) throw new ProviderError('parameters', 'NoProvider', `no provider "${c?.provider}"`);
-    return p;
+    return p.provider;
   }
 
   private noteOrphans(listings: ReadonlyMap<string, Listing>, nodes: readonly Versioned<NodeRecord>[]): void {
@@ -191,11 +202,6 @@ export class Provisioner {
     for (const t of this.created.keys()) if (!creating.has(t)) this.created.delete(t);
   }
 
-  private sayOnce(key: string, line: string): void {
-    if ((this.said.get(key) ?? '') === line) return;
-    this.said.set(key, line);
-    if (line) this.o.emit('nodecluster-error', line);
-  }
 }
 
 function versioned<T>(o: StateObject): Versioned<T> {

@@ -9,7 +9,7 @@ import type { Versioned } from '../scheduler/reconciler/observed.ts';
 import { automaticTags, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { type ClusterState, clusterState } from './cluster/cluster-state.ts';
 import { type NodeRecord, nodeName, nodeObjectName, type NodeState } from './cluster/node-record.ts';
-import { appended, type TimelineEntry } from './cluster/timeline.ts';
+import { appended, type ClusterLog } from './cluster/timeline.ts';
 import type { CreateRequest, ProviderError, ProviderNode } from './provider.ts';
 
 /** A failed attempt waits this long before the next, doubling per attempt: a provider that
@@ -41,7 +41,7 @@ export type Listing = { nodes: ProviderNode[]; zones: string[] } | { error: stri
 export interface ProvisionInput {
   clusters: readonly Versioned<NodeClusterSpec>[];
   nodes: readonly Versioned<NodeRecord>[];
-  timelines: ReadonlyMap<string, Versioned<TimelineEntry[]>>;
+  timelines: ReadonlyMap<string, Versioned<ClusterLog>>;
   listings: ReadonlyMap<string, Listing>;
   /** Mesh members by peer name: peer id and whether it is up (alive or suspect). */
   members: ReadonlyMap<string, { id: string; up: boolean }>;
@@ -111,13 +111,21 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     nodes: records.length,
     ...(error ? { error } : {}),
   });
+  const tl = input.timelines.get(c.name);
   if (!listing || 'error' in listing) {
-    out.status.push(status(listing?.error ?? 'its provider was not asked'));
+    const error = listing?.error ?? 'its provider was not asked';
+    out.status.push(status(error));
+    // Said once, in the cluster's log, until it changes: nothing else can be decided without
+    // knowing what the provider holds.
+    if (tl?.spec.error !== error) {
+      out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { entries: appended(tl?.spec.entries ?? [], input.now, `provider: ${error}`), error } satisfies ClusterLog, expect: tl?.version ?? 0 });
+      out.events.push({ type: 'nodecluster-error', detail: `${c.name}: ${error}` });
+    }
     return;
   }
   const timing = input.timing(c);
-  const tl = input.timelines.get(c.name);
-  let timeline = tl?.spec ?? [];
+  const before = tl?.spec.entries ?? [];
+  let timeline = before;
   const say = (type: ProvisionEvent['type'], detail: string) => {
     out.events.push({ type, detail });
     timeline = appended(timeline, input.now, detail);
@@ -193,8 +201,9 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     out.ops.push({ op: 'delete', kind: 'nodecluster', name: c.name, expect: co.version });
     if (tl) out.ops.push({ op: 'delete', kind: 'timeline', name: c.name, expect: tl.version });
     out.events.push({ type: 'nodecluster-removed', detail: `${c.name}: every node terminated; the cluster is removed` });
-  } else if (timeline !== (tl?.spec ?? [])) {
-    out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: timeline, expect: tl?.version ?? 0 });
+  } else if (timeline !== before || tl?.spec.error !== undefined) {
+    // The provider answered: whatever error its log held is over.
+    out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { entries: timeline } satisfies ClusterLog, expect: tl?.version ?? 0 });
   }
   const after = [...next.values()];
   out.status.push({

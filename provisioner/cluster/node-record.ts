@@ -12,7 +12,7 @@
 import * as v from 'valibot';
 import { problem } from '../../scheduler/service/schema.ts';
 import { CLUSTER_NAME, MAX_NODES } from './cluster-spec.ts';
-import { type TimelineEntry, timelineSchema } from './timeline.ts';
+import { clusterLogSchema, type TimelineEntry, timelineSchema } from './timeline.ts';
 
 export const NODE_STATES = ['creating', 'provisioning', 'deployed', 'unreachable', 'terminating', 'failed'] as const;
 export type NodeState = (typeof NODE_STATES)[number];
@@ -86,6 +86,7 @@ export function nodeRecordProblem(name: string, x: unknown): string | undefined 
   return name === nodeObjectName(r.cluster, r.index) ? undefined : `node ${r.name} is stored as "${name}", not "${nodeObjectName(r.cluster, r.index)}"`;
 }
 
+/** Why `x` is not a cluster's log (kind `timeline`). */
 export function timelineProblem(x: unknown): string | undefined {
-  return problem(v.safeParse(timelineSchema, x));
+  return problem(v.safeParse(clusterLogSchema, x));
 }

@@ -23,3 +23,16 @@ export function appended(entries: readonly TimelineEntry[], at: number, text: st
   const t = text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT - 1)}…` : text;
   return [...entries, { at, text: t }].slice(-TIMELINE_LENGTH);
 }
+
+/** What desired state keeps of a cluster besides its spec and nodes (kind `timeline`): its
+ *  recent events, and why its provider cannot be used right now (a refused listing: bad
+ *  credentials, a throttled API), so `weft nodecluster ls` carries the provider's own words. */
+export interface ClusterLog {
+  entries: TimelineEntry[];
+  error?: string;
+}
+
+export const clusterLogSchema = v.strictObject({
+  entries: timelineSchema,
+  error: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TEXT))),
+});

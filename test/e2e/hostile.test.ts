@@ -418,6 +418,13 @@ describe('a live peer under hostile input', () => {
       ['node.inspect', { name: 'nothing' }, /no node "nothing"/],
       ['localnode.create', { node: '../etc', cluster: 'c', clientToken: 'x', zone: 'z', tags: [], options: {} }, /localnode\.create(: parameter "node"|" is not allowed)/],
       ['localnode.destroy', { node: 'c-1', clientToken: '../../etc' }, /localnode\.destroy(: parameter "clientToken"|" is not allowed)/],
+      // Providers: a type there is not, credentials that are not, a secret past its bound (said
+      // without quoting it), an endpoint that is not a URL, names of nothing.
+      ['provider.add', { name: 'cloud', type: 'gcp', region: 'r', credentials: { accessKeyId: 'AKIAX', secretAccessKey: 's' } }, /provider\.add: parameter "type"/],
+      ['provider.add', { name: 'cloud', type: 'aws', region: 'us-east-1', credentials: { accessKeyId: 'AKIAX', secretAccessKey: 'z'.repeat(600) } }, /provider\.add: parameter "credentials/],
+      ['provider.add', { name: 'cloud', type: 'aws', region: 'us-east-1', endpoint: 'not a url', credentials: { accessKeyId: 'AKIAHOSTILE000000000', secretAccessKey: 'hostile-secret-0123456789abcdef' } }, /endpoint/],
+      ['provider.rotate', { name: 'nothing', credentials: { accessKeyId: 'AKIAHOSTILE000000000', secretAccessKey: 'hostile-secret-0123456789abcdef' } }, /no provider "nothing"/],
+      ['provider.rm', { name: 'nothing' }, /no provider "nothing"/],
     ];
     for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
       await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {
@@ -433,6 +440,7 @@ describe('a live peer under hostile input', () => {
     expect((await h1.weftJson<{ manager: { role: string } }>(['status', '--json'])).manager.role).toBe('leader');
     expect(await h1.weftJson(['service', 'ls', '--json'])).toEqual([]);
     expect(await h1.weftJson(['nodecluster', 'ls', '--json'])).toEqual([]);
+    expect(await h1.weftJson(['provider', 'ls', '--json'])).toEqual([]);
   });
 
   test('pipelined reads of a large value that are never read do not make the victim buffer them (member and token)', async () => {

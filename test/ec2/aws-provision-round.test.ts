@@ -9,7 +9,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import type { Logger } from '../../mesh/log.ts';
 import type { NodeClusterSpec } from '../../provisioner/cluster/cluster-spec.ts';
 import type { NodeRecord } from '../../provisioner/cluster/node-record.ts';
-import type { TimelineEntry } from '../../provisioner/cluster/timeline.ts';
+import type { ClusterLog } from '../../provisioner/cluster/timeline.ts';
 import { hiddenAwsCredentials } from '../../provisioner/credentials/aws-credentials.ts';
 import { ProviderError, type ProviderNode } from '../../provisioner/provider.ts';
 import { AwsProvider } from '../../provisioner/providers/aws/aws-provider.ts';
@@ -78,7 +78,7 @@ class Leader {
     const members = new Map(this.ec2.instances().filter((i) => i.state === 'running').map((i) => [i.tags['weft:node'] ?? '', { id: `peer-${i.instanceId}`, up: true }]));
     const result = provision({
       clusters, nodes: this.state.list('node').map((o) => versioned<NodeRecord>(o)),
-      timelines: new Map(this.state.list('timeline').map((o) => [o.name, versioned<TimelineEntry[]>(o)])),
+      timelines: new Map(this.state.list('timeline').map((o) => [o.name, versioned<ClusterLog>(o)])),
       listings, members, created: this.created, terminateAsked: this.terminateAsked, inFlight: new Set(), orphanSince: this.orphanSince,
       timing: () => this.timing, now: Date.now(),
     });

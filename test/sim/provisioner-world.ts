@@ -8,7 +8,7 @@ import { DesiredState, type Kind, type StateObject } from '../../scheduler/manag
 import type { Versioned } from '../../scheduler/reconciler/observed.ts';
 import type { NodeClusterSpec } from '../../provisioner/cluster/cluster-spec.ts';
 import type { NodeRecord } from '../../provisioner/cluster/node-record.ts';
-import type { TimelineEntry } from '../../provisioner/cluster/timeline.ts';
+import type { ClusterLog } from '../../provisioner/cluster/timeline.ts';
 import { type CreateRequest, ProviderError, type ProviderNode } from '../../provisioner/provider.ts';
 import { type Listing, nodeKey, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
 
@@ -99,7 +99,7 @@ export class World {
     }
     const result = provision({
       clusters, nodes: this.state.list('node').map((o) => v<NodeRecord>(o)),
-      timelines: new Map(this.state.list('timeline').map((o) => [o.name, v<TimelineEntry[]>(o)])),
+      timelines: new Map(this.state.list('timeline').map((o) => [o.name, v<ClusterLog>(o)])),
       listings, members, created: this.created, terminateAsked: this.terminateAsked, inFlight: new Set(), orphanSince: this.orphanSince,
       timing: () => TIMING, now: this.now,
     });

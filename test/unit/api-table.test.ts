@@ -9,6 +9,7 @@ import * as managerApi from '../../scheduler/manager/api-contract.ts';
 import * as serviceApi from '../../scheduler/service/api-contract.ts';
 import * as provisionerApi from '../../provisioner/api-contract.ts';
 import * as localNodeApi from '../../provisioner/providers/local-contract.ts';
+import * as providerApi from '../../provisioner/provider-api-contract.ts';
 import { serviceSpec } from '../sim/reconciler-world.ts';
 import { v, type Access, type MethodSpec, type ParamsSchema } from '../../mesh/api/method.ts';
 import { UserError, type ApiContext } from '../../mesh/api/request.ts';
@@ -20,7 +21,7 @@ type AnySpec = MethodSpec<ParamsSchema, unknown, unknown>;
 function specsOf(mod: Record<string, unknown>): AnySpec[] {
   return Object.values(mod).filter((x): x is AnySpec => typeof x === 'object' && x !== null && 'access' in x && 'params' in x);
 }
-const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi), ...specsOf(provisionerApi), ...specsOf(localNodeApi)];
+const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi), ...specsOf(provisionerApi), ...specsOf(localNodeApi), ...specsOf(providerApi)];
 
 /** A table of every real spec whose handlers record what reached them. */
 function table(): { t: MethodTable; reached: Array<{ name: string; params: unknown }> } {
@@ -52,6 +53,8 @@ const VALID: Record<string, Record<string, unknown>> = {
   'nodecluster.create': { name: 'web', provider: 'local', nodes: 3 }, 'nodecluster.inspect': { name: 'web' },
   'nodecluster.scale': { name: 'web', nodes: 5 }, 'nodecluster.rm': { name: 'web' }, 'node.inspect': { name: 'web-1' },
   'localnode.create': { node: 'web-1', cluster: 'web', clientToken: '0123456789abcdef-1-1', zone: 'local', tags: ['cluster=web'], options: {} },
+  'provider.add': { name: 'cloud', type: 'aws', region: 'us-east-1', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } },
+  'provider.rotate': { name: 'cloud', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } }, 'provider.rm': { name: 'cloud' },
   'localnode.ls': { cluster: 'web' }, 'localnode.destroy': { node: 'web-1', clientToken: '0123456789abcdef-1-1' },
 };
 
@@ -61,7 +64,7 @@ describe('the API method table', () => {
     expect(byLevel('operator')).toEqual([
       'config.get', 'config.ls', 'config.rm', 'config.set', 'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
       'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'node.inspect', 'node.ls',
-      'nodecluster.inspect', 'nodecluster.ls', 'peers', 'ps',
+      'nodecluster.inspect', 'nodecluster.ls', 'peers', 'provider.ls', 'ps',
       'service.create', 'service.inspect', 'service.logs', 'service.ls', 'service.redeploy', 'service.rm', 'service.rollback', 'service.scale',
       'service.start', 'service.stop', 'service.update',
       'stack.deploy', 'stack.inspect', 'stack.ls', 'stack.redeploy', 'stack.rm', 'state.watch', 'status', 'token.list',

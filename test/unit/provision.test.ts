@@ -153,14 +153,23 @@ describe('provisioner round', () => {
     expect(w.runUntil(() => w.cluster('c') === undefined, 5)).toBe(true);
   });
 
-  test('a provider that cannot list changes nothing and says why', () => {
+  test('a provider that cannot list: nothing decided, its words said once in the cluster log, cleared when it answers', () => {
     const w = new World();
     w.createCluster('c', 2);
     w.listFails = true;
     const r = w.round();
-    expect(r.ops).toEqual([]);
+    expect(r.ops.map((o) => `${o.op} ${o.kind}`)).toEqual(['put timeline']);
     expect(r.creates).toEqual([]);
     expect(r.status[0]?.error).toMatch(/RequestLimitExceeded/);
+    expect(r.events.map((e) => e.type)).toEqual(['nodecluster-error']);
+    expect((w.state.get('timeline', 'c')?.spec as { error?: string }).error).toMatch(/RequestLimitExceeded/);
+    const again = w.round();
+    expect(again.ops).toEqual([]);
+    expect(again.events).toEqual([]);
+    w.listFails = false;
+    w.round();
+    expect((w.state.get('timeline', 'c')?.spec as { error?: string }).error).toBeUndefined();
+    expect(w.records('c').length).toBe(2);
   });
 
   test('zones: least populated first, avoided ones last; backoff doubles up to its cap', () => {
