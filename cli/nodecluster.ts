@@ -15,6 +15,7 @@ const POLL_MS = 1000;
 
 interface CreateFlags extends WaitOptions {
   provider: string;
+  scaleDownAfter?: string;
   nodes: string;
   region?: string;
   nodeType?: string;
@@ -32,8 +33,9 @@ export function registerNodeClusterCommands(program: Command): void {
     .requiredOption('--nodes <n>', 'how many nodes it keeps (target_num_nodes)')
     .option('--region <region>', 'where its nodes are (local: local)')
     .option('--node-type <type>', 'their size (an EC2 instance type; local: local)')
-    .option('--min <n>', 'the fewest nodes the scheduler may shrink it to when nodes stay empty (default 0)')
-    .option('--max <n>', 'the most nodes the scheduler may grow it to when containers cannot be placed (default: --nodes, no growth)')
+    .option('--min <n>', 'the fewest nodes the scheduler may shrink it to when nodes stay empty (default: --nodes)')
+    .option('--max <n>', 'the most nodes the scheduler may grow it to when containers cannot be placed (default: --nodes)')
+    .option('--scale-down-after <seconds>', 'how long a node may run nothing before the cluster shrinks, above --min (default 600)')
     .option('--tags <a,b>', 'deploy tags its nodes carry, besides provider=, region=, zone= and cluster=')
     .option('--option <key=value...>', 'provider options (local: zones=a,b dns-upstream=IP[:PORT] load-images=TAR,... role=worker|auto|manager)')
     .addOption(detachOption('return once desired state has the cluster')).addOption(timeoutOption())
@@ -42,6 +44,7 @@ export function registerNodeClusterCommands(program: Command): void {
         name, provider: o.provider, nodes: count(o.nodes, '--nodes'),
         ...(o.region ? { region: o.region } : {}), ...(o.nodeType ? { nodeType: o.nodeType } : {}),
         ...(o.min !== undefined ? { min: count(o.min, '--min') } : {}), ...(o.max !== undefined ? { max: count(o.max, '--max') } : {}),
+        ...(o.scaleDownAfter !== undefined ? { scaleDownAfterS: count(o.scaleDownAfter, '--scale-down-after') } : {}),
         ...(o.tags ? { tags: o.tags.split(',').map((t) => t.trim()).filter(Boolean) } : {}),
         ...(o.option ? { options: keyValues(o.option) } : {}),
       });

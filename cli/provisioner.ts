@@ -25,6 +25,7 @@ import { LocalHost } from '../provisioner/providers/local-host.ts';
 import { LocalProvider } from '../provisioner/providers/local.ts';
 import type { Timing } from '../provisioner/reconcile.ts';
 import type { Managers } from '../scheduler/manager/managers.ts';
+import type { Reconciler } from '../scheduler/reconciler/reconciler.ts';
 
 /** A local node starts dockerd and a peer on this machine: joined in seconds; three minutes
  *  is a machine too loaded to be given more nodes. Its peer gone while its processes run (a
@@ -44,7 +45,7 @@ export interface ProvisionerService {
   stop(): void;
 }
 
-export function startProvisioner(peer: Peer, managers: Managers, methods: MethodTable, log: Logger): ProvisionerService {
+export function startProvisioner(peer: Peer, managers: Managers, methods: MethodTable, log: Logger, reconciler: Reconciler): ProvisionerService {
   const emit = (type: ControlEventType, detail: string) => peer.events.add({ type, detail });
   let host: Promise<LocalHost> | undefined;
   const localHost = (): Promise<LocalHost> => (host ??= (async () => {
@@ -95,6 +96,12 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
   const provisioner = new Provisioner({
     raft: managers.raft, view: peer.view(), log, provider: providers, emit,
     timing: (c: NodeClusterSpec) => (c.provider === 'local' ? LOCAL_TIMING : AWS_TIMING),
+    // The scheduler's own round, as the leader would run it now: what it cannot place.
+    demands: () => {
+      const st = managers.raft.state;
+      return reconciler.compute(st.list('service'), st.list('task'), Date.now()).services
+        .flatMap((s) => (s.pendingReason ? [{ service: s.name, reason: s.pendingReason, unplaced: s.unplaced ?? 0 }] : []));
+    },
   });
   provisioner.start();
   registerProvisionerMethods(methods, managers.raft, peer.view());

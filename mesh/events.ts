@@ -16,7 +16,7 @@ export const CONTROL_EVENT_TYPES = [
   'container-scheduled', 'container-rescheduled', 'container-redeployed', 'container-unscheduled', 'service-pending', 'service-update-paused',
   'container-started', 'container-failed', 'container-removed', 'container-stopped',
   // The provisioner's (provisioner/, on the leader).
-  'node-created', 'node-deployed', 'node-unreachable', 'node-terminated', 'node-failed', 'nodecluster-error', 'nodecluster-removed',
+  'node-created', 'node-deployed', 'node-unreachable', 'node-terminated', 'node-failed', 'nodecluster-error', 'nodecluster-scaled', 'nodecluster-removed',
 ] as const;
 export type ControlEventType = (typeof CONTROL_EVENT_TYPES)[number];
 

@@ -57,6 +57,7 @@ export const nodeClusterCreate = method<ClusterRow>()({
     nodes: count,
     min: v.optional(count),
     max: v.optional(count),
+    scaleDownAfterS: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(7 * 24 * 3600))),
     tags: v.optional(v.pipe(v.array(text(MAX_TAG_LENGTH)), v.maxLength(MAX_TAGS))),
     options: v.optional(v.pipe(v.record(text(64), v.pipe(v.string(), v.maxLength(1024))), v.check((r) => Object.keys(r).length <= 32, 'at most 32 options'))),
   }),

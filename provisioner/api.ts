@@ -92,7 +92,9 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     }
     const spec: NodeClusterSpec = {
       name: p.name, provider: p.provider, region: region ?? 'local', nodeType: p.nodeType ?? (p.provider === 'local' ? 'local' : ''),
-      target: p.nodes, min: p.min ?? 0, max: p.max ?? p.nodes, tags: p.tags ?? [], options,
+      // Automatic scaling is asked for with --min or --max: by default a cluster keeps its count.
+      target: p.nodes, min: p.min ?? p.nodes, max: p.max ?? p.nodes,
+      ...(p.scaleDownAfterS !== undefined ? { scaleDownAfterS: p.scaleDownAfterS } : {}), tags: p.tags ?? [], options,
       uid: randomBytes(8).toString('hex'), createdAt: Date.now(),
     };
     if (!spec.region) throw new UserError('give the region of its nodes (--region)');
@@ -124,8 +126,10 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     const o = await cluster(name);
     const c = o.spec as NodeClusterSpec;
     if (c.terminating) throw new UserError(`node cluster "${name}" is being removed`);
-    // min and max bound the scheduler's automatic scaling; a person's explicit scale moves them.
-    const spec: NodeClusterSpec = { ...c, target: nodes, min: Math.min(c.min, nodes), max: Math.max(c.max, nodes) };
+    // min and max bound the scheduler's automatic scaling; a person's explicit scale moves them
+    // (a cluster that does not scale by itself, min = max, goes on not doing so).
+    const fixed = c.min === c.max;
+    const spec: NodeClusterSpec = { ...c, target: nodes, min: fixed ? nodes : Math.min(c.min, nodes), max: fixed ? nodes : Math.max(c.max, nodes) };
     await write([{ op: 'put', kind: 'nodecluster', name, spec, expect: o.version }]);
     return rowOf(spec, await nodesOf(name));
   }));

@@ -15,6 +15,9 @@ import type { NodeClusterSpec } from './cluster/cluster-spec.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
 import type { ClusterLog } from './cluster/timeline.ts';
 import { ProviderError, type Provider, type ProviderNode } from './provider.ts';
+import { autoscale, type Demand } from './autoscale.ts';
+import { nodeRole } from './providers/local-host.ts';
+import type { TaskSpec } from '../scheduler/task/task.ts';
 import { backoffMs, type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
 
 /** A round at least this often: provider state (an instance that started running) announces
@@ -32,6 +35,8 @@ export interface ProvisionerOptions {
    *  when its record does (a rotation); undefined: none such. */
   provider(name: string): Promise<{ provider: Provider; version: number } | undefined>;
   timing(c: NodeClusterSpec): Timing;
+  /** What the scheduler cannot place now (its round's pending services). */
+  demands(): Demand[];
   emit(type: ProvisionEvent['type'], detail: string): void;
 }
 
@@ -47,6 +52,8 @@ export class Provisioner {
   private readonly orphanSince = new Map<string, number>();
   /** A cluster whose provider refused to list: not asked again before `until` (the same
    *  backoff as a refused create), unless its provider record changes (a rotation). */
+  /** When each cluster node was first seen running nothing (autoscale.ts's cool-down). */
+  private readonly emptySince = new Map<string, number>();
   private readonly listFailures = new Map<string, { until: number; attempt: number; version: number; error: string }>();
   private readonly unsubscribe: (() => void)[] = [];
 
@@ -102,10 +109,19 @@ export class Provisioner {
       const listings = new Map(await Promise.all(clusters.map(async (c) => [c.name, await this.listing(c.spec)] as const)));
       this.noteOrphans(listings, nodes);
       const now = Date.now();
+      const busy = this.busyNodes();
+      for (const n of nodes) {
+        if (busy.has(n.spec.name) || n.spec.state !== 'deployed') this.emptySince.delete(n.spec.name);
+        else if (!this.emptySince.has(n.spec.name)) this.emptySince.set(n.spec.name, now);
+      }
+      const scalings = autoscale({
+        clusters, nodes: nodes.map((n) => n.spec), demands: this.o.demands(), busy, emptySince: this.emptySince,
+        role: (c) => nodeRole(c.options), now,
+      });
       const result = provision({
         clusters, nodes, timelines, listings, members: membersByName(this.o.view),
         created: this.created, terminateAsked: this.terminateAsked, inFlight: this.inFlight, orphanSince: this.orphanSince,
-        timing: this.o.timing, now,
+        timing: this.o.timing, scalings, busy, now,
       });
       if (result.ops.length > 0) {
         const outcome = await this.o.raft.write({ op: 'batch', ops: result.ops, req: this.o.raft.requestId() });
@@ -147,6 +163,17 @@ export class Provisioner {
         this.inFlight.delete(key);
         this.kick();
       });
+  }
+
+  /** Names of the nodes that have containers assigned (tasks in desired state). */
+  private busyNodes(): Set<string> {
+    const names = new Map(this.o.view.members().map((m) => [m.id, m.name]));
+    const out = new Set<string>();
+    for (const t of this.o.raft.state.list('task')) {
+      const name = names.get((t.spec as TaskSpec).node);
+      if (name) out.add(name);
+    }
+    return out;
   }
 
   private async listing(c: NodeClusterSpec): Promise<Listing> {

@@ -10,6 +10,7 @@ import { automaticTags, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { type ClusterState, clusterState } from './cluster/cluster-state.ts';
 import { type NodeRecord, nodeName, nodeObjectName, type NodeState } from './cluster/node-record.ts';
 import { appended, type ClusterLog } from './cluster/timeline.ts';
+import type { Scaling } from './autoscale.ts';
 import type { CreateRequest, ProviderError, ProviderNode } from './provider.ts';
 
 /** A failed attempt waits this long before the next, doubling per attempt: a provider that
@@ -54,6 +55,10 @@ export interface ProvisionInput {
   /** When each orphan (see Timing, by nodeKey) was first listed. */
   orphanSince: ReadonlyMap<string, number>;
   timing: (c: NodeClusterSpec) => Timing;
+  /** The scheduler's asks this round (autoscale.ts): a cluster's new target and why. */
+  scalings?: readonly Scaling[];
+  /** Names of nodes that run containers: of two otherwise alike, an empty one goes first. */
+  busy?: ReadonlySet<string>;
   now: number;
 }
 
@@ -68,7 +73,7 @@ export interface ClusterStatus {
 }
 
 export interface ProvisionEvent {
-  type: 'node-created' | 'node-deployed' | 'node-unreachable' | 'node-terminated' | 'node-failed' | 'nodecluster-error' | 'nodecluster-removed';
+  type: 'node-created' | 'node-deployed' | 'node-unreachable' | 'node-terminated' | 'node-failed' | 'nodecluster-error' | 'nodecluster-scaled' | 'nodecluster-removed';
   detail: string;
 }
 
@@ -100,7 +105,8 @@ export function provision(input: ProvisionInput): ProvisionResult {
 }
 
 function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, out: ProvisionResult): void {
-  const c = co.spec;
+  const scaling = input.scalings?.find((x) => x.cluster === co.spec.name && !co.spec.terminating);
+  const c = scaling ? { ...co.spec, target: scaling.to } : co.spec;
   const records = input.nodes.filter((n) => n.spec.cluster === c.name);
   const listing = input.listings.get(c.name);
   const status = (error?: string): ClusterStatus => ({
@@ -130,6 +136,10 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     out.events.push({ type, detail });
     timeline = appended(timeline, input.now, detail);
   };
+  if (scaling) {
+    out.ops.push({ op: 'put', kind: 'nodecluster', name: c.name, spec: c, expect: co.version });
+    say('nodecluster-scaled', `${c.name}: ${scaling.from} -> ${scaling.to} nodes: ${scaling.why}`);
+  }
   const byToken = new Map(listing.nodes.filter((p) => p.state !== 'terminated').map((p) => [p.clientToken, p]));
   const next = new Map<string, NodeRecord>();
 
@@ -142,7 +152,8 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
   // Which slots are wanted: `target` of them, the serving ones first; new slots fill the rest.
   const target = c.terminating ? 0 : c.target;
   const live = [...next.entries()].filter(([, r]) => !(r.state === 'terminating' && r.after === 'remove'));
-  live.sort(([, a], [, b]) => KEEP_RANK[a.state] - KEEP_RANK[b.state] || a.index - b.index);
+  const busy = (r: NodeRecord) => (input.busy?.has(r.name) ? 0 : 1);
+  live.sort(([, a], [, b]) => KEEP_RANK[a.state] - KEEP_RANK[b.state] || busy(a) - busy(b) || a.index - b.index);
   for (const [name, r] of live.slice(target)) {
     if (r.state === 'failed' || (r.state === 'creating' && !input.inFlight.has(r.clientToken) && !byToken.has(r.clientToken) && !input.created.has(r.clientToken))) {
       next.delete(name);

@@ -36,6 +36,9 @@ export interface NodeClusterSpec {
   createdAt: number;
   /** `weft nodecluster rm` asked: its nodes terminate, then the cluster goes. */
   terminating?: boolean;
+  /** How long a node may run nothing before the cluster shrinks (above its min); absent: the
+   *  default of provisioner/autoscale.ts. */
+  scaleDownAfterS?: number;
 }
 
 const text = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(max));
@@ -55,6 +58,7 @@ export const clusterSpecSchema = v.pipe(
     uid: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits')),
     createdAt: v.pipe(v.number(), v.integer(), v.minValue(0)),
     terminating: v.optional(v.literal(true)),
+    scaleDownAfterS: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(7 * 24 * 3600))),
   }),
   v.check((c) => c.min <= c.max, 'min must not exceed max'),
   v.check((c) => c.target >= c.min && c.target <= c.max, 'the target must lie between min and max'),

@@ -14,6 +14,7 @@ import { place } from '../placement/placement.ts';
 import type { PlacementNode } from '../placement/node.ts';
 import { type CurrentContainer, serviceKey } from '../placement/container.ts';
 import type { RemovalReason } from '../placement/plan.ts';
+import type { PendingReason } from '../placement/reasons.ts';
 import type { BatchOp } from '../manager/desired-state.ts';
 import type { AgentReport, TaskReport } from '../task/report.ts';
 import { keyOfServiceObject, type TaskSpec, taskName } from '../task/task.ts';
@@ -43,6 +44,10 @@ export interface ServiceStatus {
   active: number;
   /** Why containers are missing, when placement could not place them. */
   pending?: string;
+  /** The same, structured, with how many it could not place: what the provisioner grows a
+   *  node cluster for (provisioner/demand.ts). */
+  pendingReason?: PendingReason;
+  unplaced?: number;
   update: UpdateStatus;
 }
 
@@ -129,7 +134,7 @@ export function reconcile(given: ReconcileInput): RoundResult {
       running: mine.filter((t) => t.spec.config === config && serving(reportOf(input.reports, t.name, t.spec), svc.spec.spec, config)).length,
       tasks: mine.length,
       active: mine.filter((t) => ['running', 'starting', 'pulling', 'creating'].includes(reportOf(input.reports, t.name, t.spec)?.state ?? '')).length,
-      ...(sp.pending ? { pending: sp.pending.message } : {}),
+      ...(sp.pending ? { pending: sp.pending.message, pendingReason: sp.pending.reason, unplaced: sp.pending.unplaced } : {}),
       update: step.status,
     });
   }

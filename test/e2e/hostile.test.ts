@@ -412,7 +412,7 @@ describe('a live peer under hostile input', () => {
       ['nodecluster.create', { name: 'c', provider: 'local', nodes: 1e6 }, /nodecluster\.create: parameter "nodes"/],
       ['nodecluster.create', { name: 'c', provider: 'nowhere', nodes: 1 }, /no provider "nowhere"/],
       ['nodecluster.create', { name: 'c', provider: 'local', nodes: 1, options: { evil: 'x' } }, /has no option "evil"/],
-      ['nodecluster.create', { name: 'c', provider: 'local', nodes: 3, max: 2 }, /target must lie between min and max/],
+      ['nodecluster.create', { name: 'c', provider: 'local', nodes: 3, max: 2 }, /min must not exceed max|target must lie between min and max/],
       ['nodecluster.scale', { name: 'nothing', nodes: 1 }, /no node cluster "nothing"/],
       ['nodecluster.rm', { name: 'nothing' }, /no node cluster "nothing"/],
       ['node.inspect', { name: 'nothing' }, /no node "nothing"/],

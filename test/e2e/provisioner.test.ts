@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
+import { BUSYBOX_IMAGE } from '../harness/dockerd.ts';
 
 const PASSWORD = 'e2e-provisioner-password-5c2a';
 
@@ -36,7 +37,7 @@ describe('the provisioner: a local node cluster', () => {
   afterAll(async () => {
     // The nodes outlive their host's peer by design: end them whatever the test did.
     const h = hosts()[1];
-    if (h?.peer?.running) await h.weft(['nodecluster', 'rm', 'c', '--timeout', '120'], { timeoutMs: 150_000 }).catch(() => undefined);
+    for (const c of ['c', 'gpu']) if (h?.peer?.running) await h.weft(['nodecluster', 'rm', c, '--timeout', '120'], { timeoutMs: 150_000 }).catch(() => undefined);
     const { LocalNodes, currentWeftCommand } = await import('../../provisioner/local/local-nodes.ts');
     const { logger } = await import('../../mesh/log.ts');
     if (existsSync(localDir())) {
@@ -125,4 +126,33 @@ describe('the provisioner: a local node cluster', () => {
     const alive = (await members(h2)).filter((m) => m.name.startsWith('c-') && m.state === 'alive');
     expect(alive).toEqual([]);
   }, 300_000);
+
+  test('the scheduler grows a cluster for a service no node can run, and shrinks it once the service is gone', async () => {
+    const [h1, h2] = hosts();
+    // The image its nodes run, as a `docker save` file loaded into each node's dockerd.
+    const d = await h2.startDockerd();
+    await d.importBusybox();
+    const image = join(mesh().tmpDir, 'busybox-image.tar');
+    await d.mustDocker(['save', '-o', image, BUSYBOX_IMAGE], { timeoutMs: 60_000 });
+    await d.stop();
+    const create = await h2.weft(['nodecluster', 'create', 'gpu', '--provider', 'local', '--nodes', '0', '--min', '0', '--max', '1', '--tags', 'gpu=yes',
+      '--scale-down-after', '15', '--option', `load-images=${image}`, '--option', 'dns-upstream=172.30.83.1:5353']);
+    expect(create.code, create.stderr).toBe(0);
+    const svc = await h1.weft(['service', 'create', BUSYBOX_IMAGE, '--name', 'train', '--tag', 'gpu=yes', '--detach', '--', 'sleep', '100000']);
+    expect(svc.code, svc.stderr).toBe(0);
+    await waitFor(async () => (await h1.weftJson<any[]>(['ps', '--json'])).some((c) => c.name === 'train-1' && c.state === 'running' && c.host === 'gpu-1'),
+      { timeoutMs: 240_000, intervalMs: 1000, what: 'train-1 to run on a node the cluster grew for it' });
+    const events = (await h1.weftJson<any[]>(['events', '--json'])).map((e) => `${e.type} ${e.detail ?? ''}`);
+    expect(events).toContain('nodecluster-scaled gpu: 0 -> 1 nodes: service train has 1 container(s) pending (no node carries tags gpu=yes)');
+    const inspect = await h1.weftJson<any>(['nodecluster', 'inspect', 'gpu', '--json']);
+    expect(inspect.timeline.map((e: any) => e.text)).toContain('gpu: 0 -> 1 nodes: service train has 1 container(s) pending (no node carries tags gpu=yes)');
+    expect(inspect.cluster).toMatchObject({ target: 1, deployed: 1, min: 0, max: 1 });
+
+    expect((await h1.weft(['service', 'rm', 'train'])).code).toBe(0);
+    await waitFor(async () => (await h1.weftJson<any[]>(['nodecluster', 'ls', '--json'])).find((c) => c.name === 'gpu')?.target === 0 && ours('gpu').length === 0,
+      { timeoutMs: 120_000, intervalMs: 1000, what: 'the idle node to go after the cool-down' });
+    const after = (await h1.weftJson<any[]>(['events', '--json'])).map((e) => `${e.type} ${e.detail ?? ''}`);
+    expect(after).toContain('nodecluster-scaled gpu: 1 -> 0 nodes: gpu-1 has run nothing for 15 s');
+    expect((await h2.weft(['nodecluster', 'rm', 'gpu'])).code).toBe(0);
+  }, 420_000);
 });

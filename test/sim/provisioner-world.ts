@@ -10,6 +10,7 @@ import type { NodeClusterSpec } from '../../provisioner/cluster/cluster-spec.ts'
 import type { NodeRecord } from '../../provisioner/cluster/node-record.ts';
 import type { ClusterLog } from '../../provisioner/cluster/timeline.ts';
 import { type CreateRequest, ProviderError, type ProviderNode } from '../../provisioner/provider.ts';
+import { autoscale, type Demand } from '../../provisioner/autoscale.ts';
 import { type Listing, nodeKey, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
 
 export const TIMING: Timing = { provisionTimeoutMs: 120_000, unreachableGraceMs: 30_000, orphanGraceMs: 60_000 };
@@ -49,6 +50,10 @@ export class World {
   created = new Map<string, ProviderNode | ProviderError>();
   terminateAsked = new Map<string, number>();
   orphanSince = new Map<string, number>();
+  /** What the scheduler cannot place (autoscale.ts), and the nodes that run containers. */
+  demands: Demand[] = [];
+  busy = new Set<string>();
+  emptySince = new Map<string, number>();
   /** Peers killed: their node stays running but the peer is gone. */
   readonly downPeers = new Set<string>();
 
@@ -97,11 +102,16 @@ export class World {
       const up = n.state === 'running' && n.joinsAt !== undefined && this.now >= n.joinsAt && !this.downPeers.has(n.id);
       if (!members.get(n.node)?.up) members.set(n.node, { id: `peer-${n.id}`, up });
     }
+    for (const r of this.records()) {
+      if (this.busy.has(r.name) || r.state !== 'deployed') this.emptySince.delete(r.name);
+      else if (!this.emptySince.has(r.name)) this.emptySince.set(r.name, this.now);
+    }
+    const scalings = autoscale({ clusters, nodes: this.records(), demands: this.demands, busy: this.busy, emptySince: this.emptySince, role: () => 'worker', now: this.now });
     const result = provision({
       clusters, nodes: this.state.list('node').map((o) => v<NodeRecord>(o)),
       timelines: new Map(this.state.list('timeline').map((o) => [o.name, v<ClusterLog>(o)])),
       listings, members, created: this.created, terminateAsked: this.terminateAsked, inFlight: new Set(), orphanSince: this.orphanSince,
-      timing: () => TIMING, now: this.now,
+      timing: () => TIMING, scalings, busy: this.busy, now: this.now,
     });
     if (result.ops.length > 0) {
       const r = this.state.apply(++this.index, JSON.stringify({ op: 'batch', ops: result.ops, req: `r${this.index}` }));

@@ -172,6 +172,46 @@ describe('provisioner round', () => {
     expect(w.records('c').length).toBe(2);
   });
 
+  test('the scheduler grows a cluster whose nodes would carry a pending service\'s tags, and an idle node goes after the cool-down', () => {
+    const w = new World();
+    w.createCluster('gpu', 0, { min: 0, max: 2, tags: ['gpu=yes'], scaleDownAfterS: 30 });
+    w.createCluster('plain', 0, { min: 0, max: 5 });
+    w.demands = [{ service: 'ml/train', reason: { kind: 'no-tagged-node', tags: ['gpu=yes'] }, unplaced: 2 }];
+    const first = w.round();
+    expect(first.events.map((e) => e.detail)).toContain('gpu: 0 -> 1 nodes: service ml/train has 2 container(s) pending (no node carries tags gpu=yes)');
+    // One node at a time: no second growth while the first is coming up.
+    expect(w.runUntil(() => w.deployed('gpu') === 1)).toBe(true);
+    expect(w.cluster('gpu')?.target).toBe(1);
+    expect(w.cluster('plain')?.target).toBe(0);
+    // The new node took the containers: nothing pending, the node busy, nothing more grows.
+    w.demands = [];
+    w.busy.add('gpu-1');
+    w.runUntil(() => false, 60);
+    expect(w.cluster('gpu')?.target).toBe(1);
+    // The service is removed: the node runs nothing, and after 30 s it goes, down to min.
+    w.busy.clear();
+    w.runUntil(() => false, 20);
+    expect(w.cluster('gpu')?.target).toBe(1);
+    expect(w.runUntil(() => w.cluster('gpu')?.target === 0 && w.live('gpu').length === 0, 40)).toBe(true);
+    expect(w.events.some((e) => e.includes('gpu: 1 -> 0 nodes: gpu-1 has run nothing for 30 s'))).toBe(true);
+  });
+
+  test('autoscaling: never past max, never below min, not for tags a new node would not carry, and an empty node goes before a busy one', () => {
+    const w = new World();
+    w.createCluster('c', 2, { min: 1, max: 2, scaleDownAfterS: 5 });
+    expect(w.runUntil(settled(w, 'c', 2))).toBe(true);
+    w.demands = [{ service: 's', reason: { kind: 'no-tagged-node', tags: [] }, unplaced: 1 }, { service: 't', reason: { kind: 'no-tagged-node', tags: ['ssd'] }, unplaced: 1 }];
+    w.runUntil(() => false, 5);
+    expect(w.cluster('c')?.target).toBe(2);
+    w.demands = [];
+    w.busy.add('c-2');
+    expect(w.runUntil(() => w.cluster('c')?.target === 1 && w.records('c').length === 1, 30)).toBe(true);
+    expect(w.records('c').map((r) => r.name)).toEqual(['c-2']);
+    w.busy.clear();
+    w.runUntil(() => false, 30);
+    expect(w.cluster('c')?.target).toBe(1);
+  });
+
   test('zones: least populated first, avoided ones last; backoff doubles up to its cap', () => {
     expect(chooseZone(['a', 'b'], [], [])).toBe('a');
     expect(chooseZone(['a', 'b'], [], ['a'])).toBe('b');
