@@ -81,6 +81,23 @@ export function registerNodeClusterCommands(program: Command): void {
     .description('every node: its cluster, provider, state and zone')
     .option('--cluster <name>', 'only this cluster')
     .action((o: { cluster?: string }, cmd: Command) => run(cmd, api.nodeList, o.cluster ? { cluster: o.cluster } : {}, (rows) => rows.length === 0 ? 'no nodes' : nodesTable(rows)));
+  node.command('drain <name>')
+    .description('move every container off a node (they start elsewhere under the same names and addresses) and keep new ones off; returns once it runs none')
+    .addOption(detachOption('return once desired state has the drain')).addOption(timeoutOption())
+    .action((name: string, o: WaitOptions, cmd: Command) => withClient(cmd, async (c, g) => {
+      let row = await c.call(api.nodeDrain, { name });
+      const started = Date.now();
+      for (let i = 0; !o.detach && (row.containers ?? 0) > 0; i++) {
+        if (Date.now() - started > seconds(o.timeout) * 1000) throw new CliError(`${name} still has ${row.containers} container(s) after ${o.timeout} s; the drain goes on`);
+        if (!g.json) process.stderr.write(`${((Date.now() - started) / 1000).toFixed(0)}s ${name}: ${row.containers} container(s) to move\n`);
+        await new Promise((r) => setTimeout(r, POLL_MS));
+        row = await c.call(api.nodeInspect, { name });
+      }
+      process.stdout.write(g.json ? `${JSON.stringify(row, null, 2)}\n` : `${name} is drained: it runs nothing and takes nothing (weft node undrain ${name} ends that)\n`);
+    }));
+  node.command('undrain <name>')
+    .description('let a drained node take containers again')
+    .action((name: string, _o, cmd: Command) => run(cmd, api.nodeUndrain, { name }, () => `${name} takes containers again`));
   node.command('inspect <name>')
     .description('a node and its timeline')
     .action((name: string, _o, cmd: Command) => run(cmd, api.nodeInspect, { name }, (r) => [
@@ -135,8 +152,8 @@ function clustersTable(rows: readonly api.ClusterRow[]): string {
 }
 
 function nodesTable(rows: readonly api.NodeRow[]): string {
-  return table(['NAME', 'CLUSTER', 'PROVIDER', 'STATE', 'ZONE', 'ADDRESS'], rows.map((r) => [
-    r.name, r.cluster ?? '-', r.provider ?? '-', r.error ? `${r.state}: ${r.error}` : r.state, r.zone ?? '-', r.address ?? '-',
+  return table(['NAME', 'CLUSTER', 'PROVIDER', 'STATE', 'ZONE', 'ADDRESS', 'CONTAINERS'], rows.map((r) => [
+    r.name, r.cluster ?? '-', r.provider ?? '-', `${r.error ? `${r.state}: ${r.error}` : r.state}${r.draining ? ' (drained)' : ''}`, r.zone ?? '-', r.address ?? '-', r.containers ?? '-',
   ]));
 }
 

@@ -45,6 +45,12 @@ export interface NodeRow {
   providerId?: string;
   attempt?: number;
   error?: string;
+  /** Drained (`weft node drain`, or being terminated): takes nothing, its containers move. */
+  draining?: boolean;
+  /** Containers assigned to it now. */
+  containers?: number;
+  /** Whether its agent reports a working Docker (it can run containers); absent: no report. */
+  docker?: 'ok' | 'unavailable';
 }
 
 export const nodeClusterCreate = method<ClusterRow>()({
@@ -77,4 +83,12 @@ export const nodeList = method<NodeRow[]>()({
 });
 export const nodeInspect = method<NodeRow & { timeline: TimelineEntry[] }>()({
   name: 'node.inspect', access: 'operator', params: v.strictObject({ name: text(64) }),
+});
+
+/** Moves a node's containers elsewhere and keeps new ones off it (`undrain` ends that). */
+export const nodeDrain = method<NodeRow>()({
+  name: 'node.drain', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: text(64) }),
+});
+export const nodeUndrain = method<NodeRow>()({
+  name: 'node.undrain', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: text(64) }),
 });

@@ -8,6 +8,9 @@ import type { MethodTable } from '../mesh/api/table.ts';
 import type { MeshView } from '../mesh/mesh-view.ts';
 import type { BatchOp, StateObject } from '../scheduler/manager/desired-state.ts';
 import type { RaftNode } from '../scheduler/manager/raft-node.ts';
+import { type DrainRecord, drainedPeers } from '../scheduler/reconciler/drain.ts';
+import type { TaskSpec } from '../scheduler/task/task.ts';
+import { readReports } from '../scheduler/reconciler/reconciler.ts';
 import * as api from './api-contract.ts';
 import { clusterSpecProblem, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { clusterState } from './cluster/cluster-state.ts';
@@ -33,7 +36,7 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
       throw err instanceof UserError ? err : new UserError((err as Error).message);
     }
   };
-  const list = async (kind: 'nodecluster' | 'node' | 'timeline', prefix = '') => (await raft.query({ q: 'list', kind, prefix }, true)).objects;
+  const list = async (kind: 'nodecluster' | 'node' | 'timeline' | 'drain' | 'task', prefix = '') => (await raft.query({ q: 'list', kind, prefix }, true)).objects;
   const write = async (ops: BatchOp[]) => {
     const o = await raft.write({ op: 'batch', ops, req: raft.requestId() });
     if (!o.ok) throw new UserError(`${o.error} (changed meanwhile: try again)`);
@@ -59,16 +62,25 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     attempt: n.attempt, ...(n.error && (n.state === 'failed' || n.state === 'terminating') ? { error: n.error } : {}),
   });
   const allNodes = async (): Promise<(api.NodeRow & { timeline: TimelineEntry[] })[]> => {
-    const [clusters, nodes] = await Promise.all([list('nodecluster'), list('node')]);
+    const [clusters, nodes, drains, tasks] = await Promise.all([list('nodecluster'), list('node'), list('drain'), list('task')]);
+    const drained = drainedPeers(drains, nodes);
+    const load = new Map<string, number>();
+    for (const t of tasks) load.set((t.spec as TaskSpec).node, (load.get((t.spec as TaskSpec).node) ?? 0) + 1);
+    const reports = readReports(view);
+    const withPeer = <R extends api.NodeRow>(r: R): R => {
+      if (!r.peer) return r;
+      const docker = reports.get(r.peer)?.docker;
+      return { ...r, draining: drained.has(r.peer), containers: load.get(r.peer) ?? 0, ...(docker ? { docker } : {}) };
+    };
     const provider = new Map(clusters.map((o) => [o.name, (o.spec as NodeClusterSpec).provider]));
-    const rows = nodes.map((o) => o.spec as NodeRecord).map((n) => ({ ...nodeRow(n, provider.get(n.cluster) ?? ''), timeline: n.timeline }));
+    const rows = nodes.map((o) => o.spec as NodeRecord).map((n) => withPeer({ ...nodeRow(n, provider.get(n.cluster) ?? ''), timeline: n.timeline }));
     const named = new Set(rows.filter((r) => r.state === 'Deployed' || r.state === 'Unreachable').map((r) => r.name));
     // Every other peer of the mesh is a node brought by its owner (Tutum's "bring your own").
     for (const m of view.members()) {
       if (named.has(m.name) || rows.some((r) => r.peer === m.id)) continue;
       const up = m.state === 'alive' || m.state === 'suspect';
       if (m.state === 'left') continue;
-      rows.push({ name: m.name, cluster: null, provider: null, state: up ? 'Deployed' : 'Unreachable', zone: null, address: m.address, peer: m.id, timeline: [] });
+      rows.push(withPeer({ name: m.name, cluster: null, provider: null, state: up ? 'Deployed' : 'Unreachable', zone: null, address: m.address, peer: m.id, timeline: [] }));
     }
     return rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   };
@@ -144,6 +156,24 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
   table.register(api.nodeList, ({ cluster: only }) => user(async () => {
     const rows = await allNodes();
     return rows.filter((r) => only === undefined || r.cluster === only).map(({ timeline: _t, ...r }) => r);
+  }));
+
+  const peerOf = async (name: string): Promise<{ row: api.NodeRow; peer: string }> => {
+    const row = (await allNodes()).find((r) => r.name === name || r.peer === name);
+    if (!row?.peer) throw new UserError(`no node "${name}" with a peer in the mesh (see weft node ls)`);
+    return { row, peer: row.peer };
+  };
+  table.register(api.nodeDrain, ({ name }) => user(async () => {
+    const { peer } = await peerOf(name);
+    const o = (await raft.query({ q: 'get', kind: 'drain', name: peer }, true)).objects[0];
+    if (!o) await write([{ op: 'put', kind: 'drain', name: peer, spec: { at: Date.now() } satisfies DrainRecord, expect: 0 }]);
+    return (await peerOf(name)).row;
+  }));
+  table.register(api.nodeUndrain, ({ name }) => user(async () => {
+    const { peer } = await peerOf(name);
+    const o = (await raft.query({ q: 'get', kind: 'drain', name: peer }, true)).objects[0];
+    if (o) await write([{ op: 'delete', kind: 'drain', name: peer, expect: o.version }]);
+    return (await peerOf(name)).row;
   }));
 
   table.register(api.nodeInspect, ({ name }) => user(async () => {

@@ -22,6 +22,10 @@ export const BACKOFF_MAX_MS = 10 * 60_000;
 /** A terminate that did not take is asked again after this (EC2 lists a terminating instance
  *  as `shutting-down` for a minute or more: asking every round would be a storm). */
 export const TERMINATE_AGAIN_MS = 60_000;
+/** Termination drains first: a node being terminated whose peer is up and still runs
+ *  containers is given this long for the scheduler to move them (they start elsewhere, then the
+ *  node's copies go) before it is terminated anyway. */
+export const DRAIN_TIMEOUT_MS = 120_000;
 /** A created node the provider does not list yet is waited for this long before it is taken
  *  for lost: EC2's DescribeInstances is eventually consistent right after RunInstances. */
 export const LIST_LAG_MS = 30_000;
@@ -184,7 +188,8 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     }
     if (r.state === 'terminating') {
       const p = byToken.get(r.clientToken);
-      if (p && !input.inFlight.has(nodeKey(p)) && input.now - (input.terminateAsked.get(nodeKey(p)) ?? -Infinity) >= TERMINATE_AGAIN_MS) out.terminates.push({ cluster: c.name, node: p });
+      const draining = input.members.get(r.name)?.up === true && input.busy?.has(r.name) === true && input.now - r.since < DRAIN_TIMEOUT_MS;
+      if (p && !draining && !input.inFlight.has(nodeKey(p)) && input.now - (input.terminateAsked.get(nodeKey(p)) ?? -Infinity) >= TERMINATE_AGAIN_MS) out.terminates.push({ cluster: c.name, node: p });
     }
   }
   // Nodes the provider holds for this cluster that no record names.

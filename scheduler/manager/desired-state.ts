@@ -7,6 +7,7 @@
 import { clusterSpecProblem } from '../../provisioner/cluster/cluster-spec.ts';
 import { nodeRecordProblem, timelineProblem } from '../../provisioner/cluster/node-record.ts';
 import { providerObjectProblem } from '../../provisioner/credentials/provider-record.ts';
+import { drainProblem } from '../reconciler/drain.ts';
 import { type StoredService, storedServiceProblem } from '../service/schema.ts';
 import { stackRecordProblem } from '../stack/record.ts';
 import { serviceObjectName, taskProblem } from '../task/task.ts';
@@ -18,10 +19,11 @@ import { serviceObjectName, taskProblem } from '../task/task.ts';
  *  `stack/service/n`); `stack`: a deployed stack file's name and services; `nodecluster`: a node
  *  cluster as the user asked for it, `node`: one of its node slots as the provisioner keeps it
  *  (`cluster/index`), `timeline`: a cluster's recent events (provisioner/cluster/), `provider`:
- *  a cloud provider and its credentials, sealed (provisioner/credentials/). The
+ *  a cloud provider and its credentials, sealed (provisioner/credentials/); `drain`: a node
+ *  drained by `weft node drain` (name = its peer id; scheduler/reconciler/drain.ts). The
  *  provisioner's records are validated here like the scheduler's: desired state checks every
  *  kind it holds, so this is the one arrow from scheduler/ to provisioner/'s pure records. */
-export const KINDS = ['config', 'node-role', 'service', 'task', 'stack', 'nodecluster', 'node', 'timeline', 'provider'] as const;
+export const KINDS = ['config', 'node-role', 'service', 'task', 'stack', 'nodecluster', 'node', 'timeline', 'provider', 'drain'] as const;
 export type Kind = (typeof KINDS)[number];
 
 /** Names are DNS-label-like so they print, sort and type safely; 253 is a DNS name's length. */
@@ -160,6 +162,8 @@ function validateSpec(kind: Kind, name: string, spec: unknown): string | undefin
       return timelineProblem(spec);
     case 'provider':
       return providerObjectProblem(name, spec);
+    case 'drain':
+      return drainProblem(spec);
   }
 }
 

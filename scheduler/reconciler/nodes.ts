@@ -14,7 +14,7 @@ export function implicitTags(m: MeshMember, managers: ReadonlySet<string>, r: Ag
   return [`hostname=${m.name}`, `role=${managers.has(m.id) ? 'manager' : 'worker'}`, ...(r?.arch ? [`arch=${r.arch}`] : [])];
 }
 
-export function placementNodes(members: readonly MeshMember[], reports: ReadonlyMap<string, AgentReport>, downSeconds: (id: string) => number, managers: ReadonlySet<string> = new Set()): PlacementNode[] {
+export function placementNodes(members: readonly MeshMember[], reports: ReadonlyMap<string, AgentReport>, downSeconds: (id: string) => number, managers: ReadonlySet<string> = new Set(), drained: ReadonlySet<string> = new Set()): PlacementNode[] {
   // A member that left (a peer stopped on purpose: an upgrade, a restart) is down like a dead
   // one, not gone: its containers wait out the grace period, so a restart moves nothing.
   return members
@@ -31,7 +31,7 @@ export function placementNodes(members: readonly MeshMember[], reports: Readonly
         memoryBytes: alive ? (r?.memoryBytes ?? 0) : Number.MAX_SAFE_INTEGER,
         alive,
         ...(alive ? {} : { downForSeconds: downSeconds(m.id) }),
-        draining: r === undefined || r.docker !== 'ok',
+        draining: r === undefined || r.docker !== 'ok' || drained.has(m.id),
       };
     });
 }

@@ -12,6 +12,7 @@ import type { RaftNode } from '../manager/raft-node.ts';
 import type { StoredService } from '../service/schema.ts';
 import { type AgentReport, decodeReport } from '../task/report.ts';
 import type { TaskSpec } from '../task/task.ts';
+import { drainedPeers } from './drain.ts';
 import { placementNodes } from './nodes.ts';
 import type { Versioned } from './observed.ts';
 import { reconcile, type RoundResult } from './reconcile.ts';
@@ -120,7 +121,8 @@ export class Reconciler {
       else if (!this.downSince.has(m.id)) this.downSince.set(m.id, now);
     }
     const st = this.o.raft.status();
-    const nodes = placementNodes(members, reports, (id) => (now - (this.downSince.get(id) ?? now)) / 1000, new Set([...st.voters, ...st.learners]));
+    const drained = drainedPeers(this.o.raft.state.list('drain'), this.o.raft.state.list('node'));
+    const nodes = placementNodes(members, reports, (id) => (now - (this.downSince.get(id) ?? now)) / 1000, new Set([...st.voters, ...st.learners]), drained);
     return reconcile({
       services: services.map((o) => ({ name: o.name, version: o.version, spec: o.spec as StoredService })),
       tasks: tasks.map((o) => ({ name: o.name, version: o.version, spec: o.spec as TaskSpec }) satisfies Versioned<TaskSpec>),

@@ -13,7 +13,7 @@ import { BUSYBOX_IMAGE } from '../harness/dockerd.ts';
 
 const PASSWORD = 'e2e-provisioner-password-5c2a';
 
-interface NodeRow { name: string; cluster: string | null; provider: string | null; state: string; zone: string | null; attempt?: number }
+interface NodeRow { name: string; cluster: string | null; provider: string | null; state: string; zone: string | null; attempt?: number; docker?: string }
 interface Member { name: string; state: string }
 
 function netns(): string[] {
@@ -37,7 +37,7 @@ describe('the provisioner: a local node cluster', () => {
   afterAll(async () => {
     // The nodes outlive their host's peer by design: end them whatever the test did.
     const h = hosts()[1];
-    for (const c of ['c', 'gpu']) if (h?.peer?.running) await h.weft(['nodecluster', 'rm', c, '--timeout', '120'], { timeoutMs: 150_000 }).catch(() => undefined);
+    for (const c of ['c', 'gpu', 'd']) if (h?.peer?.running) await h.weft(['nodecluster', 'rm', c, '--timeout', '120'], { timeoutMs: 150_000 }).catch(() => undefined);
     const { LocalNodes, currentWeftCommand } = await import('../../provisioner/local/local-nodes.ts');
     const { logger } = await import('../../mesh/log.ts');
     if (existsSync(localDir())) {
@@ -155,4 +155,34 @@ describe('the provisioner: a local node cluster', () => {
     expect(after).toContain('nodecluster-scaled gpu: 1 -> 0 nodes: gpu-1 has run nothing for 15 s');
     expect((await h2.weft(['nodecluster', 'rm', 'gpu'])).code).toBe(0);
   }, 420_000);
+
+  test('a drained node runs nothing (its containers start elsewhere under their names and addresses), and it is the one a shrink removes', async () => {
+    const [h1, h2] = hosts();
+    const image = join(mesh().tmpDir, 'busybox-image.tar');
+    const create = await h2.weft(['nodecluster', 'create', 'd', '--provider', 'local', '--nodes', '2', '--tags', 'pool=d',
+      '--option', `load-images=${image}`, '--option', 'dns-upstream=172.30.83.1:5353', '--timeout', '240'], { timeoutMs: 260_000 });
+    expect(create.code, create.stderr).toBe(0);
+    // Joined is not yet ready for containers: both agents say their Docker works.
+    await waitFor(async () => (await clusterNodes(h1, 'd')).filter((n) => n.docker === 'ok').length === 2, { timeoutMs: 60_000, what: "both nodes' agents to report" });
+    const svc = await h1.weft(['service', 'create', BUSYBOX_IMAGE, '--name', 'job', '--replicas', '2', '--strategy', 'HIGH_AVAILABILITY', '--tag', 'pool=d',
+      '--reschedule-after', '5s', '--timeout', '180', '--', 'sleep', '100000'], { timeoutMs: 200_000 });
+    expect(svc.code, svc.stderr).toBe(0);
+    const ps = async () => (await h1.weftJson<any[]>(['ps', '--json'])).filter((c) => c.service === 'job' && c.state === 'running');
+    const before = await ps();
+    expect(before.map((c) => c.host).sort()).toEqual(['d-1', 'd-2']);
+    const drain = await h1.weft(['node', 'drain', 'd-1', '--timeout', '120'], { timeoutMs: 140_000 });
+    expect(drain.code, drain.stderr).toBe(0);
+    await waitFor(async () => {
+      const now = await ps();
+      return now.length === 2 && now.every((c) => c.host === 'd-2') && now.every((c) => before.some((b) => b.name === c.name && b.address === c.address));
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'both containers on d-2 under their names and addresses' });
+    expect((await nodes(h1)).find((n) => n.name === 'd-1')).toMatchObject({ draining: true, containers: 0 });
+    const scale = await h2.weft(['nodecluster', 'scale', 'd', '1', '--timeout', '120'], { timeoutMs: 140_000 });
+    expect(scale.code, scale.stderr).toBe(0);
+    expect((await clusterNodes(h1, 'd')).map((n) => n.name)).toEqual(['d-2']);
+    expect((await ps()).length).toBe(2);
+    expect((await h1.weft(['service', 'rm', 'job'])).code).toBe(0);
+    expect((await h2.weft(['nodecluster', 'rm', 'd', '--timeout', '120'], { timeoutMs: 140_000 })).code).toBe(0);
+    expect(ours('d')).toEqual([]);
+  }, 600_000);
 });

@@ -2,7 +2,7 @@
 // test/sim/provisioner-world.ts: each behaviour the issue asks for, one scenario each.
 
 import { describe, expect, test } from 'vitest';
-import { chooseZone, BACKOFF_MAX_MS, backoffMs } from '../../provisioner/reconcile.ts';
+import { chooseZone, BACKOFF_MAX_MS, backoffMs, DRAIN_TIMEOUT_MS } from '../../provisioner/reconcile.ts';
 import { ProviderError } from '../../provisioner/provider.ts';
 import { TIMING, World } from '../sim/provisioner-world.ts';
 import { clusterState } from '../../provisioner/cluster/cluster-state.ts';
@@ -210,6 +210,23 @@ describe('provisioner round', () => {
     w.busy.clear();
     w.runUntil(() => false, 30);
     expect(w.cluster('c')?.target).toBe(1);
+  });
+
+  test('termination drains first: a node that still runs containers is terminated once they have moved, or after the drain timeout', () => {
+    const w = new World();
+    w.createCluster('c', 3);
+    expect(w.runUntil(settled(w, 'c', 3))).toBe(true);
+    for (const n of ['c-1', 'c-2', 'c-3']) w.busy.add(n);
+    w.change('c', (c) => ({ ...c, target: 2, min: 2, max: 2 }));
+    w.runUntil(() => false, 30);
+    const r3 = w.records('c').find((r) => r.name === 'c-3');
+    expect(r3?.state).toBe('terminating');
+    expect(w.live('c').length).toBe(3);
+    w.busy.delete('c-3'); // the scheduler moved its containers
+    expect(w.runUntil(() => w.live('c').length === 2, 5)).toBe(true);
+    // Still busy after the timeout: terminated anyway.
+    w.change('c', (c) => ({ ...c, target: 1, min: 1, max: 1 }));
+    expect(w.runUntil(() => w.live('c').length === 1, DRAIN_TIMEOUT_MS / 1000 + 10)).toBe(true);
   });
 
   test('zones: least populated first, avoided ones last; backoff doubles up to its cap', () => {
