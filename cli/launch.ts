@@ -15,6 +15,7 @@ import { registerServiceMethods } from '../scheduler/service/api.ts';
 import { registerLogMethods } from '../scheduler/service/logs.ts';
 import { startScheduler } from './scheduler.ts';
 import { startProvisioner } from './provisioner.ts';
+import { startInstallServer } from '../provisioner/byon/install-server.ts';
 import { CliError } from './error.ts';
 import { launchConfig, type DnsLaunchConfig, type LaunchOptions } from './launch-options.ts';
 
@@ -153,6 +154,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   registerLogMethods(methods, managers.raft, peer.view().self.id, scheduler.logs);
   registerDnsMethods(methods, () => dns);
   const provisioner = startProvisioner(peer, managers, methods, logger('provisioner'), scheduler.reconciler);
+  const install = startInstallServer(peer, methods, logger('install'));
   const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
   peer.metrics.gauge('weft_api_requests_in_flight', 'API requests being served or waiting for their client to read the reply.', () => api.stats().requestsInFlight);
@@ -167,6 +169,7 @@ export async function launch(o: LaunchOptions): Promise<void> {
   stop = async (signal: string) => {
     log.info('stopping', { signal });
     provisioner.stop();
+    await install.stop();
     scheduler.stop();
     await managers.stop();
     await api.close();

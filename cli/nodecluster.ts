@@ -8,6 +8,7 @@ import * as api from '../provisioner/api-contract.ts';
 import { CliError } from './error.ts';
 import { ago, table } from './format.ts';
 import { run } from './run.ts';
+import { registerNodeInstallCommand } from './node-install.ts';
 import { detachOption, seconds, timeoutOption, type WaitOptions, withClient } from './waiting.ts';
 
 /** A person watches nodes boot: a poll a second is live enough and costs one read each. */
@@ -65,6 +66,14 @@ export function registerNodeClusterCommands(program: Command): void {
       const row = await c.call(api.nodeClusterScale, { name, nodes: count(nodes, 'the node count') });
       await settle(c, row, o, g.json === true, `node cluster ${name} scales to ${row.target}`);
     }));
+  nc.command('upgrade <name>')
+    .description('replace every node, one at a time: a new one joins, then an old one is drained and terminated; returns once all are new')
+    .option('--node-type <type>', 'the new nodes\' type (default: the same)')
+    .addOption(detachOption('return once desired state has the upgrade')).addOption(timeoutOption())
+    .action((name: string, o: WaitOptions & { nodeType?: string }, cmd: Command) => withClient(cmd, async (c, g) => {
+      const row = await c.call(api.nodeClusterUpgrade, { name, ...(o.nodeType ? { nodeType: o.nodeType } : {}) });
+      await settle(c, row, o, g.json === true, `node cluster ${name} upgrades ${row.outdated} node(s)`);
+    }));
   nc.command('rm <name>')
     .description('terminate every node of a cluster (they leave the mesh) and remove it; returns once they are gone')
     .addOption(detachOption('return once desired state has the removal')).addOption(timeoutOption())
@@ -77,6 +86,7 @@ export function registerNodeClusterCommands(program: Command): void {
     }));
 
   const node = program.command('node').description("the mesh's nodes: those of node clusters and those brought by their owners");
+  registerNodeInstallCommand(node);
   node.command('ls')
     .description('every node: its cluster, provider, state and zone')
     .option('--cluster <name>', 'only this cluster')
@@ -107,7 +117,7 @@ export function registerNodeClusterCommands(program: Command): void {
 
 async function settle(c: ApiClient, row: api.ClusterRow, o: WaitOptions, json: boolean, said: string): Promise<void> {
   if (!json) process.stderr.write(`${said}\n`);
-  const final = o.detach ? row : await follow(c, row.name, seconds(o.timeout), json, (r) => r.state === 'Deployed' || r.state === 'Empty cluster');
+  const final = o.detach ? row : await follow(c, row.name, seconds(o.timeout), json, (r) => r.outdated === 0 && (r.state === 'Deployed' || r.state === 'Empty cluster'));
   if (json) process.stdout.write(`${JSON.stringify(final, null, 2)}\n`);
   else process.stdout.write(`${clustersTable([final ?? row])}\n`);
 }

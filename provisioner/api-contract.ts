@@ -27,6 +27,8 @@ export interface ClusterRow {
   min: number;
   max: number;
   tags: string[];
+  /** Nodes of an older generation an upgrade has yet to replace. */
+  outdated: number;
   /** Why it cannot progress, when it cannot. */
   error?: string;
 }
@@ -74,6 +76,11 @@ export const nodeClusterInspect = method<{ cluster: ClusterRow; options: Record<
 });
 export const nodeClusterScale = method<ClusterRow>()({
   name: 'nodecluster.scale', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: clusterName, nodes: count }),
+});
+/** Replaces every node, one at a time (a new one joins, then an old one is drained and
+ *  terminated), with nodes of the given type or of the same one (a new image, new user data). */
+export const nodeClusterUpgrade = method<ClusterRow>()({
+  name: 'nodecluster.upgrade', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: clusterName, nodeType: v.optional(text(64)) }),
 });
 export const nodeClusterRemove = method<{ removing: string }>()({
   name: 'nodecluster.rm', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: clusterName }),

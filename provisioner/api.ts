@@ -52,6 +52,7 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     return {
       name: c.name, provider: c.provider, region: c.region, nodeType: c.nodeType, state: clusterState(c, nodes),
       target: c.target, deployed: nodes.filter((n) => n.state === 'deployed').length, min: c.min, max: c.max, tags: c.tags,
+      outdated: nodes.filter((n) => (n.generation ?? 1) < (c.generation ?? 1) && !(n.state === 'terminating' && n.after === 'remove')).length,
       ...(error ? { error } : {}),
     };
   };
@@ -142,6 +143,17 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     // (a cluster that does not scale by itself, min = max, goes on not doing so).
     const fixed = c.min === c.max;
     const spec: NodeClusterSpec = { ...c, target: nodes, min: fixed ? nodes : Math.min(c.min, nodes), max: fixed ? nodes : Math.max(c.max, nodes) };
+    await write([{ op: 'put', kind: 'nodecluster', name, spec, expect: o.version }]);
+    return rowOf(spec, await nodesOf(name));
+  }));
+
+  table.register(api.nodeClusterUpgrade, ({ name, nodeType }) => user(async () => {
+    const o = await cluster(name);
+    const c = o.spec as NodeClusterSpec;
+    if (c.terminating) throw new UserError(`node cluster "${name}" is being removed`);
+    const spec: NodeClusterSpec = { ...c, generation: (c.generation ?? 1) + 1, nodeType: nodeType ?? c.nodeType };
+    const problem = clusterSpecProblem(name, spec);
+    if (problem) throw new UserError(problem);
     await write([{ op: 'put', kind: 'nodecluster', name, spec, expect: o.version }]);
     return rowOf(spec, await nodesOf(name));
   }));

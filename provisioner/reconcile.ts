@@ -145,6 +145,7 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     say('nodecluster-scaled', `${c.name}: ${scaling.from} -> ${scaling.to} nodes: ${scaling.why}`);
   }
   const byToken = new Map(listing.nodes.filter((p) => p.state !== 'terminated').map((p) => [p.clientToken, p]));
+  /** The records after this round, by object name (`cluster/index`). */
   const next = new Map<string, NodeRecord>();
 
   // Each record's own step: what its provider node and its peer say now.
@@ -154,16 +155,30 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
   }
 
   // Which slots are wanted: `target` of them, the serving ones first; new slots fill the rest.
-  const target = c.terminating ? 0 : c.target;
+  // An upgrade (`weft nodecluster upgrade`: a new generation) wants one more while nodes of an
+  // older generation are left: the replacement is made first, then an old one goes.
+  const generation = c.generation ?? 1;
+  const outdated = (r: NodeRecord) => (r.generation ?? 1) < generation;
   const live = [...next.entries()].filter(([, r]) => !(r.state === 'terminating' && r.after === 'remove'));
+  const upgrading = !c.terminating && live.some(([, r]) => outdated(r));
+  const target = c.terminating ? 0 : c.target + (upgrading && c.target > 0 ? 1 : 0);
   const busy = (r: NodeRecord) => (input.busy?.has(r.name) ? 0 : 1);
-  live.sort(([, a], [, b]) => KEEP_RANK[a.state] - KEEP_RANK[b.state] || busy(a) - busy(b) || a.index - b.index);
+  live.sort(([, a], [, b]) => KEEP_RANK[a.state] - KEEP_RANK[b.state] || Number(outdated(a)) - Number(outdated(b)) || busy(a) - busy(b) || a.index - b.index);
   for (const [name, r] of live.slice(target)) {
     if (r.state === 'failed' || (r.state === 'creating' && !input.inFlight.has(r.clientToken) && !byToken.has(r.clientToken) && !input.created.has(r.clientToken))) {
       next.delete(name);
       say('node-terminated', `${r.name}: no longer wanted (the cluster wants ${target})`);
     } else {
       next.set(name, moved(r, 'terminating', input.now, c.terminating ? 'the cluster is being removed' : `the cluster shrinks to ${target}`, { after: 'remove' }));
+    }
+  }
+  // The replacement has joined (every wanted node serves): one old node goes, drained first.
+  const liveNow = [...next.values()].filter((r) => !(r.state === 'terminating' && r.after === 'remove'));
+  if (upgrading && liveNow.length >= target && liveNow.every((r) => r.state === 'deployed')) {
+    const old = liveNow.filter(outdated).sort((a, b) => busy(b) - busy(a) || b.index - a.index)[0];
+    if (old) {
+      next.set(nodeObjectName(c.name, old.index), moved(old, 'terminating', input.now, `upgraded: a node of type ${c.nodeType} replaces it`, { after: 'remove' }));
+      say('node-terminated', `${old.name}: replaced by an upgraded node (type ${c.nodeType})`);
     }
   }
   // An index removed this round is not reused in it: one batch names an object once.
@@ -177,7 +192,7 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
       return;
     }
     const r = fresh(c, index, 1, zone, input.now);
-    next.set(r.name, r);
+    next.set(nodeObjectName(c.name, index), r);
     say('node-created', `${r.name}: new node in ${zone} (the cluster wants ${target})`);
   }
 
@@ -319,6 +334,7 @@ function fresh(c: NodeClusterSpec, index: number, attempt: number, zone: string,
   return {
     cluster: c.name, index, name: nodeName(c.name, index), attempt,
     clientToken: `${c.uid}-${index}-${attempt}`, zone, state: 'creating', since: now,
+    ...((c.generation ?? 1) > 1 ? { generation: c.generation } : {}),
     timeline: [{ at: now, text: `creating: attempt ${attempt} in ${zone}` }],
   };
 }

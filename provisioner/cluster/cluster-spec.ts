@@ -39,6 +39,9 @@ export interface NodeClusterSpec {
   /** How long a node may run nothing before the cluster shrinks (above its min); absent: the
    *  default of provisioner/autoscale.ts. */
   scaleDownAfterS?: number;
+  /** +1 at each `weft nodecluster upgrade` (absent: 1): nodes made for an older one are
+   *  replaced, one at a time. */
+  generation?: number;
 }
 
 const text = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(max));
@@ -58,6 +61,7 @@ export const clusterSpecSchema = v.pipe(
     uid: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits')),
     createdAt: v.pipe(v.number(), v.integer(), v.minValue(0)),
     terminating: v.optional(v.literal(true)),
+    generation: v.optional(v.pipe(v.number(), v.integer(), v.minValue(2))),
     scaleDownAfterS: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(7 * 24 * 3600))),
   }),
   v.check((c) => c.min <= c.max, 'min must not exceed max'),

@@ -42,6 +42,9 @@ export interface NodeRecord {
   /** terminating: what follows once it is gone: a new attempt at once (`replace`: it served and
    *  died), after a backoff (`retry`: it never came up), or nothing (`remove`: not wanted). */
   after?: 'replace' | 'retry' | 'remove';
+  /** The cluster's generation it was made for (absent: 1); an older one is replaced by an
+   *  upgrade. */
+  generation?: number;
   /** Zones that refused capacity in this round of attempts, tried last. */
   avoid?: string[];
   timeline: TimelineEntry[];
@@ -65,6 +68,7 @@ const nodeRecordSchema = v.strictObject({
   error: v.optional(v.pipe(v.string(), v.maxLength(1000))),
   retryAt: v.optional(ms),
   after: v.optional(v.picklist(['replace', 'retry', 'remove'])),
+  generation: v.optional(v.pipe(v.number(), v.integer(), v.minValue(2))),
   avoid: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(64))), v.maxLength(32))),
   timeline: timelineSchema,
 });

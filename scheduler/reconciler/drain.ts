@@ -4,7 +4,12 @@
 // whose Docker is down (nodes.ts): the scheduler recreates them elsewhere, under the same names
 // and addresses, and the node's agent removes the old copies. Pure.
 
-import type { StateObject } from '../manager/desired-state.ts';
+/** An object of desired state as far as this file reads it (desired-state.ts validates drains
+ *  with drainProblem, so this file cannot import it back). */
+interface Named {
+  name: string;
+  spec: unknown;
+}
 
 export interface DrainRecord {
   /** When it was asked (ms, the asking peer's clock). */
@@ -23,7 +28,7 @@ export function drainProblem(x: unknown): string | undefined {
 /** Peer ids to drain: the `drain` objects' names and the peers of node records being
  *  terminated (records of kind `node`, read by shape so the scheduler needs nothing of the
  *  provisioner's types). */
-export function drainedPeers(drains: readonly StateObject[], nodeRecords: readonly StateObject[]): Set<string> {
+export function drainedPeers(drains: readonly Named[], nodeRecords: readonly Named[]): Set<string> {
   const out = new Set(drains.map((o) => o.name));
   for (const o of nodeRecords) {
     const r = o.spec as { state?: unknown; peer?: unknown };

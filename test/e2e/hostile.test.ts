@@ -425,6 +425,11 @@ describe('a live peer under hostile input', () => {
       ['provider.add', { name: 'cloud', type: 'aws', region: 'us-east-1', endpoint: 'not a url', credentials: { accessKeyId: 'AKIAHOSTILE000000000', secretAccessKey: 'hostile-secret-0123456789abcdef' } }, /endpoint/],
       ['provider.rotate', { name: 'nothing', credentials: { accessKeyId: 'AKIAHOSTILE000000000', secretAccessKey: 'hostile-secret-0123456789abcdef' } }, /no provider "nothing"/],
       ['provider.rm', { name: 'nothing' }, /no provider "nothing"/],
+      // Install commands: names and tags that would inject into the script are refused by the
+      // schema (a member) or the level (a token); revoking nothing names it.
+      ['node.install-script', { name: 'x; rm -rf /' }, /node\.install-script(: parameter "name"|" is not allowed)/],
+      ['node.install-script', { tags: ['a$(reboot)'] }, /node\.install-script(: parameter "tags|" is not allowed)/],
+      ['node.install-revoke', { id: '../../etc' }, /no live install token/],
     ];
     for (const creds of [{ password: PASSWORD }, { token: tokens.admin.token }]) {
       await refused(`bad API parameters (${'password' in creds ? 'member' : 'admin token'})`, async () => {

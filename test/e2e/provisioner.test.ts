@@ -156,7 +156,7 @@ describe('the provisioner: a local node cluster', () => {
     expect((await h2.weft(['nodecluster', 'rm', 'gpu'])).code).toBe(0);
   }, 420_000);
 
-  test('a drained node runs nothing (its containers start elsewhere under their names and addresses), and it is the one a shrink removes', async () => {
+  test('a drained node runs nothing (its containers start elsewhere under their names and addresses), a shrink removes it, and an upgrade replaces the last one', async () => {
     const [h1, h2] = hosts();
     const image = join(mesh().tmpDir, 'busybox-image.tar');
     const create = await h2.weft(['nodecluster', 'create', 'd', '--provider', 'local', '--nodes', '2', '--tags', 'pool=d',
@@ -181,6 +181,18 @@ describe('the provisioner: a local node cluster', () => {
     expect(scale.code, scale.stderr).toBe(0);
     expect((await clusterNodes(h1, 'd')).map((n) => n.name)).toEqual(['d-2']);
     expect((await ps()).length).toBe(2);
+
+    // A rolling upgrade: a new node joins, then the old one is drained (its containers move to
+    // the new one under their names and addresses) and terminated.
+    const upgrade = await h2.weft(['nodecluster', 'upgrade', 'd', '--timeout', '240'], { timeoutMs: 260_000 });
+    expect(upgrade.code, upgrade.stderr).toBe(0);
+    expect((await clusterNodes(h1, 'd')).map((n) => n.name)).toEqual(['d-3']);
+    await waitFor(async () => {
+      const now = await ps();
+      return now.length === 2 && now.every((c) => c.host === 'd-3') && now.every((c) => before.some((b) => b.name === c.name && b.address === c.address));
+    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'both containers on the upgraded node under their names and addresses' });
+    const events = (await h1.weftJson<any[]>(['events', '--json'])).map((e) => `${e.type} ${e.detail ?? ''}`);
+    expect(events).toContain('node-terminated d-2: replaced by an upgraded node (type local)');
     expect((await h1.weft(['service', 'rm', 'job'])).code).toBe(0);
     expect((await h2.weft(['nodecluster', 'rm', 'd', '--timeout', '120'], { timeoutMs: 140_000 })).code).toBe(0);
     expect(ours('d')).toEqual([]);

@@ -1,8 +1,8 @@
-// The provisioner's round under random faults, many seeds: scaling, machines that stop, peers
-// that vanish, zones without capacity, refused and lagging listings, failing creates, and a
-// leader that loses its memory of its calls at any round. After every round: no slot has two
-// live nodes, and every live node is one a record names (or a stray made on purpose). Once the
-// faults stop, every cluster reaches its target with every node deployed, in bounded rounds.
+// The provisioner's round under random faults, many seeds: scaling, upgrades (a new
+// generation), machines that stop, peers that vanish, zones without capacity, refused and
+// lagging listings, failing creates, and a leader that loses its memory of its calls at any
+// round. After every round: no slot has two live nodes. Once the faults stop, every cluster
+// reaches its target with every node deployed and of the current generation, in bounded rounds.
 
 import { describe, expect, test } from 'vitest';
 import { mulberry32 } from '../../mesh/seeded-random.ts';
@@ -42,7 +42,8 @@ function runSeed(seed: number): void {
     } else if (r < 0.14) w.noCapacity.add(pick(w.zones));
     else if (r < 0.16) w.noCapacity.clear();
     else if (r < 0.18) w.listFails = !w.listFails;
-    else if (r < 0.20) w.createFailure = w.createFailure ? undefined : new ProviderError(pick(['limit', 'credentials', 'transient'] as const), 'Refused', 'refused for the test');
+    else if (r < 0.22) w.change(c, (x) => ({ ...x, generation: (x.generation ?? 1) + 1 }));
+    else if (r < 0.24) w.createFailure = w.createFailure ? undefined : new ProviderError(pick(['limit', 'credentials', 'transient'] as const), 'Refused', 'refused for the test');
     w.round();
     check(`round ${i}`);
     w.advance(Math.floor(rnd() * 3000));
@@ -53,7 +54,8 @@ function runSeed(seed: number): void {
   w.downPeers.clear();
   const done = () => names.every((n) => {
     const target = w.cluster(n)!.target;
-    return w.deployed(n) === target && w.records(n).length === target && w.live(n).length === target;
+    const generation = w.cluster(n)!.generation ?? 1;
+    return w.deployed(n) === target && w.records(n).length === target && w.live(n).length === target && w.records(n).every((r) => (r.generation ?? 1) === generation);
   });
   for (let i = 0; i < CALM_ROUNDS && !done(); i++) {
     w.round();

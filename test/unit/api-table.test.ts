@@ -10,6 +10,7 @@ import * as serviceApi from '../../scheduler/service/api-contract.ts';
 import * as provisionerApi from '../../provisioner/api-contract.ts';
 import * as localNodeApi from '../../provisioner/providers/local-contract.ts';
 import * as providerApi from '../../provisioner/provider-api-contract.ts';
+import * as installApi from '../../provisioner/byon/api-contract.ts';
 import { serviceSpec } from '../sim/reconciler-world.ts';
 import { v, type Access, type MethodSpec, type ParamsSchema } from '../../mesh/api/method.ts';
 import { UserError, type ApiContext } from '../../mesh/api/request.ts';
@@ -21,7 +22,7 @@ type AnySpec = MethodSpec<ParamsSchema, unknown, unknown>;
 function specsOf(mod: Record<string, unknown>): AnySpec[] {
   return Object.values(mod).filter((x): x is AnySpec => typeof x === 'object' && x !== null && 'access' in x && 'params' in x);
 }
-const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi), ...specsOf(provisionerApi), ...specsOf(localNodeApi), ...specsOf(providerApi)];
+const SPECS = [...specsOf(meshApi), ...specsOf(dnsApi), ...specsOf(managerApi), ...specsOf(serviceApi), ...specsOf(provisionerApi), ...specsOf(localNodeApi), ...specsOf(providerApi), ...specsOf(installApi)];
 
 /** A table of every real spec whose handlers record what reached them. */
 function table(): { t: MethodTable; reached: Array<{ name: string; params: unknown }> } {
@@ -52,7 +53,7 @@ const VALID: Record<string, Record<string, unknown>> = {
   'service.stop': { name: 'shop/web' }, 'service.start': { name: 'shop/web' },
   'nodecluster.create': { name: 'web', provider: 'local', nodes: 3 }, 'nodecluster.inspect': { name: 'web' },
   'nodecluster.scale': { name: 'web', nodes: 5 }, 'nodecluster.rm': { name: 'web' }, 'node.inspect': { name: 'web-1' },
-  'node.drain': { name: 'web-1' }, 'node.undrain': { name: 'web-1' },
+  'node.drain': { name: 'web-1' }, 'node.install-revoke': { id: 'abcdef012345' }, 'nodecluster.upgrade': { name: 'web', nodeType: 't3.small' }, 'node.undrain': { name: 'web-1' },
   'localnode.create': { node: 'web-1', cluster: 'web', clientToken: '0123456789abcdef-1-1', zone: 'local', tags: ['cluster=web'], options: {} },
   'provider.add': { name: 'cloud', type: 'aws', region: 'us-east-1', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } },
   'provider.rotate': { name: 'cloud', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } }, 'provider.rm': { name: 'cloud' },
@@ -64,7 +65,7 @@ describe('the API method table', () => {
     const byLevel = (a: Access) => SPECS.filter((s) => s.access === a).map((s) => s.name).sort();
     expect(byLevel('operator')).toEqual([
       'config.get', 'config.ls', 'config.rm', 'config.set', 'dns.add', 'dns.lookup', 'dns.ls', 'dns.remove', 'dns.status', 'events', 'ipam.status',
-      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'node.inspect', 'node.ls',
+      'kv.get', 'kv.list', 'kv.put', 'manager.ls', 'node.inspect', 'node.install-tokens', 'node.ls',
       'nodecluster.inspect', 'nodecluster.ls', 'peers', 'provider.ls', 'ps',
       'service.create', 'service.inspect', 'service.logs', 'service.ls', 'service.redeploy', 'service.rm', 'service.rollback', 'service.scale',
       'service.start', 'service.stop', 'service.update',
@@ -72,7 +73,8 @@ describe('the API method table', () => {
     ]);
     // Peers gather a service's logs from each other, and the leader has a host run its local
     // nodes; a token cannot ask a host for either directly.
-    expect(byLevel('member')).toEqual(['localnode.create', 'localnode.destroy', 'localnode.ls', 'service.logs-here', 'token.join']);
+    // An install command hands out a join token (the mesh secret): members only, like token.join.
+    expect(byLevel('member')).toEqual(['localnode.create', 'localnode.destroy', 'localnode.ls', 'node.install-script', 'service.logs-here', 'token.join']);
     // Replacing the cluster or dropping a peer's control-plane state: only on the host itself.
     expect(byLevel('local')).toEqual(['manager.force-new-cluster', 'manager.reset']);
     expect(new Set(SPECS.map((s) => s.name)).size).toBe(SPECS.length);

@@ -229,6 +229,27 @@ describe('provisioner round', () => {
     expect(w.runUntil(() => w.live('c').length === 1, DRAIN_TIMEOUT_MS / 1000 + 10)).toBe(true);
   });
 
+  test('an upgrade replaces every node one at a time: the new one joins before an old one goes, never fewer than the target serving', () => {
+    const w = new World();
+    w.createCluster('c', 3);
+    expect(w.runUntil(settled(w, 'c', 3))).toBe(true);
+    w.change('c', (c) => ({ ...c, generation: 2, nodeType: 't2' }));
+    let fewest = 3;
+    let most = 3;
+    const done = () => w.records('c').every((r) => r.generation === 2 && r.state === 'deployed') && w.records('c').length === 3 && w.live('c').length === 3;
+    for (let i = 0; i < 600 && !done(); i++) {
+      w.round();
+      w.advance(1000);
+      fewest = Math.min(fewest, w.deployed('c'));
+      most = Math.max(most, w.live('c').length);
+    }
+    expect(done()).toBe(true);
+    expect(fewest).toBe(3);
+    expect(most).toBe(4);
+    expect(w.calls.create).toBe(6);
+    expect(w.events.filter((e) => e.includes('replaced by an upgraded node (type t2)')).length).toBe(3);
+  });
+
   test('zones: least populated first, avoided ones last; backoff doubles up to its cap', () => {
     expect(chooseZone(['a', 'b'], [], [])).toBe('a');
     expect(chooseZone(['a', 'b'], [], ['a'])).toBe('b');
