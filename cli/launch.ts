@@ -153,8 +153,8 @@ export async function launch(o: LaunchOptions): Promise<void> {
   registerServiceMethods(methods, managers.raft, peer.view(), scheduler.reconciler);
   registerLogMethods(methods, managers.raft, peer.view().self.id, scheduler.logs);
   registerDnsMethods(methods, () => dns);
-  const provisioner = startProvisioner(peer, managers, methods, logger('provisioner'), scheduler.reconciler);
   const install = startInstallServer(peer, methods, logger('install'));
+  const provisioner = startProvisioner(peer, managers, methods, logger('provisioner'), scheduler.reconciler, install);
   const api = new ApiServer(methods.handler((caller) => peer.tokens.accessOf(caller)), logger('api'));
   await api.listenMesh(peer.node, (conn) => peer.tokens.credentialOf(conn));
   peer.metrics.gauge('weft_api_requests_in_flight', 'API requests being served or waiting for their client to read the reply.', () => api.stats().requestsInFlight);

@@ -14,7 +14,7 @@ import type { Logger } from '../mesh/log.ts';
 import type { Peer } from '../mesh/peer.ts';
 import { registerProvisionerMethods } from '../provisioner/api.ts';
 import type { NodeClusterSpec } from '../provisioner/cluster/cluster-spec.ts';
-import { type Provider, ProviderError, type CreateRequest } from '../provisioner/provider.ts';
+import type { Provider, CreateRequest } from '../provisioner/provider.ts';
 import { openProviderCredentials, type ProviderRecord } from '../provisioner/credentials/provider-record.ts';
 import { CredentialsKey } from '../provisioner/credentials/seal.ts';
 import { registerProviderMethods } from '../provisioner/provider-api.ts';
@@ -26,6 +26,7 @@ import { LocalProvider } from '../provisioner/providers/local.ts';
 import type { Timing } from '../provisioner/reconcile.ts';
 import type { Managers } from '../scheduler/manager/managers.ts';
 import type { Reconciler } from '../scheduler/reconciler/reconciler.ts';
+import type { InstallService } from '../provisioner/byon/install-server.ts';
 
 /** A local node starts dockerd and a peer on this machine: joined in seconds; three minutes
  *  is a machine too loaded to be given more nodes. Its peer gone while its processes run (a
@@ -45,7 +46,7 @@ export interface ProvisionerService {
   stop(): void;
 }
 
-export function startProvisioner(peer: Peer, managers: Managers, methods: MethodTable, log: Logger, reconciler: Reconciler): ProvisionerService {
+export function startProvisioner(peer: Peer, managers: Managers, methods: MethodTable, log: Logger, reconciler: Reconciler, install: InstallService): ProvisionerService {
   const emit = (type: ControlEventType, detail: string) => peer.events.add({ type, detail });
   let host: Promise<LocalHost> | undefined;
   const localHost = (): Promise<LocalHost> => (host ??= (async () => {
@@ -64,6 +65,21 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
   const local = new LocalProvider({ self: peer.view().self.id, here: localHost, there: (id) => ApiClient.overMesh(peer.node, id) });
   const key = CredentialsKey.derive(peer.config.meshKey);
   const mesh = createHash('sha256').update(MESH_LABEL_DOMAIN).update(peer.config.meshKey).digest('hex').slice(0, 16);
+  // A cloud node's user data: the install script with the join token, made once per client
+  // token on this leader (a repeat of RunInstances must send the same text; a new leader's
+  // differs, and the aws provider then finds the instance by its client token instead).
+  const userDataByToken = new Map<string, Promise<string>>();
+  const userData = (req: CreateRequest): Promise<string> => {
+    let text = userDataByToken.get(req.clientToken);
+    if (!text) {
+      text = install.userData({ name: req.node, tags: req.tags, dataplane: req.options.dataplane !== 'false', expiresMs: AWS_TIMING.provisionTimeoutMs });
+      userDataByToken.set(req.clientToken, text);
+      void text.catch(() => userDataByToken.delete(req.clientToken));
+      // Kept while its install may still run; a token's attempts never outlive the timeout.
+      setTimeout(() => userDataByToken.delete(req.clientToken), AWS_TIMING.provisionTimeoutMs).unref();
+    }
+    return text;
+  };
   // One AwsProvider per provider record version (a rotation makes a new one), made once even
   // when several clusters ask at the same moment.
   const aws = new Map<string, { version: number; made: Promise<AwsProvider> }>();
@@ -85,7 +101,7 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
           const credentials = openProviderCredentials(key, name, record);
           return new AwsProvider({
             name, region: record.region, ...(record.endpoint ? { endpoint: record.endpoint } : {}), credentials, mesh, log: log.child('aws'),
-            userData: (req: CreateRequest) => nodeUserData(req),
+            userData: (req: CreateRequest) => userData(req),
           });
         })(),
       };
@@ -128,7 +144,3 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
   };
 }
 
-/** The user data of a cloud node: the install script that brings weft and joins this mesh. */
-function nodeUserData(_req: CreateRequest): string {
-  throw new ProviderError('parameters', 'NoInstallScript', 'this peer cannot make install scripts for cloud nodes yet (issue 13, section 5)');
-}

@@ -8,9 +8,11 @@ cd "$root"
 
 # The Debian packages the tests and demo drive. serf and etcd-server are benchmark anchors;
 # docker-compose (1.29) checks that the Compose files the stack reader is tested on are valid;
-# docker-registry is the local registry the scheduler's agent pulls images from in tests.
+# docker-registry is the local registry the scheduler's agent pulls images from in tests; curl
+# runs the install commands of new nodes (as a fresh host would) and strace shows the tests every
+# command line they run, so none may hold a secret.
 DEBS=(iproute2 util-linux procps docker.io wireguard-go wireguard-tools dnsutils busybox-static
-      iperf3 dnsperf dnsmasq serf etcd-server docker-compose docker-registry iptables)
+      iperf3 dnsperf dnsmasq serf etcd-server docker-compose docker-registry iptables curl strace)
 
 missing=()
 for p in "${DEBS[@]}"; do

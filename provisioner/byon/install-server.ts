@@ -23,14 +23,12 @@ import type { Metrics } from '../../mesh/metrics.ts';
 import * as api from './api-contract.ts';
 import { BundleBuilder, type Bundle } from './bundle.ts';
 import { installHandler, type InstallHttpStats } from './install-http.ts';
+import { INSTALL_PORT } from './install-port.ts';
 import { installScript, oneLiner } from './install-script.ts';
 import { INSTALL_TOKEN_BYTES, InstallTokens, type InstallGrant } from './install-token.ts';
 import { RequestBudget } from './request-budget.ts';
 import { selfSignedIdentity } from './tls-identity.ts';
 
-/** Beside the mesh's 6783 (tcp, udp) and the fast data plane's 6784 (udp); weft's metrics are on
- *  6782 (loopback). One number to open in a firewall next to the mesh's. */
-export const INSTALL_PORT = 6785;
 /** How long the listener stays open after the last token ended: long enough for someone who
  *  runs a command twice, or a minute late, to read why it no longer works. */
 export const LINGER_MS = 10 * 60_000;
@@ -80,6 +78,9 @@ export interface InstallService {
    *  the one-liner (oneLiner()); `user-data`: a session token for a script that embeds the join
    *  token (installScript() with joinToken, as cloud user data is), good for the bundle only. */
   mint(o: { name?: string; tags: readonly string[]; dataplane: boolean; expiresMs: number; form: 'command' | 'user-data' }): Promise<MintedInstall>;
+  /** A cloud node's user data: the install script with the join token in it (mint's
+   *  `user-data` form), for a node of this name and tags. */
+  userData(o: { name?: string; tags: readonly string[]; dataplane: boolean; expiresMs: number }): Promise<string>;
   /** The listener's `https://host:port` while it is open. */
   readonly url: string | undefined;
   stop(): Promise<void>;
@@ -182,6 +183,14 @@ export function startInstallServer(peer: InstallPeer, methods: MethodTable, log:
   const service: InstallService = {
     get url() {
       return listening?.url;
+    },
+    async userData(o) {
+      const m = await service.mint({ ...o, form: 'user-data' });
+      log.warn('install user data made: it holds a join token', { token: m.id, name: o.name });
+      return installScript({
+        source: { url: m.url, pin: m.pin, installToken: m.token }, bundle: m.bundle,
+        ...(o.name !== undefined ? { name: o.name } : {}), tags: o.tags, dataplane: o.dataplane, joinToken: joinToken(), origin,
+      });
     },
     async mint(o) {
       if (stopped) throw new UserError('the peer is stopping');

@@ -13,9 +13,10 @@ const TOOLS: readonly (readonly [tool: string, from: string])[] = [
   ['docker', 'install the docker CLI'],
 ];
 
-/** Throws the first thing missing: root, a tool, a writable cgroup v2 hierarchy. */
-export function checkLocalNodeSupport(): void {
-  if (process.getuid?.() !== 0) {
+/** Throws the first thing missing: root, a tool, a writable cgroup v2 hierarchy. `uid` is the
+ *  process's own unless a test asks about another. */
+export function checkLocalNodeSupport(uid = process.getuid?.()): void {
+  if (uid !== 0) {
     throw new Error('local nodes need root (a network namespace, a bridge, a cgroup and a dockerd per node): run the weft peer as root');
   }
   for (const [tool, from] of TOOLS) {

@@ -82,7 +82,7 @@ function rulesOf(ec2: Ec2Double, groupId: string): string[] {
   return (g?.ingress ?? []).map((r) => `${r.protocol}/${r.fromPort}-${r.toPort} from ${r.groupId === groupId ? 'members' : (r.cidr ?? r.groupId)}`).sort();
 }
 
-const MESH_RULES = ['tcp/6783-6783 from members', 'udp/6783-6783 from members', 'udp/6784-6784 from members'];
+const MESH_RULES = ['tcp/6783-6783 from members', 'tcp/6785-6785 from members', 'udp/6783-6783 from members', 'udp/6784-6784 from members'];
 
 describe('aws provider against the EC2 double', () => {
   test('zones: the available ones, sorted, narrowed by the zones option, asked for once a minute', async () => {
@@ -138,7 +138,7 @@ describe('aws provider against the EC2 double', () => {
     expect(ec2.calls('RunInstances')).toBe(3);
     // The new leader found the group by its name and tags: not created again, no rule added.
     expect(ec2.calls('CreateSecurityGroup')).toBe(1);
-    expect(ec2.calls('AuthorizeSecurityGroupIngress')).toBe(3);
+    expect(ec2.calls('AuthorizeSecurityGroupIngress')).toBe(MESH_RULES.length);
     successor.close();
   });
 
@@ -216,7 +216,7 @@ describe('aws provider against the EC2 double', () => {
     },
   );
 
-  test('the security group: created once with the three mesh rules between members and nothing else; ssh only when asked', async () => {
+  test('the security group: created once with the mesh's rules between members and nothing else; ssh only when asked', async () => {
     const ec2 = await startDouble();
     const p = providerFor(ec2);
     const a = await p.create(request('web', 1));
@@ -227,7 +227,7 @@ describe('aws provider against the EC2 double', () => {
     expect(group).toMatchObject({ groupName: `weft-${MESH}-web`, tags: { 'weft:mesh': MESH, 'weft:cluster': 'web', 'weft:managed': 'true' } });
     expect(rulesOf(ec2, groupId)).toEqual(MESH_RULES);
     expect(ec2.calls('CreateSecurityGroup')).toBe(1);
-    expect(ec2.calls('AuthorizeSecurityGroupIngress')).toBe(3);
+    expect(ec2.calls('AuthorizeSecurityGroupIngress')).toBe(MESH_RULES.length);
     expect(ec2.calls('DescribeSecurityGroups')).toBe(1);
 
     const ssh = await p.create(request('ops', 1, { options: { image: IMAGE, 'ssh-from': '203.0.113.0/24', 'mesh-from': '198.51.100.0/24' } }));
@@ -235,13 +235,13 @@ describe('aws provider against the EC2 double', () => {
     expect(sshGroup).not.toBe(groupId);
     expect(rulesOf(ec2, sshGroup)).toEqual([
       ...MESH_RULES, 'tcp/22-22 from 203.0.113.0/24',
-      'tcp/6783-6783 from 198.51.100.0/24', 'udp/6783-6783 from 198.51.100.0/24', 'udp/6784-6784 from 198.51.100.0/24',
+      'tcp/6783-6783 from 198.51.100.0/24', 'udp/6783-6783 from 198.51.100.0/24', 'udp/6784-6784 from 198.51.100.0/24', 'tcp/6785-6785 from 198.51.100.0/24',
     ].sort());
     // ssh-from dropped later: the rule is reported, not revoked (a person may want it).
     const later = providerFor(ec2);
     await later.create(request('ops', 2, { clientToken: token('ops', 2), options: { image: IMAGE, 'mesh-from': '198.51.100.0/24' } }));
     expect(later.log.lines.some((l) => l.startsWith('warn') && l.includes('tcp|22-22|203.0.113.0/24'))).toBe(true);
-    expect(rulesOf(ec2, sshGroup)).toHaveLength(7);
+    expect(rulesOf(ec2, sshGroup)).toHaveLength(9);
 
     // A group given by option is used as it is: not created, not changed.
     const own = ec2.securityGroups().find((g) => g.groupName === 'default')?.groupId ?? '';

@@ -321,8 +321,9 @@ const PASSWORD = 'byon-install-password-7d1e';
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Building the bundle (Node, node_modules, code: ~240 MB, gzipped) takes seconds on a loaded core. */
 const MINT_TIMEOUT_MS = 180_000;
-/** Downloading, unpacking, starting a peer from the sources and its joining. */
-const INSTALL_TIMEOUT_MS = 240_000;
+/** Downloading, unpacking, starting a peer from the sources and its joining: about a minute
+ *  alone, several while the rest of the suite loads both cores. */
+const INSTALL_TIMEOUT_MS = 420_000;
 
 const weftArgv = () => [WEFT_BIN];
 

@@ -180,7 +180,7 @@ describe('invalid commands fail deterministically with one sentence and change n
     ['a JSON number', '7', /^a command must be an object$/],
     ['no op', JSON.stringify({ kind: 'config', name: 'a', spec: 'x', req: 'q' }), /^op must be put, delete, batch or restore$/],
     ['an unknown op', JSON.stringify({ op: 'patch', kind: 'config', name: 'a', spec: 'x', req: 'q' }), /^op must be put, delete, batch or restore$/],
-    ['an unknown kind', JSON.stringify({ op: 'put', kind: 'secret', name: 'a', spec: 'x', req: 'q' }), /^kind must be one of config, node-role, service, task, stack$/],
+    ['an unknown kind', JSON.stringify({ op: 'put', kind: 'secret', name: 'a', spec: 'x', req: 'q' }), /^kind must be one of config, node-role, service, task, stack, nodecluster, node, timeline, provider, drain$/],
     ['a kind that is not a string', JSON.stringify({ op: 'put', kind: ['config'], name: 'a', spec: 'x', req: 'q' }), /^kind must be one of/],
     ['an empty name', JSON.stringify({ op: 'put', kind: 'config', name: '', spec: 'x', req: 'q' }), /^name must be 1-253 characters/],
     ['a name too long', JSON.stringify({ op: 'put', kind: 'config', name: longName, spec: 'x', req: 'q' }), /^name must be/],

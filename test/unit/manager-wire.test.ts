@@ -130,7 +130,7 @@ describe('refusals, each with a reason', () => {
     ['an unknown op', { k: 'req', id: 'x', op: 'shutdown' }, /^unknown request$/],
     ['no op', { k: 'req', id: 'x' }, /^unknown request$/],
     ['a propose with no command', { k: 'req', id: 'x', op: 'propose' }, /^propose: a command must be an object$/],
-    ['a propose with an unknown kind', { k: 'req', id: 'x', op: 'propose', cmd: { op: 'put', kind: 'secret', name: 'a', spec: 'x', req: 'q' } }, /^propose: kind must be one of config, node-role, service, task, stack$/],
+    ['a propose with an unknown kind', { k: 'req', id: 'x', op: 'propose', cmd: { op: 'put', kind: 'secret', name: 'a', spec: 'x', req: 'q' } }, /^propose: kind must be one of config, node-role, service, task, stack, nodecluster, node, timeline, provider, drain$/],
     ['a propose with a bad spec', { k: 'req', id: 'x', op: 'propose', cmd: { op: 'put', kind: 'node-role', name: 'a', spec: 'king', req: 'q' } }, /^propose: a node role must be manager or worker$/],
     ['a propose with an extra field', { k: 'req', id: 'x', op: 'propose', cmd: { op: 'delete', kind: 'config', name: 'a', req: 'q', force: true } }, /^propose: unknown field "force"$/],
     ['a propose with a __proto__ field', { k: 'req', id: 'x', op: 'propose', cmd: JSON.parse('{"op":"put","kind":"config","name":"a","spec":"x","req":"q","__proto__":{"admin":true}}') }, /^propose: unknown field "__proto__"$/],

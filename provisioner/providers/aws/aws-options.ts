@@ -6,8 +6,10 @@
 //   key-name=NAME          optional: an existing EC2 key pair for SSH; weft never creates or
 //                          deletes key pairs (Docker Machine left its own behind).
 //   security-group=sg-…    optional: an existing group to use instead of the one weft manages;
-//                          the caller keeps 6783/tcp, 6783/udp and 6784/udp open in it between
-//                          members. weft never changes or deletes it.
+//                          the caller keeps 6783/tcp, 6783/udp, 6784/udp and 6785/tcp (new
+//                          nodes fetch weft there) open in it between members. weft never
+//                          changes or deletes it.
+//   dataplane=false        optional: mesh-only nodes (no Docker, no container network).
 //   zones=a,b              optional: only these availability zones (of those EC2 says are
 //                          available), e.g. to keep nodes where a subnet or reservation is.
 //   address=private|public which address the provisioner records and peers dial; default
@@ -24,7 +26,7 @@
 // needs DescribeSubnets to map zones to subnets, which this provider does not do yet.
 
 /** Every option key, for the message that lists them. */
-export const AWS_OPTION_KEYS = ['image', 'key-name', 'security-group', 'zones', 'address', 'ssh-from', 'mesh-from', 'imds'] as const;
+export const AWS_OPTION_KEYS = ['image', 'key-name', 'security-group', 'zones', 'address', 'ssh-from', 'mesh-from', 'imds', 'dataplane'] as const;
 
 /** Peers inside one VPC reach each other on private addresses, and a security group rule that
  *  names a group (the managed group's mesh rules) matches only traffic over private addresses;
@@ -41,7 +43,7 @@ const GROUP_ID = /^sg-[0-9a-z]{1,40}$/;
 const ZONE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Enough for every zone of any region (us-east-1 has six). */
 const MAX_ZONES = 32;
-/** Each range is a rule of the managed group, which EC2 caps at 60 inbound rules (three mesh
+/** Each range is a rule of the managed group, which EC2 caps at 60 inbound rules (four mesh
  *  rules per mesh-from range); ten of each stays well inside. */
 const MAX_RANGES = 10;
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -79,6 +81,9 @@ export function awsOptionsProblem(options: Readonly<Record<string, string>>): st
   if (address !== undefined && address !== 'private' && address !== 'public') return 'option address must be private or public';
   const imds = options.imds;
   if (imds !== undefined && imds !== 'required' && imds !== 'optional') return 'option imds must be required or optional';
+  // dataplane=false: mesh-only nodes (no Docker, no container network), e.g. for managers.
+  const dataplane = options.dataplane;
+  if (dataplane !== undefined && dataplane !== 'true' && dataplane !== 'false') return 'option dataplane must be true or false';
   for (const name of ['ssh-from', 'mesh-from'] as const) {
     const value = options[name];
     if (value === undefined) continue;

@@ -65,7 +65,7 @@ export interface AwsProviderOptions {
   /** The node's user data (the script that installs weft and joins it with a join token), as
    *  text; it is base64-encoded here. It must give the same text for the same client token: a
    *  repeat of RunInstances with other parameters is IdempotentParameterMismatch. */
-  userData: (req: CreateRequest) => string;
+  userData: (req: CreateRequest) => string | Promise<string>;
   log: Logger;
   tuning?: Partial<AwsTuning>;
 }
@@ -113,7 +113,7 @@ export class AwsProvider implements Provider {
     const problem = awsOptionsProblem(req.options);
     if (problem) throw new ProviderError('parameters', 'InvalidOption', problem);
     const o = parseAwsOptions(req.options);
-    const text = this.o.userData(req);
+    const text = await this.o.userData(req);
     if (Buffer.byteLength(text, 'utf8') > MAX_USER_DATA_BYTES) {
       throw new ProviderError('parameters', 'UserDataTooLarge', `the node's user data is ${Buffer.byteLength(text, 'utf8')} bytes; EC2 takes at most ${MAX_USER_DATA_BYTES}`);
     }

@@ -8,12 +8,17 @@
 import type { IpPermission } from '@aws-sdk/client-ec2';
 import { MESH_PORT } from '../../../mesh/address.ts';
 import { DEFAULT_VXLAN_PORT, DEFAULT_WG_PORT } from '../../../mesh/network/dataplane/plan.ts';
+import { INSTALL_PORT } from '../../byon/install-port.ts';
 
-/** ARCHITECTURE.md's ports: libp2p control on TCP, WireGuard and VXLAN on UDP. */
+/** ARCHITECTURE.md's ports: libp2p control on TCP, WireGuard and VXLAN on UDP; and the install
+ *  listener new nodes fetch weft from. */
 export const MESH_PORTS: readonly { protocol: 'tcp' | 'udp'; port: number; what: string }[] = [
   { protocol: 'tcp', port: MESH_PORT, what: 'weft mesh control' },
   { protocol: 'udp', port: DEFAULT_WG_PORT, what: 'weft encrypted data plane' },
   { protocol: 'udp', port: DEFAULT_VXLAN_PORT, what: 'weft fast data plane' },
+  // A new node fetches weft and its install script from the member that made its user data
+  // (provisioner/byon/): no outside registry, so this port too, between members only.
+  { protocol: 'tcp', port: INSTALL_PORT, what: 'weft install commands' },
 ];
 const SSH_PORT = 22;
 

@@ -1,0 +1,91 @@
+// The EC2 path end to end: a peer with an `aws` provider pointed at the EC2 double (in the peer's
+// namespace), whose instances are harness hosts: each launch runs the instance's user data (the
+// install script the peer made) on a free host, which installs weft from the peer's own bundle
+// and joins the mesh. A cluster of 2 spreads over the zones and joins; scaled to 1, one instance
+// is terminated and its peer leaves; removed, every instance and the security group weft made
+// are gone.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { useHarness } from '../harness/vitest.ts';
+import { waitFor, type Host } from '../harness/harness.ts';
+
+const PASSWORD = 'e2e-ec2-password-4b7c';
+const KEY_ID = 'AKIAWEFTE2EEC2HOSTS1';
+const SECRET = 'e2e-ec2-secret-9a8b7c6d5e4f3a2b1c0d';
+const DOUBLE_PORT = 8774;
+/** Installing is downloading and unpacking the bundle (tens of MB) and starting a peer. */
+const JOIN_TIMEOUT_S = 300;
+
+interface Instance { instanceId: string; state: string; zone: string; privateIpAddress?: string; clientToken?: string; tags: Record<string, string> }
+interface DoubleState { calls: { action?: string; status: number; code?: string }[]; instances: Instance[]; groups: { groupName: string }[] }
+
+describe('the aws provider against the EC2 double, its instances harness hosts that run their user data', () => {
+  const mesh = useHarness({ hosts: 3, name: 'e2e-ec2' });
+  const hosts = () => mesh().hosts as [Host, Host, Host];
+  const stateFile = () => join(mesh().tmpDir, 'ec2-double.json');
+  const double = (): DoubleState => JSON.parse(readFileSync(stateFile(), 'utf8')) as DoubleState;
+  const clusterNodes = async (h: Host) => (await h.weftJson<any[]>(['node', 'ls', '--json'])).filter((n) => n.cluster === 'web');
+
+  test('a cluster of 2 is made, spread over the zones, and its nodes join; scaled to 1 and removed, nothing weft made is left', async () => {
+    const [h1, h2, h3] = hosts();
+    await h1.startPeer({ password: PASSWORD, args: ['--managers', '1'] });
+    const creds = join(mesh().tmpDir, 'ec2-credentials.json');
+    writeFileSync(creds, JSON.stringify({ [KEY_ID]: SECRET }), { mode: 0o600 });
+    const machines = join(mesh().tmpDir, 'ec2-hosts.json');
+    writeFileSync(machines, JSON.stringify([h2, h3].map((h) => ({ ns: h.ns, ip: h.ip, dir: join(h.dir, 'ec2') }))));
+    await h1.spawn('ec2', [process.execPath, '--disable-warning=ExperimentalWarning', join(import.meta.dirname, '../ec2/serve.ts'), h1.ip, String(DOUBLE_PORT), stateFile(), creds, machines]);
+    await waitFor(async () => existsSync(stateFile()), { what: 'the EC2 double' });
+    await waitFor(async () => (await h1.weft(['config', 'ls', '--consistent'])).code === 0, { what: 'a leader' });
+    const secretFile = join(mesh().tmpDir, 'secret');
+    writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
+    const add = await h1.weft(['provider', 'add', 'aws', 'cloud', '--region', 'us-east-1', '--endpoint', `http://${h1.ip}:${DOUBLE_PORT}`, '--access-key-id', KEY_ID, '--secret-access-key-file', secretFile]);
+    expect(add.code, add.stderr).toBe(0);
+
+    // Mesh-only nodes: the hosts have no dockerd of their own for a data plane.
+    const create = await h1.weft(['nodecluster', 'create', 'web', '--provider', 'cloud', '--nodes', '2', '--node-type', 't3.micro', '--tags', 'tier=web',
+      '--option', 'image=ami-0123456789abcdef0', '--option', 'dataplane=false', '--timeout', String(JOIN_TIMEOUT_S)], { timeoutMs: (JOIN_TIMEOUT_S + 30) * 1000 });
+    expect(create.code, `${create.stderr}\n${bootLogs()}`).toBe(0);
+    const rows = await clusterNodes(h1);
+    expect(rows.map((r) => r.state)).toEqual(['Deployed', 'Deployed']);
+    expect(rows.map((r) => r.zone).sort()).toEqual(['us-east-1a', 'us-east-1b']);
+    expect(rows.map((r) => r.provider)).toEqual(['cloud', 'cloud']);
+    const running = double().instances.filter((i) => i.state === 'running');
+    expect(running.length).toBe(2);
+    for (const i of running) {
+      expect(i.tags).toMatchObject({ 'weft:cluster': 'web', Name: expect.stringMatching(/^web-\d$/) });
+      expect(i.clientToken).toMatch(/^[0-9a-f]{16}-\d+-1$/);
+    }
+    expect(running.map((i) => i.privateIpAddress).sort()).toEqual([h2.ip, h3.ip].sort());
+    const peers = await h1.weftJson<any[]>(['peers', '--json']);
+    for (const r of rows) {
+      const p = peers.find((x) => x.name === r.name);
+      expect(p?.state).toBe('alive');
+      expect(p?.tags).toEqual(expect.arrayContaining(['provider=cloud', 'region=us-east-1', `zone=${r.zone}`, 'cluster=web', 'tier=web']));
+    }
+    // The one managed group holds the mesh's ports between members and nothing else.
+    expect(double().groups.filter((g) => g.groupName.startsWith('weft-')).length).toBe(1);
+
+    const scale = await h1.weft(['nodecluster', 'scale', 'web', '1', '--timeout', '120'], { timeoutMs: 150_000 });
+    expect(scale.code, scale.stderr).toBe(0);
+    await waitFor(async () => double().instances.filter((i) => i.state === 'running').length === 1, { timeoutMs: 60_000, what: 'one instance terminated' });
+    await waitFor(async () => (await h1.weftJson<any[]>(['peers', '--json'])).filter((p) => p.name.startsWith('web-') && p.state === 'alive').length === 1,
+      { timeoutMs: 60_000, what: "the terminated node's peer to leave" });
+
+    const rm = await h1.weft(['nodecluster', 'rm', 'web', '--timeout', '120'], { timeoutMs: 150_000 });
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(double().instances.filter((i) => i.state !== 'terminated')).toEqual([]);
+    await waitFor(async () => double().groups.filter((g) => g.groupName.startsWith('weft-')).length === 0, { timeoutMs: 90_000, what: 'the managed group to be deleted' });
+    // RunInstances once per node, not per round.
+    expect(double().calls.filter((c) => c.action === 'RunInstances').length).toBe(2);
+  }, 600_000);
+
+  /** What the instances' user data printed, for a failure's message. */
+  function bootLogs(): string {
+    return hosts().slice(1).flatMap((h) => {
+      const dir = join(h.dir, 'ec2');
+      if (!existsSync(dir)) return [];
+      return readdirSync(dir).map((i) => `${h.name}/${i}: ${existsSync(join(dir, i, 'boot.log')) ? readFileSync(join(dir, i, 'boot.log'), 'utf8') : ''}`);
+    }).join('\n');
+  }
+});
