@@ -108,6 +108,9 @@ export function registerNodeClusterCommands(program: Command): void {
   node.command('undrain <name>')
     .description('let a drained node take containers again')
     .action((name: string, _o, cmd: Command) => run(cmd, api.nodeUndrain, { name }, () => `${name} takes containers again`));
+  node.command('rm <name>')
+    .description("remove a node: a cluster's is drained, terminated and its cluster keeps one fewer; one brought by its owner must be down, and is then forgotten (its address space taken over)")
+    .action((name: string, _o, cmd: Command) => run(cmd, api.nodeRemove, { name }, (r) => r.how === 'terminating' ? `${r.removed} is being drained and terminated (weft nodecluster inspect shows it)` : `removed ${r.removed} from the mesh`));
   node.command('inspect <name>')
     .description('a node and its timeline')
     .action((name: string, _o, cmd: Command) => run(cmd, api.nodeInspect, { name }, (r) => [

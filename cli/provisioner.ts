@@ -120,7 +120,11 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
     },
   });
   provisioner.start();
-  registerProvisionerMethods(methods, managers.raft, peer.view());
+  registerProvisionerMethods(methods, managers.raft, peer.view(), async (id) => {
+    const r = await peer.ipam.rmpeer(id);
+    if (r.status === 'refused') throw new UserError(r.reason);
+    await peer.forget(id);
+  });
   registerProviderMethods(methods, managers.raft, key);
   const user = async <T>(f: () => Promise<T>): Promise<T> => {
     try {

@@ -99,3 +99,10 @@ export const nodeDrain = method<NodeRow>()({
 export const nodeUndrain = method<NodeRow>()({
   name: 'node.undrain', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: text(64) }),
 });
+
+/** Removes a node: a cluster's is drained, terminated and its cluster shrinks by one; one brought
+ *  by its owner must be down already (stop its peer first), and then its address space is taken
+ *  over and the mesh forgets it (`weft rmpeer` and `weft forget` in one). */
+export const nodeRemove = method<{ removed: string; how: 'terminating' | 'forgotten' }>()({
+  name: 'node.rm', access: 'admin', accessReason: INFRA, params: v.strictObject({ name: text(64) }),
+});

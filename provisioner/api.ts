@@ -15,7 +15,7 @@ import * as api from './api-contract.ts';
 import { clusterSpecProblem, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { clusterState } from './cluster/cluster-state.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
-import type { ClusterLog, TimelineEntry } from './cluster/timeline.ts';
+import { appended, type ClusterLog, type TimelineEntry } from './cluster/timeline.ts';
 import type { ProviderRecord } from './credentials/provider-record.ts';
 import { awsOptionsProblem } from './providers/aws/aws-options.ts';
 
@@ -28,7 +28,11 @@ const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
   creating: 'Deploying', provisioning: 'Deploying', deployed: 'Deployed', unreachable: 'Unreachable', terminating: 'Terminating', failed: 'Failed',
 };
 
-export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView): void {
+/** Takes over a gone peer's address space and forgets it (weft rmpeer, then weft forget);
+ *  throws the reason when it cannot (the peer is alive). */
+export type RetirePeer = (peer: string) => Promise<void>;
+
+export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView, retire: RetirePeer): void {
   const user = async <T>(f: () => Promise<T>): Promise<T> => {
     try {
       return await f();
@@ -186,6 +190,35 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     const o = (await raft.query({ q: 'get', kind: 'drain', name: peer }, true)).objects[0];
     if (o) await write([{ op: 'delete', kind: 'drain', name: peer, expect: o.version }]);
     return (await peerOf(name)).row;
+  }));
+
+  table.register(api.nodeRemove, ({ name }) => user(async () => {
+    const record = (await list('node')).find((o) => (o.spec as NodeRecord).name === name);
+    if (record) {
+      const r = record.spec as NodeRecord;
+      const co = await cluster(r.cluster);
+      const c = co.spec as NodeClusterSpec;
+      if (c.terminating) throw new UserError(`node cluster "${c.name}" is being removed with all its nodes`);
+      if (r.state === 'terminating') return { removed: name, how: 'terminating' as const };
+      // That node goes (drained first) and its cluster keeps one fewer, in one write.
+      const target = Math.max(0, c.target - 1);
+      const fixed = c.min === c.max;
+      const spec: NodeClusterSpec = { ...c, target, min: fixed ? target : Math.min(c.min, target), max: fixed ? target : c.max };
+      const now = Date.now();
+      const after: NodeRecord = { ...r, state: 'terminating', since: now, after: 'remove', error: 'removed by weft node rm', timeline: appended(r.timeline, now, 'terminating: removed by weft node rm') };
+      delete after.retryAt;
+      await write([
+        { op: 'put', kind: 'nodecluster', name: c.name, spec, expect: co.version },
+        { op: 'put', kind: 'node', name: record.name, spec: after, expect: record.version },
+      ]);
+      return { removed: name, how: 'terminating' as const };
+    }
+    const m = view.members().find((x) => x.name === name || x.id === name);
+    if (!m) throw new UserError(`no node "${name}" (see weft node ls)`);
+    if (m.id === view.self.id) throw new UserError(`${name} is the peer you are asking: remove it from another peer`);
+    if (m.state === 'alive' || m.state === 'suspect') throw new UserError(`${name} is up: stop its peer first (weft reset there, or stop the weft service), then remove it`);
+    await retire(m.id);
+    return { removed: name, how: 'forgotten' as const };
   }));
 
   table.register(api.nodeInspect, ({ name }) => user(async () => {

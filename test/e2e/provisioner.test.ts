@@ -175,7 +175,7 @@ describe('the provisioner: a local node cluster', () => {
     await waitFor(async () => {
       const now = await ps();
       return now.length === 2 && now.every((c) => c.host === 'd-2') && now.every((c) => before.some((b) => b.name === c.name && b.address === c.address));
-    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'both containers on d-2 under their names and addresses' });
+    }, { timeoutMs: 180_000, intervalMs: 1000, what: 'both containers on d-2 under their names and addresses' });
     expect((await nodes(h1)).find((n) => n.name === 'd-1')).toMatchObject({ draining: true, containers: 0 });
     const scale = await h2.weft(['nodecluster', 'scale', 'd', '1', '--timeout', '120'], { timeoutMs: 140_000 });
     expect(scale.code, scale.stderr).toBe(0);
@@ -186,14 +186,30 @@ describe('the provisioner: a local node cluster', () => {
     // the new one under their names and addresses) and terminated.
     const upgrade = await h2.weft(['nodecluster', 'upgrade', 'd', '--timeout', '240'], { timeoutMs: 260_000 });
     expect(upgrade.code, upgrade.stderr).toBe(0);
-    expect((await clusterNodes(h1, 'd')).map((n) => n.name)).toEqual(['d-3']);
+    const upgraded = (await clusterNodes(h1, 'd')).map((n) => n.name);
+    expect(upgraded.length).toBe(1);
+    const fresh = upgraded[0] as string;
+    expect(fresh).not.toBe('d-2');
     await waitFor(async () => {
       const now = await ps();
-      return now.length === 2 && now.every((c) => c.host === 'd-3') && now.every((c) => before.some((b) => b.name === c.name && b.address === c.address));
-    }, { timeoutMs: 60_000, intervalMs: 1000, what: 'both containers on the upgraded node under their names and addresses' });
+      return now.length === 2 && now.every((c) => c.host === fresh) && now.every((c) => before.some((b) => b.name === c.name && b.address === c.address));
+    }, { timeoutMs: 180_000, intervalMs: 1000, what: 'both containers on the upgraded node under their names and addresses' }).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ps ${JSON.stringify(await h1.weftJson<any[]>(['ps', '--json']))} nodes ${JSON.stringify(await nodes(h1))} services ${JSON.stringify(await h1.weftJson<any[]>(['service', 'ls', '--json']))}`);
+    });
     const events = (await h1.weftJson<any[]>(['events', '--json'])).map((e) => `${e.type} ${e.detail ?? ''}`);
     expect(events).toContain('node-terminated d-2: replaced by an upgraded node (type local)');
     expect((await h1.weft(['service', 'rm', 'job'])).code).toBe(0);
+    // node rm: a cluster's node goes and its cluster keeps one fewer; a peer that is gone and in
+    // no cluster is forgotten (its address space taken over); one that is up is refused.
+    const rm = await h1.weft(['node', 'rm', fresh]);
+    expect(rm.code, rm.stderr).toBe(0);
+    await waitFor(async () => (await clusterNodes(h1, 'd')).length === 0 && ours('d').length === 0, { timeoutMs: 120_000, what: `${fresh} terminated` });
+    expect((await h1.weftJson<any[]>(['nodecluster', 'ls', '--json'])).find((c) => c.name === 'd')).toMatchObject({ target: 0, state: 'Empty cluster' });
+    expect((await h1.weft(['node', 'rm', 'h2'])).stderr).toMatch(/h2 is up: stop its peer first/);
+    await waitFor(async () => ['dead', 'left'].includes((await members(h1)).find((m) => m.name === 'd-2')?.state ?? ''), { timeoutMs: 60_000, what: 'd-2 gone' });
+    const forget = await h1.weft(['node', 'rm', 'd-2']);
+    expect(forget.code, forget.stderr).toBe(0);
+    expect((await members(h1)).find((m) => m.name === 'd-2')).toBeUndefined();
     expect((await h2.weft(['nodecluster', 'rm', 'd', '--timeout', '120'], { timeoutMs: 140_000 })).code).toBe(0);
     expect(ours('d')).toEqual([]);
   }, 600_000);

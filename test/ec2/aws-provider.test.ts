@@ -216,7 +216,7 @@ describe('aws provider against the EC2 double', () => {
     },
   );
 
-  test('the security group: created once with the mesh's rules between members and nothing else; ssh only when asked', async () => {
+  test('the security group: created once with the mesh rules between members and nothing else; ssh only when asked', async () => {
     const ec2 = await startDouble();
     const p = providerFor(ec2);
     const a = await p.create(request('web', 1));

@@ -53,7 +53,7 @@ const VALID: Record<string, Record<string, unknown>> = {
   'service.stop': { name: 'shop/web' }, 'service.start': { name: 'shop/web' },
   'nodecluster.create': { name: 'web', provider: 'local', nodes: 3 }, 'nodecluster.inspect': { name: 'web' },
   'nodecluster.scale': { name: 'web', nodes: 5 }, 'nodecluster.rm': { name: 'web' }, 'node.inspect': { name: 'web-1' },
-  'node.drain': { name: 'web-1' }, 'node.install-revoke': { id: 'abcdef012345' }, 'nodecluster.upgrade': { name: 'web', nodeType: 't3.small' }, 'node.undrain': { name: 'web-1' },
+  'node.drain': { name: 'web-1' }, 'node.rm': { name: 'web-1' }, 'node.install-revoke': { id: 'abcdef012345' }, 'nodecluster.upgrade': { name: 'web', nodeType: 't3.small' }, 'node.undrain': { name: 'web-1' },
   'localnode.create': { node: 'web-1', cluster: 'web', clientToken: '0123456789abcdef-1-1', zone: 'local', tags: ['cluster=web'], options: {} },
   'provider.add': { name: 'cloud', type: 'aws', region: 'us-east-1', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } },
   'provider.rotate': { name: 'cloud', credentials: { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'secret' } }, 'provider.rm': { name: 'cloud' },
