@@ -8,22 +8,15 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import type { Command } from 'commander';
-import { resolveAwsCredentials, STDIN } from '../provisioner/credentials/aws-credentials.ts';
+import { type AwsCredentialFlags, resolveAwsCredentials, STDIN } from '../provisioner/credentials/aws-credentials.ts';
 import * as api from '../provisioner/provider-api-contract.ts';
 import { CliError } from './error.ts';
 import { table } from './format.ts';
 import { run } from './run.ts';
 import { withClient } from './waiting.ts';
 
-interface CredentialFlags {
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  secretAccessKeyFile?: string;
-  sessionToken?: string;
-  sessionTokenFile?: string;
-  profile?: string;
-  credentialsFile?: string;
-}
+/** The credential flags, as the credentials module reads them. */
+type CredentialFlags = AwsCredentialFlags;
 
 function credentialOptions(c: Command): Command {
   return c

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { encodeJoinToken } from '../mesh/admission/join-token.ts';
 import { formatHostPort } from '../mesh/address.ts';
 import { ApiClient } from '../mesh/api/client.ts';
-import { UserError } from '../mesh/api/request.ts';
+import { asUserError, UserError } from '../mesh/api/request.ts';
 import type { MethodTable } from '../mesh/api/table.ts';
 import type { ControlEventType } from '../mesh/events.ts';
 import type { Logger } from '../mesh/log.ts';
@@ -126,13 +126,7 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
     await peer.forget(id);
   });
   registerProviderMethods(methods, managers.raft, key);
-  const user = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (err) {
-      throw err instanceof UserError ? err : new UserError((err as Error).message);
-    }
-  };
+  const user = asUserError;
   methods.register(localNodeCreate, (p) => user(async () => (await localHost()).create(p)));
   methods.register(localNodeList, ({ cluster }) => user(async () => (await localHost()).list(cluster)));
   methods.register(localNodeDestroy, ({ node, clientToken }) => user(async () => {

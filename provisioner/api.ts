@@ -3,7 +3,7 @@
 // on every peer. A `local` cluster's nodes run on the peer that was asked to create it.
 
 import { randomBytes } from 'node:crypto';
-import { UserError } from '../mesh/api/request.ts';
+import { asUserError, UserError } from '../mesh/api/request.ts';
 import type { MethodTable } from '../mesh/api/table.ts';
 import type { MeshView } from '../mesh/mesh-view.ts';
 import type { BatchOp, StateObject } from '../scheduler/manager/desired-state.ts';
@@ -33,13 +33,7 @@ const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
 export type RetirePeer = (peer: string) => Promise<void>;
 
 export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView, retire: RetirePeer): void {
-  const user = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (err) {
-      throw err instanceof UserError ? err : new UserError((err as Error).message);
-    }
-  };
+  const user = asUserError;
   const list = async (kind: 'nodecluster' | 'node' | 'timeline' | 'drain' | 'task', prefix = '') => (await raft.query({ q: 'list', kind, prefix }, true)).objects;
   const write = async (ops: BatchOp[]) => {
     const o = await raft.write({ op: 'batch', ops, req: raft.requestId() });

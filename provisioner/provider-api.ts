@@ -1,7 +1,7 @@
 // The handlers of `weft provider ...`: records sealed here, on the peer that took the command,
 // and written through Raft; a provider a node cluster uses cannot be removed.
 
-import { UserError } from '../mesh/api/request.ts';
+import { asUserError, UserError } from '../mesh/api/request.ts';
 import type { MethodTable } from '../mesh/api/table.ts';
 import type { RaftNode } from '../scheduler/manager/raft-node.ts';
 import type { NodeClusterSpec } from './cluster/cluster-spec.ts';
@@ -10,14 +10,8 @@ import type { CredentialsKey } from './credentials/seal.ts';
 import * as api from './provider-api-contract.ts';
 
 export function registerProviderMethods(table: MethodTable, raft: RaftNode, key: CredentialsKey): void {
-  const user = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (err) {
-      // The credentials modules word their errors without secrets; anything else is said as is.
-      throw err instanceof UserError ? err : new UserError((err as Error).message);
-    }
-  };
+  // The credentials modules word their errors without secrets: they are said as they are.
+  const user = asUserError;
   const get = async (name: string) => (await raft.query({ q: 'get', kind: 'provider', name }, true)).objects[0];
   const usedBy = async (name: string) => (await raft.query({ q: 'list', kind: 'nodecluster', prefix: '' }, true)).objects
     .map((o) => o.spec as NodeClusterSpec).filter((c) => c.provider === name).map((c) => c.name);

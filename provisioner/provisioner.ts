@@ -18,6 +18,7 @@ import { ProviderError, type Provider, type ProviderNode } from './provider.ts';
 import { autoscale, type Demand } from './autoscale.ts';
 import { nodeRole } from './providers/local-host.ts';
 import type { TaskSpec } from '../scheduler/task/task.ts';
+import { LeaderRounds } from '../scheduler/manager/leader-rounds.ts';
 import { backoffMs, type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
 
 /** A round at least this often: provider state (an instance that started running) announces
@@ -42,10 +43,7 @@ export interface ProvisionerOptions {
 
 export class Provisioner {
   private readonly o: ProvisionerOptions;
-  private timer?: NodeJS.Timeout;
-  private soon?: NodeJS.Timeout;
-  private running = false;
-  private again = false;
+  private readonly rounds: LeaderRounds;
   private readonly created = new Map<string, ProviderNode | ProviderError>();
   private readonly terminateAsked = new Map<string, number>();
   private readonly inFlight = new Set<string>();
@@ -55,55 +53,41 @@ export class Provisioner {
   /** When each cluster node was first seen running nothing (autoscale.ts's cool-down). */
   private readonly emptySince = new Map<string, number>();
   private readonly listFailures = new Map<string, { until: number; attempt: number; version: number; error: string }>();
-  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(o: ProvisionerOptions) {
     this.o = o;
+    this.rounds = new LeaderRounds({
+      isLeader: () => o.raft.isLeader(), everyMs: PROVISION_EVERY_MS, settleMs: SETTLE_MS,
+      round: () => this.round(),
+      // What a leader remembers of its calls is its own; a later term starts afresh.
+      notLeader: () => {
+        this.created.clear();
+        this.terminateAsked.clear();
+        this.orphanSince.clear();
+      },
+    });
   }
 
   start(): void {
-    this.timer = setInterval(() => this.kick(), PROVISION_EVERY_MS);
-    this.timer.unref?.();
-    this.unsubscribe.push(
+    const kick = () => this.rounds.kick();
+    this.rounds.start([
       this.o.raft.onChange((c) => {
-        if (c.kind === 'nodecluster') this.kick();
+        if (c.kind === 'nodecluster') kick();
       }),
-      this.o.view.onLiveness(() => this.kick()),
-    );
+      this.o.view.onLiveness(kick),
+    ]);
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    clearTimeout(this.soon);
-    for (const u of this.unsubscribe) u();
+    this.rounds.stop();
   }
 
-  private kick(): void {
-    if (!this.o.raft.isLeader()) {
-      // What a leader remembers of its calls is its own; a later term starts afresh.
-      this.created.clear();
-      this.terminateAsked.clear();
-      this.orphanSince.clear();
-      return;
-    }
-    if (this.soon) return;
-    this.soon = setTimeout(() => {
-      this.soon = undefined;
-      void this.round();
-    }, SETTLE_MS);
-  }
-
-  private async round(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
+  /** One round; true when another should follow at once. */
+  private async round(): Promise<boolean> {
     try {
-      if (!this.o.raft.isLeader()) return;
       const state = this.o.raft.state;
       const clusters = state.list('nodecluster').map((o) => versioned<NodeClusterSpec>(o));
-      if (clusters.length === 0) return;
+      if (clusters.length === 0) return false;
       const nodes = state.list('node').map((o) => versioned<NodeRecord>(o));
       const timelines = new Map(state.list('timeline').map((o) => [o.name, versioned<ClusterLog>(o)]));
       const listings = new Map(await Promise.all(clusters.map(async (c) => [c.name, await this.listing(c.spec)] as const)));
@@ -127,8 +111,7 @@ export class Provisioner {
         const outcome = await this.o.raft.write({ op: 'batch', ops: result.ops, req: this.o.raft.requestId() });
         if (!outcome.ok) {
           this.o.log.debug('provisioner batch refused; deciding again', { error: outcome.error });
-          this.again = true;
-          return;
+          return true;
         }
       }
       for (const e of result.events) this.o.emit(e.type, e.detail);
@@ -144,13 +127,8 @@ export class Provisioner {
       }
     } catch (err) {
       this.o.log.warn('provisioner round failed', { err: String(err) });
-    } finally {
-      this.running = false;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
     }
+    return false;
   }
 
   /** Runs a provider call in the background, once per key at a time; its answer (a value or a
@@ -161,7 +139,7 @@ export class Provisioner {
       .then(done, (err: unknown) => done(asProviderError(err)))
       .finally(() => {
         this.inFlight.delete(key);
-        this.kick();
+        this.rounds.kick();
       });
   }
 

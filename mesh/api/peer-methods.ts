@@ -10,7 +10,7 @@ import type { Member } from '../membership/member.ts';
 import type { Peer } from '../peer.ts';
 import type { Network } from '../network/network.ts';
 import * as api from './contract.ts';
-import { UserError } from './request.ts';
+import { asUserError, UserError } from './request.ts';
 import type { MethodTable } from './table.ts';
 
 /** The view of a member that `weft peers` shows. */
@@ -151,10 +151,4 @@ function user<T>(fn: () => T): T {
   }
 }
 
-async function userAsync<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw err instanceof UserError ? err : new UserError((err as Error).message);
-  }
-}
+const userAsync = asUserError;

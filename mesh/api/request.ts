@@ -31,6 +31,15 @@ export type ApiHandler = (req: ApiRequest, ctx: ApiContext) => Promise<unknown>;
 /** An error whose message is meant for the user of the CLI as it is. */
 export class UserError extends Error {}
 
+/** Runs a handler's work, any failure said to the caller as it is (one UserError). */
+export async function asUserError<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    throw err instanceof UserError ? err : new UserError((err as Error).message);
+  }
+}
+
 /** Longest method name accepted; real ones are like `dns.add`. */
 const MAX_METHOD_CHARS = 64;
 

@@ -14,6 +14,7 @@ import { type AgentReport, decodeReport } from '../task/report.ts';
 import type { TaskSpec } from '../task/task.ts';
 import { drainedPeers } from './drain.ts';
 import { placementNodes } from './nodes.ts';
+import { LeaderRounds } from '../manager/leader-rounds.ts';
 import type { Versioned } from './observed.ts';
 import { reconcile, type RoundResult } from './reconcile.ts';
 
@@ -35,81 +36,58 @@ export interface ReconcilerOptions {
 
 export class Reconciler {
   private readonly o: ReconcilerOptions;
-  private timer?: NodeJS.Timeout;
-  private soon?: NodeJS.Timeout;
-  private running = false;
-  private again = false;
+  private readonly rounds: LeaderRounds;
   private readonly downSince = new Map<string, number>();
   private readonly lastStep = new Map<string, number>();
   private readonly said = new Map<string, string>();
-  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(o: ReconcilerOptions) {
     this.o = o;
+    this.rounds = new LeaderRounds({
+      isLeader: () => o.raft.isLeader(), everyMs: RECONCILE_EVERY_MS, settleMs: SETTLE_MS,
+      round: () => this.round(),
+      notLeader: () => {
+        this.downSince.clear();
+        this.lastStep.clear();
+      },
+    });
   }
 
   start(): void {
-    this.timer = setInterval(() => this.kick(), RECONCILE_EVERY_MS);
-    this.timer.unref?.();
-    this.unsubscribe.push(
-      this.o.raft.onChange(() => this.kick()),
+    const kick = () => this.rounds.kick();
+    this.rounds.start([
+      this.o.raft.onChange(kick),
       this.o.view.onEntries((cs) => {
-        if (cs.some((c) => c.key === AGENT_STATE_KEY)) this.kick();
+        if (cs.some((c) => c.key === AGENT_STATE_KEY)) kick();
       }),
-      this.o.view.onLiveness(() => this.kick()),
-    );
+      this.o.view.onLiveness(kick),
+    ]);
   }
 
   stop(): void {
-    clearInterval(this.timer);
-    clearTimeout(this.soon);
-    for (const u of this.unsubscribe) u();
+    this.rounds.stop();
   }
 
-  private kick(): void {
-    if (!this.o.raft.isLeader()) {
-      this.downSince.clear();
-      this.lastStep.clear();
-      return;
-    }
-    if (this.soon) return;
-    this.soon = setTimeout(() => {
-      this.soon = undefined;
-      void this.round();
-    }, SETTLE_MS);
-  }
-
-  private async round(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
+  /** One round; true when another should follow at once. */
+  private async round(): Promise<boolean> {
     try {
-      if (!this.o.raft.isLeader()) return;
       const tasks = this.o.raft.state.list('task');
       const result = this.compute(this.o.raft.state.list('service'), tasks, Date.now());
       this.report(result);
-      if (result.ops.length === 0) return;
+      if (result.ops.length === 0) return false;
       const before = new Map(tasks.map((o) => [o.name, o.spec as TaskSpec]));
       const outcome = await this.o.raft.write({ op: 'batch', ops: result.ops, req: this.o.raft.requestId() });
       if (!outcome.ok) {
         this.o.log.debug('reconciler batch refused; deciding again', { error: outcome.error });
-        this.again = true;
-        return;
+        return true;
       }
       const now = Date.now();
       for (const s of result.stepped) this.lastStep.set(s, now);
       this.announce(result, before);
     } catch (err) {
       this.o.log.debug('reconciler round failed', { err: String(err) });
-    } finally {
-      this.running = false;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
     }
+    return false;
   }
 
   /** A round's decision from the given desired state and this peer's observed state. */

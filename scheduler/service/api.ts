@@ -4,7 +4,7 @@
 // the peer asked, from desired state and this peer's observed state, by the reconciler's own
 // round (what the leader would decide now).
 
-import { UserError } from '../../mesh/api/request.ts';
+import { asUserError, UserError } from '../../mesh/api/request.ts';
 import type { MethodTable } from '../../mesh/api/table.ts';
 import { CONTAINER_PREFIX } from '../../mesh/keyspace.ts';
 import type { MeshView } from '../../mesh/mesh-view.ts';
@@ -21,13 +21,7 @@ import type { StoredService } from './schema.ts';
 import type { ServiceSpec } from './spec.ts';
 
 export function registerServiceMethods(table: MethodTable, raft: RaftNode, view: MeshView, reconciler: Reconciler): void {
-  const user = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (err) {
-      throw err instanceof UserError ? err : new UserError((err as Error).message);
-    }
-  };
+  const user = asUserError;
   const list = async (kind: 'service' | 'task' | 'stack', prefix = '', consistent = false) => (await raft.query({ q: 'list', kind, prefix }, consistent)).objects;
   const write = async (ops: BatchOp[]): Promise<void> => {
     if (ops.length === 0) return;

@@ -4,11 +4,12 @@
 // and joins the mesh. A cluster of 2 spreads over the zones and joins; scaled to 1, one instance
 // is terminated and its peer leaves; removed, every instance and the security group weft made
 // are gone.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
+import { type DoubleOnHost, type DoubleState, startDoubleOn } from './ec2-double-host.ts';
 
 const PASSWORD = 'e2e-ec2-password-4b7c';
 const KEY_ID = 'AKIAWEFTE2EEC2HOSTS1';
@@ -17,29 +18,18 @@ const DOUBLE_PORT = 8774;
 /** Installing is downloading and unpacking the bundle (tens of MB) and starting a peer. */
 const JOIN_TIMEOUT_S = 300;
 
-interface Instance { instanceId: string; state: string; zone: string; privateIpAddress?: string; clientToken?: string; tags: Record<string, string> }
-interface DoubleState { calls: { action?: string; status: number; code?: string }[]; instances: Instance[]; groups: { groupName: string }[] }
 
 describe('the aws provider against the EC2 double, its instances harness hosts that run their user data', () => {
   const mesh = useHarness({ hosts: 3, name: 'e2e-ec2' });
   const hosts = () => mesh().hosts as [Host, Host, Host];
-  const stateFile = () => join(mesh().tmpDir, 'ec2-double.json');
-  const double = (): DoubleState => JSON.parse(readFileSync(stateFile(), 'utf8')) as DoubleState;
+  let ec2: DoubleOnHost;
+  const double = (): DoubleState => ec2.state();
   const clusterNodes = async (h: Host) => (await h.weftJson<any[]>(['node', 'ls', '--json'])).filter((n) => n.cluster === 'web');
 
   test('a cluster of 2 is made, spread over the zones, and its nodes join; scaled to 1 and removed, nothing weft made is left', async () => {
     const [h1, h2, h3] = hosts();
-    await h1.startPeer({ password: PASSWORD, args: ['--managers', '1'] });
-    const creds = join(mesh().tmpDir, 'ec2-credentials.json');
-    writeFileSync(creds, JSON.stringify({ [KEY_ID]: SECRET }), { mode: 0o600 });
-    const machines = join(mesh().tmpDir, 'ec2-hosts.json');
-    writeFileSync(machines, JSON.stringify([h2, h3].map((h) => ({ ns: h.ns, ip: h.ip, dir: join(h.dir, 'ec2') }))));
-    await h1.spawn('ec2', [process.execPath, '--disable-warning=ExperimentalWarning', join(import.meta.dirname, '../ec2/serve.ts'), h1.ip, String(DOUBLE_PORT), stateFile(), creds, machines]);
-    await waitFor(async () => existsSync(stateFile()), { what: 'the EC2 double' });
-    await waitFor(async () => (await h1.weft(['config', 'ls', '--consistent'])).code === 0, { what: 'a leader' });
-    const secretFile = join(mesh().tmpDir, 'secret');
-    writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
-    const add = await h1.weft(['provider', 'add', 'aws', 'cloud', '--region', 'us-east-1', '--endpoint', `http://${h1.ip}:${DOUBLE_PORT}`, '--access-key-id', KEY_ID, '--secret-access-key-file', secretFile]);
+    ec2 = await startDoubleOn({ host: h1, dir: mesh().tmpDir, port: DOUBLE_PORT, password: PASSWORD, keyId: KEY_ID, secret: SECRET, instances: [h2, h3] });
+    const add = await h1.weft(['provider', 'add', 'aws', 'cloud', '--region', 'us-east-1', '--endpoint', ec2.url, '--access-key-id', KEY_ID, '--secret-access-key-file', ec2.secretFile]);
     expect(add.code, add.stderr).toBe(0);
 
     // Mesh-only nodes: the hosts have no dockerd of their own for a data plane.

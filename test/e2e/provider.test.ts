@@ -4,11 +4,12 @@
 // the peer's log, events, errors or the process list. Credentials the cloud refuses give one
 // clear error naming the fix, and no retry storm.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
+import { type DoubleOnHost, type DoubleState, startDoubleOn } from './ec2-double-host.ts';
 
 const PASSWORD = 'e2e-provider-password-09d1';
 const KEY_ID = 'AKIAWEFTE2EPROVIDER1';
@@ -16,7 +17,6 @@ const SECRET = 'e2e-provider-secret-0f9e8d7c6b5a4f3e2d1c';
 const WRONG = 'e2e-provider-wrong-secret-1a2b3c4d5e6f7a8b';
 const DOUBLE_PORT = 8773;
 
-interface DoubleState { calls: { action?: string; status: number; code?: string }[]; instances: unknown[]; groups: unknown[] }
 
 /** Every process's command line, for secrets that must never be on one. */
 function commandLines(): string {
@@ -32,20 +32,13 @@ function commandLines(): string {
 describe('cloud providers: credentials sealed, refused credentials said once', () => {
   const mesh = useHarness({ hosts: 1, name: 'e2e-provider' });
   const h = () => mesh().hosts[0] as Host;
-  const stateFile = () => join(mesh().tmpDir, 'ec2-double.json');
-  const double = (): DoubleState => JSON.parse(readFileSync(stateFile(), 'utf8')) as DoubleState;
+  let ec2: DoubleOnHost;
+  const double = (): DoubleState => ec2.state();
 
   test('add from a file, list, back up: the secret is nowhere but sealed', async () => {
     const h1 = h();
-    await h1.startPeer({ password: PASSWORD, args: ['--managers', '1'] });
-    const creds = join(mesh().tmpDir, 'ec2-credentials.json');
-    writeFileSync(creds, JSON.stringify({ [KEY_ID]: SECRET }), { mode: 0o600 });
-    await h1.spawn('ec2', [process.execPath, '--disable-warning=ExperimentalWarning', join(import.meta.dirname, '../ec2/serve.ts'), h1.ip, String(DOUBLE_PORT), stateFile(), creds]);
-    await waitFor(async () => existsSync(stateFile()), { what: 'the EC2 double' });
-    await waitFor(async () => (await h1.weft(['config', 'ls', '--consistent'])).code === 0, { what: 'a leader' });
-
-    const secretFile = join(mesh().tmpDir, 'secret');
-    writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
+    ec2 = await startDoubleOn({ host: h1, dir: mesh().tmpDir, port: DOUBLE_PORT, password: PASSWORD, keyId: KEY_ID, secret: SECRET });
+    const secretFile = ec2.secretFile;
     const add = await h1.weft(['provider', 'add', 'aws', 'cloud', '--region', 'us-east-1', '--endpoint', `http://${h1.ip}:${DOUBLE_PORT}`, '--access-key-id', KEY_ID, '--secret-access-key-file', secretFile]);
     expect(add.code, add.stderr).toBe(0);
     expect(add.stdout).toMatch(/added provider cloud \(us-east-1, key AKIA…/);
@@ -107,8 +100,7 @@ describe('cloud providers: credentials sealed, refused credentials said once', (
     // credentials it cannot, and says so; rotated to good ones, the removal completes.
     expect((await h1.weft(['nodecluster', 'rm', 'web', '--detach'])).code).toBe(0);
     expect((await h1.weftJson<any[]>(['nodecluster', 'ls', '--json']))[0]).toMatchObject({ state: 'Terminated', error: expect.stringMatching(/SignatureDoesNotMatch|AuthFailure/) });
-    const secretFile = join(mesh().tmpDir, 'secret');
-    expect((await h1.weft(['provider', 'rotate', 'cloud', '--access-key-id', KEY_ID, '--secret-access-key-file', secretFile])).code).toBe(0);
+    expect((await h1.weft(['provider', 'rotate', 'cloud', '--access-key-id', KEY_ID, '--secret-access-key-file', ec2.secretFile])).code).toBe(0);
     await waitFor(async () => (await h1.weftJson<any[]>(['nodecluster', 'ls', '--json'])).length === 0, { timeoutMs: 30_000, what: 'the cluster to be removed once the provider answers' });
     expect((await h1.weft(['provider', 'rm', 'cloud'])).code).toBe(0);
     expect(await h1.weftJson<any[]>(['provider', 'ls', '--json'])).toEqual([]);
