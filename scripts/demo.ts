@@ -119,7 +119,9 @@ try {
   ok = false;
   process.stderr.write(`demo failed: ${(err as Error).message}\n${mesh.dumpLogs()}\n`);
 } finally {
-  // Nodes outlive their host's peer by design: end whatever a failure left.
+  // Nodes outlive their host's peer by design: end whatever a failure left, once the peer is
+  // stopped (while it runs, its provisioner would make them again).
+  if (h1.peer?.running) await h1.stop().catch(() => undefined);
   if (existsSync(nodesDir)) {
     const { LocalNodes, currentWeftCommand } = await import('../provisioner/local/local-nodes.ts');
     const { logger } = await import('../mesh/log.ts');
