@@ -416,6 +416,12 @@ describe('a live peer under hostile input', () => {
       ['nodecluster.scale', { name: 'nothing', nodes: 1 }, /no node cluster "nothing"/],
       ['nodecluster.rm', { name: 'nothing' }, /no node cluster "nothing"/],
       ['node.inspect', { name: 'nothing' }, /no node "nothing"/],
+      ['node.drain', { name: 'nothing' }, /no node "nothing"/],
+      ['node.undrain', { name: 'n'.repeat(200) }, /node\.undrain: parameter "name"/],
+      ['node.rm', { name: 'nothing' }, /no node "nothing"/],
+      ['nodecluster.upgrade', { name: 'nothing', nodeType: 't3.small' }, /no node cluster "nothing"/],
+      ['nodecluster.inspect', { name: '../etc' }, /nodecluster\.inspect: parameter "name"/],
+      ['node.ls', { cluster: 7 }, /node\.ls: parameter "cluster"/],
       ['localnode.create', { node: '../etc', cluster: 'c', clientToken: 'x', zone: 'z', tags: [], options: {} }, /localnode\.create(: parameter "node"|" is not allowed)/],
       ['localnode.destroy', { node: 'c-1', clientToken: '../../etc' }, /localnode\.destroy(: parameter "clientToken"|" is not allowed)/],
       // Providers: a type there is not, credentials that are not, a secret past its bound (said
