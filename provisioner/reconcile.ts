@@ -113,14 +113,7 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
   const c = scaling ? { ...co.spec, target: scaling.to } : co.spec;
   const records = input.nodes.filter((n) => n.spec.cluster === c.name);
   const listing = input.listings.get(c.name);
-  const status = (error?: string): ClusterStatus => ({
-    name: c.name,
-    state: clusterState(c, records.map((r) => r.spec)),
-    target: c.target,
-    deployed: records.filter((r) => r.spec.state === 'deployed').length,
-    nodes: records.length,
-    ...(error ? { error } : {}),
-  });
+  const status = (error?: string): ClusterStatus => clusterStatus(c, records.map((r) => r.spec), error);
   const tl = input.timelines.get(c.name);
   if (!listing || 'error' in listing) {
     const error = listing?.error ?? 'its provider was not asked';
@@ -237,14 +230,15 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { entries: timeline } satisfies ClusterLog, expect: tl?.version ?? 0 });
   }
   const after = [...next.values()];
-  out.status.push({
-    name: c.name,
-    state: clusterState(c, after),
-    target: c.target,
-    deployed: after.filter((r) => r.state === 'deployed').length,
-    nodes: after.length,
-    ...(after.find((r) => r.state === 'failed')?.error ? { error: after.find((r) => r.state === 'failed')?.error } : {}),
-  });
+  out.status.push(clusterStatus(c, after, after.find((r) => r.state === 'failed')?.error));
+}
+
+function clusterStatus(c: NodeClusterSpec, nodes: readonly NodeRecord[], error: string | undefined): ClusterStatus {
+  return {
+    name: c.name, state: clusterState(c, nodes), target: c.target,
+    deployed: nodes.filter((r) => r.state === 'deployed').length, nodes: nodes.length,
+    ...(error ? { error } : {}),
+  };
 }
 
 /** A record's next state from its provider node (undefined: not listed) and its peer. */
