@@ -324,6 +324,9 @@ const MINT_TIMEOUT_MS = 180_000;
 /** Downloading, unpacking, starting a peer from the sources and its joining: about a minute
  *  alone, several while the rest of the suite loads both cores. */
 const INSTALL_TIMEOUT_MS = 420_000;
+/** A whole install test: its command, its install, and two minutes for the checks after, so a
+ *  step that overruns fails naming itself rather than as the test's own timeout. */
+const INSTALL_TEST_MS = MINT_TIMEOUT_MS + INSTALL_TIMEOUT_MS + 120_000;
 
 const weftArgv = () => [WEFT_BIN];
 
@@ -463,26 +466,14 @@ describe.skipIf(process.getuid?.() !== 0)('bring your own node: the printed comm
     const p = place(h2, 'main');
     const trace = join(h2.dir, 'main', 'execve.trace');
     // strace sees every program started and its arguments: what the host's process list shows.
+    // It follows the peer the script leaves running, and with --seccomp-bpf it wakes only at an
+    // execve, so a signal to it waits for one: it is left to end by itself when that peer does,
+    // below, and only then is its trace (written in blocks, complete at its exit) read.
     const install = await h2.spawn('install', ['strace', '-f', '--seccomp-bpf', '-e', 'trace=execve', '-s', '65535', '-o', trace, 'sh', '-c', command], { env: p.env });
-    // strace runs on while it traces the peer the script started, and writes its file in blocks:
-    // the script's exit may not be in it yet when the script has said it is done. Then strace is
-    // stopped (it detaches, leaving the peer running, and flushes) before the trace is read.
-    const topExit = () => {
-      const text = existsSync(trace) ? readFileSync(trace, 'utf8') : '';
-      const top = /^(\d+) /.exec(text)?.[1];
-      return top ? new RegExp(`^${top} \\+\\+\\+ (exited with \\d+|killed by \\w+)`, 'm').exec(text)?.[1] : undefined;
-    };
-    await waitFor(() => topExit() !== undefined || /joined the mesh as byon-h2/.test(readFileSync(install.logFile, 'utf8')),
+    // The script's last line: it is done, and the peer it started runs on.
+    await waitFor(() => /joined the mesh as byon-h2/.test(readFileSync(install.logFile, 'utf8')) || !install.running,
       { timeoutMs: INSTALL_TIMEOUT_MS, intervalMs: 500, what: 'the install script to finish' });
-    if (topExit() === undefined) {
-      // Its last line is printed just before it exits: a moment for that, then strace goes.
-      await waitFor(() => topExit() !== undefined, { timeoutMs: 3000, intervalMs: 200, what: 'the exit in the trace' }).catch(() => undefined);
-      install.signal('SIGTERM');
-      await install.exited;
-    }
-    const exit = topExit();
     const log = readFileSync(install.logFile, 'utf8');
-    expect(exit, log).toBe('exited with 0');
     expect(log).toMatch(/joined the mesh as byon-h2; started directly as pid \d+/);
 
     // h1 sees h2's peer, named and tagged as asked.
@@ -511,10 +502,20 @@ describe.skipIf(process.getuid?.() !== 0)('bring your own node: the printed comm
     const pid = Number(readFileSync(join(p.prefix, 'run/weft.pid'), 'utf8'));
     expect(readlinkSync(`/proc/${pid}/exe`)).toBe(join(p.prefix, 'opt/weft', version, 'bin/node'));
 
+    // The installed peer leaves the mesh on SIGTERM, and strace, with nothing left to trace, ends.
+    process.kill(pid, 'SIGTERM');
+    await waitFor(async () => (await h1.weftJson<any[]>(['peers', '--json'])).find((m) => m.name === 'byon-h2' && m.state === 'left'), { timeoutMs: 30_000, what: 'byon-h2 to leave' });
+    expect(await install.stop(10_000)).toMatchObject({ code: 0 });
+
+    // The trace is whole now: the pasted command's sh (its first line's pid; strace pads pids to a
+    // column, so one space or more) exited with 0.
+    const text = readFileSync(trace, 'utf8');
+    const top = /^(\d+) /.exec(text)?.[1];
+    expect(new RegExp(`^${top} +\\+\\+\\+ (exited with \\d+|killed by \\w+)`, 'm').exec(text)?.[1], log).toBe('exited with 0');
     // No command line held the join token or the mesh key. The command token is only on the
     // pasted command's own (sh -c and its curl); the session token the script got is on none:
     // apart from those two, no command line holds anything of a token's shape.
-    const execs = readFileSync(trace, 'utf8').split('\n').filter((l) => / execve\(/.test(l));
+    const execs = text.split('\n').filter((l) => / execve\(/.test(l));
     expect(execs.length).toBeGreaterThan(10);
     const key = Buffer.from(decodeJoinToken(joinToken).key).toString('base64url');
     for (const secret of [joinToken, key, PASSWORD]) expect(execs.filter((l) => l.includes(secret))).toEqual([]);
@@ -527,11 +528,6 @@ describe.skipIf(process.getuid?.() !== 0)('bring your own node: the printed comm
     const pin = /--pinnedpubkey '([^']+)'/.exec(command)?.[1] as string;
     const tokenShaped = execs.filter((l) => !withToken.includes(l) && /(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/.test(l.replaceAll(pin, '')));
     expect(tokenShaped).toEqual([]);
-    // The installed peer leaves the mesh on SIGTERM, and strace, with nothing left to trace, ends.
-    process.kill(pid, 'SIGTERM');
-    await waitFor(async () => (await h1.weftJson<any[]>(['peers', '--json'])).find((m) => m.name === 'byon-h2' && m.state === 'left'), { timeoutMs: 30_000, what: 'byon-h2 to leave' });
-    expect(await install.stop(10_000)).toMatchObject({ code: 0 });
-
     // The peers' logs name the token by its id, never by its text, nor the join token.
     const h1log = readFileSync(h1.peer!.logFile, 'utf8');
     const id = tokenId(installToken);
@@ -546,7 +542,7 @@ describe.skipIf(process.getuid?.() !== 0)('bring your own node: the printed comm
     expect(refusal(r.stderr)).toEqual([expect.stringMatching(/^weft install: this install command was used at .* works once/)]);
     expect(filesUnder(again.prefix)).toEqual([]);
     expect((await tokens()).find((t) => t.id === id)).toMatchObject({ name: 'byon-h2', state: 'used', bundleFetches: 1 });
-  }, 600_000);
+  }, INSTALL_TEST_MS);
 
   test('the user-data form (join token embedded, as EC2 nodes get it) installs and joins on h3', async () => {
     const [h1, , h3] = hosts();
@@ -567,7 +563,7 @@ describe.skipIf(process.getuid?.() !== 0)('bring your own node: the printed comm
     // Its token fetched the bundle and nothing more; it cannot fetch a join token.
     expect((await tokens()).find((t) => t.id === id)).toMatchObject({ state: 'fetched', bundleFetches: 1 });
     expect((await h1.weft(['node', 'install-revoke', id])).code).toBe(0);
-  }, 600_000);
+  }, INSTALL_TEST_MS);
 
   test('the listener answers strangers with refusals and limits how often one address may ask', async () => {
     const [h1, , h3] = hosts();
