@@ -60,6 +60,10 @@ export const defaultPeerCommand: PeerCommand = (spec) => [
  *  over the unix socket in its data dir, which needs no network namespace. */
 export const defaultCliCommand: CliCommand = (dataDir, args) => [WEFT_BIN, '--data-dir', dataDir, ...args];
 
+/** Where a harness peer forwards names outside the mesh by default: the host namespace's own
+ *  loopback, on a port nothing listens on, so a lookup fails at once (ICMP port unreachable). */
+export const NO_UPSTREAM = '127.0.0.1:5399';
+
 export interface PeerOptions {
   password: string;
   peers?: readonly string[];
@@ -167,6 +171,9 @@ export class Host {
       args: [
         ...(opts.dataplane && this.dockerdInst ? ['--docker-host', `unix://${this.dockerdInst.socket}`] : []),
         ...(opts.dataplane ? ['--plugin-name', `weft-${this.ns}`] : []),
+        // Names outside the mesh never go to the machine's resolver: unless a test names its
+        // own stub, to an address in the host's namespace where nothing answers.
+        ...(opts.args?.includes('--dns-upstream') ? [] : ['--dns-upstream', NO_UPSTREAM]),
         ...(opts.args ?? []),
       ],
       dataplane: opts.dataplane,
