@@ -28,6 +28,9 @@ export const IPAM_STATE_KEY = 'ipam/state';
 /** `attach/<container id>`: the containers this host attached and how (address, MAC, pid), to
  *  adopt them after a restart (network/network.ts). */
 export const ATTACH_PREFIX = 'attach/';
+/** `resolv/<container id>`: the resolv.conf Docker wrote for a container whose file weft points
+ *  at the peer, given back when weft lets the container go (network/docker/container-resolvers.ts). */
+export const RESOLV_ORIGINAL_PREFIX = 'resolv/';
 /** The host's own overlay address while `weft expose` holds one (network/network.ts). */
 export const EXPOSE_KEY = 'expose/addr';
 /** `docker-plugin/<plugin name>/endpoint/<endpoint id>`: endpoints Docker created through the

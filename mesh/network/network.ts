@@ -6,7 +6,6 @@
 import { MESH_DOMAIN, stackOf } from '../naming.ts';
 import { ATTACH_PREFIX, EXPOSE_KEY, CONTAINER_PREFIX, DATAPLANE_PREFIX, DNS_RESOLVER_PREFIX } from '../keyspace.ts';
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import type Docker from 'dockerode';
 import { Dataplane } from './dataplane/dataplane.ts';
@@ -14,12 +13,23 @@ import { Shell } from './dataplane/exec.ts';
 import { containerRecords, listContainers } from '../container-list.ts';
 import { parseDataplaneRecord, preferEndpoint, type ContainerEndpoint, type DataplaneRecord } from '../endpoint.ts';
 import { containerInfo, resolvConf, type ContainerInfo } from './docker/container-info.ts';
+import { ContainerResolvers } from './docker/container-resolvers.ts';
 import { DockerEvents, dockerClient, type ContainerEvent } from './docker/events.ts';
 import { DockerPlugin } from './docker/plugin.ts';
 import type { IpamShell } from '../ipam/shell.ts';
 import { errorText, type Logger } from '../log.ts';
 import type { MeshView, PeerLiveness } from '../mesh-view.ts';
 import type { Store } from '../store.ts';
+
+/** Docker's own networks: none has names for its embedded resolver to answer. */
+const DOCKER_BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none']);
+
+/** The file and search stack of a container's resolver, when Docker gave it a file. */
+function resolverFile(info: ContainerInfo): { path: string; name: string; stack?: string } | undefined {
+  if (!info.resolvConfPath) return undefined;
+  const stack = stackOf(info.labels);
+  return { path: info.resolvConfPath, name: info.name, ...(stack ? { stack } : {}) };
+}
 
 /** A stopped container keeps its address this long in case it is restarted (Weave Net holds
  *  30 s): a restart policy brings it back within seconds, and its peers' caches stay right. */
@@ -111,21 +121,6 @@ export function chooseFallbackResolver(self: string, offers: readonly { peer: st
   return offers.find((o) => o.addr === previous && o.peer !== self && liveness(o.peer) !== 'left')?.addr;
 }
 
-/** Replaces a file's content in place: Docker bind-mounts resolv.conf into the container, so
- *  a new file renamed over it would go unseen. Unchanged content is not written, and the new
- *  content goes over the old before the rest is cut, so a reader never finds it empty. */
-async function rewriteInPlace(path: string, text: string): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    if ((await fh.readFile('utf8')) === text) return;
-    const bytes = Buffer.from(text);
-    await fh.write(bytes, 0, bytes.length, 0);
-    await fh.truncate(bytes.length);
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Two peers publishing one WireGuard key or VXLAN MAC (a copied data dir, or a member
  *  impersonating another) would overwrite each other's tunnel on every host: both are left
  *  out, so the conflict is seen and nobody's traffic is silently redirected. */
@@ -163,9 +158,10 @@ export class Network {
   private dnsOffer?: { listen: (addr: string) => Promise<void>; offering?: string; running: boolean };
   /** Another host's DNS, second in our containers' resolv.conf. */
   private fallbackDns?: string;
-  /** Attached containers' resolv.conf files (host paths) and search stacks, to rewrite when
-   *  the second resolver changes. */
-  private readonly resolvFiles = new Map<string, { path: string; stack?: string; name: string }>();
+  /** The resolv.conf files weft points at the peer (rewritten when the second resolver changes). */
+  private readonly resolvers: ContainerResolvers;
+  /** Plugin containers left on Docker's resolver, each said once in the log. */
+  private readonly ownResolver = new Set<string>();
   private fallbackQueued = false;
   /** For the DNS address on lo (the data plane owns the bridge and tunnel, not lo). */
   private readonly shell = new Shell();
@@ -189,6 +185,10 @@ export class Network {
     });
     this.unsubscribeLiveness = o.view.onLiveness(() => this.scheduleFallbackCheck());
     this.fallbackDns = this.currentFallback();
+    this.resolvers = new ContainerResolvers({
+      store: o.store, log: o.log,
+      text: (stack) => resolvConf(this.dnsAddress, MESH_DOMAIN, stack, this.fallbackDns),
+    });
   }
 
   static async start(o: NetworkOptions): Promise<Network> {
@@ -228,26 +228,45 @@ export class Network {
         left: async (endpointId) => {
           const ep = this.pluginEndpoints.get(endpointId);
           this.pluginEndpoints.delete(endpointId);
-          if (ep?.container) await this.o.view.put(CONTAINER_PREFIX + ep.container, null);
+          if (ep?.container) {
+            await this.o.view.put(CONTAINER_PREFIX + ep.container, null);
+            // Not awaited: Docker waits on this Leave, and what runs before it on the container's
+            // chain may be waiting on Docker.
+            const id = ep.container;
+            void this.serial(id, () => this.resolvers.release(id)).catch(() => undefined);
+          }
         },
       },
     });
   }
 
-  /** A container that started on a weft Docker network: publish it like an attached one (the
-   *  driver is told no container name, so it is found by its endpoint id here). */
+  /** A container that started on (or was connected to) a weft Docker network: publish it like
+   *  an attached one (the driver is told no container name, so it is found by its endpoint id
+   *  here), and point its resolver at the peer, as an attached one's. */
   private async publishPluginContainer(id: string): Promise<void> {
     if (this.pluginEndpoints.size === 0) return;
-    const raw: any = await this.docker.getContainer(id).inspect();
-    for (const n of Object.values<any>(raw?.NetworkSettings?.Networks ?? {})) {
-      const ep = this.pluginEndpoints.get(n?.EndpointID);
-      if (!ep) continue;
-      ep.container = id;
-      const info = containerInfo(raw);
-      const rec = this.record(info, { id, addr: ep.addr, mac: ep.mac, manual: false, since: Date.now(), pid: info.pid }, 'running');
-      await this.o.view.put(CONTAINER_PREFIX + id, JSON.stringify(rec));
+    // Gone already (a disconnect as it is removed): nothing to publish.
+    const raw: any = await this.docker.getContainer(id).inspect().catch(() => undefined);
+    if (!raw) return;
+    const networks = Object.entries<any>(raw?.NetworkSettings?.Networks ?? {});
+    const ours = networks.find(([, n]) => this.pluginEndpoints.has(n?.EndpointID));
+    if (!ours) return;
+    const ep = this.pluginEndpoints.get(ours[1].EndpointID)!;
+    ep.container = id;
+    const info = containerInfo(raw);
+    const rec = this.record(info, { id, addr: ep.addr, mac: ep.mac, manual: false, since: Date.now(), pid: info.pid }, 'running');
+    await this.o.view.put(CONTAINER_PREFIX + id, JSON.stringify(rec));
+    const others = networks.filter(([name, n]) => !this.pluginEndpoints.has(n?.EndpointID) && !DOCKER_BUILTIN_NETWORKS.has(name)).map(([name]) => name);
+    if (others.length === 0) {
+      this.ownResolver.delete(id);
+      await this.setResolver(info);
       return;
     }
+    // Also on another user-defined network, whose names only Docker's resolver knows: taking
+    // that away would break what works; the container keeps Docker's and says why once.
+    await this.resolvers.release(id);
+    if (!this.ownResolver.has(id)) this.o.log.info("container keeps Docker's resolver: it is also on another Docker network, whose names only Docker knows", { container: info.name, networks: others.join(',') });
+    this.ownResolver.add(id);
   }
 
   get dnsAddress(): string {
@@ -358,21 +377,13 @@ export class Network {
 
   /** Points the container's resolv.conf at our DNS, and another host's second. */
   private async setResolver(info: ContainerInfo): Promise<void> {
-    this.rememberResolver(info);
-    await this.writeResolver(info.id);
+    const f = resolverFile(info);
+    if (f) await this.resolvers.point(info.id, f);
   }
 
   private rememberResolver(info: ContainerInfo): void {
-    if (!info.resolvConfPath) return;
-    const stack = stackOf(info.labels);
-    this.resolvFiles.set(info.id, { path: info.resolvConfPath, name: info.name, ...(stack ? { stack } : {}) });
-  }
-
-  private async writeResolver(id: string): Promise<void> {
-    const f = this.resolvFiles.get(id);
-    if (!f) return;
-    const text = resolvConf(this.dnsAddress, MESH_DOMAIN, f.stack, this.fallbackDns);
-    await rewriteInPlace(f.path, text).catch((err) => this.o.log.warn('cannot set the container resolver', { container: f.name, err: errorText(err) }));
+    const f = resolverFile(info);
+    if (f) this.resolvers.remember(info.id, f);
   }
 
   // ---- the second resolver ------------------------------------------------------------------
@@ -404,8 +415,8 @@ export class Network {
       if (next === this.fallbackDns) return;
       this.o.log.info('second resolver for containers', { was: this.fallbackDns ?? 'none', now: next ?? 'none' });
       this.fallbackDns = next;
-      for (const id of this.resolvFiles.keys()) {
-        void this.serial(id, () => this.writeResolver(id)).catch(() => undefined);
+      for (const id of this.resolvers.ids()) {
+        void this.serial(id, () => this.resolvers.write(id)).catch(() => undefined);
       }
     });
   }
@@ -475,7 +486,8 @@ export class Network {
     this.cancelHold(id);
     const a = this.attached.get(id);
     this.attached.delete(id);
-    this.resolvFiles.delete(id);
+    this.ownResolver.delete(id);
+    await this.resolvers.release(id);
     if (a) await this.dataplane.detach(a.addr).catch((err) => this.o.log.warn('cannot detach', { id, err: errorText(err) }));
     await this.o.ipam.release(id);
     await this.o.store.del(ATTACH_PREFIX + id);
@@ -497,6 +509,10 @@ export class Network {
           const info = await this.inspect(e.id);
           if (info.wantsAttach || this.attached.get(e.id)?.manual) await this.doAttach(info, false);
           else await this.publishPluginContainer(e.id);
+          break;
+        }
+        case 'network': {
+          if (!this.attached.has(e.id)) await this.publishPluginContainer(e.id);
           break;
         }
         case 'die': {
@@ -562,7 +578,8 @@ export class Network {
     }
     for (const c of list) {
       if (c.State !== 'running') continue;
-      if (this.attached.has(c.Id) || /^(true|yes|1)$/i.test(c.Labels?.['weft.attach'] ?? '')) this.onDockerEvent({ type: 'start', id: c.Id });
+      // Plugin containers too: a restarted peer learns their endpoints back, not whose they are.
+      if (this.attached.has(c.Id) || this.pluginEndpoints.size > 0 || /^(true|yes|1)$/i.test(c.Labels?.['weft.attach'] ?? '')) this.onDockerEvent({ type: 'start', id: c.Id });
     }
   }
 
@@ -599,6 +616,10 @@ export class Network {
     // Other hosts must stop listing our DNS before its address goes.
     await this.withdrawDnsOffer();
     for (const id of ids) await this.serial(id, () => this.forgetContainer(id)).catch(() => undefined);
+    // Containers on a weft Docker network leave the registry and get Docker's resolver back
+    // (the network goes with the plugin; Docker's settings weft never touched).
+    for (const ep of this.pluginEndpoints.values()) if (ep.container && this.ownsRecord(ep.container)) await this.o.view.put(CONTAINER_PREFIX + ep.container, null);
+    for (const id of this.resolvers.ids()) await this.serial(id, () => this.resolvers.release(id)).catch(() => undefined);
     if (this.exposed) await this.hide();
     await this.dataplane.reset();
     await this.o.view.put(DATAPLANE_PREFIX + this.o.view.self.id, null);

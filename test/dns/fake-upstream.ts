@@ -25,10 +25,11 @@ export class FakeUpstream {
     this.host = host;
   }
 
-  static async start(host: string): Promise<FakeUpstream> {
+  /** On `port`, or one the system picks (0). */
+  static async start(host: string, port = 0): Promise<FakeUpstream> {
     const u = new FakeUpstream(host);
     const udp = dgram.createSocket('udp4');
-    await new Promise<void>((r) => udp.bind(0, host, () => r()));
+    await new Promise<void>((r) => udp.bind(port, host, () => r()));
     u.port = udp.address().port;
     u.udp = udp;
     udp.on('message', (m, rinfo) => u.handle(m, false, (b) => udp.send(b, rinfo.port, rinfo.address)));

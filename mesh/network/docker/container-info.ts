@@ -81,6 +81,9 @@ export function containerInfo(inspect: any): ContainerInfo {
   };
 }
 
+/** The first line of every resolv.conf weft writes: how a file is known to be weft's, not Docker's. */
+export const WEFT_RESOLV_MARK = '# written by weft';
+
 /** Resolver options for a container with a second nameserver. glibc waits `timeout`
  *  seconds per server and round (default 5, far too long for a lookup) and makes `attempts`
  *  rounds; musl asks all servers at once and retries after timeout/attempts. A server that is
@@ -96,5 +99,5 @@ export function resolvConf(dnsAddr: string, domain: string, stack?: string, fall
   const search = stack ? `${stack}.${domain} ${domain}` : domain;
   const second = fallback && fallback !== dnsAddr ? `nameserver ${fallback}\n` : '';
   const options = second ? `ndots:1 ${FAILOVER_OPTIONS}` : 'ndots:1';
-  return `# written by weft: the peer's DNS answers ${domain} and forwards the rest${second ? "; the second is another host's peer, for while this one restarts" : ''}\nsearch ${search}\nnameserver ${dnsAddr}\n${second}options ${options}\n`;
+  return `${WEFT_RESOLV_MARK}: the peer's DNS answers ${domain} and forwards the rest${second ? "; the second is another host's peer, for while this one restarts" : ''}\nsearch ${search}\nnameserver ${dnsAddr}\n${second}options ${options}\n`;
 }

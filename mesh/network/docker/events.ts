@@ -7,6 +7,9 @@ import { errorText, type Logger } from '../../log.ts';
 
 export type ContainerEvent =
   | { type: 'start' | 'die' | 'destroy'; id: string }
+  /** The container joined or left a Docker network (at its start, `docker network connect`,
+   *  `disconnect`). */
+  | { type: 'network'; id: string }
   | { type: 'health'; id: string; status: string };
 
 /** How long to wait for the daemon between attempts: short at first (a daemon starting next
@@ -57,7 +60,7 @@ export class DockerEvents {
     if (this.stopped) return;
     try {
       const stream = (await this.docker.getEvents({
-        filters: { type: ['container'], event: ['start', 'die', 'destroy', 'health_status'] },
+        filters: { type: ['container', 'network'], event: ['start', 'die', 'destroy', 'health_status', 'connect', 'disconnect'] },
       })) as NodeJS.ReadableStream & { destroy?: () => void };
       if (this.stopped) {
         stream.destroy?.();
@@ -117,8 +120,14 @@ export class DockerEvents {
     } catch {
       return;
     }
-    const id = e?.Actor?.ID ?? e?.id;
     const action = String(e?.Action ?? e?.status ?? '');
+    if (e?.Type === 'network') {
+      // A network event names the network; the container is an attribute.
+      const container = e?.Actor?.Attributes?.container;
+      if ((action === 'connect' || action === 'disconnect') && typeof container === 'string') this.onEvent({ type: 'network', id: container });
+      return;
+    }
+    const id = e?.Actor?.ID ?? e?.id;
     if (typeof id !== 'string') return;
     if (action === 'start' || action === 'die' || action === 'destroy') this.onEvent({ type: action, id });
     else if (action.startsWith('health_status')) this.onEvent({ type: 'health', id, status: action.split(':')[1]?.trim() ?? '' });
