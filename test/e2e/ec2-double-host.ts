@@ -20,9 +20,15 @@ export interface DoubleOnHost {
   state(): DoubleState;
 }
 
-export async function startDoubleOn(o: { host: Host; dir: string; port: number; password: string; keyId: string; secret: string; instances?: readonly Host[] }): Promise<DoubleOnHost> {
+export async function startDoubleOn(o: {
+  host: Host; dir: string; port: number; password: string; keyId: string; secret: string; instances?: readonly Host[];
+  /** The mesh's manager count (`--managers`); 1 by default, so the host's peer leads at once. */
+  managers?: number;
+  /** EC2_DOUBLE_HOLD for the double (test/ec2/serve.ts): answers held once carried out. */
+  hold?: string;
+}): Promise<DoubleOnHost> {
   const { host } = o;
-  await host.startPeer({ password: o.password, args: ['--managers', '1'] });
+  await host.startPeer({ password: o.password, args: ['--managers', String(o.managers ?? 1)] });
   const creds = join(o.dir, 'ec2-credentials.json');
   writeFileSync(creds, JSON.stringify({ [o.keyId]: o.secret }), { mode: 0o600 });
   const stateFile = join(o.dir, 'ec2-double.json');
@@ -32,9 +38,9 @@ export async function startDoubleOn(o: { host: Host; dir: string; port: number; 
     writeFileSync(machines, JSON.stringify(o.instances.map((h) => ({ ns: h.ns, ip: h.ip, dir: join(h.dir, 'ec2') }))));
     argv.push(machines);
   }
-  await host.spawn('ec2', argv);
+  await host.spawn('ec2', argv, o.hold ? { env: { EC2_DOUBLE_HOLD: o.hold } } : {});
   await waitFor(async () => existsSync(stateFile), { what: 'the EC2 double' });
-  await waitFor(async () => (await host.weft(['config', 'ls', '--consistent'])).code === 0, { what: 'a leader' });
+  if ((o.managers ?? 1) === 1) await waitFor(async () => (await host.weft(['config', 'ls', '--consistent'])).code === 0, { what: 'a leader' });
   const secretFile = join(o.dir, 'secret');
   writeFileSync(secretFile, `${o.secret}\n`, { mode: 0o600 });
   return { url: `http://${host.ip}:${o.port}`, secretFile, state: () => JSON.parse(readFileSync(stateFile, 'utf8')) as DoubleState };

@@ -65,6 +65,8 @@ export interface Ec2DoubleOptions {
   onTerminate?: TerminateHook;
   /** The double's clock (signature skew, throttling, timestamps); Date.now by default. */
   clock?: () => number;
+  /** Holds the answer to an action this long after it is carried out (none by default). */
+  holdAnswerMs?: (action: string | undefined) => number;
   /** Where hook failures and internal errors are reported; stderr by default. */
   log?: (line: string) => void;
 }
@@ -150,6 +152,7 @@ export async function start(options: Ec2DoubleOptions): Promise<Ec2Double> {
       credentials,
       record: (call) => calls.push(call),
       log,
+      ...(options.holdAnswerMs ? { holdMs: options.holdAnswerMs } : {}),
     }).catch((error: unknown) => log(`ec2 double: could not answer: ${String(error)}`));
   });
 

@@ -4,6 +4,7 @@
 // InternalError (500), logged with its stack.
 
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dispatch } from './dispatch.ts';
 import { Ec2Error, internalError, malformedQuery } from './errors.ts';
@@ -29,6 +30,9 @@ export interface AnswerContext {
   credentials: ReadonlyMap<string, string>;
   record(call: CallRecord): void;
   log(line: string): void;
+  /** How long to hold the answer to an action once it is done: the window in which a caller
+   *  has had its call carried out and does not know it yet (a leader killed then). */
+  holdMs?: (action: string | undefined) => number;
 }
 
 export async function answerRequest(req: IncomingMessage, res: ServerResponse, ctx: AnswerContext): Promise<void> {
@@ -64,6 +68,8 @@ export async function answerRequest(req: IncomingMessage, res: ServerResponse, c
     document = errorDocument(refusal.code, refusal.message, requestId);
   }
   ctx.record(call);
+  const hold = ctx.holdMs?.(call.action) ?? 0;
+  if (hold > 0) await sleep(hold);
   const payload = Buffer.from(document, 'utf8');
   res.writeHead(call.status, {
     'content-type': 'text/xml;charset=UTF-8',

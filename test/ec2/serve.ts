@@ -18,10 +18,16 @@ const credentials = JSON.parse(readFileSync(credentialsFile, 'utf8')) as Record<
 const machines: Machine[] = hostsFile ? (JSON.parse(readFileSync(hostsFile, 'utf8')) as Machine[]) : [];
 /** A fresh host's PATH: nothing of the project's (its Node comes from the bundle). */
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** EC2_DOUBLE_HOLD=Action=MS,...: answers of those actions are held that long once carried out. */
+const holds = new Map((process.env.EC2_DOUBLE_HOLD ?? '').split(',').filter(Boolean).map((h) => {
+  const [action, ms] = h.split('=');
+  return [action as string, Number(ms)] as const;
+}));
 const busy = new Map<string, { machine: Machine; boot: ChildProcess; prefix: string }>();
 
 const double = await start({
   host, port: Number(port), credentials, zones: ['us-east-1a', 'us-east-1b'], launchDelayMs: 200, terminateDelayMs: 200, log: () => {},
+  holdAnswerMs: (action) => holds.get(action ?? '') ?? 0,
   onLaunch: machines.length === 0 ? undefined : (i) => {
     const machine = machines.find((m) => ![...busy.values()].some((b) => b.machine === m));
     if (!machine) throw new Error('no free host for this instance');
