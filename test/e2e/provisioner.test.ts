@@ -189,17 +189,22 @@ describe('the provisioner: a local node cluster', () => {
     expect((await clusterNodes(h1, 'd')).map((n) => n.name)).toEqual(['d-2']);
     expect((await ps()).length).toBe(2);
 
-    expect((await h1.weft(['service', 'rm', 'job'])).code).toBe(0);
-
-    // A rolling upgrade: a new node joins, then the old one is drained and terminated. (With
-    // containers on it, they move as in a drain; how long that takes between two live nodes
-    // is not settled here: see the note on issue 13.)
+    // A rolling upgrade: a new node joins, then the old one is drained and terminated; its two
+    // containers move to the new node as in a drain, under their names and addresses.
+    const onD2 = await ps();
+    const started = Date.now();
     const upgrade = await h2.weft(['nodecluster', 'upgrade', 'd', '--timeout', '240'], { timeoutMs: 260_000 });
     expect(upgrade.code, upgrade.stderr).toBe(0);
     const upgraded = (await clusterNodes(h1, 'd')).map((n) => n.name);
     expect(upgraded.length).toBe(1);
     const fresh = upgraded[0] as string;
     expect(fresh).not.toBe('d-2');
+    await waitFor(async () => {
+      const now = await ps();
+      return now.length === 2 && now.every((c) => c.host === fresh) && now.every((c) => onD2.some((b) => b.name === c.name && b.address === c.address));
+    }, { timeoutMs: 120_000, intervalMs: 1000, what: `both containers on ${fresh} under their names and addresses` });
+    console.log(`upgrade with two containers: ${Math.round((Date.now() - started) / 1000)} s until both ran on ${fresh}`);
+    expect((await h1.weft(['service', 'rm', 'job'])).code).toBe(0);
     const events = (await h1.weftJson<any[]>(['events', '--json'])).map((e) => `${e.type} ${e.detail ?? ''}`);
     expect(events).toContain('node-terminated d-2: replaced by an upgraded node (type local)');
     // The upgraded-away node's peer is forgotten once its machine is gone.
