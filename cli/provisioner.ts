@@ -13,6 +13,7 @@ import type { ControlEventType } from '../mesh/events.ts';
 import type { Logger } from '../mesh/log.ts';
 import type { Peer } from '../mesh/peer.ts';
 import { registerProvisionerMethods } from '../provisioner/api.ts';
+import type { RetirePeer } from '../provisioner/retire.ts';
 import type { NodeClusterSpec } from '../provisioner/cluster/cluster-spec.ts';
 import type { Provider, CreateRequest } from '../provisioner/provider.ts';
 import { openProviderCredentials, type ProviderRecord } from '../provisioner/credentials/provider-record.ts';
@@ -109,8 +110,13 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
     }
     return { provider: await entry.made, version: entry.version };
   };
+  const retire: RetirePeer = async (id) => {
+    const r = await peer.ipam.rmpeer(id);
+    if (r.status === 'refused') throw new UserError(r.reason);
+    await peer.forget(id);
+  };
   const provisioner = new Provisioner({
-    raft: managers.raft, view: peer.view(), log, provider: providers, emit,
+    raft: managers.raft, view: peer.view(), log, provider: providers, emit, retire,
     timing: (c: NodeClusterSpec) => (c.provider === 'local' ? LOCAL_TIMING : AWS_TIMING),
     // The scheduler's own round, as the leader would run it now: what it cannot place.
     demands: () => {
@@ -120,11 +126,7 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
     },
   });
   provisioner.start();
-  registerProvisionerMethods(methods, managers.raft, peer.view(), async (id) => {
-    const r = await peer.ipam.rmpeer(id);
-    if (r.status === 'refused') throw new UserError(r.reason);
-    await peer.forget(id);
-  });
+  registerProvisionerMethods(methods, managers.raft, peer.view(), retire);
   registerProviderMethods(methods, managers.raft, key);
   const user = asUserError;
   methods.register(localNodeCreate, (p) => user(async () => (await localHost()).create(p)));

@@ -18,6 +18,7 @@ import type { NodeRecord } from './cluster/node-record.ts';
 import { appended, type ClusterLog, type TimelineEntry } from './cluster/timeline.ts';
 import type { ProviderRecord } from './credentials/provider-record.ts';
 import { awsOptionsProblem } from './providers/aws/aws-options.ts';
+import type { RetirePeer } from './retire.ts';
 
 /** What a `local` cluster may be given: its host peer (set to the peer asked, by default),
  *  zones to spread over, DNS upstreams for its nodes' peers, images to load into their dockerds,
@@ -28,9 +29,6 @@ const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
   creating: 'Deploying', provisioning: 'Deploying', deployed: 'Deployed', unreachable: 'Unreachable', terminating: 'Terminating', failed: 'Failed',
 };
 
-/** Takes over a gone peer's address space and forgets it (weft rmpeer, then weft forget);
- *  throws the reason when it cannot (the peer is alive). */
-export type RetirePeer = (peer: string) => Promise<void>;
 
 export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView, retire: RetirePeer): void {
   const user = asUserError;

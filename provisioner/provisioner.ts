@@ -20,6 +20,7 @@ import { nodeRole } from './providers/local-host.ts';
 import type { TaskSpec } from '../scheduler/task/task.ts';
 import { LeaderRounds } from '../scheduler/manager/leader-rounds.ts';
 import { backoffMs, type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
+import { notePeerMachines, peersToRetire, type PeerMachine, type RetirePeer } from './retire.ts';
 
 /** A round at least this often: provider state (an instance that started running) announces
  *  nothing, and EC2's API allows a steady few calls per second per account. */
@@ -39,7 +40,13 @@ export interface ProvisionerOptions {
   /** What the scheduler cannot place now (its round's pending services). */
   demands(): Demand[];
   emit(type: ProvisionEvent['type'], detail: string): void;
+  /** Forgets a terminated node's peer (retire.ts). */
+  retire: RetirePeer;
 }
+
+/** Refusals of one peer's retirement after which it is said at warn level: IPAM may see a
+ *  peer live a little longer than membership does, but not for this many tries. */
+const RETIRE_WARN_ATTEMPTS = 5;
 
 export class Provisioner {
   private readonly o: ProvisionerOptions;
@@ -48,6 +55,10 @@ export class Provisioner {
   private readonly terminateAsked = new Map<string, number>();
   private readonly inFlight = new Set<string>();
   private readonly orphanSince = new Map<string, number>();
+  /** Peers that nodes' records named, and their machines: to retire once those are gone. */
+  private readonly peerMachines = new Map<string, PeerMachine>();
+  /** Refused retirements: how many, and not again before `at` (backoffMs). */
+  private readonly retireFailures = new Map<string, { attempts: number; at: number }>();
   /** A cluster whose provider refused to list: not asked again before `until` (the same
    *  backoff as a refused create), unless its provider record changes (a rotation). */
   /** When each cluster node was first seen running nothing (autoscale.ts's cool-down). */
@@ -64,6 +75,8 @@ export class Provisioner {
         this.created.clear();
         this.terminateAsked.clear();
         this.orphanSince.clear();
+        this.peerMachines.clear();
+        this.retireFailures.clear();
       },
     });
   }
@@ -87,11 +100,16 @@ export class Provisioner {
     try {
       const state = this.o.raft.state;
       const clusters = state.list('nodecluster').map((o) => versioned<NodeClusterSpec>(o));
-      if (clusters.length === 0) return false;
+      if (clusters.length === 0) {
+        // The last cluster's removal: its nodes' peers are still to be forgotten.
+        if (this.peerMachines.size > 0) this.retireGone([], [], new Map());
+        return false;
+      }
       const nodes = state.list('node').map((o) => versioned<NodeRecord>(o));
       const timelines = new Map(state.list('timeline').map((o) => [o.name, versioned<ClusterLog>(o)]));
       const listings = new Map(await Promise.all(clusters.map(async (c) => [c.name, await this.listing(c.spec)] as const)));
       this.noteOrphans(listings, nodes);
+      this.retireGone(clusters, nodes, listings);
       const now = Date.now();
       const busy = this.busyNodes();
       for (const n of nodes) {
@@ -129,6 +147,37 @@ export class Provisioner {
       this.o.log.warn('provisioner round failed', { err: String(err) });
     }
     return false;
+  }
+
+  /** Forgets the peers of nodes whose machines are gone (retire.ts), in the background. */
+  private retireGone(clusters: readonly Versioned<NodeClusterSpec>[], nodes: readonly Versioned<NodeRecord>[], listings: ReadonlyMap<string, Listing>): void {
+    const records = nodes.map((n) => n.spec);
+    notePeerMachines(this.peerMachines, records);
+    const members = new Map(this.o.view.members().map((m) => [m.id, m.state]));
+    // Forgotten already (by hand, or by this leader's earlier round): nothing left to do.
+    for (const peer of this.peerMachines.keys()) {
+      if (members.has(peer)) continue;
+      this.peerMachines.delete(peer);
+      this.retireFailures.delete(peer);
+    }
+    const up = (peer: string) => members.get(peer) === 'alive' || members.get(peer) === 'suspect';
+    for (const peer of peersToRetire({ known: this.peerMachines, records, listings, clusters: new Set(clusters.map((c) => c.name)), up })) {
+      const key = `retire:${peer}`;
+      const failed = this.retireFailures.get(peer);
+      if (this.inFlight.has(key) || (failed && Date.now() < failed.at)) continue;
+      this.call(key, () => this.o.retire(peer), (r) => {
+        if (r instanceof Error) {
+          const attempts = (failed?.attempts ?? 0) + 1;
+          this.retireFailures.set(peer, { attempts, at: Date.now() + backoffMs(attempts) });
+          const level = attempts === RETIRE_WARN_ATTEMPTS ? 'warn' : 'info';
+          this.o.log[level]('cannot forget the peer of a terminated node yet; trying again', { peer, attempts, err: r.message });
+          return;
+        }
+        this.o.log.info('forgot the peer of a terminated node; its address space is taken over', { peer });
+        this.peerMachines.delete(peer);
+        this.retireFailures.delete(peer);
+      });
+    }
   }
 
   /** Runs a provider call in the background, once per key at a time; its answer (a value or a
