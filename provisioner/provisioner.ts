@@ -47,6 +47,9 @@ export interface ProvisionerOptions {
 /** Refusals of one peer's retirement after which it is said at warn level: IPAM may see a
  *  peer live a little longer than membership does, but not for this many tries. */
 const RETIRE_WARN_ATTEMPTS = 5;
+/** A retirement (rmpeer, then forget) is local work of milliseconds; one that has not ended by
+ *  then is counted as refused and tried again, rather than holding its slot for ever. */
+const RETIRE_TIMEOUT_MS = 20_000;
 
 export class Provisioner {
   private readonly o: ProvisionerOptions;
@@ -165,7 +168,7 @@ export class Provisioner {
       const key = `retire:${peer}`;
       const failed = this.retireFailures.get(peer);
       if (this.inFlight.has(key) || (failed && Date.now() < failed.at)) continue;
-      this.call(key, () => this.o.retire(peer), (r) => {
+      this.call(key, () => withTimeout(this.o.retire(peer), RETIRE_TIMEOUT_MS, `forgetting ${peer} took over ${RETIRE_TIMEOUT_MS / 1000} s`), (r) => {
         if (r instanceof Error) {
           const attempts = (failed?.attempts ?? 0) + 1;
           this.retireFailures.set(peer, { attempts, at: Date.now() + backoffMs(attempts) });

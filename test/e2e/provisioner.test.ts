@@ -113,7 +113,7 @@ describe('the provisioner: a local node cluster', () => {
     // Its old peer, whose machine is gone, is forgotten by the leader: no dead member named c-1
     // stays behind owning address space.
     expect(before?.peer).toBeDefined();
-    await waitFor(async () => !(await members(h1)).some((m) => m.id === before?.peer), { timeoutMs: 60_000, what: "c-1's old peer to be forgotten" });
+    await waitFor(async () => !(await members(h1)).some((m) => m.id === before?.peer), { timeoutMs: 120_000, what: "c-1's old peer to be forgotten" });
     expect((await members(h1)).filter((m) => m.name === 'c-1').map((m) => m.state)).toEqual(['alive']);
   }, 300_000);
 
