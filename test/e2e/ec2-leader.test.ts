@@ -3,7 +3,8 @@
 // call out but before the answer reached it leaves its successor the same token, and the
 // successor's repeat finds that instance instead of making a second one. Three managers on
 // three harness hosts; the EC2 double (in h1's namespace, a process of its own that outlives
-// h1's peer) holds its RunInstances answers for a few seconds to open that window.
+// h1's peer) holds its RunInstances and DescribeInstances answers (each computed when asked)
+// for a few seconds to open that window: the leader learns the instances neither way in it.
 import { describe, expect, test } from 'vitest';
 import { useHarness } from '../harness/vitest.ts';
 import { waitFor, type Host } from '../harness/harness.ts';
@@ -32,7 +33,7 @@ describe('a leader killed while RunInstances is in flight', () => {
 
   test('its successor finds the instances by their client tokens: one instance per node, none made twice', async () => {
     const [h1, h2, h3] = hosts();
-    ec2 = await startDoubleOn({ host: h1, dir: mesh().tmpDir, port: DOUBLE_PORT, password: PASSWORD, keyId: KEY_ID, secret: SECRET, managers: 3, hold: `RunInstances=${HOLD_MS}` });
+    ec2 = await startDoubleOn({ host: h1, dir: mesh().tmpDir, port: DOUBLE_PORT, password: PASSWORD, keyId: KEY_ID, secret: SECRET, managers: 3, hold: `RunInstances=${HOLD_MS},DescribeInstances=${HOLD_MS}` });
     for (const h of [h2, h3]) await h.startPeer({ password: PASSWORD, peers: [h1.address], args: ['--managers', '3'] });
     await waitFor(async () => (await h1.weftJson<any[]>(['manager', 'ls', '--json'])).filter((m) => m.voter).length === 3, { timeoutMs: 60_000, what: 'three voting managers' });
     const add = await h1.weft(['provider', 'add', 'aws', 'cloud', '--region', 'us-east-1', '--endpoint', ec2.url, '--access-key-id', KEY_ID, '--secret-access-key-file', ec2.secretFile]);
