@@ -11,7 +11,7 @@ import type { MeshView } from '../mesh/mesh-view.ts';
 import type { StateObject } from '../scheduler/manager/desired-state.ts';
 import type { RaftNode } from '../scheduler/manager/raft-node.ts';
 import type { Versioned } from '../scheduler/reconciler/observed.ts';
-import type { NodeClusterSpec } from './cluster/cluster-spec.ts';
+import { CLUSTER_TAG, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import type { NodeRecord } from './cluster/node-record.ts';
 import type { ClusterLog } from './cluster/timeline.ts';
 import { ProviderError, type Provider, type ProviderNode } from './provider.ts';
@@ -19,8 +19,8 @@ import { autoscale, type Demand } from './autoscale.ts';
 import { nodeRole } from './providers/local-host.ts';
 import type { TaskSpec } from '../scheduler/task/task.ts';
 import { LeaderRounds } from '../scheduler/manager/leader-rounds.ts';
-import { backoffMs, type Listing, nodeKey, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
-import { notePeerMachines, peersToRetire, type PeerMachine, type RetirePeer } from './retire.ts';
+import { backoffMs, type Listing, nodeKey, type NodePeer, provision, type ProvisionEvent, type Timing } from './reconcile.ts';
+import { notePeerMachines, peersToRetire, type PeerMachine, type PeerState, type RetirePeer } from './retire.ts';
 
 /** A round at least this often: provider state (an instance that started running) announces
  *  nothing, and EC2's API allows a steady few calls per second per account. */
@@ -163,8 +163,11 @@ export class Provisioner {
       this.peerMachines.delete(peer);
       this.retireFailures.delete(peer);
     }
-    const up = (peer: string) => members.get(peer) === 'alive' || members.get(peer) === 'suspect';
-    for (const peer of peersToRetire({ known: this.peerMachines, records, listings, clusters: new Set(clusters.map((c) => c.name)), up })) {
+    const member = (peer: string): PeerState => {
+      const s = members.get(peer);
+      return s === undefined ? undefined : s === 'alive' || s === 'suspect' ? 'up' : 'down';
+    };
+    for (const peer of peersToRetire({ known: this.peerMachines, records, listings, clusters: new Set(clusters.map((c) => c.name)), member })) {
       const key = `retire:${peer}`;
       const failed = this.retireFailures.get(peer);
       if (this.inFlight.has(key) || (failed && Date.now() < failed.at)) continue;
@@ -267,11 +270,12 @@ function versioned<T>(o: StateObject): Versioned<T> {
 
 /** Members by peer name; of two with one name (a node's earlier attempt, now dead, and its
  *  replacement) the one that is up. */
-export function membersByName(view: MeshView): Map<string, { id: string; up: boolean }> {
-  const out = new Map<string, { id: string; up: boolean }>();
+export function membersByName(view: MeshView): Map<string, NodePeer[]> {
+  const out = new Map<string, NodePeer[]>();
   for (const m of view.members()) {
-    const up = m.state === 'alive' || m.state === 'suspect';
-    if (!out.get(m.name)?.up) out.set(m.name, { id: m.id, up });
+    const cluster = m.tags.find((t) => t.startsWith(CLUSTER_TAG))?.slice(CLUSTER_TAG.length);
+    const peer: NodePeer = { id: m.id, up: m.state === 'alive' || m.state === 'suspect', ...(cluster ? { cluster } : {}) };
+    out.set(m.name, [...(out.get(m.name) ?? []), peer]);
   }
   return out;
 }

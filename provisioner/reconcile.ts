@@ -8,7 +8,7 @@ import type { BatchOp } from '../scheduler/manager/desired-state.ts';
 import type { Versioned } from '../scheduler/reconciler/observed.ts';
 import { automaticTags, type NodeClusterSpec } from './cluster/cluster-spec.ts';
 import { type ClusterState, clusterState } from './cluster/cluster-state.ts';
-import { type NodeRecord, nodeName, nodeObjectName, type NodeState } from './cluster/node-record.ts';
+import { MAX_FORMER_PEERS, type NodeRecord, nodeName, nodeObjectName, type NodeState } from './cluster/node-record.ts';
 import { appended, type ClusterLog } from './cluster/timeline.ts';
 import type { Scaling } from './autoscale.ts';
 import type { CreateRequest, ProviderError, ProviderNode } from './provider.ts';
@@ -43,13 +43,22 @@ export interface Timing {
 /** A provider's word on a cluster this round: its nodes and zones, or why it could not say. */
 export type Listing = { nodes: ProviderNode[]; zones: string[] } | { error: string };
 
+/** A mesh member as the provisioner sees it. */
+export interface NodePeer {
+  id: string;
+  /** Alive or suspect. */
+  up: boolean;
+  /** Its `cluster=` tag: the cluster whose node it was made as. */
+  cluster?: string;
+}
+
 export interface ProvisionInput {
   clusters: readonly Versioned<NodeClusterSpec>[];
   nodes: readonly Versioned<NodeRecord>[];
   timelines: ReadonlyMap<string, Versioned<ClusterLog>>;
   listings: ReadonlyMap<string, Listing>;
-  /** Mesh members by peer name: peer id and whether it is up (alive or suspect). */
-  members: ReadonlyMap<string, { id: string; up: boolean }>;
+  /** Mesh members by peer name (a slot's old and new peers share one). */
+  members: ReadonlyMap<string, readonly NodePeer[]>;
   /** Answers to create calls, by client token, kept by the shell until the record moves on. */
   created: ReadonlyMap<string, ProviderNode | ProviderError>;
   /** When each provider node (by nodeKey) was last asked to terminate. */
@@ -121,7 +130,7 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     // Said once, in the cluster's log, until it changes: nothing else can be decided without
     // knowing what the provider holds.
     if (tl?.spec.error !== error) {
-      out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { entries: appended(tl?.spec.entries ?? [], input.now, `provider: ${error}`), error } satisfies ClusterLog, expect: tl?.version ?? 0 });
+      out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { ...tl?.spec, entries: appended(tl?.spec.entries ?? [], input.now, `provider: ${error}`), error } satisfies ClusterLog, expect: tl?.version ?? 0 });
       out.events.push({ type: 'nodecluster-error', detail: `${c.name}: ${error}` });
     }
     return;
@@ -129,6 +138,10 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
   const timing = input.timing(c);
   const before = tl?.spec.entries ?? [];
   let timeline = before;
+  // Attempts are numbered across the cluster's life (ClusterLog.serial); tokens written before
+  // the count was kept end in a slot's attempt, so the count starts above every one in use.
+  let serial = Math.max(tl?.spec.serial ?? 0, ...records.map((r) => Number(r.spec.clientToken.split('-').at(-1)) || 0));
+  const take = () => ++serial;
   const say = (type: ProvisionEvent['type'], detail: string) => {
     out.events.push({ type, detail });
     timeline = appended(timeline, input.now, detail);
@@ -143,7 +156,7 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
 
   // Each record's own step: what its provider node and its peer say now.
   for (const r of records) {
-    const stepped = step(r.spec, byToken.get(r.spec.clientToken), input, timing, listing.zones, c, say);
+    const stepped = step(r.spec, byToken.get(r.spec.clientToken), input, timing, listing.zones, c, say, take);
     if (stepped) next.set(r.name, stepped);
   }
 
@@ -176,15 +189,18 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
   }
   // An index removed this round is not reused in it: one batch names an object once.
   const used = new Set([...records.map((r) => r.spec.index), ...[...next.values()].map((r) => r.index)]);
+  // Nor is the name of a machine the provider still holds (an orphan, terminated below): two
+  // machines, and two peers, would answer to it.
+  const held = new Set([...byToken.values()].map((p) => p.node));
   for (let i = live.length, index = 1; i < target; i++) {
-    while (used.has(index)) index++;
+    while (used.has(index) || held.has(nodeName(c.name, index))) index++;
     used.add(index);
     const zone = chooseZone(listing.zones, [...next.values()], []);
     if (zone === undefined) {
       out.status.push(status('its provider offers no zone'));
       return;
     }
-    const r = fresh(c, index, 1, zone, input.now);
+    const r = fresh(c, index, 1, take(), zone, input.now, formerPeers({ cluster: c.name, name: nodeName(c.name, index) }, input));
     next.set(nodeObjectName(c.name, index), r);
     say('node-created', `${r.name}: new node in ${zone} (the cluster wants ${target})`);
   }
@@ -196,7 +212,7 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     }
     if (r.state === 'terminating') {
       const p = byToken.get(r.clientToken);
-      const draining = input.members.get(r.name)?.up === true && input.busy?.has(r.name) === true && input.now - r.since < DRAIN_TIMEOUT_MS;
+      const draining = peerOf(r, input)?.up === true && input.busy?.has(r.name) === true && input.now - r.since < DRAIN_TIMEOUT_MS;
       if (p && !draining && !input.inFlight.has(nodeKey(p)) && input.now - (input.terminateAsked.get(nodeKey(p)) ?? -Infinity) >= TERMINATE_AGAIN_MS) out.terminates.push({ cluster: c.name, node: p });
     }
   }
@@ -225,9 +241,9 @@ function roundOfCluster(input: ProvisionInput, co: Versioned<NodeClusterSpec>, o
     out.ops.push({ op: 'delete', kind: 'nodecluster', name: c.name, expect: co.version });
     if (tl) out.ops.push({ op: 'delete', kind: 'timeline', name: c.name, expect: tl.version });
     out.events.push({ type: 'nodecluster-removed', detail: `${c.name}: every node terminated; the cluster is removed` });
-  } else if (timeline !== before || tl?.spec.error !== undefined) {
+  } else if (timeline !== before || tl?.spec.error !== undefined || serial !== (tl?.spec.serial ?? 0)) {
     // The provider answered: whatever error its log held is over.
-    out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { entries: timeline } satisfies ClusterLog, expect: tl?.version ?? 0 });
+    out.ops.push({ op: 'put', kind: 'timeline', name: c.name, spec: { entries: timeline, ...(serial > 0 ? { serial } : {}) } satisfies ClusterLog, expect: tl?.version ?? 0 });
   }
   const after = [...next.values()];
   out.status.push(clusterStatus(c, after, after.find((r) => r.state === 'failed')?.error));
@@ -242,9 +258,9 @@ function clusterStatus(c: NodeClusterSpec, nodes: readonly NodeRecord[], error: 
 }
 
 /** A record's next state from its provider node (undefined: not listed) and its peer. */
-function step(r: NodeRecord, p: ProviderNode | undefined, input: ProvisionInput, timing: Timing, zones: readonly string[], c: NodeClusterSpec, say: (t: ProvisionEvent['type'], d: string) => void): NodeRecord | null {
+function step(r: NodeRecord, p: ProviderNode | undefined, input: ProvisionInput, timing: Timing, zones: readonly string[], c: NodeClusterSpec, say: (t: ProvisionEvent['type'], d: string) => void, take: () => number): NodeRecord | null {
   const now = input.now;
-  const member = input.members.get(r.name);
+  const member = peerOf(r, input);
   const answer = input.created.get(r.clientToken);
   const known = p ?? (answer && !isError(answer) ? answer : undefined);
   switch (r.state) {
@@ -255,7 +271,7 @@ function step(r: NodeRecord, p: ProviderNode | undefined, input: ProvisionInput,
           const zone = chooseZone(zones, input.nodes.map((n) => n.spec).filter((n) => n.cluster === c.name && n.name !== r.name), avoid);
           if (zone !== undefined) {
             say('node-failed', `${r.name}: ${r.zone} has no capacity (${answer.code}: ${answer.message}); trying ${zone}`);
-            return { ...fresh(c, r.index, r.attempt + 1, zone, now), avoid, timeline: appended(r.timeline, now, `no capacity in ${r.zone}; trying ${zone}`) };
+            return { ...fresh(c, r.index, r.attempt + 1, take(), zone, now, formerPeers(r, input)), avoid, timeline: appended(r.timeline, now, `no capacity in ${r.zone}; trying ${zone}`) };
           }
         }
         const retryAt = now + backoffMs(r.attempt);
@@ -301,14 +317,30 @@ function step(r: NodeRecord, p: ProviderNode | undefined, input: ProvisionInput,
       if (r.after === 'remove') return null;
       if (r.after !== 'replace') return { ...moved(r, 'failed', now, r.error ?? 'terminated'), retryAt: now + backoffMs(r.attempt) };
       const zone = chooseZone(zones, input.nodes.map((n) => n.spec).filter((n) => n.cluster === c.name && n.name !== r.name), []) ?? r.zone;
-      return { ...fresh(c, r.index, r.attempt + 1, zone, now), timeline: appended(r.timeline, now, `replacing it in ${zone}`) };
+      return { ...fresh(c, r.index, r.attempt + 1, take(), zone, now, formerPeers(r, input)), timeline: appended(r.timeline, now, `replacing it in ${zone}`) };
     }
     case 'failed': {
       if (r.retryAt !== undefined && now < r.retryAt) return r;
       const zone = chooseZone(zones, input.nodes.map((n) => n.spec).filter((n) => n.cluster === c.name && n.name !== r.name), []) ?? r.zone;
-      return { ...fresh(c, r.index, r.attempt + 1, zone, now), timeline: appended(r.timeline, now, `attempt ${r.attempt + 1} in ${zone}`) };
+      return { ...fresh(c, r.index, r.attempt + 1, take(), zone, now, formerPeers(r, input)), timeline: appended(r.timeline, now, `attempt ${r.attempt + 1} in ${zone}`) };
     }
   }
+}
+
+/** The peer of a record's attempt: a member of its name that no earlier attempt had (the up
+ *  one if there are two). Earlier attempts' peers share the name, and one of a machine the
+ *  provider already calls gone stays suspect, so up, until the mesh holds it dead. */
+function peerOf(r: NodeRecord, input: ProvisionInput): NodePeer | undefined {
+  const own = (input.members.get(r.name) ?? []).filter((m) => !r.formerPeers?.includes(m.id));
+  return own.find((m) => m.up) ?? own[0];
+}
+
+/** The peers a new attempt of a slot must not take for its own: every peer of this cluster
+ *  under the slot's name that the mesh still holds (the new machine is not yet asked for, so
+ *  none of them is its peer). Forgotten ones drop out, so the list stays short. */
+function formerPeers(r: Pick<NodeRecord, 'cluster' | 'name' | 'formerPeers' | 'peer'>, input: ProvisionInput): string[] {
+  const had = new Set([...(r.formerPeers ?? []), ...(r.peer ? [r.peer] : [])]);
+  return (input.members.get(r.name) ?? []).filter((m) => m.cluster === r.cluster || had.has(m.id)).map((m) => m.id).slice(-MAX_FORMER_PEERS);
 }
 
 /** To `terminating`; `now` replaces it at once when gone (a node that served and died), else
@@ -324,11 +356,12 @@ function moved(r: NodeRecord, state: NodeState, now: number, why: string, extra:
   return { ...rest, state, since: now, ...(keepsError ? { error: why } : {}), ...extra, timeline: appended(r.timeline, now, `${state}: ${why}`) };
 }
 
-function fresh(c: NodeClusterSpec, index: number, attempt: number, zone: string, now: number): NodeRecord {
+function fresh(c: NodeClusterSpec, index: number, attempt: number, serial: number, zone: string, now: number, former: string[]): NodeRecord {
   return {
     cluster: c.name, index, name: nodeName(c.name, index), attempt,
-    clientToken: `${c.uid}-${index}-${attempt}`, zone, state: 'creating', since: now,
+    clientToken: `${c.uid}-${index}-${serial}`, zone, state: 'creating', since: now,
     ...((c.generation ?? 1) > 1 ? { generation: c.generation } : {}),
+    ...(former.length > 0 ? { formerPeers: former } : {}),
     timeline: [{ at: now, text: `creating: attempt ${attempt} in ${zone}` }],
   };
 }

@@ -19,31 +19,46 @@ export interface PeerMachine {
   clientToken: string;
 }
 
-/** Notes the machine of every record's joined peer. */
+/** Notes the machine of every record's joined peer. A peer belongs to the attempt that first
+ *  named it: a later one never takes it over (reconcile.ts, peerOf). */
 export function notePeerMachines(known: Map<string, PeerMachine>, records: readonly NodeRecord[]): void {
-  for (const r of records) if (r.peer) known.set(r.peer, { cluster: r.cluster, clientToken: r.clientToken });
+  for (const r of records) if (r.peer && !known.has(r.peer)) known.set(r.peer, { cluster: r.cluster, clientToken: r.clientToken });
 }
 
-/** Peers to retire now: named by no record, not up, and their machine gone by their
- *  provider's word (its listing has no live node of that attempt), or their cluster removed
- *  (which waits for its nodes' termination). A cluster whose provider does not answer waits. */
+/** A peer in the mesh: up (alive or suspect), down (dead or left), or not held (forgotten). */
+export type PeerState = 'up' | 'down' | undefined;
+
+/** Peers to retire now: down, named by no record, and their machine gone by their provider's
+ *  word (its listing has no live node of that attempt), or their cluster removed (which waits
+ *  for its nodes' termination). A cluster whose provider does not answer waits. A record's
+ *  former peers go once its provider lists no other machine under the slot's name than the
+ *  record's own; the record keeps them across a change of leader, where `known` is one
+ *  leader's memory. */
 export function peersToRetire(o: {
   known: ReadonlyMap<string, PeerMachine>;
   records: readonly NodeRecord[];
   listings: ReadonlyMap<string, Listing>;
   clusters: ReadonlySet<string>;
-  up: (peer: string) => boolean;
+  member: (peer: string) => PeerState;
 }): string[] {
   const named = new Set(o.records.flatMap((r) => (r.peer ? [r.peer] : [])));
-  const out: string[] = [];
+  const retirable = (peer: string) => !named.has(peer) && o.member(peer) === 'down';
+  const out = new Set<string>();
   for (const [peer, m] of o.known) {
-    if (named.has(peer) || o.up(peer)) continue;
+    if (!retirable(peer)) continue;
     if (o.clusters.has(m.cluster)) {
       const l = o.listings.get(m.cluster);
       if (!l || 'error' in l) continue;
       if (l.nodes.some((n) => n.clientToken === m.clientToken && n.state !== 'terminated')) continue;
     }
-    out.push(peer);
+    out.add(peer);
   }
-  return out.sort();
+  for (const r of o.records) {
+    const l = o.listings.get(r.cluster);
+    if (!l || 'error' in l) continue;
+    // Another machine under the slot's name (an orphan, one still shutting down) may be theirs.
+    if (l.nodes.some((n) => n.node === r.name && n.clientToken !== r.clientToken && n.state !== 'terminated')) continue;
+    for (const peer of r.formerPeers ?? []) if (retirable(peer)) out.add(peer);
+  }
+  return [...out].sort();
 }

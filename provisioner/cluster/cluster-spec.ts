@@ -76,6 +76,9 @@ export function clusterSpecProblem(name: string, x: unknown): string | undefined
 
 /** The tags every node of a cluster carries besides the user's, so deploy tags can ask for a
  *  provider, region, zone or cluster (Tutum's automatic node tags). */
+/** The automatic tag that names a node's cluster (the provisioner tells its nodes' peers by it). */
+export const CLUSTER_TAG = 'cluster=';
+
 export function automaticTags(c: Pick<NodeClusterSpec, 'name' | 'provider' | 'region'>, zone: string): string[] {
-  return [`provider=${c.provider}`, `region=${c.region}`, `zone=${zone}`, `cluster=${c.name}`];
+  return [`provider=${c.provider}`, `region=${c.region}`, `zone=${zone}`, `${CLUSTER_TAG}${c.name}`];
 }

@@ -17,6 +17,10 @@ import { clusterLogSchema, type TimelineEntry, timelineSchema } from './timeline
 export const NODE_STATES = ['creating', 'provisioning', 'deployed', 'unreachable', 'terminating', 'failed'] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
+/** Former peers a record keeps: more would mean a slot replaced that often while none of its
+ *  dead peers could be forgotten, and the oldest matter least. */
+export const MAX_FORMER_PEERS = 16;
+
 export interface NodeRecord {
   cluster: string;
   index: number;
@@ -24,7 +28,8 @@ export interface NodeRecord {
   name: string;
   /** 1 for the first try of this slot, +1 for each new one. */
   attempt: number;
-  /** `<cluster uid>-<index>-<attempt>`: unique per attempt, the provider's idempotency key. */
+  /** `<cluster uid>-<index>-<serial>` (timeline.ts, ClusterLog.serial): unique per attempt
+   *  for the cluster's life, the provider's idempotency key. */
   clientToken: string;
   zone: string;
   state: NodeState;
@@ -35,6 +40,9 @@ export interface NodeRecord {
   address?: string;
   /** The peer id of its joined peer. */
   peer?: string;
+  /** Peers of the slot's earlier attempts the mesh still held when this one began: never this
+   *  attempt's peer (they share its name), and forgotten by the leader once down (retire.ts). */
+  formerPeers?: string[];
   /** Why it is failed or terminating, in the provider's or the provisioner's words. */
   error?: string;
   /** failed: when the next attempt may start. */
@@ -58,13 +66,14 @@ const nodeRecordSchema = v.strictObject({
   index: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10 * MAX_NODES)),
   name: v.pipe(v.string(), v.maxLength(64)),
   attempt: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  clientToken: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}-\d+-\d+$/, 'must be <uid>-<index>-<attempt>')),
+  clientToken: v.pipe(v.string(), v.regex(/^[0-9a-f]{16}-\d+-\d+$/, 'must be <uid>-<index>-<serial>')),
   zone: v.pipe(v.string(), v.minLength(1), v.maxLength(64)),
   state: v.picklist(NODE_STATES),
   since: ms,
   providerId: v.optional(id),
   address: v.optional(v.pipe(v.string(), v.maxLength(64))),
   peer: v.optional(id),
+  formerPeers: v.optional(v.pipe(v.array(id), v.maxLength(MAX_FORMER_PEERS))),
   error: v.optional(v.pipe(v.string(), v.maxLength(1000))),
   retryAt: v.optional(ms),
   after: v.optional(v.picklist(['replace', 'retry', 'remove'])),

@@ -30,9 +30,15 @@ export function appended(entries: readonly TimelineEntry[], at: number, text: st
 export interface ClusterLog {
   entries: TimelineEntry[];
   error?: string;
+  /** Attempts begun in the cluster so far. Each takes the next number as the last part of its
+   *  client token, so no two attempts ever share one, though a slot's index is reused after a
+   *  shrink: EC2 answers a token with the same instance for ever, and a reused one would hand
+   *  the new slot the old slot's machine (and its peer). */
+  serial?: number;
 }
 
 export const clusterLogSchema = v.strictObject({
   entries: timelineSchema,
   error: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TEXT))),
+  serial: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER))),
 });

@@ -75,7 +75,7 @@ class Leader {
       if ('error' in l) continue;
       for (const n of l.nodes) if (n.state !== 'terminated' && !tokens.has(n.clientToken) && !this.orphanSince.has(nodeKey(n))) this.orphanSince.set(nodeKey(n), Date.now());
     }
-    const members = new Map(this.ec2.instances().filter((i) => i.state === 'running').map((i) => [i.tags['weft:node'] ?? '', { id: `peer-${i.instanceId}`, up: true }]));
+    const members = new Map(this.ec2.instances().filter((i) => i.state === 'running').map((i) => [i.tags['weft:node'] ?? '', [{ id: `peer-${i.instanceId}`, up: true }]]));
     const result = provision({
       clusters, nodes: this.state.list('node').map((o) => versioned<NodeRecord>(o)),
       timelines: new Map(this.state.list('timeline').map((o) => [o.name, versioned<ClusterLog>(o)])),

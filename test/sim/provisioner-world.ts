@@ -11,7 +11,8 @@ import type { NodeRecord } from '../../provisioner/cluster/node-record.ts';
 import type { ClusterLog } from '../../provisioner/cluster/timeline.ts';
 import { type CreateRequest, ProviderError, type ProviderNode } from '../../provisioner/provider.ts';
 import { autoscale, type Demand } from '../../provisioner/autoscale.ts';
-import { type Listing, nodeKey, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
+import { type Listing, nodeKey, type NodePeer, provision, type ProvisionResult, type Timing } from '../../provisioner/reconcile.ts';
+import { notePeerMachines, type PeerMachine, peersToRetire } from '../../provisioner/retire.ts';
 
 export const TIMING: Timing = { provisionTimeoutMs: 120_000, unreachableGraceMs: 30_000, orphanGraceMs: 60_000 };
 
@@ -56,6 +57,17 @@ export class World {
   emptySince = new Map<string, number>();
   /** Peers killed: their node stays running but the peer is gone. */
   readonly downPeers = new Set<string>();
+  /** How long the mesh still holds a peer up (suspect) after its machine is terminated: the
+   *  provider may say gone a second or two before the mesh has it dead. */
+  detectLagMs = 0;
+  /** Every node ever made: a local node's id is its name, so `nodes` holds only a slot's
+   *  newest, while the mesh still holds the peers of the older ones. */
+  readonly made: SimNode[] = [];
+  /** Peers the leader forgot (retire.ts), and the machine each was of at that moment. */
+  readonly forgotten = new Map<string, SimNode>();
+  /** The leader's memory of its nodes' peers (retire.ts; lost by crash()). */
+  peerMachines = new Map<string, PeerMachine>();
+  crashes = 0;
 
   put(kind: Kind, name: string, spec: unknown, expect?: number): void {
     const r = this.state.apply(++this.index, JSON.stringify({ op: 'put', kind, name, spec, req: `t${this.index}`, ...(expect !== undefined ? { expect } : {}) }));
@@ -69,7 +81,7 @@ export class World {
   createCluster(name: string, target: number, extra: Partial<NodeClusterSpec> = {}): void {
     this.put('nodecluster', name, {
       name, provider: 'sim', region: 'r', nodeType: 't', target, min: 0, max: 100, tags: [], options: {},
-      uid: (0xabc0000000000000n + BigInt(name.length)).toString(16), createdAt: this.now, ...extra,
+      uid: (0xabc0000000000000n + BigInt([...name].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) % 0xffffff, 7))).toString(16), createdAt: this.now, ...extra,
     } satisfies NodeClusterSpec, 0);
   }
 
@@ -97,11 +109,7 @@ export class World {
     }
     const tokens = new Set(this.records().map((r) => r.clientToken));
     for (const n of this.nodes.values()) if (n.state !== 'terminated' && !tokens.has(n.clientToken) && !this.orphanSince.has(nodeKey(n))) this.orphanSince.set(nodeKey(n), this.now);
-    const members = new Map<string, { id: string; up: boolean }>();
-    for (const n of this.nodes.values()) {
-      const up = n.state === 'running' && n.joinsAt !== undefined && this.now >= n.joinsAt && !this.downPeers.has(n.id);
-      if (!members.get(n.node)?.up) members.set(n.node, { id: `peer-${n.id}`, up });
-    }
+    const members = this.members();
     for (const r of this.records()) {
       if (this.busy.has(r.name) || r.state !== 'deployed') this.emptySince.delete(r.name);
       else if (!this.emptySince.has(r.name)) this.emptySince.set(r.name, this.now);
@@ -118,6 +126,7 @@ export class World {
       if (!r.outcome.ok) throw new Error(`the round's batch was refused: ${r.outcome.error}`);
     }
     for (const e of result.events) this.events.push(`${e.type} ${e.detail}`);
+    this.retire(listings);
     for (const req of result.creates) this.created.set(req.clientToken, this.create(req));
     for (const t of result.terminates) {
       this.terminateAsked.set(nodeKey(t.node), this.now);
@@ -126,8 +135,40 @@ export class World {
     return result;
   }
 
+  /** Mesh members by name: the peers that joined and are not forgotten, up while their node
+   *  runs and for detectLagMs after it is terminated. Tagged with their cluster. */
+  members(): Map<string, NodePeer[]> {
+    const out = new Map<string, NodePeer[]>();
+    for (const n of this.made) {
+      if (n.joinsAt === undefined || this.now < n.joinsAt || this.forgotten.has(peerOf(n))) continue;
+      const lagging = n.state === 'terminated' && this.now - (n.terminatedAt ?? 0) < this.detectLagMs;
+      const up = (n.state === 'running' && !this.downPeers.has(n.id)) || lagging;
+      out.set(n.node, [...(out.get(n.node) ?? []), { id: peerOf(n), up, cluster: n.cluster }]);
+    }
+    return out;
+  }
+
+  /** The leader's retirements, as the shell makes them (answered at once). */
+  private retire(listings: ReadonlyMap<string, Listing>): void {
+    const records = this.records();
+    notePeerMachines(this.peerMachines, records);
+    const state = new Map([...this.members().values()].flat().map((m) => [m.id, m.up ? ('up' as const) : ('down' as const)]));
+    for (const peer of this.peerMachines.keys()) if (!state.has(peer)) this.peerMachines.delete(peer);
+    const clusters = new Set(this.state.list('nodecluster').map((o) => o.name));
+    for (const peer of peersToRetire({ known: this.peerMachines, records, listings, clusters, member: (p) => state.get(p) })) {
+      this.forgotten.set(peer, { ...(this.nodeOfPeer(peer) as SimNode) });
+      this.peerMachines.delete(peer);
+    }
+  }
+
+  nodeOfPeer(peer: string): SimNode | undefined {
+    return this.made.find((n) => peerOf(n) === peer);
+  }
+
   /** The leader's memory of its calls is gone (a crash; a new leader). */
   crash(): void {
+    this.crashes++;
+    this.peerMachines = new Map();
     this.created = new Map();
     this.terminateAsked = new Map();
     this.orphanSince = new Map();
@@ -153,6 +194,7 @@ export class World {
     if (this.noCapacity.has(req.zone)) return new ProviderError('capacity', 'InsufficientInstanceCapacity', `no capacity in ${req.zone}`);
     const n: SimNode = { id: this.idIsName ? req.node : `i-${++this.seq}`, node: req.node, cluster: req.cluster, clientToken: req.clientToken, zone: req.zone, state: 'pending', createdAt: this.now };
     this.nodes.set(n.id, n);
+    this.made.push(n);
     return { ...n };
   }
 
@@ -181,6 +223,11 @@ export class World {
   deployed(cluster: string): number {
     return this.records(cluster).filter((r) => r.state === 'deployed').length;
   }
+}
+
+/** A node's peer id: one per machine, as a real peer makes its identity on first start. */
+export function peerOf(n: Pick<SimNode, 'clientToken'>): string {
+  return `peer-${n.clientToken}`;
 }
 
 function v<T>(o: StateObject): Versioned<T> {

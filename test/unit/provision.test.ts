@@ -47,6 +47,45 @@ describe('provisioner round', () => {
     expect(w.events.some((e) => e.startsWith('node-unreachable c-1: its machine stopped'))).toBe(true);
   });
 
+  test('a node killed with its machine: the new attempt does not take the dead peer, still suspect, for its own; the leader forgets the dead one', () => {
+    const w = new World();
+    w.detectLagMs = 5_000;
+    w.idIsName = true;
+    w.createCluster('c', 1);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    const old = w.records('c')[0]!;
+    const machine = w.live('c')[0]!;
+    // The provider says gone at once; the mesh holds the peer suspect (up) for 5 s more.
+    w.terminate(machine.id);
+    w.round();
+    w.advance(1000);
+    w.round();
+    const next = w.records('c')[0]!;
+    expect(next.attempt).toBe(2);
+    expect(next.clientToken).not.toBe(old.clientToken);
+    expect(next.formerPeers).toEqual([old.peer]);
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    const now = w.records('c')[0]!;
+    expect(now.peer).toBeDefined();
+    expect(now.peer).not.toBe(old.peer);
+    expect(w.runUntil(() => w.forgotten.has(old.peer!), 10)).toBe(true);
+  });
+
+  test('a slot removed and made again gets a token of its own, never its old machine', () => {
+    const w = new World();
+    w.createCluster('c', 2);
+    expect(w.runUntil(settled(w, 'c', 2))).toBe(true);
+    const first = w.records('c').find((r) => r.index === 2)!.clientToken;
+    w.change('c', (c) => ({ ...c, target: 1 }));
+    expect(w.runUntil(settled(w, 'c', 1))).toBe(true);
+    w.change('c', (c) => ({ ...c, target: 2 }));
+    expect(w.runUntil(settled(w, 'c', 2))).toBe(true);
+    const again = w.records('c').find((r) => r.index === 2)!;
+    expect(again.attempt).toBe(1);
+    expect(again.clientToken).not.toBe(first);
+    expect(w.calls.create).toBe(3);
+  });
+
   test("a deployed node's peer gone past the grace is replaced; back within it, it is kept", () => {
     const w = new World();
     w.createCluster('c', 1);
