@@ -168,6 +168,8 @@ export async function launch(o: LaunchOptions): Promise<void> {
   }
   stop = async (signal: string) => {
     log.info('stopping', { signal });
+    // First, while nothing else is being torn down: writes wait for the next leader.
+    await managers.handOver();
     provisioner.stop();
     await install.stop();
     scheduler.stop();

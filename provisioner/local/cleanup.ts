@@ -16,11 +16,15 @@ import { unmountBelow, mountsBelow } from './mounts.ts';
 import { pluginName } from './names.ts';
 import { namespacePids, removeNodeNetwork, tunnelDevices } from './network.ts';
 import type { NodeDir } from './node-dir.ts';
-import { isRunning, stopProcess } from './processes.ts';
+import { isRunning, lastLines, stopProcess } from './processes.ts';
 
 /** Grace for the peer on SIGTERM: it says goodbye to its mesh and flushes its store, well
  *  under a second; 10 s only runs out on a wedged peer, which SIGKILL then ends. */
 export const PEER_STOP_MS = 10_000;
+/** How much of the log of a node's peer that died on its own is kept in the host's log when the
+ *  node is destroyed (its directory goes with it): enough for a stack trace. */
+const DEAD_PEER_LOG_BYTES = 4096;
+const DEAD_PEER_LOG_LINES = 40;
 /** How long to wait for killed stragglers in the node's namespace (see CGROUP_DRAIN_MS). */
 const STRAGGLER_WAIT_MS = 5_000;
 const POLL_MS = 20;
@@ -36,6 +40,11 @@ export async function teardownNode(name: string, d: NodeDir, log: Logger): Promi
     }
   };
   const procs = d.readProcesses();
+  // A peer that exited before anyone stopped it crashed or was killed: its last words would
+  // go with the node's directory, so the host's log keeps them.
+  if (procs.peer && !isRunning(procs.peer)) {
+    log.warn("the node's peer had exited before the node was destroyed; the end of its log", { node: name, log: lastLines(d.peerLog, DEAD_PEER_LOG_BYTES, DEAD_PEER_LOG_LINES) });
+  }
 
   await step('stopping the peer', async () => {
     if (procs.peer && (await stopProcess(procs.peer, PEER_STOP_MS)) === 'killed') {

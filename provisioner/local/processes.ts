@@ -136,15 +136,15 @@ export async function stopProcess(rec: ProcessRecord, graceMs: number): Promise<
 /** Bytes of a log quoted in an error: the last few lines say why a process gave up. */
 const LOG_QUOTE_BYTES = 600;
 
-/** The end of a log file, on one line, for an error message. */
-export function lastLines(file: string): string {
+/** The end of a log file (at most `bytes`, `lines`), on one line, for an error message. */
+export function lastLines(file: string, bytes = LOG_QUOTE_BYTES, lines = 4): string {
   let fd: number | undefined;
   try {
     fd = fs.openSync(file, 'r');
     const size = fs.fstatSync(fd).size;
-    const buf = Buffer.alloc(Math.min(size, LOG_QUOTE_BYTES));
+    const buf = Buffer.alloc(Math.min(size, bytes));
     fs.readSync(fd, buf, 0, buf.length, size - buf.length);
-    return buf.toString('utf8').trim().split('\n').slice(-4).join(' | ') || '(its log is empty)';
+    return buf.toString('utf8').trim().split('\n').slice(-lines).join(' | ') || '(its log is empty)';
   } catch {
     return `(no log at ${file})`;
   } finally {

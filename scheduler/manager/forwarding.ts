@@ -47,16 +47,19 @@ function isRetriable(message: string): boolean {
 }
 
 /** Tries `attempt` on the leader known, again on whoever leads next, until it succeeds or
- *  REQUEST_TIMEOUT_MS passes. A failure the leader gives as its answer is final. */
+ *  REQUEST_TIMEOUT_MS passes. A failure the leader gives as its answer is final. Between tries
+ *  it waits for the next leader (`next`: a LeaderWatch), at most LEADER_POLL_MS; not at all
+ *  when another than the one just asked already leads. */
 export async function viaLeader<T>(
-  o: { leader(): string | undefined; stopped(): boolean }, attempt: (leader: string) => Promise<T>, what: string,
+  o: { leader(): string | undefined; stopped(): boolean; next?(ms: number): Promise<void> }, attempt: (leader: string) => Promise<T>, what: string,
 ): Promise<T> {
   const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+  const wait = () => (o.next ? o.next(LEADER_POLL_MS) : sleep(LEADER_POLL_MS));
   let last = 'no leader is known (are a majority of managers up and connected?)';
   for (let i = 0; i < REQUEST_TIMEOUT_MS / LEADER_POLL_MS && Date.now() < deadline && !o.stopped(); i++) {
     const leader = o.leader();
     if (!leader) {
-      await sleep(LEADER_POLL_MS);
+      await wait();
       continue;
     }
     try {
@@ -64,10 +67,36 @@ export async function viaLeader<T>(
     } catch (err) {
       last = (err as Error).message;
       if (!isRetriable(last)) throw err;
-      await sleep(LEADER_POLL_MS);
+      if (o.leader() === leader) await wait();
     }
   }
   throw new Error(`${what} failed after ${REQUEST_TIMEOUT_MS / 1000} s: ${last}`);
+}
+
+/** Wakes the requests waiting for a leader (viaLeader) the moment one is known, rather than at
+ *  their next look: in a planned handover the successor leads within a millisecond or two. */
+export class LeaderWatch {
+  private readonly waiters = new Set<() => void>();
+
+  /** The leader known here changed. */
+  changed(): void {
+    const ws = [...this.waiters];
+    this.waiters.clear();
+    for (const w of ws) w();
+  }
+
+  /** Resolves at the next change, or after `ms`. */
+  next(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
 }
 
 /** Requests under way to a leader, by request id. */

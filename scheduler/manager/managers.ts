@@ -97,10 +97,10 @@ export class Managers {
     return m;
   }
 
-  /** Hands leadership over if this peer leads (a planned stop must not cost an election
-   *  timeout), then stops. */
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
+  /** Hands leadership over if this peer leads: a planned stop must not cost an election
+   *  timeout, and the writes waiting meanwhile wait for it, so it goes before anything else
+   *  of a stop. Logs what it could not do; never throws. */
+  async handOver(): Promise<void> {
     if (this.raft.isLeader() && this.raft.successor()) {
       try {
         const t = await this.raft.transfer();
@@ -109,6 +109,12 @@ export class Managers {
         this.o.log.warn('could not hand leadership over before stopping', { err: String(err) });
       }
     }
+  }
+
+  /** Hands leadership over (handOver), then stops. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.handOver();
     await this.raft.flushed();
     this.raft.stop();
     await this.channel.stop();

@@ -14,7 +14,7 @@ import { DesiredState, validateCommand, type Command, type Outcome, type StateCh
 import { ReadyQueue } from './ready-queue.ts';
 import { ClusterId, newClusterId } from './cluster-id.ts';
 import { parseManagerMessage, type ForwardOp, type ManagerMessage, type Query } from './wire.ts';
-import { ATTEMPT_MS, expire, Forwards, LEADER_POLL_MS, REQUEST_TIMEOUT_MS, settle, sleep, viaLeader, type Waiter } from './forwarding.ts';
+import { ATTEMPT_MS, expire, Forwards, LEADER_POLL_MS, LeaderWatch, REQUEST_TIMEOUT_MS, settle, viaLeader, type Waiter } from './forwarding.ts';
 import type { ManagerView, NodeEvent, NodeIo, NodeStatus, QueryAnswer } from './node-types.ts';
 
 /** Proposals whose apply latency is measured at once: far above the writes in flight. */
@@ -54,6 +54,8 @@ export class RaftNode {
   private readonly eventListeners = new Set<(e: NodeEvent) => void>();
   private readonly changeListeners = new Set<(c: StateChange) => void>();
   private stopped = false;
+  /** Requests waiting for a leader (viaLeader), woken when one is known. */
+  private readonly leaderWatch = new LeaderWatch();
   /** A leadership transfer is under way (proposals wait for the next leader). */
   private transferring = false;
   private readonly cluster: ClusterId;
@@ -410,7 +412,10 @@ export class RaftNode {
     this.lastRole = { role, leader };
     // Requests sent to a leader that no longer leads are tried again at once on the next one,
     // rather than after the attempt's timeout (a leader cut off never answers).
-    if (leader !== before.leader) this.forwards.leaderChanged(leader);
+    if (leader !== before.leader) {
+      this.forwards.leaderChanged(leader);
+      this.leaderWatch.changed();
+    }
     if (leader !== null && leader !== before.leader) {
       this.io.log.info('leader elected', { term, leader, self: leader === this.self });
       this.report({ type: 'leader-elected', term, leader });
@@ -529,7 +534,7 @@ export class RaftNode {
    *  or REQUEST_TIMEOUT_MS passes. A failure the leader reports as an answer is final. */
   private viaLeader<T>(attempt: (leader: string) => Promise<T>, what: string): Promise<T> {
     if (this.damaged) return Promise.reject(new Error(this.damaged));
-    return viaLeader({ leader: () => this.core.leader ?? this.leaderHint?.(), stopped: () => this.stopped }, attempt, what);
+    return viaLeader({ leader: () => this.core.leader ?? this.leaderHint?.(), stopped: () => this.stopped, next: (ms) => this.leaderWatch.next(ms) }, attempt, what);
   }
 
   /** For a peer that is not a manager: the leader other peers announce (composition sets it). */
@@ -608,7 +613,7 @@ export class RaftNode {
 
   private async awaitSuccessor(target: string): Promise<{ from: string; to: string }> {
     for (let i = 0; i < TRANSFER_WAIT_MS / LEADER_POLL_MS; i++) {
-      await sleep(LEADER_POLL_MS);
+      await this.leaderWatch.next(LEADER_POLL_MS);
       // The target may have needed entries first: ask again now that it may have them.
       if (this.core.role === 'leader') this.queue.push(this.core.transferLeadership(target));
       // Done once another leads: only then may a leader that is stopping go, or its vote for

@@ -269,6 +269,7 @@ export class Raft {
     if (this.role === 'follower' && this.leader !== null) {
       this.leader = null;
       this.electionElapsed = Math.max(this.electionElapsed, this.randomizedTimeout - 1 - Math.floor(this.random() * 3));
+      this.emitRole();
     }
     return this.ready();
   }
@@ -357,15 +358,11 @@ export class Raft {
         return this.onVoteResponse(m);
       case 'app':
         if (this.role === 'leader') return; // another leader of our term cannot exist
-        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
-        this.leader = m.from;
-        this.electionElapsed = 0;
+        this.follow(m.from);
         return this.onAppend(m.from, m.prevIndex, m.prevTerm, m.entries, m.commit);
       case 'heartbeat':
         if (this.role === 'leader') return;
-        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
-        this.leader = m.from;
-        this.electionElapsed = 0;
+        this.follow(m.from);
         this.commitTo(m.commit);
         this.out.push({ type: 'heartbeat-resp', from: this.id, to: m.from, term: this.term, ...(m.ctx !== undefined ? { ctx: m.ctx } : {}) });
         return;
@@ -379,9 +376,7 @@ export class Raft {
         return;
       case 'snap':
         if (this.role === 'leader') return;
-        if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
-        this.leader = m.from;
-        this.electionElapsed = 0;
+        this.follow(m.from);
         return this.onSnapshotChunk(m);
       case 'snap-resp':
         return this.onSnapshotResponse(m);
@@ -486,6 +481,19 @@ export class Raft {
     this.readsBeforeTermCommit = [];
     this.resetElectionTimer();
     if (changed) this.emitRole();
+  }
+
+  /** The leader of our term spoke: follow it. A follower that learns who leads (after voting in
+   *  an election it did not start, it knows the term but not the winner) says so like any role
+   *  change: requests waiting for a leader go to it at once, and its `leader-elected` event is
+   *  reported on every manager, not only where the role changed. */
+  private follow(leader: string): void {
+    if (this.role !== 'follower') this.becomeFollower(this.term, leader);
+    else if (this.leader !== leader) {
+      this.leader = leader;
+      this.emitRole();
+    }
+    this.electionElapsed = 0;
   }
 
   private becomeLeader(): void {

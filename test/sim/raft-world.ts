@@ -133,6 +133,8 @@ interface Server {
   /** Readies whose write is still under way (a slow disk), oldest first, with the messages
    *  that already left; a crash loses them. */
   writes: { at: number; ready: RaftReady; early: RaftMessage[] }[];
+  /** The role and leader its events last reported: what the shell (raft-node.ts) acts on. */
+  reported: { role: string; leader: string | null };
 }
 
 interface InFlight {
@@ -176,6 +178,7 @@ export class RaftWorld {
     this.initialVoters = ids.slice(0, o.servers);
     this.servers = ids.map((id) => ({
       id, disk: { hardState: { term: 0, vote: null, commit: 0 }, entries: [] }, tickEvery: this.o.skew ? 1 + this.rng.int(3) : 1, applied: [], kv: new Map(), life: 0, writes: [],
+      reported: { role: 'follower', leader: null },
     }));
     this.clients = Array.from({ length: this.o.clients }, (_, i) => ({ id: `k${i + 1}`, seq: 0 }));
     for (const s of this.servers) this.start(s);
@@ -197,6 +200,7 @@ export class RaftWorld {
       hardState: { ...s.disk.hardState }, entries: s.disk.entries.map((e) => ({ ...e })), ...(s.disk.snapshot ? { snapshot: structuredClone(s.disk.snapshot) } : {}),
     });
     s.applied = [];
+    s.reported = { role: s.raft.role, leader: s.raft.leader };
   }
 
   /** One step of simulated time: network changes, crashes, ticks, deliveries, proposals. */
@@ -474,12 +478,18 @@ export class RaftWorld {
     for (const { msg } of ready.send) if (!early.includes(msg)) this.send(msg);
     for (const ev of ready.events) {
       if (ev.type === 'restore') this.onRestore(s, ev.snapshot);
+      if (ev.type === 'role') s.reported = { role: ev.role, leader: ev.leader };
       if (ev.type === 'role' && ev.role === 'leader') this.onLeader(s, ev.term);
       if (ev.type === 'committed') {
         for (const e of ev.entries) this.onApply(s, e);
         this.serveReads(s);
       }
       if (ev.type === 'read') this.onRead(s, ev.ctx, ev.index);
+    }
+    // Every change of role or leader is reported: the shell retries its requests and reports
+    // `leader-elected` from these events alone.
+    if (s.raft && s.writes.length === 0 && (s.reported.role !== s.raft.role || s.reported.leader !== s.raft.leader)) {
+      this.fail(`${s.id} is ${s.raft.role} under ${s.raft.leader ?? 'no leader'}, but its events last said ${s.reported.role} under ${s.reported.leader ?? 'no leader'}`);
     }
     // The write is done: a leader now counts its own entries (Raft.appended).
     const last = ready.persist?.entries?.entries.at(-1);
