@@ -105,7 +105,8 @@ export class ContainerResolvers {
 async function readBounded(fh: FileHandle): Promise<string | undefined> {
   const buf = Buffer.alloc(MAX_READ_BYTES + 1);
   let n = 0;
-  for (let i = 0; i <= MAX_READ_BYTES && n < buf.length; i++) {
+  // Every read that does not end the loop adds a byte at least: buf.length reads are the most.
+  for (let i = 0; i < buf.length && n < buf.length; i++) {
     const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
     if (bytesRead === 0) break;
     n += bytesRead;
