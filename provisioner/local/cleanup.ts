@@ -43,7 +43,7 @@ export async function teardownNode(name: string, d: NodeDir, log: Logger): Promi
   // A peer that exited before anyone stopped it crashed or was killed: its last words would
   // go with the node's directory, so the host's log keeps them.
   if (procs.peer && !isRunning(procs.peer)) {
-    log.warn("the node's peer had exited before the node was destroyed; the end of its log", { node: name, log: lastLines(d.peerLog, DEAD_PEER_LOG_BYTES, DEAD_PEER_LOG_LINES) });
+    log.info("the node's peer had exited before the node was destroyed; the end of its log", { node: name, log: lastLines(d.peerLog, DEAD_PEER_LOG_BYTES, DEAD_PEER_LOG_LINES) });
   }
 
   await step('stopping the peer', async () => {

@@ -44,8 +44,10 @@ describe('the aws provider against the EC2 double, its instances harness hosts t
     expect(running.length).toBe(2);
     for (const i of running) {
       expect(i.tags).toMatchObject({ 'weft:cluster': 'web', Name: expect.stringMatching(/^web-\d$/) });
-      expect(i.clientToken).toMatch(/^[0-9a-f]{16}-\d+-1$/);
+      // <cluster uid>-<slot index>-<attempt serial>: the slot's own, one per instance.
+      expect(i.clientToken).toMatch(new RegExp(`^[0-9a-f]{16}-${i.tags.Name?.slice('web-'.length)}-\\d+$`));
     }
+    expect(new Set(running.map((i) => i.clientToken)).size).toBe(2);
     expect(running.map((i) => i.privateIpAddress).sort()).toEqual([h2.ip, h3.ip].sort());
     const peers = await h1.weftJson<any[]>(['peers', '--json']);
     for (const r of rows) {
