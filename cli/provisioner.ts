@@ -118,12 +118,9 @@ export function startProvisioner(peer: Peer, managers: Managers, methods: Method
   const provisioner = new Provisioner({
     raft: managers.raft, view: peer.view(), log, provider: providers, emit, retire,
     timing: (c: NodeClusterSpec) => (c.provider === 'local' ? LOCAL_TIMING : AWS_TIMING),
-    // The scheduler's own round, as the leader would run it now: what it cannot place.
-    demands: () => {
-      const st = managers.raft.state;
-      return reconciler.compute(st.list('service'), st.list('task'), Date.now()).services
-        .flatMap((s) => (s.pendingReason ? [{ service: s.name, reason: s.pendingReason, unplaced: s.unplaced ?? 0 }] : []));
-    },
+    // What the scheduler's last round (on this leader) could not place.
+    demands: () => reconciler.services()
+      .flatMap((s) => (s.pendingReason ? [{ service: s.name, reason: s.pendingReason, unplaced: s.unplaced ?? 0 }] : [])),
   });
   provisioner.start();
   registerProvisionerMethods(methods, managers.raft, peer.view(), retire);

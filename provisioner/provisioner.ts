@@ -268,8 +268,8 @@ function versioned<T>(o: StateObject): Versioned<T> {
   return { name: o.name, version: o.version, spec: o.spec as T };
 }
 
-/** Members by peer name; of two with one name (a node's earlier attempt, now dead, and its
- *  replacement) the one that is up. */
+/** Every member by peer name, with its cluster tag: a node's earlier attempts' peers share its
+ *  name, and the round tells them apart (reconcile.ts, peerOf). */
 export function membersByName(view: MeshView): Map<string, NodePeer[]> {
   const out = new Map<string, NodePeer[]>();
   for (const m of view.members()) {

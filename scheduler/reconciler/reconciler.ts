@@ -40,6 +40,8 @@ export class Reconciler {
   private readonly downSince = new Map<string, number>();
   private readonly lastStep = new Map<string, number>();
   private readonly said = new Map<string, string>();
+  /** The services as this leader's last round saw them (see services()). */
+  private lastServices: RoundResult['services'] = [];
 
   constructor(o: ReconcilerOptions) {
     this.o = o;
@@ -49,6 +51,7 @@ export class Reconciler {
       notLeader: () => {
         this.downSince.clear();
         this.lastStep.clear();
+        this.lastServices = [];
       },
     });
   }
@@ -73,6 +76,7 @@ export class Reconciler {
     try {
       const tasks = this.o.raft.state.list('task');
       const result = this.compute(this.o.raft.state.list('service'), tasks, Date.now());
+      this.lastServices = result.services;
       this.report(result);
       if (result.ops.length === 0) return false;
       const before = new Map(tasks.map((o) => [o.name, o.spec as TaskSpec]));
@@ -88,6 +92,13 @@ export class Reconciler {
       this.o.log.debug('reconciler round failed', { err: String(err) });
     }
     return false;
+  }
+
+  /** The services as this leader's last round saw them, pending reasons included: at most a
+   *  round (RECONCILE_EVERY_MS) old, and empty on a peer that does not lead. What the
+   *  provisioner grows clusters for, without deciding a round of its own. */
+  services(): RoundResult['services'] {
+    return this.lastServices;
   }
 
   /** A round's decision from the given desired state and this peer's observed state. */
