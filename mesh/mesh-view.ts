@@ -7,6 +7,11 @@ import type { Role } from './membership/wire.ts';
 
 export type PeerLiveness = 'alive' | 'suspect' | 'dead' | 'left';
 
+/** Up: alive or suspect. A suspect may still refute, so it is treated as up until proven dead. */
+export function isUp(state: PeerLiveness): boolean {
+  return state === 'alive' || state === 'suspect';
+}
+
 /** A member as the subsystems see it. */
 export interface MeshMember {
   id: string;

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { asUserError, UserError } from '../mesh/api/request.ts';
 import type { MethodTable } from '../mesh/api/table.ts';
-import type { MeshView } from '../mesh/mesh-view.ts';
+import { isUp, type MeshView } from '../mesh/mesh-view.ts';
 import type { BatchOp, StateObject } from '../scheduler/manager/desired-state.ts';
 import type { RaftNode } from '../scheduler/manager/raft-node.ts';
 import { type DrainRecord, drainedPeers } from '../scheduler/reconciler/drain.ts';
@@ -28,7 +28,6 @@ const LOCAL_OPTIONS = ['host', 'zones', 'dns-upstream', 'load-images', 'role'];
 const WORD: Record<NodeRecord['state'], api.NodeStateWord> = {
   creating: 'Deploying', provisioning: 'Deploying', deployed: 'Deployed', unreachable: 'Unreachable', terminating: 'Terminating', failed: 'Failed',
 };
-
 
 export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, view: MeshView, retire: RetirePeer): void {
   const user = asUserError;
@@ -75,7 +74,7 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     // Every other peer of the mesh is a node brought by its owner (Tutum's "bring your own").
     for (const m of view.members()) {
       if (named.has(m.name) || rows.some((r) => r.peer === m.id)) continue;
-      const up = m.state === 'alive' || m.state === 'suspect';
+      const up = isUp(m.state);
       if (m.state === 'left') continue;
       rows.push(withPeer({ name: m.name, cluster: null, provider: null, state: up ? 'Deployed' : 'Unreachable', zone: null, address: m.address, peer: m.id, timeline: [] }));
     }
@@ -208,7 +207,7 @@ export function registerProvisionerMethods(table: MethodTable, raft: RaftNode, v
     const m = view.members().find((x) => x.name === name || x.id === name);
     if (!m) throw new UserError(`no node "${name}" (see weft node ls)`);
     if (m.id === view.self.id) throw new UserError(`${name} is the peer you are asking: remove it from another peer`);
-    if (m.state === 'alive' || m.state === 'suspect') throw new UserError(`${name} is up: stop its peer first (weft reset there, or stop the weft service), then remove it`);
+    if (isUp(m.state)) throw new UserError(`${name} is up: stop its peer first (weft reset there, or stop the weft service), then remove it`);
     await retire(m.id);
     return { removed: name, how: 'forgotten' as const };
   }));

@@ -7,7 +7,7 @@
 // is kept (in memory: a new leader simply asks again) and feeds the next round.
 
 import type { Logger } from '../mesh/log.ts';
-import type { MeshView } from '../mesh/mesh-view.ts';
+import { isUp, type MeshMember, type MeshView } from '../mesh/mesh-view.ts';
 import type { StateObject } from '../scheduler/manager/desired-state.ts';
 import type { RaftNode } from '../scheduler/manager/raft-node.ts';
 import type { Versioned } from '../scheduler/reconciler/observed.ts';
@@ -105,16 +105,17 @@ export class Provisioner {
       const clusters = state.list('nodecluster').map((o) => versioned<NodeClusterSpec>(o));
       if (clusters.length === 0) {
         // The last cluster's removal: its nodes' peers are still to be forgotten.
-        if (this.peerMachines.size > 0) this.retireGone([], [], new Map());
+        if (this.peerMachines.size > 0) this.retireGone([], [], new Map(), this.o.view.members());
         return false;
       }
       const nodes = state.list('node').map((o) => versioned<NodeRecord>(o));
       const timelines = new Map(state.list('timeline').map((o) => [o.name, versioned<ClusterLog>(o)]));
       const listings = new Map(await Promise.all(clusters.map(async (c) => [c.name, await this.listing(c.spec)] as const)));
       this.noteOrphans(listings, nodes);
-      this.retireGone(clusters, nodes, listings);
+      const members = this.o.view.members();
+      this.retireGone(clusters, nodes, listings, members);
       const now = Date.now();
-      const busy = this.busyNodes();
+      const busy = this.busyNodes(members);
       for (const n of nodes) {
         if (busy.has(n.spec.name) || n.spec.state !== 'deployed') this.emptySince.delete(n.spec.name);
         else if (!this.emptySince.has(n.spec.name)) this.emptySince.set(n.spec.name, now);
@@ -124,7 +125,7 @@ export class Provisioner {
         role: (c) => nodeRole(c.options), now,
       });
       const result = provision({
-        clusters, nodes, timelines, listings, members: membersByName(this.o.view),
+        clusters, nodes, timelines, listings, members: membersByName(members),
         created: this.created, terminateAsked: this.terminateAsked, inFlight: this.inFlight, orphanSince: this.orphanSince,
         timing: this.o.timing, scalings, busy, now,
       });
@@ -153,10 +154,10 @@ export class Provisioner {
   }
 
   /** Forgets the peers of nodes whose machines are gone (retire.ts), in the background. */
-  private retireGone(clusters: readonly Versioned<NodeClusterSpec>[], nodes: readonly Versioned<NodeRecord>[], listings: ReadonlyMap<string, Listing>): void {
+  private retireGone(clusters: readonly Versioned<NodeClusterSpec>[], nodes: readonly Versioned<NodeRecord>[], listings: ReadonlyMap<string, Listing>, all: readonly MeshMember[]): void {
     const records = nodes.map((n) => n.spec);
     notePeerMachines(this.peerMachines, records);
-    const members = new Map(this.o.view.members().map((m) => [m.id, m.state]));
+    const members = new Map(all.map((m) => [m.id, m.state]));
     // Forgotten already (by hand, or by this leader's earlier round): nothing left to do.
     for (const peer of this.peerMachines.keys()) {
       if (members.has(peer)) continue;
@@ -165,7 +166,7 @@ export class Provisioner {
     }
     const member = (peer: string): PeerState => {
       const s = members.get(peer);
-      return s === undefined ? undefined : s === 'alive' || s === 'suspect' ? 'up' : 'down';
+      return s === undefined ? undefined : isUp(s) ? 'up' : 'down';
     };
     for (const peer of peersToRetire({ known: this.peerMachines, records, listings, clusters: new Set(clusters.map((c) => c.name)), member })) {
       const key = `retire:${peer}`;
@@ -199,8 +200,8 @@ export class Provisioner {
   }
 
   /** Names of the nodes that have containers assigned (tasks in desired state). */
-  private busyNodes(): Set<string> {
-    const names = new Map(this.o.view.members().map((m) => [m.id, m.name]));
+  private busyNodes(members: readonly MeshMember[]): Set<string> {
+    const names = new Map(members.map((m) => [m.id, m.name]));
     const out = new Set<string>();
     for (const t of this.o.raft.state.list('task')) {
       const name = names.get((t.spec as TaskSpec).node);
@@ -270,11 +271,11 @@ function versioned<T>(o: StateObject): Versioned<T> {
 
 /** Every member by peer name, with its cluster tag: a node's earlier attempts' peers share its
  *  name, and the round tells them apart (reconcile.ts, peerOf). */
-export function membersByName(view: MeshView): Map<string, NodePeer[]> {
+function membersByName(members: readonly MeshMember[]): Map<string, NodePeer[]> {
   const out = new Map<string, NodePeer[]>();
-  for (const m of view.members()) {
+  for (const m of members) {
     const cluster = m.tags.find((t) => t.startsWith(CLUSTER_TAG))?.slice(CLUSTER_TAG.length);
-    const peer: NodePeer = { id: m.id, up: m.state === 'alive' || m.state === 'suspect', ...(cluster ? { cluster } : {}) };
+    const peer: NodePeer = { id: m.id, up: isUp(m.state), ...(cluster ? { cluster } : {}) };
     out.set(m.name, [...(out.get(m.name) ?? []), peer]);
   }
   return out;

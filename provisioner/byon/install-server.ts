@@ -18,7 +18,7 @@ import { UserError } from '../../mesh/api/request.ts';
 import type { MethodTable } from '../../mesh/api/table.ts';
 import type { PeerConfig } from '../../mesh/config.ts';
 import { errorText, type Logger } from '../../mesh/log.ts';
-import type { MeshView } from '../../mesh/mesh-view.ts';
+import { isUp, type MeshView } from '../../mesh/mesh-view.ts';
 import type { Metrics } from '../../mesh/metrics.ts';
 import * as api from './api-contract.ts';
 import { BundleBuilder, type Bundle } from './bundle.ts';
@@ -200,7 +200,7 @@ export function startInstallServer(peer: InstallPeer, methods: MethodTable, log:
       }
       const now = Date.now();
       if (o.name !== undefined) {
-        const taken = peer.view().members().find((m) => m.name === o.name && (m.state === 'alive' || m.state === 'suspect'));
+        const taken = peer.view().members().find((m) => m.name === o.name && isUp(m.state));
         if (taken) throw new UserError(`a peer named ${o.name} is in the mesh already (${taken.address}): choose another --name`);
         const pending = tokens.list(now).find((t) => t.state === 'live' && t.name === o.name);
         if (pending) throw new UserError(`an install command for ${o.name} is outstanding (token ${pending.id}): run it, or revoke it with weft node install-revoke ${pending.id}`);

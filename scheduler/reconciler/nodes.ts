@@ -3,7 +3,7 @@
 // not reported, or whose Docker does not answer, takes nothing new and its containers move
 // (`draining`): placing there would only make tasks that never run. Pure.
 
-import type { MeshMember } from '../../mesh/mesh-view.ts';
+import { isUp, type MeshMember } from '../../mesh/mesh-view.ts';
 import type { PlacementNode } from '../placement/node.ts';
 import type { AgentReport } from '../task/report.ts';
 
@@ -20,7 +20,7 @@ export function placementNodes(members: readonly MeshMember[], reports: Readonly
   return members
     .map((m) => {
       const r = reports.get(m.id);
-      const alive = m.state === 'alive' || m.state === 'suspect';
+      const alive = isUp(m.state);
       return {
         id: m.id,
         name: m.name,

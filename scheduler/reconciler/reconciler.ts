@@ -6,7 +6,7 @@
 
 import { AGENT_STATE_KEY } from '../../mesh/keyspace.ts';
 import type { Logger } from '../../mesh/log.ts';
-import type { MeshView } from '../../mesh/mesh-view.ts';
+import { isUp, type MeshView } from '../../mesh/mesh-view.ts';
 import type { StateObject } from '../manager/desired-state.ts';
 import type { RaftNode } from '../manager/raft-node.ts';
 import type { StoredService } from '../service/schema.ts';
@@ -106,7 +106,7 @@ export class Reconciler {
     const reports = readReports(this.o.view);
     const members = this.o.view.members();
     for (const m of members) {
-      if (m.state === 'alive' || m.state === 'suspect') this.downSince.delete(m.id);
+      if (isUp(m.state)) this.downSince.delete(m.id);
       else if (!this.downSince.has(m.id)) this.downSince.set(m.id, now);
     }
     const st = this.o.raft.status();
