@@ -170,6 +170,16 @@ describe('a retried request applies once', () => {
   });
 });
 
+/** A node record of cluster c, slot 1, with `extra` over a valid one. */
+function nodePut(extra: Record<string, unknown>): string {
+  const spec = { cluster: 'c', index: 1, name: 'c-1', attempt: 1, clientToken: '0123456789abcdef-1-1', zone: 'z', state: 'creating', since: 0, timeline: [], ...extra };
+  return JSON.stringify({ op: 'put', kind: 'node', name: 'c/1', spec, req: 'q' });
+}
+
+function timelinePut(serial: unknown): string {
+  return JSON.stringify({ op: 'put', kind: 'timeline', name: 'c', spec: { entries: [], serial }, req: 'q' });
+}
+
 describe('invalid commands fail deterministically with one sentence and change nothing', () => {
   const longName = 'a'.repeat(MAX_NAME_LENGTH + 1);
   const cases: [string, string, RegExp][] = [
@@ -206,6 +216,15 @@ describe('invalid commands fail deterministically with one sentence and change n
     ['a config value over 64 KiB', JSON.stringify({ op: 'put', kind: 'config', name: 'a', spec: 'x'.repeat(MAX_CONFIG_VALUE_BYTES + 1), req: 'q' }), /^a config value must be at most 65536 bytes$/],
     ['a config value over 64 KiB in UTF-8 but not in characters', JSON.stringify({ op: 'put', kind: 'config', name: 'a', spec: 'é'.repeat(MAX_CONFIG_VALUE_BYTES / 2 + 1), req: 'q' }), /^a config value must be at most/],
     ['a node role that is neither manager nor worker', JSON.stringify({ op: 'put', kind: 'node-role', name: 'a', spec: 'boss', req: 'q' }), /^a node role must be manager or worker$/],
+    // What only the leader's provisioner writes, as a hostile restore or a buggy leader might.
+    ['a node record with more former peers than kept', nodePut({ formerPeers: Array.from({ length: 17 }, (_, i) => `p${i}`) }), /^formerPeers: .*<=16/],
+    ['a node record whose former peer is not an id', nodePut({ formerPeers: [7] }), /^formerPeers\.0: .*string/],
+    ['a node record whose former peer is empty', nodePut({ formerPeers: [''] }), /^formerPeers\.0: .*>=1/],
+    ['a node record whose client token has no serial', nodePut({ clientToken: '0123456789abcdef-1-x' }), /^clientToken: must be <uid>-<index>-<serial>/],
+    ['a cluster log whose attempt count is 0', timelinePut(0), /^serial: .*>=1/],
+    ['a cluster log whose attempt count is fractional', timelinePut(1.5), /^serial: Invalid integer/],
+    ['a cluster log whose attempt count is past exact integers', timelinePut(2 ** 60), /^serial: .*<=9007199254740991/],
+    ['a cluster log whose attempt count is a string', timelinePut('3'), /^serial: .*number/],
   ];
 
   test.each(cases)('%s', (_what, entry, message) => {
